@@ -1,0 +1,31 @@
+# Entry points for humans and CI. `make demo` and `make test` work on a fresh Debian bookworm.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: deps configure build demo test test-long bench clean
+
+deps:
+	bash scripts/setup-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+demo: build
+	$(BUILD_DIR)/app/socialpulse demo
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -LE long
+
+test-long: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -L long
+
+bench: build
+	bash benchmarks/run.sh $(BUILD_DIR)
+
+clean:
+	rm -rf $(BUILD_DIR)

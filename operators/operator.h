@@ -1,0 +1,56 @@
+#pragma once
+// The operator contract (STYLE: Arroyo/Flink style). The runner owns time, partitions, threading
+// and storage; an operator owns only its logic and its in-memory state, kept per input partition
+// so that a partition's state and offsets can be checkpointed and moved together.
+#include <string>
+#include <string_view>
+
+#include "operators/event.h"
+#include "operators/metrics_writer.h"
+#include "operators/result.h"
+#include "operators/time.h"
+
+namespace sp {
+
+struct OutputRecord {
+  enum class Topic { windows, alerts };
+  Topic topic = Topic::windows;
+  std::string key;
+  std::string value;  // deterministic JSON (SPEC 5): byte-identical when re-sent
+};
+
+class Emitter {
+ public:
+  virtual ~Emitter() = default;
+  virtual void emit(OutputRecord record) = 0;
+};
+
+struct ProcessContext {
+  PartitionId partition;
+  EventTime pipeline_watermark;   // min over non-idle partitions (kMinEventTime before any)
+  EventTime partition_watermark;  // this partition's own watermark before this event
+};
+
+// Instance-level state (not tied to one partition) is snapshotted under this id.
+inline constexpr PartitionId kGlobalPartition{-1};
+
+class Operator {
+ public:
+  virtual ~Operator() = default;
+  virtual std::string_view name() const = 0;
+  // Hot path: no allocation where avoidable, no I/O, no locks.
+  virtual void process(const ProcessContext& ctx, const Event& event) = 0;
+  // The pipeline watermark advanced (monotonic): close and emit what is due.
+  virtual void on_watermark(EventTime /*watermark*/, Emitter& /*out*/) {}
+  // Just before a checkpoint is written: `update`-mode operators emit open windows here.
+  virtual void on_checkpoint(Emitter& /*out*/) {}
+  // Serialize the state of one partition (or kGlobalPartition). Must be deterministic.
+  virtual void snapshot(PartitionId /*partition*/, std::string& /*out*/) const {}
+  virtual Status restore(PartitionId /*partition*/, std::string_view /*bytes*/) { return {}; }
+  // The partition was revoked (after its final checkpoint): forget its state.
+  virtual void drop(PartitionId /*partition*/) {}
+  // Describe exported metrics from current state (called at checkpoint time).
+  virtual void collect(MetricsWriter& /*out*/) const {}
+};
+
+}  // namespace sp

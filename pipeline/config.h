@@ -1,0 +1,98 @@
+#pragma once
+// The full socialpulse configuration (SPEC 7) with the SPEC's defaults for every key.
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "operators/result.h"
+#include "operators/settings.h"
+#include "operators/time.h"
+#include "operators/vocabulary.h"
+
+namespace sp {
+
+enum class UnknownBrandPolicy { other, reject };
+
+struct KafkaConfig {
+  std::string bootstrap_servers = "embedded";  // `embedded` = in-process mock cluster
+  std::string group_id = "socialpulse";
+  std::vector<std::string> topics{"social.events"};
+  std::string output_topic = "socialpulse.windows";
+  std::string alerts_topic = "socialpulse.alerts";
+  std::string dlq_topic = "socialpulse.dlq";
+  std::map<std::string, std::string> properties;  // passed to librdkafka as-is
+  int embedded_partitions = 8;                    // partitions per topic of the embedded broker
+};
+
+struct StateConfig {
+  std::string path = "./data";
+  Millis checkpoint_interval{1000};
+};
+
+struct BasicAuthConfig {
+  std::string username;      // empty = no authentication
+  std::string password_env;  // name of the environment variable holding the password
+};
+
+struct MetricsConfig {
+  std::string listen = "0.0.0.0:9464";
+  size_t max_series = 20000;
+  BasicAuthConfig basic_auth;
+};
+
+struct BrandsConfig {
+  std::vector<BrandInfo> tracked{{"acme", true}, {"globex", false}};
+  UnknownBrandPolicy unknown = UnknownBrandPolicy::other;
+};
+
+struct DedupConfig {
+  Millis horizon{15 * 60 * 1000};
+};
+
+struct RoiConfig {
+  std::string currency = "EUR";
+  // brand -> channel -> spend per day
+  std::map<std::string, std::map<std::string, double>> daily_spend;
+};
+
+struct LimitsConfig {
+  size_t max_message_bytes = 65536;
+  size_t max_state_bytes = size_t{2} << 30;  // pause partitions above this in-memory state
+  size_t max_pending_records = 100000;       // pause when output records wait longer than this
+};
+
+struct LogConfig {
+  std::string level = "info";     // trace debug info warn error critical off
+  std::string format = "logfmt";  // logfmt | json
+};
+
+struct Config {
+  KafkaConfig kafka;
+  StateConfig state;
+  MetricsConfig metrics;
+  BrandsConfig brands;
+  std::vector<std::string> channels{"twitter", "facebook", "instagram", "linkedin", "youtube",
+                                    "tiktok",  "blog",     "forum",     "reviews",  "web"};
+  std::vector<WindowSpec> windows = default_windows();
+  WatermarkSettings watermark;
+  DedupConfig dedup;
+  KpiSettings kpi;
+  EmvSettings emv;
+  RoiConfig roi;
+  LimitsConfig limits;
+  LogConfig log;
+  Millis shutdown_timeout{10'000};
+
+  Vocabulary vocabulary() const { return Vocabulary(brands.tracked, channels); }
+};
+
+// Parses YAML text (after ${VAR} expansion) and applies `--set key.path=value` overrides.
+// Errors are bad_record with message "file:line:col: message".
+Result<Config> parse_config(std::string_view yaml_text, std::string_view file_name,
+                            const std::vector<std::string>& overrides = {});
+Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Parses "500ms", "10s", "1m", "24h" (also "1h30m", "2d").
+Result<Millis> parse_duration(std::string_view text);
+
+}  // namespace sp
