@@ -51,6 +51,8 @@ class Operator {
   virtual void drop(PartitionId /*partition*/) {}
   // Describe exported metrics from current state (called at checkpoint time).
   virtual void collect(MetricsWriter& /*out*/) const {}
+  // Approximate in-memory state size, for back-pressure and socialpulse_state_bytes.
+  virtual size_t state_bytes() const { return 0; }
 };
 
 }  // namespace sp
