@@ -140,57 +140,82 @@ void CounterOperator::collect(MetricsWriter& out) const {
     for (size_t i = 0; i < s.ideas.size(); ++i) total.ideas[i] += s.ideas[i];
   }
 
-  LazyFamily interactions(out, "socialpulse_interactions_total",
-                          "Interactions (sum of event count) by brand, channel and type",
-                          MetricType::counter);
-  LazyFamily reach(out, "socialpulse_reach_total", "Sum of the events' reach field",
-                   MetricType::counter);
-  LazyFamily weight(out, "socialpulse_opinion_weight_total",
-                    "Opinion weight w*count of events carrying a sentiment", MetricType::counter);
-  LazyFamily sentiment(out, "socialpulse_sentiment_score_total",
-                       "Weighted sentiment score by polarity", MetricType::counter);
-  LazyFamily emv(out, "socialpulse_earned_media_value_total",
-                 "Earned media value in the configured currency", MetricType::counter);
-  LazyFamily visits(out, "socialpulse_web_visits_total", "Web visits from social (click events)",
-                    MetricType::counter);
-  LazyFamily leads(out, "socialpulse_leads_total", "Leads (sum of count of lead events)",
-                   MetricType::counter);
-  LazyFamily lead_value(out, "socialpulse_lead_value_total",
-                        "Lead value in the configured currency", MetricType::counter);
-  LazyFamily care(out, "socialpulse_care_response_seconds",
-                  "Customer-care response time of reply events", MetricType::histogram);
+  // MetricsWriter takes one family at a time, so each family gets its own pass over the cells.
+  // A brand x channel series is exported once that pair has seen an event: series start at 0
+  // only where there is activity (bounded, and rate() works from the first sample).
+  auto for_each_cell = [&](auto&& fn) {
+    for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
+      for (size_t ch = 0; ch < vocabulary_.channel_count(); ++ch) {
+        const auto brand = static_cast<BrandIndex>(b);
+        const auto channel = static_cast<ChannelIndex>(ch);
+        fn(vocabulary_.brand_name(brand), vocabulary_.channel_name(channel),
+           total.cells[cell_index(brand, channel)]);
+      }
+    }
+  };
+  auto touched = [](const Cell& c) {
+    for (int64_t v : c.interactions) {
+      if (v != 0) return true;
+    }
+    return false;
+  };
+  // One family per counter of the cell that needs only brand and channel labels.
+  auto cell_family = [&](std::string_view name, std::string_view help, auto value) {
+    LazyFamily family(out, name, help, MetricType::counter);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
+      if (!touched(c)) return;
+      const LabelPair labels[] = {{"brand", brand}, {"channel", channel}};
+      family.add(labels, value(c));
+    });
+  };
 
-  // A label combination is exported once it has seen an event, so series start at 0 only where
-  // there is activity (bounded, and rate() works from the first sample).
-  for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
-    const std::string& brand = vocabulary_.brand_name(static_cast<BrandIndex>(b));
-    for (size_t ch = 0; ch < vocabulary_.channel_count(); ++ch) {
-      const Cell& c = total.cells[cell_index(static_cast<BrandIndex>(b), static_cast<ChannelIndex>(ch))];
-      const std::string& channel = vocabulary_.channel_name(static_cast<ChannelIndex>(ch));
-      bool touched = false;
+  {
+    LazyFamily family(out, "socialpulse_interactions_total",
+                      "Interactions (sum of event count) by brand, channel and type",
+                      MetricType::counter);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
       for (size_t k = 0; k < kEventTypeCount; ++k) {
         if (c.interactions[k] == 0) continue;
-        touched = true;
         const LabelPair labels[] = {
             {"brand", brand}, {"channel", channel}, {"type", to_string(static_cast<EventType>(k))}};
-        interactions.add(labels, static_cast<double>(c.interactions[k]));
+        family.add(labels, static_cast<double>(c.interactions[k]));
       }
-      if (!touched) continue;
-      const LabelPair bc[] = {{"brand", brand}, {"channel", channel}};
-      reach.add(bc, static_cast<double>(c.reach));
-      weight.add(bc, c.opinion_weight);
+    });
+  }
+  cell_family("socialpulse_reach_total", "Sum of the events' reach field",
+              [](const Cell& c) { return static_cast<double>(c.reach); });
+  cell_family("socialpulse_opinion_weight_total",
+              "Opinion weight w*count of events carrying a sentiment",
+              [](const Cell& c) { return c.opinion_weight; });
+  {
+    LazyFamily family(out, "socialpulse_sentiment_score_total",
+                      "Weighted sentiment score by polarity", MetricType::counter);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
+      if (!touched(c)) return;
       const LabelPair pos[] = {{"brand", brand}, {"channel", channel}, {"polarity", "positive"}};
       const LabelPair neg[] = {{"brand", brand}, {"channel", channel}, {"polarity", "negative"}};
-      sentiment.add(pos, c.positive);
-      sentiment.add(neg, c.negative);
-      emv.add(bc, c.emv);
-      visits.add(bc, static_cast<double>(c.web_visits));
-      leads.add(bc, static_cast<double>(c.leads));
-      lead_value.add(bc, c.lead_value);
+      family.add(pos, c.positive);
+      family.add(neg, c.negative);
+    });
+  }
+  cell_family("socialpulse_earned_media_value_total",
+              "Earned media value in the configured currency", [](const Cell& c) { return c.emv; });
+  cell_family("socialpulse_web_visits_total", "Web visits from social (click events)",
+              [](const Cell& c) { return static_cast<double>(c.web_visits); });
+  cell_family("socialpulse_leads_total", "Leads (sum of count of lead events)",
+              [](const Cell& c) { return static_cast<double>(c.leads); });
+  cell_family("socialpulse_lead_value_total", "Lead value in the configured currency",
+              [](const Cell& c) { return c.lead_value; });
+  {
+    LazyFamily family(out, "socialpulse_care_response_seconds",
+                      "Customer-care response time of reply events", MetricType::histogram);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
       uint64_t observations = 0;
       for (uint64_t v : c.care_buckets) observations += v;
-      if (observations != 0) care.add_histogram(bc, kCareBounds, c.care_buckets, c.care_sum);
-    }
+      if (observations == 0) return;
+      const LabelPair labels[] = {{"brand", brand}, {"channel", channel}};
+      family.add_histogram(labels, kCareBounds, c.care_buckets, c.care_sum);
+    });
   }
 
   LazyFamily ideas(out, "socialpulse_ideas_total", "Ideas by brand and author role",

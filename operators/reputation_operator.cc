@@ -1,6 +1,7 @@
 #include "operators/reputation_operator.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "operators/derived.h"
@@ -204,15 +205,24 @@ HyperLogLog ReputationOperator::merged_actors(BrandIndex brand, bool long_horizo
 void ReputationOperator::collect(MetricsWriter& out) const {
   const size_t brands = vocabulary_.brand_count();
 
-  LazyFamily spikes(out, "socialpulse_reputation_spikes_total",
-                    "Negative-sentiment spikes detected per brand", MetricType::counter);
-  LazyFamily zscore(out, "socialpulse_reputation_anomaly_zscore",
-                    "z-score of the last closed minute's negative score", MetricType::gauge);
-  for (size_t b = 0; b < brands; ++b) {
-    if (!detectors_[b].started()) continue;
-    const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
-    spikes.add(labels, static_cast<double>(spikes_[b]));
-    zscore.add(labels, detectors_[b].last_zscore());
+  // MetricsWriter takes one family at a time: one pass per family.
+  {
+    LazyFamily family(out, "socialpulse_reputation_spikes_total",
+                      "Negative-sentiment spikes detected per brand", MetricType::counter);
+    for (size_t b = 0; b < brands; ++b) {
+      if (!detectors_[b].started()) continue;
+      const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+      family.add(labels, static_cast<double>(spikes_[b]));
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_reputation_anomaly_zscore",
+                      "z-score of the last closed minute's negative score", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      if (!detectors_[b].started()) continue;
+      const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+      family.add(labels, detectors_[b].last_zscore());
+    }
   }
   if (closed_end_ == kNothingClosed) return;  // no closed bucket yet: horizon gauges are absent
 
@@ -242,34 +252,50 @@ void ReputationOperator::collect(MetricsWriter& out) const {
     if (vocabulary_.brand_is_tracked(static_cast<BrandIndex>(b))) tracked_mentions += totals[b].mentions;
   }
 
-  LazyFamily ri(out, "socialpulse_reputation_index",
-                "100*(P-N)/W over the reputation horizon, -100..100", MetricType::gauge);
-  LazyFamily sov(out, "socialpulse_share_of_voice_ratio",
-                 "Mentions of the brand over mentions of all tracked brands (horizon)",
-                 MetricType::gauge);
-  LazyFamily innovation(out, "socialpulse_innovation_rate",
-                        "Ideas per 1000 engagements over the horizon", MetricType::gauge);
-  LazyFamily unique(out, "socialpulse_unique_actors",
-                    "Distinct actors (HyperLogLog) over 1h and 24h", MetricType::gauge);
-  for (size_t b = 0; b < brands; ++b) {
-    const auto brand = static_cast<BrandIndex>(b);
-    const LabelPair labels[] = {{"brand", vocabulary_.brand_name(brand)}};
-    const Totals& t = totals[b];
-    if (t.weight > 0.0) ri.add(labels, 100.0 * (t.positive - t.negative) / t.weight);
-    if (vocabulary_.brand_is_tracked(brand) && tracked_mentions > 0) {
-      sov.add(labels, static_cast<double>(t.mentions) / static_cast<double>(tracked_mentions));
+  auto brand_labels = [this](size_t b) {
+    return std::array<LabelPair, 1>{LabelPair{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+  };
+  {
+    LazyFamily family(out, "socialpulse_reputation_index",
+                      "100*(P-N)/W over the reputation horizon, -100..100", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      const Totals& t = totals[b];
+      if (t.weight > 0.0) family.add(brand_labels(b), 100.0 * (t.positive - t.negative) / t.weight);
     }
-    if (t.engagements > 0) {
-      innovation.add(labels,
-                     1000.0 * static_cast<double>(t.ideas) / static_cast<double>(t.engagements));
+  }
+  {
+    LazyFamily family(out, "socialpulse_share_of_voice_ratio",
+                      "Mentions of the brand over mentions of all tracked brands (horizon)",
+                      MetricType::gauge);
+    for (size_t b = 0; b < brands && tracked_mentions > 0; ++b) {
+      if (!vocabulary_.brand_is_tracked(static_cast<BrandIndex>(b))) continue;
+      family.add(brand_labels(b),
+                 static_cast<double>(totals[b].mentions) / static_cast<double>(tracked_mentions));
     }
-    for (bool long_horizon : {false, true}) {
-      bool any = false;
-      const HyperLogLog h = merged_actors(brand, long_horizon, &any);
-      if (!any) continue;
-      const LabelPair ul[] = {{"brand", vocabulary_.brand_name(brand)},
-                              {"horizon", long_horizon ? "24h" : "1h"}};
-      unique.add(ul, h.estimate());
+  }
+  {
+    LazyFamily family(out, "socialpulse_innovation_rate",
+                      "Ideas per 1000 engagements over the horizon", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      const Totals& t = totals[b];
+      if (t.engagements == 0) continue;
+      family.add(brand_labels(b),
+                 1000.0 * static_cast<double>(t.ideas) / static_cast<double>(t.engagements));
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_unique_actors",
+                      "Distinct actors (HyperLogLog) over 1h and 24h", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      for (bool long_horizon : {false, true}) {
+        bool any = false;
+        const HyperLogLog h = merged_actors(static_cast<BrandIndex>(b), long_horizon, &any);
+        if (!any) continue;
+        const LabelPair labels[] = {
+            {"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
+            {"horizon", long_horizon ? "24h" : "1h"}};
+        family.add(labels, h.estimate());
+      }
     }
   }
 }
