@@ -67,7 +67,8 @@ void BM_KpiOperators(benchmark::State& state) {
     const auto& [partition, e] = events[i & (events.size() - 1)];
     // Event time keeps moving across passes over the sample so buckets keep closing and expiring.
     Event shifted = e;
-    shifted.time += Millis{static_cast<int64_t>(i / events.size()) * static_cast<int64_t>(events.size())};
+    shifted.time +=
+        Millis{static_cast<int64_t>(i / events.size()) * static_cast<int64_t>(events.size())};
     if ((i % 1000) == 0) {
       watermark = shifted.time - Millis{10'000};
       for (auto& op : ops) op->on_watermark(watermark, emitter);

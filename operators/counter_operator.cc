@@ -47,8 +47,9 @@ void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
   cell.negative += d.negative;
   cell.emv += d.emv;
   cell.lead_value += d.lead_value;
-  if (d.ideas != 0) s.ideas[static_cast<size_t>(event.brand) * kRoleCount +
-                            static_cast<size_t>(event.role)] += d.ideas;
+  if (d.ideas != 0)
+    s.ideas[static_cast<size_t>(event.brand) * kRoleCount + static_cast<size_t>(event.role)] +=
+        d.ideas;
   // One observation per reply event, not per count: a response time is one measurement.
   if (event.type == EventType::reply && event.has_response_time) {
     const size_t bucket = static_cast<size_t>(
@@ -240,8 +241,9 @@ void CounterOperator::collect(MetricsWriter& out) const {
 }
 
 size_t CounterOperator::state_bytes() const {
-  const size_t per_partition = vocabulary_.brand_count() * vocabulary_.channel_count() * sizeof(Cell) +
-                               vocabulary_.brand_count() * kRoleCount * sizeof(int64_t);
+  const size_t per_partition =
+      vocabulary_.brand_count() * vocabulary_.channel_count() * sizeof(Cell) +
+      vocabulary_.brand_count() * kRoleCount * sizeof(int64_t);
   return partitions_.size() * per_partition;
 }
 

@@ -55,8 +55,8 @@ class CounterOperator final : public Operator {
     double care_sum = 0.0;
   };
   struct PartitionState {
-    std::vector<Cell> cells;                 // brand * channel_count + channel
-    std::vector<int64_t> ideas;              // brand * kRoleCount + role
+    std::vector<Cell> cells;     // brand * channel_count + channel
+    std::vector<int64_t> ideas;  // brand * kRoleCount + role
   };
 
   PartitionState& state_for(PartitionId partition);

@@ -14,9 +14,7 @@ namespace {
 constexpr uint64_t kPartitionSnapshotVersion = 1;
 constexpr uint64_t kGlobalSnapshotVersion = 1;
 
-constexpr int64_t floor_div(int64_t a, int64_t b) {
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
+constexpr int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
@@ -55,8 +53,8 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, E
       kpi_(std::move(kpi)),
       emv_(std::move(emv)),
       // Buckets are whole minutes; a horizon below one minute would keep nothing closed.
-      horizon_minutes_(std::max<int64_t>(
-          1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
+      horizon_minutes_(
+          std::max<int64_t>(1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
       detectors_(vocabulary_.brand_count(), SpikeDetector(kpi_.spike)),
       spikes_(vocabulary_.brand_count(), 0) {}
 
@@ -186,12 +184,12 @@ HyperLogLog ReputationOperator::merged_actors(BrandIndex brand, bool long_horizo
   const int64_t slice = long_horizon ? kLongSliceMinutes : kShortSliceMinutes;
   const int64_t horizon = long_horizon ? kLongHorizonMinutes : kShortHorizonMinutes;
   const int64_t lo = floor_div(closed_end_ - horizon, slice);  // first slice touching the horizon
-  const int64_t hi = floor_div(closed_end_ - 1, slice);         // slice holding the last closed minute
+  const int64_t hi = floor_div(closed_end_ - 1, slice);  // slice holding the last closed minute
   HyperLogLog merged;
   *any = false;
   for (const auto& [id, p] : partitions_) {
-    const Series<HyperLogLog>& s = long_horizon ? p.brands[brand].long_slices
-                                                : p.brands[brand].short_slices;
+    const Series<HyperLogLog>& s =
+        long_horizon ? p.brands[brand].long_slices : p.brands[brand].short_slices;
     for (int64_t i = std::max(lo, s.first); i <= hi && i < s.end(); ++i) {
       const HyperLogLog& h = s.items[static_cast<size_t>(i - s.first)];
       if (h.empty()) continue;
@@ -249,11 +247,13 @@ void ReputationOperator::collect(MetricsWriter& out) const {
   }
   int64_t tracked_mentions = 0;
   for (size_t b = 0; b < brands; ++b) {
-    if (vocabulary_.brand_is_tracked(static_cast<BrandIndex>(b))) tracked_mentions += totals[b].mentions;
+    if (vocabulary_.brand_is_tracked(static_cast<BrandIndex>(b)))
+      tracked_mentions += totals[b].mentions;
   }
 
   auto brand_labels = [this](size_t b) {
-    return std::array<LabelPair, 1>{LabelPair{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+    return std::array<LabelPair, 1>{
+        LabelPair{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
   };
   {
     LazyFamily family(out, "socialpulse_reputation_index",
@@ -291,9 +291,8 @@ void ReputationOperator::collect(MetricsWriter& out) const {
         bool any = false;
         const HyperLogLog h = merged_actors(static_cast<BrandIndex>(b), long_horizon, &any);
         if (!any) continue;
-        const LabelPair labels[] = {
-            {"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
-            {"horizon", long_horizon ? "24h" : "1h"}};
+        const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
+                                    {"horizon", long_horizon ? "24h" : "1h"}};
         family.add(labels, h.estimate());
       }
     }

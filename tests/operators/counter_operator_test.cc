@@ -38,10 +38,10 @@ TEST(CounterOperator, EmvUsesConfiguredActionValuesAndCpm) {
   emv.action_value[static_cast<size_t>(EventType::mention)] = 0.5;
   emv.action_value[static_cast<size_t>(EventType::follow)] = 1.5;  // 0 by default
   CounterOperator op(vocab(), KpiSettings{}, emv, {});
-  op.process(kP0, make(EventType::like, 4));        // 4 * 0.25 = 1.0
-  op.process(kP0, make(EventType::follow));         // 1.5
+  op.process(kP0, make(EventType::like, 4));  // 4 * 0.25 = 1.0
+  op.process(kP0, make(EventType::follow));   // 1.5
   Event mention = make(EventType::mention);
-  mention.reach = 3000;                              // 0.5 + 3000/1000 * 2 = 6.5
+  mention.reach = 3000;  // 0.5 + 3000/1000 * 2 = 6.5
   op.process(kP0, mention);
   op.process(kP1, make(EventType::impression, 500));  // 500/1000 * 2 = 1.0
   Event reply = make(EventType::reply);
@@ -59,10 +59,13 @@ TEST(CounterOperator, InteractionsSumCountPerTypeAcrossPartitions) {
   other.channel = 2;  // other
   op.process(kP1, other);
   const auto w = collect(op);
-  EXPECT_EQ(w.at(R"(socialpulse_interactions_total{brand="acme",channel="twitter",type="impression"})"),
-            2000.0);
-  EXPECT_EQ(w.at(R"(socialpulse_interactions_total{brand="other",channel="other",type="like"})"), 1.0);
-  EXPECT_FALSE(w.has(R"(socialpulse_interactions_total{brand="acme",channel="twitter",type="like"})"));
+  EXPECT_EQ(
+      w.at(R"(socialpulse_interactions_total{brand="acme",channel="twitter",type="impression"})"),
+      2000.0);
+  EXPECT_EQ(w.at(R"(socialpulse_interactions_total{brand="other",channel="other",type="like"})"),
+            1.0);
+  EXPECT_FALSE(
+      w.has(R"(socialpulse_interactions_total{brand="acme",channel="twitter",type="like"})"));
   EXPECT_FALSE(w.has(R"(socialpulse_reach_total{brand="globex",channel="twitter"})"));
 }
 
@@ -76,9 +79,16 @@ TEST(CounterOperator, CareHistogramObservesEachReplyOnce) {
   op.process(kP0, r);
   op.process(kP0, make(EventType::reply));  // no response time: not observed
   const auto w = collect(op);
-  EXPECT_EQ(w.at(R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="60"})"), 1.0);
-  EXPECT_EQ(w.at(R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="86400"})"), 1.0);
-  EXPECT_EQ(w.at(R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="+Inf"})"), 2.0);
+  EXPECT_EQ(
+      w.at(R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="60"})"),
+      1.0);
+  EXPECT_EQ(
+      w.at(
+          R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="86400"})"),
+      1.0);
+  EXPECT_EQ(
+      w.at(R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="+Inf"})"),
+      2.0);
   EXPECT_EQ(w.at("socialpulse_care_response_seconds_sum" + kAcmeTwitter), 100060.0);
 }
 

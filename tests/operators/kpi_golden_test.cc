@@ -48,9 +48,9 @@ struct GoldenRun {
 
 GoldenRun run_golden() {
   const Vocabulary vocab = golden_vocabulary();
-  auto ops = make_kpi_operators(vocab, golden_kpi(), EmvSettings{},
-                                {{"acme", "twitter", 150}, {"acme", "facebook", 200},
-                                 {"globex", "twitter", 80}});
+  auto ops = make_kpi_operators(
+      vocab, golden_kpi(), EmvSettings{},
+      {{"acme", "twitter", 150}, {"acme", "facebook", 200}, {"globex", "twitter", 80}});
   RecordingEmitter emitter;
   EventTime watermark = kMinEventTime;
   std::ifstream in(data_path("events.txt"));

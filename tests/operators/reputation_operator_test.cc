@@ -81,9 +81,9 @@ TEST(ReputationOperator, ReputationIndexExpiresWithTheHorizon) {
   KpiSettings kpi;
   kpi.reputation_horizon = std::chrono::minutes(10);
   Harness h(kpi);
-  h.add(opinion(kAcme, 0.2, 0.8));                 // P = 0.8, W = 1
-  h.add(opinion(kAcme, 5.5, -0.4, 2), /*p=*/1);    // N = 0.8, W = 2
-  h.advance_to_minute(10);  // horizon [0, 10): both buckets
+  h.add(opinion(kAcme, 0.2, 0.8));               // P = 0.8, W = 1
+  h.add(opinion(kAcme, 5.5, -0.4, 2), /*p=*/1);  // N = 0.8, W = 2
+  h.advance_to_minute(10);                       // horizon [0, 10): both buckets
   EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), 100.0 * (0.8 - 0.8) / 3.0);
   h.advance_to_minute(11);  // horizon [1, 11): minute 0 expired
   EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), -40.0);
@@ -227,8 +227,9 @@ TEST(ReputationOperator, SpikeEmitsAlertAndCounts) {
   EXPECT_EQ(r.key, "acme|2026-11-24T01:00:00.000Z");
   // Exact field order and shortest round-trip numbers (25 x 0.9 sums to 22.499999999999993).
   EXPECT_TRUE(std::regex_match(
-      r.value, std::regex(R"(\{"brand":"acme","bucket_start":"2026-11-24T01:00:00\.000Z","value":)"
-                          R"(22\.49+\d*,"mean":[0-9.e-]+,"stddev":[0-9.e-]+,"zscore":[0-9.e-]+\})")))
+      r.value,
+      std::regex(R"(\{"brand":"acme","bucket_start":"2026-11-24T01:00:00\.000Z","value":)"
+                 R"(22\.49+\d*,"mean":[0-9.e-]+,"stddev":[0-9.e-]+,"zscore":[0-9.e-]+\})")))
       << r.value;
   const auto w = h.metrics();
   EXPECT_EQ(w.at(R"(socialpulse_reputation_spikes_total{brand="acme"})"),
@@ -279,7 +280,9 @@ TEST(KpiOperators, SnapshotRestoreEqualsUninterruptedRun) {
   KpiSettings kpi;
   kpi.reputation_horizon = std::chrono::minutes(45);  // so that expiry happens within the run
   kpi.spike.min_events = 5;
-  auto build = [&] { return make_kpi_operators(vocab(), kpi, EmvSettings{}, {{"acme", "twitter", 10}}); };
+  auto build = [&] {
+    return make_kpi_operators(vocab(), kpi, EmvSettings{}, {{"acme", "twitter", 10}});
+  };
 
   auto run = [&](std::vector<std::unique_ptr<Operator>>& ops, size_t from, size_t to,
                  RecordingEmitter& out) {
