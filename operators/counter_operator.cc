@@ -1,0 +1,250 @@
+#include "operators/counter_operator.h"
+
+#include <algorithm>
+
+#include "operators/derived.h"
+#include "operators/kpi_codec.h"
+#include "operators/kpi_metrics.h"
+
+namespace sp {
+namespace {
+constexpr uint64_t kSnapshotVersion = 1;
+}  // namespace
+
+CounterOperator::CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
+                                 std::vector<SpendEntry> spend)
+    : vocabulary_(std::move(vocabulary)),
+      kpi_(std::move(kpi)),
+      emv_(std::move(emv)),
+      spend_(std::move(spend)) {}
+
+CounterOperator::PartitionState CounterOperator::fresh_state() const {
+  PartitionState s;
+  s.cells.resize(vocabulary_.brand_count() * vocabulary_.channel_count());
+  s.ideas.resize(vocabulary_.brand_count() * kRoleCount);
+  return s;
+}
+
+CounterOperator::PartitionState& CounterOperator::state_for(PartitionId partition) {
+  if (last_state_ != nullptr && last_partition_ == partition) return *last_state_;
+  auto it = partitions_.find(partition);
+  if (it == partitions_.end()) it = partitions_.emplace(partition, fresh_state()).first;
+  last_partition_ = partition;
+  last_state_ = &it->second;
+  return *last_state_;
+}
+
+void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
+  PartitionState& s = state_for(ctx.partition);
+  const Derived d = derive(event, kpi_, emv_);
+  Cell& cell = s.cells[cell_index(event.brand, event.channel)];
+  cell.interactions[static_cast<size_t>(event.type)] += event.count;
+  cell.reach += d.reach;
+  cell.web_visits += d.web_visits;
+  cell.leads += d.leads;
+  cell.opinion_weight += d.opinion_weight;
+  cell.positive += d.positive;
+  cell.negative += d.negative;
+  cell.emv += d.emv;
+  cell.lead_value += d.lead_value;
+  if (d.ideas != 0)
+    s.ideas[static_cast<size_t>(event.brand) * kRoleCount + static_cast<size_t>(event.role)] +=
+        d.ideas;
+  // One observation per reply event, not per count: a response time is one measurement.
+  if (event.type == EventType::reply && event.has_response_time) {
+    const size_t bucket = static_cast<size_t>(
+        std::lower_bound(kCareBounds.begin(), kCareBounds.end(), event.response_time_s) -
+        kCareBounds.begin());  // le semantics: value == bound falls in that bound's bucket
+    ++cell.care_buckets[bucket];
+    cell.care_sum += event.response_time_s;
+  }
+}
+
+void CounterOperator::snapshot(PartitionId partition, std::string& out) const {
+  const auto it = partitions_.find(partition);
+  if (it == partitions_.end()) return;  // no state: empty bytes restore to nothing
+  using namespace kpi_codec;
+  put_u64(out, kSnapshotVersion);
+  put_u64(out, vocabulary_.brand_count());
+  put_u64(out, vocabulary_.channel_count());
+  for (const Cell& c : it->second.cells) {
+    for (int64_t v : c.interactions) put_i64(out, v);
+    put_i64(out, c.reach);
+    put_i64(out, c.web_visits);
+    put_i64(out, c.leads);
+    put_f64(out, c.opinion_weight);
+    put_f64(out, c.positive);
+    put_f64(out, c.negative);
+    put_f64(out, c.emv);
+    put_f64(out, c.lead_value);
+    for (uint64_t v : c.care_buckets) put_u64(out, v);
+    put_f64(out, c.care_sum);
+  }
+  for (int64_t v : it->second.ideas) put_i64(out, v);
+}
+
+Status CounterOperator::restore(PartitionId partition, std::string_view bytes) {
+  drop(partition);
+  if (bytes.empty()) return {};
+  kpi_codec::Reader in(bytes);
+  if (in.u64() != kSnapshotVersion) {
+    return make_error(ErrorKind::fatal, "kpi_counters: unknown snapshot version");
+  }
+  // Indexes are positional, so a snapshot taken with another brand/channel list cannot be mapped.
+  if (in.u64() != vocabulary_.brand_count() || in.u64() != vocabulary_.channel_count()) {
+    return make_error(ErrorKind::fatal,
+                      "kpi_counters: snapshot brand/channel lists differ from the configuration");
+  }
+  PartitionState s = fresh_state();
+  for (Cell& c : s.cells) {
+    for (int64_t& v : c.interactions) v = in.i64();
+    c.reach = in.i64();
+    c.web_visits = in.i64();
+    c.leads = in.i64();
+    c.opinion_weight = in.f64();
+    c.positive = in.f64();
+    c.negative = in.f64();
+    c.emv = in.f64();
+    c.lead_value = in.f64();
+    for (uint64_t& v : c.care_buckets) v = in.u64();
+    c.care_sum = in.f64();
+  }
+  for (int64_t& v : s.ideas) v = in.i64();
+  if (!in.done()) return make_error(ErrorKind::fatal, "kpi_counters: corrupt snapshot");
+  partitions_.emplace(partition, std::move(s));
+  return {};
+}
+
+void CounterOperator::drop(PartitionId partition) {
+  partitions_.erase(partition);
+  last_state_ = nullptr;
+}
+
+void CounterOperator::collect(MetricsWriter& out) const {
+  PartitionState total = fresh_state();
+  for (const auto& [id, s] : partitions_) {
+    for (size_t i = 0; i < s.cells.size(); ++i) {
+      Cell& t = total.cells[i];
+      const Cell& c = s.cells[i];
+      for (size_t k = 0; k < kEventTypeCount; ++k) t.interactions[k] += c.interactions[k];
+      t.reach += c.reach;
+      t.web_visits += c.web_visits;
+      t.leads += c.leads;
+      t.opinion_weight += c.opinion_weight;
+      t.positive += c.positive;
+      t.negative += c.negative;
+      t.emv += c.emv;
+      t.lead_value += c.lead_value;
+      for (size_t k = 0; k < kCareBuckets; ++k) t.care_buckets[k] += c.care_buckets[k];
+      t.care_sum += c.care_sum;
+    }
+    for (size_t i = 0; i < s.ideas.size(); ++i) total.ideas[i] += s.ideas[i];
+  }
+
+  // MetricsWriter takes one family at a time, so each family gets its own pass over the cells.
+  // A brand x channel series is exported once that pair has seen an event: series start at 0
+  // only where there is activity (bounded, and rate() works from the first sample).
+  auto for_each_cell = [&](auto&& fn) {
+    for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
+      for (size_t ch = 0; ch < vocabulary_.channel_count(); ++ch) {
+        const auto brand = static_cast<BrandIndex>(b);
+        const auto channel = static_cast<ChannelIndex>(ch);
+        fn(vocabulary_.brand_name(brand), vocabulary_.channel_name(channel),
+           total.cells[cell_index(brand, channel)]);
+      }
+    }
+  };
+  auto touched = [](const Cell& c) {
+    for (int64_t v : c.interactions) {
+      if (v != 0) return true;
+    }
+    return false;
+  };
+  // One family per counter of the cell that needs only brand and channel labels.
+  auto cell_family = [&](std::string_view name, std::string_view help, auto value) {
+    LazyFamily family(out, name, help, MetricType::counter);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
+      if (!touched(c)) return;
+      const LabelPair labels[] = {{"brand", brand}, {"channel", channel}};
+      family.add(labels, value(c));
+    });
+  };
+
+  {
+    LazyFamily family(out, "socialpulse_interactions_total",
+                      "Interactions (sum of event count) by brand, channel and type",
+                      MetricType::counter);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
+      for (size_t k = 0; k < kEventTypeCount; ++k) {
+        if (c.interactions[k] == 0) continue;
+        const LabelPair labels[] = {
+            {"brand", brand}, {"channel", channel}, {"type", to_string(static_cast<EventType>(k))}};
+        family.add(labels, static_cast<double>(c.interactions[k]));
+      }
+    });
+  }
+  cell_family("socialpulse_reach_total", "Sum of the events' reach field",
+              [](const Cell& c) { return static_cast<double>(c.reach); });
+  cell_family("socialpulse_opinion_weight_total",
+              "Opinion weight w*count of events carrying a sentiment",
+              [](const Cell& c) { return c.opinion_weight; });
+  {
+    LazyFamily family(out, "socialpulse_sentiment_score_total",
+                      "Weighted sentiment score by polarity", MetricType::counter);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
+      if (!touched(c)) return;
+      const LabelPair pos[] = {{"brand", brand}, {"channel", channel}, {"polarity", "positive"}};
+      const LabelPair neg[] = {{"brand", brand}, {"channel", channel}, {"polarity", "negative"}};
+      family.add(pos, c.positive);
+      family.add(neg, c.negative);
+    });
+  }
+  cell_family("socialpulse_earned_media_value_total",
+              "Earned media value in the configured currency", [](const Cell& c) { return c.emv; });
+  cell_family("socialpulse_web_visits_total", "Web visits from social (click events)",
+              [](const Cell& c) { return static_cast<double>(c.web_visits); });
+  cell_family("socialpulse_leads_total", "Leads (sum of count of lead events)",
+              [](const Cell& c) { return static_cast<double>(c.leads); });
+  cell_family("socialpulse_lead_value_total", "Lead value in the configured currency",
+              [](const Cell& c) { return c.lead_value; });
+  {
+    LazyFamily family(out, "socialpulse_care_response_seconds",
+                      "Customer-care response time of reply events", MetricType::histogram);
+    for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
+      uint64_t observations = 0;
+      for (uint64_t v : c.care_buckets) observations += v;
+      if (observations == 0) return;
+      const LabelPair labels[] = {{"brand", brand}, {"channel", channel}};
+      family.add_histogram(labels, kCareBounds, c.care_buckets, c.care_sum);
+    });
+  }
+
+  LazyFamily ideas(out, "socialpulse_ideas_total", "Ideas by brand and author role",
+                   MetricType::counter);
+  for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
+    for (size_t r = 0; r < kRoleCount; ++r) {
+      const int64_t v = total.ideas[b * kRoleCount + r];
+      if (v == 0) continue;
+      const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
+                                  {"role", to_string(static_cast<Role>(r))}};
+      ideas.add(labels, static_cast<double>(v));
+    }
+  }
+
+  LazyFamily spend(out, "socialpulse_daily_spend",
+                   "Configured daily spend (roi.daily_spend) by brand and channel",
+                   MetricType::gauge);
+  for (const SpendEntry& e : spend_) {
+    const LabelPair labels[] = {{"brand", e.brand}, {"channel", e.channel}};
+    spend.add(labels, e.spend);
+  }
+}
+
+size_t CounterOperator::state_bytes() const {
+  const size_t per_partition =
+      vocabulary_.brand_count() * vocabulary_.channel_count() * sizeof(Cell) +
+      vocabulary_.brand_count() * kRoleCount * sizeof(int64_t);
+  return partitions_.size() * per_partition;
+}
+
+}  // namespace sp

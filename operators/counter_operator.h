@@ -1,0 +1,79 @@
+#pragma once
+// Cumulative KPI counters of SPEC 4 (interactions, reach, opinion, EMV, web visits, leads, ideas,
+// care response histogram) plus the configured daily-spend gauge.
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "operators/operator.h"
+#include "operators/settings.h"
+#include "operators/vocabulary.h"
+
+namespace sp {
+
+// One `roi.daily_spend` entry, exported as socialpulse_daily_spend{brand,channel}.
+struct SpendEntry {
+  std::string brand;
+  std::string channel;
+  double spend = 0.0;
+};
+
+// Counts every event handed to process() (late ones included) into dense per-partition arrays;
+// collect() sums the partitions. Never allocates per event once a partition is known.
+class CounterOperator final : public Operator {
+ public:
+  static constexpr std::array<double, 7> kCareBounds = {60, 300, 900, 1800, 3600, 14400, 86400};
+  static constexpr size_t kCareBuckets = kCareBounds.size() + 1;  // + Inf
+
+  CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
+                  std::vector<SpendEntry> spend);
+
+  std::string_view name() const override { return "kpi_counters"; }
+  void process(const ProcessContext& ctx, const Event& event) override;
+  void snapshot(PartitionId partition, std::string& out) const override;
+  Status restore(PartitionId partition, std::string_view bytes) override;
+  void drop(PartitionId partition) override;
+  void collect(MetricsWriter& out) const override;
+  size_t state_bytes() const override;
+
+ private:
+  // All counters of one brand x channel pair; integer where the source is integral so sums are
+  // exact, double where the derived quantity is real.
+  struct Cell {
+    std::array<int64_t, kEventTypeCount> interactions{};
+    int64_t reach = 0;
+    int64_t web_visits = 0;
+    int64_t leads = 0;
+    double opinion_weight = 0.0;
+    double positive = 0.0;
+    double negative = 0.0;
+    double emv = 0.0;
+    double lead_value = 0.0;
+    std::array<uint64_t, kCareBuckets> care_buckets{};
+    double care_sum = 0.0;
+  };
+  struct PartitionState {
+    std::vector<Cell> cells;     // brand * channel_count + channel
+    std::vector<int64_t> ideas;  // brand * kRoleCount + role
+  };
+
+  PartitionState& state_for(PartitionId partition);
+  PartitionState fresh_state() const;
+  size_t cell_index(BrandIndex b, ChannelIndex c) const {
+    return static_cast<size_t>(b) * vocabulary_.channel_count() + c;
+  }
+
+  Vocabulary vocabulary_;
+  KpiSettings kpi_;
+  EmvSettings emv_;
+  std::vector<SpendEntry> spend_;
+  // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
+  std::map<PartitionId, PartitionState> partitions_;
+  // The runner usually feeds long runs of one partition; std::map nodes are stable.
+  PartitionId last_partition_{kGlobalPartition};
+  PartitionState* last_state_ = nullptr;
+};
+
+}  // namespace sp

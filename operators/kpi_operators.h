@@ -1,0 +1,20 @@
+#pragma once
+// Builds the KPI operators of SPEC 2/4 (counters, horizon gauges, spike detector) for the runner.
+#include <memory>
+#include <vector>
+
+#include "operators/counter_operator.h"
+#include "operators/operator.h"
+#include "operators/reputation_operator.h"
+#include "operators/settings.h"
+#include "operators/vocabulary.h"
+
+namespace sp {
+
+// Returns {CounterOperator, ReputationOperator}; each copies what it needs from the arguments.
+std::vector<std::unique_ptr<Operator>> make_kpi_operators(const Vocabulary& vocabulary,
+                                                          const KpiSettings& kpi,
+                                                          const EmvSettings& emv,
+                                                          std::vector<SpendEntry> spend);
+
+}  // namespace sp

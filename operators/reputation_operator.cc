@@ -1,0 +1,431 @@
+#include "operators/reputation_operator.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include "operators/derived.h"
+#include "operators/kpi_codec.h"
+#include "operators/kpi_metrics.h"
+
+namespace sp {
+namespace {
+
+constexpr uint64_t kPartitionSnapshotVersion = 1;
+constexpr uint64_t kGlobalSnapshotVersion = 1;
+
+constexpr int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
+
+void put_hll_series(std::string& out, int64_t first, const std::deque<HyperLogLog>& items) {
+  kpi_codec::put_i64(out, first);
+  kpi_codec::put_u64(out, items.size());
+  for (const HyperLogLog& h : items) h.serialize(out);
+}
+
+}  // namespace
+
+template <typename T>
+T& ReputationOperator::Series<T>::at(int64_t index) {
+  if (items.empty()) {
+    first = index;
+    items.emplace_back();
+  } else if (index < first) {
+    items.insert(items.begin(), static_cast<size_t>(first - index), T{});
+    first = index;
+  } else if (index >= end()) {
+    items.resize(static_cast<size_t>(index - first + 1));
+  }
+  return items[static_cast<size_t>(index - first)];
+}
+
+template <typename T>
+void ReputationOperator::Series<T>::drop_before(int64_t index) {
+  while (!items.empty() && first < index) {
+    items.pop_front();
+    ++first;
+  }
+}
+
+ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv)
+    : vocabulary_(std::move(vocabulary)),
+      kpi_(std::move(kpi)),
+      emv_(std::move(emv)),
+      // Buckets are whole minutes; a horizon below one minute would keep nothing closed.
+      horizon_minutes_(
+          std::max<int64_t>(1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
+      detectors_(vocabulary_.brand_count(), SpikeDetector(kpi_.spike)),
+      spikes_(vocabulary_.brand_count(), 0) {}
+
+ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId partition) {
+  if (last_state_ != nullptr && last_partition_ == partition) return *last_state_;
+  auto it = partitions_.find(partition);
+  if (it == partitions_.end()) {
+    PartitionState s;
+    s.brands.resize(vocabulary_.brand_count());
+    it = partitions_.emplace(partition, std::move(s)).first;
+  }
+  last_partition_ = partition;
+  last_state_ = &it->second;
+  return *last_state_;
+}
+
+void ReputationOperator::process(const ProcessContext& ctx, const Event& event) {
+  const int64_t minute = minute_of(event.time);
+  // The bucket is closed once the pipeline watermark reached its end: such events only count in
+  // the cumulative counters. ctx may be ahead of the last on_watermark call; either closes it.
+  const int64_t closed_end = std::max(closed_end_, minute_of(ctx.pipeline_watermark));
+  if (minute < closed_end) return;
+
+  BrandState& brand = state_for(ctx.partition).brands[event.brand];
+  const Derived d = derive(event, kpi_, emv_);
+  MinuteBucket& b = brand.minutes.at(minute);
+  b.positive += d.positive;
+  b.negative += d.negative;
+  b.weight += d.opinion_weight;
+  b.mentions += d.mentions;
+  b.engagements += d.engagements;
+  b.ideas += d.ideas;
+  // A pre-aggregated event stands for `count` opinions, as in the weight w*c.
+  if (d.opinion) b.opinion_events += event.count;
+  ++b.events;
+  if (event.has_actor) {
+    brand.short_slices.at(floor_div(minute, kShortSliceMinutes)).add(event.actor_hash);
+    brand.long_slices.at(floor_div(minute, kLongSliceMinutes)).add(event.actor_hash);
+  }
+}
+
+void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
+  const int64_t new_closed_end = minute_of(watermark);
+  if (new_closed_end <= closed_end_) return;
+  close_minutes(new_closed_end, out);
+  closed_end_ = new_closed_end;
+
+  const int64_t minute_floor = new_closed_end - horizon_minutes_;
+  const int64_t short_floor = floor_div(new_closed_end - kShortHorizonMinutes, kShortSliceMinutes);
+  const int64_t long_floor = floor_div(new_closed_end - kLongHorizonMinutes, kLongSliceMinutes);
+  for (auto& [id, p] : partitions_) {
+    for (BrandState& b : p.brands) {
+      b.minutes.drop_before(minute_floor);
+      // A slice is kept while it still intersects its horizon (see the class comment).
+      b.short_slices.drop_before(short_floor);
+      b.long_slices.drop_before(long_floor);
+    }
+  }
+}
+
+void ReputationOperator::close_minutes(int64_t new_closed_end, Emitter& out) {
+  const size_t brands = vocabulary_.brand_count();
+  // Where each brand's closing starts: a started detector continues at closed_end_ (gap minutes
+  // feed x = 0); an unstarted one at its earliest retained bucket, so that the first watermark
+  // (from kMinEventTime) does not walk billions of empty minutes.
+  std::vector<int64_t> begin(brands, kNothingClosed);
+  int64_t loop_begin = new_closed_end;
+  for (size_t b = 0; b < brands; ++b) {
+    int64_t start = new_closed_end;
+    if (detectors_[b].started()) {
+      start = closed_end_;
+    } else {
+      for (const auto& [id, p] : partitions_) {
+        const Series<MinuteBucket>& s = p.brands[b].minutes;
+        if (!s.items.empty()) start = std::min(start, std::max(s.first, closed_end_));
+      }
+    }
+    begin[b] = start;
+    loop_begin = std::min(loop_begin, start);
+  }
+  // Minute-major so alerts leave in event-time order across brands.
+  for (int64_t m = loop_begin; m < new_closed_end; ++m) {
+    for (size_t b = 0; b < brands; ++b) {
+      if (m < begin[b]) continue;
+      double x = 0.0;
+      int64_t opinion_events = 0;
+      int64_t events = 0;
+      for (const auto& [id, p] : partitions_) {
+        if (const MinuteBucket* bucket = p.brands[b].minutes.find(m)) {
+          x += bucket->negative;
+          opinion_events += bucket->opinion_events;
+          events += bucket->events;
+        }
+      }
+      if (!detectors_[b].started() && events == 0) continue;
+      const SpikeVerdict v = detectors_[b].observe(x, opinion_events);
+      if (v.spike) {
+        ++spikes_[b];
+        emit_spike(static_cast<BrandIndex>(b), m, v, out);
+      }
+    }
+  }
+}
+
+void ReputationOperator::emit_spike(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
+                                    Emitter& out) const {
+  const std::string& name = vocabulary_.brand_name(brand);
+  const std::string start = format_rfc3339_ms(from_epoch_ms(minute * kBucketMs));
+  OutputRecord r;
+  r.topic = OutputRecord::Topic::alerts;
+  r.key = name + "|" + start;
+  // Brand names match ^[a-z0-9][a-z0-9_.-]*$ (SPEC 1), so they need no JSON escaping.
+  r.value = "{\"brand\":\"" + name + "\",\"bucket_start\":\"" + start + "\",\"value\":";
+  append_double(r.value, v.value);
+  r.value += ",\"mean\":";
+  append_double(r.value, v.mean);
+  r.value += ",\"stddev\":";
+  append_double(r.value, v.stddev);
+  r.value += ",\"zscore\":";
+  append_double(r.value, v.zscore);
+  r.value += "}";
+  out.emit(std::move(r));
+}
+
+HyperLogLog ReputationOperator::merged_actors(BrandIndex brand, bool long_horizon,
+                                              bool* any) const {
+  const int64_t slice = long_horizon ? kLongSliceMinutes : kShortSliceMinutes;
+  const int64_t horizon = long_horizon ? kLongHorizonMinutes : kShortHorizonMinutes;
+  const int64_t lo = floor_div(closed_end_ - horizon, slice);  // first slice touching the horizon
+  const int64_t hi = floor_div(closed_end_ - 1, slice);  // slice holding the last closed minute
+  HyperLogLog merged;
+  *any = false;
+  for (const auto& [id, p] : partitions_) {
+    const Series<HyperLogLog>& s =
+        long_horizon ? p.brands[brand].long_slices : p.brands[brand].short_slices;
+    for (int64_t i = std::max(lo, s.first); i <= hi && i < s.end(); ++i) {
+      const HyperLogLog& h = s.items[static_cast<size_t>(i - s.first)];
+      if (h.empty()) continue;
+      merged.merge(h);
+      *any = true;
+    }
+  }
+  return merged;
+}
+
+void ReputationOperator::collect(MetricsWriter& out) const {
+  const size_t brands = vocabulary_.brand_count();
+
+  // MetricsWriter takes one family at a time: one pass per family.
+  {
+    LazyFamily family(out, "socialpulse_reputation_spikes_total",
+                      "Negative-sentiment spikes detected per brand", MetricType::counter);
+    for (size_t b = 0; b < brands; ++b) {
+      if (!detectors_[b].started()) continue;
+      const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+      family.add(labels, static_cast<double>(spikes_[b]));
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_reputation_anomaly_zscore",
+                      "z-score of the last closed minute's negative score", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      if (!detectors_[b].started()) continue;
+      const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+      family.add(labels, detectors_[b].last_zscore());
+    }
+  }
+  if (closed_end_ == kNothingClosed) return;  // no closed bucket yet: horizon gauges are absent
+
+  struct Totals {
+    double positive = 0.0, negative = 0.0, weight = 0.0;
+    int64_t mentions = 0, engagements = 0, ideas = 0;
+  };
+  std::vector<Totals> totals(brands);
+  const int64_t lo = closed_end_ - horizon_minutes_;
+  for (const auto& [id, p] : partitions_) {
+    for (size_t b = 0; b < brands; ++b) {
+      const Series<MinuteBucket>& s = p.brands[b].minutes;
+      Totals& t = totals[b];
+      for (int64_t m = std::max(lo, s.first); m < std::min(closed_end_, s.end()); ++m) {
+        const MinuteBucket& k = s.items[static_cast<size_t>(m - s.first)];
+        t.positive += k.positive;
+        t.negative += k.negative;
+        t.weight += k.weight;
+        t.mentions += k.mentions;
+        t.engagements += k.engagements;
+        t.ideas += k.ideas;
+      }
+    }
+  }
+  int64_t tracked_mentions = 0;
+  for (size_t b = 0; b < brands; ++b) {
+    if (vocabulary_.brand_is_tracked(static_cast<BrandIndex>(b)))
+      tracked_mentions += totals[b].mentions;
+  }
+
+  auto brand_labels = [this](size_t b) {
+    return std::array<LabelPair, 1>{
+        LabelPair{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+  };
+  {
+    LazyFamily family(out, "socialpulse_reputation_index",
+                      "100*(P-N)/W over the reputation horizon, -100..100", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      const Totals& t = totals[b];
+      if (t.weight > 0.0) family.add(brand_labels(b), 100.0 * (t.positive - t.negative) / t.weight);
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_share_of_voice_ratio",
+                      "Mentions of the brand over mentions of all tracked brands (horizon)",
+                      MetricType::gauge);
+    for (size_t b = 0; b < brands && tracked_mentions > 0; ++b) {
+      if (!vocabulary_.brand_is_tracked(static_cast<BrandIndex>(b))) continue;
+      family.add(brand_labels(b),
+                 static_cast<double>(totals[b].mentions) / static_cast<double>(tracked_mentions));
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_innovation_rate",
+                      "Ideas per 1000 engagements over the horizon", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      const Totals& t = totals[b];
+      if (t.engagements == 0) continue;
+      family.add(brand_labels(b),
+                 1000.0 * static_cast<double>(t.ideas) / static_cast<double>(t.engagements));
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_unique_actors",
+                      "Distinct actors (HyperLogLog) over 1h and 24h", MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      for (bool long_horizon : {false, true}) {
+        bool any = false;
+        const HyperLogLog h = merged_actors(static_cast<BrandIndex>(b), long_horizon, &any);
+        if (!any) continue;
+        const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
+                                    {"horizon", long_horizon ? "24h" : "1h"}};
+        family.add(labels, h.estimate());
+      }
+    }
+  }
+}
+
+void ReputationOperator::snapshot(PartitionId partition, std::string& out) const {
+  using namespace kpi_codec;
+  if (partition == kGlobalPartition) {
+    put_u64(out, kGlobalSnapshotVersion);
+    put_i64(out, closed_end_);
+    put_u64(out, detectors_.size());
+    for (size_t b = 0; b < detectors_.size(); ++b) {
+      detectors_[b].serialize(out);
+      put_u64(out, spikes_[b]);
+    }
+    return;
+  }
+  const auto it = partitions_.find(partition);
+  if (it == partitions_.end()) return;
+  put_u64(out, kPartitionSnapshotVersion);
+  put_u64(out, it->second.brands.size());
+  for (const BrandState& b : it->second.brands) {
+    put_i64(out, b.minutes.first);
+    put_u64(out, b.minutes.items.size());
+    for (const MinuteBucket& k : b.minutes.items) {
+      put_f64(out, k.positive);
+      put_f64(out, k.negative);
+      put_f64(out, k.weight);
+      put_i64(out, k.mentions);
+      put_i64(out, k.engagements);
+      put_i64(out, k.ideas);
+      put_i64(out, k.opinion_events);
+      put_i64(out, k.events);
+    }
+    put_hll_series(out, b.short_slices.first, b.short_slices.items);
+    put_hll_series(out, b.long_slices.first, b.long_slices.items);
+  }
+}
+
+Status ReputationOperator::restore(PartitionId partition, std::string_view bytes) {
+  kpi_codec::Reader in(bytes);
+  if (partition == kGlobalPartition) {
+    if (bytes.empty()) return {};
+    if (in.u64() != kGlobalSnapshotVersion) {
+      return make_error(ErrorKind::fatal, "kpi_reputation: unknown global snapshot version");
+    }
+    const int64_t closed_end = in.i64();
+    if (in.u64() != detectors_.size()) {
+      return make_error(ErrorKind::fatal, "kpi_reputation: snapshot brand list differs");
+    }
+    std::vector<SpikeDetector> detectors(detectors_.size(), SpikeDetector(kpi_.spike));
+    std::vector<uint64_t> spikes(detectors_.size());
+    for (size_t b = 0; b < detectors.size(); ++b) {
+      detectors[b].deserialize(in);
+      spikes[b] = in.u64();
+    }
+    if (!in.done()) return make_error(ErrorKind::fatal, "kpi_reputation: corrupt global snapshot");
+    closed_end_ = closed_end;
+    detectors_ = std::move(detectors);
+    spikes_ = std::move(spikes);
+    return {};
+  }
+
+  drop(partition);
+  if (bytes.empty()) return {};
+  if (in.u64() != kPartitionSnapshotVersion) {
+    return make_error(ErrorKind::fatal, "kpi_reputation: unknown snapshot version");
+  }
+  if (in.u64() != vocabulary_.brand_count()) {
+    return make_error(ErrorKind::fatal, "kpi_reputation: snapshot brand list differs");
+  }
+  PartitionState s;
+  s.brands.resize(vocabulary_.brand_count());
+  auto read_hll_series = [&in](Series<HyperLogLog>& series) {
+    series.first = in.i64();
+    const uint64_t n = in.u64();
+    for (uint64_t i = 0; i < n && in.ok(); ++i) {
+      auto h = HyperLogLog::deserialize(in.rest());
+      if (!h) {
+        in.fail();
+        return;
+      }
+      series.items.push_back(std::move(*h));
+    }
+  };
+  for (BrandState& b : s.brands) {
+    b.minutes.first = in.i64();
+    const uint64_t n = in.u64();
+    // Bound by the bytes present so a corrupt length cannot allocate without limit.
+    if (n > in.rest().size() / 64) {
+      in.fail();
+      break;
+    }
+    b.minutes.items.resize(n);
+    for (MinuteBucket& k : b.minutes.items) {
+      k.positive = in.f64();
+      k.negative = in.f64();
+      k.weight = in.f64();
+      k.mentions = in.i64();
+      k.engagements = in.i64();
+      k.ideas = in.i64();
+      k.opinion_events = in.i64();
+      k.events = in.i64();
+    }
+    read_hll_series(b.short_slices);
+    read_hll_series(b.long_slices);
+    if (!in.ok()) break;
+  }
+  if (!in.done()) return make_error(ErrorKind::fatal, "kpi_reputation: corrupt snapshot");
+  partitions_.emplace(partition, std::move(s));
+  return {};
+}
+
+void ReputationOperator::drop(PartitionId partition) {
+  partitions_.erase(partition);
+  last_state_ = nullptr;
+}
+
+size_t ReputationOperator::state_bytes() const {
+  size_t bytes = 0;
+  auto hll_bytes = [](const HyperLogLog& h) {
+    return h.is_dense() ? HyperLogLog::kRegisters
+                        : static_cast<size_t>(h.estimate()) * sizeof(uint64_t);
+  };
+  for (const auto& [id, p] : partitions_) {
+    for (const BrandState& b : p.brands) {
+      bytes += b.minutes.items.size() * sizeof(MinuteBucket);
+      for (const HyperLogLog& h : b.short_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
+      for (const HyperLogLog& h : b.long_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
+    }
+  }
+  return bytes + detectors_.size() * (sizeof(SpikeDetector) + sizeof(uint64_t));
+}
+
+}  // namespace sp
