@@ -1,0 +1,970 @@
+#include "pipeline/decoder.h"
+
+#include <simdjson.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <limits>
+#include <optional>
+
+namespace sp {
+
+std::string_view to_string(RejectReason r) {
+  switch (r) {
+    case RejectReason::malformed_json: return "malformed_json";
+    case RejectReason::schema: return "schema";
+    case RejectReason::too_large: return "too_large";
+    case RejectReason::future_time: return "future_time";
+    case RejectReason::unknown_brand: return "unknown_brand";
+  }
+  return "unknown";
+}
+
+namespace {
+
+namespace od = simdjson::ondemand;
+using simdjson::error_code;
+
+// Unknown fields may carry arbitrary JSON; we validate it recursively (on-demand skipping is
+// lenient), so recursion depth must be bounded for hostile input such as 100k nested arrays.
+constexpr int kMaxNesting = 64;
+constexpr size_t kMaxIdChars = 128;
+constexpr size_t kMaxBrandChars = 64;
+// Channels longer than this cannot be configured names in practice; they fold to `other`
+// without being copied.
+constexpr size_t kChannelBufBytes = 128;
+// RFC 3339 covers years 0001-9999; integer epoch times are held to the same range so that every
+// accepted time is representable both ways and arithmetic on EventTime cannot overflow.
+constexpr int64_t kMinEpochMs = -62135596800000;  // 0001-01-01T00:00:00Z
+constexpr int64_t kMaxEpochMs = 253402300799999;  // 9999-12-31T23:59:59.999Z
+
+// Top-level (event) keys; the bit index is the enum value.
+enum class Key : uint8_t {
+  id,
+  time,
+  brand,
+  channel,
+  type,
+  count,
+  actor,
+  reach,
+  sentiment,
+  rating,
+  value,
+  response_time_s,
+  campaign,
+  url,
+  text,
+  specversion,
+  data,
+  unknown,
+};
+constexpr size_t kKeyCount = static_cast<size_t>(Key::unknown);
+
+constexpr std::array<const char*, kKeyCount> kKeyPath = {
+    "id",   "time",      "brand",  "channel", "type",     "count",
+    "actor", "reach",    "sentiment", "rating", "value",  "response_time_s",
+    "campaign", "url",   "text",   "specversion", "data"};
+
+constexpr uint32_t bit(Key k) { return uint32_t{1} << static_cast<unsigned>(k); }
+
+Key classify_key(std::string_view k) {
+  // Switch on length first: one compare per candidate instead of a scan over all names.
+  switch (k.size()) {
+    case 2:
+      if (k == "id") return Key::id;
+      break;
+    case 3:
+      if (k == "url") return Key::url;
+      break;
+    case 4:
+      if (k == "time") return Key::time;
+      if (k == "type") return Key::type;
+      if (k == "text") return Key::text;
+      if (k == "data") return Key::data;
+      break;
+    case 5:
+      if (k == "brand") return Key::brand;
+      if (k == "count") return Key::count;
+      if (k == "actor") return Key::actor;
+      if (k == "reach") return Key::reach;
+      if (k == "value") return Key::value;
+      break;
+    case 6:
+      if (k == "rating") return Key::rating;
+      break;
+    case 7:
+      if (k == "channel") return Key::channel;
+      break;
+    case 8:
+      if (k == "campaign") return Key::campaign;
+      break;
+    case 9:
+      if (k == "sentiment") return Key::sentiment;
+      break;
+    case 11:
+      if (k == "specversion") return Key::specversion;
+      break;
+    case 15:
+      if (k == "response_time_s") return Key::response_time_s;
+      break;
+    default:
+      break;
+  }
+  return Key::unknown;
+}
+
+// Problems (the part after "path: " in Rejection::detail). One text per field covers wrong type,
+// out of range and non-integral alike: the sender needs the rule, not our parse state.
+constexpr const char* kProblemId = "must be a string of 1-128 characters";
+constexpr const char* kProblemTime = "must be an RFC 3339 date-time or integer epoch milliseconds";
+constexpr const char* kProblemBrand = "must match ^[a-z0-9][a-z0-9_.-]{0,63}$ after lower-casing";
+constexpr const char* kProblemString = "must be a string";
+constexpr const char* kProblemType =
+    "must be one of impression, like, comment, share, mention, reply, follow, unfollow, click, "
+    "lead, review, idea";
+constexpr const char* kProblemCount = "must be an integer between 1 and 1000000000";
+constexpr const char* kProblemObject = "must be an object";
+constexpr const char* kProblemNonNegInt = "must be an integer >= 0";
+constexpr const char* kProblemSentiment = "must be a number between -1 and 1";
+constexpr const char* kProblemRating = "must be an integer between 1 and 5";
+constexpr const char* kProblemNonNegNumber = "must be a number >= 0";
+constexpr const char* kProblemRole =
+    "must be one of customer, employee, partner, manager, prospect, anonymous";
+constexpr const char* kProblemSpecVersion = "must be \"1.0\"";
+constexpr const char* kProblemRequired = "required";
+constexpr const char* kProblemDuplicate = "duplicate key";
+
+const char* describe(error_code e) {
+  switch (e) {
+    case simdjson::EMPTY: return "empty message";
+    case simdjson::UTF8_ERROR: return "invalid UTF-8";
+    case simdjson::STRING_ERROR: return "invalid string escape";
+    case simdjson::UNESCAPED_CHARS: return "unescaped control character in string";
+    case simdjson::UNCLOSED_STRING: return "unclosed string";
+    case simdjson::NUMBER_ERROR: return "invalid number";
+    case simdjson::T_ATOM_ERROR:
+    case simdjson::F_ATOM_ERROR:
+    case simdjson::N_ATOM_ERROR: return "invalid literal";
+    case simdjson::DEPTH_ERROR: return "nesting too deep";
+    case simdjson::TRAILING_CONTENT: return "trailing content after the JSON value";
+    case simdjson::TAPE_ERROR:
+    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT: return "invalid JSON structure";
+    default: return simdjson::error_message(e);
+  }
+}
+
+// JSON number grammar (RFC 8259 section 6). simdjson reports NUMBER_ERROR both for malformed
+// tokens ("01", "1.") and for well-formed numbers it cannot represent (1e400); only the former
+// is malformed JSON, the latter is a schema (range) problem.
+bool is_json_number(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  size_t i = 0;
+  const size_t n = s.size();
+  auto digit = [&](size_t j) { return j < n && s[j] >= '0' && s[j] <= '9'; };
+  if (i < n && s[i] == '-') ++i;
+  if (!digit(i)) return false;
+  if (s[i] == '0') {
+    ++i;
+  } else {
+    while (digit(i)) ++i;
+  }
+  if (i < n && s[i] == '.') {
+    ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  return i == n;
+}
+
+// Code points, as JSON Schema's maxLength counts them (the input is valid UTF-8 by now).
+bool length_in_chars_ok(std::string_view s, size_t max_chars) {
+  if (s.empty()) return false;
+  if (s.size() <= max_chars) return true;
+  if (s.size() > 4 * max_chars) return false;
+  size_t chars = 0;
+  for (unsigned char c : s) chars += (c & 0xC0) != 0x80;
+  return chars <= max_chars;
+}
+
+constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+constexpr bool is_brand_char(char c, bool first) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         (!first && (c == '_' || c == '.' || c == '-'));
+}
+
+std::optional<EventType> parse_type_fast(std::string_view s) {
+  // parse_event_type() scans 12 names; dispatching on the first letter is cheaper on the hot path.
+  if (s.empty()) return std::nullopt;
+  auto is = [&](std::string_view name, EventType t) -> std::optional<EventType> {
+    if (s == name) return t;
+    return std::nullopt;
+  };
+  switch (s[0]) {
+    case 'i': return s.size() == 4 ? is("idea", EventType::idea) : is("impression", EventType::impression);
+    case 'l':
+      if (s == "like") return EventType::like;
+      return is("lead", EventType::lead);
+    case 'c':
+      if (s.size() == 7) return is("comment", EventType::comment);
+      return is("click", EventType::click);
+    case 's': return is("share", EventType::share);
+    case 'm': return is("mention", EventType::mention);
+    case 'r':
+      if (s.size() == 5) return is("reply", EventType::reply);
+      return is("review", EventType::review);
+    case 'f': return is("follow", EventType::follow);
+    case 'u': return is("unfollow", EventType::unfollow);
+    default: return std::nullopt;
+  }
+}
+
+constexpr int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  // Howard Hinnant's algorithm: exact for the proleptic Gregorian calendar, no tables.
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+constexpr unsigned days_in_month(unsigned y, unsigned m) {
+  constexpr std::array<unsigned, 12> kDays = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  return m == 2 && leap ? 29 : kDays[m - 1];
+}
+
+// RFC 3339 date-time as JSON Schema's `date-time` format accepts it: `T`/`Z` in either case,
+// fractional seconds of any length (truncated to milliseconds), `Z` or ±hh:mm; no leap second.
+bool parse_rfc3339_ms(std::string_view s, int64_t& out_ms) {
+  const size_t n = s.size();
+  if (n < 20) return false;
+  auto num = [&](size_t pos, size_t len, unsigned& v) {
+    v = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      const unsigned d = static_cast<unsigned char>(s[i]) - unsigned{'0'};
+      if (d > 9) return false;
+      v = v * 10 + d;
+    }
+    return true;
+  };
+  unsigned y, mo, d, h, mi, sec;
+  if (!num(0, 4, y) || s[4] != '-' || !num(5, 2, mo) || s[7] != '-' || !num(8, 2, d) ||
+      (s[10] != 'T' && s[10] != 't') || !num(11, 2, h) || s[13] != ':' || !num(14, 2, mi) ||
+      s[16] != ':' || !num(17, 2, sec)) {
+    return false;
+  }
+  if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+      sec > 59) {
+    return false;
+  }
+  size_t i = 19;
+  int64_t ms = 0;
+  if (s[i] == '.') {
+    ++i;
+    const size_t start = i;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+      if (i - start < 3) ms = ms * 10 + (s[i] - '0');
+      ++i;
+    }
+    if (i == start) return false;
+    for (size_t digits = i - start; digits < 3; ++digits) ms *= 10;
+  }
+  if (i >= n) return false;
+  int64_t offset_min = 0;
+  if (s[i] == 'Z' || s[i] == 'z') {
+    ++i;
+  } else if (s[i] == '+' || s[i] == '-') {
+    unsigned oh, om;
+    if (n - i != 6 || !num(i + 1, 2, oh) || s[i + 3] != ':' || !num(i + 4, 2, om) || oh > 23 ||
+        om > 59) {
+      return false;
+    }
+    offset_min = (s[i] == '+' ? 1 : -1) * static_cast<int64_t>(oh * 60 + om);
+    i += 6;
+  } else {
+    return false;
+  }
+  if (i != n) return false;
+  const int64_t days = days_from_civil(y, mo, d);
+  out_ms = ((days * 24 + h) * 60 + mi - offset_min) * 60'000 + int64_t{sec} * 1000 + ms;
+  return true;
+}
+
+// Decoding state of one JSON object that may be the event (the top level, or CloudEvents `data`).
+struct Scope {
+  uint32_t present = 0;  // keys seen, for duplicate detection
+  uint32_t valid = 0;    // keys decoded successfully
+  uint32_t errors = 0;   // keys with a recorded problem
+  int first_error = -1;  // Key of the first problem in document order
+  struct Problem {
+    const char* path;
+    const char* problem;
+  };
+  std::array<Problem, kKeyCount> problems{};  // meaningful where `errors` has the bit
+
+  std::string_view id;
+  std::string_view actor_id;
+  std::string_view brand;    // lower-cased, in brand_buf
+  std::string_view channel;  // lower-cased, in channel_buf (empty view when overlong)
+  bool channel_overlong = false;
+  EventTime time{};
+  EventType type = EventType::impression;
+  Role role = Role::anonymous;
+  int64_t count = 1;
+  int64_t reach = 0;
+  int64_t followers = 0;
+  int64_t rating = 0;
+  double sentiment = 0.0;
+  double value = 0.0;
+  double response_time_s = 0.0;
+  std::array<char, kMaxBrandChars> brand_buf{};
+  std::array<char, kChannelBufBytes> channel_buf{};
+
+  void reset() {
+    present = valid = errors = 0;
+    first_error = -1;
+    channel_overlong = false;
+    role = Role::anonymous;
+    count = 1;
+    reach = 0;
+    followers = 0;
+  }
+  bool has(Key k) const { return (valid & bit(k)) != 0; }
+  void fail(Key k, const char* path, const char* problem) {
+    if (errors & bit(k)) return;
+    errors |= bit(k);
+    problems[static_cast<size_t>(k)] = {path, problem};
+    if (first_error < 0) first_error = static_cast<int>(k);
+  }
+};
+
+// Outcome of reading one value: `invalid` is a schema problem (the value was well-formed JSON),
+// `fatal` is malformed JSON and ends decoding.
+enum class Got : uint8_t { ok, invalid, fatal };
+
+struct CloudEventHeaders {
+  bool binary = false;
+  std::optional<std::string_view> specversion, id, time;
+};
+
+}  // namespace
+
+struct EventDecoder::Impl {
+  Impl(const Vocabulary& v, DecoderOptions o) : vocab(v), options(o) {
+    buffer_capacity = options.max_message_bytes + simdjson::SIMDJSON_PADDING;
+    buffer = std::make_unique<char[]>(buffer_capacity);
+    // Allocate the parser up front so the first message does not pay for it; failure here is
+    // retried (and reported as malformed_json) by iterate().
+    const error_code ignored = parser.allocate(std::max<size_t>(options.max_message_bytes, 64));
+    (void)ignored;
+  }
+
+  const Vocabulary& vocab;
+  DecoderOptions options;
+  od::parser parser;
+  std::unique_ptr<char[]> buffer;
+  size_t buffer_capacity = 0;
+  Scope top;
+  Scope data;
+  bool data_is_object = false;
+  bool data_duplicate = false;
+  Event event;
+  std::array<char, 4 * kMaxIdChars> header_id_buf{};
+  const char* fatal_problem = nullptr;  // set with Got::fatal
+  bool root_number_unconsumed = false;
+
+  tl::expected<const Event*, Rejection> decode(std::string_view payload,
+                                               std::span<const HeaderView> headers,
+                                               EventTime wall_now);
+
+ private:
+  static tl::unexpected<Rejection> reject(RejectReason reason, std::string_view prefix,
+                                          std::string_view path, std::string_view problem) {
+    std::string detail;
+    detail.reserve(prefix.size() + path.size() + problem.size() + 2);
+    detail.append(prefix).append(path).append(": ").append(problem);
+    return tl::unexpected<Rejection>(Rejection{reason, std::move(detail)});
+  }
+
+  Got fatal(error_code e) {
+    fatal_problem = describe(e);
+    return Got::fatal;
+  }
+  Got fatal(const char* problem) {
+    fatal_problem = problem;
+    return Got::fatal;
+  }
+  bool fail(error_code e) {
+    fatal(e);
+    return false;
+  }
+
+  // Full validation of a value we do not otherwise read; returns ok or fatal.
+  template <typename V>
+  Got validate(V& v, int depth);
+  // A value of the wrong type: still has to be well-formed JSON.
+  template <typename V>
+  Got wrong_type(V& v, int depth) {
+    const Got g = validate(v, depth);
+    return g == Got::ok ? Got::invalid : g;
+  }
+  Got number_error(od::value& v, error_code e) {
+    if (e == simdjson::INCORRECT_TYPE || e == simdjson::NUMBER_ERROR ||
+        e == simdjson::NUMBER_OUT_OF_RANGE) {
+      if (is_json_number(v.raw_json_token())) return Got::invalid;
+      return fatal(simdjson::NUMBER_ERROR);
+    }
+    return fatal(e);
+  }
+
+  Got read_string(od::value& v, std::string_view& out, int depth);
+  Got read_int(od::value& v, int64_t lo, int64_t hi, int64_t& out, int depth);
+  Got read_double(od::value& v, double lo, double hi, double& out, int depth);
+  Got read_time(od::value& v, EventTime& out, int depth);
+  Got read_actor(od::value& v, Scope& s, int depth);
+  Got read_field(Key k, od::value& v, Scope& s, int depth);
+  bool decode_object(od::object& obj, Scope& s, bool top_level, int depth);
+
+  tl::expected<const Event*, Rejection> finish(Scope& s, std::string_view prefix,
+                                               const CloudEventHeaders& ce, EventTime wall_now);
+};
+
+template <typename V>
+Got EventDecoder::Impl::validate(V& v, int depth) {
+  if (depth > kMaxNesting) return fatal("nesting deeper than 64 levels");
+  od::json_type t;
+  if (auto e = v.type().get(t)) return fatal(e);
+  switch (t) {
+    case od::json_type::object: {
+      od::object o;
+      if (auto e = v.get_object().get(o)) return fatal(e);
+      for (auto fr : o) {
+        od::field f;
+        if (auto e = std::move(fr).get(f)) return fatal(e);
+        std::string_view key;
+        if (auto e = f.unescaped_key().get(key)) return fatal(e);
+        if (Got g = validate(f.value(), depth + 1); g != Got::ok) return g;
+      }
+      return Got::ok;
+    }
+    case od::json_type::array: {
+      od::array a;
+      if (auto e = v.get_array().get(a)) return fatal(e);
+      for (auto er : a) {
+        od::value el;
+        if (auto e = std::move(er).get(el)) return fatal(e);
+        if (Got g = validate(el, depth + 1); g != Got::ok) return g;
+      }
+      return Got::ok;
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return fatal(e);
+      return Got::ok;
+    }
+    case od::json_type::number: {
+      if constexpr (std::is_same_v<V, od::document>) {
+        // A root scalar must be consumed for simdjson to check what follows it ("4 2").
+        double d;
+        const error_code e = v.get_double().get(d);
+        if (!e) return Got::ok;
+        std::string_view token;
+        if (e == simdjson::NUMBER_ERROR && !v.raw_json_token().get(token) && is_json_number(token)) {
+          root_number_unconsumed = true;  // 1e400: well-formed, just not a double
+          return Got::ok;
+        }
+        return fatal(e);
+      } else {
+        return is_json_number(v.raw_json_token()) ? Got::ok : fatal(simdjson::NUMBER_ERROR);
+      }
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (auto e = v.get_bool().get(b)) return fatal(simdjson::T_ATOM_ERROR);
+      return Got::ok;
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (v.is_null().get(is_null) || !is_null) return fatal(simdjson::N_ATOM_ERROR);
+      return Got::ok;
+    }
+  }
+  return fatal(simdjson::TAPE_ERROR);
+}
+
+Got EventDecoder::Impl::read_string(od::value& v, std::string_view& out, int depth) {
+  const error_code e = v.get_string().get(out);
+  if (!e) return Got::ok;
+  if (e == simdjson::INCORRECT_TYPE) return wrong_type(v, depth);
+  return fatal(e);
+}
+
+Got EventDecoder::Impl::read_int(od::value& v, int64_t lo, int64_t hi, int64_t& out, int depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return fatal(e);
+  if (t != od::json_type::number) return wrong_type(v, depth);
+  od::number_type nt;
+  if (auto e = v.get_number_type().get(nt)) return number_error(v, e);
+  if (nt == od::number_type::floating_point_number) {
+    // JSON Schema counts 5.0 and 1e3 as integers; so do we, to agree with the schema.
+    double d;
+    if (auto e = v.get_double().get(d)) return number_error(v, e);
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return Got::invalid;
+    const auto i = static_cast<int64_t>(d);
+    if (static_cast<double>(i) != d || i < lo || i > hi) return Got::invalid;
+    out = i;
+    return Got::ok;
+  }
+  int64_t i;
+  if (auto e = v.get_int64().get(i)) return number_error(v, e);
+  if (i < lo || i > hi) return Got::invalid;
+  out = i;
+  return Got::ok;
+}
+
+Got EventDecoder::Impl::read_double(od::value& v, double lo, double hi, double& out, int depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return fatal(e);
+  if (t != od::json_type::number) return wrong_type(v, depth);
+  double d;
+  if (auto e = v.get_double().get(d)) return number_error(v, e);
+  if (!(d >= lo && d <= hi)) return Got::invalid;
+  out = d;
+  return Got::ok;
+}
+
+Got EventDecoder::Impl::read_time(od::value& v, EventTime& out, int depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return fatal(e);
+  if (t == od::json_type::string) {
+    std::string_view s;
+    if (auto e = v.get_string().get(s)) return fatal(e);
+    int64_t ms;
+    if (!parse_rfc3339_ms(s, ms)) return Got::invalid;
+    out = from_epoch_ms(ms);
+    return Got::ok;
+  }
+  if (t == od::json_type::number) {
+    int64_t ms;
+    const Got g = read_int(v, kMinEpochMs, kMaxEpochMs, ms, depth);
+    if (g == Got::ok) out = from_epoch_ms(ms);
+    return g;
+  }
+  return wrong_type(v, depth);
+}
+
+Got EventDecoder::Impl::read_actor(od::value& v, Scope& s, int depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return fatal(e);
+  if (t != od::json_type::object) {
+    const Got g = wrong_type(v, depth);
+    if (g == Got::invalid) s.fail(Key::actor, "actor", kProblemObject);
+    return g;
+  }
+  od::object obj;
+  if (auto e = v.get_object().get(obj)) return fatal(e);
+  constexpr uint32_t kId = 1, kRole = 2, kFollowers = 4;
+  uint32_t present = 0;
+  bool id_ok = false;
+  for (auto fr : obj) {
+    od::field f;
+    if (auto e = std::move(fr).get(f)) return fatal(e);
+    std::string_view key;
+    const char* raw = f.key().raw();
+    size_t n = 0;
+    while (raw[n] != '"' && raw[n] != '\\') ++n;
+    if (raw[n] == '"') {
+      key = {raw, n};
+    } else if (auto e = f.unescaped_key().get(key)) {
+      return fatal(e);
+    }
+    od::value& fv = f.value();
+    uint32_t which = key == "id" ? kId : key == "role" ? kRole : key == "followers" ? kFollowers : 0;
+    const char* path = which == kId ? "actor.id" : which == kRole ? "actor.role" : "actor.followers";
+    if (which == 0) {
+      if (Got g = validate(fv, depth + 1); g != Got::ok) return g;
+      continue;
+    }
+    if (present & which) {
+      if (Got g = validate(fv, depth + 1); g != Got::ok) return g;
+      s.fail(Key::actor, path, kProblemDuplicate);
+      continue;
+    }
+    present |= which;
+    Got g = Got::ok;
+    if (which == kId) {
+      g = read_string(fv, s.actor_id, depth + 1);
+      if (g == Got::ok && !length_in_chars_ok(s.actor_id, kMaxIdChars)) g = Got::invalid;
+      if (g == Got::invalid) s.fail(Key::actor, path, kProblemId);
+      id_ok = g == Got::ok;
+    } else if (which == kRole) {
+      std::string_view role;
+      g = read_string(fv, role, depth + 1);
+      if (g == Got::ok) {
+        if (auto r = parse_role(role)) {
+          s.role = *r;
+        } else {
+          g = Got::invalid;
+        }
+      }
+      if (g == Got::invalid) s.fail(Key::actor, path, kProblemRole);
+    } else {
+      g = read_int(fv, 0, std::numeric_limits<int64_t>::max(), s.followers, depth + 1);
+      if (g == Got::invalid) s.fail(Key::actor, path, kProblemNonNegInt);
+    }
+    if (g == Got::fatal) return g;
+  }
+  if (!(present & kId)) s.fail(Key::actor, "actor.id", kProblemRequired);
+  return id_ok ? Got::ok : Got::invalid;
+}
+
+Got EventDecoder::Impl::read_field(Key k, od::value& v, Scope& s, int depth) {
+  const char* path = kKeyPath[static_cast<size_t>(k)];
+  const char* problem = nullptr;
+  Got g = Got::ok;
+  switch (k) {
+    case Key::id:
+      g = read_string(v, s.id, depth);
+      if (g == Got::ok && !length_in_chars_ok(s.id, kMaxIdChars)) g = Got::invalid;
+      problem = kProblemId;
+      break;
+    case Key::time:
+      g = read_time(v, s.time, depth);
+      problem = kProblemTime;
+      break;
+    case Key::brand: {
+      std::string_view raw;
+      g = read_string(v, raw, depth);
+      problem = kProblemBrand;
+      if (g != Got::ok) break;
+      if (raw.empty() || raw.size() > kMaxBrandChars) {
+        g = Got::invalid;
+        break;
+      }
+      for (size_t i = 0; i < raw.size(); ++i) {
+        const char c = ascii_lower(raw[i]);
+        if (!is_brand_char(c, i == 0)) {
+          g = Got::invalid;
+          break;
+        }
+        s.brand_buf[i] = c;
+      }
+      s.brand = {s.brand_buf.data(), raw.size()};
+      break;
+    }
+    case Key::channel: {
+      std::string_view raw;
+      g = read_string(v, raw, depth);
+      problem = kProblemString;
+      if (g != Got::ok) break;
+      if (raw.size() > s.channel_buf.size()) {
+        s.channel_overlong = true;
+        s.channel = {};
+        break;
+      }
+      for (size_t i = 0; i < raw.size(); ++i) s.channel_buf[i] = ascii_lower(raw[i]);
+      s.channel = {s.channel_buf.data(), raw.size()};
+      break;
+    }
+    case Key::type: {
+      std::string_view raw;
+      g = read_string(v, raw, depth);
+      problem = kProblemType;
+      if (g != Got::ok) break;
+      if (auto t = parse_type_fast(raw)) {
+        s.type = *t;
+      } else {
+        g = Got::invalid;
+      }
+      break;
+    }
+    case Key::count:
+      g = read_int(v, 1, 1'000'000'000, s.count, depth);
+      problem = kProblemCount;
+      break;
+    case Key::actor:
+      // read_actor records its own, more specific, problems.
+      g = read_actor(v, s, depth);
+      if (g == Got::invalid) return Got::invalid;
+      break;
+    case Key::reach:
+      g = read_int(v, 0, std::numeric_limits<int64_t>::max(), s.reach, depth);
+      problem = kProblemNonNegInt;
+      break;
+    case Key::sentiment:
+      g = read_double(v, -1.0, 1.0, s.sentiment, depth);
+      problem = kProblemSentiment;
+      break;
+    case Key::rating:
+      g = read_int(v, 1, 5, s.rating, depth);
+      problem = kProblemRating;
+      break;
+    case Key::value:
+      g = read_double(v, 0.0, std::numeric_limits<double>::max(), s.value, depth);
+      problem = kProblemNonNegNumber;
+      break;
+    case Key::response_time_s:
+      g = read_double(v, 0.0, std::numeric_limits<double>::max(), s.response_time_s, depth);
+      problem = kProblemNonNegNumber;
+      break;
+    case Key::campaign:
+    case Key::url:
+    case Key::text: {
+      std::string_view ignored;
+      g = read_string(v, ignored, depth);
+      problem = kProblemString;
+      break;
+    }
+    case Key::specversion: {
+      std::string_view version;
+      g = read_string(v, version, depth);
+      if (g == Got::ok && version != "1.0") g = Got::invalid;
+      problem = kProblemSpecVersion;
+      break;
+    }
+    case Key::data:
+    case Key::unknown:
+      break;  // handled by decode_object
+  }
+  if (g == Got::invalid) s.fail(k, path, problem);
+  if (g == Got::ok) s.valid |= bit(k);
+  return g;
+}
+
+bool EventDecoder::Impl::decode_object(od::object& obj, Scope& s, bool top_level, int depth) {
+  for (auto fr : obj) {
+    od::field f;
+    if (auto e = std::move(fr).get(f)) return fail(e);
+    // Fast path: keys without escapes are compared in place; escaped keys ("\u0069d") are
+    // unescaped so that they mean what any other JSON parser thinks they mean.
+    std::string_view key;
+    const char* raw = f.key().raw();
+    size_t n = 0;
+    while (raw[n] != '"' && raw[n] != '\\') ++n;
+    if (raw[n] == '"') {
+      key = {raw, n};
+    } else if (auto e = f.unescaped_key().get(key)) {
+      return fail(e);
+    }
+    od::value& v = f.value();
+    Key k = classify_key(key);
+    if (!top_level && (k == Key::specversion || k == Key::data)) k = Key::unknown;
+    if (k == Key::unknown) {
+      if (validate(v, depth + 1) != Got::ok) return false;
+      continue;
+    }
+    if (s.present & bit(k)) {
+      if (validate(v, depth + 1) != Got::ok) return false;
+      if (k == Key::data) {
+        data_duplicate = true;
+      } else {
+        s.fail(k, kKeyPath[static_cast<size_t>(k)], kProblemDuplicate);
+      }
+      continue;
+    }
+    s.present |= bit(k);
+    if (k == Key::data) {
+      // Decoded eagerly because `specversion` may come after it; ignored unless it does.
+      od::json_type t;
+      if (auto e = v.type().get(t)) return fail(e);
+      if (t != od::json_type::object) {
+        if (validate(v, depth + 1) != Got::ok) return false;
+        continue;
+      }
+      od::object inner;
+      if (auto e = v.get_object().get(inner)) return fail(e);
+      data_is_object = true;
+      if (!decode_object(inner, data, false, depth + 1)) return false;
+      continue;
+    }
+    if (read_field(k, v, s, depth + 1) == Got::fatal) return false;
+  }
+  return true;
+}
+
+tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(std::string_view payload,
+                                                               std::span<const HeaderView> headers,
+                                                               EventTime wall_now) {
+  if (payload.size() > options.max_message_bytes) {
+    return reject(RejectReason::too_large, "", "$",
+                  std::to_string(payload.size()) + " bytes exceeds max_message_bytes " +
+                      std::to_string(options.max_message_bytes));
+  }
+  // The payload is not padded (simdjson reads up to SIMDJSON_PADDING bytes past the end), so it
+  // is copied into our buffer; zeroing the padding keeps runs deterministic under valgrind/fuzz.
+  std::memcpy(buffer.get(), payload.data(), payload.size());
+  std::memset(buffer.get() + payload.size(), 0, simdjson::SIMDJSON_PADDING);
+
+  CloudEventHeaders ce;
+  for (const HeaderView& h : headers) {
+    if (h.key.size() < 5 || !h.key.starts_with("ce_")) continue;
+    if (h.key == "ce_specversion" && !ce.specversion) ce.specversion = h.value;
+    if (h.key == "ce_id" && !ce.id) ce.id = h.value;
+    if (h.key == "ce_time" && !ce.time) ce.time = h.value;
+  }
+  ce.binary = ce.specversion.has_value();
+
+  top.reset();
+  data.reset();
+  data_is_object = false;
+  data_duplicate = false;
+  fatal_problem = nullptr;
+
+  od::document doc;
+  if (auto e = parser.iterate(buffer.get(), payload.size(), payload.size() + simdjson::SIMDJSON_PADDING)
+                   .get(doc)) {
+    return reject(RejectReason::malformed_json, "", "$", describe(e));
+  }
+  od::object obj;
+  if (auto e = doc.get_object().get(obj)) {
+    if (e != simdjson::INCORRECT_TYPE) return reject(RejectReason::malformed_json, "", "$", describe(e));
+    // Valid JSON that is not an object is a schema problem; anything else is malformed.
+    root_number_unconsumed = false;
+    if (validate(doc, 0) != Got::ok) return reject(RejectReason::malformed_json, "", "$", fatal_problem);
+    const char* loc;
+    if (!root_number_unconsumed && !doc.current_location().get(loc)) {
+      return reject(RejectReason::malformed_json, "", "$", "trailing content after the JSON value");
+    }
+    return reject(RejectReason::schema, "", "$", "must be a JSON object");
+  }
+  if (!decode_object(obj, top, !ce.binary, 0)) {
+    // The field being read is not tracked precisely on this rare path; "$" keeps detail honest.
+    return reject(RejectReason::malformed_json, "", "$", fatal_problem);
+  }
+  const char* loc;
+  if (!doc.current_location().get(loc)) {
+    return reject(RejectReason::malformed_json, "", "$", "trailing content after the JSON object");
+  }
+
+  if (!ce.binary && (top.present & bit(Key::specversion))) {
+    // CloudEvents structured mode: the event is `data`; the envelope's id/time are defaults.
+    for (Key k : {Key::specversion, Key::id, Key::time}) {
+      if (top.errors & bit(k)) {
+        const auto& p = top.problems[static_cast<size_t>(k)];
+        return reject(RejectReason::schema, "", p.path, p.problem);
+      }
+    }
+    if (data_duplicate) return reject(RejectReason::schema, "", "data", kProblemDuplicate);
+    if (!(top.present & bit(Key::data))) return reject(RejectReason::schema, "", "data", kProblemRequired);
+    if (!data_is_object) return reject(RejectReason::schema, "", "data", kProblemObject);
+    if (!data.has(Key::id) && top.has(Key::id) && !(data.errors & bit(Key::id))) {
+      data.id = top.id;
+      data.valid |= bit(Key::id);
+    }
+    if (!data.has(Key::time) && top.has(Key::time) && !(data.errors & bit(Key::time))) {
+      data.time = top.time;
+      data.valid |= bit(Key::time);
+    }
+    return finish(data, "data.", ce, wall_now);
+  }
+  return finish(top, "", ce, wall_now);
+}
+
+tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::string_view prefix,
+                                                               const CloudEventHeaders& ce,
+                                                               EventTime wall_now) {
+  if (ce.binary && *ce.specversion != "1.0") {
+    return reject(RejectReason::schema, "", "ce_specversion", kProblemSpecVersion);
+  }
+  if (s.first_error >= 0) {
+    const auto& p = s.problems[static_cast<size_t>(s.first_error)];
+    return reject(RejectReason::schema, prefix, p.path, p.problem);
+  }
+  if (ce.binary) {
+    // Binary mode: the body is the event; ce_id/ce_time headers fill what it lacks.
+    if (!(s.present & bit(Key::id)) && ce.id) {
+      const std::string_view h = *ce.id;
+      if (h.size() > header_id_buf.size() || !simdjson::validate_utf8(h.data(), h.size()) ||
+          !length_in_chars_ok(h, kMaxIdChars)) {
+        return reject(RejectReason::schema, "", "ce_id", kProblemId);
+      }
+      // Copied: the Event must not point into the caller's header memory.
+      std::memcpy(header_id_buf.data(), h.data(), h.size());
+      s.id = {header_id_buf.data(), h.size()};
+      s.valid |= bit(Key::id);
+    }
+    if (!(s.present & bit(Key::time)) && ce.time) {
+      int64_t ms;
+      if (!parse_rfc3339_ms(*ce.time, ms)) {
+        return reject(RejectReason::schema, "", "ce_time", "must be an RFC 3339 date-time");
+      }
+      s.time = from_epoch_ms(ms);
+      s.valid |= bit(Key::time);
+    }
+  }
+  for (Key k : {Key::id, Key::time, Key::brand, Key::channel, Key::type}) {
+    if (!s.has(k)) return reject(RejectReason::schema, prefix, kKeyPath[static_cast<size_t>(k)], kProblemRequired);
+  }
+
+  Event& ev = event;
+  ev = Event{};
+  ev.time = s.time;
+  ev.type = s.type;
+  ev.count = s.count;
+  ev.reach = s.reach;
+  ev.id = s.id;
+  ev.brand_name = s.brand;
+  bool known = false;
+  ev.brand = vocab.brand(s.brand, &known);
+  ev.channel = s.channel_overlong ? vocab.other_channel() : vocab.channel(s.channel);
+  if (s.has(Key::actor)) {
+    ev.has_actor = true;
+    ev.actor_id = s.actor_id;
+    ev.actor_hash = XXH3_64bits(s.actor_id.data(), s.actor_id.size());
+    ev.role = s.role;
+    ev.followers = s.followers;
+  }
+  if (s.has(Key::sentiment)) {
+    ev.has_sentiment = true;
+    ev.sentiment = s.sentiment;
+  } else if (s.has(Key::rating)) {
+    ev.has_sentiment = true;
+    ev.sentiment = static_cast<double>(s.rating - 3) / 2.0;
+  }
+  if (s.has(Key::value)) {
+    ev.has_value = true;
+    ev.value = s.value;
+  }
+  if (s.has(Key::response_time_s)) {
+    ev.has_response_time = true;
+    ev.response_time_s = s.response_time_s;
+  }
+
+  if (ev.time > wall_now + options.max_future) {
+    return reject(RejectReason::future_time, prefix, "time",
+                  "more than " + std::to_string(options.max_future.count()) +
+                      " ms ahead of the wall clock");
+  }
+  if (!known && options.unknown == UnknownBrandPolicy::reject) {
+    return reject(RejectReason::unknown_brand, prefix, "brand",
+                  "'" + std::string(s.brand) + "' is not a configured brand");
+  }
+  return &event;
+}
+
+EventDecoder::EventDecoder(const Vocabulary& vocab, DecoderOptions options)
+    : impl_(std::make_unique<Impl>(vocab, options)) {}
+EventDecoder::~EventDecoder() = default;
+EventDecoder::EventDecoder(EventDecoder&&) noexcept = default;
+EventDecoder& EventDecoder::operator=(EventDecoder&&) noexcept = default;
+
+tl::expected<const Event*, Rejection> EventDecoder::decode(std::string_view payload,
+                                                           std::span<const HeaderView> headers,
+                                                           EventTime wall_now) {
+  return impl_->decode(payload, headers, wall_now);
+}
+
+}  // namespace sp

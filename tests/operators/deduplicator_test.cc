@@ -1,0 +1,228 @@
+#include "operators/deduplicator.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+namespace sp {
+namespace {
+
+constexpr Millis kHorizon{15 * 60 * 1000};
+
+struct Owned {
+  std::string brand;
+  std::string id;
+  int64_t time_ms;
+  Event view() const {
+    Event e;
+    e.brand_name = brand;
+    e.id = id;
+    e.time = from_epoch_ms(time_ms);
+    return e;
+  }
+};
+
+bool dup(Deduplicator& d, const std::string& brand, const std::string& id, int64_t t) {
+  return d.is_duplicate(Owned{brand, id, t}.view());
+}
+
+TEST(Deduplicator, SecondSightingIsDuplicate) {
+  Deduplicator d(kHorizon);
+  EXPECT_FALSE(dup(d, "acme", "e1", 1000));
+  EXPECT_TRUE(dup(d, "acme", "e1", 1000));
+  EXPECT_TRUE(dup(d, "acme", "e1", 5000));  // same id, other time: still the same event
+  EXPECT_EQ(d.size(), 1u);
+}
+
+TEST(Deduplicator, KeyIsBrandAndId) {
+  Deduplicator d(kHorizon);
+  EXPECT_FALSE(dup(d, "acme", "e1", 0));
+  EXPECT_FALSE(dup(d, "globex", "e1", 0));
+  EXPECT_FALSE(dup(d, "acme", "e2", 0));
+  // The separator keeps concatenations apart.
+  EXPECT_FALSE(dup(d, "ab", "c", 0));
+  EXPECT_FALSE(dup(d, "a", "bc", 0));
+  EXPECT_EQ(d.size(), 5u);
+}
+
+TEST(Deduplicator, LongIdsUseTheStreamingHashConsistently) {
+  Deduplicator d(kHorizon);
+  const std::string long_id(300, 'x');
+  EXPECT_FALSE(dup(d, "acme", long_id, 0));
+  EXPECT_TRUE(dup(d, "acme", long_id, 0));
+  EXPECT_FALSE(dup(d, "acme", long_id + "y", 0));
+}
+
+TEST(Deduplicator, ExpiresExactlyAtTheHorizon) {
+  Deduplicator d(kHorizon);
+  const int64_t h = kHorizon.count();
+  EXPECT_FALSE(dup(d, "acme", "old", 0));
+  EXPECT_FALSE(dup(d, "acme", "tick", h));       // max = h: cutoff 0, "old" (t=0) still live
+  EXPECT_TRUE(dup(d, "acme", "old", 0));
+  EXPECT_FALSE(dup(d, "acme", "tick2", h + 1));  // cutoff 1: "old" expired
+  EXPECT_FALSE(dup(d, "acme", "old", h + 1));    // a new sighting, remembered again
+  EXPECT_TRUE(dup(d, "acme", "old", h + 1));
+}
+
+TEST(Deduplicator, LateEventsBeyondTheHorizonAreNotRemembered) {
+  Deduplicator d(kHorizon);
+  EXPECT_FALSE(dup(d, "acme", "now", 10 * kHorizon.count()));
+  EXPECT_FALSE(dup(d, "acme", "late", 0));
+  EXPECT_FALSE(dup(d, "acme", "late", 0));
+  EXPECT_EQ(d.size(), 1u);
+}
+
+TEST(Deduplicator, OutOfOrderWithinHorizonIsRemembered) {
+  Deduplicator d(kHorizon);
+  EXPECT_FALSE(dup(d, "acme", "a", 1'000'000));
+  EXPECT_FALSE(dup(d, "acme", "b", 1'000'000 - kHorizon.count() + 1));
+  EXPECT_TRUE(dup(d, "acme", "b", 0));
+}
+
+TEST(Deduplicator, MemoryIsBoundedByTheHorizon) {
+  // One event per second for 10 horizons: the live set is ~one horizon of ids, and memory stops
+  // growing once the ring and table have reached their steady-state capacity.
+  Deduplicator d(kHorizon);
+  const int64_t per_horizon = kHorizon.count() / 1000;
+  size_t memory_after_two_horizons = 0;
+  for (int64_t s = 0; s < 10 * per_horizon; ++s) {
+    ASSERT_FALSE(dup(d, "acme", "id-" + std::to_string(s), s * 1000));
+    if (s == 2 * per_horizon) memory_after_two_horizons = d.memory_bytes();
+    if (s > per_horizon) {
+      ASSERT_LE(d.size(), static_cast<size_t>(per_horizon + per_horizon / 64 + 2)) << s;
+    }
+  }
+  EXPECT_GE(d.size(), static_cast<size_t>(per_horizon));
+  EXPECT_EQ(d.memory_bytes(), memory_after_two_horizons);
+  EXPECT_LT(d.memory_bytes(), size_t{200} * 1024);
+}
+
+TEST(Deduplicator, TimeJumpBeyondTheHorizonExpiresEverything) {
+  Deduplicator d(kHorizon);
+  for (int i = 0; i < 1000; ++i) dup(d, "acme", std::to_string(i), i);
+  EXPECT_EQ(d.size(), 1000u);
+  EXPECT_FALSE(dup(d, "acme", "future", 365LL * 24 * 3600 * 1000));
+  EXPECT_EQ(d.size(), 1u);
+  EXPECT_FALSE(dup(d, "acme", "0", 365LL * 24 * 3600 * 1000));
+}
+
+TEST(Deduplicator, NegativeTimes) {
+  Deduplicator d(Millis{1000});
+  EXPECT_FALSE(dup(d, "acme", "a", -5000));
+  EXPECT_TRUE(dup(d, "acme", "a", -5000));
+  EXPECT_FALSE(dup(d, "acme", "b", -3999));
+  EXPECT_FALSE(dup(d, "acme", "a", -3999));  // cutoff -4999 > -5000: expired
+}
+
+TEST(Deduplicator, ZeroHorizonOnlyCatchesSameMaxTime) {
+  Deduplicator d(Millis{0});
+  EXPECT_FALSE(dup(d, "acme", "a", 10));
+  EXPECT_TRUE(dup(d, "acme", "a", 10));
+  EXPECT_FALSE(dup(d, "acme", "b", 11));
+  EXPECT_FALSE(dup(d, "acme", "a", 11));
+}
+
+std::vector<Owned> random_stream(size_t n, uint32_t seed) {
+  // Mostly increasing time with jitter, ~20% repeats drawn from recent ids.
+  std::mt19937 rng(seed);
+  std::vector<Owned> out;
+  int64_t t = 1'700'000'000'000;
+  for (size_t i = 0; i < n; ++i) {
+    t += std::uniform_int_distribution<int64_t>(0, 2000)(rng);
+    const int64_t jitter = std::uniform_int_distribution<int64_t>(-60'000, 0)(rng);
+    if (!out.empty() && std::uniform_int_distribution<int>(0, 4)(rng) == 0) {
+      const size_t back = std::uniform_int_distribution<size_t>(0, std::min<size_t>(out.size() - 1, 2000))(rng);
+      Owned again = out[out.size() - 1 - back];
+      again.time_ms = t + jitter;
+      out.push_back(again);
+    } else {
+      out.push_back({i % 3 ? "acme" : "globex", "id-" + std::to_string(i), t + jitter});
+    }
+  }
+  return out;
+}
+
+TEST(Deduplicator, RestoreIsEquivalentToNeverStopping) {
+  const auto stream = random_stream(20000, 7);
+  Deduplicator uninterrupted(kHorizon);
+  std::vector<bool> expected;
+  for (const auto& o : stream) expected.push_back(uninterrupted.is_duplicate(o.view()));
+  ASSERT_GT(std::count(expected.begin(), expected.end(), true), 1000);
+
+  for (size_t cut : {size_t{0}, size_t{1}, size_t{5000}, size_t{13333}, stream.size()}) {
+    SCOPED_TRACE(cut);
+    Deduplicator before(kHorizon);
+    for (size_t i = 0; i < cut; ++i) ASSERT_EQ(before.is_duplicate(stream[i].view()), expected[i]);
+    std::string bytes;
+    before.snapshot(bytes);
+    Deduplicator after(kHorizon);
+    ASSERT_TRUE(after.restore(bytes).has_value());
+    std::string again;
+    after.snapshot(again);
+    EXPECT_EQ(again, bytes);  // restore(snapshot) is a fixed point
+    for (size_t i = cut; i < stream.size(); ++i) {
+      ASSERT_EQ(after.is_duplicate(stream[i].view()), expected[i]) << i;
+    }
+  }
+}
+
+TEST(Deduplicator, SnapshotIsDeterministicAcrossInsertionOrder) {
+  Deduplicator a(kHorizon), b(kHorizon);
+  for (int i = 0; i < 500; ++i) dup(a, "acme", std::to_string(i), 1000);
+  for (int i = 499; i >= 0; --i) dup(b, "acme", std::to_string(i), 1000);
+  std::string sa, sb;
+  a.snapshot(sa);
+  b.snapshot(sb);
+  EXPECT_EQ(sa, sb);
+}
+
+TEST(Deduplicator, SnapshotLeavesExpiredEntriesOut) {
+  Deduplicator d(Millis{64'000});
+  dup(d, "acme", "old", 0);
+  dup(d, "acme", "new", 64'500);  // cutoff 500: "old" expired, its bucket not yet reclaimed
+  std::string bytes;
+  d.snapshot(bytes);
+  Deduplicator restored(Millis{64'000});
+  ASSERT_TRUE(restored.restore(bytes).has_value());
+  EXPECT_EQ(restored.size(), 1u);
+}
+
+TEST(Deduplicator, RestoreRejectsCorruptBytes) {
+  Deduplicator d(kHorizon);
+  dup(d, "acme", "a", 1000);
+  dup(d, "acme", "b", 1000);
+  std::string good;
+  d.snapshot(good);
+  Deduplicator r(kHorizon);
+  EXPECT_FALSE(r.restore("").has_value());
+  EXPECT_FALSE(r.restore("XXXX").has_value());
+  EXPECT_FALSE(r.restore(good.substr(0, good.size() - 1)).has_value());
+  EXPECT_FALSE(r.restore(good + "x").has_value());
+  std::string bad_version = good;
+  bad_version[4] = 9;
+  EXPECT_FALSE(r.restore(bad_version).has_value());
+  std::string huge_count = good;
+  huge_count.replace(14, 8, std::string(8, '\xff'));
+  EXPECT_FALSE(r.restore(huge_count).has_value());
+  std::string dup_key = good;
+  dup_key.replace(22 + 24, 16, good.substr(22, 16));
+  EXPECT_FALSE(r.restore(dup_key).has_value());
+  ASSERT_TRUE(r.restore(good).has_value());
+  EXPECT_EQ(r.size(), 2u);
+}
+
+TEST(Deduplicator, RestoreReplacesState) {
+  Deduplicator empty(kHorizon);
+  std::string nothing;
+  empty.snapshot(nothing);
+  Deduplicator d(kHorizon);
+  dup(d, "acme", "a", 1000);
+  ASSERT_TRUE(d.restore(nothing).has_value());
+  EXPECT_EQ(d.size(), 0u);
+  EXPECT_FALSE(dup(d, "acme", "a", 1000));
+}
+
+}  // namespace
+}  // namespace sp
