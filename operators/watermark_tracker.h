@@ -37,6 +37,7 @@ class WatermarkTracker {
 
   // Every consumed message of the partition (also the ones whose event is rejected later: they
   // prove the partition is alive). Returns true when the pipeline watermark advanced.
+  // Observing an unassigned partition assigns it.
   bool observe(PartitionId partition, EventTime event_time, WallTime now);
   bool observe_activity(PartitionId partition, WallTime now);  // a message without a usable time
   // Re-evaluates idleness; has_lag(p) is true while p has unread messages or is paused.
