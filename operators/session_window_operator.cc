@@ -97,9 +97,10 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
     return;
   }
   const Session fresh{t, t, 1};
-  sessions.insert(std::upper_bound(sessions.begin(), sessions.end(), fresh,
-                                   [](const Session& a, const Session& b) { return a.start < b.start; }),
-                  fresh);
+  sessions.insert(
+      std::upper_bound(sessions.begin(), sessions.end(), fresh,
+                       [](const Session& a, const Session& b) { return a.start < b.start; }),
+      fresh);
   if (close_time(fresh) < actor.timer) schedule(state, key, actor, close_time(fresh));
 }
 
@@ -305,8 +306,8 @@ size_t SessionWindowOperator::open_sessions() const {
 
 void SessionWindowOperator::collect(MetricsWriter& out) const {
   const LabelPair window_label[] = {{"window", spec_.name}};
-  out.family("socialpulse_late_events_total",
-             "Events that arrived after all their windows closed", MetricType::counter);
+  out.family("socialpulse_late_events_total", "Events that arrived after all their windows closed",
+             MetricType::counter);
   out.add(window_label, static_cast<double>(late_events()));
   out.family("socialpulse_window_records_total", "Window records emitted", MetricType::counter);
   out.add({}, static_cast<double>(records_total_));

@@ -34,8 +34,7 @@ bool WatermarkTracker::observe_activity(PartitionId partition, WallTime now) {
   return recompute(now);
 }
 
-bool WatermarkTracker::update_idle(WallTime now,
-                                   const std::function<bool(PartitionId)>& has_lag) {
+bool WatermarkTracker::update_idle(WallTime now, const std::function<bool(PartitionId)>& has_lag) {
   for (auto& [partition, clock] : partitions_) {
     if (!clock.last_activity || has_lag(partition)) {
       // A lagging partition has data we have not read yet: its watermark must keep holding.
@@ -86,8 +85,8 @@ void WatermarkTracker::snapshot(PartitionId partition, std::string& out) const {
     return;
   }
   auto it = partitions_.find(partition);
-  codec::put_i64(out, to_epoch_ms(it == partitions_.end() ? kMinEventTime
-                                                          : it->second.max_event_time));
+  codec::put_i64(out,
+                 to_epoch_ms(it == partitions_.end() ? kMinEventTime : it->second.max_event_time));
 }
 
 Status WatermarkTracker::restore(PartitionId partition, std::string_view bytes) {

@@ -22,9 +22,9 @@ using WallTime = std::chrono::system_clock::time_point;
 //
 // Idleness: a partition is idle once idle_timeout has passed without a message while it had no lag
 // (time spent lagging or paused restarts the timer, so such a partition is never idle). A freshly
-// assigned or restored partition starts its timer at the first observe/update_idle after assignment.
-// When every assigned partition is idle, the pipeline watermark follows the wall clock to
-// now - max_out_of_orderness, so windows of a quiet stream still close (Flink would stall here).
+// assigned or restored partition starts its timer at the first observe/update_idle after
+// assignment. When every assigned partition is idle, the pipeline watermark follows the wall clock
+// to now - max_out_of_orderness, so windows of a quiet stream still close (Flink would stall here).
 // A partition that wakes up below the pipeline watermark does not pull it back; its events for
 // already closed windows are late.
 class WatermarkTracker {

@@ -50,7 +50,8 @@ bool get_aggregate(codec::Reader& in, WindowAggregate& a) {
 }
 
 Status corrupt(std::string_view what) {
-  return make_error(ErrorKind::fatal, "window operator: corrupt snapshot (" + std::string(what) + ")");
+  return make_error(ErrorKind::fatal,
+                    "window operator: corrupt snapshot (" + std::string(what) + ")");
 }
 
 }  // namespace
@@ -233,8 +234,8 @@ void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
   if (wm < earliest_due_) return;
 
   // Windows closing now: previous < start + size + grace <= wm.
-  const int64_t lo = floor_div(previous - size_ms_ - grace_ms_, advance_ms_) * advance_ms_ +
-                     advance_ms_;
+  const int64_t lo =
+      floor_div(previous - size_ms_ - grace_ms_, advance_ms_) * advance_ms_ + advance_ms_;
   const int64_t hi = floor_div(wm - size_ms_ - grace_ms_, advance_ms_) * advance_ms_;
   std::set<WindowKey> closing;  // ordered: records leave in (start, brand, channel) order
   if (lo <= hi) {
@@ -382,7 +383,8 @@ Status WindowOperator::restore(PartitionId partition, std::string_view bytes) {
   if (!in.done()) return corrupt("trailing bytes");
   for (const auto& [key, pane] : state.panes) {
     // Panes of windows this instance already closed are freed at the next watermark.
-    earliest_due_ = std::min(earliest_due_, first_window_start(key.pane_start) + size_ms_ + grace_ms_);
+    earliest_due_ =
+        std::min(earliest_due_, first_window_start(key.pane_start) + size_ms_ + grace_ms_);
   }
   partitions_[partition] = std::move(state);
   cached_state_ = nullptr;
@@ -408,8 +410,8 @@ size_t WindowOperator::pane_count() const {
 
 void WindowOperator::collect(MetricsWriter& out) const {
   const LabelPair window_label[] = {{"window", spec_.name}};
-  out.family("socialpulse_late_events_total",
-             "Events that arrived after all their windows closed", MetricType::counter);
+  out.family("socialpulse_late_events_total", "Events that arrived after all their windows closed",
+             MetricType::counter);
   out.add(window_label, static_cast<double>(late_events()));
   out.family("socialpulse_window_records_total", "Window records emitted", MetricType::counter);
   out.add({}, static_cast<double>(records_total_));

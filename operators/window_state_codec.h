@@ -1,6 +1,7 @@
 #pragma once
-// Fixed-width little-endian encoding for window operator snapshots: snapshots must be byte-identical
-// for identical state (SPEC 5/6), so nothing here depends on host layout or hash-map order.
+// Fixed-width little-endian encoding for window operator snapshots: snapshots must be
+// byte-identical for identical state (SPEC 5/6), so nothing here depends on host layout or hash-map
+// order.
 #include <bit>
 #include <cstdint>
 #include <cstring>

@@ -33,8 +33,8 @@ struct OwnedEvent {
   void bind();
 };
 
-std::optional<EventTime> parse_time(std::string_view s);     // 2026-11-24T10:00:05[.123]Z
-std::optional<Millis> parse_duration(std::string_view s);    // 500ms, 10s, 1m, 2h
+std::optional<EventTime> parse_time(std::string_view s);   // 2026-11-24T10:00:05[.123]Z
+std::optional<Millis> parse_duration(std::string_view s);  // 500ms, 10s, 1m, 2h
 // `p=0 t=2026-11-24T10:00:05Z brand=acme channel=twitter type=like count=1 actor=u1
 //  sentiment=-0.5 rating=4 reach=100 followers=10 value=12.5 id=e1` (p, t, brand, type required).
 Result<OwnedEvent> parse_event_line(std::string_view line, const Vocabulary& vocabulary);

@@ -1,3 +1,5 @@
+#include "operators/window_operators.h"
+
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
@@ -5,7 +7,6 @@
 
 #include "operators/session_window_operator.h"
 #include "operators/window_operator.h"
-#include "operators/window_operators.h"
 #include "tests/operators/allocation_counter.h"
 #include "tests/operators/topology_driver.h"
 
@@ -32,8 +33,10 @@ std::vector<OwnedEvent> generate(size_t n, uint64_t seed) {
     clock_ms += static_cast<int64_t>(rng() % 4000);
     int64_t t = clock_ms;
     const uint64_t r = rng() % 100;
-    if (r < 15) t -= static_cast<int64_t>(rng() % 9000);     // within tolerance
-    else if (r < 20) t -= static_cast<int64_t>(rng() % 200'000);  // often late
+    if (r < 15)
+      t -= static_cast<int64_t>(rng() % 9000);  // within tolerance
+    else if (r < 20)
+      t -= static_cast<int64_t>(rng() % 200'000);  // often late
     e.partition = PartitionId{static_cast<int32_t>(rng() % 2)};
     e.event.time = from_epoch_ms(t);
     e.event.brand = static_cast<BrandIndex>(rng() % 3);
@@ -133,8 +136,8 @@ class NullEmitter : public Emitter {
 };
 
 TEST(WindowOperator, HoppingEventUpdatesOnePaneNotEveryWindow) {
-  WindowSpec hourly{"hourly", WindowKind::hopping, minutes(60), minutes(5), Millis{0}, minutes(2),
-                    EmitMode::final};
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
   WindowOperator op(hourly, test_vocabulary(), {}, {}, false);
   const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
   for (int i = 0; i < 100; ++i) op.process(ctx, like_at(kT0 + seconds(i), 0, i));
@@ -144,8 +147,8 @@ TEST(WindowOperator, HoppingEventUpdatesOnePaneNotEveryWindow) {
 }
 
 TEST(WindowOperator, PaneFreedOnlyWhenItsLastWindowCloses) {
-  WindowSpec hourly{"hourly", WindowKind::hopping, minutes(60), minutes(5), Millis{0}, minutes(2),
-                    EmitMode::final};
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
   WindowOperator op(hourly, test_vocabulary(), {}, {}, false);
   NullEmitter out;
   op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 0, 1));
@@ -162,8 +165,8 @@ TEST(WindowOperator, PaneFreedOnlyWhenItsLastWindowCloses) {
 }
 
 TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
-  WindowSpec minute{"minute", WindowKind::tumbling, minutes(1), minutes(1), Millis{0}, seconds(0),
-                    EmitMode::final};
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(0),           EmitMode::final};
   WindowOperator op(minute, test_vocabulary(), {}, {}, true);
   NullEmitter out;
   const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
@@ -194,8 +197,8 @@ TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
 }
 
 TEST(WindowOperator, LateCountsMoveWithTheirPartition) {
-  WindowSpec minute{"minute", WindowKind::tumbling, minutes(1), minutes(1), Millis{0}, seconds(0),
-                    EmitMode::final};
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(0),           EmitMode::final};
   WindowOperator a(minute, test_vocabulary(), {}, {}, false);
   NullEmitter out;
   a.on_watermark(kT0 + minutes(5), out);
@@ -212,8 +215,8 @@ TEST(WindowOperator, LateCountsMoveWithTheirPartition) {
 }
 
 TEST(SessionWindowOperator, IgnoresEventsWithoutActor) {
-  WindowSpec sessions{"sessions", WindowKind::session, Millis{0}, Millis{0}, minutes(30),
-                      Millis{0}, EmitMode::final};
+  WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
+                      minutes(30), Millis{0},           EmitMode::final};
   SessionWindowOperator op(sessions, test_vocabulary());
   Event e = like_at(kT0, 0, 1);
   e.has_actor = false;
@@ -222,8 +225,8 @@ TEST(SessionWindowOperator, IgnoresEventsWithoutActor) {
 }
 
 TEST(SessionWindowOperator, SameActorOfTwoBrandsHasTwoSessions) {
-  WindowSpec sessions{"sessions", WindowKind::session, Millis{0}, Millis{0}, minutes(30),
-                      Millis{0}, EmitMode::final};
+  WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
+                      minutes(30), Millis{0},           EmitMode::final};
   SessionWindowOperator op(sessions, test_vocabulary());
   op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 0, 7));
   op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 1, 7));

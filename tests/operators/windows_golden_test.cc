@@ -68,7 +68,7 @@ CaseConfig read_config(const std::filesystem::path& path) {
       WindowSpec w;
       w.name = o.at("name");
       const std::string kind = o.at("kind");
-      w.kind = kind == "tumbling" ? WindowKind::tumbling
+      w.kind = kind == "tumbling"  ? WindowKind::tumbling
                : kind == "hopping" ? WindowKind::hopping
                                    : WindowKind::session;
       w.size = duration(o, "size");
