@@ -1,0 +1,352 @@
+#include "operators/session_window_operator.h"
+
+#include <algorithm>
+#include <functional>
+#include <tuple>
+
+#include "operators/window_record_format.h"
+#include "operators/window_state_codec.h"
+
+namespace sp {
+namespace {
+
+constexpr uint8_t kSnapshotVersion = 1;
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+Status corrupt(std::string_view what) {
+  return make_error(ErrorKind::fatal,
+                    "session window operator: corrupt snapshot (" + std::string(what) + ")");
+}
+
+}  // namespace
+
+SessionWindowOperator::SessionWindowOperator(WindowSpec spec, Vocabulary vocabulary)
+    : spec_(std::move(spec)),
+      vocabulary_(std::move(vocabulary)),
+      gap_ms_(std::max<int64_t>(spec_.gap.count(), 1)),
+      grace_ms_(std::max<int64_t>(spec_.grace.count(), 0)),
+      watermark_(to_epoch_ms(kMinEventTime)) {}
+
+SessionWindowOperator::PartitionState& SessionWindowOperator::state_for(PartitionId partition) {
+  if (cached_state_ == nullptr || cached_partition_ != partition) {
+    PartitionState& state = partitions_[partition];  // std::map nodes are stable
+    if (state.brands.size() < vocabulary_.brand_count()) {
+      state.brands.resize(vocabulary_.brand_count());
+    }
+    cached_state_ = &state;
+    cached_partition_ = partition;
+  }
+  return *cached_state_;
+}
+
+void SessionWindowOperator::schedule(PartitionState& state, const SessionKey& key,
+                                     ActorSessions& actor, int64_t close) {
+  actor.timer = close;
+  state.timers.push_back(Timer{close, key});
+  std::push_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
+}
+
+void SessionWindowOperator::process(const ProcessContext& ctx, const Event& event) {
+  if (!event.has_actor) return;
+  const int64_t t = to_epoch_ms(event.time);
+  PartitionState& state = state_for(ctx.partition);
+  const int64_t watermark = std::max(watermark_, to_epoch_ms(ctx.pipeline_watermark));
+  const SessionKey key{event.actor_hash, event.brand};
+  const bool starts_closed = t + gap_ms_ + grace_ms_ <= watermark;
+
+  auto it = state.actors.find(key);
+  if (it == state.actors.end()) {
+    if (starts_closed) {
+      ++state.late_events;
+      return;
+    }
+    ActorSessions& actor = state.actors[key];
+    actor.actor_id.assign(event.actor_id);
+    actor.sessions.push_back(Session{t, t, 1});
+    schedule(state, key, actor, close_time(actor.sessions.back()));
+    return;
+  }
+
+  ActorSessions& actor = it->second;
+  std::vector<Session>& sessions = actor.sessions;
+  // Sessions already due are frozen: they leave as they are at the next on_watermark.
+  Session* joined = nullptr;
+  bool merged_any = false;
+  for (Session& s : sessions) {
+    if (close_time(s) <= watermark) continue;
+    if (!(s.start - gap_ms_ < t && t < s.end + gap_ms_)) continue;
+    if (joined == nullptr) {
+      joined = &s;
+      s.start = std::min(s.start, t);
+      s.end = std::max(s.end, t);
+      s.events += 1;
+    } else {
+      // The event bridges two sessions: fold the later one into the first.
+      joined->start = std::min(joined->start, s.start);
+      joined->end = std::max(joined->end, s.end);
+      joined->events += s.events;
+      s.events = 0;
+      merged_any = true;
+    }
+  }
+  if (merged_any) std::erase_if(sessions, [](const Session& s) { return s.events == 0; });
+  if (joined != nullptr) return;  // closes only moved later: the pending timer still covers them
+
+  if (starts_closed) {
+    ++state.late_events;
+    return;
+  }
+  const Session fresh{t, t, 1};
+  sessions.insert(
+      std::upper_bound(sessions.begin(), sessions.end(), fresh,
+                       [](const Session& a, const Session& b) { return a.start < b.start; }),
+      fresh);
+  if (close_time(fresh) < actor.timer) schedule(state, key, actor, close_time(fresh));
+}
+
+void SessionWindowOperator::on_watermark(EventTime watermark, Emitter& out) {
+  const int64_t wm = to_epoch_ms(watermark);
+  if (wm <= watermark_) return;
+  watermark_ = wm;
+  closed_.clear();
+  for (auto& [partition, state] : partitions_) {
+    auto& timers = state.timers;
+    while (!timers.empty() && timers.front().close <= wm) {
+      std::pop_heap(timers.begin(), timers.end(), std::greater<>{});
+      const Timer timer = timers.back();
+      timers.pop_back();
+      auto it = state.actors.find(timer.key);
+      if (it == state.actors.end()) continue;  // stale: the actor's sessions already closed
+      ActorSessions& actor = it->second;
+      int64_t next = kNever;
+      for (Session& s : actor.sessions) {
+        const int64_t close = close_time(s);
+        if (close <= wm) {
+          closed_.push_back(Closed{close, timer.key.brand, actor.actor_id, s, partition});
+          s.events = 0;
+        } else {
+          next = std::min(next, close);
+        }
+      }
+      std::erase_if(actor.sessions, [](const Session& s) { return s.events == 0; });
+      if (actor.sessions.empty()) {
+        state.actors.erase(it);
+        continue;
+      }
+      if (timer.close == actor.timer) schedule(state, timer.key, actor, next);
+    }
+  }
+  // Heap and hash orders are arbitrary: sort so every run emits the same sequence.
+  std::sort(closed_.begin(), closed_.end(), [](const Closed& a, const Closed& b) {
+    return std::tie(a.close, a.brand, a.actor_id, a.session.start, a.partition) <
+           std::tie(b.close, b.brand, b.actor_id, b.session.start, b.partition);
+  });
+  for (const Closed& c : closed_) emit(c, out);
+  closed_.clear();
+}
+
+void SessionWindowOperator::emit(const Closed& c, Emitter& out) {
+  const std::string& brand = vocabulary_.brand_name(c.brand);
+  OutputRecord record;
+  record.topic = OutputRecord::Topic::windows;
+  record.key.append(brand).append("|").append(c.actor_id).append("|").append(spec_.name);
+  record.key.append("|");
+  append_rfc3339_ms(record.key, from_epoch_ms(c.session.start));
+  std::string& v = record.value;
+  v += "{\"brand\":";
+  append_json_string(v, brand);
+  v += ",\"actor\":";
+  append_json_string(v, c.actor_id);
+  v += ",\"start\":\"";
+  append_rfc3339_ms(v, from_epoch_ms(c.session.start));
+  v += "\",\"end\":\"";
+  append_rfc3339_ms(v, from_epoch_ms(c.session.end));
+  v += "\",\"events\":";
+  append_json_int(v, c.session.events);
+  v += '}';
+  ++records_total_;
+  out.emit(std::move(record));
+
+  BrandStats& stats = state_for(c.partition).brands[c.brand];
+  const double seconds = static_cast<double>(c.session.end - c.session.start) / 1000.0;
+  ++stats.sessions;
+  stats.duration_sum += seconds;
+  const auto bucket = std::lower_bound(kDurationBuckets.begin(), kDurationBuckets.end(), seconds) -
+                      kDurationBuckets.begin();
+  ++stats.buckets[static_cast<size_t>(bucket)];
+}
+
+void SessionWindowOperator::snapshot(PartitionId partition, std::string& out) const {
+  codec::put_u8(out, kSnapshotVersion);
+  if (partition == kGlobalPartition) {
+    codec::put_i64(out, watermark_);
+    codec::put_u64(out, records_total_);
+    return;
+  }
+  auto sit = partitions_.find(partition);
+  if (sit == partitions_.end()) {
+    for (int i = 0; i < 3; ++i) codec::put_u64(out, 0);
+    return;
+  }
+  const PartitionState& state = sit->second;
+  codec::put_u64(out, state.late_events);
+  uint64_t brands_with_sessions = 0;
+  for (const BrandStats& b : state.brands) brands_with_sessions += b.sessions > 0 ? 1 : 0;
+  codec::put_u64(out, brands_with_sessions);
+  for (size_t i = 0; i < state.brands.size(); ++i) {
+    const BrandStats& b = state.brands[i];
+    if (b.sessions == 0) continue;
+    // Names, not indexes: a reordered brand list must not move state between labels.
+    codec::put_str(out, vocabulary_.brand_name(static_cast<BrandIndex>(i)));
+    codec::put_u64(out, b.sessions);
+    for (uint64_t n : b.buckets) codec::put_u64(out, n);
+    codec::put_f64(out, b.duration_sum);
+  }
+  std::vector<const std::pair<const SessionKey, ActorSessions>*> sorted;
+  sorted.reserve(state.actors.size());
+  for (const auto& entry : state.actors) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->first.brand, a->second.actor_id, a->first.actor_hash) <
+           std::tie(b->first.brand, b->second.actor_id, b->first.actor_hash);
+  });
+  codec::put_u64(out, sorted.size());
+  for (const auto* entry : sorted) {
+    codec::put_str(out, vocabulary_.brand_name(entry->first.brand));
+    codec::put_str(out, entry->second.actor_id);
+    codec::put_u64(out, entry->first.actor_hash);
+    codec::put_u64(out, entry->second.sessions.size());
+    for (const Session& s : entry->second.sessions) {
+      codec::put_i64(out, s.start);
+      codec::put_i64(out, s.end);
+      codec::put_i64(out, s.events);
+    }
+  }
+}
+
+Status SessionWindowOperator::restore(PartitionId partition, std::string_view bytes) {
+  codec::Reader in(bytes);
+  uint8_t version = 0;
+  if (!in.u8(version) || version != kSnapshotVersion) return corrupt("version");
+  if (partition == kGlobalPartition) {
+    int64_t watermark = 0;
+    uint64_t records = 0;
+    if (!in.i64(watermark) || !in.u64(records) || !in.done()) return corrupt("global");
+    watermark_ = std::max(watermark_, watermark);
+    records_total_ = records;
+    return {};
+  }
+  PartitionState state;
+  state.brands.resize(vocabulary_.brand_count());
+  uint64_t n_brands = 0;
+  if (!in.u64(state.late_events) || !in.u64(n_brands)) return corrupt("partition header");
+  for (uint64_t i = 0; i < n_brands; ++i) {
+    std::string_view name;
+    BrandStats b;
+    if (!in.str(name) || !in.u64(b.sessions)) return corrupt("brand stats");
+    for (uint64_t& n : b.buckets) {
+      if (!in.u64(n)) return corrupt("brand stats");
+    }
+    if (!in.f64(b.duration_sum)) return corrupt("brand stats");
+    BrandStats& into = state.brands[vocabulary_.brand(name)];
+    into.sessions += b.sessions;
+    for (size_t k = 0; k < b.buckets.size(); ++k) into.buckets[k] += b.buckets[k];
+    into.duration_sum += b.duration_sum;
+  }
+  uint64_t n_actors = 0;
+  if (!in.u64(n_actors)) return corrupt("actors");
+  for (uint64_t i = 0; i < n_actors; ++i) {
+    std::string_view brand, actor_id;
+    SessionKey key;
+    uint64_t n_sessions = 0;
+    if (!in.str(brand) || !in.str(actor_id) || !in.u64(key.actor_hash) || !in.u64(n_sessions)) {
+      return corrupt("actor");
+    }
+    key.brand = vocabulary_.brand(brand);
+    ActorSessions& actor = state.actors[key];
+    actor.actor_id.assign(actor_id);
+    for (uint64_t k = 0; k < n_sessions; ++k) {
+      Session s;
+      if (!in.i64(s.start) || !in.i64(s.end) || !in.i64(s.events)) return corrupt("session");
+      actor.sessions.push_back(s);
+    }
+    std::sort(actor.sessions.begin(), actor.sessions.end(),
+              [](const Session& a, const Session& b) { return a.start < b.start; });
+  }
+  if (!in.done()) return corrupt("trailing bytes");
+  for (auto& [key, actor] : state.actors) {
+    int64_t first = kNever;
+    for (const Session& s : actor.sessions) first = std::min(first, close_time(s));
+    actor.timer = first;
+    state.timers.push_back(Timer{first, key});
+  }
+  std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
+  partitions_[partition] = std::move(state);
+  cached_state_ = nullptr;
+  return {};
+}
+
+void SessionWindowOperator::drop(PartitionId partition) {
+  partitions_.erase(partition);
+  cached_state_ = nullptr;
+}
+
+uint64_t SessionWindowOperator::late_events() const {
+  uint64_t total = 0;
+  for (const auto& [partition, state] : partitions_) total += state.late_events;
+  return total;
+}
+
+size_t SessionWindowOperator::open_sessions() const {
+  size_t n = 0;
+  for (const auto& [partition, state] : partitions_) {
+    for (const auto& [key, actor] : state.actors) n += actor.sessions.size();
+  }
+  return n;
+}
+
+void SessionWindowOperator::collect(MetricsWriter& out) const {
+  const LabelPair window_label[] = {{"window", spec_.name}};
+  out.family("socialpulse_late_events_total", "Events that arrived after all their windows closed",
+             MetricType::counter);
+  out.add(window_label, static_cast<double>(late_events()));
+  out.family("socialpulse_window_records_total", "Window records emitted", MetricType::counter);
+  out.add({}, static_cast<double>(records_total_));
+
+  std::vector<BrandStats> totals(vocabulary_.brand_count());
+  for (const auto& [partition, state] : partitions_) {
+    for (size_t b = 0; b < state.brands.size() && b < totals.size(); ++b) {
+      const BrandStats& s = state.brands[b];
+      totals[b].sessions += s.sessions;
+      for (size_t k = 0; k < s.buckets.size(); ++k) totals[b].buckets[k] += s.buckets[k];
+      totals[b].duration_sum += s.duration_sum;
+    }
+  }
+  out.family("socialpulse_actor_sessions_total", "Closed actor sessions", MetricType::counter);
+  for (size_t b = 0; b < totals.size(); ++b) {
+    if (totals[b].sessions == 0) continue;
+    const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+    out.add(labels, static_cast<double>(totals[b].sessions));
+  }
+  out.family("socialpulse_actor_session_duration_seconds",
+             "Duration of closed actor sessions (last - first event)", MetricType::histogram);
+  for (size_t b = 0; b < totals.size(); ++b) {
+    if (totals[b].sessions == 0) continue;
+    const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
+    out.add_histogram(labels, kDurationBuckets, totals[b].buckets, totals[b].duration_sum);
+  }
+}
+
+size_t SessionWindowOperator::state_bytes() const {
+  size_t bytes = sizeof(*this);
+  for (const auto& [partition, state] : partitions_) {
+    bytes += state.actors.capacity() * (sizeof(SessionKey) + sizeof(ActorSessions) + 1);
+    bytes += state.timers.capacity() * sizeof(Timer);
+    for (const auto& [key, actor] : state.actors) {
+      bytes += actor.sessions.capacity() * sizeof(Session);
+      if (actor.actor_id.capacity() > 15) bytes += actor.actor_id.capacity();
+    }
+  }
+  return bytes;
+}
+
+}  // namespace sp

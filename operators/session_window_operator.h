@@ -1,0 +1,104 @@
+#pragma once
+// Session windows keyed by brand + actor (SPEC 3, 5).
+#include <absl/container/flat_hash_map.h>
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "operators/operator.h"
+#include "operators/settings.h"
+#include "operators/vocabulary.h"
+
+namespace sp {
+
+// Contract: per input partition, an actor's events less than `gap` apart form one session (an
+// event bridging two sessions merges them); a session closes when the watermark reaches
+// last_event + gap + grace and emits one record. Events without an actor are ignored; an event
+// that could only start an already closed session is dropped and counted as late.
+class SessionWindowOperator final : public Operator {
+ public:
+  static constexpr std::array<double, 9> kDurationBuckets = {60,   300,   900,   1800, 3600,
+                                                             7200, 14400, 43200, 86400};
+
+  SessionWindowOperator(WindowSpec spec, Vocabulary vocabulary);
+
+  std::string_view name() const override { return spec_.name; }
+  void process(const ProcessContext& ctx, const Event& event) override;
+  void on_watermark(EventTime watermark, Emitter& out) override;
+  void snapshot(PartitionId partition, std::string& out) const override;
+  Status restore(PartitionId partition, std::string_view bytes) override;
+  void drop(PartitionId partition) override;
+  void collect(MetricsWriter& out) const override;
+  size_t state_bytes() const override;
+
+  uint64_t late_events() const;
+  size_t open_sessions() const;
+
+ private:
+  struct SessionKey {
+    uint64_t actor_hash = 0;
+    BrandIndex brand = 0;
+    bool operator==(const SessionKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const SessionKey& k) {
+      return H::combine(std::move(h), k.actor_hash, k.brand);
+    }
+  };
+  struct Session {
+    int64_t start = 0;  // first event time, epoch ms
+    int64_t end = 0;    // last event time
+    int64_t events = 0;
+  };
+  struct ActorSessions {
+    std::string actor_id;
+    std::vector<Session> sessions;  // sorted by start, disjoint; usually one
+    int64_t timer = 0;              // earliest pending timer; <= every session's close time
+  };
+  struct Timer {
+    int64_t close = 0;
+    SessionKey key;
+    bool operator>(const Timer& o) const { return close > o.close; }
+  };
+  struct BrandStats {
+    uint64_t sessions = 0;
+    std::array<uint64_t, kDurationBuckets.size() + 1> buckets{};  // per bucket, +Inf last
+    double duration_sum = 0.0;
+  };
+  struct PartitionState {
+    absl::flat_hash_map<SessionKey, ActorSessions> actors;
+    std::vector<Timer> timers;  // min-heap on close; stale entries are skipped when popped
+    uint64_t late_events = 0;
+    std::vector<BrandStats> brands;  // by BrandIndex
+  };
+  struct Closed {
+    int64_t close;
+    BrandIndex brand;
+    std::string actor_id;
+    Session session;
+    PartitionId partition;
+  };
+
+  PartitionState& state_for(PartitionId partition);
+  int64_t close_time(const Session& s) const { return s.end + gap_ms_ + grace_ms_; }
+  void schedule(PartitionState& state, const SessionKey& key, ActorSessions& actor, int64_t close);
+  void emit(const Closed& closed, Emitter& out);
+
+  WindowSpec spec_;
+  Vocabulary vocabulary_;
+  int64_t gap_ms_;
+  int64_t grace_ms_;
+
+  std::map<PartitionId, PartitionState> partitions_;
+  PartitionId cached_partition_{-2};
+  PartitionState* cached_state_ = nullptr;
+
+  // Global (kGlobalPartition) state.
+  int64_t watermark_;
+  uint64_t records_total_ = 0;
+
+  std::vector<Closed> closed_;  // reused by on_watermark
+};
+
+}  // namespace sp

@@ -1,0 +1,108 @@
+#include "operators/watermark_tracker.h"
+
+#include <algorithm>
+
+#include "operators/operator.h"
+#include "operators/window_state_codec.h"
+
+namespace sp {
+namespace {
+constexpr uint8_t kSnapshotVersion = 1;
+}
+
+WatermarkTracker::WatermarkTracker(WatermarkSettings settings) : settings_(settings) {}
+
+void WatermarkTracker::assign(PartitionId partition) { partitions_.try_emplace(partition); }
+
+bool WatermarkTracker::revoke(PartitionId partition) {
+  partitions_.erase(partition);
+  return recompute(std::nullopt);
+}
+
+bool WatermarkTracker::observe(PartitionId partition, EventTime event_time, WallTime now) {
+  PartitionClock& clock = partitions_[partition];
+  clock.max_event_time = std::max(clock.max_event_time, event_time);
+  clock.last_activity = now;
+  clock.idle = false;
+  return recompute(now);
+}
+
+bool WatermarkTracker::observe_activity(PartitionId partition, WallTime now) {
+  PartitionClock& clock = partitions_[partition];
+  clock.last_activity = now;
+  clock.idle = false;
+  return recompute(now);
+}
+
+bool WatermarkTracker::update_idle(WallTime now, const std::function<bool(PartitionId)>& has_lag) {
+  for (auto& [partition, clock] : partitions_) {
+    if (!clock.last_activity || has_lag(partition)) {
+      // A lagging partition has data we have not read yet: its watermark must keep holding.
+      clock.last_activity = now;
+      clock.idle = false;
+      continue;
+    }
+    clock.idle = now - *clock.last_activity >= settings_.idle_timeout;
+  }
+  return recompute(now);
+}
+
+EventTime WatermarkTracker::partition_watermark(PartitionId partition) const {
+  auto it = partitions_.find(partition);
+  if (it == partitions_.end() || it->second.max_event_time == kMinEventTime) return kMinEventTime;
+  return it->second.max_event_time - settings_.max_out_of_orderness;
+}
+
+bool WatermarkTracker::is_idle(PartitionId partition) const {
+  auto it = partitions_.find(partition);
+  return it != partitions_.end() && it->second.idle;
+}
+
+bool WatermarkTracker::recompute(std::optional<WallTime> now) {
+  if (partitions_.empty()) return false;
+  EventTime candidate = kMaxEventTime;
+  bool any_active = false;
+  for (const auto& [partition, clock] : partitions_) {
+    if (clock.idle) continue;
+    any_active = true;
+    candidate = std::min(candidate, partition_watermark(partition));
+  }
+  if (!any_active) {
+    // All idle: nothing can arrive that the wall clock has not already passed (minus the
+    // tolerated disorder), so let quiet windows close instead of waiting forever.
+    if (!now) return false;
+    candidate = std::chrono::floor<Millis>(*now) - settings_.max_out_of_orderness;
+  }
+  if (candidate <= pipeline_) return false;
+  pipeline_ = candidate;
+  return true;
+}
+
+void WatermarkTracker::snapshot(PartitionId partition, std::string& out) const {
+  codec::put_u8(out, kSnapshotVersion);
+  if (partition == kGlobalPartition) {
+    codec::put_i64(out, to_epoch_ms(pipeline_));
+    return;
+  }
+  auto it = partitions_.find(partition);
+  codec::put_i64(out,
+                 to_epoch_ms(it == partitions_.end() ? kMinEventTime : it->second.max_event_time));
+}
+
+Status WatermarkTracker::restore(PartitionId partition, std::string_view bytes) {
+  codec::Reader in(bytes);
+  uint8_t version = 0;
+  int64_t ms = 0;
+  if (!in.u8(version) || version != kSnapshotVersion || !in.i64(ms) || !in.done()) {
+    return make_error(ErrorKind::fatal, "watermark tracker: bad snapshot");
+  }
+  if (partition == kGlobalPartition) {
+    pipeline_ = std::max(pipeline_, from_epoch_ms(ms));
+    return {};
+  }
+  PartitionClock& clock = partitions_[partition];
+  clock.max_event_time = std::max(clock.max_event_time, from_epoch_ms(ms));
+  return {};
+}
+
+}  // namespace sp

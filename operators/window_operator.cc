@@ -1,0 +1,442 @@
+#include "operators/window_operator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "operators/window_record_format.h"
+#include "operators/window_state_codec.h"
+
+namespace sp {
+namespace {
+
+constexpr uint8_t kSnapshotVersion = 1;
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+uint32_t pack(BrandIndex brand, ChannelIndex channel) {
+  return (uint32_t{brand} << 16) | uint32_t{channel};
+}
+BrandIndex brand_of(uint32_t bc) { return static_cast<BrandIndex>(bc >> 16); }
+ChannelIndex channel_of(uint32_t bc) { return static_cast<ChannelIndex>(bc & 0xffff); }
+
+void put_aggregate(std::string& out, const WindowAggregate& a) {
+  for (int64_t c : a.counts) codec::put_i64(out, c);
+  codec::put_i64(out, a.impressions);
+  codec::put_i64(out, a.engagements);
+  codec::put_i64(out, a.reach);
+  codec::put_i64(out, a.leads);
+  codec::put_f64(out, a.opinion_weight);
+  codec::put_f64(out, a.positive);
+  codec::put_f64(out, a.negative);
+  codec::put_f64(out, a.emv);
+  codec::put_f64(out, a.lead_value);
+  a.actors.serialize(out);
+}
+
+bool get_aggregate(codec::Reader& in, WindowAggregate& a) {
+  for (int64_t& c : a.counts) {
+    if (!in.i64(c)) return false;
+  }
+  if (!in.i64(a.impressions) || !in.i64(a.engagements) || !in.i64(a.reach) || !in.i64(a.leads) ||
+      !in.f64(a.opinion_weight) || !in.f64(a.positive) || !in.f64(a.negative) || !in.f64(a.emv) ||
+      !in.f64(a.lead_value)) {
+    return false;
+  }
+  auto hll = HyperLogLog::deserialize(in.rest());
+  if (!hll) return false;
+  a.actors = std::move(*hll);
+  return true;
+}
+
+Status corrupt(std::string_view what) {
+  return make_error(ErrorKind::fatal,
+                    "window operator: corrupt snapshot (" + std::string(what) + ")");
+}
+
+}  // namespace
+
+void WindowAggregate::add(const Event& event, const Derived& d) {
+  counts[static_cast<size_t>(event.type)] += event.count;
+  impressions += d.impressions;
+  engagements += d.engagements;
+  reach += d.reach;
+  leads += d.leads;
+  opinion_weight += d.opinion_weight;
+  positive += d.positive;
+  negative += d.negative;
+  emv += d.emv;
+  lead_value += d.lead_value;
+  if (event.has_actor) actors.add(event.actor_hash);
+}
+
+void WindowAggregate::merge(const WindowAggregate& o) {
+  for (size_t i = 0; i < kEventTypeCount; ++i) counts[i] += o.counts[i];
+  impressions += o.impressions;
+  engagements += o.engagements;
+  reach += o.reach;
+  leads += o.leads;
+  opinion_weight += o.opinion_weight;
+  positive += o.positive;
+  negative += o.negative;
+  emv += o.emv;
+  lead_value += o.lead_value;
+  actors.merge(o.actors);
+}
+
+WindowOperator::WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettings kpi,
+                               EmvSettings emv, bool engagement_rate_source)
+    : spec_(std::move(spec)),
+      vocabulary_(std::move(vocabulary)),
+      kpi_(kpi),
+      emv_(emv),
+      engagement_rate_source_(engagement_rate_source),
+      size_ms_(std::max<int64_t>(spec_.size.count(), 1)),
+      advance_ms_(spec_.kind == WindowKind::tumbling || spec_.advance.count() <= 0
+                      ? size_ms_
+                      : spec_.advance.count()),
+      pane_ms_(std::gcd(size_ms_, advance_ms_)),
+      grace_ms_(std::max<int64_t>(spec_.grace.count(), 0)),
+      watermark_(to_epoch_ms(kMinEventTime)),
+      earliest_due_(kNever) {}
+
+int64_t WindowOperator::last_window_start(int64_t t) const {
+  return floor_div(t, advance_ms_) * advance_ms_;
+}
+
+int64_t WindowOperator::first_window_start(int64_t t) const {
+  // Smallest aligned start s with s > t - size.
+  return floor_div(t - size_ms_, advance_ms_) * advance_ms_ + advance_ms_;
+}
+
+int64_t WindowOperator::next_close_after(int64_t pane_start, int64_t watermark) const {
+  const int64_t first_close = first_window_start(pane_start) + size_ms_ + grace_ms_;
+  if (first_close > watermark) return first_close;
+  const int64_t steps = floor_div(watermark - first_close, advance_ms_) + 1;
+  return first_close + steps * advance_ms_;
+}
+
+WindowOperator::PartitionState& WindowOperator::state_for(PartitionId partition) {
+  if (cached_state_ == nullptr || cached_partition_ != partition) {
+    cached_state_ = &partitions_[partition];  // std::map nodes are stable
+    cached_partition_ = partition;
+  }
+  return *cached_state_;
+}
+
+void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
+  const int64_t t = to_epoch_ms(event.time);
+  const int64_t last_start = last_window_start(t);
+  if (t >= last_start + size_ms_) return;  // advance > size: t falls between sampled windows
+  PartitionState& state = state_for(ctx.partition);
+  // The operator's own watermark decides what was emitted; the context's can only be ahead of it
+  // if the runner has not delivered on_watermark yet.
+  const int64_t watermark = std::max(watermark_, to_epoch_ms(ctx.pipeline_watermark));
+  if (last_start + size_ms_ + grace_ms_ <= watermark) {
+    ++state.late_events;  // every window holding t already closed (Flink drops these too)
+    return;
+  }
+  const PaneKey key{floor_div(t, pane_ms_) * pane_ms_, pack(event.brand, event.channel)};
+  auto [it, inserted] = state.panes.try_emplace(key);
+  if (inserted) {
+    earliest_due_ = std::min(earliest_due_, next_close_after(key.pane_start, watermark_));
+  }
+  it->second.aggregate.add(event, derive(event, kpi_, emv_));
+  it->second.dirty = true;
+}
+
+WindowAggregate WindowOperator::merge_window(int64_t window_start, uint32_t bc) const {
+  WindowAggregate merged;
+  // Partition-major, then pane order: the float sums come out identical on every run.
+  for (const auto& [partition, state] : partitions_) {
+    for (int64_t p = window_start; p < window_start + size_ms_; p += pane_ms_) {
+      auto it = state.panes.find(PaneKey{p, bc});
+      if (it != state.panes.end()) merged.merge(it->second.aggregate);
+    }
+  }
+  return merged;
+}
+
+void WindowOperator::emit(int64_t window_start, uint32_t bc, const WindowAggregate& a, bool final,
+                          Emitter& out) {
+  const std::string& brand = vocabulary_.brand_name(brand_of(bc));
+  const std::string& channel = vocabulary_.channel_name(channel_of(bc));
+  const EventTime start = from_epoch_ms(window_start);
+  const EventTime end = from_epoch_ms(window_start + size_ms_);
+
+  OutputRecord record;
+  record.topic = OutputRecord::Topic::windows;
+  record.key.reserve(brand.size() + channel.size() + spec_.name.size() + 28);
+  record.key.append(brand).append("|").append(channel).append("|").append(spec_.name).append("|");
+  append_rfc3339_ms(record.key, start);
+
+  std::string& v = record.value;
+  v.reserve(512);
+  v += "{\"window\":";
+  append_json_string(v, spec_.name);
+  v += ",\"kind\":";
+  v += spec_.kind == WindowKind::tumbling ? "\"tumbling\"" : "\"hopping\"";
+  v += ",\"brand\":";
+  append_json_string(v, brand);
+  v += ",\"channel\":";
+  append_json_string(v, channel);
+  v += ",\"start\":\"";
+  append_rfc3339_ms(v, start);
+  v += "\",\"end\":\"";
+  append_rfc3339_ms(v, end);
+  v += "\",\"counts\":{";
+  bool first = true;
+  for (size_t i = 0; i < kEventTypeCount; ++i) {
+    if (a.counts[i] == 0) continue;
+    if (!first) v += ',';
+    first = false;
+    append_json_string(v, to_string(static_cast<EventType>(i)));
+    v += ':';
+    append_json_int(v, a.counts[i]);
+  }
+  v += "},\"impressions\":";
+  append_json_int(v, a.impressions);
+  v += ",\"engagements\":";
+  append_json_int(v, a.engagements);
+  v += ",\"engagement_rate\":";
+  if (a.impressions == 0) {
+    v += "null";
+  } else {
+    append_json_double(v, static_cast<double>(a.engagements) / static_cast<double>(a.impressions));
+  }
+  v += ",\"reach\":";
+  append_json_int(v, a.reach);
+  v += ",\"opinion_weight\":";
+  append_json_double(v, a.opinion_weight);
+  v += ",\"positive\":";
+  append_json_double(v, a.positive);
+  v += ",\"negative\":";
+  append_json_double(v, a.negative);
+  v += ",\"emv\":";
+  append_json_double(v, a.emv);
+  v += ",\"leads\":";
+  append_json_int(v, a.leads);
+  v += ",\"lead_value\":";
+  append_json_double(v, a.lead_value);
+  v += ",\"unique_actors\":";
+  append_json_int(v, std::llround(a.actors.estimate()));
+  v += final ? ",\"final\":true}" : ",\"final\":false}";
+
+  ++records_total_;
+  out.emit(std::move(record));
+}
+
+void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
+  const int64_t wm = to_epoch_ms(watermark);
+  if (wm <= watermark_) return;  // watermarks are monotonic; a repeat changes nothing
+  const int64_t previous = watermark_;
+  watermark_ = wm;
+  if (wm < earliest_due_) return;
+
+  // Windows closing now: previous < start + size + grace <= wm.
+  const int64_t lo =
+      floor_div(previous - size_ms_ - grace_ms_, advance_ms_) * advance_ms_ + advance_ms_;
+  const int64_t hi = floor_div(wm - size_ms_ - grace_ms_, advance_ms_) * advance_ms_;
+  std::set<WindowKey> closing;  // ordered: records leave in (start, brand, channel) order
+  if (lo <= hi) {
+    for (const auto& [partition, state] : partitions_) {
+      for (const auto& [key, pane] : state.panes) {
+        const int64_t from = std::max(lo, first_window_start(key.pane_start));
+        const int64_t to = std::min(hi, last_window_start(key.pane_start));
+        for (int64_t s = from; s <= to; s += advance_ms_) closing.emplace(s, key.brand_channel);
+      }
+    }
+  }
+  for (const auto& [start, bc] : closing) {
+    const WindowAggregate merged = merge_window(start, bc);
+    if (engagement_rate_source_) {
+      auto [rate, fresh] = rates_.try_emplace(bc);
+      if (fresh || start >= rate->second.window_start) {
+        rate->second = RateSample{start, merged.engagements, merged.impressions};
+      }
+    }
+    emit(start, bc, merged, /*final=*/true, out);
+  }
+  sweep();
+}
+
+void WindowOperator::sweep() {
+  // A pane is needed until the last window containing it has closed.
+  earliest_due_ = kNever;
+  for (auto& [partition, state] : partitions_) {
+    for (auto it = state.panes.begin(); it != state.panes.end();) {
+      const int64_t ps = it->first.pane_start;
+      if (last_window_start(ps) + size_ms_ + grace_ms_ <= watermark_) {
+        state.panes.erase(it++);
+        continue;
+      }
+      earliest_due_ = std::min(earliest_due_, next_close_after(ps, watermark_));
+      ++it;
+    }
+  }
+}
+
+void WindowOperator::on_checkpoint(Emitter& out) {
+  if (spec_.emit != EmitMode::update) return;
+  std::set<WindowKey> changed;
+  for (const auto& [partition, state] : partitions_) {
+    for (const auto& [key, pane] : state.panes) {
+      if (!pane.dirty) continue;
+      for (int64_t s = first_window_start(key.pane_start); s <= last_window_start(key.pane_start);
+           s += advance_ms_) {
+        if (s + size_ms_ + grace_ms_ > watermark_) changed.emplace(s, key.brand_channel);
+      }
+    }
+  }
+  for (const auto& [start, bc] : changed) emit(start, bc, merge_window(start, bc), false, out);
+  for (auto& [partition, state] : partitions_) {
+    for (auto& [key, pane] : state.panes) pane.dirty = false;
+  }
+}
+
+void WindowOperator::snapshot(PartitionId partition, std::string& out) const {
+  codec::put_u8(out, kSnapshotVersion);
+  if (partition == kGlobalPartition) {
+    codec::put_i64(out, watermark_);
+    codec::put_u64(out, records_total_);
+    codec::put_u64(out, rates_.size());
+    for (const auto& [bc, r] : rates_) {
+      // Names, not indexes: a reordered brand/channel list must not move state between labels.
+      codec::put_str(out, vocabulary_.brand_name(brand_of(bc)));
+      codec::put_str(out, vocabulary_.channel_name(channel_of(bc)));
+      codec::put_i64(out, r.window_start);
+      codec::put_i64(out, r.engagements);
+      codec::put_i64(out, r.impressions);
+    }
+    return;
+  }
+  auto sit = partitions_.find(partition);
+  if (sit == partitions_.end()) {
+    codec::put_u64(out, 0);
+    codec::put_u64(out, 0);
+    return;
+  }
+  const PartitionState& state = sit->second;
+  codec::put_u64(out, state.late_events);
+  std::vector<const std::pair<const PaneKey, Pane>*> sorted;
+  sorted.reserve(state.panes.size());
+  for (const auto& entry : state.panes) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
+    return std::pair(a->first.pane_start, a->first.brand_channel) <
+           std::pair(b->first.pane_start, b->first.brand_channel);
+  });
+  codec::put_u64(out, sorted.size());
+  for (const auto* entry : sorted) {
+    codec::put_i64(out, entry->first.pane_start);
+    codec::put_str(out, vocabulary_.brand_name(brand_of(entry->first.brand_channel)));
+    codec::put_str(out, vocabulary_.channel_name(channel_of(entry->first.brand_channel)));
+    codec::put_u8(out, entry->second.dirty ? 1 : 0);
+    put_aggregate(out, entry->second.aggregate);
+  }
+}
+
+Status WindowOperator::restore(PartitionId partition, std::string_view bytes) {
+  codec::Reader in(bytes);
+  uint8_t version = 0;
+  if (!in.u8(version) || version != kSnapshotVersion) return corrupt("version");
+  auto read_bc = [&](uint32_t& bc) {
+    std::string_view brand, channel;
+    if (!in.str(brand) || !in.str(channel)) return false;
+    bc = pack(vocabulary_.brand(brand), vocabulary_.channel(channel));
+    return true;
+  };
+  if (partition == kGlobalPartition) {
+    int64_t watermark = 0;
+    uint64_t records = 0, n = 0;
+    if (!in.i64(watermark) || !in.u64(records) || !in.u64(n)) return corrupt("global header");
+    std::map<uint32_t, RateSample> rates;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint32_t bc = 0;
+      RateSample r;
+      if (!read_bc(bc) || !in.i64(r.window_start) || !in.i64(r.engagements) ||
+          !in.i64(r.impressions)) {
+        return corrupt("rates");
+      }
+      rates[bc] = r;
+    }
+    if (!in.done()) return corrupt("trailing bytes");
+    watermark_ = std::max(watermark_, watermark);
+    records_total_ = records;
+    rates_ = std::move(rates);
+    return {};
+  }
+  PartitionState state;
+  uint64_t n = 0;
+  if (!in.u64(state.late_events) || !in.u64(n)) return corrupt("partition header");
+  for (uint64_t i = 0; i < n; ++i) {
+    PaneKey key;
+    uint8_t dirty = 0;
+    Pane pane;
+    if (!in.i64(key.pane_start) || !read_bc(key.brand_channel) || !in.u8(dirty) ||
+        !get_aggregate(in, pane.aggregate)) {
+      return corrupt("pane");
+    }
+    pane.dirty = dirty != 0;
+    auto [it, inserted] = state.panes.try_emplace(key, std::move(pane));
+    if (!inserted) it->second.aggregate.merge(pane.aggregate);  // two names folded to `other`
+  }
+  if (!in.done()) return corrupt("trailing bytes");
+  for (const auto& [key, pane] : state.panes) {
+    // Panes of windows this instance already closed are freed at the next watermark.
+    earliest_due_ =
+        std::min(earliest_due_, first_window_start(key.pane_start) + size_ms_ + grace_ms_);
+  }
+  partitions_[partition] = std::move(state);
+  cached_state_ = nullptr;
+  return {};
+}
+
+void WindowOperator::drop(PartitionId partition) {
+  partitions_.erase(partition);
+  cached_state_ = nullptr;
+}
+
+uint64_t WindowOperator::late_events() const {
+  uint64_t total = 0;
+  for (const auto& [partition, state] : partitions_) total += state.late_events;
+  return total;
+}
+
+size_t WindowOperator::pane_count() const {
+  size_t n = 0;
+  for (const auto& [partition, state] : partitions_) n += state.panes.size();
+  return n;
+}
+
+void WindowOperator::collect(MetricsWriter& out) const {
+  const LabelPair window_label[] = {{"window", spec_.name}};
+  out.family("socialpulse_late_events_total", "Events that arrived after all their windows closed",
+             MetricType::counter);
+  out.add(window_label, static_cast<double>(late_events()));
+  out.family("socialpulse_window_records_total", "Window records emitted", MetricType::counter);
+  out.add({}, static_cast<double>(records_total_));
+  if (!engagement_rate_source_) return;
+  out.family("socialpulse_engagement_rate", "Engagements per impression in the last closed window",
+             MetricType::gauge);
+  for (const auto& [bc, r] : rates_) {
+    if (r.impressions == 0) continue;  // SPEC 2: absent when impressions = 0
+    const LabelPair labels[] = {{"brand", vocabulary_.brand_name(brand_of(bc))},
+                                {"channel", vocabulary_.channel_name(channel_of(bc))}};
+    out.add(labels, static_cast<double>(r.engagements) / static_cast<double>(r.impressions));
+  }
+}
+
+size_t WindowOperator::state_bytes() const {
+  size_t bytes = sizeof(*this) + rates_.size() * (sizeof(RateSample) + 48);
+  for (const auto& [partition, state] : partitions_) {
+    bytes += state.panes.capacity() * (sizeof(PaneKey) + sizeof(Pane) + 1);
+    for (const auto& [key, pane] : state.panes) {
+      const HyperLogLog& h = pane.aggregate.actors;
+      bytes += h.is_dense() ? HyperLogLog::kRegisters
+                            : static_cast<size_t>(h.estimate()) * sizeof(uint64_t);
+    }
+  }
+  return bytes;
+}
+
+}  // namespace sp

@@ -1,0 +1,118 @@
+#pragma once
+// Tumbling and hopping event-time windows (SPEC 3, 5).
+#include <absl/container/flat_hash_map.h>
+
+#include <array>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "operators/derived.h"
+#include "operators/hyperloglog.h"
+#include "operators/operator.h"
+#include "operators/settings.h"
+#include "operators/vocabulary.h"
+
+namespace sp {
+
+// The SPEC 5 window aggregate of one brand+channel over some span of event time.
+struct WindowAggregate {
+  std::array<int64_t, kEventTypeCount> counts{};
+  int64_t impressions = 0;
+  int64_t engagements = 0;
+  int64_t reach = 0;
+  int64_t leads = 0;
+  double opinion_weight = 0.0;
+  double positive = 0.0;
+  double negative = 0.0;
+  double emv = 0.0;
+  double lead_value = 0.0;
+  HyperLogLog actors;
+
+  void add(const Event& event, const Derived& derived);
+  void merge(const WindowAggregate& other);
+};
+
+// Contract: one tumbling or hopping WindowSpec. Each event updates exactly one pane (gcd(size,
+// advance) wide) of its partition's state; when the watermark passes end + grace, the panes of all
+// owned partitions are merged (in partition order) into one record per window and brand+channel.
+// Events whose windows are all closed are dropped and counted as late.
+class WindowOperator final : public Operator {
+ public:
+  // engagement_rate_source: this operator exports socialpulse_engagement_rate (SPEC 2: "last
+  // closed window"); the factory sets it on the first tumbling window.
+  WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
+                 bool engagement_rate_source);
+
+  std::string_view name() const override { return spec_.name; }
+  void process(const ProcessContext& ctx, const Event& event) override;
+  void on_watermark(EventTime watermark, Emitter& out) override;
+  void on_checkpoint(Emitter& out) override;
+  void snapshot(PartitionId partition, std::string& out) const override;
+  Status restore(PartitionId partition, std::string_view bytes) override;
+  void drop(PartitionId partition) override;
+  void collect(MetricsWriter& out) const override;
+  size_t state_bytes() const override;
+
+  uint64_t late_events() const;
+  uint64_t records_emitted() const { return records_total_; }
+  size_t pane_count() const;
+
+ private:
+  struct PaneKey {
+    int64_t pane_start = 0;      // epoch ms
+    uint32_t brand_channel = 0;  // brand << 16 | channel
+    bool operator==(const PaneKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const PaneKey& k) {
+      return H::combine(std::move(h), k.pane_start, k.brand_channel);
+    }
+  };
+  struct Pane {
+    WindowAggregate aggregate;
+    bool dirty = false;  // changed since the last checkpoint (emit mode `update`)
+  };
+  struct PartitionState {
+    absl::flat_hash_map<PaneKey, Pane> panes;
+    uint64_t late_events = 0;
+  };
+  struct RateSample {  // the last closed window of a brand+channel
+    int64_t window_start = 0;
+    int64_t engagements = 0;
+    int64_t impressions = 0;
+  };
+  using WindowKey = std::pair<int64_t, uint32_t>;  // (window start, brand_channel)
+
+  PartitionState& state_for(PartitionId partition);
+  int64_t first_window_start(int64_t t) const;  // earliest window containing t
+  int64_t last_window_start(int64_t t) const;   // latest window containing t
+  int64_t next_close_after(int64_t pane_start, int64_t watermark) const;
+  WindowAggregate merge_window(int64_t window_start, uint32_t brand_channel) const;
+  void emit(int64_t window_start, uint32_t brand_channel, const WindowAggregate& agg, bool final,
+            Emitter& out);
+  void sweep();
+
+  WindowSpec spec_;
+  Vocabulary vocabulary_;
+  KpiSettings kpi_;
+  EmvSettings emv_;
+  bool engagement_rate_source_;
+  int64_t size_ms_;
+  int64_t advance_ms_;
+  int64_t pane_ms_;
+  int64_t grace_ms_;
+
+  std::map<PartitionId, PartitionState> partitions_;  // ordered: deterministic merges
+  PartitionId cached_partition_{-2};
+  PartitionState* cached_state_ = nullptr;
+
+  // Global (kGlobalPartition) state.
+  int64_t watermark_;  // last watermark acted on: windows closing at or before it are emitted
+  uint64_t records_total_ = 0;
+  std::map<uint32_t, RateSample> rates_;
+
+  int64_t earliest_due_;  // no window with data closes before this: on_watermark fast path
+  std::string scratch_;
+};
+
+}  // namespace sp

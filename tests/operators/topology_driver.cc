@@ -1,0 +1,310 @@
+#include "tests/operators/topology_driver.h"
+
+#include <xxhash.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <sstream>
+
+#include "operators/window_operators.h"
+
+namespace sp::testing {
+namespace {
+
+template <typename T>
+bool parse_number(std::string_view s, T& out) {
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+bool parse_double(std::string_view s, double& out) {
+  // std::from_chars for double is available in GCC 11+, but strtod keeps this portable.
+  std::string copy(s);
+  char* end = nullptr;
+  out = std::strtod(copy.c_str(), &end);
+  return end == copy.c_str() + copy.size() && !copy.empty();
+}
+
+// Sorted, merged text lines: families reported by several operators are summed, like the exporter.
+class TextMetricsWriter : public MetricsWriter {
+ public:
+  void family(std::string_view name, std::string_view, MetricType) override { name_ = name; }
+  void add(std::span<const LabelPair> labels, double value) override {
+    lines_[name_ + render(labels, {})] += value;
+  }
+  void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
+                     std::span<const uint64_t> counts, double sum) override {
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i <= bounds.size(); ++i) {
+      cumulative += counts[i];
+      std::ostringstream le;
+      if (i < bounds.size()) {
+        le << bounds[i];
+      } else {
+        le << "+Inf";
+      }
+      lines_[name_ + "_bucket" + render(labels, le.str())] += static_cast<double>(cumulative);
+    }
+    lines_[name_ + "_sum" + render(labels, {})] += sum;
+    lines_[name_ + "_count" + render(labels, {})] += static_cast<double>(cumulative);
+  }
+  std::string text() const {
+    std::string out;
+    for (const auto& [key, value] : lines_) {
+      std::ostringstream v;
+      v.precision(17);
+      v << value;
+      out += key + " " + v.str() + "\n";
+    }
+    return out;
+  }
+
+ private:
+  static std::string render(std::span<const LabelPair> labels, const std::string& le) {
+    if (labels.empty() && le.empty()) return {};
+    std::string out = "{";
+    for (const auto& [k, v] : labels) {
+      if (out.size() > 1) out += ",";
+      out.append(k).append("=\"").append(v).append("\"");
+    }
+    if (!le.empty()) out += std::string(out.size() > 1 ? "," : "") + "le=\"" + le + "\"";
+    return out + "}";
+  }
+  std::string name_;
+  std::map<std::string, double> lines_;
+};
+
+}  // namespace
+
+OwnedEvent& OwnedEvent::operator=(const OwnedEvent& o) {
+  partition = o.partition;
+  event = o.event;
+  id = o.id;
+  actor_id = o.actor_id;
+  brand_name = o.brand_name;
+  bind();
+  return *this;
+}
+
+void OwnedEvent::bind() {
+  event.id = id;
+  event.actor_id = actor_id;
+  event.brand_name = brand_name;
+}
+
+std::optional<EventTime> parse_time(std::string_view s) {
+  // Fixed layout YYYY-MM-DDTHH:MM:SS[.mmm]Z: enough for test scripts.
+  if (s.size() < 20 || s.back() != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+      s[13] != ':' || s[16] != ':') {
+    return std::nullopt;
+  }
+  int y = 0;
+  unsigned mo = 0, d = 0;
+  int64_t h = 0, mi = 0, sec = 0, ms = 0;
+  if (!parse_number(s.substr(0, 4), y) || !parse_number(s.substr(5, 2), mo) ||
+      !parse_number(s.substr(8, 2), d) || !parse_number(s.substr(11, 2), h) ||
+      !parse_number(s.substr(14, 2), mi) || !parse_number(s.substr(17, 2), sec)) {
+    return std::nullopt;
+  }
+  if (s.size() == 24 && s[19] == '.') {
+    if (!parse_number(s.substr(20, 3), ms)) return std::nullopt;
+  } else if (s.size() != 20) {
+    return std::nullopt;
+  }
+  using namespace std::chrono;
+  const sys_days day{year{y} / month{mo} / std::chrono::day{d}};
+  return EventTime{day} + hours{h} + minutes{mi} + seconds{sec} + Millis{ms};
+}
+
+std::optional<Millis> parse_duration(std::string_view s) {
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  int64_t n = 0;
+  if (digits == 0 || !parse_number(s.substr(0, digits), n)) return std::nullopt;
+  const std::string_view unit = s.substr(digits);
+  if (unit == "ms") return Millis{n};
+  if (unit == "s") return std::chrono::seconds{n};
+  if (unit == "m") return std::chrono::minutes{n};
+  if (unit == "h") return std::chrono::hours{n};
+  return std::nullopt;
+}
+
+Result<OwnedEvent> parse_event_line(std::string_view line, const Vocabulary& vocabulary) {
+  OwnedEvent out;
+  bool has_p = false, has_t = false, has_brand = false, has_type = false;
+  std::string_view rest = line;
+  auto bad = [&](std::string_view what) {
+    return make_error(ErrorKind::bad_record,
+                      "bad event line (" + std::string(what) + "): " + std::string(line));
+  };
+  while (!rest.empty()) {
+    const size_t sp = rest.find(' ');
+    const std::string_view token = rest.substr(0, sp);
+    rest = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp + 1);
+    if (token.empty()) continue;
+    const size_t eq = token.find('=');
+    if (eq == std::string_view::npos) return bad(token);
+    const std::string_view key = token.substr(0, eq), value = token.substr(eq + 1);
+    Event& e = out.event;
+    bool ok = true;
+    if (key == "p") {
+      ok = parse_number(value, out.partition.value);
+      has_p = true;
+    } else if (key == "t") {
+      auto t = parse_time(value);
+      ok = t.has_value();
+      if (ok) e.time = *t;
+      has_t = true;
+    } else if (key == "brand") {
+      out.brand_name = value;
+      e.brand = vocabulary.brand(value);
+      has_brand = true;
+    } else if (key == "channel") {
+      e.channel = vocabulary.channel(value);
+    } else if (key == "type") {
+      auto type = parse_event_type(value);
+      ok = type.has_value();
+      if (ok) e.type = *type;
+      has_type = true;
+    } else if (key == "count") {
+      ok = parse_number(value, e.count);
+    } else if (key == "actor") {
+      out.actor_id = value;
+      e.has_actor = true;
+      e.actor_hash = XXH3_64bits(value.data(), value.size());
+    } else if (key == "role") {
+      auto role = parse_role(value);
+      ok = role.has_value();
+      if (ok) e.role = *role;
+    } else if (key == "sentiment") {
+      ok = parse_double(value, e.sentiment);
+      e.has_sentiment = true;
+    } else if (key == "rating") {
+      int rating = 0;
+      ok = parse_number(value, rating);
+      if (!e.has_sentiment) e.sentiment = (rating - 3) / 2.0;  // SPEC 1
+      e.has_sentiment = true;
+    } else if (key == "reach") {
+      ok = parse_number(value, e.reach);
+    } else if (key == "followers") {
+      ok = parse_number(value, e.followers);
+    } else if (key == "value") {
+      ok = parse_double(value, e.value);
+      e.has_value = true;
+    } else if (key == "id") {
+      out.id = value;
+    } else {
+      return bad(key);
+    }
+    if (!ok) return bad(token);
+  }
+  if (!has_p || !has_t || !has_brand || !has_type) return bad("missing p, t, brand or type");
+  out.bind();
+  return out;
+}
+
+TopologyDriver::TopologyDriver(std::vector<WindowSpec> windows, Vocabulary vocabulary,
+                               WatermarkSettings watermark, WallTime start, KpiSettings kpi,
+                               EmvSettings emv)
+    : windows_(std::move(windows)),
+      vocabulary_(std::move(vocabulary)),
+      watermark_settings_(watermark),
+      kpi_(kpi),
+      emv_(emv),
+      now_(start) {
+  build();
+}
+
+void TopologyDriver::build() {
+  tracker_ = std::make_unique<WatermarkTracker>(watermark_settings_);
+  operators_ = make_window_operators(windows_, vocabulary_, kpi_, emv_);
+}
+
+void TopologyDriver::assign(PartitionId partition) {
+  assigned_.insert(partition);
+  tracker_->assign(partition);
+  // The runner evaluates idleness on every loop; doing it here starts the idle timer at assignment.
+  if (tracker_->update_idle(now_, [this](PartitionId p) { return lagging_.contains(p); })) {
+    deliver_watermark();
+  }
+}
+
+void TopologyDriver::set_lag(PartitionId partition, bool lagging) {
+  if (lagging) {
+    lagging_.insert(partition);
+  } else {
+    lagging_.erase(partition);
+  }
+}
+
+void TopologyDriver::pipe(PartitionId partition, const Event& event) {
+  if (!assigned_.contains(partition)) assign(partition);
+  const ProcessContext ctx{partition, tracker_->pipeline_watermark(),
+                           tracker_->partition_watermark(partition)};
+  for (auto& op : operators_) op->process(ctx, event);
+  if (tracker_->observe(partition, event.time, now_)) deliver_watermark();
+}
+
+void TopologyDriver::advance_wall_clock(Millis d) {
+  now_ += d;
+  if (tracker_->update_idle(now_, [this](PartitionId p) { return lagging_.contains(p); })) {
+    deliver_watermark();
+  }
+}
+
+void TopologyDriver::deliver_watermark() {
+  for (auto& op : operators_) op->on_watermark(tracker_->pipeline_watermark(), emitter_);
+}
+
+void TopologyDriver::checkpoint() {
+  for (auto& op : operators_) op->on_checkpoint(emitter_);
+}
+
+std::map<std::string, std::string> TopologyDriver::snapshot_all() const {
+  std::map<std::string, std::string> blobs;
+  std::vector<PartitionId> ids(assigned_.begin(), assigned_.end());
+  ids.push_back(kGlobalPartition);
+  for (PartitionId p : ids) {
+    const std::string suffix = "/" + std::to_string(p.value);
+    tracker_->snapshot(p, blobs["tracker" + suffix]);
+    for (const auto& op : operators_) op->snapshot(p, blobs[std::string(op->name()) + suffix]);
+  }
+  return blobs;
+}
+
+::testing::AssertionResult TopologyDriver::snapshot_and_restore() {
+  const auto blobs = snapshot_all();
+  build();
+  std::vector<PartitionId> ids(assigned_.begin(), assigned_.end());
+  ids.push_back(kGlobalPartition);
+  for (PartitionId p : ids) {
+    if (p != kGlobalPartition) tracker_->assign(p);
+    const std::string suffix = "/" + std::to_string(p.value);
+    if (auto s = tracker_->restore(p, blobs.at("tracker" + suffix)); !s) {
+      return ::testing::AssertionFailure() << "tracker restore: " << s.error().message;
+    }
+    for (auto& op : operators_) {
+      if (auto s = op->restore(p, blobs.at(std::string(op->name()) + suffix)); !s) {
+        return ::testing::AssertionFailure() << op->name() << " restore: " << s.error().message;
+      }
+    }
+  }
+  if (tracker_->update_idle(now_, [this](PartitionId p) { return lagging_.contains(p); })) {
+    deliver_watermark();
+  }
+  const auto again = snapshot_all();
+  for (const auto& [name, bytes] : blobs) {
+    if (again.at(name) != bytes) {
+      return ::testing::AssertionFailure() << "snapshot of " << name << " changed after restore";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string TopologyDriver::metrics_text() const {
+  TextMetricsWriter writer;
+  for (const auto& op : operators_) op->collect(writer);
+  return writer.text();
+}
+
+}  // namespace sp::testing

@@ -1,0 +1,273 @@
+#include "operators/window_operators.h"
+
+#include <gtest/gtest.h>
+#include <xxhash.h>
+
+#include <random>
+
+#include "operators/session_window_operator.h"
+#include "operators/window_operator.h"
+#include "tests/operators/allocation_counter.h"
+#include "tests/operators/topology_driver.h"
+
+namespace sp::testing {
+namespace {
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+const EventTime kT0 = parse_time("2026-11-24T10:00:00Z").value();
+const WallTime kWall0{kT0.time_since_epoch()};
+
+Vocabulary test_vocabulary() {
+  return Vocabulary({{"acme", true}, {"globex", false}}, {"twitter", "facebook", "linkedin"});
+}
+
+// A reproducible stream: mostly in order, some disorder, some events beyond grace (late).
+std::vector<OwnedEvent> generate(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<OwnedEvent> out;
+  int64_t clock_ms = to_epoch_ms(kT0);
+  for (size_t i = 0; i < n; ++i) {
+    OwnedEvent e;
+    clock_ms += static_cast<int64_t>(rng() % 4000);
+    int64_t t = clock_ms;
+    const uint64_t r = rng() % 100;
+    if (r < 15)
+      t -= static_cast<int64_t>(rng() % 9000);  // within tolerance
+    else if (r < 20)
+      t -= static_cast<int64_t>(rng() % 200'000);  // often late
+    e.partition = PartitionId{static_cast<int32_t>(rng() % 2)};
+    e.event.time = from_epoch_ms(t);
+    e.event.brand = static_cast<BrandIndex>(rng() % 3);
+    e.event.channel = static_cast<ChannelIndex>(rng() % 4);
+    e.event.type = static_cast<EventType>(rng() % kEventTypeCount);
+    e.event.count = 1 + static_cast<int64_t>(rng() % 5);
+    e.event.reach = static_cast<int64_t>(rng() % 1000);
+    if (rng() % 3 != 0) {
+      e.actor_id = "u" + std::to_string(rng() % 40);
+      e.event.has_actor = true;
+      e.event.actor_hash = XXH3_64bits(e.actor_id.data(), e.actor_id.size());
+    }
+    if (rng() % 2 == 0) {
+      e.event.has_sentiment = true;
+      e.event.sentiment = static_cast<double>(static_cast<int64_t>(rng() % 201) - 100) / 100.0;
+    }
+    if (e.event.type == EventType::lead) {
+      e.event.has_value = true;
+      e.event.value = static_cast<double>(rng() % 100000) / 100.0;
+    }
+    e.bind();
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<WindowSpec> all_kinds() {
+  auto specs = default_windows();
+  specs.push_back({"minute_update", WindowKind::tumbling, minutes(1), minutes(1), Millis{0},
+                   seconds(10), EmitMode::update});
+  return specs;
+}
+
+std::string dump(const std::vector<OutputRecord>& records) {
+  std::string out;
+  for (const auto& r : records) out += r.key + " " + r.value + "\n";
+  return out;
+}
+
+void run(TopologyDriver& d, const std::vector<OwnedEvent>& events, size_t from, size_t to) {
+  for (size_t i = from; i < to; ++i) {
+    d.pipe(events[i]);
+    if (i % 97 == 0) d.checkpoint();
+    if (i % 331 == 0) d.advance_wall_clock(seconds(1));
+  }
+}
+
+class SnapshotRestore : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(SnapshotRestore, RestoredRunEqualsUninterruptedRun) {
+  const auto events = generate(3000, 42);
+  TopologyDriver straight(all_kinds(), test_vocabulary(), {}, kWall0);
+  TopologyDriver restored(all_kinds(), test_vocabulary(), {}, kWall0);
+  for (TopologyDriver* d : {&straight, &restored}) {
+    d->assign({0});
+    d->assign({1});
+  }
+  run(straight, events, 0, events.size());
+  const size_t cut = GetParam();
+  run(restored, events, 0, cut);
+  ASSERT_TRUE(restored.snapshot_and_restore());
+  run(restored, events, cut, events.size());
+
+  ASSERT_GT(straight.records().size(), 100u);
+  EXPECT_EQ(dump(restored.records()), dump(straight.records()));
+  EXPECT_EQ(restored.metrics_text(), straight.metrics_text());
+  EXPECT_EQ(restored.snapshot_all(), straight.snapshot_all());
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuts, SnapshotRestore, ::testing::Values(1, 500, 1499, 2999));
+
+TEST(WindowOperator, StreamExercisesLateEvents) {
+  // Guards the equivalence test above: it must cover late events, closes and sessions.
+  const auto events = generate(3000, 42);
+  TopologyDriver d(all_kinds(), test_vocabulary(), {}, kWall0);
+  run(d, events, 0, events.size());
+  const std::string m = d.metrics_text();
+  EXPECT_EQ(m.find("socialpulse_late_events_total{window=\"minute\"} 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("socialpulse_actor_sessions_total{brand=\"acme\"}"), std::string::npos) << m;
+}
+
+Event like_at(EventTime t, BrandIndex brand, uint64_t actor) {
+  Event e;
+  e.time = t;
+  e.brand = brand;
+  e.type = EventType::like;
+  e.has_actor = true;
+  e.actor_hash = actor;
+  e.actor_id = "x";
+  return e;
+}
+
+class NullEmitter : public Emitter {
+ public:
+  void emit(OutputRecord) override { ++count; }
+  size_t count = 0;
+};
+
+TEST(WindowOperator, HoppingEventUpdatesOnePaneNotEveryWindow) {
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  WindowOperator op(hourly, test_vocabulary(), {}, {}, false);
+  const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
+  for (int i = 0; i < 100; ++i) op.process(ctx, like_at(kT0 + seconds(i), 0, i));
+  EXPECT_EQ(op.pane_count(), 1u);
+  op.process(ctx, like_at(kT0 + minutes(5), 0, 1));
+  EXPECT_EQ(op.pane_count(), 2u);
+}
+
+TEST(WindowOperator, PaneFreedOnlyWhenItsLastWindowCloses) {
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  WindowOperator op(hourly, test_vocabulary(), {}, {}, false);
+  NullEmitter out;
+  op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 0, 1));
+  // The pane 10:00-10:05 belongs to windows starting 09:05 ... 10:00; the last closes 11:02.
+  op.on_watermark(kT0 + minutes(7), out);
+  EXPECT_EQ(out.count, 1u);  // window 09:05-10:05 closes at 10:07
+  op.on_watermark(kT0 + minutes(61), out);
+  EXPECT_EQ(out.count, 11u);  // ... up to 09:55-10:55 (10:57)
+  EXPECT_EQ(op.pane_count(), 1u);
+  op.on_watermark(kT0 + minutes(62), out);
+  EXPECT_EQ(out.count, 12u);
+  EXPECT_EQ(op.pane_count(), 0u);
+  EXPECT_EQ(op.records_emitted(), 12u);
+}
+
+TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(0),           EmitMode::final};
+  WindowOperator op(minute, test_vocabulary(), {}, {}, true);
+  NullEmitter out;
+  const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
+  Event imp = like_at(kT0, 0, 1);
+  imp.type = EventType::impression;
+  imp.count = 4;
+  op.process(ctx, imp);
+  op.process(ctx, like_at(kT0 + seconds(1), 0, 2));
+  op.process(ctx, like_at(kT0 + seconds(2), 1, 2));  // globex: no impressions
+  op.on_watermark(kT0 + minutes(1), out);
+  TopologyDriver probe({}, test_vocabulary(), {}, kWall0);
+  struct Capture : MetricsWriter {
+    std::string family_name;
+    std::vector<std::pair<std::string, double>> rates;
+    void family(std::string_view n, std::string_view, MetricType) override { family_name = n; }
+    void add(std::span<const LabelPair> labels, double v) override {
+      if (family_name == "socialpulse_engagement_rate") {
+        rates.emplace_back(std::string(labels[0].second) + "/" + std::string(labels[1].second), v);
+      }
+    }
+    void add_histogram(std::span<const LabelPair>, std::span<const double>,
+                       std::span<const uint64_t>, double) override {}
+  } capture;
+  op.collect(capture);
+  ASSERT_EQ(capture.rates.size(), 1u);  // globex/twitter absent: impressions = 0
+  EXPECT_EQ(capture.rates[0].first, "acme/twitter");
+  EXPECT_DOUBLE_EQ(capture.rates[0].second, 0.25);
+}
+
+TEST(WindowOperator, LateCountsMoveWithTheirPartition) {
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(0),           EmitMode::final};
+  WindowOperator a(minute, test_vocabulary(), {}, {}, false);
+  NullEmitter out;
+  a.on_watermark(kT0 + minutes(5), out);
+  a.process({{3}, kT0 + minutes(5), kT0 + minutes(5)}, like_at(kT0, 0, 1));
+  EXPECT_EQ(a.late_events(), 1u);
+  std::string bytes;
+  a.snapshot({3}, bytes);
+  a.drop({3});
+  EXPECT_EQ(a.late_events(), 0u);
+  WindowOperator b(minute, test_vocabulary(), {}, {}, false);
+  ASSERT_TRUE(b.restore({3}, bytes));
+  EXPECT_EQ(b.late_events(), 1u);
+  EXPECT_FALSE(b.restore({4}, bytes.substr(0, bytes.size() - 1)));
+}
+
+TEST(SessionWindowOperator, IgnoresEventsWithoutActor) {
+  WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
+                      minutes(30), Millis{0},           EmitMode::final};
+  SessionWindowOperator op(sessions, test_vocabulary());
+  Event e = like_at(kT0, 0, 1);
+  e.has_actor = false;
+  op.process({{0}, kMinEventTime, kMinEventTime}, e);
+  EXPECT_EQ(op.open_sessions(), 0u);
+}
+
+TEST(SessionWindowOperator, SameActorOfTwoBrandsHasTwoSessions) {
+  WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
+                      minutes(30), Millis{0},           EmitMode::final};
+  SessionWindowOperator op(sessions, test_vocabulary());
+  op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 0, 7));
+  op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 1, 7));
+  EXPECT_EQ(op.open_sessions(), 2u);
+  NullEmitter out;
+  op.on_watermark(kT0 + minutes(30), out);
+  EXPECT_EQ(out.count, 2u);
+  EXPECT_EQ(op.open_sessions(), 0u);
+}
+
+TEST(WindowOperators, FactoryMakesOneOperatorPerSpecInOrder) {
+  const auto ops = make_window_operators(default_windows(), test_vocabulary(), {}, {});
+  ASSERT_EQ(ops.size(), 3u);
+  EXPECT_EQ(ops[0]->name(), "minute");
+  EXPECT_EQ(ops[1]->name(), "hourly");
+  EXPECT_EQ(ops[2]->name(), "sessions");
+}
+
+TEST(WindowOperators, SteadyStateProcessDoesNotAllocate) {
+  auto ops = make_window_operators(default_windows(), test_vocabulary(), {}, {});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back("actor-" + std::to_string(i));
+  auto event_for = [&](int i) {
+    Event e = like_at(kT0 + Millis{i}, static_cast<BrandIndex>(i % 2), 0);
+    e.actor_id = ids[i % 20];
+    e.actor_hash = XXH3_64bits(e.actor_id.data(), e.actor_id.size());
+    e.has_sentiment = i % 3 == 0;
+    e.sentiment = 0.4;
+    return e;
+  };
+  const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
+  for (int i = 0; i < 1000; ++i) {
+    for (auto& op : ops) op->process(ctx, event_for(i));
+  }
+  const uint64_t before = allocation_count();
+  for (int i = 1000; i < 20000; ++i) {
+    for (auto& op : ops) op->process(ctx, event_for(i));
+  }
+  EXPECT_EQ(allocation_count() - before, 0u);
+  for (auto& op : ops) EXPECT_GT(op->state_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace sp::testing
