@@ -1,2 +1,231 @@
+// socialpulse: command-line entry point. Parses arguments, sets up logging and signals, and
+// hands over to pipeline/ (run, demo, broker, produce) or the config validator.
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
-int main() { std::puts("socialpulse: under construction"); return 0; }
+#include <filesystem>
+#include <iostream>
+
+#include "pipeline/config.h"
+#include "pipeline/service.h"
+#include "pipeline/version.h"
+
+namespace {
+
+constexpr int kExitConfig = 78;  // EX_CONFIG from sysexits.h
+constexpr int kExitFailure = 1;
+
+std::atomic<bool> g_stop{false};
+
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+}
+
+// Escapes the message for the JSON log format (%v may contain quotes and backslashes).
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    for (char c : msg.payload) {
+      switch (c) {
+        case '"': dest.append(std::string_view("\\\"")); break;
+        case '\\': dest.append(std::string_view("\\\\")); break;
+        case '\n': dest.append(std::string_view("\\n")); break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) break;
+          dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
+void setup_logging(const sp::LogConfig& log) {
+  auto logger = std::make_shared<spdlog::logger>("socialpulse", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+  if (log.format == "json") {
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","msg":"%*"})");
+  } else {
+    formatter->set_pattern("ts=%Y-%m-%dT%H:%M:%S.%eZ level=%l %v");
+  }
+  logger->set_formatter(std::move(formatter));
+  logger->set_level(spdlog::level::from_str(log.level));
+  spdlog::set_default_logger(logger);
+}
+
+std::string temp_state_dir(const char* what) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("socialpulse-" + std::string(what) + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  return dir.string();
+}
+
+int fail(const sp::Error& e) {
+  spdlog::critical("msg=\"fatal\" error=\"{}\"", e.message);
+  return kExitFailure;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "socialpulse — social interaction events from Kafka to live business KPIs on Prometheus.\n"
+      "Product contract: SPEC.md. Exit codes: 0 ok, 1 runtime failure, 78 bad configuration."};
+  app.set_version_flag("--version", std::string("socialpulse ") + std::string(sp::kSocialpulseVersion));
+  app.require_subcommand(1);
+
+  std::string config_path;
+  std::vector<std::string> overrides;
+  auto add_config_options = [&](CLI::App* cmd, bool required) {
+    auto* opt = cmd->add_option("-c,--config", config_path, "YAML configuration file (SPEC 7)");
+    if (required) opt->required()->check(CLI::ExistingFile);
+    cmd->add_option("--set", overrides, "Override a key: --set kafka.group_id=blue (repeatable)");
+  };
+
+  auto* run = app.add_subcommand("run", "Run the pipeline until SIGTERM/SIGINT");
+  add_config_options(run, true);
+
+  auto* validate = app.add_subcommand("validate", "Check a configuration file; exit 0 or 78");
+  add_config_options(validate, true);
+
+  std::string duration_text = "0s";
+  double demo_rate = 400;
+  std::string metrics_listen;
+  std::string scenario = "crisis";
+  auto* demo = app.add_subcommand(
+      "demo", "Embedded broker + synthetic traffic for three brands with a scripted reputation\n"
+              "crisis + the pipeline + /metrics, in one process; prints the URLs");
+  add_config_options(demo, false);
+  demo->add_option("--duration", duration_text, "Stop after this long (e.g. 60s; 0 = until Ctrl-C)");
+  demo->add_option("--rate", demo_rate, "Synthetic events per second")->check(CLI::PositiveNumber);
+  demo->add_option("--metrics-listen", metrics_listen, "host:port for /metrics (default from config)");
+  demo->add_option("--scenario", scenario, "steady | crisis")->check(CLI::IsMember({"steady", "crisis"}));
+
+  int broker_partitions = 8;
+  auto* broker = app.add_subcommand("broker", "Run a standalone embedded Kafka broker; prints its bootstrap address");
+  add_config_options(broker, false);
+  broker->add_option("--partitions", broker_partitions, "Partitions per topic")->check(CLI::Range(1, 1024));
+
+  std::string bootstrap;
+  std::string topic;
+  double produce_rate = 1000;
+  uint64_t produce_events = 0;
+  uint64_t seed = 42;
+  std::string backfill_text = "0s";
+  double time_scale = 1.0;
+  auto* produce = app.add_subcommand("produce", "Generate realistic synthetic events into Kafka");
+  add_config_options(produce, false);
+  produce->add_option("--bootstrap", bootstrap, "Kafka bootstrap servers (default from config)");
+  produce->add_option("--topic", topic, "Topic (default: the first input topic)");
+  produce->add_option("--rate", produce_rate, "Events per second (0 = as fast as possible)")->check(CLI::NonNegativeNumber);
+  produce->add_option("--events", produce_events, "Stop after this many events (0 = until Ctrl-C)");
+  produce->add_option("--scenario", scenario, "steady | crisis")->check(CLI::IsMember({"steady", "crisis"}));
+  produce->add_option("--seed", seed, "Random seed (same seed = same events)");
+  produce->add_option("--backfill", backfill_text, "Start event time this far in the past (e.g. 30m)");
+  produce->add_option("--time-scale", time_scale, "Event time speed-up during the backfill")->check(CLI::PositiveNumber);
+  produce->get_option("--scenario")->default_str("steady");
+
+  CLI11_PARSE(app, argc, argv);
+
+  sp::Config config;
+  if (!config_path.empty() || !overrides.empty()) {
+    auto loaded = config_path.empty() ? sp::parse_config("{}", "<defaults>", overrides)
+                                      : sp::load_config(config_path, overrides);
+    if (!loaded) {
+      std::cerr << loaded.error().message << "\n";
+      return kExitConfig;
+    }
+    config = std::move(*loaded);
+  }
+  if (validate->parsed()) {
+    std::cout << config_path << ": ok\n";
+    return 0;
+  }
+  setup_logging(config.log);
+  install_signal_handlers();
+
+  if (run->parsed()) {
+    auto s = sp::run_service(config, {}, g_stop);
+    return s ? 0 : fail(s.error());
+  }
+  if (broker->parsed()) {
+    auto s = sp::run_broker(config, broker_partitions, g_stop, [](const std::string& address) {
+      std::printf("%s\n", address.c_str());
+      std::fflush(stdout);
+      spdlog::info("msg=\"embedded broker ready\" bootstrap={}", address);
+    });
+    return s ? 0 : fail(s.error());
+  }
+  if (produce->parsed()) {
+    auto backfill = sp::parse_duration(backfill_text);
+    if (!backfill) {
+      std::cerr << "--backfill: " << backfill.error().message << "\n";
+      return kExitConfig;
+    }
+    sp::TrafficOptions traffic;
+    traffic.rate = produce_rate;
+    traffic.events = produce_events;
+    traffic.generator.seed = seed;
+    traffic.generator.crisis = scenario == "crisis";
+    traffic.backfill = *backfill;
+    traffic.time_scale = time_scale;
+    if (bootstrap.empty()) bootstrap = config.kafka.bootstrap_servers;
+    if (bootstrap == "embedded") {
+      std::cerr << "produce: --bootstrap is required (start one with `socialpulse broker`)\n";
+      return kExitConfig;
+    }
+    if (topic.empty()) topic = config.kafka.topics.front();
+    auto s = sp::produce_traffic(bootstrap, topic, config.kafka.properties, traffic, g_stop);
+    return s ? 0 : fail(s.error());
+  }
+  if (demo->parsed()) {
+    auto duration = sp::parse_duration(duration_text);
+    if (!duration) {
+      std::cerr << "--duration: " << duration.error().message << "\n";
+      return kExitConfig;
+    }
+    // The demo tracks the generator's three brands and starts from clean state every time.
+    if (config_path.empty()) {
+      config.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
+      config.state.path = temp_state_dir("demo");
+    }
+    if (!metrics_listen.empty()) config.metrics.listen = metrics_listen;
+    sp::ServiceOptions options;
+    options.with_traffic = true;
+    options.duration = *duration;
+    options.traffic.rate = demo_rate;
+    options.traffic.generator.crisis = scenario == "crisis";
+    // Replay 30 minutes of history at 30x, so KPIs and the crisis show within a minute.
+    options.traffic.backfill = std::chrono::minutes(30);
+    options.traffic.time_scale = 30;
+    options.traffic.generator.crisis_start = std::chrono::minutes(24);
+    options.traffic.generator.crisis_length = std::chrono::minutes(10);
+    options.on_started = [](const std::string& metrics_url, const std::string& bootstrap_address) {
+      std::printf("socialpulse demo\n  metrics:   %s\n  livez:     %s\n  readyz:    %s\n"
+                  "  bootstrap: %s (kcat -b %s -L)\n  stop:      Ctrl-C\n",
+                  metrics_url.c_str(),
+                  (metrics_url.substr(0, metrics_url.rfind('/')) + "/livez").c_str(),
+                  (metrics_url.substr(0, metrics_url.rfind('/')) + "/readyz").c_str(),
+                  bootstrap_address.c_str(), bootstrap_address.c_str());
+      std::fflush(stdout);
+    };
+    auto s = sp::run_service(config, options, g_stop);
+    if (config_path.empty()) std::filesystem::remove_all(config.state.path);
+    return s ? 0 : fail(s.error());
+  }
+  return 0;
+}

@@ -5,6 +5,7 @@
 
 #include "operators/metrics_writer.h"
 #include "operators/time.h"
+#include "operators/window_record_format.h"
 
 namespace sp {
 
@@ -39,6 +40,5 @@ class LazyFamily {
 // Shortest round-trip decimal (std::to_chars), so JSON records are byte-identical across runs.
 void append_double(std::string& out, double v);
 // RFC 3339 UTC with milliseconds: 2026-11-24T10:00:00.000Z (SPEC 5).
-std::string format_rfc3339_ms(EventTime t);
 
 }  // namespace sp

@@ -14,8 +14,6 @@ namespace {
 constexpr uint64_t kPartitionSnapshotVersion = 1;
 constexpr uint64_t kGlobalSnapshotVersion = 1;
 
-constexpr int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
 void put_hll_series(std::string& out, int64_t first, const std::deque<HyperLogLog>& items) {

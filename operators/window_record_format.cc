@@ -97,4 +97,10 @@ void append_json_int(std::string& out, int64_t v) {
   out.append(buf, end);
 }
 
+std::string format_rfc3339_ms(EventTime t) {
+  std::string out;
+  append_rfc3339_ms(out, t);
+  return out;
+}
+
 }  // namespace sp

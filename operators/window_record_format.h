@@ -11,6 +11,8 @@ namespace sp {
 
 // 2026-11-24T10:00:00.000Z (UTC, milliseconds).
 void append_rfc3339_ms(std::string& out, EventTime t);
+// RFC 3339 UTC with milliseconds, e.g. 2026-11-24T10:00:00.000Z.
+std::string format_rfc3339_ms(EventTime t);
 // A quoted JSON string; control characters, quote and backslash escaped, other UTF-8 kept as is.
 void append_json_string(std::string& out, std::string_view s);
 // Shortest round-trip spelling (std::to_chars); non-finite values become null (not valid JSON).

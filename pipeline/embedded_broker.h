@@ -1,0 +1,37 @@
+#pragma once
+// In-process Kafka: librdkafka's mock cluster, a real Kafka protocol endpoint on loopback that
+// any client (kcat included) can use. For demo, tests and benchmarks; data lives in memory and
+// each partition keeps only its most recent ~5 MiB.
+#include <librdkafka/rdkafka.h>
+// clang-format off: the mock header requires rdkafka.h first
+#include <librdkafka/rdkafka_mock.h>
+// clang-format on
+
+#include <string>
+#include <vector>
+
+#include "operators/result.h"
+#include "pipeline/kafka.h"
+
+namespace sp {
+
+class EmbeddedBroker {
+ public:
+  static Result<std::unique_ptr<EmbeddedBroker>> start(int brokers = 1);
+  ~EmbeddedBroker();
+  EmbeddedBroker(const EmbeddedBroker&) = delete;
+  EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
+
+  const std::string& bootstrap_servers() const { return bootstraps_; }
+  Status create_topic(const std::string& topic, int partitions);
+  // Fault injection for tests.
+  rd_kafka_mock_cluster_t* cluster() { return cluster_; }
+
+ private:
+  EmbeddedBroker() = default;
+  KafkaHandle host_;  // the mock cluster lives inside this client handle
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+  std::string bootstraps_;
+};
+
+}  // namespace sp

@@ -1,0 +1,57 @@
+#pragma once
+// Synthetic but realistic social traffic for `produce` and `demo`: all event types, several
+// brands and channels, actors with roles and follower counts, sentiment, and an optional scripted
+// reputation crisis (a burst of negative mentions for one brand). Deterministic for a seed.
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "operators/time.h"
+#include "operators/window_record_format.h"
+
+namespace sp {
+
+struct GeneratorOptions {
+  std::vector<std::string> brands{"acme", "globex", "initech"};
+  std::vector<std::string> channels{"twitter", "facebook", "instagram", "linkedin", "youtube",
+                                    "tiktok",  "blog",     "forum",     "reviews",  "web"};
+  uint64_t seed = 42;
+  int actors_per_brand = 2000;
+  bool crisis = false;
+  std::string crisis_brand = "acme";
+  Millis crisis_start{20 * 60 * 1000};  // event time offset from the generator's start
+  Millis crisis_length{4 * 60 * 1000};
+  double crisis_intensity = 0.6;  // share of events that are crisis mentions while it lasts
+};
+
+struct GeneratedEvent {
+  std::string key;    // the brand, so each brand's events share a partition
+  std::string value;  // JSON per SPEC 1
+};
+
+class EventGenerator {
+ public:
+  explicit EventGenerator(GeneratorOptions options);
+  // Fills `out` with the next event at event time `t`; reuses out's buffers.
+  void next(EventTime t, GeneratedEvent& out);
+  // Event time of the start of the scenario (set by the caller before the first event).
+  void set_origin(EventTime origin) { origin_ = origin; }
+  uint64_t produced() const { return produced_; }
+
+ private:
+  double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+  size_t pick(const std::vector<double>& cumulative);
+
+  GeneratorOptions options_;
+  std::mt19937_64 rng_;
+  std::vector<double> brand_weights_;
+  std::vector<double> channel_weights_;
+  std::vector<double> type_weights_;
+  std::vector<double> role_weights_;
+  EventTime origin_{};
+  uint64_t produced_ = 0;
+};
+
+
+}  // namespace sp

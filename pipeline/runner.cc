@@ -1,0 +1,864 @@
+#include "pipeline/runner.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cinttypes>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "operators/deduplicator.h"
+#include "operators/kpi_operators.h"
+#include "operators/watermark_tracker.h"
+#include "operators/window_operators.h"
+#include "pipeline/decoder.h"
+#include "pipeline/event_generator.h"
+#include "pipeline/http_server.h"
+#include "pipeline/kafka.h"
+#include "pipeline/metrics_registry.h"
+#include "pipeline/version.h"
+#include "state/checkpoint_store.h"
+
+namespace sp {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+using WallClock = std::chrono::system_clock;
+
+struct RunnerCounters {
+  uint64_t consumed = 0;
+  uint64_t accepted = 0;
+  uint64_t duplicate = 0;
+  uint64_t dlq = 0;
+  std::array<uint64_t, kRejectReasonCount> rejected{};
+};
+
+struct PartitionSlot {
+  std::string topic;
+  int32_t partition = 0;
+  PartitionId id;
+  int64_t next_offset = -1;  // -1: nothing consumed yet (start from the beginning)
+  RunnerCounters counters;
+  std::unique_ptr<Deduplicator> dedup;
+  bool dirty = true;
+};
+
+std::string hex_key(std::string_view prefix, uint64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+  return std::string(prefix) + buf;
+}
+
+std::string partition_key(std::string_view prefix, PartitionId p) {
+  return hex_key(prefix, static_cast<uint32_t>(p.value));
+}
+
+void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
+bool get_u64(std::string_view& in, uint64_t& v) {
+  if (in.size() < 8) return false;
+  std::memcpy(&v, in.data(), 8);
+  in.remove_prefix(8);
+  return true;
+}
+
+std::string encode_counters(const RunnerCounters& c, int64_t next_offset) {
+  std::string out;
+  put_u64(out, static_cast<uint64_t>(next_offset));
+  put_u64(out, c.consumed);
+  put_u64(out, c.accepted);
+  put_u64(out, c.duplicate);
+  put_u64(out, c.dlq);
+  for (uint64_t r : c.rejected) put_u64(out, r);
+  return out;
+}
+
+bool decode_counters(std::string_view in, RunnerCounters& c, int64_t& next_offset) {
+  uint64_t off = 0;
+  if (!get_u64(in, off)) return false;
+  next_offset = static_cast<int64_t>(off);
+  bool ok = get_u64(in, c.consumed) && get_u64(in, c.accepted) && get_u64(in, c.duplicate) &&
+            get_u64(in, c.dlq);
+  for (uint64_t& r : c.rejected) ok = ok && get_u64(in, r);
+  return ok;
+}
+
+std::string encode_record(const OutputRecord& r) {
+  std::string out;
+  out.push_back(static_cast<char>(r.topic));
+  put_u64(out, r.key.size());
+  out.append(r.key).append(r.value);
+  return out;
+}
+
+bool decode_record(std::string_view in, OutputRecord& r) {
+  if (in.empty()) return false;
+  r.topic = static_cast<OutputRecord::Topic>(in[0]);
+  in.remove_prefix(1);
+  uint64_t klen = 0;
+  if (!get_u64(in, klen) || klen > in.size()) return false;
+  r.key.assign(in.substr(0, klen));
+  r.value.assign(in.substr(klen));
+  return true;
+}
+
+// Latency and checkpoint histograms are process-local observations (not state).
+struct LocalHistogram {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;  // bounds.size() + 1
+  double sum = 0;
+  explicit LocalHistogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1) {}
+  void observe(double v) {
+    const auto i = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+    ++counts[i];
+    sum += v;
+  }
+};
+
+class RunnerImpl;
+
+class PendingEmitter final : public Emitter {
+ public:
+  explicit PendingEmitter(std::vector<OutputRecord>& out) : out_(out) {}
+  void emit(OutputRecord record) override { out_.push_back(std::move(record)); }
+
+ private:
+  std::vector<OutputRecord>& out_;
+};
+
+class RunnerImpl final : public Runner {
+ public:
+  RunnerImpl(const Config& config, HttpServer* http)
+      : config_(config),
+        vocabulary_(config.vocabulary()),
+        decoder_(vocabulary_, DecoderOptions{config.limits.max_message_bytes,
+                                             config.watermark.max_future, config.brands.unknown}),
+        tracker_(config.watermark),
+        http_(http),
+        registry_(config.metrics.max_series),
+        emitter_(pending_),
+        latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
+        checkpoint_hist_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
+
+  Status init(const std::string& bootstrap) {
+    for (auto& op : make_window_operators(config_.windows, vocabulary_, config_.kpi, config_.emv)) {
+      operators_.push_back(std::move(op));
+    }
+    std::vector<SpendEntry> spend;
+    for (const auto& [brand, channels] : config_.roi.daily_spend) {
+      for (const auto& [channel, value] : channels) spend.push_back({brand, channel, value});
+    }
+    for (auto& op : make_kpi_operators(vocabulary_, config_.kpi, config_.emv, std::move(spend))) {
+      operators_.push_back(std::move(op));
+    }
+    auto store = CheckpointStore::open(config_.state.path);
+    if (!store) return tl::unexpected(store.error());
+    store_ = std::move(*store);
+    if (auto s = restore_global(); !s) return s;
+
+    std::map<std::string, std::string> common = config_.kafka.properties;
+    common["bootstrap.servers"] = bootstrap;
+    common.try_emplace("log_level", "4");
+    auto consumer_settings = common;
+    consumer_settings["group.id"] = config_.kafka.group_id;
+    consumer_settings["enable.auto.commit"] = "false";
+    consumer_settings["enable.auto.offset.store"] = "false";
+    consumer_settings["auto.offset.reset"] = "earliest";
+    // Eager assignor: librdkafka 2.0.2's cooperative-sticky can abort on early close.
+    consumer_settings["partition.assignment.strategy"] = "roundrobin";
+    consumer_settings.try_emplace("session.timeout.ms", "6000");
+    consumer_settings.try_emplace("heartbeat.interval.ms", "500");
+    consumer_settings.try_emplace("fetch.wait.max.ms", "50");
+    consumer_settings.try_emplace("enable.partition.eof", "false");
+    auto cconf = make_kafka_conf(consumer_settings);
+    if (!cconf) return tl::unexpected(cconf.error());
+    rd_kafka_conf_set_opaque(cconf->get(), this);
+    rd_kafka_conf_set_rebalance_cb(cconf->get(), &RunnerImpl::rebalance_cb);
+    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*cconf));
+    if (!consumer) return tl::unexpected(consumer.error());
+    consumer_ = std::move(*consumer);
+    rd_kafka_poll_set_consumer(consumer_.get());
+
+    auto producer_settings = common;
+    producer_settings.try_emplace("linger.ms", "5");
+    producer_settings.try_emplace("acks", "all");
+    // Never give up on a record: losing a DLQ message or a window record is worse than waiting.
+    producer_settings.try_emplace("message.timeout.ms", "0");
+    producer_settings.try_emplace("queue.buffering.max.messages", "1000000");
+    auto pconf = make_kafka_conf(producer_settings);
+    if (!pconf) return tl::unexpected(pconf.error());
+    rd_kafka_conf_set_opaque(pconf->get(), this);
+    rd_kafka_conf_set_dr_msg_cb(pconf->get(), &RunnerImpl::delivery_cb);
+    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*pconf));
+    if (!producer) return tl::unexpected(producer.error());
+    producer_ = std::move(*producer);
+
+    KafkaPartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(config_.kafka.topics.size())));
+    for (const auto& t : config_.kafka.topics) {
+      rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    }
+    if (auto err = rd_kafka_subscribe(consumer_.get(), topics.get()); err) {
+      return make_error(ErrorKind::fatal, std::string("subscribe: ") + rd_kafka_err2str(err));
+    }
+    resend_outbox();
+    publish_metrics();
+    return {};
+  }
+
+  Status run(const std::atomic<bool>& stop) override {
+    auto next_checkpoint = SteadyClock::now() + config_.state.checkpoint_interval;
+    auto next_idle_check = SteadyClock::now();
+    while (!stop.load(std::memory_order_relaxed) && fatal_.message.empty()) {
+      // Bounded batch so that time-driven work (idle, checkpoint) is never starved.
+      int handled = 0;
+      if (!paused_) {
+        wall_now_ = WallClock::now();
+        while (handled < 4096) {
+          rd_kafka_message_t* raw = rd_kafka_consumer_poll(consumer_.get(), handled == 0 ? 50 : 0);
+          if (raw == nullptr) break;
+          KafkaMessage msg(raw);
+          if ((++handled & 63) == 0) wall_now_ = WallClock::now();
+          handle_message(*msg);
+        }
+      } else {
+        // Still serve rebalances and the group heartbeat while paused.
+        if (rd_kafka_message_t* raw = rd_kafka_consumer_poll(consumer_.get(), 50)) {
+          KafkaMessage msg(raw);
+          handle_message(*msg);
+        }
+      }
+      rd_kafka_poll(producer_.get(), 0);
+      const auto now = SteadyClock::now();
+      if (now >= next_idle_check) {
+        next_idle_check = now + std::chrono::milliseconds(100);
+        check_idle();
+      }
+      if (now >= next_checkpoint) {
+        next_checkpoint = now + config_.state.checkpoint_interval;
+        if (auto s = checkpoint(); !s && s.error().kind == ErrorKind::fatal) return s;
+      }
+      apply_backpressure();
+    }
+    if (!fatal_.message.empty()) return tl::unexpected(fatal_);
+    return shutdown();
+  }
+
+ private:
+  // ---- messages ---------------------------------------------------------------------------
+  void handle_message(const rd_kafka_message_t& msg) {
+    if (msg.err) {
+      if (msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        spdlog::warn("msg=\"consumer error\" error=\"{}\"", rd_kafka_message_errstr(&msg));
+      }
+      return;
+    }
+    PartitionSlot* slot = find_slot(rd_kafka_topic_name(msg.rkt), msg.partition);
+    if (slot == nullptr) return;  // stale message from a revoked partition
+    // librdkafka may re-deliver around seeks; offsets at or below the last one are already in state.
+    if (slot->next_offset >= 0 && msg.offset < slot->next_offset) return;
+    slot->next_offset = msg.offset + 1;
+    slot->dirty = true;
+    auto& c = slot->counters;
+    ++c.consumed;
+    sample_latency(msg);
+
+    std::string_view payload(static_cast<const char*>(msg.payload), msg.payload ? msg.len : 0);
+    headers_.clear();
+    rd_kafka_headers_t* hdrs = nullptr;
+    if (rd_kafka_message_headers(&msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == 0; ++i) {
+        headers_.push_back({name, std::string_view(static_cast<const char*>(value), value ? size : 0)});
+      }
+    }
+    const EventTime now_ms = std::chrono::time_point_cast<Millis>(wall_now_);
+    auto decoded = decoder_.decode(payload, headers_, now_ms);
+    if (!decoded) {
+      tracker_.observe_activity(slot->id, wall_now_);
+      ++c.rejected[static_cast<size_t>(decoded.error().reason)];
+      send_to_dlq(msg, *slot, decoded.error());
+      ++c.dlq;
+      return;
+    }
+    const Event& event = **decoded;
+    if (slot->dedup->is_duplicate(event)) {
+      tracker_.observe_activity(slot->id, wall_now_);
+      ++c.duplicate;
+      return;
+    }
+    ++c.accepted;
+    const ProcessContext ctx{slot->id, tracker_.pipeline_watermark(),
+                             tracker_.partition_watermark(slot->id)};
+    for (auto& op : operators_) op->process(ctx, event);
+    tracker_.observe(slot->id, event.time, wall_now_);
+    advance_watermark();
+  }
+
+  void sample_latency(const rd_kafka_message_t& msg) {
+    rd_kafka_timestamp_type_t type;
+    const int64_t ts = rd_kafka_message_timestamp(&msg, &type);
+    if (ts <= 0) return;
+    ++latency_seen_;
+    if (latency_samples_.size() < kLatencySampleCap) {
+      latency_samples_.push_back(ts);
+    } else {
+      const uint64_t j = latency_rng_() % latency_seen_;
+      if (j < kLatencySampleCap) latency_samples_[j] = ts;
+    }
+  }
+
+  void advance_watermark() {
+    const EventTime wm = tracker_.pipeline_watermark();
+    if (wm <= last_watermark_) return;
+    last_watermark_ = wm;
+    for (auto& op : operators_) op->on_watermark(wm, emitter_);
+  }
+
+  void check_idle() {
+    tracker_.update_idle(WallClock::now(), [this](PartitionId p) { return has_lag(p); });
+    advance_watermark();
+  }
+
+  bool has_lag(PartitionId p) {
+    if (paused_) return true;  // a paused partition is never idle
+    auto it = slots_.find(p.value);
+    if (it == slots_.end()) return false;
+    int64_t lo = 0, hi = 0;
+    rd_kafka_get_watermark_offsets(consumer_.get(), it->second.topic.c_str(), it->second.partition,
+                                   &lo, &hi);
+    const int64_t position = it->second.next_offset >= 0 ? it->second.next_offset : lo;
+    return hi > position;
+  }
+
+  PartitionSlot* find_slot(const char* topic, int32_t partition) {
+    for (size_t t = 0; t < config_.kafka.topics.size(); ++t) {
+      if (config_.kafka.topics[t] == topic) {
+        auto it = slots_.find(make_partition_id(t, partition).value);
+        return it == slots_.end() ? nullptr : &it->second;
+      }
+    }
+    return nullptr;
+  }
+
+  static PartitionId make_partition_id(size_t topic_index, int32_t partition) {
+    return PartitionId{static_cast<int32_t>(topic_index) * 65536 + partition};
+  }
+
+  std::optional<size_t> topic_index(const char* topic) const {
+    for (size_t t = 0; t < config_.kafka.topics.size(); ++t) {
+      if (config_.kafka.topics[t] == topic) return t;
+    }
+    return std::nullopt;
+  }
+
+  // ---- DLQ and output ---------------------------------------------------------------------
+  void send_to_dlq(const rd_kafka_message_t& msg, const PartitionSlot& slot, const Rejection& why) {
+    rd_kafka_headers_t* headers = nullptr;
+    rd_kafka_headers_t* original = nullptr;
+    if (rd_kafka_message_headers(&msg, &original) == RD_KAFKA_RESP_ERR_NO_ERROR && original) {
+      headers = rd_kafka_headers_copy(original);
+    } else {
+      headers = rd_kafka_headers_new(6);
+    }
+    const std::string reason(to_string(why.reason));
+    const std::string partition = std::to_string(msg.partition);
+    const std::string offset = std::to_string(msg.offset);
+    const std::string failed_at =
+        format_rfc3339_ms(std::chrono::time_point_cast<Millis>(WallClock::now()));
+    rd_kafka_header_add(headers, "sp_error_reason", -1, reason.data(), static_cast<ssize_t>(reason.size()));
+    rd_kafka_header_add(headers, "sp_error_detail", -1, why.detail.data(), static_cast<ssize_t>(why.detail.size()));
+    rd_kafka_header_add(headers, "sp_source_topic", -1, slot.topic.data(), static_cast<ssize_t>(slot.topic.size()));
+    rd_kafka_header_add(headers, "sp_source_partition", -1, partition.data(), static_cast<ssize_t>(partition.size()));
+    rd_kafka_header_add(headers, "sp_source_offset", -1, offset.data(), static_cast<ssize_t>(offset.size()));
+    rd_kafka_header_add(headers, "sp_failed_at", -1, failed_at.data(), static_cast<ssize_t>(failed_at.size()));
+    produce_dlq(msg.key, msg.key_len, msg.payload, msg.len, headers);
+  }
+
+  // Takes ownership of `headers`. Retries on a full queue: a rejected message is never dropped.
+  void produce_dlq(const void* key, size_t key_len, const void* value, size_t len,
+                   rd_kafka_headers_t* headers) {
+    for (;;) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer_.get(), RD_KAFKA_V_TOPIC(config_.kafka.dlq_topic.c_str()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(const_cast<void*>(key), key ? key_len : 0),
+          RD_KAFKA_V_VALUE(const_cast<void*>(value), value ? len : 0),
+          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(nullptr), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ++dlq_inflight_;
+        return;
+      }
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        spdlog::error("msg=\"dlq produce failed\" error=\"{}\"", rd_kafka_err2str(err));
+        rd_kafka_headers_destroy(headers);
+        return;
+      }
+      rd_kafka_poll(producer_.get(), 10);
+    }
+  }
+
+  void produce_record(uint64_t seq, const OutputRecord& r) {
+    const std::string& topic =
+        r.topic == OutputRecord::Topic::alerts ? config_.kafka.alerts_topic : config_.kafka.output_topic;
+    for (;;) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(const_cast<char*>(r.key.data()), r.key.size()),
+          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(seq))), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        spdlog::error("msg=\"record produce failed\" error=\"{}\"", rd_kafka_err2str(err));
+        failed_records_.push_back(seq);
+        return;
+      }
+      rd_kafka_poll(producer_.get(), 10);
+    }
+  }
+
+  static void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+    auto* self = static_cast<RunnerImpl*>(opaque);
+    const auto seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(msg->_private));
+    if (seq == 0) {  // DLQ
+      --self->dlq_inflight_;
+      if (msg->err) {
+        // Re-enqueue with the original bytes and headers: never lose a rejected message.
+        rd_kafka_headers_t* h = nullptr;
+        rd_kafka_headers_t* copy = nullptr;
+        if (rd_kafka_message_headers(msg, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h) {
+          copy = rd_kafka_headers_copy(h);
+        } else {
+          copy = rd_kafka_headers_new(0);
+        }
+        spdlog::warn("msg=\"dlq delivery failed, retrying\" error=\"{}\"", rd_kafka_err2str(msg->err));
+        self->produce_dlq(msg->key, msg->key_len, msg->payload, msg->len, copy);
+      }
+      return;
+    }
+    if (msg->err) {
+      spdlog::warn("msg=\"record delivery failed, will resend\" error=\"{}\"", rd_kafka_err2str(msg->err));
+      self->failed_records_.push_back(seq);
+    } else {
+      self->delivered_records_.push_back(seq);
+    }
+  }
+
+  void resend_outbox() {
+    auto rows = store_->scan(Family::outbox, "");
+    if (!rows) {
+      spdlog::error("msg=\"outbox scan failed\" error=\"{}\"", rows.error().message);
+      return;
+    }
+    for (auto& [key, value] : *rows) {
+      OutputRecord r;
+      if (!decode_record(value, r) || key.size() != 16) continue;
+      const uint64_t seq = std::stoull(key, nullptr, 16);
+      inflight_records_.emplace(seq, std::move(r));
+    }
+    if (!inflight_records_.empty()) {
+      spdlog::info("msg=\"re-sending records written before the last stop\" count={}",
+                   inflight_records_.size());
+    }
+    for (const auto& [seq, r] : inflight_records_) produce_record(seq, r);
+  }
+
+  // ---- checkpoints ------------------------------------------------------------------------
+  Status checkpoint() {
+    const auto started = SteadyClock::now();
+    // Rejected messages must be in the DLQ before their offsets are stored.
+    const auto dlq_deadline = started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000});
+    while (dlq_inflight_ > 0 && SteadyClock::now() < dlq_deadline) rd_kafka_poll(producer_.get(), 5);
+    if (dlq_inflight_ > 0) {
+      note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
+      return make_error(ErrorKind::retryable, "dlq not drained");
+    }
+    for (auto& op : operators_) op->on_checkpoint(emitter_);
+    for (uint64_t seq : failed_records_) {
+      if (auto it = inflight_records_.find(seq); it != inflight_records_.end()) produce_record(seq, it->second);
+    }
+    failed_records_.clear();
+
+    auto batch = store_->batch();
+    std::string buf;
+    for (auto& [id, slot] : slots_) {
+      if (!slot.dirty) continue;
+      write_partition(batch, slot, buf);
+    }
+    for (auto& op : operators_) {
+      buf.clear();
+      op->snapshot(kGlobalPartition, buf);
+      batch.put(Family::state, std::string(op->name()) + "/global", buf);
+    }
+    buf.clear();
+    tracker_.snapshot(kGlobalPartition, buf);
+    batch.put(Family::meta, "watermark", buf);
+    uint64_t seq = outbox_seq_;
+    for (const auto& r : pending_) batch.put(Family::outbox, hex_key("", ++seq), encode_record(r));
+    buf.clear();
+    put_u64(buf, seq);
+    batch.put(Family::meta, "outbox_seq", buf);
+    const size_t delivered = delivered_records_.size();
+    for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
+
+    if (auto s = store_->commit(batch); !s) {
+      note_checkpoint_failure(s.error().message);
+      if (s.error().kind == ErrorKind::fatal) fatal_ = s.error();
+      return s;
+    }
+    if (checkpoint_failing_) {
+      spdlog::info("msg=\"checkpoint recovered\"");
+      checkpoint_failing_ = false;
+    }
+    for (auto& [id, slot] : slots_) slot.dirty = false;
+    for (size_t i = 0; i < delivered; ++i) inflight_records_.erase(delivered_records_[i]);
+    delivered_records_.erase(delivered_records_.begin(), delivered_records_.begin() + static_cast<long>(delivered));
+    for (auto& r : pending_) {
+      ++outbox_seq_;
+      produce_record(outbox_seq_, r);
+      inflight_records_.emplace(outbox_seq_, std::move(r));
+    }
+    pending_.clear();
+    commit_offsets_async();
+    checkpoint_hist_.observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
+    publish_metrics();
+    return {};
+  }
+
+  void write_partition(CheckpointStore::Batch& batch, const PartitionSlot& slot, std::string& buf) {
+    for (auto& op : operators_) {
+      buf.clear();
+      op->snapshot(slot.id, buf);
+      batch.put(Family::state, partition_key(std::string(op->name()) + "/", slot.id), buf);
+    }
+    buf.clear();
+    tracker_.snapshot(slot.id, buf);
+    batch.put(Family::state, partition_key("tracker/", slot.id), buf);
+    buf.clear();
+    slot.dedup->snapshot(buf);
+    batch.put(Family::state, partition_key("dedup/", slot.id), buf);
+    batch.put(Family::meta, partition_key("partition/", slot.id),
+              encode_counters(slot.counters, slot.next_offset));
+  }
+
+  void note_checkpoint_failure(const std::string& why) {
+    ++checkpoint_failures_;
+    if (!checkpoint_failing_) spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
+    checkpoint_failing_ = true;
+  }
+
+  Status restore_global() {
+    for (auto& op : operators_) {
+      auto bytes = store_->get(Family::state, std::string(op->name()) + "/global");
+      if (!bytes) return tl::unexpected(bytes.error());
+      if (*bytes) {
+        if (auto s = op->restore(kGlobalPartition, **bytes); !s) return s;
+      }
+    }
+    auto wm = store_->get(Family::meta, "watermark");
+    if (!wm) return tl::unexpected(wm.error());
+    if (*wm) {
+      if (auto s = tracker_.restore(kGlobalPartition, **wm); !s) return s;
+      last_watermark_ = tracker_.pipeline_watermark();
+    }
+    auto seq = store_->get(Family::meta, "outbox_seq");
+    if (!seq) return tl::unexpected(seq.error());
+    if (*seq) {
+      std::string_view in = **seq;
+      get_u64(in, outbox_seq_);
+    }
+    return {};
+  }
+
+  Status restore_partition(PartitionSlot& slot) {
+    auto meta = store_->get(Family::meta, partition_key("partition/", slot.id));
+    if (!meta) return tl::unexpected(meta.error());
+    if (*meta && !decode_counters(**meta, slot.counters, slot.next_offset)) {
+      return make_error(ErrorKind::fatal, "corrupt partition record for " + slot.topic);
+    }
+    for (auto& op : operators_) {
+      auto bytes = store_->get(Family::state, partition_key(std::string(op->name()) + "/", slot.id));
+      if (!bytes) return tl::unexpected(bytes.error());
+      if (*bytes) {
+        if (auto s = op->restore(slot.id, **bytes); !s) return s;
+      }
+    }
+    auto tracker = store_->get(Family::state, partition_key("tracker/", slot.id));
+    if (!tracker) return tl::unexpected(tracker.error());
+    if (*tracker) {
+      if (auto s = tracker_.restore(slot.id, **tracker); !s) return s;  // also assigns
+    } else {
+      tracker_.assign(slot.id);
+    }
+    auto dedup = store_->get(Family::state, partition_key("dedup/", slot.id));
+    if (!dedup) return tl::unexpected(dedup.error());
+    if (*dedup) {
+      if (auto s = slot.dedup->restore(**dedup); !s) return s;
+    }
+    return {};
+  }
+
+  void commit_offsets_async() {
+    if (slots_.empty()) return;
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
+    for (const auto& [id, slot] : slots_) {
+      if (slot.next_offset < 0) continue;
+      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+    }
+    if (list->cnt > 0) rd_kafka_commit(consumer_.get(), list.get(), 1);
+  }
+
+  // ---- rebalances -------------------------------------------------------------------------
+  static void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+    auto* self = static_cast<RunnerImpl*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      self->on_assign(partitions);
+      rd_kafka_assign(rk, partitions);
+    } else {
+      self->on_revoke(partitions);
+      rd_kafka_assign(rk, nullptr);
+    }
+  }
+
+  void on_assign(rd_kafka_topic_partition_list_t* partitions) {
+    for (int i = 0; i < partitions->cnt; ++i) {
+      auto& tp = partitions->elems[i];
+      const auto t = topic_index(tp.topic);
+      if (!t) continue;
+      PartitionSlot slot;
+      slot.topic = tp.topic;
+      slot.partition = tp.partition;
+      slot.id = make_partition_id(*t, tp.partition);
+      slot.dedup = std::make_unique<Deduplicator>(config_.dedup.horizon);
+      if (auto s = restore_partition(slot); !s) {
+        fatal_ = s.error();
+        spdlog::critical("msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"",
+                         slot.topic, slot.partition, s.error().message);
+        return;
+      }
+      // Resume from the offset stored with the state, never from Kafka's committed offset.
+      tp.offset = slot.next_offset >= 0 ? slot.next_offset : RD_KAFKA_OFFSET_BEGINNING;
+      slots_.emplace(slot.id.value, std::move(slot));
+    }
+    spdlog::info("msg=\"partitions assigned\" count={} owned={}", partitions->cnt, slots_.size());
+    assigned_once_ = true;
+    check_idle();  // starts the idle timers of the new partitions
+    update_ready();
+  }
+
+  void on_revoke(rd_kafka_topic_partition_list_t* partitions) {
+    spdlog::info("msg=\"partitions revoked\" count={}", partitions->cnt);
+    // Their state and offsets must be durable before another instance picks them up.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (checkpoint()) break;
+    }
+    for (int i = 0; i < partitions->cnt; ++i) {
+      const auto t = topic_index(partitions->elems[i].topic);
+      if (!t) continue;
+      const PartitionId id = make_partition_id(*t, partitions->elems[i].partition);
+      for (auto& op : operators_) op->drop(id);
+      tracker_.revoke(id);
+      slots_.erase(id.value);
+    }
+    update_ready();
+  }
+
+  void update_ready() {
+    if (http_) http_->set_ready(!stopping_ && assigned_once_ && !checkpoint_failing_ && fatal_.message.empty());
+  }
+
+  // ---- back-pressure ----------------------------------------------------------------------
+  void apply_backpressure() {
+    const bool over = pending_.size() > config_.limits.max_pending_records || checkpoint_failing_ ||
+                      state_bytes_ > config_.limits.max_state_bytes;
+    if (over == paused_) return;
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
+    for (const auto& [id, slot] : slots_) {
+      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
+    }
+    if (over) {
+      rd_kafka_pause_partitions(consumer_.get(), list.get());
+      spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
+                   pending_.size(), state_bytes_, checkpoint_failing_);
+    } else {
+      // Re-seek: resume must continue exactly after the last offset in state.
+      rd_kafka_resume_partitions(consumer_.get(), list.get());
+      for (const auto& [id, slot] : slots_) {
+        if (slot.next_offset < 0) continue;
+        KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
+        rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+        if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), one.get(), 1000)) rd_kafka_error_destroy(e);
+      }
+      spdlog::info("msg=\"input resumed\"");
+    }
+    paused_ = over;
+    update_ready();
+  }
+
+  // ---- metrics ----------------------------------------------------------------------------
+  void publish_metrics() {
+    size_t bytes = 0;
+    for (const auto& op : operators_) bytes += op->state_bytes();
+    for (const auto& [id, slot] : slots_) bytes += slot.dedup->memory_bytes();
+    state_bytes_ = bytes;
+    if (http_ == nullptr) return;
+    const auto now = WallClock::now();
+    const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
+    for (int64_t ts : latency_samples_) latency_.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
+    latency_samples_.clear();
+    latency_seen_ = 0;
+
+    registry_.begin();
+    RunnerCounters total;
+    for (const auto& [id, slot] : slots_) {
+      total.consumed += slot.counters.consumed;
+      total.accepted += slot.counters.accepted;
+      total.duplicate += slot.counters.duplicate;
+      total.dlq += slot.counters.dlq;
+      for (size_t r = 0; r < kRejectReasonCount; ++r) total.rejected[r] += slot.counters.rejected[r];
+    }
+    auto counter = [this](std::string_view name, std::string_view help, double v) {
+      registry_.family(name, help, MetricType::counter);
+      registry_.add({}, v);
+    };
+    counter("socialpulse_events_consumed_total", "Messages read from the input topics", static_cast<double>(total.consumed));
+    counter("socialpulse_events_accepted_total", "Valid, non-duplicate events", static_cast<double>(total.accepted));
+    counter("socialpulse_events_duplicate_total", "Events whose (brand, id) was seen within dedup.horizon", static_cast<double>(total.duplicate));
+    counter("socialpulse_dlq_messages_total", "Messages written to the dead-letter topic", static_cast<double>(total.dlq));
+    registry_.family("socialpulse_events_rejected_total", "Rejected messages by reason", MetricType::counter);
+    for (size_t r = 0; r < kRejectReasonCount; ++r) {
+      const std::array<LabelPair, 1> labels{{{"reason", to_string(static_cast<RejectReason>(r))}}};
+      registry_.add(labels, static_cast<double>(total.rejected[r]));
+    }
+    registry_.family("socialpulse_consumer_lag_messages", "Messages behind the partition's high watermark", MetricType::gauge);
+    for (const auto& [id, slot] : slots_) {
+      int64_t lo = 0, hi = 0;
+      rd_kafka_get_watermark_offsets(consumer_.get(), slot.topic.c_str(), slot.partition, &lo, &hi);
+      const int64_t pos = slot.next_offset >= 0 ? slot.next_offset : lo;
+      const std::string label = config_.kafka.topics.size() == 1
+                                    ? std::to_string(slot.partition)
+                                    : slot.topic + "/" + std::to_string(slot.partition);
+      const std::array<LabelPair, 1> labels{{{"partition", label}}};
+      registry_.add(labels, static_cast<double>(std::max<int64_t>(0, hi - pos)));
+    }
+    const EventTime wm = tracker_.pipeline_watermark();
+    if (wm > kMinEventTime) {
+      const double wm_s = static_cast<double>(to_epoch_ms(wm)) / 1000.0;
+      registry_.family("socialpulse_watermark_timestamp_seconds", "Pipeline event-time watermark", MetricType::gauge);
+      registry_.add({}, wm_s);
+      registry_.family("socialpulse_watermark_delay_seconds", "Wall clock minus the pipeline watermark", MetricType::gauge);
+      registry_.add({}, now_s - wm_s);
+    }
+    registry_.family("socialpulse_checkpoint_duration_seconds", "Time to write one checkpoint", MetricType::histogram);
+    registry_.add_histogram({}, checkpoint_hist_.bounds, checkpoint_hist_.counts, checkpoint_hist_.sum);
+    registry_.family("socialpulse_checkpoint_failures_total", "Checkpoints that could not be written", MetricType::counter);
+    registry_.add({}, static_cast<double>(checkpoint_failures_));
+    registry_.family("socialpulse_event_latency_seconds", "Message append to value exposed on /metrics", MetricType::histogram);
+    registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
+    registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB", MetricType::gauge);
+    registry_.add({}, static_cast<double>(bytes + store_->approximate_bytes()));
+    registry_.family("socialpulse_build_info", "Build information", MetricType::gauge);
+    const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
+    registry_.add(version, 1.0);
+    for (const auto& op : operators_) op->collect(registry_);
+    http_->publish(registry_.finish());
+  }
+
+  // ---- shutdown ---------------------------------------------------------------------------
+  Status shutdown() {
+    const auto deadline = SteadyClock::now() + config_.shutdown_timeout;
+    stopping_ = true;
+    update_ready();
+    spdlog::info("msg=\"shutting down\"");
+    // Leave a margin of the deadline for flushing and leaving the group.
+    for (int attempt = 0; attempt < 3 && SteadyClock::now() < deadline; ++attempt) {
+      if (checkpoint()) break;
+    }
+    auto remaining = [&] {
+      return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
+    };
+    rd_kafka_flush(producer_.get(), static_cast<int>(std::min<int64_t>(remaining() / 2, 5000)));
+    if (!delivered_records_.empty()) {
+      // Forget outbox entries the broker acknowledged so that a restart does not resend them.
+      auto batch = store_->batch();
+      for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
+      (void)store_->commit(batch);
+    }
+    // Close asynchronously: a sync close can hang while the coordinator is unreachable.
+    rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
+    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(consumer_.get(), q)) rd_kafka_error_destroy(e);
+    while (!rd_kafka_consumer_closed(consumer_.get()) && remaining() > 0) {
+      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 50)) {
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+          rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev);
+          if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) on_revoke(parts);
+          rd_kafka_assign(consumer_.get(), nullptr);
+        }
+        rd_kafka_event_destroy(ev);
+      }
+    }
+    const bool closed = rd_kafka_consumer_closed(consumer_.get());
+    rd_kafka_queue_destroy(q);
+    if (!closed) {
+      spdlog::warn("msg=\"group leave did not finish before shutdown_timeout; exiting anyway\"");
+      // Destroying a handle that is still closing can block: leave it to process exit.
+      (void)consumer_.release();
+      (void)producer_.release();
+    }
+    spdlog::info("msg=\"stopped\"");
+    return {};
+  }
+
+  static constexpr size_t kLatencySampleCap = 1 << 14;
+
+  const Config config_;
+  Vocabulary vocabulary_;
+  EventDecoder decoder_;
+  WatermarkTracker tracker_;
+  HttpServer* http_;
+  MetricsRegistry registry_;
+  std::vector<OutputRecord> pending_;  // emitted since the last checkpoint
+  PendingEmitter emitter_;
+  std::vector<std::unique_ptr<Operator>> operators_;
+  std::unique_ptr<CheckpointStore> store_;
+  KafkaHandle consumer_;
+  KafkaHandle producer_;
+  std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
+  std::vector<HeaderView> headers_;
+  WallClock::time_point wall_now_{};
+  EventTime last_watermark_ = kMinEventTime;
+  uint64_t outbox_seq_ = 0;
+  std::map<uint64_t, OutputRecord> inflight_records_;  // in the outbox, produced, not yet acknowledged
+  std::vector<uint64_t> delivered_records_;
+  std::vector<uint64_t> failed_records_;
+  int64_t dlq_inflight_ = 0;
+  uint64_t checkpoint_failures_ = 0;
+  bool checkpoint_failing_ = false;
+  bool paused_ = false;
+  bool stopping_ = false;
+  bool assigned_once_ = false;
+  size_t state_bytes_ = 0;
+  Error fatal_;
+  std::vector<int64_t> latency_samples_;
+  uint64_t latency_seen_ = 0;
+  std::minstd_rand latency_rng_{7};
+  LocalHistogram latency_;
+  LocalHistogram checkpoint_hist_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Runner>> Runner::create(const Config& config,
+                                               const std::string& bootstrap_servers,
+                                               HttpServer* http) {
+  auto runner = std::make_unique<RunnerImpl>(config, http);
+  if (auto s = runner->init(bootstrap_servers); !s) return tl::unexpected(s.error());
+  return std::unique_ptr<Runner>(std::move(runner));
+}
+
+}  // namespace sp

@@ -1,0 +1,29 @@
+#pragma once
+// The pipeline runner: owns the consumer-group poll loop, time (watermarks, idleness),
+// partitions (assignment, restore, revocation), checkpoints (state + offsets + pending output in
+// one RocksDB WriteBatch), output production after commit, back-pressure and graceful shutdown.
+// Operators see only events, watermarks and snapshot requests.
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "operators/result.h"
+#include "pipeline/config.h"
+
+namespace sp {
+
+class HttpServer;
+
+class Runner {
+ public:
+  // `bootstrap_servers` is the resolved address (never "embedded").
+  static Result<std::unique_ptr<Runner>> create(const Config& config,
+                                                const std::string& bootstrap_servers,
+                                                HttpServer* http);
+  virtual ~Runner() = default;
+  // Runs until `stop` becomes true (graceful: checkpoint, flush, commit, leave; ok) or a
+  // non-retryable error (returned).
+  virtual Status run(const std::atomic<bool>& stop) = 0;
+};
+
+}  // namespace sp

@@ -1,0 +1,165 @@
+#include "pipeline/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "pipeline/embedded_broker.h"
+#include "pipeline/http_server.h"
+#include "pipeline/kafka.h"
+#include "pipeline/runner.h"
+
+namespace sp {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+Result<std::unique_ptr<EmbeddedBroker>> start_embedded(const Config& config, int partitions) {
+  auto broker = EmbeddedBroker::start();
+  if (!broker) return broker;
+  for (const auto& t : config.kafka.topics) {
+    if (auto s = (*broker)->create_topic(t, partitions); !s) return tl::unexpected(s.error());
+  }
+  for (const auto* t : {&config.kafka.output_topic, &config.kafka.alerts_topic, &config.kafka.dlq_topic}) {
+    if (auto s = (*broker)->create_topic(*t, partitions); !s) return tl::unexpected(s.error());
+  }
+  return broker;
+}
+
+void wait_until(const std::atomic<bool>& stop, SteadyClock::time_point until) {
+  while (!stop.load() && SteadyClock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace
+
+Status produce_traffic(const std::string& bootstrap, const std::string& topic,
+                       const std::map<std::string, std::string>& properties,
+                       const TrafficOptions& options, const std::atomic<bool>& stop) {
+  auto settings = properties;
+  settings["bootstrap.servers"] = bootstrap;
+  settings.try_emplace("linger.ms", "20");
+  settings.try_emplace("queue.buffering.max.messages", "500000");
+  settings.try_emplace("log_level", "4");
+  auto conf = make_kafka_conf(settings);
+  if (!conf) return tl::unexpected(conf.error());
+  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!producer) return tl::unexpected(producer.error());
+
+  EventGenerator generator(options.generator);
+  const auto wall_start = std::chrono::system_clock::now();
+  const EventTime now_ms = std::chrono::time_point_cast<Millis>(wall_start);
+  const EventTime origin = now_ms - options.backfill;
+  generator.set_origin(origin);
+  const auto steady_start = SteadyClock::now();
+  GeneratedEvent ev;
+  std::mt19937 jitter(options.generator.seed + 1);
+  uint64_t sent = 0;
+  while (!stop.load(std::memory_order_relaxed) && (options.events == 0 || sent < options.events)) {
+    const auto elapsed = SteadyClock::now() - steady_start;
+    if (options.rate > 0) {
+      const auto due = static_cast<uint64_t>(std::chrono::duration<double>(elapsed).count() * options.rate);
+      if (sent >= due) {
+        rd_kafka_poll(producer->get(), 1);
+        continue;
+      }
+    }
+    // Accelerated event time during the backfill, then real time; a few seconds of disorder.
+    const auto scaled = std::chrono::duration_cast<Millis>(elapsed * options.time_scale);
+    EventTime t = std::min(origin + scaled, std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()));
+    t -= Millis{static_cast<int64_t>(jitter() % 3000)};
+    generator.next(t, ev);
+    for (;;) {
+      auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                   RD_KAFKA_V_KEY(ev.key.data(), ev.key.size()),
+                                   RD_KAFKA_V_VALUE(ev.value.data(), ev.value.size()), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        return make_error(ErrorKind::fatal, std::string("produce: ") + rd_kafka_err2str(err));
+      }
+      rd_kafka_poll(producer->get(), 10);
+      if (stop.load()) break;
+    }
+    ++sent;
+    if ((sent & 1023) == 0) rd_kafka_poll(producer->get(), 0);
+  }
+  rd_kafka_flush(producer->get(), 10000);
+  if (rd_kafka_outq_len(producer->get()) > 0) {
+    return make_error(ErrorKind::retryable, "produce: not every event was acknowledged within 10s");
+  }
+  spdlog::info("msg=\"produced\" events={}", sent);
+  return {};
+}
+
+Status run_broker(const Config& config, int partitions, std::atomic<bool>& stop,
+                  const std::function<void(const std::string&)>& on_started) {
+  auto broker = start_embedded(config, partitions);
+  if (!broker) return tl::unexpected(broker.error());
+  on_started((*broker)->bootstrap_servers());
+  while (!stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return {};
+}
+
+Status run_service(const Config& config, const ServiceOptions& options, std::atomic<bool>& stop) {
+  std::unique_ptr<EmbeddedBroker> broker;
+  std::string bootstrap = config.kafka.bootstrap_servers;
+  if (bootstrap == "embedded") {
+    auto started = start_embedded(config, config.kafka.embedded_partitions);
+    if (!started) return tl::unexpected(started.error());
+    broker = std::move(*started);
+    bootstrap = broker->bootstrap_servers();
+    spdlog::info("msg=\"embedded broker started\" bootstrap={}", bootstrap);
+  }
+  HttpServerOptions http_options;
+  http_options.listen = config.metrics.listen;
+  if (!config.metrics.basic_auth.username.empty()) {
+    const char* pw = std::getenv(config.metrics.basic_auth.password_env.c_str());
+    if (pw == nullptr || *pw == '\0') {
+      return make_error(ErrorKind::fatal, "metrics.basic_auth: environment variable " +
+                                              config.metrics.basic_auth.password_env + " is not set");
+    }
+    http_options.basic_auth_user = config.metrics.basic_auth.username;
+    http_options.basic_auth_password = pw;
+  }
+  auto http = HttpServer::start(http_options);
+  if (!http) return tl::unexpected(http.error());
+  auto runner = Runner::create(config, bootstrap, http->get());
+  if (!runner) return tl::unexpected(runner.error());
+
+  std::string host = config.metrics.listen.substr(0, config.metrics.listen.rfind(':'));
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  const std::string url = "http://" + host + ":" + std::to_string((*http)->port()) + "/metrics";
+  spdlog::info("msg=\"serving\" metrics={} bootstrap={}", url, bootstrap);
+  if (options.on_started) options.on_started(url, bootstrap);
+
+  std::atomic<bool> traffic_stop{false};
+  std::thread traffic;
+  Status traffic_status;
+  if (options.with_traffic) {
+    traffic = std::thread([&] {
+      traffic_status = produce_traffic(bootstrap, config.kafka.topics.front(), config.kafka.properties,
+                                       options.traffic, traffic_stop);
+    });
+  }
+  std::thread timer;
+  std::atomic<bool> timer_stop{false};
+  if (options.duration.count() > 0) {
+    timer = std::thread([&] {
+      wait_until(timer_stop, SteadyClock::now() + options.duration);
+      if (!timer_stop.load()) stop.store(true);
+    });
+  }
+  Status result = (*runner)->run(stop);
+  traffic_stop.store(true);
+  timer_stop.store(true);
+  if (traffic.joinable()) traffic.join();
+  if (timer.joinable()) timer.join();
+  runner->reset();
+  if (result && !traffic_status) spdlog::warn("msg=\"traffic generator\" error=\"{}\"", traffic_status.error().message);
+  return result;
+}
+
+}  // namespace sp

@@ -1,0 +1,41 @@
+#pragma once
+// Wires one socialpulse process: optional embedded broker, HTTP endpoints, the runner, and for
+// the demo an in-process traffic generator. Also the standalone load generator of `produce`.
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "operators/result.h"
+#include "pipeline/config.h"
+#include "pipeline/event_generator.h"
+
+namespace sp {
+
+struct TrafficOptions {
+  GeneratorOptions generator;
+  double rate = 500;        // events per wall-clock second (0 = as fast as possible)
+  uint64_t events = 0;      // 0 = until stopped
+  Millis backfill{0};       // event time starts this far in the past...
+  double time_scale = 1.0;  // ...and runs this much faster than the wall clock until it is now
+};
+
+struct ServiceOptions {
+  bool with_traffic = false;  // demo: generate traffic into the configured input topic
+  TrafficOptions traffic;
+  Millis duration{0};         // 0 = until stopped
+  std::function<void(const std::string& metrics_url, const std::string& bootstrap)> on_started;
+};
+
+// Runs until `stop` (exit code 0 semantics) or a fatal error.
+Status run_service(const Config& config, const ServiceOptions& options, std::atomic<bool>& stop);
+
+// Produces synthetic traffic to `bootstrap`/`topic` until done or `stop`.
+Status produce_traffic(const std::string& bootstrap, const std::string& topic,
+                       const std::map<std::string, std::string>& properties,
+                       const TrafficOptions& options, const std::atomic<bool>& stop);
+
+// Standalone embedded broker until `stop`; `on_started` receives the bootstrap address.
+Status run_broker(const Config& config, int partitions, std::atomic<bool>& stop,
+                  const std::function<void(const std::string&)>& on_started);
+
+}  // namespace sp

@@ -1,0 +1,116 @@
+#include "state/checkpoint_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+namespace sp {
+namespace {
+const std::vector<std::string> kFamilyNames = {rocksdb::kDefaultColumnFamilyName, "state",
+                                               "outbox"};
+
+tl::unexpected<Error> from_status(const rocksdb::Status& s, std::string_view what) {
+  // I/O trouble (disk full included) can clear up; corruption or misuse cannot.
+  const bool retryable = s.IsIOError() || s.IsBusy() || s.IsTimedOut() || s.IsTryAgain();
+  return make_error(retryable ? ErrorKind::retryable : ErrorKind::fatal,
+                    std::string(what) + ": " + s.ToString());
+}
+}  // namespace
+
+CheckpointStore::Batch::Batch() = default;
+CheckpointStore::Batch::Batch(CheckpointStore* store)
+    : store_(store), batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+CheckpointStore::Batch::~Batch() = default;
+CheckpointStore::Batch::Batch(Batch&&) noexcept = default;
+CheckpointStore::Batch& CheckpointStore::Batch::operator=(Batch&&) noexcept = default;
+
+void CheckpointStore::Batch::put(Family f, std::string_view key, std::string_view value) {
+  batch_->Put(store_->handle(f), rocksdb::Slice(key.data(), key.size()),
+              rocksdb::Slice(value.data(), value.size()));
+}
+
+void CheckpointStore::Batch::remove(Family f, std::string_view key) {
+  batch_->Delete(store_->handle(f), rocksdb::Slice(key.data(), key.size()));
+}
+
+size_t CheckpointStore::Batch::count() const { return batch_->Count(); }
+size_t CheckpointStore::Batch::data_bytes() const { return batch_->GetDataSize(); }
+
+Result<std::unique_ptr<CheckpointStore>> CheckpointStore::open(const std::string& path) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  rocksdb::ColumnFamilyOptions cf_options;
+  cf_options.OptimizeLevelStyleCompaction(64 << 20);
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : kFamilyNames) descriptors.emplace_back(name, cf_options);
+  std::unique_ptr<CheckpointStore> store(new CheckpointStore());
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, path, descriptors, &store->handles_, &raw);
+  if (!s.ok()) {
+    // A lock held by another live process is an operator mistake, not a transient condition.
+    return make_error(ErrorKind::fatal, "state store open " + path + ": " + s.ToString());
+  }
+  store->db_.reset(raw);
+  return store;
+}
+
+CheckpointStore::~CheckpointStore() {
+  for (auto* h : handles_) {
+    if (db_) db_->DestroyColumnFamilyHandle(h);
+  }
+  if (db_) db_->Close();
+}
+
+rocksdb::ColumnFamilyHandle* CheckpointStore::handle(Family f) const {
+  return handles_[static_cast<size_t>(f)];
+}
+
+Status CheckpointStore::commit(Batch& batch) {
+  if (injected_failures_ > 0) {
+    --injected_failures_;
+    return from_status(rocksdb::Status::NoSpace("injected: no space left on device"),
+                       "checkpoint commit");
+  }
+  rocksdb::WriteOptions options;
+  options.sync = false;  // the WAL in the page cache survives kill -9; fsync costs ~ms per batch
+  rocksdb::Status s = db_->Write(options, batch.batch_.get());
+  if (!s.ok()) return from_status(s, "checkpoint commit");
+  return {};
+}
+
+Result<std::optional<std::string>> CheckpointStore::get(Family f, std::string_view key) {
+  std::string value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), handle(f), rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return from_status(s, "state read");
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> CheckpointStore::scan(
+    Family f, std::string_view prefix) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handle(f)));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key();
+    if (!k.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) break;
+    out.emplace_back(k.ToString(), it->value().ToString());
+  }
+  if (!it->status().ok()) return from_status(it->status(), "state scan");
+  return out;
+}
+
+uint64_t CheckpointStore::approximate_bytes() {
+  uint64_t total = 0;
+  for (auto* h : handles_) {
+    uint64_t v = 0;
+    if (db_->GetIntProperty(h, "rocksdb.estimate-live-data-size", &v)) total += v;
+    if (db_->GetIntProperty(h, "rocksdb.cur-size-all-mem-tables", &v)) total += v;
+  }
+  return total;
+}
+
+}  // namespace sp

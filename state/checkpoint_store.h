@@ -1,0 +1,66 @@
+#pragma once
+// Durable byte store for checkpoints: RocksDB with one column family per concern. Everything a
+// checkpoint writes (operator state, input offsets, pending output records) goes into ONE
+// WriteBatch, so state and the offsets that produced it can never disagree after a crash.
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "operators/result.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace sp {
+
+enum class Family : int { meta = 0, state = 1, outbox = 2 };
+
+class CheckpointStore {
+ public:
+  class Batch {
+   public:
+    Batch();
+    ~Batch();
+    Batch(Batch&&) noexcept;
+    Batch& operator=(Batch&&) noexcept;
+    void put(Family f, std::string_view key, std::string_view value);
+    void remove(Family f, std::string_view key);
+    size_t count() const;
+    size_t data_bytes() const;
+
+   private:
+    friend class CheckpointStore;
+    explicit Batch(CheckpointStore* store);
+    CheckpointStore* store_ = nullptr;
+    std::unique_ptr<rocksdb::WriteBatch> batch_;
+  };
+
+  static Result<std::unique_ptr<CheckpointStore>> open(const std::string& path);
+  ~CheckpointStore();
+  CheckpointStore(const CheckpointStore&) = delete;
+  CheckpointStore& operator=(const CheckpointStore&) = delete;
+
+  Batch batch() { return Batch(this); }
+  // Atomic; an I/O error is retryable unless the DB went read-only (fatal).
+  Status commit(Batch& batch);
+  Result<std::optional<std::string>> get(Family f, std::string_view key);
+  Result<std::vector<std::pair<std::string, std::string>>> scan(Family f, std::string_view prefix);
+  uint64_t approximate_bytes();
+  // Test hook: the next commits fail with an I/O error (simulates a full disk).
+  void inject_write_failures(int count) { injected_failures_ = count; }
+
+ private:
+  CheckpointStore() = default;
+  rocksdb::ColumnFamilyHandle* handle(Family f) const;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  int injected_failures_ = 0;
+};
+
+}  // namespace sp

@@ -1,0 +1,75 @@
+#include "pipeline/metrics_registry.h"
+
+#include <gtest/gtest.h>
+#include <prometheus/text_serializer.h>
+
+#include <array>
+
+namespace sp {
+namespace {
+
+const prometheus::MetricFamily* find(const MetricsSnapshot& s, const std::string& name) {
+  for (const auto& f : s) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+TEST(MetricsRegistry, MergesSamplesWithTheSameLabels) {
+  MetricsRegistry r(100);
+  r.begin();
+  const std::array<LabelPair, 1> acme{{{"brand", "acme"}}};
+  r.family("x_total", "help", MetricType::counter);
+  r.add(acme, 2);
+  r.family("x_total", "help", MetricType::counter);  // a second operator/partition
+  r.add(acme, 3);
+  auto snap = r.finish();
+  const auto* f = find(*snap, "x_total");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(f->metric.size(), 1u);
+  EXPECT_EQ(f->metric[0].counter.value, 5);
+}
+
+TEST(MetricsRegistry, FoldsSeriesBeyondTheCapIntoOther) {
+  MetricsRegistry r(3);
+  r.begin();
+  r.family("y_total", "help", MetricType::counter);
+  for (const char* b : {"a", "b", "c", "d", "e"}) {
+    const std::array<LabelPair, 2> labels{{{"brand", b}, {"type", "like"}}};
+    r.add(labels, 1);
+  }
+  auto snap = r.finish();
+  const auto* f = find(*snap, "y_total");
+  ASSERT_NE(f, nullptr);
+  ASSERT_EQ(f->metric.size(), 4u);  // a, b, c and the `other` fold of d and e
+  EXPECT_EQ(f->metric[3].label[0].value, "other");
+  EXPECT_EQ(f->metric[3].label[1].value, "like");  // unbounded labels only are folded
+  EXPECT_EQ(f->metric[3].counter.value, 2);
+  const auto* folded = find(*snap, "socialpulse_series_folded_total");
+  ASSERT_NE(folded, nullptr);
+  EXPECT_EQ(folded->metric[0].counter.value, 2);
+}
+
+TEST(MetricsRegistry, HistogramBucketsAreCumulative) {
+  MetricsRegistry r(100);
+  r.begin();
+  r.family("h_seconds", "help", MetricType::histogram);
+  const std::array<double, 2> bounds{1, 5};
+  const std::array<uint64_t, 3> counts{2, 3, 1};
+  r.add_histogram({}, bounds, counts, 20);
+  auto snap = r.finish();
+  const auto* f = find(*snap, "h_seconds");
+  ASSERT_NE(f, nullptr);
+  const auto& h = f->metric[0].histogram;
+  ASSERT_EQ(h.bucket.size(), 3u);
+  EXPECT_EQ(h.bucket[0].cumulative_count, 2u);
+  EXPECT_EQ(h.bucket[1].cumulative_count, 5u);
+  EXPECT_EQ(h.bucket[2].cumulative_count, 6u);
+  EXPECT_EQ(h.sample_count, 6u);
+  EXPECT_EQ(h.sample_sum, 20);
+  const std::string text = prometheus::TextSerializer().Serialize(*snap);
+  EXPECT_NE(text.find("h_seconds_bucket{le=\"+Inf\"} 6"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace sp

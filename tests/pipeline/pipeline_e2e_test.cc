@@ -1,0 +1,248 @@
+// End-to-end through the embedded broker, in-process: produce with librdkafka, run the pipeline,
+// read /metrics over HTTP and the output/DLQ topics back with a consumer.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "pipeline/embedded_broker.h"
+#include "pipeline/event_generator.h"
+#include "pipeline/kafka.h"
+#include "pipeline/service.h"
+#include "tests/support/test_support.h"
+
+namespace sp {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Message {
+  std::string key;
+  std::string value;
+  std::map<std::string, std::string> headers;
+};
+
+class PipelineE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = EmbeddedBroker::start();
+    ASSERT_TRUE(b) << b.error().message;
+    broker_ = std::move(*b);
+    for (const char* t : {"social.events", "socialpulse.windows", "socialpulse.alerts", "socialpulse.dlq"}) {
+      ASSERT_TRUE(broker_->create_topic(t, 4));
+    }
+    state_dir_ = testing::make_temp_dir("sp-e2e");
+    config_.kafka.bootstrap_servers = broker_->bootstrap_servers();
+    config_.kafka.group_id = "e2e-" + std::to_string(::getpid());
+    config_.state.path = state_dir_;
+    config_.state.checkpoint_interval = 200ms;
+    config_.metrics.listen = "127.0.0.1:0";
+  }
+  void TearDown() override {
+    stop_pipeline();
+    std::filesystem::remove_all(state_dir_);
+  }
+
+  void produce(const std::vector<Message>& messages) {
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}});
+    ASSERT_TRUE(conf);
+    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+    ASSERT_TRUE(producer);
+    for (const auto& m : messages) {
+      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(m.headers.size());
+      for (const auto& [k, v] : m.headers) rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
+  void start_pipeline() {
+    stop_ = false;
+    port_ = 0;
+    std::atomic<int> port{0};
+    thread_ = std::thread([this, &port] {
+      ServiceOptions options;
+      options.on_started = [&port](const std::string& url, const std::string&) {
+        port = std::stoi(url.substr(url.rfind(':') + 1));
+      };
+      status_ = run_service(config_, options, stop_);
+      if (port == 0) port = -1;
+    });
+    ASSERT_TRUE(testing::wait_until([&] { return port != 0; }, 20s));
+    ASSERT_GT(port.load(), 0) << (status_ ? "" : status_.error().message);
+    port_ = port;
+  }
+
+  void stop_pipeline() {
+    if (!thread_.joinable()) return;
+    stop_ = true;
+    thread_.join();
+    EXPECT_TRUE(status_) << status_.error().message;
+  }
+
+  std::map<std::string, double> scrape() {
+    auto r = testing::http_get(port_, "/metrics");
+    if (!r || r->status != 200) return {};
+    return testing::parse_metrics(r->body);
+  }
+
+  // Reads every message of `topic` from the beginning until `expected` arrived or the deadline.
+  std::vector<Message> consume_all(const std::string& topic, size_t expected) {
+    std::vector<Message> out;
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()},
+                                 {"group.id", "reader-" + topic},
+                                 {"auto.offset.reset", "earliest"},
+                                 {"enable.auto.commit", "false"}});
+    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(4));
+    for (int p = 0; p < 4; ++p) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(consumer->get(), list.get());
+    testing::wait_until([&] {
+      while (rd_kafka_message_t* raw = rd_kafka_consumer_poll(consumer->get(), 100)) {
+        KafkaMessage m(raw);
+        if (m->err) continue;
+        Message msg;
+        msg.key.assign(static_cast<const char*>(m->key), m->key_len);
+        msg.value.assign(static_cast<const char*>(m->payload), m->len);
+        rd_kafka_headers_t* h = nullptr;
+        if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          const char* name;
+          const void* val;
+          size_t size;
+          for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &size) == 0; ++i) {
+            msg.headers[name] = std::string(static_cast<const char*>(val), size);
+          }
+        }
+        out.push_back(std::move(msg));
+      }
+      return out.size() >= expected;
+    }, 30s, 10ms);
+    rd_kafka_consumer_close(consumer->get());
+    return out;
+  }
+
+  std::unique_ptr<EmbeddedBroker> broker_;
+  Config config_;
+  std::string state_dir_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  Status status_;
+  int port_ = 0;
+};
+
+std::string now_rfc3339(Millis offset = Millis{0}) {
+  return format_rfc3339_ms(std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) + offset);
+}
+
+TEST_F(PipelineE2E, CountsExactlyTheProducedEvents) {
+  constexpr int kEvents = 2000;
+  GeneratorOptions g;
+  g.brands = {"acme", "globex"};
+  EventGenerator gen(g);
+  std::vector<Message> messages;
+  const EventTime t0 = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - std::chrono::minutes(5);
+  for (int i = 0; i < kEvents; ++i) {
+    GeneratedEvent ev;
+    gen.next(t0 + Millis{i * 100}, ev);
+    messages.push_back({ev.key, ev.value, {}});
+  }
+  produce(messages);
+  start_pipeline();
+  std::map<std::string, double> m;
+  ASSERT_TRUE(testing::wait_until([&] {
+    m = scrape();
+    return testing::metric_sum(m, "socialpulse_events_consumed_total") == kEvents;
+  }, 60s)) << "consumed=" << testing::metric_sum(m, "socialpulse_events_consumed_total");
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_accepted_total"), kEvents);
+  // Every generated event has count 1 except impressions; the counter sums `count`.
+  EXPECT_GE(testing::metric_sum(m, "socialpulse_interactions_total"), kEvents);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_build_info"), 1);
+  auto ready = testing::http_get(port_, "/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+}
+
+TEST_F(PipelineE2E, RejectsGoToTheDlqWithReasonsAndTheAccountingHolds) {
+  const std::string valid = R"({"id":"v1","time":")" + now_rfc3339() + R"(","brand":"acme","channel":"twitter","type":"like"})";
+  const std::string valid2 = R"({"id":"v2","time":")" + now_rfc3339() + R"(","brand":"acme","channel":"twitter","type":"share","count":3})";
+  const std::string malformed = R"({"id":"m1","time":)";
+  const std::string schema = R"({"id":"s1","time":")" + now_rfc3339() + R"(","brand":"acme","channel":"twitter","type":"poke"})";
+  const std::string future = R"({"id":"f1","time":")" + now_rfc3339(std::chrono::hours(2)) + R"(","brand":"acme","channel":"twitter","type":"like"})";
+  const std::string oversized = R"({"id":"o1","text":")" + std::string(70000, 'x') + R"("})";
+  std::vector<Message> messages = {
+      {"acme", valid, {}},     {"acme", valid2, {}},          {"acme", malformed, {{"trace", "t-1"}}},
+      {"acme", schema, {}},    {"acme", future, {}},          {"acme", oversized, {}},
+      {"acme", valid, {}},  // duplicate of v1
+  };
+  produce(messages);
+  start_pipeline();
+  std::map<std::string, double> m;
+  ASSERT_TRUE(testing::wait_until([&] {
+    m = scrape();
+    return testing::metric_sum(m, "socialpulse_events_consumed_total") == 7;
+  }, 60s));
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_accepted_total"), 2);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_duplicate_total"), 1);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_rejected_total", {"reason=\"malformed_json\""}), 1);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_rejected_total", {"reason=\"schema\""}), 1);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_rejected_total", {"reason=\"future_time\""}), 1);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_rejected_total", {"reason=\"too_large\""}), 1);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_rejected_total"), 4);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_dlq_messages_total"), 4);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_interactions_total", {"brand=\"acme\"", "type=\"share\""}), 3);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_interactions_total"), 4);
+
+  auto dlq = consume_all("socialpulse.dlq", 4);
+  ASSERT_EQ(dlq.size(), 4u);
+  std::map<std::string, Message> by_reason;
+  for (auto& d : dlq) by_reason[d.headers["sp_error_reason"]] = d;
+  ASSERT_EQ(by_reason.size(), 4u);
+  EXPECT_EQ(by_reason["malformed_json"].value, malformed);
+  EXPECT_EQ(by_reason["malformed_json"].key, "acme");
+  EXPECT_EQ(by_reason["malformed_json"].headers["trace"], "t-1");  // original headers kept
+  EXPECT_EQ(by_reason["schema"].value, schema);
+  EXPECT_NE(by_reason["schema"].headers["sp_error_detail"].find("type"), std::string::npos);
+  EXPECT_EQ(by_reason["future_time"].value, future);
+  EXPECT_EQ(by_reason["too_large"].value, oversized);
+  for (auto& [reason, d] : by_reason) {
+    EXPECT_EQ(d.headers["sp_source_topic"], "social.events") << reason;
+    EXPECT_FALSE(d.headers["sp_source_partition"].empty()) << reason;
+    EXPECT_FALSE(d.headers["sp_source_offset"].empty()) << reason;
+    EXPECT_EQ(d.headers["sp_failed_at"].size(), 24u) << reason;
+    EXPECT_FALSE(d.headers["sp_error_detail"].empty()) << reason;
+  }
+}
+
+TEST_F(PipelineE2E, RestartResumesFromStoredOffsetsWithoutDoubleCounting) {
+  std::vector<Message> first, second;
+  for (int i = 0; i < 300; ++i) {
+    const std::string v = R"({"id":"a)" + std::to_string(i) + R"(","time":")" + now_rfc3339(Millis{-60000}) +
+                          R"(","brand":"globex","channel":"blog","type":"click"})";
+    (i < 200 ? first : second).push_back({"globex", v, {}});
+  }
+  produce(first);
+  start_pipeline();
+  ASSERT_TRUE(testing::wait_until([&] {
+    return testing::metric_sum(scrape(), "socialpulse_web_visits_total") == 200;
+  }, 60s));
+  stop_pipeline();
+  produce(second);
+  start_pipeline();
+  std::map<std::string, double> m;
+  ASSERT_TRUE(testing::wait_until([&] {
+    m = scrape();
+    return testing::metric_sum(m, "socialpulse_events_consumed_total") >= 300;
+  }, 60s));
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_consumed_total"), 300);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_web_visits_total"), 300);
+}
+
+}  // namespace
+}  // namespace sp

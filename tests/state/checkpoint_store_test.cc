@@ -1,0 +1,106 @@
+#include "state/checkpoint_store.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tests/support/test_support.h"
+
+namespace sp {
+namespace {
+
+class CheckpointStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = testing::make_temp_dir("sp-store"); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::unique_ptr<CheckpointStore> open() {
+    auto s = CheckpointStore::open(dir_);
+    EXPECT_TRUE(s.has_value()) << (s ? "" : s.error().message);
+    return s ? std::move(*s) : nullptr;
+  }
+  std::string dir_;
+};
+
+TEST_F(CheckpointStoreTest, CommittedBatchSurvivesReopen) {
+  {
+    auto store = open();
+    auto batch = store->batch();
+    batch.put(Family::state, "op/0001", "state-bytes");
+    batch.put(Family::meta, "partition/0001", "offset-42");
+    batch.put(Family::outbox, "0000000000000001", "record");
+    ASSERT_TRUE(store->commit(batch));
+  }
+  auto store = open();
+  auto state = store->get(Family::state, "op/0001");
+  ASSERT_TRUE(state && *state);
+  EXPECT_EQ(**state, "state-bytes");
+  auto meta = store->get(Family::meta, "partition/0001");
+  ASSERT_TRUE(meta && *meta);
+  EXPECT_EQ(**meta, "offset-42");
+}
+
+TEST_F(CheckpointStoreTest, FamiliesAreSeparateKeySpaces) {
+  auto store = open();
+  auto batch = store->batch();
+  batch.put(Family::state, "k", "in-state");
+  ASSERT_TRUE(store->commit(batch));
+  auto meta = store->get(Family::meta, "k");
+  ASSERT_TRUE(meta);
+  EXPECT_FALSE(meta->has_value());
+}
+
+TEST_F(CheckpointStoreTest, ScanReturnsOnlyThePrefixInOrder) {
+  auto store = open();
+  auto batch = store->batch();
+  batch.put(Family::outbox, "b2", "2");
+  batch.put(Family::outbox, "a1", "x");
+  batch.put(Family::outbox, "b1", "1");
+  batch.put(Family::outbox, "c1", "y");
+  ASSERT_TRUE(store->commit(batch));
+  auto rows = store->scan(Family::outbox, "b");
+  ASSERT_TRUE(rows);
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].first, "b1");
+  EXPECT_EQ((*rows)[1].first, "b2");
+}
+
+TEST_F(CheckpointStoreTest, FailedCommitWritesNothing) {
+  auto store = open();
+  store->inject_write_failures(1);
+  auto batch = store->batch();
+  batch.put(Family::state, "op/0001", "new");
+  batch.put(Family::meta, "partition/0001", "offset-43");
+  auto s = store->commit(batch);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().kind, ErrorKind::retryable);
+  auto state = store->get(Family::state, "op/0001");
+  ASSERT_TRUE(state);
+  EXPECT_FALSE(state->has_value());
+  auto meta = store->get(Family::meta, "partition/0001");
+  ASSERT_TRUE(meta);
+  EXPECT_FALSE(meta->has_value());
+  ASSERT_TRUE(store->commit(batch));  // the retry succeeds
+  EXPECT_TRUE(store->get(Family::state, "op/0001").value().has_value());
+}
+
+TEST_F(CheckpointStoreTest, DeleteInBatchRemovesKey) {
+  auto store = open();
+  auto b1 = store->batch();
+  b1.put(Family::outbox, "0001", "r");
+  ASSERT_TRUE(store->commit(b1));
+  auto b2 = store->batch();
+  b2.remove(Family::outbox, "0001");
+  ASSERT_TRUE(store->commit(b2));
+  EXPECT_FALSE(store->get(Family::outbox, "0001").value().has_value());
+}
+
+TEST_F(CheckpointStoreTest, SecondOpenOfALockedStoreFailsClearly) {
+  auto first = open();
+  auto second = CheckpointStore::open(dir_);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().kind, ErrorKind::fatal);
+  EXPECT_NE(second.error().message.find(dir_), std::string::npos);
+}
+
+}  // namespace
+}  // namespace sp

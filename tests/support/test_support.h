@@ -1,0 +1,56 @@
+#pragma once
+// Helpers shared by the integration tests: HTTP GET, Prometheus text parsing, child processes,
+// and waiting on a condition with a deadline (never a fixed sleep).
+#include <chrono>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sp::testing {
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+// Plain HTTP/1.1 GET on 127.0.0.1:port; nullopt when the connection fails.
+std::optional<HttpResponse> http_get(int port, const std::string& path,
+                                     const std::string& authorization = "");
+
+// "name{a=\"x\",b=\"y\"}" -> value, for every sample line of a text exposition.
+std::map<std::string, double> parse_metrics(const std::string& text);
+// Sum of all samples of `name` whose label set contains every given `label="value"` pair.
+double metric_sum(const std::map<std::string, double>& samples, const std::string& name,
+                  const std::vector<std::string>& label_filters = {});
+
+// Polls `condition` until true or the deadline passes; returns the final value.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds deadline,
+                std::chrono::milliseconds poll = std::chrono::milliseconds(50));
+
+// A child process with stdout/stderr captured to files.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::string& log_prefix);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  int pid() const { return pid_; }
+  void signal(int sig);
+  // Exit code (or 128+signal) once the process ended within the deadline.
+  std::optional<int> wait(std::chrono::milliseconds deadline);
+  std::string stdout_text() const;
+  std::string stderr_text() const;
+
+ private:
+  int pid_ = -1;
+  std::optional<int> status_;
+  std::string out_path_;
+  std::string err_path_;
+};
+
+int free_port();
+std::string make_temp_dir(const std::string& prefix);
+
+}  // namespace sp::testing
