@@ -7,7 +7,7 @@ packages=(
   librdkafka-dev librocksdb-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev libcli11-dev libspdlog-dev
   libexpected-dev libabsl-dev libxxhash-dev libcivetweb-dev
-  kcat prometheus python3 python3-jsonschema python3-yaml clang libclang-rt-14-dev
+  kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
