@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace sp {
 
@@ -114,6 +116,111 @@ Key classify_key(std::string_view k) {
       break;
   }
   return Key::unknown;
+}
+
+// Matches a key in place, closing quote included, so no length scan is needed. Safe to read
+// past the key: simdjson requires (and we provide) SIMDJSON_PADDING readable bytes after the
+// document, and a key is always followed by at least `":` and a value anyway.
+bool raw_is(const char* raw, std::string_view key_and_quote) {
+  return std::memcmp(raw, key_and_quote.data(), key_and_quote.size()) == 0;
+}
+
+Key match_raw_key(const char* r) {
+  switch (r[0]) {
+    case 'i':
+      if (raw_is(r, "id\"")) return Key::id;
+      break;
+    case 't':
+      if (raw_is(r, "time\"")) return Key::time;
+      if (raw_is(r, "type\"")) return Key::type;
+      if (raw_is(r, "text\"")) return Key::text;
+      break;
+    case 'b':
+      if (raw_is(r, "brand\"")) return Key::brand;
+      break;
+    case 'c':
+      if (raw_is(r, "channel\"")) return Key::channel;
+      if (raw_is(r, "count\"")) return Key::count;
+      if (raw_is(r, "campaign\"")) return Key::campaign;
+      break;
+    case 'a':
+      if (raw_is(r, "actor\"")) return Key::actor;
+      break;
+    case 'r':
+      if (raw_is(r, "reach\"")) return Key::reach;
+      if (raw_is(r, "rating\"")) return Key::rating;
+      if (raw_is(r, "response_time_s\"")) return Key::response_time_s;
+      break;
+    case 's':
+      if (raw_is(r, "sentiment\"")) return Key::sentiment;
+      if (raw_is(r, "specversion\"")) return Key::specversion;
+      break;
+    case 'v':
+      if (raw_is(r, "value\"")) return Key::value;
+      break;
+    case 'u':
+      if (raw_is(r, "url\"")) return Key::url;
+      break;
+    case 'd':
+      if (raw_is(r, "data\"")) return Key::data;
+      break;
+    default:
+      break;
+  }
+  return Key::unknown;
+}
+
+// True when the raw key (up to its closing quote) contains an escape.
+bool raw_key_has_escape(const char* r) {
+  for (;; ++r) {
+    if (*r == '"') return false;
+    if (*r == '\\') return true;
+  }
+}
+
+bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+unsigned hex4(const char* p) {
+  unsigned v = 0;
+  for (int i = 0; i < 4; ++i) {
+    const char c = p[i];
+    v = v * 16 + static_cast<unsigned>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+  }
+  return v;
+}
+
+// Validates the escapes of a raw JSON string body (simdjson's stage 1 already checked UTF-8,
+// control characters and the closing quote) with the same rules as simdjson's unescaper: known
+// escapes only, \u with four hex digits, surrogates only as high+low pairs.
+bool escapes_valid(const char* p, const char* end) {
+  while (p < end && *p != '"') {
+    if (*p != '\\') {
+      ++p;
+      continue;
+    }
+    if (end - p < 2) return false;
+    const char c = p[1];
+    if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') {
+      p += 2;
+      continue;
+    }
+    if (c != 'u' || end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5])) {
+      return false;
+    }
+    const unsigned cp = hex4(p + 2);
+    p += 6;
+    if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
+    if (cp >= 0xD800 && cp <= 0xDBFF) {
+      if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) ||
+          !is_hex(p[5])) {
+        return false;
+      }
+      const unsigned low = hex4(p + 2);
+      if (low < 0xDC00 || low > 0xDFFF) return false;
+      p += 6;
+    }
+  }
+  return p < end;
 }
 
 // Problems (the part after "path: " in Rejection::detail). One text per field covers wrong type,
@@ -229,6 +336,49 @@ std::optional<EventType> parse_type_fast(std::string_view s) {
     default: return std::nullopt;
   }
 }
+
+std::optional<Role> parse_role_fast(std::string_view s) {
+  // Same answers as parse_role(), without scanning all six names.
+  if (s.empty()) return std::nullopt;
+  auto is = [&](std::string_view name, Role r) -> std::optional<Role> {
+    if (s == name) return r;
+    return std::nullopt;
+  };
+  switch (s[0]) {
+    case 'c': return is("customer", Role::customer);
+    case 'e': return is("employee", Role::employee);
+    case 'p':
+      if (s.size() > 1 && s[1] == 'a') return is("partner", Role::partner);
+      return is("prospect", Role::prospect);
+    case 'm': return is("manager", Role::manager);
+    case 'a': return is("anonymous", Role::anonymous);
+    default: return std::nullopt;
+  }
+}
+
+// Configured names bucketed by length: a lookup compares only same-length names, and most
+// lengths hold at most one or two. Same results as Vocabulary::brand/channel (first match wins).
+class NameTable {
+ public:
+  static constexpr size_t kMaxLength = 128;
+  template <typename NameAt>
+  NameTable(size_t count, NameAt name_at) : by_length_(kMaxLength + 1) {
+    for (size_t i = 0; i < count; ++i) {
+      const std::string& name = name_at(i);
+      if (name.size() <= kMaxLength) by_length_[name.size()].push_back({name, static_cast<uint16_t>(i)});
+    }
+  }
+  std::optional<uint16_t> find(std::string_view name) const {
+    if (name.size() > kMaxLength) return std::nullopt;
+    for (const auto& [candidate, index] : by_length_[name.size()]) {
+      if (std::memcmp(candidate.data(), name.data(), name.size()) == 0) return index;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::vector<std::vector<std::pair<std::string, uint16_t>>> by_length_;
+};
 
 constexpr int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   // Howard Hinnant's algorithm: exact for the proleptic Gregorian calendar, no tables.
@@ -363,7 +513,11 @@ struct CloudEventHeaders {
 }  // namespace
 
 struct EventDecoder::Impl {
-  Impl(const Vocabulary& v, DecoderOptions o) : vocab(v), options(o) {
+  Impl(const Vocabulary& v, DecoderOptions o)
+      : vocab(v),
+        options(o),
+        brands(v.other_brand(), [&](size_t i) -> const std::string& { return v.brand_name(static_cast<BrandIndex>(i)); }),
+        channels(v.other_channel(), [&](size_t i) -> const std::string& { return v.channel_name(static_cast<ChannelIndex>(i)); }) {
     buffer_capacity = options.max_message_bytes + simdjson::SIMDJSON_PADDING;
     buffer = std::make_unique<char[]>(buffer_capacity);
     // Allocate the parser up front so the first message does not pay for it; failure here is
@@ -374,6 +528,8 @@ struct EventDecoder::Impl {
 
   const Vocabulary& vocab;
   DecoderOptions options;
+  NameTable brands;    // vocab's configured brands, excluding `other`
+  NameTable channels;  // vocab's configured channels, excluding `other`
   od::parser parser;
   std::unique_ptr<char[]> buffer;
   size_t buffer_capacity = 0;
@@ -385,6 +541,7 @@ struct EventDecoder::Impl {
   std::array<char, 4 * kMaxIdChars> header_id_buf{};
   const char* fatal_problem = nullptr;  // set with Got::fatal
   bool root_number_unconsumed = false;
+  size_t payload_size = 0;
 
   tl::expected<const Event*, Rejection> decode(std::string_view payload,
                                                std::span<const HeaderView> headers,
@@ -431,6 +588,7 @@ struct EventDecoder::Impl {
   }
 
   Got read_string(od::value& v, std::string_view& out, int depth);
+  Got skip_string(od::value& v, int depth);
   Got read_int(od::value& v, int64_t lo, int64_t hi, int64_t& out, int depth);
   Got read_double(od::value& v, double lo, double hi, double& out, int depth);
   Got read_time(od::value& v, EventTime& out, int depth);
@@ -471,9 +629,13 @@ Got EventDecoder::Impl::validate(V& v, int depth) {
       return Got::ok;
     }
     case od::json_type::string: {
-      std::string_view s;
-      if (auto e = v.get_string().get(s)) return fatal(e);
-      return Got::ok;
+      if constexpr (std::is_same_v<V, od::document>) {
+        std::string_view s;
+        if (auto e = v.get_string().get(s)) return fatal(e);
+        return Got::ok;
+      } else {
+        return skip_string(v, depth);
+      }
     }
     case od::json_type::number: {
       if constexpr (std::is_same_v<V, od::document>) {
@@ -505,6 +667,21 @@ Got EventDecoder::Impl::validate(V& v, int depth) {
   return fatal(simdjson::TAPE_ERROR);
 }
 
+Got EventDecoder::Impl::skip_string(od::value& v, int depth) {
+  od::raw_json_string raw;
+  const error_code e = v.get_raw_json_string().get(raw);
+  if (e == simdjson::INCORRECT_TYPE) return wrong_type(v, depth);
+  if (e) return fatal(e);
+  // Strings we never read (campaign, url, text, unknown fields) are checked without being
+  // unescaped: memchr finds the end, and only strings with a backslash need a closer look.
+  const char* p = raw.raw();
+  const char* end = buffer.get() + payload_size;
+  const auto* quote = static_cast<const char*>(std::memchr(p, '"', static_cast<size_t>(end - p)));
+  if (quote == nullptr) return fatal(simdjson::UNCLOSED_STRING);
+  if (std::memchr(p, '\\', static_cast<size_t>(quote - p)) == nullptr) return Got::ok;
+  return escapes_valid(p, end) ? Got::ok : fatal(simdjson::STRING_ERROR);
+}
+
 Got EventDecoder::Impl::read_string(od::value& v, std::string_view& out, int depth) {
   const error_code e = v.get_string().get(out);
   if (!e) return Got::ok;
@@ -513,6 +690,12 @@ Got EventDecoder::Impl::read_string(od::value& v, std::string_view& out, int dep
 }
 
 Got EventDecoder::Impl::read_int(od::value& v, int64_t lo, int64_t hi, int64_t& out, int depth) {
+  // Fast path: a plain integer. A failed get_int64 leaves the value unconsumed.
+  if (int64_t i; !v.get_int64().get(i)) {
+    if (i < lo || i > hi) return Got::invalid;
+    out = i;
+    return Got::ok;
+  }
   od::json_type t;
   if (auto e = v.type().get(t)) return fatal(e);
   if (t != od::json_type::number) return wrong_type(v, depth);
@@ -536,11 +719,13 @@ Got EventDecoder::Impl::read_int(od::value& v, int64_t lo, int64_t hi, int64_t& 
 }
 
 Got EventDecoder::Impl::read_double(od::value& v, double lo, double hi, double& out, int depth) {
-  od::json_type t;
-  if (auto e = v.type().get(t)) return fatal(e);
-  if (t != od::json_type::number) return wrong_type(v, depth);
   double d;
-  if (auto e = v.get_double().get(d)) return number_error(v, e);
+  if (const error_code e = v.get_double().get(d)) {
+    od::json_type t;
+    if (auto te = v.type().get(t)) return fatal(te);
+    if (t != od::json_type::number) return wrong_type(v, depth);
+    return number_error(v, e);
+  }
   if (!(d >= lo && d <= hi)) return Got::invalid;
   out = d;
   return Got::ok;
@@ -582,17 +767,14 @@ Got EventDecoder::Impl::read_actor(od::value& v, Scope& s, int depth) {
   for (auto fr : obj) {
     od::field f;
     if (auto e = std::move(fr).get(f)) return fatal(e);
-    std::string_view key;
     const char* raw = f.key().raw();
-    size_t n = 0;
-    while (raw[n] != '"' && raw[n] != '\\') ++n;
-    if (raw[n] == '"') {
-      key = {raw, n};
-    } else if (auto e = f.unescaped_key().get(key)) {
-      return fatal(e);
+    uint32_t which = raw_is(raw, "id\"") ? kId : raw_is(raw, "role\"") ? kRole : raw_is(raw, "followers\"") ? kFollowers : 0;
+    if (which == 0 && raw_key_has_escape(raw)) {
+      std::string_view key;
+      if (auto e = f.unescaped_key().get(key)) return fatal(e);
+      which = key == "id" ? kId : key == "role" ? kRole : key == "followers" ? kFollowers : 0;
     }
     od::value& fv = f.value();
-    uint32_t which = key == "id" ? kId : key == "role" ? kRole : key == "followers" ? kFollowers : 0;
     const char* path = which == kId ? "actor.id" : which == kRole ? "actor.role" : "actor.followers";
     if (which == 0) {
       if (Got g = validate(fv, depth + 1); g != Got::ok) return g;
@@ -614,7 +796,7 @@ Got EventDecoder::Impl::read_actor(od::value& v, Scope& s, int depth) {
       std::string_view role;
       g = read_string(fv, role, depth + 1);
       if (g == Got::ok) {
-        if (auto r = parse_role(role)) {
+        if (auto r = parse_role_fast(role)) {
           s.role = *r;
         } else {
           g = Got::invalid;
@@ -722,12 +904,10 @@ Got EventDecoder::Impl::read_field(Key k, od::value& v, Scope& s, int depth) {
       break;
     case Key::campaign:
     case Key::url:
-    case Key::text: {
-      std::string_view ignored;
-      g = read_string(v, ignored, depth);
+    case Key::text:
+      g = skip_string(v, depth);
       problem = kProblemString;
       break;
-    }
     case Key::specversion: {
       std::string_view version;
       g = read_string(v, version, depth);
@@ -750,17 +930,14 @@ bool EventDecoder::Impl::decode_object(od::object& obj, Scope& s, bool top_level
     if (auto e = std::move(fr).get(f)) return fail(e);
     // Fast path: keys without escapes are compared in place; escaped keys ("\u0069d") are
     // unescaped so that they mean what any other JSON parser thinks they mean.
-    std::string_view key;
     const char* raw = f.key().raw();
-    size_t n = 0;
-    while (raw[n] != '"' && raw[n] != '\\') ++n;
-    if (raw[n] == '"') {
-      key = {raw, n};
-    } else if (auto e = f.unescaped_key().get(key)) {
-      return fail(e);
+    Key k = match_raw_key(raw);
+    if (k == Key::unknown && raw_key_has_escape(raw)) {
+      std::string_view key;
+      if (auto e = f.unescaped_key().get(key)) return fail(e);
+      k = classify_key(key);
     }
     od::value& v = f.value();
-    Key k = classify_key(key);
     if (!top_level && (k == Key::specversion || k == Key::data)) k = Key::unknown;
     if (k == Key::unknown) {
       if (validate(v, depth + 1) != Got::ok) return false;
@@ -806,6 +983,7 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(std::string_vie
   // The payload is not padded (simdjson reads up to SIMDJSON_PADDING bytes past the end), so it
   // is copied into our buffer; zeroing the padding keeps runs deterministic under valgrind/fuzz.
   std::memcpy(buffer.get(), payload.data(), payload.size());
+  payload_size = payload.size();
   std::memset(buffer.get() + payload.size(), 0, simdjson::SIMDJSON_PADDING);
 
   CloudEventHeaders ce;
@@ -917,9 +1095,11 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::
   ev.reach = s.reach;
   ev.id = s.id;
   ev.brand_name = s.brand;
-  bool known = false;
-  ev.brand = vocab.brand(s.brand, &known);
-  ev.channel = s.channel_overlong ? vocab.other_channel() : vocab.channel(s.channel);
+  const std::optional<uint16_t> brand = brands.find(s.brand);
+  const bool known = brand.has_value();
+  ev.brand = known ? *brand : vocab.other_brand();
+  const std::optional<uint16_t> channel = s.channel_overlong ? std::nullopt : channels.find(s.channel);
+  ev.channel = channel ? *channel : vocab.other_channel();
   if (s.has(Key::actor)) {
     ev.has_actor = true;
     ev.actor_id = s.actor_id;

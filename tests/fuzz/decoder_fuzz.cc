@@ -74,6 +74,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto again = plain.decode(payload, {}, now);
   if (again.has_value() != accepted || (!accepted && again.error().detail != detail)) violated("determinism");
 
+  // Differential oracle: simdjson's DOM parser validates the whole document eagerly. What we
+  // accept must be JSON to it (numbers a double cannot hold aside), and what we call malformed
+  // must not be JSON it accepts at a depth below our 64-level limit.
+  static simdjson::dom::parser dom(70000 + 64);
+  static const bool dom_ready = dom.allocate(70000 + 64, 60) == simdjson::SUCCESS;
+  if (dom_ready && size <= 70000) {
+    simdjson::dom::element root;
+    const simdjson::error_code e = dom.parse(reinterpret_cast<const char*>(data), size).get(root);
+    if (accepted && e && e != simdjson::NUMBER_ERROR && e != simdjson::DEPTH_ERROR) {
+      violated("accepted what simdjson DOM rejects");
+    }
+    if (!accepted && first.error().reason == sp::RejectReason::malformed_json && !e) {
+      violated("malformed_json for a document simdjson DOM accepts");
+    }
+  }
+
   if (auto r = plain.decode(payload, binary, now)) check_event(**r, vocab, lenient);
   if (auto r = strict_decoder.decode(payload, {}, now)) check_event(**r, vocab, strict);
   return 0;

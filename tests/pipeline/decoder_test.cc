@@ -350,6 +350,15 @@ TEST_F(DecoderTest, ValueAndResponseTime) {
 
 TEST_F(DecoderTest, OptionalStringsAreTypeChecked) {
   accept(event_json(R"("campaign":"c","url":"https://x","text":"\u00e9\n\"q\"")"));
+  // Ignored strings are validated without unescaping; the rules must match simdjson's.
+  accept(event_json(R"("text":"a\"b\\c\/d\b\f\n\r\t\u00e9\uD83D\uDE00 end","url":"\\")"));
+  accept(event_json(R"("x":"\"","y":["\\\""])"));
+  for (const char* bad : {R"("\q")", R"("\u12")", R"("\u12g4")", R"("\udc00")", R"("\ud800")",
+                          R"("\ud800\u0041")", R"("\ud800x")", R"("\ud800\udbff")", R"("\ud800\")"}) {
+    SCOPED_TRACE(bad);
+    expect_malformed(event_json(std::string("\"text\":") + bad));
+    expect_malformed(event_json(std::string("\"unknown\":[") + bad + "]"));
+  }
   expect_schema(event_json(R"("campaign":1)"), "campaign: must be a string");
   expect_schema(event_json(R"("url":{})"), "url: must be a string");
   expect_schema(event_json(R"("text":null)"), "text: must be a string");
