@@ -204,7 +204,8 @@ class RunnerImpl final : public Runner {
       return make_error(ErrorKind::fatal, std::string("subscribe: ") + rd_kafka_err2str(err));
     }
     resend_outbox();
-    publish_metrics();
+    // Nothing is published before the first assignment has restored state: an empty /metrics is
+    // a gap to Prometheus, whereas zeros would read as a counter reset after every restart.
     return {};
   }
 
@@ -648,6 +649,7 @@ class RunnerImpl final : public Runner {
     spdlog::info("msg=\"partitions assigned\" count={} owned={}", partitions->cnt, slots_.size());
     assigned_once_ = true;
     check_idle();  // starts the idle timers of the new partitions
+    publish_metrics();
     update_ready();
   }
 
