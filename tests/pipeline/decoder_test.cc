@@ -366,6 +366,7 @@ TEST_F(DecoderTest, OptionalStringsAreTypeChecked) {
 
 TEST_F(DecoderTest, UnknownFieldsAreIgnoredButMustBeWellFormed) {
   accept(event_json(R"("x":{"a":[1,-2.5e3,true,false,null,"s",{}],"b":[]},"y":"\ud83d\ude00")"));
+  accept(event_json("\"x\":true   \r\n,\"y\":null \t ,\"z\":[false  ,  null  ]  "));
   expect_malformed(event_json(R"("x":[1 2])"));
   expect_malformed(event_json(R"("x":{"a" 1})"));
   expect_malformed(event_json(R"("x":tru)"));
@@ -571,11 +572,13 @@ TEST_F(DecoderTest, EmptyAndWhitespace) {
 }
 
 TEST_F(DecoderTest, NotAnObject) {
-  for (const char* doc : {"[]", "42", "\"str\"", "null", "true", "[{\"id\":1}]"}) {
+  for (const char* doc : {"[]", "42", "\"str\"", "null", "true", "[{\"id\":1}]", "null\n", " null ", "true\n",
+                          "\"s\"\n", "42\n", "1e400", "[]\n", "false\r\r\r\r", "true    ", "null \n\t "}) {
     SCOPED_TRACE(doc);
     expect_schema(doc, "$: must be a JSON object");
   }
-  for (const char* doc : {"[1 2]", "4 2", "nul", "[", "}", "{", "{\"a\"}", "{\"a\":}", "{,}"}) {
+  for (const char* doc : {"[1 2]", "4 2", "nul", "[", "}", "{", "{\"a\"}", "{\"a\":}", "{,}", "null x", "null null",
+                          "nullx", "true x", "\"s\" x", "[] []", "{}}"}) {
     SCOPED_TRACE(doc);
     expect_malformed(doc);
   }
