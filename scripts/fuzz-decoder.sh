@@ -45,4 +45,4 @@ fi
 exec "$binary" "$work/corpus" "$root/schemas/examples/valid" "$root/schemas/examples/invalid" \
   -dict="$root/tests/fuzz/decoder.dict" \
   -max_len=70000 -timeout=5 -rss_limit_mb=2048 -max_total_time="$seconds" \
-  -artifact_prefix="$work/artifacts/" -print_final_stats=1
+  -artifact_prefix="$work/artifacts/" -print_final_stats=1 -error_exitcode=1
