@@ -29,6 +29,7 @@ class MetricsRegistry final : public MetricsWriter {
 
  private:
   prometheus::ClientMetric* series(std::span<const LabelPair> labels);
+  void fold_to_cap();
 
   struct FamilyIndex {
     size_t position = 0;

@@ -30,8 +30,14 @@ TEST(MetricsRegistry, MergesSamplesWithTheSameLabels) {
   EXPECT_EQ(f->metric[0].counter.value, 5);
 }
 
+size_t total_series(const MetricsSnapshot& s) {
+  size_t n = 0;
+  for (const auto& f : s) n += f.metric.size();
+  return n;
+}
+
 TEST(MetricsRegistry, FoldsSeriesBeyondTheCapIntoOther) {
-  MetricsRegistry r(3);
+  MetricsRegistry r(4);
   r.begin();
   r.family("y_total", "help", MetricType::counter);
   for (const char* b : {"a", "b", "c", "d", "e"}) {
@@ -39,15 +45,41 @@ TEST(MetricsRegistry, FoldsSeriesBeyondTheCapIntoOther) {
     r.add(labels, 1);
   }
   auto snap = r.finish();
+  EXPECT_LE(total_series(*snap), 4u);
   const auto* f = find(*snap, "y_total");
   ASSERT_NE(f, nullptr);
-  ASSERT_EQ(f->metric.size(), 4u);  // a, b, c and the `other` fold of d and e
-  EXPECT_EQ(f->metric[3].label[0].value, "other");
-  EXPECT_EQ(f->metric[3].label[1].value, "like");  // unbounded labels only are folded
-  EXPECT_EQ(f->metric[3].counter.value, 2);
+  ASSERT_EQ(f->metric.size(), 3u);  // a, b and the `other` fold of c, d, e
+  EXPECT_EQ(f->metric[2].label[0].value, "other");
+  EXPECT_EQ(f->metric[2].label[1].value, "like");  // only brand/channel labels fold
+  EXPECT_EQ(f->metric[2].counter.value, 3);
   const auto* folded = find(*snap, "socialpulse_series_folded_total");
   ASSERT_NE(folded, nullptr);
-  EXPECT_EQ(folded->metric[0].counter.value, 2);
+  EXPECT_EQ(folded->metric[0].counter.value, 3);
+}
+
+TEST(MetricsRegistry, CapIsHardAcrossFamiliesAndKeepsTotals) {
+  MetricsRegistry r(60);
+  r.begin();
+  double expected = 0;
+  for (const char* family : {"a_total", "b_total", "c_total"}) {
+    r.family(family, "help", MetricType::counter);
+    for (int brand = 0; brand < 10; ++brand) {
+      for (int channel = 0; channel < 10; ++channel) {
+        const std::string b = "b" + std::to_string(brand), c = "c" + std::to_string(channel);
+        const std::array<LabelPair, 2> labels{{{"brand", b}, {"channel", c}}};
+        r.add(labels, brand * 10 + channel);
+        if (std::string(family) == "a_total") expected += brand * 10 + channel;
+      }
+    }
+  }
+  r.family("unlabelled_total", "help", MetricType::counter);
+  r.add({}, 1);
+  auto snap = r.finish();
+  EXPECT_LE(total_series(*snap), 60u);
+  double sum = 0;
+  for (const auto& m : find(*snap, "a_total")->metric) sum += m.counter.value;
+  EXPECT_EQ(sum, expected);  // folding moves values, never drops them
+  EXPECT_NE(find(*snap, "unlabelled_total"), nullptr);
 }
 
 TEST(MetricsRegistry, HistogramBucketsAreCumulative) {
