@@ -79,7 +79,6 @@ void MetricsRegistry::begin() {
   building_ = std::make_unique<MetricsSnapshot>();
   families_.clear();
   current_ = nullptr;
-  series_count_ = 0;
 }
 
 void MetricsRegistry::family(std::string_view name, std::string_view help, MetricType type) {
@@ -104,7 +103,6 @@ prometheus::ClientMetric* MetricsRegistry::series(std::span<const LabelPair> lab
   for (const auto& [k, v] : labels) m.label.push_back({std::string(k), std::string(v)});
   fam.metric.push_back(std::move(m));
   current_->series.emplace(std::move(key), fam.metric.size() - 1);
-  ++series_count_;
   return &fam.metric.back();
 }
 

@@ -36,7 +36,6 @@ class MetricsRegistry final : public MetricsWriter {
     std::map<std::string, size_t> series;  // encoded label set -> metric index
   };
   size_t max_series_;
-  size_t series_count_ = 0;
   std::unique_ptr<MetricsSnapshot> building_;
   std::map<std::string, FamilyIndex, std::less<>> families_;
   FamilyIndex* current_ = nullptr;
