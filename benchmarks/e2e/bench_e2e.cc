@@ -57,13 +57,14 @@ struct Options {
   double latency_load = 0.5;       // fraction of the measured pipeline capacity
   size_t scrape_series = 20000;    // 0: skip the scrape phase
   bool smoke = false;              // CI: check counts only, short phases, exit 1 on mismatch
+  bool round_robin = false;        // spread every actor over every partition (worst case for state)
   std::string topic = "bench.events";
 };
 
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--events N] [--partitions P] [--event-span-s S] [--latency-seconds S]\n"
-               "          [--latency-load F] [--scrape-series N] [--smoke]\n",
+               "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin] [--smoke]\n",
                argv0);
   std::exit(2);
 }
@@ -88,6 +89,10 @@ Options parse_args(int argc, char** argv) {
       o.latency_load = std::atof(next());
     } else if (a == "--scrape-series") {
       o.scrape_series = std::strtoull(next(), nullptr, 10);
+    } else if (a == "--partitioning") {
+      const std::string v = next();
+      if (v != "actor" && v != "round-robin") usage(argv[0]);
+      o.round_robin = v == "round-robin";
     } else if (a == "--smoke") {
       o.smoke = true;
     } else {
@@ -237,6 +242,19 @@ Status produce_one(rd_kafka_t* producer, const std::string& topic, int32_t parti
   }
 }
 
+// Partition of a generated event: by actor id (an actor's events stay on one partition, as with
+// an upstream keyed by user; brands spread over every partition) or round-robin.
+int32_t partition_of(const GeneratedEvent& ev, uint64_t seq, const Options& o) {
+  const auto parts = static_cast<uint64_t>(o.partitions);
+  if (o.round_robin) return static_cast<int32_t>(seq % parts);
+  constexpr std::string_view kActor = "\"actor\":{\"id\":\"";
+  const size_t from = ev.value.find(kActor);
+  if (from == std::string::npos) return static_cast<int32_t>(seq % parts);
+  const size_t begin = from + kActor.size();
+  const std::string_view id(ev.value.data() + begin, ev.value.find('"', begin) - begin);
+  return static_cast<int32_t>(std::hash<std::string_view>{}(id) % parts);
+}
+
 struct Preload {
   uint64_t messages = 0;  // sum over partitions of high - low watermark
   uint64_t bytes = 0;     // payload bytes produced
@@ -265,7 +283,7 @@ Result<Preload> preload(const std::string& bootstrap, const Options& o) {
     const EventTime t = origin + Millis{offset_ms} - Millis{static_cast<int64_t>(jitter() % 3000)};
     generator.next(t, ev);
     p.bytes += ev.value.size();
-    if (auto s = produce_one(producer->get(), o.topic, static_cast<int32_t>(i % static_cast<uint64_t>(o.partitions)), ev); !s) {
+    if (auto s = produce_one(producer->get(), o.topic, partition_of(ev, i, o), ev); !s) {
       return tl::unexpected(s.error());
     }
     if ((i & 4095) == 0) rd_kafka_poll(producer->get(), 0);
@@ -430,7 +448,7 @@ ThroughputResult measure_pipeline(const Pipeline& p, uint64_t n, Clock::time_poi
       changes.push_back({at, *c});
       if (*c >= static_cast<double>(n)) break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   r.complete = last >= static_cast<double>(n);
   if (changes.empty()) return r;
@@ -501,9 +519,7 @@ Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& boot
         const EventTime now = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
         generator.next(now - Millis{static_cast<int64_t>(jitter() % 3000)}, ev);
         produced_at[k] = Clock::now();
-        if (auto s = produce_one(producer->get(), o.topic,
-                                 static_cast<int32_t>(k % static_cast<uint64_t>(o.partitions)), ev);
-            !s) {
+        if (auto s = produce_one(producer->get(), o.topic, partition_of(ev, k, o), ev); !s) {
           produce_status = s;
           k = total;
           break;
@@ -614,8 +630,8 @@ int run(const Options& o) {
   };
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) < 0) load[0] = NAN;
-  std::printf("bench_e2e: %" PRIu64 " events, %d partitions, load average %.2f at start\n", o.events,
-              o.partitions, load[0]);
+  std::printf("bench_e2e: %" PRIu64 " events, %d partitions (%s), load average %.2f at start\n", o.events,
+              o.partitions, o.round_robin ? "round-robin" : "keyed by actor", load[0]);
 
   auto broker = EmbeddedBroker::start();
   if (!broker) return std::fprintf(stderr, "broker: %s\n", broker.error().message.c_str()), 1;
@@ -673,6 +689,11 @@ int run(const Options& o) {
     check(consumed == static_cast<double>(o.events), "consumed != N");
     check(consumed == accepted + duplicate + rejected, "consumed != accepted + duplicate + rejected");
     check(rejected == 0, "generated events were rejected");
+    const double cp_count = metric_value(*body, "socialpulse_checkpoint_duration_seconds_count").value_or(0);
+    const double cp_sum = metric_value(*body, "socialpulse_checkpoint_duration_seconds_sum").value_or(0);
+    const double state_bytes = metric_value(*body, "socialpulse_state_bytes").value_or(0);
+    std::printf("checkpoints: %.0f, mean %.1f ms, %.1f%% of the run; state %.1f MB\n", cp_count,
+                cp_count > 0 ? cp_sum / cp_count * 1e3 : 0.0, 100 * cp_sum / tp.wall_seconds, state_bytes / 1e6);
   } else {
     check(false, "final scrape failed");
   }
