@@ -52,7 +52,9 @@ double seconds_since(Clock::time_point t0, Clock::time_point t) {
 struct Options {
   uint64_t events = 1'000'000;
   int partitions = 64;
-  double event_span_s = 3600;      // event time of the pre-loaded events covers this much
+  // Pre-loaded events per second of event time: a backlog of a busy stream. The event-time
+  // density decides how many panes, windows and sessions each event opens and closes.
+  double event_rate = 5000;
   double latency_seconds = 10;     // 0: skip the latency phase
   double latency_load = 0.5;       // fraction of the measured pipeline capacity
   size_t scrape_series = 20000;    // 0: skip the scrape phase
@@ -63,7 +65,7 @@ struct Options {
 
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--events N] [--partitions P] [--event-span-s S] [--latency-seconds S]\n"
+               "usage: %s [--events N] [--partitions P] [--event-rate R] [--latency-seconds S]\n"
                "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin] [--smoke]\n",
                argv0);
   std::exit(2);
@@ -81,8 +83,8 @@ Options parse_args(int argc, char** argv) {
       o.events = std::strtoull(next(), nullptr, 10);
     } else if (a == "--partitions") {
       o.partitions = std::atoi(next());
-    } else if (a == "--event-span-s") {
-      o.event_span_s = std::atof(next());
+    } else if (a == "--event-rate") {
+      o.event_rate = std::atof(next());
     } else if (a == "--latency-seconds") {
       o.latency_seconds = std::atof(next());
     } else if (a == "--latency-load") {
@@ -99,7 +101,7 @@ Options parse_args(int argc, char** argv) {
       usage(argv[0]);
     }
   }
-  if (o.events == 0 || o.partitions <= 0) usage(argv[0]);
+  if (o.events == 0 || o.partitions <= 0 || o.event_rate <= 0) usage(argv[0]);
   return o;
 }
 
@@ -270,7 +272,7 @@ Result<Preload> preload(const std::string& bootstrap, const Options& o) {
   GeneratorOptions gopts;
   EventGenerator generator(gopts);
   const EventTime now = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
-  const auto span_ms = static_cast<int64_t>(o.event_span_s * 1000.0);
+  const auto span_ms = static_cast<int64_t>(static_cast<double>(o.events) / o.event_rate * 1000.0);
   const EventTime origin = now - Millis{span_ms};
   generator.set_origin(origin);
   std::mt19937 jitter(7);
@@ -630,8 +632,9 @@ int run(const Options& o) {
   };
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) < 0) load[0] = NAN;
-  std::printf("bench_e2e: %" PRIu64 " events, %d partitions (%s), load average %.2f at start\n", o.events,
-              o.partitions, o.round_robin ? "round-robin" : "keyed by actor", load[0]);
+  std::printf("bench_e2e: %" PRIu64 " events at %.0f events per event-time second, %d partitions (%s), "
+              "load average %.2f at start\n",
+              o.events, o.event_rate, o.partitions, o.round_robin ? "round-robin" : "keyed by actor", load[0]);
 
   auto broker = EmbeddedBroker::start();
   if (!broker) return std::fprintf(stderr, "broker: %s\n", broker.error().message.c_str()), 1;
