@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build demo test test-long bench clean
+.PHONY: deps configure build demo test test-long bench bench-e2e clean
 
 deps:
 	bash scripts/setup-deps.sh
@@ -26,6 +26,9 @@ test-long: build
 
 bench: build
 	bash benchmarks/run.sh $(BUILD_DIR)
+
+bench-e2e: build
+	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -1,6 +1,7 @@
 #include "operators/hyperloglog.h"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -12,14 +13,25 @@ void HyperLogLog::add(uint64_t hash) {
     add_dense(hash);
     return;
   }
-  auto it = std::lower_bound(sparse_.begin(), sparse_.end(), hash);
-  if (it != sparse_.end() && *it == hash) return;
-  if (sparse_.size() >= kSparseLimit) {
+  if (std::find(pending_.begin(), pending_.end(), hash) != pending_.end()) return;
+  if (std::binary_search(sparse_.begin(), sparse_.end(), hash)) return;
+  if (sparse_.size() + pending_.size() >= kSparseLimit) {
     densify();
     add_dense(hash);
     return;
   }
-  sparse_.insert(it, hash);
+  if (pending_.capacity() == 0) pending_.reserve(kPendingLimit);
+  pending_.push_back(hash);
+  if (pending_.size() == kPendingLimit) flush_pending();
+}
+
+void HyperLogLog::flush_pending() const {
+  if (pending_.empty()) return;
+  std::sort(pending_.begin(), pending_.end());
+  const auto middle = static_cast<std::ptrdiff_t>(sparse_.size());
+  sparse_.insert(sparse_.end(), pending_.begin(), pending_.end());
+  std::inplace_merge(sparse_.begin(), sparse_.begin() + middle, sparse_.end());
+  pending_.clear();
 }
 
 void HyperLogLog::add_dense(uint64_t hash) {
@@ -32,27 +44,43 @@ void HyperLogLog::add_dense(uint64_t hash) {
 void HyperLogLog::densify() {
   dense_.assign(kRegisters, 0);
   for (uint64_t h : sparse_) add_dense(h);
+  for (uint64_t h : pending_) add_dense(h);
   sparse_.clear();
   sparse_.shrink_to_fit();
+  pending_.clear();
+  pending_.shrink_to_fit();
 }
 
 void HyperLogLog::merge(const HyperLogLog& other) {
   if (other.dense_.empty()) {
     for (uint64_t h : other.sparse_) add(h);
+    for (uint64_t h : other.pending_) add(h);
     return;
   }
   if (dense_.empty()) densify();
   for (size_t i = 0; i < kRegisters; ++i) dense_[i] = std::max(dense_[i], other.dense_[i]);
 }
 
+namespace {
+// 2^-r for every possible rank: the same doubles std::ldexp(1.0, -r) gives, without the call.
+struct InversePowers {
+  std::array<double, 65> v{};
+  InversePowers() {
+    for (size_t r = 0; r < v.size(); ++r) v[r] = std::ldexp(1.0, -static_cast<int>(r));
+  }
+};
+const InversePowers kInversePowers;
+}  // namespace
+
 double HyperLogLog::estimate() const {
-  if (dense_.empty()) return static_cast<double>(sparse_.size());
+  if (dense_.empty()) return static_cast<double>(sparse_.size() + pending_.size());
   const double m = static_cast<double>(kRegisters);
   double sum = 0.0;
   size_t zeros = 0;
+  // Same additions in the same order as before: bit-identical estimates.
   for (uint8_t r : dense_) {
-    sum += std::ldexp(1.0, -static_cast<int>(r));
-    if (r == 0) ++zeros;
+    sum += kInversePowers.v[r];
+    zeros += r == 0;
   }
   const double alpha = 0.7213 / (1.0 + 1.079 / m);
   const double raw = alpha * m * m / sum;
@@ -66,6 +94,7 @@ double HyperLogLog::estimate() const {
 
 void HyperLogLog::clear() {
   sparse_.clear();
+  pending_.clear();
   dense_.clear();
 }
 
@@ -81,6 +110,7 @@ bool get_u32(std::string_view& in, uint32_t& v) {
 
 void HyperLogLog::serialize(std::string& out) const {
   if (dense_.empty()) {
+    flush_pending();
     put_u32(out, static_cast<uint32_t>(sparse_.size()));
     out.append(reinterpret_cast<const char*>(sparse_.data()), sparse_.size() * sizeof(uint64_t));
   } else {

@@ -19,7 +19,7 @@ class HyperLogLog {
   void add(uint64_t hash);
   void merge(const HyperLogLog& other);
   double estimate() const;
-  bool empty() const { return sparse_.empty() && dense_.empty(); }
+  bool empty() const { return sparse_.empty() && pending_.empty() && dense_.empty(); }
   bool is_dense() const { return !dense_.empty(); }
   void clear();
 
@@ -28,11 +28,19 @@ class HyperLogLog {
   static Result<HyperLogLog> deserialize(std::string_view& in);
 
  private:
+  // New sparse hashes wait in a short unsorted buffer and are merged into sparse_ in runs: one
+  // sorted insert per hash would move half the sparse array every time.
+  static constexpr size_t kPendingLimit = 32;
+
   void densify();
   void add_dense(uint64_t hash);
+  void flush_pending() const;
 
-  std::vector<uint64_t> sparse_;  // sorted, unique; used while dense_ is empty
-  std::vector<uint8_t> dense_;    // kRegisters ranks once dense
+  // Sparse set = sparse_ (sorted, unique) + pending_ (unsorted, unique, not in sparse_); used
+  // while dense_ is empty. Readers that need the sorted set flush first, hence mutable.
+  mutable std::vector<uint64_t> sparse_;
+  mutable std::vector<uint64_t> pending_;
+  std::vector<uint8_t> dense_;  // kRegisters ranks once dense
 };
 
 }  // namespace sp

@@ -12,7 +12,10 @@ constexpr uint8_t kSnapshotVersion = 1;
 
 WatermarkTracker::WatermarkTracker(WatermarkSettings settings) : settings_(settings) {}
 
-void WatermarkTracker::assign(PartitionId partition) { partitions_.try_emplace(partition); }
+void WatermarkTracker::assign(PartitionId partition) {
+  partitions_.try_emplace(partition);
+  stale_ = true;
+}
 
 bool WatermarkTracker::revoke(PartitionId partition) {
   partitions_.erase(partition);
@@ -21,16 +24,29 @@ bool WatermarkTracker::revoke(PartitionId partition) {
 
 bool WatermarkTracker::observe(PartitionId partition, EventTime event_time, WallTime now) {
   PartitionClock& clock = partitions_[partition];
+  const bool was_active = !clock.idle;
+  const EventTime before = clock.max_event_time;
   clock.max_event_time = std::max(clock.max_event_time, event_time);
   clock.last_activity = now;
   clock.idle = false;
+  // Hot path (every message): the min over the partitions can only rise when this partition was
+  // one of those holding it, i.e. its watermark was at or below the pipeline's. Otherwise another
+  // active partition at or below the pipeline watermark still holds it, and the O(partitions)
+  // recompute would change nothing.
+  if (!stale_ && was_active &&
+      (clock.max_event_time == before ||
+       (before != kMinEventTime && before - settings_.max_out_of_orderness > pipeline_))) {
+    return false;
+  }
   return recompute(now);
 }
 
 bool WatermarkTracker::observe_activity(PartitionId partition, WallTime now) {
   PartitionClock& clock = partitions_[partition];
+  const bool was_active = !clock.idle;
   clock.last_activity = now;
   clock.idle = false;
+  if (!stale_ && was_active) return false;  // nothing that the minimum depends on changed
   return recompute(now);
 }
 
@@ -59,6 +75,7 @@ bool WatermarkTracker::is_idle(PartitionId partition) const {
 }
 
 bool WatermarkTracker::recompute(std::optional<WallTime> now) {
+  stale_ = false;
   if (partitions_.empty()) return false;
   EventTime candidate = kMaxEventTime;
   bool any_active = false;
@@ -102,6 +119,7 @@ Status WatermarkTracker::restore(PartitionId partition, std::string_view bytes) 
   }
   PartitionClock& clock = partitions_[partition];
   clock.max_event_time = std::max(clock.max_event_time, from_epoch_ms(ms));
+  stale_ = true;
   return {};
 }
 

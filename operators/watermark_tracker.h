@@ -67,6 +67,7 @@ class WatermarkTracker {
   WatermarkSettings settings_;
   std::map<PartitionId, PartitionClock> partitions_;
   EventTime pipeline_ = kMinEventTime;
+  bool stale_ = false;  // assign/restore changed a partition without recomputing the minimum
 };
 
 }  // namespace sp

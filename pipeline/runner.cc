@@ -337,13 +337,15 @@ class RunnerImpl final : public Runner {
   }
 
   PartitionSlot* find_slot(const char* topic, int32_t partition) {
-    for (size_t t = 0; t < config_.kafka.topics.size(); ++t) {
-      if (config_.kafka.topics[t] == topic) {
-        auto it = slots_.find(make_partition_id(t, partition).value);
-        return it == slots_.end() ? nullptr : &it->second;
-      }
+    // librdkafka hands out one name pointer per topic handle: skip the string compares per message.
+    if (topic != last_topic_name_) {
+      const auto t = topic_index(topic);
+      if (!t) return nullptr;
+      last_topic_name_ = topic;
+      last_topic_index_ = *t;
     }
-    return nullptr;
+    auto it = slots_.find(make_partition_id(last_topic_index_, partition).value);
+    return it == slots_.end() ? nullptr : &it->second;
   }
 
   static PartitionId make_partition_id(size_t topic_index, int32_t partition) {
@@ -832,6 +834,8 @@ class RunnerImpl final : public Runner {
   KafkaHandle producer_;
   std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
   std::vector<HeaderView> headers_;
+  const char* last_topic_name_ = nullptr;  // find_slot cache
+  size_t last_topic_index_ = 0;
   WallClock::time_point wall_now_{};
   EventTime last_watermark_ = kMinEventTime;
   uint64_t outbox_seq_ = 0;

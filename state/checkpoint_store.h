@@ -61,6 +61,7 @@ class CheckpointStore {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   int injected_failures_ = 0;
+  size_t last_batch_bytes_ = 0;  // reservation for the next batch
 };
 
 }  // namespace sp

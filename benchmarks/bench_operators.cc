@@ -1,0 +1,137 @@
+// Events/s through ALL default operators on one core (SPEC 9: >= 1.5 M events/s): the default
+// window set (make_window_operators: minute tumbling, hourly 1h/5m hopping, 30m sessions) plus the
+// KPI operators (make_kpi_operators: counters, reputation/spike), driven as the runner drives them:
+// process on every operator, WatermarkTracker::observe, and on_watermark whenever the pipeline
+// watermark advances (records built and emitted inside the timed loop). Realistic mix: 3 tracked
+// brands + other, 10 channels + other, impressions/likes dominate, ~40% of events carry a
+// sentiment, ~85% an actor out of 10k, 4 input partitions, up to 3 s of disorder.
+#include <benchmark/benchmark.h>
+#include <xxhash.h>
+
+#include <string>
+#include <vector>
+
+#include "operators/kpi_operators.h"
+#include "operators/settings.h"
+#include "operators/vocabulary.h"
+#include "operators/watermark_tracker.h"
+#include "operators/window_operators.h"
+
+namespace sp {
+namespace {
+
+class CountingEmitter final : public Emitter {
+ public:
+  void emit(OutputRecord record) override {
+    bytes += record.value.size();
+    ++records;
+  }
+  size_t records = 0;
+  size_t bytes = 0;
+};
+
+struct Input {
+  PartitionId partition;
+  Event event;
+};
+
+std::vector<Input> make_events(size_t n, size_t actors, int64_t step_ms, int partitions,
+                               std::vector<std::string>& ids) {
+  static constexpr EventType kMix[] = {
+      EventType::impression, EventType::impression, EventType::impression, EventType::like,
+      EventType::like,       EventType::like,       EventType::comment,    EventType::share,
+      EventType::mention,    EventType::mention,    EventType::reply,      EventType::click,
+      EventType::follow,     EventType::lead,       EventType::review,     EventType::idea};
+  ids.clear();
+  std::vector<uint64_t> hashes;
+  for (size_t i = 0; i < actors; ++i) {
+    ids.push_back("user-" + std::to_string(i));
+    hashes.push_back(XXH3_64bits(ids.back().data(), ids.back().size()));
+  }
+  std::vector<Input> out(n);
+  uint64_t rng = 0x9e3779b97f4a7c15ULL;
+  auto next = [&rng](uint64_t m) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (rng >> 33) % m;
+  };
+  const int64_t t0 = 1'795'000'000'000;
+  for (size_t i = 0; i < n; ++i) {
+    Event& e = out[i].event;
+    e.time = from_epoch_ms(t0 + static_cast<int64_t>(i) * step_ms - static_cast<int64_t>(next(3000)));
+    e.brand = static_cast<BrandIndex>(next(4));  // 3 tracked + other
+    e.channel = static_cast<ChannelIndex>(next(11));
+    e.type = kMix[next(16)];
+    e.count = e.type == EventType::impression ? 1 + static_cast<int64_t>(next(2000)) : 1;
+    e.reach = static_cast<int64_t>(next(10000));
+    e.followers = static_cast<int64_t>(next(5000));
+    e.has_sentiment = next(10) < 4;
+    e.sentiment = static_cast<double>(next(201)) / 100.0 - 1.0;
+    e.has_actor = next(100) < 85;
+    const size_t a = next(actors);
+    e.actor_id = ids[a];
+    e.actor_hash = hashes[a];
+    e.role = static_cast<Role>(next(kRoleCount));
+    e.has_response_time = e.type == EventType::reply;
+    e.response_time_s = static_cast<double>(next(7200));
+    e.has_value = e.type == EventType::lead;
+    e.value = 100.0;
+    // An actor's events stay on one partition (upstream keyed by user).
+    out[i].partition = PartitionId{static_cast<int32_t>(a % static_cast<size_t>(partitions))};
+  }
+  return out;
+}
+
+void BM_AllDefaultOperators(benchmark::State& state) {
+  const size_t actors = static_cast<size_t>(state.range(0));
+  const int64_t step_ms = state.range(1);  // event time between consecutive events
+  constexpr int kPartitions = 4;
+  const Vocabulary vocabulary({{"acme", true}, {"globex", false}, {"initech", false}},
+                              {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                               "blog", "forum", "reviews", "web"});
+  std::vector<std::string> ids;
+  const auto events = make_events(size_t{1} << 20, actors, step_ms, kPartitions, ids);
+
+  std::vector<std::unique_ptr<Operator>> ops;
+  for (auto& op : make_window_operators(default_windows(), vocabulary, KpiSettings{}, EmvSettings{})) {
+    ops.push_back(std::move(op));
+  }
+  for (auto& op : make_kpi_operators(vocabulary, KpiSettings{}, EmvSettings{}, {{"acme", "twitter", 150}})) {
+    ops.push_back(std::move(op));
+  }
+  WatermarkTracker tracker(WatermarkSettings{});
+  for (int p = 0; p < kPartitions; ++p) tracker.assign(PartitionId{p});
+  const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
+  CountingEmitter out;
+
+  size_t i = 0;
+  int64_t pass_offset = 0;
+  for (auto _ : state) {
+    const Input& in = events[i];
+    Event e = in.event;
+    e.time += Millis{pass_offset};
+    const ProcessContext ctx{in.partition, tracker.pipeline_watermark(),
+                             tracker.partition_watermark(in.partition)};
+    for (auto& op : ops) op->process(ctx, e);
+    if (tracker.observe(in.partition, e.time, now)) {
+      for (auto& op : ops) op->on_watermark(tracker.pipeline_watermark(), out);
+    }
+    if (++i == events.size()) {
+      i = 0;
+      pass_offset += static_cast<int64_t>(events.size()) * step_ms;  // event time keeps moving
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  size_t bytes = 0;
+  for (const auto& op : ops) bytes += op->state_bytes();
+  state.counters["records"] = static_cast<double>(out.records);
+  state.counters["state_MB"] = static_cast<double>(bytes) / 1e6;
+}
+// 10k actors. 2 ms of event time per event: sessions stay open, minute windows close every 30k
+// events, hourly ones every 150k. 50 ms per event: session churn (each actor returns every ~8 min
+// of event time, sessions of idle actors close), one closed session per few events.
+BENCHMARK(BM_AllDefaultOperators)->Args({10'000, 2})->Args({10'000, 50})->MinTime(3.0);
+
+}  // namespace
+}  // namespace sp
+
+BENCHMARK_MAIN();

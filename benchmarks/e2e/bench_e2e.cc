@@ -1,0 +1,768 @@
+// End-to-end benchmark harness (SPEC 9, issue #9). One process, one run:
+//  1. an in-process EmbeddedBroker; an input topic pre-loaded with N realistic events
+//     (EventGenerator), checked against the partitions' low/high watermarks;
+//  2. the physical limit: a bare librdkafka consumer reading the topic from the start (both the
+//     per-message poll API and the batch API; the faster one is the reference);
+//  3. the full pipeline with the default config (run_service, fresh state dir, /metrics on
+//     127.0.0.1:0) reading the same topic from the start until
+//     socialpulse_events_consumed_total == N; events/s and the ratio to the reference;
+//  4. event -> /metrics latency under a steady load at a fraction of the measured capacity;
+//  5. peak RSS, scrape time at 20 000 series; a pointer for restart-after-kill -9.
+// Not a Google Benchmark: the phases share one broker and must run in order.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pipeline/config.h"
+#include "pipeline/embedded_broker.h"
+#include "pipeline/event_generator.h"
+#include "pipeline/http_server.h"
+#include "pipeline/kafka.h"
+#include "pipeline/metrics_registry.h"
+#include "pipeline/service.h"
+
+namespace sp::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0, Clock::time_point t) {
+  return std::chrono::duration<double>(t - t0).count();
+}
+
+struct Options {
+  uint64_t events = 1'000'000;
+  int partitions = 64;
+  // Pre-loaded events per second of event time: a backlog of a busy stream. The event-time
+  // density decides how many panes, windows and sessions each event opens and closes.
+  double event_rate = 5000;
+  double latency_seconds = 10;     // 0: skip the latency phase
+  double latency_load = 0.5;       // fraction of the measured pipeline capacity
+  size_t scrape_series = 20000;    // 0: skip the scrape phase
+  bool smoke = false;              // CI: check counts only, short phases, exit 1 on mismatch
+  bool round_robin = false;        // spread every actor over every partition (worst case for state)
+  std::string topic = "bench.events";
+};
+
+[[noreturn]] void usage(const char* argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--events N] [--partitions P] [--event-rate R] [--latency-seconds S]\n"
+               "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin] [--smoke]\n",
+               argv0);
+  std::exit(2);
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) usage(argv[0]);
+      return argv[++i];
+    };
+    if (a == "--events") {
+      o.events = std::strtoull(next(), nullptr, 10);
+    } else if (a == "--partitions") {
+      o.partitions = std::atoi(next());
+    } else if (a == "--event-rate") {
+      o.event_rate = std::atof(next());
+    } else if (a == "--latency-seconds") {
+      o.latency_seconds = std::atof(next());
+    } else if (a == "--latency-load") {
+      o.latency_load = std::atof(next());
+    } else if (a == "--scrape-series") {
+      o.scrape_series = std::strtoull(next(), nullptr, 10);
+    } else if (a == "--partitioning") {
+      const std::string v = next();
+      if (v != "actor" && v != "round-robin") usage(argv[0]);
+      o.round_robin = v == "round-robin";
+    } else if (a == "--smoke") {
+      o.smoke = true;
+    } else {
+      usage(argv[0]);
+    }
+  }
+  if (o.events == 0 || o.partitions <= 0 || o.event_rate <= 0) usage(argv[0]);
+  return o;
+}
+
+// ---- process figures --------------------------------------------------------------------------
+uint64_t proc_status_kib(const char* field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(field);
+  while (std::getline(in, line)) {
+    if (line.compare(0, n, field) == 0) return std::strtoull(line.c_str() + n + 1, nullptr, 10);
+  }
+  return 0;
+}
+
+// Resets VmHWM to the current RSS (Linux >= 4.0) so that a phase's peak can be read alone.
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  return static_cast<bool>(f);
+}
+
+// ---- minimal HTTP client (GET on loopback) -----------------------------------------------------
+std::optional<std::string> http_get(int port, const char* path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return std::nullopt;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  char req[256];
+  const int len = std::snprintf(req, sizeof req,
+                                "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+  if (::send(fd, req, static_cast<size_t>(len), 0) != len) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  std::string resp;
+  char buf[65536];
+  for (;;) {
+    const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    resp.append(buf, static_cast<size_t>(r));
+  }
+  ::close(fd);
+  const size_t body = resp.find("\r\n\r\n");
+  if (resp.compare(0, 12, "HTTP/1.1 200") != 0 || body == std::string::npos) return std::nullopt;
+  return resp.substr(body + 4);
+}
+
+// Value of an unlabelled sample, or of the sum over every label set of `name`.
+std::optional<double> metric_value(const std::string& text, std::string_view name) {
+  std::optional<double> sum;
+  size_t pos = 0;
+  while ((pos = text.find(name, pos)) != std::string::npos) {
+    const bool line_start = pos == 0 || text[pos - 1] == '\n';
+    const size_t after = pos + name.size();
+    pos = after;
+    if (!line_start || after >= text.size() || (text[after] != ' ' && text[after] != '{')) continue;
+    size_t v = text[after] == ' ' ? after : text.find("} ", after);
+    if (v == std::string::npos) break;
+    v = text.find(' ', v) + 1;
+    sum = sum.value_or(0) + std::strtod(text.c_str() + v, nullptr);
+  }
+  return sum;
+}
+
+// Cumulative histogram buckets (le -> count) of an unlabelled histogram.
+std::vector<std::pair<double, double>> histogram_buckets(const std::string& text, std::string_view name) {
+  std::vector<std::pair<double, double>> out;
+  const std::string prefix = std::string(name) + "_bucket{le=\"";
+  size_t pos = 0;
+  while ((pos = text.find(prefix, pos)) != std::string::npos) {
+    pos += prefix.size();
+    const size_t q = text.find('"', pos);
+    const std::string le = text.substr(pos, q - pos);
+    const double bound = le == "+Inf" ? INFINITY : std::strtod(le.c_str(), nullptr);
+    const size_t v = text.find(' ', q) + 1;
+    out.emplace_back(bound, std::strtod(text.c_str() + v, nullptr));
+  }
+  return out;
+}
+
+// Prometheus-style histogram_quantile over the difference of two cumulative bucket sets.
+double histogram_quantile(double q, const std::vector<std::pair<double, double>>& before,
+                          const std::vector<std::pair<double, double>>& after) {
+  if (after.empty()) return NAN;
+  std::vector<std::pair<double, double>> d = after;
+  for (size_t i = 0; i < d.size() && i < before.size(); ++i) d[i].second -= before[i].second;
+  const double total = d.back().second;
+  if (total <= 0) return NAN;
+  const double rank = q * total;
+  double prev_bound = 0, prev_count = 0;
+  for (const auto& [bound, count] : d) {
+    if (count >= rank) {
+      if (std::isinf(bound)) return prev_bound;
+      return prev_bound + (bound - prev_bound) * (rank - prev_count) / std::max(count - prev_count, 1e-9);
+    }
+    prev_bound = bound;
+    prev_count = count;
+  }
+  return d.back().first;
+}
+
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return NAN;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(i), v.end());
+  return v[i];
+}
+
+// ---- producing -----------------------------------------------------------------------------------
+Result<KafkaHandle> make_producer(const std::string& bootstrap, const char* linger_ms) {
+  auto conf = make_kafka_conf({{"bootstrap.servers", bootstrap},
+                               {"linger.ms", linger_ms},
+                               {"batch.num.messages", "10000"},
+                               {"queue.buffering.max.messages", "1000000"},
+                               {"queue.buffering.max.kbytes", "1048576"},
+                               {"log_level", "4"}});
+  if (!conf) return tl::unexpected(conf.error());
+  return make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+}
+
+Status produce_one(rd_kafka_t* producer, const std::string& topic, int32_t partition,
+                   const GeneratedEvent& ev) {
+  for (;;) {
+    const rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(const_cast<char*>(ev.key.data()), ev.key.size()),
+        RD_KAFKA_V_VALUE(const_cast<char*>(ev.value.data()), ev.value.size()), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return {};
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      return make_error(ErrorKind::fatal, std::string("produce: ") + rd_kafka_err2str(err));
+    }
+    rd_kafka_poll(producer, 5);
+  }
+}
+
+// Partition of a generated event: by actor id (an actor's events stay on one partition, as with
+// an upstream keyed by user; brands spread over every partition) or round-robin.
+int32_t partition_of(const GeneratedEvent& ev, uint64_t seq, const Options& o) {
+  const auto parts = static_cast<uint64_t>(o.partitions);
+  if (o.round_robin) return static_cast<int32_t>(seq % parts);
+  constexpr std::string_view kActor = "\"actor\":{\"id\":\"";
+  const size_t from = ev.value.find(kActor);
+  if (from == std::string::npos) return static_cast<int32_t>(seq % parts);
+  const size_t begin = from + kActor.size();
+  const std::string_view id(ev.value.data() + begin, ev.value.find('"', begin) - begin);
+  return static_cast<int32_t>(std::hash<std::string_view>{}(id) % parts);
+}
+
+struct Preload {
+  uint64_t messages = 0;  // sum over partitions of high - low watermark
+  uint64_t bytes = 0;     // payload bytes produced
+  bool starts_at_zero = true;
+  double seconds = 0;
+};
+
+// Round-robin over the partitions (not keyed by brand: the generator has only three brands and
+// the benchmark needs every partition busy; one instance merges all partitions anyway, SPEC 1).
+Result<Preload> preload(const std::string& bootstrap, const Options& o) {
+  auto producer = make_producer(bootstrap, "20");
+  if (!producer) return tl::unexpected(producer.error());
+  GeneratorOptions gopts;
+  EventGenerator generator(gopts);
+  const EventTime now = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
+  const auto span_ms = static_cast<int64_t>(static_cast<double>(o.events) / o.event_rate * 1000.0);
+  const EventTime origin = now - Millis{span_ms};
+  generator.set_origin(origin);
+  std::mt19937 jitter(7);
+  GeneratedEvent ev;
+  Preload p;
+  const auto t0 = Clock::now();
+  for (uint64_t i = 0; i < o.events; ++i) {
+    const int64_t offset_ms = static_cast<int64_t>(static_cast<double>(span_ms) * static_cast<double>(i) /
+                                                   static_cast<double>(o.events));
+    const EventTime t = origin + Millis{offset_ms} - Millis{static_cast<int64_t>(jitter() % 3000)};
+    generator.next(t, ev);
+    p.bytes += ev.value.size();
+    if (auto s = produce_one(producer->get(), o.topic, partition_of(ev, i, o), ev); !s) {
+      return tl::unexpected(s.error());
+    }
+    if ((i & 4095) == 0) rd_kafka_poll(producer->get(), 0);
+  }
+  rd_kafka_flush(producer->get(), 120'000);
+  if (rd_kafka_outq_len(producer->get()) > 0) return make_error(ErrorKind::fatal, "preload: flush timed out");
+  p.seconds = seconds_since(t0, Clock::now());
+  for (int32_t part = 0; part < o.partitions; ++part) {
+    int64_t lo = 0, hi = 0;
+    if (auto err = rd_kafka_query_watermark_offsets(producer->get(), o.topic.c_str(), part, &lo, &hi, 10'000)) {
+      return make_error(ErrorKind::fatal, std::string("watermarks: ") + rd_kafka_err2str(err));
+    }
+    if (lo != 0) p.starts_at_zero = false;
+    p.messages += static_cast<uint64_t>(hi - lo);
+  }
+  return p;
+}
+
+// ---- the physical limit: a bare consumer -----------------------------------------------------------
+struct RawResult {
+  uint64_t messages = 0;
+  uint64_t bytes = 0;
+  double seconds = 0;  // first message -> last message
+  double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+};
+
+Result<RawResult> raw_consume(const std::string& bootstrap, const Options& o, bool batch_api,
+                              const std::string& group) {
+  // The runner's consumer settings (pipeline/runner.cc), so that only the processing differs.
+  auto conf = make_kafka_conf({{"bootstrap.servers", bootstrap},
+                               {"group.id", group},
+                               {"enable.auto.commit", "false"},
+                               {"enable.auto.offset.store", "false"},
+                               {"auto.offset.reset", "earliest"},
+                               {"partition.assignment.strategy", "roundrobin"},
+                               {"session.timeout.ms", "6000"},
+                               {"heartbeat.interval.ms", "500"},
+                               {"fetch.wait.max.ms", "50"},
+                               {"enable.partition.eof", "false"},
+                               {"log_level", "4"}});
+  if (!conf) return tl::unexpected(conf.error());
+  auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
+  if (!consumer) return tl::unexpected(consumer.error());
+  rd_kafka_t* rk = consumer->get();
+  rd_kafka_poll_set_consumer(rk);
+  KafkaPartitionList topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.get(), o.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (auto err = rd_kafka_subscribe(rk, topics.get())) {
+    return make_error(ErrorKind::fatal, std::string("subscribe: ") + rd_kafka_err2str(err));
+  }
+  RawResult r;
+  Clock::time_point first{}, last{};
+  const auto deadline = Clock::now() + std::chrono::seconds(300);
+  std::vector<rd_kafka_message_t*> batch(4096);
+  rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(rk);
+  auto account = [&](const rd_kafka_message_t* m) {
+    if (m->err) return;
+    if (r.messages == 0) first = Clock::now();
+    ++r.messages;
+    r.bytes += m->len;
+  };
+  while (r.messages < o.events && Clock::now() < deadline) {
+    if (batch_api) {
+      const ssize_t n = rd_kafka_consume_batch_queue(queue, 100, batch.data(), batch.size());
+      for (ssize_t i = 0; i < n; ++i) {
+        account(batch[static_cast<size_t>(i)]);
+        rd_kafka_message_destroy(batch[static_cast<size_t>(i)]);
+      }
+    } else if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100)) {
+      account(m);
+      rd_kafka_message_destroy(m);
+    }
+  }
+  last = Clock::now();
+  rd_kafka_queue_destroy(queue);
+  r.seconds = seconds_since(first, last);
+  rd_kafka_consumer_close(rk);
+  return r;
+}
+
+// ---- the pipeline -----------------------------------------------------------------------------------
+struct Sample {
+  Clock::time_point at;
+  double consumed;
+};
+
+class Pipeline {
+ public:
+  Pipeline(const std::string& bootstrap, const Options& o, const std::string& state_dir) {
+    config_.kafka.bootstrap_servers = bootstrap;
+    config_.kafka.topics = {o.topic};
+    config_.kafka.group_id = "bench-pipeline-" + std::to_string(::getpid());
+    config_.state.path = state_dir;
+    config_.metrics.listen = "127.0.0.1:0";
+  }
+
+  Status start() {
+    std::atomic<int> port{0};
+    std::atomic<bool> failed{false};
+    thread_ = std::thread([this, &port, &failed] {
+      ServiceOptions so;
+      so.on_started = [&port](const std::string& url, const std::string&) {
+        port.store(std::atoi(url.c_str() + url.rfind(':') + 1));
+      };
+      status_ = run_service(config_, so, stop_);
+      if (port.load() == 0) failed.store(true);
+    });
+    while (port.load() == 0 && !failed.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (failed.load()) {
+      thread_.join();
+      return tl::unexpected(status_.error());
+    }
+    port_ = port.load();
+    return {};
+  }
+
+  Status stop() {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+    return status_;
+  }
+
+  int port() const { return port_; }
+  const Config& config() const { return config_; }
+
+  std::optional<std::string> scrape() const { return http_get(port_, "/metrics"); }
+  std::optional<double> consumed() const {
+    auto body = scrape();
+    if (!body) return std::nullopt;
+    return metric_value(*body, "socialpulse_events_consumed_total");
+  }
+
+ private:
+  Config config_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  Status status_;
+  int port_ = 0;
+};
+
+struct ThroughputResult {
+  double rate = 0;             // events/s between the first and last checkpoint during the run
+  double wall_seconds = 0;     // from run_service start to the scrape that showed N
+  double wall_rate = 0;        // N / wall_seconds (includes group join and the last checkpoint wait)
+  int checkpoints_seen = 0;
+  bool complete = false;
+};
+
+// Polls /metrics; the consumed counter moves once per checkpoint, so the rate is taken between
+// the first and the last checkpoint that happened while the backlog was still being read (both
+// points are publish times of the same periodic checkpoint: no quantisation bias).
+ThroughputResult measure_pipeline(const Pipeline& p, uint64_t n, Clock::time_point started) {
+  ThroughputResult r;
+  std::vector<Sample> changes;
+  double last = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(600);
+  while (Clock::now() < deadline) {
+    const auto at = Clock::now();
+    const auto c = p.consumed();
+    if (c && *c != last) {
+      last = *c;
+      changes.push_back({at, *c});
+      if (*c >= static_cast<double>(n)) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  r.complete = last >= static_cast<double>(n);
+  if (changes.empty()) return r;
+  r.wall_seconds = seconds_since(started, changes.back().at);
+  r.wall_rate = last / r.wall_seconds;
+  std::vector<Sample> mid;
+  for (const auto& s : changes) {
+    if (s.consumed > 0 && s.consumed < static_cast<double>(n)) mid.push_back(s);
+  }
+  r.checkpoints_seen = static_cast<int>(changes.size());
+  if (mid.size() >= 2) {
+    r.rate = (mid.back().consumed - mid.front().consumed) / seconds_since(mid.front().at, mid.back().at);
+  } else if (!mid.empty()) {
+    // One checkpoint inside the run: from it to the end (biased low by up to one interval).
+    r.rate = (last - mid.front().consumed) / seconds_since(mid.front().at, changes.back().at);
+  } else {
+    r.rate = r.wall_rate;
+  }
+  return r;
+}
+
+struct LatencyResult {
+  double target_rate = 0;
+  double produced_rate = 0;
+  uint64_t produced = 0;
+  double p50 = NAN, p99 = NAN, max = NAN;            // external: produce call -> counter on /metrics
+  double hist_p50 = NAN, hist_p99 = NAN;             // socialpulse_event_latency_seconds
+  bool caught_up = false;
+};
+
+// Steady load: produce at `rate` for `seconds` with event time = now while scraping /metrics every
+// 5 ms. Message k's latency is the time from its produce call (its CreateTime) until a scrape shows
+// consumed >= base + k: the counter is the first value the pipeline exposes for an event.
+Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& bootstrap, const Options& o,
+                                      double rate) {
+  LatencyResult r;
+  r.target_rate = rate;
+  auto producer = make_producer(bootstrap, "5");
+  if (!producer) return tl::unexpected(producer.error());
+  const auto before = p.scrape();
+  if (!before) return make_error(ErrorKind::fatal, "latency: scrape failed");
+  const double base = metric_value(*before, "socialpulse_events_consumed_total").value_or(0);
+  const auto hist_before = histogram_buckets(*before, "socialpulse_event_latency_seconds");
+
+  const auto total = static_cast<uint64_t>(rate * o.latency_seconds);
+  std::vector<Clock::time_point> produced_at(total);
+  std::atomic<uint64_t> produced{0};
+  std::atomic<bool> producing{true};
+  Status produce_status;
+  const auto t0 = Clock::now();
+  std::thread producer_thread([&] {
+    GeneratorOptions gopts;
+    gopts.seed = 4242;
+    EventGenerator generator(gopts);
+    generator.set_origin(std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()));
+    std::mt19937 jitter(11);
+    GeneratedEvent ev;
+    uint64_t k = 0;
+    while (k < total) {
+      const auto due = static_cast<uint64_t>(seconds_since(t0, Clock::now()) * rate);
+      if (k >= due) {
+        rd_kafka_poll(producer->get(), 0);
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        continue;
+      }
+      // Generate up to what is due, then hand the batch to librdkafka.
+      for (; k < std::min(due, total); ++k) {
+        const EventTime now = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
+        generator.next(now - Millis{static_cast<int64_t>(jitter() % 3000)}, ev);
+        produced_at[k] = Clock::now();
+        if (auto s = produce_one(producer->get(), o.topic, partition_of(ev, k, o), ev); !s) {
+          produce_status = s;
+          k = total;
+          break;
+        }
+        produced.store(k + 1, std::memory_order_release);
+      }
+      rd_kafka_poll(producer->get(), 0);
+    }
+    producing.store(false);
+    rd_kafka_flush(producer->get(), 30'000);
+  });
+
+  std::vector<double> latencies;
+  latencies.reserve(total);
+  uint64_t exposed = 0;  // messages whose latency is recorded
+  const auto deadline = t0 + std::chrono::duration<double>(o.latency_seconds + 30);
+  std::string last_body;
+  while (Clock::now() < deadline) {
+    const auto body = p.scrape();
+    const auto at = Clock::now();
+    if (body) {
+      const double c = metric_value(*body, "socialpulse_events_consumed_total").value_or(base) - base;
+      const auto upto = std::min<uint64_t>(static_cast<uint64_t>(std::max(0.0, c)), produced.load(std::memory_order_acquire));
+      for (; exposed < upto; ++exposed) latencies.push_back(seconds_since(produced_at[exposed], at));
+      last_body = *body;
+      if (!producing.load() && exposed >= total) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  producer_thread.join();
+  if (!produce_status) return tl::unexpected(produce_status.error());
+  r.produced = produced.load();
+  r.produced_rate = static_cast<double>(r.produced) / o.latency_seconds;
+  r.caught_up = exposed >= total;
+  // Skip the first second: the load ramps up from an idle pipeline.
+  std::vector<double> steady;
+  for (uint64_t k = 0; k < latencies.size(); ++k) {
+    if (seconds_since(t0, produced_at[k]) >= 1.0) steady.push_back(latencies[k]);
+  }
+  if (!steady.empty()) {
+    r.p50 = quantile(steady, 0.5);
+    r.p99 = quantile(steady, 0.99);
+    r.max = *std::max_element(steady.begin(), steady.end());
+  }
+  const auto hist_after = histogram_buckets(last_body, "socialpulse_event_latency_seconds");
+  r.hist_p50 = histogram_quantile(0.5, hist_before, hist_after);
+  r.hist_p99 = histogram_quantile(0.99, hist_before, hist_after);
+  return r;
+}
+
+// ---- scrape of 20 000 series -----------------------------------------------------------------------
+struct ScrapeResult {
+  size_t series = 0;
+  size_t bytes = 0;
+  double build_ms = 0;  // snapshot build at checkpoint time (pipeline thread)
+  double best_ms = 0, median_ms = 0, worst_ms = 0;  // GET /metrics over loopback
+};
+
+Result<ScrapeResult> measure_scrape(size_t target) {
+  MetricsRegistry registry(target + 5000);
+  auto server = HttpServer::start({"127.0.0.1:0", "", ""});
+  if (!server) return tl::unexpected(server.error());
+  // 40 brands x 11 channels x 12 types per family: the label shapes of the interaction counters.
+  std::vector<std::string> brands, channels, types;
+  for (int i = 0; i < 40; ++i) brands.push_back("brand" + std::to_string(i));
+  for (int i = 0; i < 11; ++i) channels.push_back("channel" + std::to_string(i));
+  for (int i = 0; i < 12; ++i) types.push_back("type" + std::to_string(i));
+  const auto b0 = Clock::now();
+  registry.begin();
+  size_t n = 0;
+  for (int family = 0; n < target; ++family) {
+    registry.family("socialpulse_family" + std::to_string(family) + "_total", "benchmark family",
+                    MetricType::counter);
+    for (size_t i = 0; i < brands.size() * channels.size() * types.size() && n < target; ++i, ++n) {
+      const std::array<LabelPair, 3> labels{{{"brand", brands[i / 132]},
+                                             {"channel", channels[(i / 12) % 11]},
+                                             {"type", types[i % 12]}}};
+      registry.add(labels, static_cast<double>(n) * 1.5);
+    }
+  }
+  (*server)->publish(registry.finish());
+  ScrapeResult r;
+  r.series = n;
+  r.build_ms = seconds_since(b0, Clock::now()) * 1e3;
+  std::vector<double> times;
+  for (int i = 0; i < 21; ++i) {
+    const auto t = Clock::now();
+    const auto body = http_get((*server)->port(), "/metrics");
+    if (!body) return make_error(ErrorKind::fatal, "scrape failed");
+    times.push_back(seconds_since(t, Clock::now()) * 1e3);
+    r.bytes = body->size();
+  }
+  std::sort(times.begin(), times.end());
+  r.best_ms = times.front();
+  r.median_ms = times[times.size() / 2];
+  r.worst_ms = times.back();
+  return r;
+}
+
+int run(const Options& o) {
+  spdlog::set_level(spdlog::level::warn);
+  bool ok = true;
+  auto check = [&ok](bool cond, const std::string& what) {
+    if (!cond) {
+      std::fprintf(stderr, "CHECK FAILED: %s\n", what.c_str());
+      ok = false;
+    }
+  };
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 0) load[0] = NAN;
+  std::printf("bench_e2e: %" PRIu64 " events at %.0f events per event-time second, %d partitions (%s), "
+              "load average %.2f at start\n",
+              o.events, o.event_rate, o.partitions, o.round_robin ? "round-robin" : "keyed by actor", load[0]);
+
+  auto broker = EmbeddedBroker::start();
+  if (!broker) return std::fprintf(stderr, "broker: %s\n", broker.error().message.c_str()), 1;
+  const std::string bootstrap = (*broker)->bootstrap_servers();
+  const Config defaults;
+  for (const auto* t : {&o.topic, &defaults.kafka.output_topic, &defaults.kafka.alerts_topic,
+                        &defaults.kafka.dlq_topic}) {
+    if (auto s = (*broker)->create_topic(*t, o.partitions); !s) {
+      return std::fprintf(stderr, "%s\n", s.error().message.c_str()), 1;
+    }
+  }
+
+  // 1. Pre-load.
+  auto pre = preload(bootstrap, o);
+  if (!pre) return std::fprintf(stderr, "preload: %s\n", pre.error().message.c_str()), 1;
+  std::printf("preload: %" PRIu64 " events (%.0f B avg) in %.1f s; topic holds %" PRIu64
+              " (low watermarks all 0: %s)\n",
+              o.events, static_cast<double>(pre->bytes) / static_cast<double>(o.events), pre->seconds,
+              pre->messages, pre->starts_at_zero ? "yes" : "no");
+  check(pre->messages == o.events && pre->starts_at_zero,
+        "the topic does not hold every pre-loaded event (mock broker retention: use more partitions)");
+  if (!ok) return 1;
+  const uint64_t rss_after_preload = proc_status_kib("VmRSS:");
+
+  // 2. Raw consumers.
+  auto raw_poll = raw_consume(bootstrap, o, false, "bench-raw-poll-" + std::to_string(::getpid()));
+  if (!raw_poll) return std::fprintf(stderr, "raw: %s\n", raw_poll.error().message.c_str()), 1;
+  auto raw_batch = raw_consume(bootstrap, o, true, "bench-raw-batch-" + std::to_string(::getpid()));
+  if (!raw_batch) return std::fprintf(stderr, "raw: %s\n", raw_batch.error().message.c_str()), 1;
+  check(raw_poll->messages == o.events, "raw poll consumer read " + std::to_string(raw_poll->messages));
+  check(raw_batch->messages == o.events, "raw batch consumer read " + std::to_string(raw_batch->messages));
+  const double raw_rate = std::max(raw_poll->rate(), raw_batch->rate());
+  std::printf("raw consume: poll %.0f ev/s, batch %.0f ev/s\n", raw_poll->rate(), raw_batch->rate());
+
+  // 3. Pipeline.
+  const std::string state_dir =
+      (std::filesystem::temp_directory_path() / ("socialpulse-bench-e2e-" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(state_dir);
+  const uint64_t rss_before_pipeline = proc_status_kib("VmRSS:");
+  const bool peak_reset = reset_peak_rss();
+  Pipeline pipeline(bootstrap, o, state_dir);
+  const auto started = Clock::now();
+  if (auto s = pipeline.start(); !s) return std::fprintf(stderr, "pipeline: %s\n", s.error().message.c_str()), 1;
+  const ThroughputResult tp = measure_pipeline(pipeline, o.events, started);
+  check(tp.complete, "the pipeline did not consume every event");
+  std::printf("pipeline: %.0f ev/s between checkpoints (%d checkpoints seen), wall %.2f s (%.0f ev/s incl. start)\n",
+              tp.rate, tp.checkpoints_seen, tp.wall_seconds, tp.wall_rate);
+  if (auto body = pipeline.scrape()) {
+    const double consumed = metric_value(*body, "socialpulse_events_consumed_total").value_or(-1);
+    const double accepted = metric_value(*body, "socialpulse_events_accepted_total").value_or(-1);
+    const double duplicate = metric_value(*body, "socialpulse_events_duplicate_total").value_or(-1);
+    const double rejected = metric_value(*body, "socialpulse_events_rejected_total").value_or(-1);
+    std::printf("accounting: consumed %.0f = accepted %.0f + duplicate %.0f + rejected %.0f\n", consumed,
+                accepted, duplicate, rejected);
+    check(consumed == static_cast<double>(o.events), "consumed != N");
+    check(consumed == accepted + duplicate + rejected, "consumed != accepted + duplicate + rejected");
+    check(rejected == 0, "generated events were rejected");
+    const double cp_count = metric_value(*body, "socialpulse_checkpoint_duration_seconds_count").value_or(0);
+    const double cp_sum = metric_value(*body, "socialpulse_checkpoint_duration_seconds_sum").value_or(0);
+    const double state_bytes = metric_value(*body, "socialpulse_state_bytes").value_or(0);
+    std::printf("checkpoints: %.0f, mean %.1f ms, %.1f%% of the run; state %.1f MB\n", cp_count,
+                cp_count > 0 ? cp_sum / cp_count * 1e3 : 0.0, 100 * cp_sum / tp.wall_seconds, state_bytes / 1e6);
+  } else {
+    check(false, "final scrape failed");
+  }
+  const uint64_t peak_pipeline = proc_status_kib("VmHWM:");
+
+  // 4. Latency at a fraction of the measured capacity.
+  std::optional<LatencyResult> lat;
+  if (o.latency_seconds > 0 && tp.rate > 0) {
+    auto l = measure_latency(pipeline, bootstrap, o, tp.rate * o.latency_load);
+    if (!l) {
+      check(false, "latency: " + l.error().message);
+    } else {
+      lat = *l;
+      check(l->caught_up, "latency phase: the pipeline did not keep up with the load");
+    }
+  }
+  const uint64_t peak_total = proc_status_kib("VmHWM:");
+  if (auto s = pipeline.stop(); !s) check(false, "pipeline stopped with: " + s.error().message);
+  std::filesystem::remove_all(state_dir);
+
+  // 5. Scrape.
+  std::optional<ScrapeResult> scrape;
+  if (o.scrape_series > 0) {
+    auto s = measure_scrape(o.scrape_series);
+    if (!s) {
+      check(false, "scrape: " + s.error().message);
+    } else {
+      scrape = *s;
+    }
+  }
+
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  if (getloadavg(load, 3) < 0) load[0] = NAN;
+  const double ratio = raw_rate > 0 ? tp.rate / raw_rate : 0;
+  const double interval_s = std::chrono::duration<double>(pipeline.config().state.checkpoint_interval).count();
+
+  std::printf("\n| SPEC 9 figure | target | measured |\n|---|---|---|\n");
+  std::printf("| raw librdkafka consume (max of poll, batch) | physical limit | %.0f ev/s |\n", raw_rate);
+  std::printf("| end to end, default config | >= 0.6 x raw | %.0f ev/s, ratio **%.2f** |\n", tp.rate, ratio);
+  if (lat) {
+    std::printf("| event -> /metrics latency at %.0f ev/s (%.0f%% of capacity) | p99 <= %.3f s | "
+                "p50 %.3f s, p99 **%.3f s**, max %.3f s (histogram: p50 %.3f, p99 %.3f) |\n",
+                lat->produced_rate, o.latency_load * 100, interval_s + 0.05, lat->p50, lat->p99, lat->max,
+                lat->hist_p50, lat->hist_p99);
+  }
+  std::printf("| peak RSS, pipeline phase (VmHWM after reset%s) | - | %.0f MiB (RSS before: %.0f MiB, of which "
+              "broker + topic ~%.0f MiB) |\n",
+              peak_reset ? "" : " FAILED: whole process", static_cast<double>(peak_pipeline) / 1024.0,
+              static_cast<double>(rss_before_pipeline) / 1024.0, static_cast<double>(rss_after_preload) / 1024.0);
+  std::printf("| peak RSS incl. latency phase / process ru_maxrss | - | %.0f / %.0f MiB |\n",
+              static_cast<double>(peak_total) / 1024.0, static_cast<double>(ru.ru_maxrss) / 1024.0);
+  if (scrape) {
+    std::printf("| scrape of %zu series (GET /metrics, %zu B) | <= 20 ms | best %.1f ms, median **%.1f ms**, "
+                "worst %.1f ms (snapshot build %.1f ms) |\n",
+                scrape->series, scrape->bytes, scrape->best_ms, scrape->median_ms, scrape->worst_ms,
+                scrape->build_ms);
+  }
+  std::printf("| restart after kill -9, 1 M keys | ready <= 2 s | not measured here: see bench_recovery "
+              "(state engineer) |\n");
+  std::printf("load average at end: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
+  if (o.smoke) std::printf("smoke: %s\n", ok ? "counts match" : "FAILED");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace sp::bench
+
+int main(int argc, char** argv) { return sp::bench::run(sp::bench::parse_args(argc, argv)); }
