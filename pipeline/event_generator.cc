@@ -27,15 +27,6 @@ void append_number(std::string& out, double v) {
   out.append(buf, static_cast<size_t>(n));
 }
 
-// SplitMix64 finaliser: a well-mixed 64-bit hash of a counter, for per-minute randomness that
-// does not depend on how many events came before.
-uint64_t mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 }  // namespace
 
 EventGenerator::EventGenerator(GeneratorOptions options)
@@ -61,21 +52,13 @@ size_t EventGenerator::pick(const std::vector<double>& cum) {
          cum.size();
 }
 
-double EventGenerator::mood(size_t brand, int64_t minute) const {
-  const uint64_t h =
-      mix64(options_.seed ^ mix64(brand * 0x100000001b3ULL ^ mix64(static_cast<uint64_t>(minute))));
-  const double u = static_cast<double>(h >> 11) * 0x1.0p-53 * 2.0 - 1.0;  // uniform in [-1, 1)
-  return options_.mood_swing * u - (minute == 0 ? options_.opening_gloom : 0.0);
-}
-
 void EventGenerator::next(EventTime t, GeneratedEvent& out) {
   ++produced_;
   const Millis since_origin = t - origin_;
   const bool in_crisis = options_.crisis && since_origin >= options_.crisis_start &&
                          since_origin < options_.crisis_start + options_.crisis_length &&
                          uniform() < options_.crisis_intensity;
-  const size_t brand_index = in_crisis ? 0 : pick(brand_weights_);
-  const std::string& brand = in_crisis ? options_.crisis_brand : options_.brands[brand_index];
+  const std::string& brand = in_crisis ? options_.crisis_brand : options_.brands[pick(brand_weights_)];
   const size_t type = in_crisis ? 4 /* mention */ : pick(type_weights_);
   const size_t channel = in_crisis ? 0 : pick(channel_weights_);
   const size_t role = pick(role_weights_);
@@ -106,8 +89,8 @@ void EventGenerator::next(EventTime t, GeneratedEvent& out) {
     append_number(v, -0.6 - 0.4 * uniform());
     v.append(",\"text\":\"never buying from ").append(brand).append(" again\"");
   } else if (opinionated) {
-    const int64_t minute = floor_div(since_origin.count(), 60'000);
-    const double mean = 0.2 + mood(brand_index, minute);
+    const bool opening = since_origin >= Millis{0} && since_origin < Millis{60'000};
+    const double mean = opening ? 0.2 - options_.opening_gloom : 0.2;
     const double s = std::clamp(std::normal_distribution<>(mean, 0.35)(rng_), -1.0, 1.0);
     v.append(",\"sentiment\":");
     append_number(v, s);
