@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   add_config_options(validate, true);
 
   std::string duration_text = "0s";
-  double demo_rate = 400;
+  double demo_rate = 100;
   std::string metrics_listen;
   std::string scenario = "crisis";
   auto* demo = app.add_subcommand(
@@ -111,7 +111,9 @@ int main(int argc, char** argv) {
               "crisis + the pipeline + /metrics, in one process; prints the URLs");
   add_config_options(demo, false);
   demo->add_option("--duration", duration_text, "Stop after this long (e.g. 60s; 0 = until Ctrl-C)");
-  demo->add_option("--rate", demo_rate, "Synthetic events per second")->check(CLI::PositiveNumber);
+  demo->add_option("--rate", demo_rate,
+                   "Synthetic events per second of event time (the history replays 60x faster)")
+      ->check(CLI::PositiveNumber);
   demo->add_option("--metrics-listen", metrics_listen, "host:port for /metrics (default from config)");
   demo->add_option("--scenario", scenario, "steady | crisis")->check(CLI::IsMember({"steady", "crisis"}));
 
@@ -202,6 +204,17 @@ int main(int argc, char** argv) {
     if (config_path.empty()) {
       config.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
       config.state.path = temp_state_dir("demo");
+      // Spend for the ROI recording rule and socialpulse_daily_spend (SPEC 2).
+      if (config.roi.daily_spend.empty()) {
+        config.roi.daily_spend = {
+            {"acme", {{"twitter", 150}, {"facebook", 200}, {"linkedin", 120}}},
+            {"globex", {{"twitter", 90}, {"instagram", 60}}}};
+      }
+      // Visitors come and go within minutes, so sessions close (and their metrics show) during a
+      // short demo; with the 30m default gap none would close in the first half hour.
+      for (auto& w : config.windows) {
+        if (w.kind == sp::WindowKind::session) w.gap = std::chrono::minutes(5);
+      }
     }
     if (!metrics_listen.empty()) config.metrics.listen = metrics_listen;
     sp::ServiceOptions options;
@@ -209,10 +222,17 @@ int main(int argc, char** argv) {
     options.duration = *duration;
     options.traffic.rate = demo_rate;
     options.traffic.generator.crisis = scenario == "crisis";
-    // Replay 30 minutes of history at 30x, so KPIs and the crisis show within a minute.
+    // Many occasional visitors rather than a few hyperactive ones: realistic sessions and uniques.
+    options.traffic.generator.actors_per_brand = 20000;
+    // Replay 30 minutes of history at 60x (~30 s), which gives the spike detector 30 minutes of
+    // baseline, then go live. The crisis starts around the catch-up with the wall clock: the
+    // replay starts on a minute boundary up to 1m before now-30m and catches up 30.5-31.5m after
+    // its origin, so the first crisis bucket [31m, 32m) closes (32m + the 10s out-of-orderness) in
+    // real time, 70-130 s after start. Its z-score then stays on /metrics for a minute or more,
+    // where Prometheus (and a person) can see it, not for the second a replayed minute lasts.
     options.traffic.backfill = std::chrono::minutes(30);
-    options.traffic.time_scale = 30;
-    options.traffic.generator.crisis_start = std::chrono::minutes(24);
+    options.traffic.time_scale = 60;
+    options.traffic.generator.crisis_start = std::chrono::minutes(31);
     options.traffic.generator.crisis_length = std::chrono::minutes(10);
     options.on_started = [](const std::string& metrics_url, const std::string& bootstrap_address) {
       std::printf("socialpulse demo\n  metrics:   %s\n  livez:     %s\n  readyz:    %s\n"

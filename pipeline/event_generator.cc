@@ -29,7 +29,6 @@ void append_number(std::string& out, double v) {
 
 }  // namespace
 
-
 EventGenerator::EventGenerator(GeneratorOptions options)
     : options_(std::move(options)), rng_(options_.seed) {
   // Brands: the first dominates the conversation, the others trail (share of voice < 1).
@@ -90,7 +89,9 @@ void EventGenerator::next(EventTime t, GeneratedEvent& out) {
     append_number(v, -0.6 - 0.4 * uniform());
     v.append(",\"text\":\"never buying from ").append(brand).append(" again\"");
   } else if (opinionated) {
-    const double s = std::clamp(std::normal_distribution<>(0.2, 0.35)(rng_), -1.0, 1.0);
+    const bool opening = since_origin >= Millis{0} && since_origin < Millis{60'000};
+    const double mean = opening ? 0.2 - options_.opening_gloom : 0.2;
+    const double s = std::clamp(std::normal_distribution<>(mean, 0.35)(rng_), -1.0, 1.0);
     v.append(",\"sentiment\":");
     append_number(v, s);
   }

@@ -51,7 +51,11 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
   EventGenerator generator(options.generator);
   const auto wall_start = std::chrono::system_clock::now();
   const EventTime now_ms = std::chrono::time_point_cast<Millis>(wall_start);
-  const EventTime origin = now_ms - options.backfill;
+  EventTime origin = now_ms - options.backfill;
+  // A backfill starts on a minute boundary, so that the first 1-minute bucket of every brand is a
+  // whole minute (a partial first bucket would look like a jump to the spike detector).
+  if (options.backfill.count() > 0)
+    origin = from_epoch_ms(floor_div(to_epoch_ms(origin), 60'000) * 60'000);
   generator.set_origin(origin);
   const auto steady_start = SteadyClock::now();
   GeneratedEvent ev;
@@ -59,17 +63,22 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
   uint64_t sent = 0;
   while (!stop.load(std::memory_order_relaxed) && (options.events == 0 || sent < options.events)) {
     const auto elapsed = SteadyClock::now() - steady_start;
+    // Event time runs time_scale faster than the wall clock during the backfill, then in real
+    // time. The rate is per second of event time, so a replayed minute holds as many events as a
+    // live one (otherwise every brand's volume would jump time_scale-fold at the catch-up).
+    const auto scaled = std::chrono::duration_cast<Millis>(elapsed * options.time_scale);
+    const EventTime clock = std::min(
+        origin + scaled, std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()));
     if (options.rate > 0) {
-      const auto due = static_cast<uint64_t>(std::chrono::duration<double>(elapsed).count() * options.rate);
+      const auto due = static_cast<uint64_t>(std::chrono::duration<double>(clock - origin).count() *
+                                             options.rate);
       if (sent >= due) {
         rd_kafka_poll(producer->get(), 1);
         continue;
       }
     }
-    // Accelerated event time during the backfill, then real time; a few seconds of disorder.
-    const auto scaled = std::chrono::duration_cast<Millis>(elapsed * options.time_scale);
-    EventTime t = std::min(origin + scaled, std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()));
-    t -= Millis{static_cast<int64_t>(jitter() % 3000)};
+    // A few seconds of disorder, never before the origin.
+    const EventTime t = std::max(origin, clock - Millis{static_cast<int64_t>(jitter() % 3000)});
     generator.next(t, ev);
     for (;;) {
       auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),

@@ -13,10 +13,11 @@ namespace sp {
 
 struct TrafficOptions {
   GeneratorOptions generator;
-  double rate = 500;        // events per wall-clock second (0 = as fast as possible)
+  double rate = 500;        // events per second of event time (0 = as fast as possible)
   uint64_t events = 0;      // 0 = until stopped
-  Millis backfill{0};       // event time starts this far in the past...
-  double time_scale = 1.0;  // ...and runs this much faster than the wall clock until it is now
+  Millis backfill{0};       // event time starts this far in the past (on a minute boundary)...
+  double time_scale = 1.0;  // ...and runs this much faster than the wall clock until it is now,
+                            // producing time_scale times `rate` events per wall-clock second
 };
 
 struct ServiceOptions {
