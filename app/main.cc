@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
   add_config_options(produce, false);
   produce->add_option("--bootstrap", bootstrap, "Kafka bootstrap servers (default from config)");
   produce->add_option("--topic", topic, "Topic (default: the first input topic)");
-  produce->add_option("--rate", produce_rate, "Events per second (0 = as fast as possible)")->check(CLI::NonNegativeNumber);
+  produce->add_option("--rate", produce_rate, "Events per second of event time; with --backfill, time-scale x rate per wall second until caught up (0 = as fast as possible)")->check(CLI::NonNegativeNumber);
   produce->add_option("--events", produce_events, "Stop after this many events (0 = until Ctrl-C)");
   produce->add_option("--scenario", scenario, "steady | crisis")->check(CLI::IsMember({"steady", "crisis"}));
   produce->add_option("--seed", seed, "Random seed (same seed = same events)");
