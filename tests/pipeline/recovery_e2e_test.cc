@@ -124,7 +124,13 @@ class RecoveryE2E : public ::testing::Test {
     EventGenerator gen(GeneratorOptions{});
     const EventTime t0 = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - 2h;
     std::vector<GeneratedEvent> events(kGenerated);
-    for (int i = 0; i < kGenerated; ++i) gen.next(t0 + Millis{i * 400}, events[static_cast<size_t>(i)]);
+    for (int i = 0; i < kGenerated; ++i) {
+      auto& e = events[static_cast<size_t>(i)];
+      gen.next(t0 + Millis{i * 400}, e);
+      // Three brands would hash to at most three partitions (and maybe all to one instance):
+      // spread by a key suffix so every partition has data. A duplicate reuses its original's key.
+      e.key += "/" + std::to_string(i % 7);
+    }
     auto send = [&](const std::string& key, const std::string& value) {
       ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -143,7 +149,7 @@ class RecoveryE2E : public ::testing::Test {
         ++dup;
       }
       if (i % 60 == 30 && bad < kMalformed) {
-        send(e.key, "{\"id\":\"broken-" + std::to_string(i) + "\",\"time\":");
+        send("acme", "{\"id\":\"broken-" + std::to_string(i) + "\",\"time\":");
         ++bad;
       }
     }
@@ -414,7 +420,9 @@ TEST_F(RecoveryE2E, StopWithEveryBrokerDownEndsWithinShutdownTimeout) {
   a.start();
   ASSERT_TRUE(wait_consumed(a, kTotal));
   for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_down(broker_->cluster(), b);
+  spdlog::info("test: stopping");
   const auto took = a.stop();
+  spdlog::info("test: stopped");
   EXPECT_TRUE(a.status()) << a.status().error().message;
   EXPECT_LE(took, 5500ms);
   for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_up(broker_->cluster(), b);
