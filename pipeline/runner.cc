@@ -131,6 +131,16 @@ class PendingEmitter final : public Emitter {
 
 class RunnerImpl final : public Runner {
  public:
+  // After a fatal error run() returns without shutdown(); the consumer must still leave the group
+  // here, before the state it would touch in a revoke callback is destroyed.
+  ~RunnerImpl() override {
+    if (!consumer_) return;
+    abandoned_ = true;
+    close_consumer(SteadyClock::now() + config_.shutdown_timeout);
+    consumer_.reset();
+    producer_.reset();
+  }
+
   RunnerImpl(const Config& config, HttpServer* http)
       : config_(config),
         vocabulary_(config.vocabulary()),
@@ -143,7 +153,7 @@ class RunnerImpl final : public Runner {
         latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
         checkpoint_hist_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
 
-  Status init(const std::string& bootstrap) {
+  Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
     for (auto& op : make_window_operators(config_.windows, vocabulary_, config_.kpi, config_.emv)) {
       operators_.push_back(std::move(op));
     }
@@ -157,6 +167,7 @@ class RunnerImpl final : public Runner {
     auto store = CheckpointStore::open(config_.state.path);
     if (!store) return tl::unexpected(store.error());
     store_ = std::move(*store);
+    if (hooks.on_store_open) hooks.on_store_open(*store_);
     if (auto s = restore_global(); !s) return s;
 
     std::map<std::string, std::string> common = config_.kafka.properties;
@@ -471,10 +482,12 @@ class RunnerImpl final : public Runner {
   }
 
   // ---- checkpoints ------------------------------------------------------------------------
-  Status checkpoint() {
+  // `not_after` bounds the wait for DLQ acknowledgements (shutdown has a deadline to keep).
+  Status checkpoint(SteadyClock::time_point not_after = SteadyClock::time_point::max()) {
     const auto started = SteadyClock::now();
     // Rejected messages must be in the DLQ before their offsets are stored.
-    const auto dlq_deadline = started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000});
+    const auto dlq_deadline =
+        std::min(not_after, started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000}));
     while (dlq_inflight_ > 0 && SteadyClock::now() < dlq_deadline) rd_kafka_poll(producer_.get(), 5);
     if (dlq_inflight_ > 0) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
@@ -550,6 +563,7 @@ class RunnerImpl final : public Runner {
 
   void note_checkpoint_failure(const std::string& why) {
     ++checkpoint_failures_;
+    publish_checkpoint_failures();
     if (!checkpoint_failing_) spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
     checkpoint_failing_ = true;
   }
@@ -622,6 +636,9 @@ class RunnerImpl final : public Runner {
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       self->on_assign(partitions);
       rd_kafka_assign(rk, partitions);
+      // A fresh assignment is never paused: keep the back-pressure decision in force, or a
+      // rebalance during a checkpoint failure would consume input that cannot be stored.
+      if (self->paused_) rd_kafka_pause_partitions(rk, partitions);
     } else {
       self->on_revoke(partitions);
       rd_kafka_assign(rk, nullptr);
@@ -657,8 +674,9 @@ class RunnerImpl final : public Runner {
 
   void on_revoke(rd_kafka_topic_partition_list_t* partitions) {
     spdlog::info("msg=\"partitions revoked\" count={}", partitions->cnt);
-    // Their state and offsets must be durable before another instance picks them up.
-    for (int attempt = 0; attempt < 3; ++attempt) {
+    // Their state and offsets must be durable before another instance picks them up (unless
+    // the store failed for good: then the last stored checkpoint is all there is).
+    for (int attempt = 0; attempt < 3 && !abandoned_ && fatal_.message.empty(); ++attempt) {
       if (checkpoint()) break;
     }
     for (int i = 0; i < partitions->cnt; ++i) {
@@ -680,18 +698,13 @@ class RunnerImpl final : public Runner {
   void apply_backpressure() {
     const bool over = pending_.size() > config_.limits.max_pending_records || checkpoint_failing_ ||
                       state_bytes_ > config_.limits.max_state_bytes;
-    if (over == paused_) return;
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
-    }
+    if (over == paused_ || stopping_) return;
+    set_paused(over);
     if (over) {
-      rd_kafka_pause_partitions(consumer_.get(), list.get());
       spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
                    pending_.size(), state_bytes_, checkpoint_failing_);
     } else {
       // Re-seek: resume must continue exactly after the last offset in state.
-      rd_kafka_resume_partitions(consumer_.get(), list.get());
       for (const auto& [id, slot] : slots_) {
         if (slot.next_offset < 0) continue;
         KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
@@ -702,6 +715,38 @@ class RunnerImpl final : public Runner {
     }
     paused_ = over;
     update_ready();
+  }
+
+  void set_paused(bool pause) {
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
+    for (const auto& [id, slot] : slots_) {
+      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
+    }
+    if (pause) {
+      rd_kafka_pause_partitions(consumer_.get(), list.get());
+    } else {
+      rd_kafka_resume_partitions(consumer_.get(), list.get());
+    }
+  }
+
+  // Synchronous-with-deadline commit for shutdown: rd_kafka_commit(sync) would block for as long
+  // as the coordinator is unreachable, past shutdown_timeout.
+  void commit_offsets_bounded(int64_t timeout_ms) {
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
+    for (const auto& [id, slot] : slots_) {
+      if (slot.next_offset < 0) continue;
+      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+    }
+    if (list->cnt == 0) return;
+    rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
+    rd_kafka_commit_queue(consumer_.get(), list.get(), q, nullptr, nullptr);
+    rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(timeout_ms))) {
+      result = rd_kafka_event_error(ev);
+      rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_queue_destroy(q);
+    spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
   }
 
   // ---- metrics ----------------------------------------------------------------------------
@@ -770,29 +815,72 @@ class RunnerImpl final : public Runner {
     const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
     registry_.add(version, 1.0);
     for (const auto& op : operators_) op->collect(registry_);
-    http_->publish(registry_.finish());
+    last_snapshot_ = registry_.finish();
+    http_->publish(last_snapshot_);
+  }
+
+  // While checkpoints fail, /metrics keeps the last stored state (a counter must not run ahead
+  // of what a crash would leave) but the failure count itself has to be visible to alerting.
+  void publish_checkpoint_failures() {
+    if (http_ == nullptr || !last_snapshot_) return;
+    auto copy = std::make_shared<MetricsSnapshot>(*last_snapshot_);
+    for (auto& family : *copy) {
+      if (family.name == "socialpulse_checkpoint_failures_total" && !family.metric.empty()) {
+        family.metric.front().counter.value = static_cast<double>(checkpoint_failures_);
+      }
+    }
+    last_snapshot_ = copy;
+    http_->publish(std::move(copy));
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
   Status shutdown() {
-    const auto deadline = SteadyClock::now() + config_.shutdown_timeout;
+    // Keep a margin for what follows run(): civetweb's mg_stop takes up to ~2 s (measured), and
+    // the process must exit within shutdown_timeout.
+    const auto margin = std::min<Millis>(Millis{2500}, config_.shutdown_timeout / 2);
+    const auto deadline = SteadyClock::now() + config_.shutdown_timeout - margin;
     stopping_ = true;
     update_ready();
-    spdlog::info("msg=\"shutting down\"");
+    spdlog::info("msg=\"shutting down: not ready\"");
+    // Stop fetching first: nothing consumed after the final checkpoint would be stored.
+    set_paused(true);
+    paused_ = true;
     // Leave a margin of the deadline for flushing and leaving the group.
-    for (int attempt = 0; attempt < 3 && SteadyClock::now() < deadline; ++attempt) {
-      if (checkpoint()) break;
+    bool stored = false;
+    const auto checkpoint_deadline = SteadyClock::now() + config_.shutdown_timeout / 2;
+    for (int attempt = 0; attempt < 3 && SteadyClock::now() < checkpoint_deadline; ++attempt) {
+      if ((stored = checkpoint(checkpoint_deadline).has_value())) break;
     }
+    spdlog::info("msg=\"shutdown: final checkpoint\" stored={}", stored);
     auto remaining = [&] {
       return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
     };
-    rd_kafka_flush(producer_.get(), static_cast<int>(std::min<int64_t>(remaining() / 2, 5000)));
+    const auto flushed = rd_kafka_flush(producer_.get(), static_cast<int>(std::min<int64_t>(remaining() / 2, 5000)));
+    spdlog::info("msg=\"shutdown: producer flushed\" complete={} unacknowledged={}",
+                 flushed == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_outq_len(producer_.get()));
     if (!delivered_records_.empty()) {
       // Forget outbox entries the broker acknowledged so that a restart does not resend them.
       auto batch = store_->batch();
       for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
       (void)store_->commit(batch);
     }
+    if (stored) commit_offsets_bounded(std::min<int64_t>(remaining() / 2, 2000));
+    const bool closed = close_consumer(deadline);
+    if (closed) spdlog::info("msg=\"shutdown: left the group\"");
+    if (!closed) {
+      spdlog::warn("msg=\"group leave did not finish before shutdown_timeout; exiting anyway\"");
+    }
+    spdlog::info("msg=\"stopped\"");
+    return {};
+  }
+
+  // Leaves the group within `deadline`; false when it could not (the handles are then abandoned
+  // to process exit: destroying a handle that is still closing can block).
+  bool close_consumer(SteadyClock::time_point deadline) {
+    if (!consumer_) return true;
+    auto remaining = [&] {
+      return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
+    };
     // Close asynchronously: a sync close can hang while the coordinator is unreachable.
     rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
     if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(consumer_.get(), q)) rd_kafka_error_destroy(e);
@@ -809,13 +897,10 @@ class RunnerImpl final : public Runner {
     const bool closed = rd_kafka_consumer_closed(consumer_.get());
     rd_kafka_queue_destroy(q);
     if (!closed) {
-      spdlog::warn("msg=\"group leave did not finish before shutdown_timeout; exiting anyway\"");
-      // Destroying a handle that is still closing can block: leave it to process exit.
       (void)consumer_.release();
       (void)producer_.release();
     }
-    spdlog::info("msg=\"stopped\"");
-    return {};
+    return closed;
   }
 
   static constexpr size_t kLatencySampleCap = 1 << 14;
@@ -847,6 +932,7 @@ class RunnerImpl final : public Runner {
   bool checkpoint_failing_ = false;
   bool paused_ = false;
   bool stopping_ = false;
+  bool abandoned_ = false;  // fatal error: leave the group without touching the store
   bool assigned_once_ = false;
   size_t state_bytes_ = 0;
   Error fatal_;
@@ -855,15 +941,17 @@ class RunnerImpl final : public Runner {
   std::minstd_rand latency_rng_{7};
   LocalHistogram latency_;
   LocalHistogram checkpoint_hist_;
+  std::shared_ptr<const MetricsSnapshot> last_snapshot_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Runner>> Runner::create(const Config& config,
                                                const std::string& bootstrap_servers,
-                                               HttpServer* http) {
+                                               HttpServer* http,
+                                               const RunnerTestHooks& hooks) {
   auto runner = std::make_unique<RunnerImpl>(config, http);
-  if (auto s = runner->init(bootstrap_servers); !s) return tl::unexpected(s.error());
+  if (auto s = runner->init(bootstrap_servers, hooks); !s) return tl::unexpected(s.error());
   return std::unique_ptr<Runner>(std::move(runner));
 }
 

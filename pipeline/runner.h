@@ -4,6 +4,7 @@
 // one RocksDB WriteBatch), output production after commit, back-pressure and graceful shutdown.
 // Operators see only events, watermarks and snapshot requests.
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -13,13 +14,21 @@
 namespace sp {
 
 class HttpServer;
+class CheckpointStore;
+
+// Seams for fault-injection tests only (production leaves them empty): lets a test reach the
+// runner's store, e.g. to make checkpoint writes fail like a full disk.
+struct RunnerTestHooks {
+  std::function<void(CheckpointStore&)> on_store_open;
+};
 
 class Runner {
  public:
   // `bootstrap_servers` is the resolved address (never "embedded").
   static Result<std::unique_ptr<Runner>> create(const Config& config,
                                                 const std::string& bootstrap_servers,
-                                                HttpServer* http);
+                                                HttpServer* http,
+                                                const RunnerTestHooks& hooks = {});
   virtual ~Runner() = default;
   // Runs until `stop` becomes true (graceful: checkpoint, flush, commit, leave; ok) or a
   // non-retryable error (returned).

@@ -135,7 +135,7 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   }
   auto http = HttpServer::start(http_options);
   if (!http) return tl::unexpected(http.error());
-  auto runner = Runner::create(config, bootstrap, http->get());
+  auto runner = Runner::create(config, bootstrap, http->get(), options.runner_hooks);
   if (!runner) return tl::unexpected(runner.error());
 
   std::string host = config.metrics.listen.substr(0, config.metrics.listen.rfind(':'));

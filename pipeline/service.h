@@ -8,6 +8,7 @@
 #include "operators/result.h"
 #include "pipeline/config.h"
 #include "pipeline/event_generator.h"
+#include "pipeline/runner.h"
 
 namespace sp {
 
@@ -25,6 +26,7 @@ struct ServiceOptions {
   TrafficOptions traffic;
   Millis duration{0};         // 0 = until stopped
   std::function<void(const std::string& metrics_url, const std::string& bootstrap)> on_started;
+  RunnerTestHooks runner_hooks;  // tests only
 };
 
 // Runs until `stop` (exit code 0 semantics) or a fatal error.

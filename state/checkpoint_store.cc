@@ -71,8 +71,12 @@ rocksdb::ColumnFamilyHandle* CheckpointStore::handle(Family f) const {
 }
 
 Status CheckpointStore::commit(Batch& batch) {
-  if (injected_failures_ > 0) {
+  if (injected_failures_.load() > 0) {
     --injected_failures_;
+    if (injected_kind_.load() == ErrorKind::fatal) {
+      return from_status(rocksdb::Status::Corruption("injected: corrupted write-ahead log"),
+                         "checkpoint commit");
+    }
     return from_status(rocksdb::Status::NoSpace("injected: no space left on device"),
                        "checkpoint commit");
   }

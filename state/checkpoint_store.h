@@ -2,6 +2,7 @@
 // Durable byte store for checkpoints: RocksDB with one column family per concern. Everything a
 // checkpoint writes (operator state, input offsets, pending output records) goes into ONE
 // WriteBatch, so state and the offsets that produced it can never disagree after a crash.
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,16 +53,21 @@ class CheckpointStore {
   Result<std::optional<std::string>> get(Family f, std::string_view key);
   Result<std::vector<std::pair<std::string, std::string>>> scan(Family f, std::string_view prefix);
   uint64_t approximate_bytes();
-  // Test hook: the next commits fail with an I/O error (simulates a full disk).
-  void inject_write_failures(int count) { injected_failures_ = count; }
+  // Test hook: the next `count` commits fail, by default with a retryable I/O error (a full disk);
+  // with ErrorKind::fatal like corruption. Callable from another thread.
+  void inject_write_failures(int count, ErrorKind kind = ErrorKind::retryable) {
+    injected_kind_.store(kind);
+    injected_failures_.store(count);
+  }
 
  private:
   CheckpointStore() = default;
   rocksdb::ColumnFamilyHandle* handle(Family f) const;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  int injected_failures_ = 0;
   size_t last_batch_bytes_ = 0;  // reservation for the next batch
+  std::atomic<int> injected_failures_{0};
+  std::atomic<ErrorKind> injected_kind_{ErrorKind::retryable};
 };
 
 }  // namespace sp

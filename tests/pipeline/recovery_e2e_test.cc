@@ -1,0 +1,437 @@
+// Delivery guarantees under faults (SPEC 6), in-process against the embedded broker: broker and
+// request faults injected through librdkafka's mock cluster, checkpoint write failures through
+// the runner's store hook, two instances sharing a group, back-pressure, and shutdown while the
+// broker is unreachable. Every test ends on exact counters.
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "pipeline/embedded_broker.h"
+#include "pipeline/event_generator.h"
+#include "pipeline/kafka.h"
+#include "pipeline/service.h"
+#include "state/checkpoint_store.h"
+#include "tests/support/test_support.h"
+
+namespace sp {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kPartitions = 4;
+constexpr int kGenerated = 1500;
+constexpr int kDuplicates = 60;
+constexpr int kMalformed = 25;
+constexpr int kTotal = kGenerated + kDuplicates + kMalformed;
+
+// One pipeline instance (run_service on its own thread) with its own state dir and port.
+class Instance {
+ public:
+  Instance(Config config, RunnerTestHooks hooks = {}) : config_(std::move(config)) {
+    options_.runner_hooks = std::move(hooks);
+  }
+  ~Instance() { stop(); }
+
+  void start() {
+    std::atomic<int> port{0};
+    thread_ = std::thread([this, &port] {
+      options_.on_started = [&port](const std::string& url, const std::string&) {
+        port = std::stoi(url.substr(url.rfind(':') + 1));
+      };
+      status_ = run_service(config_, options_, stop_);
+      if (port == 0) port = -1;
+      done_ = true;
+    });
+    ASSERT_TRUE(testing::wait_until([&] { return port != 0; }, 20s));
+    ASSERT_GT(port.load(), 0) << (status_ ? "" : status_.error().message);
+    port_ = port;
+  }
+  // Returns how long the graceful stop took.
+  std::chrono::milliseconds stop() {
+    if (!thread_.joinable()) return 0ms;
+    const auto t0 = std::chrono::steady_clock::now();
+    stop_ = true;
+    thread_.join();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  }
+  std::map<std::string, double> scrape() const {
+    auto r = testing::http_get(port_, "/metrics");
+    if (!r || r->status != 200) return {};
+    return testing::parse_metrics(r->body);
+  }
+  int readyz() const {
+    auto r = testing::http_get(port_, "/readyz");
+    return r ? r->status : 0;
+  }
+  double metric(const std::string& name, const std::vector<std::string>& labels = {}) const {
+    return testing::metric_sum(scrape(), name, labels);
+  }
+  bool done() const { return done_; }
+  const Status& status() const { return status_; }
+
+ private:
+  Config config_;
+  ServiceOptions options_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+  Status status_;
+  int port_ = 0;
+};
+
+class RecoveryE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto b = EmbeddedBroker::start(3);
+    ASSERT_TRUE(b) << b.error().message;
+    broker_ = std::move(*b);
+    for (const char* t : {"social.events", "socialpulse.windows", "socialpulse.alerts", "socialpulse.dlq"}) {
+      ASSERT_TRUE(broker_->create_topic(t, kPartitions));
+    }
+    base_dir_ = testing::make_temp_dir("sp-recovery");
+  }
+  void TearDown() override { std::filesystem::remove_all(base_dir_); }
+
+  Config config(const std::string& name) {
+    Config c;
+    c.kafka.bootstrap_servers = broker_->bootstrap_servers();
+    c.kafka.group_id = "recovery";
+    // The mock coordinator holds the initial join for 3 s and drops members whose session is
+    // shorter; 3.5 s is the lowest that works and makes rebalances after a stop quick.
+    c.kafka.properties = {{"session.timeout.ms", "3500"}, {"heartbeat.interval.ms", "200"}};
+    c.state.path = base_dir_ + "/" + name;
+    c.state.checkpoint_interval = 200ms;
+    // Brands are keyed to 3 of the 4 partitions: the empty one must go idle soon for windows
+    // to close (and records to be produced) within the test.
+    c.watermark.idle_timeout = 1s;
+    c.metrics.listen = "127.0.0.1:0";
+    c.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
+    return c;
+  }
+
+  // A fixed data set: generated events two hours in the past, ~10 minutes of event time (so
+  // minute windows close and produce records), plus exact re-sends and malformed messages.
+  void produce_data_set() {
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}});
+    ASSERT_TRUE(conf);
+    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+    ASSERT_TRUE(producer);
+    EventGenerator gen(GeneratorOptions{});
+    const EventTime t0 = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - 2h;
+    std::vector<GeneratedEvent> events(kGenerated);
+    for (int i = 0; i < kGenerated; ++i) {
+      auto& e = events[static_cast<size_t>(i)];
+      gen.next(t0 + Millis{i * 400}, e);
+      // Three brands would hash to at most three partitions (and maybe all to one instance):
+      // spread by a key suffix so every partition has data. A duplicate reuses its original's key.
+      e.key += "/" + std::to_string(i % 7);
+    }
+    auto send = [&](const std::string& key, const std::string& value) {
+      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_KEY(key.data(), key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                  RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    };
+    int dup = 0, bad = 0;
+    for (int i = 0; i < kGenerated; ++i) {
+      const auto& e = events[static_cast<size_t>(i)];
+      send(e.key, e.value);
+      if (i % 25 == 24 && dup < kDuplicates) {
+        const auto& again = events[static_cast<size_t>(i - 3)];  // same key: same partition
+        send(again.key, again.value);
+        ++dup;
+      }
+      if (i % 60 == 30 && bad < kMalformed) {
+        send("acme", "{\"id\":\"broken-" + std::to_string(i) + "\",\"time\":");
+        ++bad;
+      }
+    }
+    for (; dup < kDuplicates; ++dup) send(events[static_cast<size_t>(dup)].key, events[static_cast<size_t>(dup)].value);
+    while (bad < kMalformed) send("acme", "not json " + std::to_string(bad++));
+    ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
+  // The accounting every run must end with, whatever happened on the way.
+  static void expect_exact(const std::map<std::string, double>& m) {
+    EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_consumed_total"), kTotal);
+    EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_accepted_total"), kGenerated);
+    EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_duplicate_total"), kDuplicates);
+    EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_rejected_total", {"reason=\"malformed_json\""}), kMalformed);
+    EXPECT_EQ(testing::metric_sum(m, "socialpulse_dlq_messages_total"), kMalformed);
+  }
+
+  static bool wait_consumed(const Instance& a, double expected, std::chrono::milliseconds deadline = 60s) {
+    return testing::wait_until([&] { return a.metric("socialpulse_events_consumed_total") >= expected; }, deadline);
+  }
+
+  // Messages on `topic` from the beginning (all partitions).
+  size_t count_topic(const std::string& topic) {
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}, {"group.id", "reader"}});
+    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
+    size_t total = 0;
+    for (int p = 0; p < kPartitions; ++p) {
+      int64_t lo = 0, hi = 0;
+      if (rd_kafka_query_watermark_offsets(consumer->get(), topic.c_str(), p, &lo, &hi, 5000) == 0) {
+        total += static_cast<size_t>(hi - lo);
+      }
+    }
+    return total;
+  }
+
+  // Kafka-committed offsets of the pipeline's group, per partition (-1001 = none).
+  std::vector<int64_t> committed() {
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}, {"group.id", "recovery"}});
+    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(kPartitions));
+    for (int p = 0; p < kPartitions; ++p) rd_kafka_topic_partition_list_add(list.get(), "social.events", p);
+    std::vector<int64_t> out(kPartitions, -1001);
+    if (rd_kafka_committed(consumer->get(), list.get(), 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < list->cnt; ++i) out[static_cast<size_t>(list->elems[i].partition)] = list->elems[i].offset;
+    }
+    return out;
+  }
+
+  // Slows consumption to a few hundred messages per second (small fetches, 50 ms round trips),
+  // so that limits checked at each checkpoint bite while there is still input left.
+  void throttle(Config& c) {
+    c.kafka.properties["max.partition.fetch.bytes"] = "2000";
+    for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(broker_->cluster(), b, 50);
+  }
+
+  // Captures the pipeline's log lines (the runner logs each pause and resume).
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> capture_log() {
+    auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(4096);
+    spdlog::default_logger()->sinks().push_back(sink);
+    return sink;
+  }
+  static int count_lines(spdlog::sinks::ringbuffer_sink_mt& sink, const std::string& needle) {
+    int n = 0;
+    for (const auto& line : sink.last_formatted()) n += line.find(needle) != std::string::npos;
+    return n;
+  }
+
+  std::unique_ptr<EmbeddedBroker> broker_;
+  std::string base_dir_;
+};
+
+// ---- request and broker faults ---------------------------------------------------------------
+
+struct Fault {
+  const char* name;
+  std::function<void(rd_kafka_mock_cluster_t*)> inject;
+  std::function<void(rd_kafka_mock_cluster_t*)> heal;  // may be empty
+};
+
+class BrokerFaults : public RecoveryE2E, public ::testing::WithParamInterface<Fault> {};
+
+TEST_P(BrokerFaults, PipelineSurvivesAndEndsWithExactCounters) {
+  produce_data_set();
+  rd_kafka_mock_coordinator_set(broker_->cluster(), "group", "recovery", 2);
+  GetParam().inject(broker_->cluster());
+  Instance a(config("a"));
+  a.start();
+  if (GetParam().heal) {
+    // Let the fault bite for a while (the pipeline must not die), then heal it.
+    testing::wait_until([&] { return a.done(); }, 2s);
+    ASSERT_FALSE(a.done()) << a.status().error().message;
+    GetParam().heal(broker_->cluster());
+  }
+  ASSERT_TRUE(wait_consumed(a, kTotal)) << a.metric("socialpulse_events_consumed_total");
+  expect_exact(a.scrape());
+  ASSERT_TRUE(testing::wait_until([&] { return count_topic("socialpulse.windows") > 0; }, 30s));
+  EXPECT_EQ(count_topic("socialpulse.dlq"), static_cast<size_t>(kMalformed));
+  a.stop();
+  EXPECT_TRUE(a.status()) << a.status().error().message;
+}
+
+template <typename... E>
+std::function<void(rd_kafka_mock_cluster_t*)> push_errors(int16_t api, E... errors) {
+  return [=](rd_kafka_mock_cluster_t* c) {
+    rd_kafka_mock_push_request_errors(c, api, sizeof...(E), errors...);
+  };
+}
+constexpr int16_t kProduce = 0, kFetch = 1, kOffsetCommit = 8, kJoinGroup = 11, kHeartbeat = 12;
+
+INSTANTIATE_TEST_SUITE_P(
+    Faults, BrokerFaults,
+    ::testing::Values(
+        Fault{"FetchErrors",
+              push_errors(kFetch, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                          RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART),
+              {}},
+        Fault{"ProduceErrors",
+              push_errors(kProduce, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                          RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION),
+              {}},
+        Fault{"OffsetCommitErrors",
+              push_errors(kOffsetCommit, RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+                          RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT),
+              {}},
+        Fault{"JoinAndHeartbeatErrors",
+              [](rd_kafka_mock_cluster_t* c) {
+                push_errors(kJoinGroup, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                            RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE)(c);
+                push_errors(kHeartbeat, RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS, RD_KAFKA_RESP_ERR_NOT_COORDINATOR)(c);
+              },
+              {}},
+        Fault{"AllBrokersDownThenUp",
+              [](rd_kafka_mock_cluster_t* c) {
+                for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_down(c, b);
+              },
+              [](rd_kafka_mock_cluster_t* c) {
+                for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_up(c, b);
+              }},
+        Fault{"SlowBrokers",
+              [](rd_kafka_mock_cluster_t* c) {
+                for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(c, b, 300);
+              },
+              [](rd_kafka_mock_cluster_t* c) {
+                for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(c, b, 0);
+              }},
+        Fault{"CoordinatorMoves",
+              [](rd_kafka_mock_cluster_t*) {},
+              [](rd_kafka_mock_cluster_t* c) { rd_kafka_mock_coordinator_set(c, "group", "recovery", 3); }}),
+    [](const ::testing::TestParamInfo<Fault>& info) { return std::string(info.param.name); });
+
+// ---- storage faults ---------------------------------------------------------------------------
+
+TEST_F(RecoveryE2E, CheckpointWriteFailurePausesNeverCommitsUnstoredOffsetsAndRecovers) {
+  std::atomic<CheckpointStore*> store{nullptr};
+  RunnerTestHooks hooks;
+  hooks.on_store_open = [&](CheckpointStore& s) {
+    s.inject_write_failures(1'000'000);  // "disk full" from the very first checkpoint
+    store = &s;
+  };
+  produce_data_set();
+  Instance a(config("a"), hooks);
+  a.start();
+  ASSERT_TRUE(testing::wait_until([&] { return a.metric("socialpulse_checkpoint_failures_total") >= 3; }, 30s));
+  EXPECT_NE(a.readyz(), 200);
+  // Nothing was stored, so nothing may be exposed or committed to Kafka.
+  EXPECT_EQ(a.metric("socialpulse_events_consumed_total"), 0);
+  for (int64_t off : committed()) EXPECT_LT(off, 0) << "committed an offset that was never stored";
+  store.load()->inject_write_failures(0);  // the disk has room again
+  ASSERT_TRUE(wait_consumed(a, kTotal));
+  expect_exact(a.scrape());
+  ASSERT_TRUE(testing::wait_until([&] { return a.readyz() == 200; }, 10s));
+  a.stop();
+  EXPECT_TRUE(a.status()) << a.status().error().message;
+}
+
+TEST_F(RecoveryE2E, FatalStorageErrorStopsWithAClearErrorAndARestartLosesNothing) {
+  produce_data_set();
+  std::atomic<CheckpointStore*> store{nullptr};
+  RunnerTestHooks hooks;
+  hooks.on_store_open = [&](CheckpointStore& s) { store = &s; };
+  {
+    Instance a(config("a"), hooks);
+    a.start();
+    ASSERT_TRUE(testing::wait_until([&] { return a.metric("socialpulse_events_consumed_total") > 0; }, 30s));
+    store.load()->inject_write_failures(1, ErrorKind::fatal);
+    ASSERT_TRUE(testing::wait_until([&] { return a.done(); }, 20s));
+    ASSERT_FALSE(a.status());
+    EXPECT_NE(a.status().error().message.find("Corruption"), std::string::npos) << a.status().error().message;
+  }
+  Instance b(config("a"));
+  b.start();
+  ASSERT_TRUE(wait_consumed(b, kTotal));
+  expect_exact(b.scrape());
+}
+
+// ---- scale-out --------------------------------------------------------------------------------
+
+TEST_F(RecoveryE2E, TwoInstancesSplitPartitionsAndARebalanceLosesAndDoublesNothing) {
+  produce_data_set();
+  Instance a(config("a"));
+  Instance b(config("b"));
+  a.start();
+  b.start();
+  auto summed = [&](const std::string& name) { return a.metric(name) + b.metric(name); };
+  ASSERT_TRUE(testing::wait_until([&] {
+    return summed("socialpulse_events_consumed_total") == kTotal && a.metric("socialpulse_events_consumed_total") > 0 &&
+           b.metric("socialpulse_events_consumed_total") > 0;
+  }, 60s)) << a.metric("socialpulse_events_consumed_total") << " + " << b.metric("socialpulse_events_consumed_total");
+  const double interactions = summed("socialpulse_interactions_total");
+  const double emv = summed("socialpulse_earned_media_value_total");
+  EXPECT_EQ(summed("socialpulse_events_accepted_total"), kGenerated);
+  EXPECT_EQ(summed("socialpulse_events_duplicate_total"), kDuplicates);
+
+  // b leaves: a takes its partitions. a has no local state for them, so it reads them from the
+  // beginning; b dropped its contribution on revoke. Nothing lost, nothing doubled.
+  b.stop();
+  EXPECT_TRUE(b.status());
+  ASSERT_TRUE(testing::wait_until([&] { return a.metric("socialpulse_events_consumed_total") == kTotal; }, 60s));
+  auto m = a.scrape();
+  expect_exact(m);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_interactions_total"), interactions);
+  EXPECT_NEAR(testing::metric_sum(m, "socialpulse_earned_media_value_total"), emv, 1e-6 * emv);
+}
+
+// ---- back-pressure ----------------------------------------------------------------------------
+
+TEST_F(RecoveryE2E, PendingRecordLimitPausesAndResumesAtExactlyTheNextOffset) {
+  produce_data_set();
+  Config c = config("a");
+  throttle(c);
+  c.limits.max_pending_records = 2;  // every closed minute emits more records than this
+  c.state.checkpoint_interval = 300ms;
+  auto log = capture_log();
+  Instance a(c);
+  a.start();
+  ASSERT_TRUE(wait_consumed(a, kTotal));
+  expect_exact(a.scrape());  // a lost or re-read message after a resume would show here
+  a.stop();
+  EXPECT_TRUE(a.status());
+  EXPECT_GT(count_lines(*log, "input paused"), 0);
+  EXPECT_GT(count_lines(*log, "input resumed"), 0);
+  spdlog::default_logger()->sinks().pop_back();
+}
+
+TEST_F(RecoveryE2E, StateLimitPausesInput) {
+  produce_data_set();
+  Config c = config("a");
+  throttle(c);
+  c.limits.max_state_bytes = 1;  // any state is over the limit: paused at the first checkpoint
+  auto log = capture_log();
+  Instance a(c);
+  a.start();
+  ASSERT_TRUE(testing::wait_until([&] { return count_lines(*log, "input paused") > 0; }, 30s));
+  // Paused for good (state only shrinks when windows close, which needs input): never complete.
+  EXPECT_FALSE(testing::wait_until([&] { return a.metric("socialpulse_events_consumed_total") >= kTotal; }, 3s));
+  a.stop();
+  EXPECT_TRUE(a.status());
+  spdlog::default_logger()->sinks().pop_back();
+}
+
+// ---- shutdown ---------------------------------------------------------------------------------
+
+TEST_F(RecoveryE2E, StopWithEveryBrokerDownEndsWithinShutdownTimeout) {
+  produce_data_set();
+  Config c = config("a");
+  c.shutdown_timeout = 5s;
+  Instance a(c);
+  a.start();
+  ASSERT_TRUE(wait_consumed(a, kTotal));
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_down(broker_->cluster(), b);
+  spdlog::info("test: stopping");
+  const auto took = a.stop();
+  spdlog::info("test: stopped");
+  EXPECT_TRUE(a.status()) << a.status().error().message;
+  EXPECT_LE(took, 5500ms);
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_up(broker_->cluster(), b);
+  // The final checkpoint was stored: a restart has nothing left to read and counts the same.
+  Instance again(c);
+  again.start();
+  ASSERT_TRUE(wait_consumed(again, kTotal));
+  expect_exact(again.scrape());
+}
+
+}  // namespace
+}  // namespace sp
