@@ -8,7 +8,9 @@ note. Examples carrying a `header: ce_specversion=...` line are CloudEvents bina
 body is checked against #/definitions/event_body, because id/time may come from headers.
 Usage: check_examples.py SCHEMA EXAMPLES_DIR
 """
+import datetime
 import json
+import re
 import pathlib
 import sys
 
@@ -42,11 +44,36 @@ def load(path: pathlib.Path):
     return json.loads(path.read_bytes().decode("utf-8"), parse_constant=reject_constant)
 
 
+RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def is_rfc3339(value) -> bool:
+    """RFC 3339 date-time, checked here rather than through jsonschema's optional
+    rfc3339-validator dependency, which Debian's python3-jsonschema does not pull in."""
+    if not isinstance(value, str):
+        return True
+    m = RFC3339.match(value)
+    if not m:
+        return False
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    try:
+        datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        return False
+    if m.group(8) not in ("Z", "z"):
+        oh, om = int(m.group(8)[1:3]), int(m.group(8)[4:6])
+        if oh > 23 or om > 59:
+            return False
+    return True
+
+
 def main() -> int:
     schema_path, examples = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     jsonschema.Draft7Validator.check_schema(schema)
     checker = jsonschema.FormatChecker()
+    checker.checks("date-time")(is_rfc3339)
     full = jsonschema.Draft7Validator(schema, format_checker=checker)
     body_schema = {"definitions": schema["definitions"], "allOf": [{"$ref": "#/definitions/event_body"}]}
     body = jsonschema.Draft7Validator(body_schema, format_checker=checker)
