@@ -12,7 +12,8 @@ namespace {
 // Restrict parameters and a constant trip count: GCC vectorizes this at -O2 (a byte max per lane,
 // no alias check); with std::vector operands it stayed a byte loop.
 void max_registers(uint8_t* __restrict into, const uint8_t* __restrict from) {
-  for (size_t i = 0; i < HyperLogLog::kRegisters; ++i) into[i] = into[i] < from[i] ? from[i] : into[i];
+  for (size_t i = 0; i < HyperLogLog::kRegisters; ++i)
+    into[i] = into[i] < from[i] ? from[i] : into[i];
 }
 }  // namespace
 
@@ -131,7 +132,8 @@ static_assert(HyperLogLog::kPrecision + kExactRank <= 53);
 struct ScaledInversePowers {
   std::array<uint64_t, 256> v{};  // indexed by any uint8_t rank; 0 above kExactRank
   ScaledInversePowers() {
-    for (int r = 0; r <= kExactRank; ++r) v[static_cast<size_t>(r)] = uint64_t{1} << (kExactRank - r);
+    for (int r = 0; r <= kExactRank; ++r)
+      v[static_cast<size_t>(r)] = uint64_t{1} << (kExactRank - r);
   }
 };
 const ScaledInversePowers kScaledInversePowers;
