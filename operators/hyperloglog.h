@@ -47,7 +47,7 @@ class HyperLogLog {
   uint32_t sparse_size_ = 0;     // non-zero hashes in table_
   uint8_t slot_shift_ = 64;      // 64 - log2(table_.size())
   bool has_zero_ = false;
-  std::vector<uint8_t> dense_;   // kRegisters ranks once dense
+  std::vector<uint8_t> dense_;  // kRegisters ranks once dense
 };
 
 }  // namespace sp
