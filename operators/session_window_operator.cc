@@ -17,9 +17,9 @@ constexpr int32_t kMaxIndexedPartition = 1 << 16;
 
 template <typename Sessions>
 void erase_empty(Sessions& sessions) {
-  sessions.erase(std::remove_if(sessions.begin(), sessions.end(),
-                                [](const auto& s) { return s.events == 0; }),
-                 sessions.end());
+  sessions.erase(
+      std::remove_if(sessions.begin(), sessions.end(), [](const auto& s) { return s.events == 0; }),
+      sessions.end());
 }
 
 Status corrupt(std::string_view what) {
