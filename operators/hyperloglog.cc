@@ -100,6 +100,15 @@ void HyperLogLog::merge(const HyperLogLog& other) {
       *this = other;  // same set, one copy instead of re-inserting every hash
       return;
     }
+    if (dense_.empty()) {
+      // Size the table for the union once instead of doubling through it.
+      const size_t want = std::min(sparse_count() + other.sparse_count(), kSparseLimit);
+      if (table_.empty()) {
+        table_.assign(kInitialSlots, 0);
+        slot_shift_ = static_cast<uint8_t>(64 - std::countr_zero(kInitialSlots));
+      }
+      while (want * 4 > table_.size() * 3) grow();
+    }
     for (uint64_t h : other.table_) {
       if (h != 0) add(h);
     }
