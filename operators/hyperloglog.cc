@@ -151,16 +151,41 @@ const ScaledInversePowers kScaledInversePowers;
 double HyperLogLog::estimate() const {
   if (dense_.empty()) return static_cast<double>(sparse_count());
   const double m = static_cast<double>(kRegisters);
-  uint64_t scaled_sum = 0;
+  // Eight registers per 64-bit word: zero bytes and ranks above kExactRank are found with
+  // byte-parallel arithmetic, the scaled powers by table lookup into two accumulators.
+  constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+  constexpr uint64_t kLowBit = 0x0101010101010101ULL;
+  constexpr uint64_t kHighBit = 0x8080808080808080ULL;
+  constexpr uint64_t kAboveExact = (128 - kExactRank - 1) * kLowBit;  // byte + this >= 128 <=> > 39
+  const auto& pow = kScaledInversePowers.v;
+  const uint8_t* regs = dense_.data();
+  uint64_t sum_even = 0, sum_odd = 0, above = 0;
   size_t zeros = 0;
-  uint8_t max_rank = 0;
-  for (uint8_t r : dense_) {
-    scaled_sum += kScaledInversePowers.v[r];
-    zeros += r == 0;
-    max_rank = std::max(max_rank, r);
+  uint64_t zero_lanes = 0;  // per-byte zero counts, folded into `zeros` before a byte can overflow
+  for (size_t i = 0; i < kRegisters; i += 8) {
+    uint64_t w = 0;
+    std::memcpy(&w, regs + i, 8);
+    // High bit of each byte set iff the byte is zero (exact: no borrow or carry between bytes).
+    const uint64_t is_zero = ~(((w & kLow7) + kLow7) | w | kLow7);
+    zero_lanes += is_zero >> 7;
+    // A byte > kExactRank sets its high bit here; bytes >= 168 may carry into the next byte, but
+    // they are flagged themselves, and any flag only selects the slow path.
+    above |= w | (w + kAboveExact);
+    sum_even +=
+        pow[w & 0xff] + pow[(w >> 16) & 0xff] + pow[(w >> 32) & 0xff] + pow[(w >> 48) & 0xff];
+    sum_odd += pow[(w >> 8) & 0xff] + pow[(w >> 24) & 0xff] + pow[(w >> 40) & 0xff] + pow[w >> 56];
+    if ((i & 1023) == 1016) {  // every 128 words: each byte lane holds at most 128
+      const uint64_t pairs =
+          (zero_lanes & 0x00ff00ff00ff00ffULL) + ((zero_lanes >> 8) & 0x00ff00ff00ff00ffULL);
+      zeros += static_cast<size_t>((pairs * 0x0001000100010001ULL) >> 48);
+      zero_lanes = 0;
+    }
   }
+  static_assert(kRegisters % 1024 == 0);
+  const bool exact = (above & kHighBit) == 0;
+  const uint64_t scaled_sum = sum_even + sum_odd;
   double sum = 0.0;
-  if (max_rank <= kExactRank) {
+  if (exact) {
     sum = static_cast<double>(scaled_sum) * kInversePowers.v[kExactRank];
   } else {
     for (uint8_t r : dense_) sum += kInversePowers.v[r];

@@ -161,6 +161,22 @@ TEST(HyperLogLog, DenseEstimateWithARankAboveTheExactRange) {
   EXPECT_EQ(h.estimate(), reference_estimate(h));
 }
 
+TEST(HyperLogLog, DenseEstimateOfArbitraryRegisters) {
+  // Restored registers need not come from add(): every rank pattern, including out-of-range bytes.
+  for (int modulus : {1, 2, 17, 40, 41, 60, 256}) {
+    std::string bytes;
+    const uint32_t dense_marker = UINT32_MAX;
+    bytes.append(reinterpret_cast<const char*>(&dense_marker), 4);
+    for (size_t i = 0; i < HyperLogLog::kRegisters; ++i) {
+      bytes.push_back(static_cast<char>((i * 7) % static_cast<size_t>(modulus)));
+    }
+    std::string_view in = bytes;
+    auto h = HyperLogLog::deserialize(in);
+    ASSERT_TRUE(h.has_value());
+    EXPECT_EQ(h->estimate(), reference_estimate(*h)) << modulus;
+  }
+}
+
 TEST(HyperLogLog, RejectsTruncatedBytes) {
   HyperLogLog h;
   for (uint64_t i = 0; i < 5000; ++i) h.add(hash_of(i));
