@@ -62,9 +62,10 @@ void HyperLogLog::insert_sparse(uint64_t hash) {
 }
 
 void HyperLogLog::grow() {
-  std::vector<uint64_t> old(table_.size() * 2, 0);
+  // x4: a set that grows at all usually grows on to hundreds (the limit needs 1024 slots).
+  std::vector<uint64_t> old(table_.size() * 4, 0);
   old.swap(table_);
-  slot_shift_ = static_cast<uint8_t>(slot_shift_ - 1);
+  slot_shift_ = static_cast<uint8_t>(slot_shift_ - 2);
   const size_t mask = table_.size() - 1;
   for (uint64_t h : old) {
     if (h == 0) continue;
