@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "operators/kpi_operators.h"
@@ -129,9 +130,38 @@ void BM_AllDefaultOperators(benchmark::State& state) {
 // 10k actors. 2 ms of event time per event: sessions stay open, minute windows close every 30k
 // events, hourly ones every 150k. 50 ms per event: session churn (each actor returns every ~8 min
 // of event time, sessions of idle actors close), one closed session per few events.
-BENCHMARK(BM_AllDefaultOperators)->Args({10'000, 2})->Args({10'000, 50})->MinTime(3.0);
+void register_benchmarks(int64_t iterations) {
+  auto* b = benchmark::RegisterBenchmark("BM_AllDefaultOperators", BM_AllDefaultOperators)
+                ->Args({10'000, 2})
+                ->Args({10'000, 50});
+  if (iterations > 0) {
+    b->Iterations(iterations);
+  } else {
+    b->MinTime(3.0);
+  }
+}
 
 }  // namespace
 }  // namespace sp
 
-BENCHMARK_MAIN();
+// `--iterations=N` runs exactly N events per case: with valgrind --tool=callgrind that gives a
+// deterministic instruction count, the before/after measure that does not depend on machine load.
+int main(int argc, char** argv) {
+  int64_t iterations = 0;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.starts_with("--iterations=")) {
+      iterations = std::stoll(std::string(arg.substr(13)));
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+  sp::register_benchmarks(iterations);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

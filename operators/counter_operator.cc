@@ -8,6 +8,9 @@
 
 namespace sp {
 namespace {
+
+// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
+constexpr int32_t kMaxIndexedPartition = 1 << 16;
 constexpr uint64_t kSnapshotVersion = 1;
 }  // namespace
 
@@ -26,12 +29,20 @@ CounterOperator::PartitionState CounterOperator::fresh_state() const {
 }
 
 CounterOperator::PartitionState& CounterOperator::state_for(PartitionId partition) {
-  if (last_state_ != nullptr && last_partition_ == partition) return *last_state_;
+  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
+  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
+  return state_slow(partition);
+}
+
+CounterOperator::PartitionState& CounterOperator::state_slow(PartitionId partition) {
   auto it = partitions_.find(partition);
   if (it == partitions_.end()) it = partitions_.emplace(partition, fresh_state()).first;
-  last_partition_ = partition;
-  last_state_ = &it->second;
-  return *last_state_;
+  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
+    const auto slot = static_cast<size_t>(partition.value);
+    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
+    by_id_[slot] = &it->second;
+  }
+  return it->second;
 }
 
 void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
@@ -117,7 +128,8 @@ Status CounterOperator::restore(PartitionId partition, std::string_view bytes) {
 
 void CounterOperator::drop(PartitionId partition) {
   partitions_.erase(partition);
-  last_state_ = nullptr;
+  const auto slot = static_cast<size_t>(partition.value);
+  if (slot < by_id_.size()) by_id_[slot] = nullptr;
 }
 
 void CounterOperator::collect(MetricsWriter& out) const {

@@ -60,6 +60,7 @@ class CounterOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
+  PartitionState& state_slow(PartitionId partition);
   PartitionState fresh_state() const;
   size_t cell_index(BrandIndex b, ChannelIndex c) const {
     return static_cast<size_t>(b) * vocabulary_.channel_count() + c;
@@ -71,9 +72,9 @@ class CounterOperator final : public Operator {
   std::vector<SpendEntry> spend_;
   // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
   std::map<PartitionId, PartitionState> partitions_;
-  // The runner usually feeds long runs of one partition; std::map nodes are stable.
-  PartitionId last_partition_{kGlobalPartition};
-  PartitionState* last_state_ = nullptr;
+  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
+  // partitions interleave, so a one-entry cache missed on most events.
+  std::vector<PartitionState*> by_id_;
 };
 
 }  // namespace sp

@@ -1,5 +1,5 @@
 #pragma once
-// Distinct counter: exact (sorted hashes) up to kSparseLimit items, then a dense HyperLogLog with
+// Distinct counter: exact (a set of hashes) up to kSparseLimit items, then a dense HyperLogLog with
 // 2^14 registers (standard error 0.81%). Inputs are already 64-bit hashes (XXH3 of actor ids).
 #include <cstdint>
 #include <string>
@@ -19,27 +19,34 @@ class HyperLogLog {
   void add(uint64_t hash);
   void merge(const HyperLogLog& other);
   double estimate() const;
-  bool empty() const { return sparse_.empty() && pending_.empty() && dense_.empty(); }
+  bool empty() const { return sparse_count() == 0 && dense_.empty(); }
   bool is_dense() const { return !dense_.empty(); }
   void clear();
 
-  // Appends a self-delimiting, deterministic encoding; deserialize consumes it from `in`.
+  // Appends a self-delimiting, deterministic encoding (sparse: the hashes in ascending order);
+  // deserialize consumes it from `in`.
   void serialize(std::string& out) const;
   static Result<HyperLogLog> deserialize(std::string_view& in);
 
  private:
-  // New sparse hashes wait in a short unsorted buffer and are merged into sparse_ in runs: one
-  // sorted insert per hash would move half the sparse array every time.
-  static constexpr size_t kPendingLimit = 32;
+  // The sparse set is an open-addressing table (linear probing, load <= 3/4, 0 = empty slot; the
+  // hash 0 itself is kept in has_zero_): one probe per add instead of a binary search plus
+  // buffered sorted merges. Order does not matter for anything but serialize(), which sorts.
+  static constexpr size_t kInitialSlots = 16;
 
+  size_t sparse_count() const { return sparse_size_ + (has_zero_ ? 1 : 0); }
+  size_t slot_of(uint64_t hash) const {
+    return static_cast<size_t>((hash * 0x9e3779b97f4a7c15ULL) >> slot_shift_);
+  }
+  void insert_sparse(uint64_t hash);  // hash != 0; inserts if absent; densifies past the limit
+  void grow();
   void densify();
   void add_dense(uint64_t hash);
-  void flush_pending() const;
 
-  // Sparse set = sparse_ (sorted, unique) + pending_ (unsorted, unique, not in sparse_); used
-  // while dense_ is empty. Readers that need the sorted set flush first, hence mutable.
-  mutable std::vector<uint64_t> sparse_;
-  mutable std::vector<uint64_t> pending_;
+  std::vector<uint64_t> table_;  // sparse slots; empty once dense
+  uint32_t sparse_size_ = 0;     // non-zero hashes in table_
+  uint8_t slot_shift_ = 64;      // 64 - log2(table_.size())
+  bool has_zero_ = false;
   std::vector<uint8_t> dense_;  // kRegisters ranks once dense
 };
 

@@ -11,6 +11,9 @@
 namespace sp {
 namespace {
 
+// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
+constexpr int32_t kMaxIndexedPartition = 1 << 16;
+
 constexpr uint64_t kPartitionSnapshotVersion = 1;
 constexpr uint64_t kGlobalSnapshotVersion = 1;
 
@@ -57,16 +60,24 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, E
       spikes_(vocabulary_.brand_count(), 0) {}
 
 ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId partition) {
-  if (last_state_ != nullptr && last_partition_ == partition) return *last_state_;
+  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
+  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
+  return state_slow(partition);
+}
+
+ReputationOperator::PartitionState& ReputationOperator::state_slow(PartitionId partition) {
   auto it = partitions_.find(partition);
   if (it == partitions_.end()) {
     PartitionState s;
     s.brands.resize(vocabulary_.brand_count());
     it = partitions_.emplace(partition, std::move(s)).first;
   }
-  last_partition_ = partition;
-  last_state_ = &it->second;
-  return *last_state_;
+  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
+    const auto slot = static_cast<size_t>(partition.value);
+    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
+    by_id_[slot] = &it->second;
+  }
+  return it->second;
 }
 
 void ReputationOperator::process(const ProcessContext& ctx, const Event& event) {
@@ -407,7 +418,8 @@ Status ReputationOperator::restore(PartitionId partition, std::string_view bytes
 
 void ReputationOperator::drop(PartitionId partition) {
   partitions_.erase(partition);
-  last_state_ = nullptr;
+  const auto slot = static_cast<size_t>(partition.value);
+  if (slot < by_id_.size()) by_id_[slot] = nullptr;
 }
 
 size_t ReputationOperator::state_bytes() const {

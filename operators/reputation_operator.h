@@ -83,6 +83,7 @@ class ReputationOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
+  PartitionState& state_slow(PartitionId partition);
   void close_minutes(int64_t new_closed_end, Emitter& out);
   void emit_spike(BrandIndex brand, int64_t minute, const SpikeVerdict& v, Emitter& out) const;
   HyperLogLog merged_actors(BrandIndex brand, bool long_horizon, bool* any) const;
@@ -92,8 +93,9 @@ class ReputationOperator final : public Operator {
   EmvSettings emv_;
   int64_t horizon_minutes_;
   std::map<PartitionId, PartitionState> partitions_;  // ordered: deterministic merge order
-  PartitionId last_partition_{kGlobalPartition};
-  PartitionState* last_state_ = nullptr;
+  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
+  // partitions interleave, so a one-entry cache missed on most events.
+  std::vector<PartitionState*> by_id_;
 
   // Instance-level (kGlobalPartition) state.
   static constexpr int64_t kNothingClosed = std::numeric_limits<int64_t>::min();

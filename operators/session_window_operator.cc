@@ -12,6 +12,15 @@ namespace {
 
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
+constexpr int32_t kMaxIndexedPartition = 1 << 16;
+
+template <typename Sessions>
+void erase_empty(Sessions& sessions) {
+  sessions.erase(
+      std::remove_if(sessions.begin(), sessions.end(), [](const auto& s) { return s.events == 0; }),
+      sessions.end());
+}
 
 Status corrupt(std::string_view what) {
   return make_error(ErrorKind::fatal,
@@ -28,15 +37,27 @@ SessionWindowOperator::SessionWindowOperator(WindowSpec spec, Vocabulary vocabul
       watermark_(to_epoch_ms(kMinEventTime)) {}
 
 SessionWindowOperator::PartitionState& SessionWindowOperator::state_for(PartitionId partition) {
-  if (cached_state_ == nullptr || cached_partition_ != partition) {
-    PartitionState& state = partitions_[partition];  // std::map nodes are stable
-    if (state.brands.size() < vocabulary_.brand_count()) {
-      state.brands.resize(vocabulary_.brand_count());
-    }
-    cached_state_ = &state;
-    cached_partition_ = partition;
+  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
+  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
+  return state_slow(partition);
+}
+
+SessionWindowOperator::PartitionState& SessionWindowOperator::state_slow(PartitionId partition) {
+  PartitionState& state = partitions_[partition];
+  if (state.brands.size() < vocabulary_.brand_count()) {
+    state.brands.resize(vocabulary_.brand_count());
   }
-  return *cached_state_;
+  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
+    const auto slot = static_cast<size_t>(partition.value);
+    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
+    by_id_[slot] = &state;
+  }
+  return state;
+}
+
+void SessionWindowOperator::forget_index(PartitionId partition) {
+  const auto slot = static_cast<size_t>(partition.value);
+  if (slot < by_id_.size()) by_id_[slot] = nullptr;
 }
 
 void SessionWindowOperator::schedule(PartitionState& state, const SessionKey& key,
@@ -60,7 +81,7 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
       ++state.late_events;
       return;
     }
-    ActorSessions& actor = state.actors[key];
+    ActorSessions& actor = state.actors.try_emplace(key).first->second;
     actor.actor_id.assign(event.actor_id);
     actor.sessions.push_back(Session{t, t, 1});
     schedule(state, key, actor, close_time(actor.sessions.back()));
@@ -68,7 +89,7 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
   }
 
   ActorSessions& actor = it->second;
-  std::vector<Session>& sessions = actor.sessions;
+  auto& sessions = actor.sessions;
   // Sessions already due are frozen: they leave as they are at the next on_watermark.
   Session* joined = nullptr;
   bool merged_any = false;
@@ -89,7 +110,7 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
       merged_any = true;
     }
   }
-  if (merged_any) std::erase_if(sessions, [](const Session& s) { return s.events == 0; });
+  if (merged_any) erase_empty(sessions);
   if (joined != nullptr) return;  // closes only moved later: the pending timer still covers them
 
   if (starts_closed) {
@@ -128,7 +149,7 @@ void SessionWindowOperator::on_watermark(EventTime watermark, Emitter& out) {
           next = std::min(next, close);
         }
       }
-      std::erase_if(actor.sessions, [](const Session& s) { return s.events == 0; });
+      erase_empty(actor.sessions);
       if (actor.sessions.empty()) {
         state.actors.erase(it);
         continue;
@@ -149,16 +170,22 @@ void SessionWindowOperator::emit(const Closed& c, Emitter& out) {
   const std::string& brand = vocabulary_.brand_name(c.brand);
   OutputRecord record;
   record.topic = OutputRecord::Topic::windows;
+  // One allocation per string: the sizes are known up to the escaping and the event count.
+  constexpr size_t kTimeChars = 24;
+  record.key.reserve(brand.size() + c.actor_id.size() + spec_.name.size() + 3 + kTimeChars);
   record.key.append(brand).append("|").append(c.actor_id).append("|").append(spec_.name);
   record.key.append("|");
+  const size_t start_at = record.key.size();
   append_rfc3339_ms(record.key, from_epoch_ms(c.session.start));
+  const std::string_view start(record.key.data() + start_at, record.key.size() - start_at);
   std::string& v = record.value;
+  v.reserve(brand.size() + c.actor_id.size() + 2 * kTimeChars + 96);
   v += "{\"brand\":";
   append_json_string(v, brand);
   v += ",\"actor\":";
   append_json_string(v, c.actor_id);
   v += ",\"start\":\"";
-  append_rfc3339_ms(v, from_epoch_ms(c.session.start));
+  v += start;
   v += "\",\"end\":\"";
   append_rfc3339_ms(v, from_epoch_ms(c.session.end));
   v += "\",\"events\":";
@@ -281,13 +308,13 @@ Status SessionWindowOperator::restore(PartitionId partition, std::string_view by
   }
   std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
   partitions_[partition] = std::move(state);
-  cached_state_ = nullptr;
+  forget_index(partition);
   return {};
 }
 
 void SessionWindowOperator::drop(PartitionId partition) {
   partitions_.erase(partition);
-  cached_state_ = nullptr;
+  forget_index(partition);
 }
 
 uint64_t SessionWindowOperator::late_events() const {
@@ -342,7 +369,7 @@ size_t SessionWindowOperator::state_bytes() const {
     bytes += state.actors.capacity() * (sizeof(SessionKey) + sizeof(ActorSessions) + 1);
     bytes += state.timers.capacity() * sizeof(Timer);
     for (const auto& [key, actor] : state.actors) {
-      bytes += actor.sessions.capacity() * sizeof(Session);
+      if (actor.sessions.capacity() > 1) bytes += actor.sessions.capacity() * sizeof(Session);
       if (actor.actor_id.capacity() > 15) bytes += actor.actor_id.capacity();
     }
   }

@@ -1,6 +1,7 @@
 #pragma once
 // Session windows keyed by brand + actor (SPEC 3, 5).
 #include <absl/container/flat_hash_map.h>
+#include <absl/container/inlined_vector.h>
 
 #include <array>
 #include <map>
@@ -53,8 +54,10 @@ class SessionWindowOperator final : public Operator {
   };
   struct ActorSessions {
     std::string actor_id;
-    std::vector<Session> sessions;  // sorted by start, disjoint; usually one
-    int64_t timer = 0;              // earliest pending timer; <= every session's close time
+    // Sorted by start, disjoint; usually one, kept inline: no allocation per actor and no second
+    // cache miss per event.
+    absl::InlinedVector<Session, 1> sessions;
+    int64_t timer = 0;  // earliest pending timer; <= every session's close time
   };
   struct Timer {
     int64_t close = 0;
@@ -81,6 +84,8 @@ class SessionWindowOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
+  PartitionState& state_slow(PartitionId partition);
+  void forget_index(PartitionId partition);  // before its map node goes away
   int64_t close_time(const Session& s) const { return s.end + gap_ms_ + grace_ms_; }
   void schedule(PartitionState& state, const SessionKey& key, ActorSessions& actor, int64_t close);
   void emit(const Closed& closed, Emitter& out);
@@ -91,8 +96,9 @@ class SessionWindowOperator final : public Operator {
   int64_t grace_ms_;
 
   std::map<PartitionId, PartitionState> partitions_;
-  PartitionId cached_partition_{-2};
-  PartitionState* cached_state_ = nullptr;
+  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
+  // partitions interleave, so a one-entry cache missed on most events.
+  std::vector<PartitionState*> by_id_;
 
   // Global (kGlobalPartition) state.
   int64_t watermark_;

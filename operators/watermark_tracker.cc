@@ -8,9 +8,46 @@
 namespace sp {
 namespace {
 constexpr uint8_t kSnapshotVersion = 1;
+// PartitionIds below this are looked up by index; others by the map.
+constexpr int32_t kMaxIndexedPartition = 1 << 16;
+}  // namespace
+
+WatermarkTracker::PartitionClock& WatermarkTracker::clock_for(PartitionId partition) {
+  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
+  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
+  PartitionClock& clock = partitions_[partition];  // std::map nodes are stable
+  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
+    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
+    by_id_[slot] = &clock;
+  }
+  return clock;
+}
+
+const WatermarkTracker::PartitionClock* WatermarkTracker::find_clock(PartitionId partition) const {
+  const auto slot = static_cast<size_t>(partition.value);
+  if (slot < by_id_.size() && by_id_[slot] != nullptr) return by_id_[slot];
+  auto it = partitions_.find(partition);
+  return it == partitions_.end() ? nullptr : &it->second;
 }
 
 WatermarkTracker::WatermarkTracker(WatermarkSettings settings) : settings_(settings) {}
+
+WatermarkTracker::WatermarkTracker(const WatermarkTracker& other)
+    : settings_(other.settings_),
+      partitions_(other.partitions_),
+      pipeline_(other.pipeline_),
+      stale_(other.stale_) {}
+
+WatermarkTracker& WatermarkTracker::operator=(const WatermarkTracker& other) {
+  if (this != &other) {
+    settings_ = other.settings_;
+    partitions_ = other.partitions_;
+    by_id_.clear();
+    pipeline_ = other.pipeline_;
+    stale_ = other.stale_;
+  }
+  return *this;
+}
 
 void WatermarkTracker::assign(PartitionId partition) {
   partitions_.try_emplace(partition);
@@ -19,11 +56,14 @@ void WatermarkTracker::assign(PartitionId partition) {
 
 bool WatermarkTracker::revoke(PartitionId partition) {
   partitions_.erase(partition);
+  if (static_cast<size_t>(partition.value) < by_id_.size()) {
+    by_id_[static_cast<size_t>(partition.value)] = nullptr;
+  }
   return recompute(std::nullopt);
 }
 
 bool WatermarkTracker::observe(PartitionId partition, EventTime event_time, WallTime now) {
-  PartitionClock& clock = partitions_[partition];
+  PartitionClock& clock = clock_for(partition);
   const bool was_active = !clock.idle;
   const EventTime before = clock.max_event_time;
   clock.max_event_time = std::max(clock.max_event_time, event_time);
@@ -42,7 +82,7 @@ bool WatermarkTracker::observe(PartitionId partition, EventTime event_time, Wall
 }
 
 bool WatermarkTracker::observe_activity(PartitionId partition, WallTime now) {
-  PartitionClock& clock = partitions_[partition];
+  PartitionClock& clock = clock_for(partition);
   const bool was_active = !clock.idle;
   clock.last_activity = now;
   clock.idle = false;
@@ -64,9 +104,9 @@ bool WatermarkTracker::update_idle(WallTime now, const std::function<bool(Partit
 }
 
 EventTime WatermarkTracker::partition_watermark(PartitionId partition) const {
-  auto it = partitions_.find(partition);
-  if (it == partitions_.end() || it->second.max_event_time == kMinEventTime) return kMinEventTime;
-  return it->second.max_event_time - settings_.max_out_of_orderness;
+  const PartitionClock* clock = find_clock(partition);
+  if (clock == nullptr || clock->max_event_time == kMinEventTime) return kMinEventTime;
+  return clock->max_event_time - settings_.max_out_of_orderness;
 }
 
 bool WatermarkTracker::is_idle(PartitionId partition) const {
@@ -117,7 +157,7 @@ Status WatermarkTracker::restore(PartitionId partition, std::string_view bytes) 
     pipeline_ = std::max(pipeline_, from_epoch_ms(ms));
     return {};
   }
-  PartitionClock& clock = partitions_[partition];
+  PartitionClock& clock = clock_for(partition);
   clock.max_event_time = std::max(clock.max_event_time, from_epoch_ms(ms));
   stale_ = true;
   return {};

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "operators/result.h"
 #include "operators/settings.h"
@@ -30,6 +31,11 @@ using WallTime = std::chrono::system_clock::time_point;
 class WatermarkTracker {
  public:
   explicit WatermarkTracker(WatermarkSettings settings);
+  // The partition index points into partitions_: a copy starts its own (moves keep the nodes).
+  WatermarkTracker(const WatermarkTracker& other);
+  WatermarkTracker& operator=(const WatermarkTracker& other);
+  WatermarkTracker(WatermarkTracker&&) noexcept = default;
+  WatermarkTracker& operator=(WatermarkTracker&&) noexcept = default;
 
   void assign(PartitionId partition);
   // Returns true when the pipeline watermark advanced (the revoked partition was holding it back).
@@ -63,9 +69,14 @@ class WatermarkTracker {
     bool idle = false;
   };
   bool recompute(std::optional<WallTime> now);
+  PartitionClock& clock_for(PartitionId partition);  // creates (assigns) when absent
+  const PartitionClock* find_clock(PartitionId partition) const;
 
   WatermarkSettings settings_;
   std::map<PartitionId, PartitionClock> partitions_;
+  // partitions_ nodes by PartitionId value (std::map nodes are stable): observe() and
+  // partition_watermark() run for every message.
+  std::vector<PartitionClock*> by_id_;
   EventTime pipeline_ = kMinEventTime;
   bool stale_ = false;  // assign/restore changed a partition without recomputing the minimum
 };

@@ -14,11 +14,8 @@ namespace {
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
-uint32_t pack(BrandIndex brand, ChannelIndex channel) {
-  return (uint32_t{brand} << 16) | uint32_t{channel};
-}
-BrandIndex brand_of(uint32_t bc) { return static_cast<BrandIndex>(bc >> 16); }
-ChannelIndex channel_of(uint32_t bc) { return static_cast<ChannelIndex>(bc & 0xffff); }
+// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
+constexpr int32_t kMaxIndexedPartition = 1 << 16;
 
 void put_aggregate(std::string& out, const WindowAggregate& a) {
   for (int64_t c : a.counts) codec::put_i64(out, c);
@@ -97,6 +94,7 @@ WindowOperator::WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettin
                       : spec_.advance.count()),
       pane_ms_(std::gcd(size_ms_, advance_ms_)),
       grace_ms_(std::max<int64_t>(spec_.grace.count(), 0)),
+      channel_count_(std::max<size_t>(vocabulary_.channel_count(), 1)),
       watermark_(to_epoch_ms(kMinEventTime)),
       earliest_due_(kNever) {}
 
@@ -117,11 +115,41 @@ int64_t WindowOperator::next_close_after(int64_t pane_start, int64_t watermark) 
 }
 
 WindowOperator::PartitionState& WindowOperator::state_for(PartitionId partition) {
-  if (cached_state_ == nullptr || cached_partition_ != partition) {
-    cached_state_ = &partitions_[partition];  // std::map nodes are stable
-    cached_partition_ = partition;
+  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
+  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
+  return state_slow(partition);
+}
+
+WindowOperator::PartitionState& WindowOperator::state_slow(PartitionId partition) {
+  PartitionState& state = partitions_[partition];
+  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
+    const auto slot = static_cast<size_t>(partition.value);
+    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
+    by_id_[slot] = &state;
   }
-  return *cached_state_;
+  return state;
+}
+
+void WindowOperator::forget_index(PartitionId partition) {
+  const auto slot = static_cast<size_t>(partition.value);
+  if (slot < by_id_.size()) by_id_[slot] = nullptr;
+}
+
+WindowOperator::Pane& WindowOperator::pane_at(PartitionState& state, uint32_t bc,
+                                              int64_t pane_start, bool& created) {
+  const size_t index = series_index(bc);
+  if (index >= state.series.size()) state.series.resize(index + 1);
+  PaneSeries& series = state.series[index];
+  // Newest first: in-order events hit the last pane (or append after it).
+  size_t i = series.starts.size();
+  while (i > 0 && series.starts[i - 1] > pane_start) --i;
+  if (i > 0 && series.starts[i - 1] == pane_start) {
+    created = false;
+    return series.panes[i - 1];
+  }
+  created = true;
+  series.starts.insert(series.starts.begin() + static_cast<std::ptrdiff_t>(i), pane_start);
+  return *series.panes.emplace(series.panes.begin() + static_cast<std::ptrdiff_t>(i));
 }
 
 void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
@@ -136,22 +164,25 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
     ++state.late_events;  // every window holding t already closed (Flink drops these too)
     return;
   }
-  const PaneKey key{floor_div(t, pane_ms_) * pane_ms_, pack(event.brand, event.channel)};
-  auto [it, inserted] = state.panes.try_emplace(key);
-  if (inserted) {
-    earliest_due_ = std::min(earliest_due_, next_close_after(key.pane_start, watermark_));
-  }
-  it->second.aggregate.add(event, derive(event, kpi_, emv_));
-  it->second.dirty = true;
+  const int64_t pane_start = floor_div(t, pane_ms_) * pane_ms_;
+  bool created = false;
+  Pane& pane = pane_at(state, pack(event.brand, event.channel), pane_start, created);
+  if (created) earliest_due_ = std::min(earliest_due_, next_close_after(pane_start, watermark_));
+  pane.aggregate.add(event, derive(event, kpi_, emv_));
+  pane.dirty = true;
 }
 
 WindowAggregate WindowOperator::merge_window(int64_t window_start, uint32_t bc) const {
   WindowAggregate merged;
   // Partition-major, then pane order: the float sums come out identical on every run.
+  const size_t index = series_index(bc);
+  const int64_t window_end = window_start + size_ms_;
   for (const auto& [partition, state] : partitions_) {
-    for (int64_t p = window_start; p < window_start + size_ms_; p += pane_ms_) {
-      auto it = state.panes.find(PaneKey{p, bc});
-      if (it != state.panes.end()) merged.merge(it->second.aggregate);
+    if (index >= state.series.size()) continue;
+    const PaneSeries& series = state.series[index];
+    auto it = std::lower_bound(series.starts.begin(), series.starts.end(), window_start);
+    for (; it != series.starts.end() && *it < window_end; ++it) {
+      merged.merge(series.panes[static_cast<size_t>(it - series.starts.begin())].aggregate);
     }
   }
   return merged;
@@ -240,10 +271,13 @@ void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
   std::set<WindowKey> closing;  // ordered: records leave in (start, brand, channel) order
   if (lo <= hi) {
     for (const auto& [partition, state] : partitions_) {
-      for (const auto& [key, pane] : state.panes) {
-        const int64_t from = std::max(lo, first_window_start(key.pane_start));
-        const int64_t to = std::min(hi, last_window_start(key.pane_start));
-        for (int64_t s = from; s <= to; s += advance_ms_) closing.emplace(s, key.brand_channel);
+      for (size_t index = 0; index < state.series.size(); ++index) {
+        const uint32_t bc = brand_channel_of(index);
+        for (const int64_t pane_start : state.series[index].starts) {
+          const int64_t from = std::max(lo, first_window_start(pane_start));
+          const int64_t to = std::min(hi, last_window_start(pane_start));
+          for (int64_t s = from; s <= to; s += advance_ms_) closing.emplace(s, bc);
+        }
       }
     }
   }
@@ -264,14 +298,23 @@ void WindowOperator::sweep() {
   // A pane is needed until the last window containing it has closed.
   earliest_due_ = kNever;
   for (auto& [partition, state] : partitions_) {
-    for (auto it = state.panes.begin(); it != state.panes.end();) {
-      const int64_t ps = it->first.pane_start;
-      if (last_window_start(ps) + size_ms_ + grace_ms_ <= watermark_) {
-        state.panes.erase(it++);
-        continue;
+    for (PaneSeries& series : state.series) {
+      // Ascending starts: the panes no open window needs are a prefix.
+      size_t expired = 0;
+      while (expired < series.starts.size() &&
+             last_window_start(series.starts[expired]) + size_ms_ + grace_ms_ <= watermark_) {
+        ++expired;
       }
-      earliest_due_ = std::min(earliest_due_, next_close_after(ps, watermark_));
-      ++it;
+      if (expired > 0) {
+        series.starts.erase(series.starts.begin(),
+                            series.starts.begin() + static_cast<std::ptrdiff_t>(expired));
+        series.panes.erase(series.panes.begin(),
+                           series.panes.begin() + static_cast<std::ptrdiff_t>(expired));
+      }
+      if (!series.starts.empty()) {
+        earliest_due_ =
+            std::min(earliest_due_, next_close_after(series.starts.front(), watermark_));
+      }
     }
   }
 }
@@ -280,17 +323,22 @@ void WindowOperator::on_checkpoint(Emitter& out) {
   if (spec_.emit != EmitMode::update) return;
   std::set<WindowKey> changed;
   for (const auto& [partition, state] : partitions_) {
-    for (const auto& [key, pane] : state.panes) {
-      if (!pane.dirty) continue;
-      for (int64_t s = first_window_start(key.pane_start); s <= last_window_start(key.pane_start);
-           s += advance_ms_) {
-        if (s + size_ms_ + grace_ms_ > watermark_) changed.emplace(s, key.brand_channel);
+    for (size_t index = 0; index < state.series.size(); ++index) {
+      const PaneSeries& series = state.series[index];
+      for (size_t i = 0; i < series.starts.size(); ++i) {
+        if (!series.panes[i].dirty) continue;
+        const int64_t ps = series.starts[i];
+        for (int64_t s = first_window_start(ps); s <= last_window_start(ps); s += advance_ms_) {
+          if (s + size_ms_ + grace_ms_ > watermark_) changed.emplace(s, brand_channel_of(index));
+        }
       }
     }
   }
   for (const auto& [start, bc] : changed) emit(start, bc, merge_window(start, bc), false, out);
   for (auto& [partition, state] : partitions_) {
-    for (auto& [key, pane] : state.panes) pane.dirty = false;
+    for (PaneSeries& series : state.series) {
+      for (Pane& pane : series.panes) pane.dirty = false;
+    }
   }
 }
 
@@ -318,20 +366,28 @@ void WindowOperator::snapshot(PartitionId partition, std::string& out) const {
   }
   const PartitionState& state = sit->second;
   codec::put_u64(out, state.late_events);
-  std::vector<const std::pair<const PaneKey, Pane>*> sorted;
-  sorted.reserve(state.panes.size());
-  for (const auto& entry : state.panes) sorted.push_back(&entry);
-  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
-    return std::pair(a->first.pane_start, a->first.brand_channel) <
-           std::pair(b->first.pane_start, b->first.brand_channel);
+  struct Entry {
+    int64_t pane_start;
+    uint32_t bc;
+    const Pane* pane;
+  };
+  std::vector<Entry> sorted;
+  for (size_t index = 0; index < state.series.size(); ++index) {
+    const PaneSeries& series = state.series[index];
+    for (size_t i = 0; i < series.starts.size(); ++i) {
+      sorted.push_back(Entry{series.starts[i], brand_channel_of(index), &series.panes[i]});
+    }
+  }
+  std::sort(sorted.begin(), sorted.end(), [](const Entry& a, const Entry& b) {
+    return std::pair(a.pane_start, a.bc) < std::pair(b.pane_start, b.bc);
   });
   codec::put_u64(out, sorted.size());
-  for (const auto* entry : sorted) {
-    codec::put_i64(out, entry->first.pane_start);
-    codec::put_str(out, vocabulary_.brand_name(brand_of(entry->first.brand_channel)));
-    codec::put_str(out, vocabulary_.channel_name(channel_of(entry->first.brand_channel)));
-    codec::put_u8(out, entry->second.dirty ? 1 : 0);
-    put_aggregate(out, entry->second.aggregate);
+  for (const Entry& entry : sorted) {
+    codec::put_i64(out, entry.pane_start);
+    codec::put_str(out, vocabulary_.brand_name(brand_of(entry.bc)));
+    codec::put_str(out, vocabulary_.channel_name(channel_of(entry.bc)));
+    codec::put_u8(out, entry.pane->dirty ? 1 : 0);
+    put_aggregate(out, entry.pane->aggregate);
   }
 }
 
@@ -369,31 +425,34 @@ Status WindowOperator::restore(PartitionId partition, std::string_view bytes) {
   uint64_t n = 0;
   if (!in.u64(state.late_events) || !in.u64(n)) return corrupt("partition header");
   for (uint64_t i = 0; i < n; ++i) {
-    PaneKey key;
+    int64_t pane_start = 0;
+    uint32_t bc = 0;
     uint8_t dirty = 0;
     Pane pane;
-    if (!in.i64(key.pane_start) || !read_bc(key.brand_channel) || !in.u8(dirty) ||
+    if (!in.i64(pane_start) || !read_bc(bc) || !in.u8(dirty) ||
         !get_aggregate(in, pane.aggregate)) {
       return corrupt("pane");
     }
-    pane.dirty = dirty != 0;
-    auto [it, inserted] = state.panes.try_emplace(key, std::move(pane));
-    if (!inserted) it->second.aggregate.merge(pane.aggregate);  // two names folded to `other`
+    bool created = false;
+    Pane& into = pane_at(state, bc, pane_start, created);
+    if (created) {
+      into.aggregate = std::move(pane.aggregate);
+      into.dirty = dirty != 0;
+    } else {
+      into.aggregate.merge(pane.aggregate);  // two names folded to `other`
+    }
+    // Panes of windows this instance already closed are freed at the next watermark.
+    earliest_due_ = std::min(earliest_due_, first_window_start(pane_start) + size_ms_ + grace_ms_);
   }
   if (!in.done()) return corrupt("trailing bytes");
-  for (const auto& [key, pane] : state.panes) {
-    // Panes of windows this instance already closed are freed at the next watermark.
-    earliest_due_ =
-        std::min(earliest_due_, first_window_start(key.pane_start) + size_ms_ + grace_ms_);
-  }
   partitions_[partition] = std::move(state);
-  cached_state_ = nullptr;
+  forget_index(partition);
   return {};
 }
 
 void WindowOperator::drop(PartitionId partition) {
   partitions_.erase(partition);
-  cached_state_ = nullptr;
+  forget_index(partition);
 }
 
 uint64_t WindowOperator::late_events() const {
@@ -404,7 +463,9 @@ uint64_t WindowOperator::late_events() const {
 
 size_t WindowOperator::pane_count() const {
   size_t n = 0;
-  for (const auto& [partition, state] : partitions_) n += state.panes.size();
+  for (const auto& [partition, state] : partitions_) {
+    for (const PaneSeries& series : state.series) n += series.starts.size();
+  }
   return n;
 }
 
@@ -429,11 +490,14 @@ void WindowOperator::collect(MetricsWriter& out) const {
 size_t WindowOperator::state_bytes() const {
   size_t bytes = sizeof(*this) + rates_.size() * (sizeof(RateSample) + 48);
   for (const auto& [partition, state] : partitions_) {
-    bytes += state.panes.capacity() * (sizeof(PaneKey) + sizeof(Pane) + 1);
-    for (const auto& [key, pane] : state.panes) {
-      const HyperLogLog& h = pane.aggregate.actors;
-      bytes += h.is_dense() ? HyperLogLog::kRegisters
-                            : static_cast<size_t>(h.estimate()) * sizeof(uint64_t);
+    bytes += state.series.capacity() * sizeof(PaneSeries);
+    for (const PaneSeries& series : state.series) {
+      bytes += series.starts.capacity() * sizeof(int64_t) + series.panes.capacity() * sizeof(Pane);
+      for (const Pane& pane : series.panes) {
+        const HyperLogLog& h = pane.aggregate.actors;
+        bytes += h.is_dense() ? HyperLogLog::kRegisters
+                              : static_cast<size_t>(h.estimate()) * sizeof(uint64_t);
+      }
     }
   }
   return bytes;

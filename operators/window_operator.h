@@ -1,7 +1,5 @@
 #pragma once
 // Tumbling and hopping event-time windows (SPEC 3, 5).
-#include <absl/container/flat_hash_map.h>
-
 #include <array>
 #include <map>
 #include <string>
@@ -59,21 +57,20 @@ class WindowOperator final : public Operator {
   size_t pane_count() const;
 
  private:
-  struct PaneKey {
-    int64_t pane_start = 0;      // epoch ms
-    uint32_t brand_channel = 0;  // brand << 16 | channel
-    bool operator==(const PaneKey&) const = default;
-    template <typename H>
-    friend H AbslHashValue(H h, const PaneKey& k) {
-      return H::combine(std::move(h), k.pane_start, k.brand_channel);
-    }
-  };
   struct Pane {
     WindowAggregate aggregate;
     bool dirty = false;  // changed since the last checkpoint (emit mode `update`)
   };
+  // The live panes of one brand+channel in one partition, by ascending pane start. Panes are
+  // created in (nearly) event-time order and expire from the front, so a short sorted vector
+  // searched from the newest end replaces a hash map of ~230-byte values that were moved on every
+  // rehash and tombstone cleanup.
+  struct PaneSeries {
+    std::vector<int64_t> starts;  // epoch ms, ascending, unique
+    std::vector<Pane> panes;      // parallel to starts
+  };
   struct PartitionState {
-    absl::flat_hash_map<PaneKey, Pane> panes;
+    std::vector<PaneSeries> series;  // by brand * channel_count + channel
     uint64_t late_events = 0;
   };
   struct RateSample {  // the last closed window of a brand+channel
@@ -84,6 +81,22 @@ class WindowOperator final : public Operator {
   using WindowKey = std::pair<int64_t, uint32_t>;  // (window start, brand_channel)
 
   PartitionState& state_for(PartitionId partition);
+  PartitionState& state_slow(PartitionId partition);
+  void forget_index(PartitionId partition);  // before its map node goes away
+  size_t series_index(uint32_t brand_channel) const {
+    return size_t{brand_of(brand_channel)} * channel_count_ + channel_of(brand_channel);
+  }
+  uint32_t brand_channel_of(size_t series_index) const {
+    return pack(static_cast<BrandIndex>(series_index / channel_count_),
+                static_cast<ChannelIndex>(series_index % channel_count_));
+  }
+  static uint32_t pack(BrandIndex brand, ChannelIndex channel) {
+    return (uint32_t{brand} << 16) | uint32_t{channel};
+  }
+  static BrandIndex brand_of(uint32_t bc) { return static_cast<BrandIndex>(bc >> 16); }
+  static ChannelIndex channel_of(uint32_t bc) { return static_cast<ChannelIndex>(bc & 0xffff); }
+  // The pane starting at pane_start, created (empty) if absent; `created` tells which.
+  Pane& pane_at(PartitionState& state, uint32_t brand_channel, int64_t pane_start, bool& created);
   int64_t first_window_start(int64_t t) const;  // earliest window containing t
   int64_t last_window_start(int64_t t) const;   // latest window containing t
   int64_t next_close_after(int64_t pane_start, int64_t watermark) const;
@@ -102,9 +115,12 @@ class WindowOperator final : public Operator {
   int64_t pane_ms_;
   int64_t grace_ms_;
 
+  size_t channel_count_;
+
   std::map<PartitionId, PartitionState> partitions_;  // ordered: deterministic merges
-  PartitionId cached_partition_{-2};
-  PartitionState* cached_state_ = nullptr;
+  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
+  // partitions interleave, so a one-entry cache missed on most events.
+  std::vector<PartitionState*> by_id_;
 
   // Global (kGlobalPartition) state.
   int64_t watermark_;  // last watermark acted on: windows closing at or before it are emitted

@@ -142,5 +142,33 @@ TEST(WatermarkTracker, SnapshotRestoreRoundTripsDeterministically) {
   EXPECT_FALSE(r.restore(kP0, "garbage"));
 }
 
+TEST(WatermarkTracker, CopyKeepsItsOwnPartitions) {
+  WatermarkTracker t({});
+  t.assign(kP0);
+  t.observe(kP0, kT0 + seconds(30), kWall0);
+  WatermarkTracker copy = t;
+  copy.observe(kP0, kT0 + seconds(60), kWall0);
+  EXPECT_EQ(t.partition_watermark(kP0), kT0 + seconds(20));
+  EXPECT_EQ(copy.partition_watermark(kP0), kT0 + seconds(50));
+  t = copy;
+  t.observe(kP0, kT0 + seconds(90), kWall0);
+  EXPECT_EQ(copy.partition_watermark(kP0), kT0 + seconds(50));
+  EXPECT_EQ(t.partition_watermark(kP0), kT0 + seconds(80));
+}
+
+TEST(WatermarkTracker, RevokedPartitionStartsOverWhenSeenAgain) {
+  WatermarkTracker t({});
+  t.assign(kP0);
+  t.assign(kP1);
+  t.observe(kP0, kT0 + seconds(30), kWall0);
+  t.observe(kP1, kT0 + seconds(30), kWall0);
+  t.revoke(kP1);
+  EXPECT_FALSE(t.is_assigned(kP1));
+  EXPECT_EQ(t.partition_watermark(kP1), kMinEventTime);
+  t.observe(kP1, kT0 + seconds(12), kWall0);
+  EXPECT_TRUE(t.is_assigned(kP1));
+  EXPECT_EQ(t.partition_watermark(kP1), kT0 + seconds(2));
+}
+
 }  // namespace
 }  // namespace sp
