@@ -174,6 +174,7 @@ class RunnerImpl final : public Runner {
     if (!store) return tl::unexpected(store.error());
     store_ = std::move(*store);
     if (hooks.on_store_open) hooks.on_store_open(*store_);
+    hooks_ = hooks;
     if (auto s = restore_global(); !s) return s;
 
     std::map<std::string, std::string> common = config_.kafka.properties;
@@ -549,6 +550,11 @@ class RunnerImpl final : public Runner {
     }
     pending_.clear();
     commit_offsets_async();
+    if (hooks_.on_checkpoint_committed) {
+      uint64_t consumed = 0;
+      for (const auto& [id, slot] : slots_) consumed += slot.counters.consumed;
+      hooks_.on_checkpoint_committed(consumed);
+    }
     checkpoint_hist_.observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
     publish_metrics();
     return {};
@@ -671,6 +677,7 @@ class RunnerImpl final : public Runner {
   }
 
   void on_assign(rd_kafka_topic_partition_list_t* partitions) {
+    const auto restore_started = SteadyClock::now();
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
       const auto t = topic_index(tp.topic);
@@ -690,7 +697,10 @@ class RunnerImpl final : public Runner {
       tp.offset = slot.next_offset >= 0 ? slot.next_offset : RD_KAFKA_OFFSET_BEGINNING;
       slots_.emplace(slot.id.value, std::move(slot));
     }
-    spdlog::info("msg=\"partitions assigned\" count={} owned={}", partitions->cnt, slots_.size());
+    const auto restore_time = SteadyClock::now() - restore_started;
+    spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt, slots_.size(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(restore_time).count());
+    if (hooks_.on_partitions_restored) hooks_.on_partitions_restored(restore_time, static_cast<size_t>(partitions->cnt));
     assigned_once_ = true;
     check_idle();  // starts the idle timers of the new partitions
     publish_metrics();
@@ -966,6 +976,7 @@ class RunnerImpl final : public Runner {
   std::minstd_rand latency_rng_{7};
   LocalHistogram latency_;
   LocalHistogram checkpoint_hist_;
+  RunnerTestHooks hooks_;
   std::shared_ptr<const MetricsSnapshot> last_snapshot_;
 };
 
