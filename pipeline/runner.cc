@@ -47,6 +47,7 @@ struct PartitionSlot {
   std::unique_ptr<Deduplicator> dedup;
   Deduplicator::CheckpointDelta dedup_delta;  // prepared for the batch being committed
   bool dirty = true;
+  bool state_paused = false;  // ahead of the pipeline watermark while state is over its limit
 };
 
 std::string hex_key(std::string_view prefix, uint64_t v) {
@@ -720,6 +721,7 @@ class RunnerImpl final : public Runner {
       const PartitionId id = make_partition_id(*t, partitions->elems[i].partition);
       for (auto& op : operators_) op->drop(id);
       tracker_.revoke(id);
+      if (auto it = slots_.find(id.value); it != slots_.end() && it->second.state_paused) --state_paused_;
       slots_.erase(id.value);
     }
     update_ready();
@@ -731,25 +733,66 @@ class RunnerImpl final : public Runner {
 
   // ---- back-pressure ----------------------------------------------------------------------
   void apply_backpressure() {
-    const bool over = pending_.size() > config_.limits.max_pending_records || checkpoint_failing_ ||
-                      state_bytes_ > config_.limits.max_state_bytes;
-    if (over == paused_ || stopping_) return;
-    set_paused(over);
-    if (over) {
-      spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
-                   pending_.size(), state_bytes_, checkpoint_failing_);
-    } else {
-      // Re-seek: resume must continue exactly after the last offset in state.
-      for (const auto& [id, slot] : slots_) {
-        if (slot.next_offset < 0) continue;
-        KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
-        rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
-        if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), one.get(), 1000)) rd_kafka_error_destroy(e);
+    if (stopping_) return;
+    // Pending records and failing checkpoints stop all input: nothing consumed could be stored.
+    const bool over = pending_.size() > config_.limits.max_pending_records || checkpoint_failing_;
+    if (over != paused_) {
+      set_paused(over);
+      if (over) {
+        spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
+                     pending_.size(), state_bytes_, checkpoint_failing_);
+      } else {
+        // Re-seek: resume must continue exactly after the last offset in state.
+        for (auto& [id, slot] : slots_) {
+          seek_to_state(slot);
+          slot.state_paused = false;  // resumed with the rest; re-decided below
+        }
+        state_paused_ = 0;
+        spdlog::info("msg=\"input resumed\"");
       }
-      spdlog::info("msg=\"input resumed\"");
+      paused_ = over;
+      update_ready();
     }
-    paused_ = over;
-    update_ready();
+    if (!paused_) align_on_state_limit();
+  }
+
+  // Over max_state_bytes, pausing everything stalled for good: state shrinks only when windows
+  // close, which needs the watermark to move, which needs input (a paused partition is never
+  // idle). Like Flink's watermark alignment, pause only the partitions ahead of the pipeline
+  // watermark and let the slowest catch up; below the limit, resume them all.
+  void align_on_state_limit() {
+    const bool over = state_bytes_ > config_.limits.max_state_bytes;
+    if (!over && state_paused_ == 0) return;
+    const EventTime wm = tracker_.pipeline_watermark();
+    size_t paused = 0, resumed = 0;
+    for (auto& [id, slot] : slots_) {
+      const bool ahead = over && tracker_.partition_watermark(slot.id) > wm;
+      if (ahead == slot.state_paused) continue;
+      KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
+      rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition);
+      if (ahead) {
+        rd_kafka_pause_partitions(consumer_.get(), one.get());
+        ++state_paused_;
+        ++paused;
+      } else {
+        rd_kafka_resume_partitions(consumer_.get(), one.get());
+        seek_to_state(slot);
+        --state_paused_;
+        ++resumed;
+      }
+      slot.state_paused = ahead;
+    }
+    if (paused > 0 || resumed > 0) {
+      spdlog::info("msg=\"state limit: partitions ahead of the watermark paused\" paused={} resumed={} now_paused={} state_bytes={} limit={}",
+                   paused, resumed, state_paused_, state_bytes_, config_.limits.max_state_bytes);
+    }
+  }
+
+  void seek_to_state(const PartitionSlot& slot) {
+    if (slot.next_offset < 0) return;
+    KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), one.get(), 1000)) rd_kafka_error_destroy(e);
   }
 
   void set_paused(bool pause) {
@@ -966,6 +1009,7 @@ class RunnerImpl final : public Runner {
   uint64_t checkpoint_failures_ = 0;
   bool checkpoint_failing_ = false;
   bool paused_ = false;
+  size_t state_paused_ = 0;  // partitions paused by align_on_state_limit()
   bool stopping_ = false;
   bool abandoned_ = false;  // fatal error: leave the group without touching the store
   bool assigned_once_ = false;
