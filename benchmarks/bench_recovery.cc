@@ -56,6 +56,13 @@ struct StateDir {
   std::string error;
 };
 
+struct RemoveAtExit {
+  std::string path;
+  ~RemoveAtExit() {
+    if (!path.empty()) std::filesystem::remove_all(path);
+  }
+};
+
 // Runs a Runner on `config` in a thread; `stop` ends it gracefully.
 struct RunningRunner {
   std::atomic<bool> stop{false};
@@ -197,6 +204,7 @@ StateDir build_state() {
 
 void BM_RestartToReady(benchmark::State& state) {
   static StateDir dir = build_state();
+  static RemoveAtExit cleanup{dir.path};
   if (!dir.error.empty()) {
     state.SkipWithError(dir.error.c_str());
     return;

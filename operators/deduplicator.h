@@ -57,6 +57,8 @@ class Deduplicator {
   // segment, then finish_restore(). Ids are exactly those of the last committed checkpoint.
   Status begin_restore(std::string_view header);
   Status restore_segment(uint64_t segment, std::string_view bytes);
+  // Optional, between begin_restore() and the segments: sizes the table once (no rehashing).
+  void reserve(size_t ids) { entries_.reserve(ids); }
   Status finish_restore();
   size_t segment_count() const { return segments_.size(); }
 

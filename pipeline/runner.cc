@@ -638,6 +638,9 @@ class RunnerImpl final : public Runner {
       const std::string prefix = dedup_segment_prefix(slot.id);
       auto segments = store_->scan(Family::state, prefix);
       if (!segments) return tl::unexpected(segments.error());
+      size_t ids = 0;  // upper bound: 24 bytes an id (some may have expired or be repeated)
+      for (const auto& [key, bytes] : *segments) ids += bytes.size() / 24;
+      slot.dedup->reserve(ids);
       for (const auto& [key, bytes] : *segments) {
         uint64_t seq = 0;
         const std::string_view hex = std::string_view(key).substr(prefix.size());
