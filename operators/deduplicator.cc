@@ -15,6 +15,13 @@ constexpr std::string_view kMagic = "SPDD";
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr size_t kHeaderBytes = 4 + 1 + 1 + 8 + 8;
 constexpr size_t kEntryBytes = 8 + 8 + 8;
+// Incremental form: header = magic, version 2, seen_any, max event time, next segment number;
+// segment = magic, version, count, entries (same layout as the full snapshot's).
+constexpr uint8_t kIncrementalVersion = 2;
+constexpr size_t kIncrementalHeaderBytes = 4 + 1 + 1 + 8 + 8;
+constexpr std::string_view kSegmentMagic = "SPDS";
+constexpr uint8_t kSegmentVersion = 1;
+constexpr size_t kSegmentHeaderBytes = 4 + 1 + 8;
 
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -89,6 +96,7 @@ bool Deduplicator::is_duplicate(const Event& event) {
     }
     it->second = t;
     remember(key, t);
+    note_delta(key, t);
     return false;
   }
   if (t < cutoff) {
@@ -96,7 +104,18 @@ bool Deduplicator::is_duplicate(const Event& event) {
     return false;
   }
   remember(key, t);
+  note_delta(key, t);
   return false;
+}
+
+void Deduplicator::note_delta(const Key& key, int64_t time_ms) {
+  delta_.push_back({key, time_ms});
+  if (delta_.size() < delta_compact_at_) return;
+  // Without checkpoints (or while they fail) the delta would grow forever: drop what expired,
+  // which a checkpoint would leave out anyway. Amortised O(1) per id.
+  const int64_t cutoff = cutoff_ms();
+  std::erase_if(delta_, [cutoff](const Row& r) { return r.time < cutoff; });
+  delta_compact_at_ = std::max<size_t>(kMinDeltaCompaction, 2 * delta_.size());
 }
 
 void Deduplicator::remember(const Key& key, int64_t time_ms) {
@@ -150,6 +169,9 @@ void Deduplicator::clear() {
   seen_any_ = false;
   max_time_ms_ = 0;
   oldest_bucket_ = 0;
+  delta_.clear();
+  segments_.clear();
+  next_segment_ = 0;
 }
 
 size_t Deduplicator::memory_bytes() const {
@@ -157,14 +179,11 @@ size_t Deduplicator::memory_bytes() const {
   size_t bytes = sizeof(*this) + entries_.capacity() * (sizeof(std::pair<const Key, int64_t>) + 1);
   bytes += ring_.capacity() * sizeof(Bucket);
   for (const Bucket& slot : ring_) bytes += slot.keys.capacity() * sizeof(Key);
+  bytes += delta_.capacity() * sizeof(Row) + segments_.size() * sizeof(Segment);
   return bytes;
 }
 
 void Deduplicator::snapshot(std::string& out) const {
-  struct Row {
-    Key key;
-    int64_t time;
-  };
   std::vector<Row> rows;
   rows.reserve(entries_.size());
   const int64_t cutoff = cutoff_ms();
@@ -227,7 +246,136 @@ Status Deduplicator::restore(std::string_view bytes) {
       return corrupt("duplicate key");
     }
     remember(key, time);
+    // No segment holds these ids yet: the next incremental checkpoint writes them all.
+    delta_.push_back({key, time});
   }
+  return {};
+}
+
+void Deduplicator::prepare_checkpoint(CheckpointDelta& out) const {
+  out.header.clear();
+  out.header.append(kMagic);
+  out.header.push_back(static_cast<char>(kIncrementalVersion));
+  out.header.push_back(seen_any_ ? 1 : 0);
+  put_u64(out.header, static_cast<uint64_t>(max_time_ms_));
+  const int64_t cutoff = cutoff_ms();
+  out.expired_segments.clear();
+  for (const Segment& seg : segments_) {
+    if (seg.newest_ms < cutoff) out.expired_segments.push_back(seg.seq);
+  }
+  out.delta_count = delta_.size();
+  out.segment_bytes.clear();
+  size_t live = 0;
+  for (const Row& r : delta_) live += r.time >= cutoff ? 1 : 0;
+  out.has_segment = live > 0;
+  out.segment = next_segment_;
+  // The header names the next free segment number, so a restore never reuses a stored one.
+  put_u64(out.header, next_segment_ + (out.has_segment ? 1 : 0));
+  if (!out.has_segment) return;
+  out.segment_bytes.reserve(kSegmentHeaderBytes + live * kEntryBytes);
+  out.segment_bytes.append(kSegmentMagic);
+  out.segment_bytes.push_back(static_cast<char>(kSegmentVersion));
+  put_u64(out.segment_bytes, live);
+  // Insertion order: deterministic for a given input, and no sort on the checkpoint path.
+  for (const Row& r : delta_) {
+    if (r.time < cutoff) continue;  // remembered and already expired: restore would skip it
+    put_u64(out.segment_bytes, r.key.high);
+    put_u64(out.segment_bytes, r.key.low);
+    put_u64(out.segment_bytes, static_cast<uint64_t>(r.time));
+  }
+}
+
+void Deduplicator::checkpoint_committed(const CheckpointDelta& delta) {
+  int64_t newest = INT64_MIN;
+  const int64_t cutoff = cutoff_ms();
+  const size_t n = std::min(delta.delta_count, delta_.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (delta_[i].time >= cutoff) newest = std::max(newest, delta_[i].time);
+  }
+  delta_.erase(delta_.begin(), delta_.begin() + static_cast<std::ptrdiff_t>(n));
+  if (!delta.expired_segments.empty()) {
+    std::erase_if(segments_, [&](const Segment& seg) {
+      return std::binary_search(delta.expired_segments.begin(), delta.expired_segments.end(), seg.seq);
+    });
+  }
+  if (delta.has_segment) {
+    segments_.push_back({delta.segment, newest});
+    next_segment_ = delta.segment + 1;
+  }
+}
+
+Status Deduplicator::begin_restore(std::string_view header) {
+  auto corrupt = [](const char* why) {
+    return make_error(ErrorKind::fatal, std::string("deduplicator checkpoint header: ") + why);
+  };
+  if (header.size() >= 5 && header.substr(0, 4) == kMagic &&
+      static_cast<uint8_t>(header[4]) == kSnapshotVersion) {
+    return restore(header);  // written before incremental checkpoints: a full snapshot
+  }
+  if (header.size() != kIncrementalHeaderBytes || header.substr(0, 4) != kMagic ||
+      static_cast<uint8_t>(header[4]) != kIncrementalVersion) {
+    return corrupt("bad header");
+  }
+  const bool seen_any = header[5] != 0;
+  const auto max_time = static_cast<int64_t>(get_u64(header.data() + 6));
+  const uint64_t next_segment = get_u64(header.data() + 14);
+  if (seen_any && (max_time < to_epoch_ms(kMinEventTime) || max_time > to_epoch_ms(kMaxEventTime))) {
+    return corrupt("max event time out of range");
+  }
+  clear();
+  next_segment_ = next_segment;
+  if (!seen_any) return {};
+  seen_any_ = true;
+  max_time_ms_ = max_time;
+  oldest_bucket_ = bucket_of(cutoff_ms());
+  return {};
+}
+
+Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
+  auto corrupt = [this](const char* why) {
+    clear();
+    return make_error(ErrorKind::fatal, std::string("deduplicator segment: ") + why);
+  };
+  if (bytes.size() < kSegmentHeaderBytes || bytes.substr(0, 4) != kSegmentMagic ||
+      static_cast<uint8_t>(bytes[4]) != kSegmentVersion) {
+    return corrupt("bad header");
+  }
+  const uint64_t count = get_u64(bytes.data() + 5);
+  if (count > (bytes.size() - kSegmentHeaderBytes) / kEntryBytes ||
+      bytes.size() != kSegmentHeaderBytes + count * kEntryBytes) {
+    return corrupt("length does not match entry count");
+  }
+  if (segment >= next_segment_) return corrupt("segment newer than the header");
+  if (!seen_any_ && count != 0) return corrupt("entries without a max event time");
+  const int64_t cutoff = cutoff_ms();
+  int64_t newest = INT64_MIN;
+  const char* p = bytes.data() + kSegmentHeaderBytes;
+  for (uint64_t i = 0; i < count; ++i, p += kEntryBytes) {
+    const Key key{get_u64(p + 8), get_u64(p)};
+    const auto time = static_cast<int64_t>(get_u64(p + 16));
+    if (time > max_time_ms_) return corrupt("entry newer than the max event time");
+    newest = std::max(newest, time);
+    if (time < cutoff) continue;
+    // A key re-seen after it expired is in a later segment with a later time: the latest wins.
+    auto [it, inserted] = entries_.try_emplace(key, time);
+    if (!inserted) it->second = std::max(it->second, time);
+  }
+  // Kept even when expired (a shorter horizon than at write time): the next checkpoint deletes it.
+  segments_.push_back({segment, newest});
+  return {};
+}
+
+Status Deduplicator::finish_restore() {
+  std::sort(segments_.begin(), segments_.end(),
+            [](const Segment& a, const Segment& b) { return a.seq < b.seq; });
+  for (size_t i = 1; i < segments_.size(); ++i) {
+    if (segments_[i].seq == segments_[i - 1].seq) {
+      clear();
+      return make_error(ErrorKind::fatal, "deduplicator segment: stored twice");
+    }
+  }
+  // Bucket contents only steer reclamation, so hash-map order here is harmless.
+  for (const auto& [key, time] : entries_) remember(key, time);
   return {};
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,31 @@ class Deduplicator {
   void snapshot(std::string& out) const;
   Status restore(std::string_view bytes);
 
+  // Incremental checkpoints: a small header plus segments, each holding the ids remembered
+  // between two committed checkpoints, so that a checkpoint costs what changed. A segment can be
+  // deleted once every id in it left the horizon. The store keeps bytes; this class decides.
+  struct CheckpointDelta {
+    std::string header;           // always written; replaces the previous header
+    bool has_segment = false;     // no new ids: no segment
+    uint64_t segment = 0;         // sequence number of the new segment
+    std::string segment_bytes;
+    std::vector<uint64_t> expired_segments;  // to delete in the same batch
+    size_t delta_count = 0;       // ids covered by this delta (consumed by checkpoint_committed)
+  };
+  // Fills `out` from the state now; changes nothing, so a failed commit can simply be retried.
+  void prepare_checkpoint(CheckpointDelta& out) const;
+  // Call after `delta` (from the last prepare_checkpoint, with no event in between) is durable.
+  void checkpoint_committed(const CheckpointDelta& delta);
+  // Restore: begin_restore(header) — which also accepts a full snapshot() from before segments
+  // existed, whose ids then go into the next segment — then restore_segment() for every stored
+  // segment, then finish_restore(). Ids are exactly those of the last committed checkpoint.
+  Status begin_restore(std::string_view header);
+  Status restore_segment(uint64_t segment, std::string_view bytes);
+  // Optional, between begin_restore() and the segments: sizes the table once (no rehashing).
+  void reserve(size_t ids) { entries_.reserve(ids); }
+  Status finish_restore();
+  size_t segment_count() const { return segments_.size(); }
+
  private:
   struct Key {
     uint64_t low = 0;
@@ -57,6 +83,7 @@ class Deduplicator {
   void remember(const Key& key, int64_t time_ms);
   void advance(int64_t time_ms);
   void expire_bucket(Bucket& bucket);
+  void note_delta(const Key& key, int64_t time_ms);
   void clear();
 
   Millis horizon_;
@@ -66,6 +93,20 @@ class Deduplicator {
   int64_t oldest_bucket_ = 0;  // every live entry's bucket is >= this
   absl::flat_hash_map<Key, int64_t, KeyHash> entries_;  // key -> event time (ms) first seen
   std::vector<Bucket> ring_;  // bucket b lives in slot b mod ring_.size()
+
+  struct Row {
+    Key key;
+    int64_t time;
+  };
+  struct Segment {
+    uint64_t seq;
+    int64_t newest_ms;  // deletable once the cutoff passes it
+  };
+  std::vector<Row> delta_;           // remembered since the last committed checkpoint, in order
+  std::deque<Segment> segments_;     // stored segments, by sequence number
+  uint64_t next_segment_ = 0;
+  static constexpr size_t kMinDeltaCompaction = 4096;
+  size_t delta_compact_at_ = kMinDeltaCompaction;
 };
 
 }  // namespace sp

@@ -4,6 +4,9 @@
 // one RocksDB WriteBatch), output production after commit, back-pressure and graceful shutdown.
 // Operators see only events, watermarks and snapshot requests.
 #include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,6 +23,11 @@ class CheckpointStore;
 // runner's store, e.g. to make checkpoint writes fail like a full disk.
 struct RunnerTestHooks {
   std::function<void(CheckpointStore&)> on_store_open;
+  // Benchmarks (bench_recovery): time spent restoring the partitions of one assignment (store
+  // reads + operator restore; the group join is not in it), and the total consumed count after
+  // each committed checkpoint. Called on the runner thread.
+  std::function<void(std::chrono::steady_clock::duration, size_t partitions)> on_partitions_restored;
+  std::function<void(uint64_t consumed)> on_checkpoint_committed;
 };
 
 class Runner {

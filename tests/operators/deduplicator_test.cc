@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -83,19 +84,20 @@ TEST(Deduplicator, OutOfOrderWithinHorizonIsRemembered) {
 
 TEST(Deduplicator, MemoryIsBoundedByTheHorizon) {
   // One event per second for 10 horizons: the live set is ~one horizon of ids, and memory stops
-  // growing once the ring and table have reached their steady-state capacity.
+  // growing once the ring, table and (never checkpointed here) delta have reached their
+  // steady-state capacity; the delta first compacts after 4096 ids, ~4.6 horizons.
   Deduplicator d(kHorizon);
   const int64_t per_horizon = kHorizon.count() / 1000;
-  size_t memory_after_two_horizons = 0;
+  size_t memory_after_five_horizons = 0;
   for (int64_t s = 0; s < 10 * per_horizon; ++s) {
     ASSERT_FALSE(dup(d, "acme", "id-" + std::to_string(s), s * 1000));
-    if (s == 2 * per_horizon) memory_after_two_horizons = d.memory_bytes();
+    if (s == 5 * per_horizon) memory_after_five_horizons = d.memory_bytes();
     if (s > per_horizon) {
       ASSERT_LE(d.size(), static_cast<size_t>(per_horizon + per_horizon / 64 + 2)) << s;
     }
   }
   EXPECT_GE(d.size(), static_cast<size_t>(per_horizon));
-  EXPECT_EQ(d.memory_bytes(), memory_after_two_horizons);
+  EXPECT_EQ(d.memory_bytes(), memory_after_five_horizons);
   EXPECT_LT(d.memory_bytes(), size_t{200} * 1024);
 }
 
@@ -222,6 +224,145 @@ TEST(Deduplicator, RestoreReplacesState) {
   ASSERT_TRUE(d.restore(nothing).has_value());
   EXPECT_EQ(d.size(), 0u);
   EXPECT_FALSE(dup(d, "acme", "a", 1000));
+}
+
+// What the runner keeps in RocksDB for one partition: the header key and the segment keys.
+struct SegmentStore {
+  std::string header;
+  std::map<uint64_t, std::string> segments;
+
+  void apply(const Deduplicator::CheckpointDelta& d) {
+    header = d.header;
+    if (d.has_segment) segments[d.segment] = d.segment_bytes;
+    for (uint64_t seq : d.expired_segments) segments.erase(seq);
+  }
+  Status restore_into(Deduplicator& d) const {
+    if (auto s = d.begin_restore(header); !s) return s;
+    for (const auto& [seq, bytes] : segments) {
+      if (auto s = d.restore_segment(seq, bytes); !s) return s;
+    }
+    return d.finish_restore();
+  }
+};
+
+std::string snapshot_of(const Deduplicator& d) {
+  std::string out;
+  d.snapshot(out);
+  return out;
+}
+
+TEST(Deduplicator, IncrementalCheckpointsRestoreExactlyTheCommittedIds) {
+  const auto stream = random_stream(20000, 11);
+  // The short horizon makes ids expire and come back within one checkpoint interval.
+  for (Millis horizon : {kHorizon, Millis{30'000}}) {
+    SCOPED_TRACE(horizon.count());
+    Deduplicator live(horizon);
+    SegmentStore store;
+    std::string committed = snapshot_of(Deduplicator(horizon));
+    std::mt19937 rng(3);
+    size_t checkpoints = 0;
+    for (size_t i = 0; i < stream.size(); ++i) {
+      live.is_duplicate(stream[i].view());
+      if (std::uniform_int_distribution<int>(0, 99)(rng) != 0) continue;
+      Deduplicator::CheckpointDelta delta;
+      live.prepare_checkpoint(delta);
+      // One commit in four fails: nothing may be lost, the next checkpoint carries it.
+      if (std::uniform_int_distribution<int>(0, 3)(rng) != 0) {
+        store.apply(delta);
+        live.checkpoint_committed(delta);
+        committed = snapshot_of(live);
+        ++checkpoints;
+      }
+      // A crash now restores the last committed checkpoint, whatever happened since.
+      Deduplicator restored(horizon);
+      ASSERT_TRUE(store.restore_into(restored).has_value()) << i;
+      ASSERT_EQ(snapshot_of(restored), committed) << i;
+      EXPECT_EQ(restored.segment_count(), store.segments.size());
+    }
+    EXPECT_GT(checkpoints, 100u);
+    // Expired segments were deleted: the store spans about one horizon, not the whole stream.
+    EXPECT_LT(store.segments.size(), checkpoints / 3);
+  }
+}
+
+TEST(Deduplicator, RestoredFromSegmentsBehavesLikeNeverStopping) {
+  const auto stream = random_stream(20000, 5);
+  Deduplicator uninterrupted(kHorizon);
+  std::vector<bool> expected;
+  for (const auto& o : stream) expected.push_back(uninterrupted.is_duplicate(o.view()));
+  Deduplicator live(kHorizon);
+  SegmentStore store;
+  const size_t cut = 12345;
+  for (size_t i = 0; i < cut; ++i) {
+    ASSERT_EQ(live.is_duplicate(stream[i].view()), expected[i]);
+    if (i % 500 == 0 || i + 1 == cut) {
+      Deduplicator::CheckpointDelta delta;
+      live.prepare_checkpoint(delta);
+      store.apply(delta);
+      live.checkpoint_committed(delta);
+    }
+  }
+  Deduplicator after(kHorizon);
+  ASSERT_TRUE(store.restore_into(after).has_value());
+  // Checkpoints keep going after the restore, into new segment numbers.
+  for (size_t i = cut; i < stream.size(); ++i) {
+    ASSERT_EQ(after.is_duplicate(stream[i].view()), expected[i]) << i;
+    if (i % 700 == 0) {
+      Deduplicator::CheckpointDelta delta;
+      after.prepare_checkpoint(delta);
+      EXPECT_EQ(store.segments.count(delta.segment), 0u);
+      store.apply(delta);
+      after.checkpoint_committed(delta);
+    }
+  }
+}
+
+TEST(Deduplicator, CheckpointWithoutNewIdsWritesNoSegment) {
+  Deduplicator d(kHorizon);
+  dup(d, "acme", "a", 1000);
+  Deduplicator::CheckpointDelta delta;
+  d.prepare_checkpoint(delta);
+  ASSERT_TRUE(delta.has_segment);
+  d.checkpoint_committed(delta);
+  EXPECT_TRUE(dup(d, "acme", "a", 2000));  // duplicate: moves max time, remembers nothing
+  d.prepare_checkpoint(delta);
+  EXPECT_FALSE(delta.has_segment);
+  EXPECT_TRUE(delta.expired_segments.empty());
+}
+
+TEST(Deduplicator, FullSnapshotFromBeforeSegmentsIsRestoredAndRewritten) {
+  Deduplicator old(kHorizon);
+  for (int i = 0; i < 100; ++i) dup(old, "acme", std::to_string(i), 1000 + i);
+  SegmentStore store;
+  store.header = snapshot_of(old);  // what `dedup/<pid>` held before
+  Deduplicator d(kHorizon);
+  ASSERT_TRUE(store.restore_into(d).has_value());
+  EXPECT_EQ(snapshot_of(d), snapshot_of(old));
+  Deduplicator::CheckpointDelta delta;
+  d.prepare_checkpoint(delta);
+  ASSERT_TRUE(delta.has_segment);  // every id goes into the first segment
+  store.apply(delta);
+  d.checkpoint_committed(delta);
+  Deduplicator again(kHorizon);
+  ASSERT_TRUE(store.restore_into(again).has_value());
+  EXPECT_EQ(snapshot_of(again), snapshot_of(old));
+}
+
+TEST(Deduplicator, RestoreRejectsCorruptSegments) {
+  Deduplicator d(kHorizon);
+  dup(d, "acme", "a", 1000);
+  Deduplicator::CheckpointDelta delta;
+  d.prepare_checkpoint(delta);
+  Deduplicator r(kHorizon);
+  ASSERT_TRUE(r.begin_restore(delta.header).has_value());
+  EXPECT_FALSE(r.restore_segment(delta.segment, delta.segment_bytes + "x").has_value());
+  ASSERT_TRUE(r.begin_restore(delta.header).has_value());
+  EXPECT_FALSE(r.restore_segment(delta.segment + 1, delta.segment_bytes).has_value());  // not yet written
+  ASSERT_TRUE(r.begin_restore(delta.header).has_value());
+  ASSERT_TRUE(r.restore_segment(delta.segment, delta.segment_bytes).has_value());
+  ASSERT_TRUE(r.restore_segment(delta.segment, delta.segment_bytes).has_value());
+  EXPECT_FALSE(r.finish_restore().has_value());  // the same segment twice
+  EXPECT_FALSE(r.begin_restore("SPDD").has_value());
 }
 
 }  // namespace
