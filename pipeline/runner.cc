@@ -191,6 +191,14 @@ class RunnerImpl final : public Runner {
     consumer_settings.try_emplace("session.timeout.ms", "6000");
     consumer_settings.try_emplace("heartbeat.interval.ms", "500");
     consumer_settings.try_emplace("fetch.wait.max.ms", "50");
+    // librdkafka 2.0.2 compares both prefetch thresholds against the whole consumer queue (every
+    // partition queue is forwarded to it), and a broker thread that found the queue over either
+    // one sleeps until its next 1 s wake-up (librdkafka #2879, fixed in 2.2 by
+    // fetch.queue.backoff.ms). With the defaults (100k messages) a backlog was read in bursts of
+    // 100k a second whatever the pipeline's speed: the prefetch queue must hold more than one
+    // second of processing. Still bounded: 256 MiB of payload.
+    consumer_settings.try_emplace("queued.min.messages", "2000000");
+    consumer_settings.try_emplace("queued.max.messages.kbytes", "262144");
     consumer_settings.try_emplace("enable.partition.eof", "false");
     auto cconf = make_kafka_conf(consumer_settings);
     if (!cconf) return tl::unexpected(cconf.error());

@@ -324,6 +324,8 @@ Result<RawResult> raw_consume(const std::string& bootstrap, const Options& o, bo
                                {"session.timeout.ms", "6000"},
                                {"heartbeat.interval.ms", "500"},
                                {"fetch.wait.max.ms", "50"},
+                               {"queued.min.messages", "2000000"},
+                               {"queued.max.messages.kbytes", "262144"},
                                {"enable.partition.eof", "false"},
                                {"log_level", "4"}});
   if (!conf) return tl::unexpected(conf.error());
@@ -380,6 +382,18 @@ class Pipeline {
     config_.kafka.group_id = "bench-pipeline-" + std::to_string(::getpid());
     config_.state.path = state_dir;
     config_.metrics.listen = "127.0.0.1:0";
+    if (const char* props = std::getenv("SP_BENCH_PROPS")) {
+      std::string all = props;
+      size_t at = 0;
+      while (at < all.size()) {
+        size_t end = all.find(',', at);
+        if (end == std::string::npos) end = all.size();
+        const std::string kv = all.substr(at, end - at);
+        const size_t eq = kv.find('=');
+        if (eq != std::string::npos) config_.kafka.properties[kv.substr(0, eq)] = kv.substr(eq + 1);
+        at = end + 1;
+      }
+    }
   }
 
   Status start() {
