@@ -21,6 +21,7 @@
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
 #include "pipeline/metrics_registry.h"
+#include "pipeline/source_worker.h"
 #include "pipeline/version.h"
 #include "state/checkpoint_store.h"
 
@@ -143,6 +144,7 @@ class RunnerImpl final : public Runner {
   ~RunnerImpl() override {
     if (!consumer_) return;
     abandoned_ = true;
+    stop_source();  // after a fatal error run() returned with the source still polling
     close_consumer(SteadyClock::now() + config_.shutdown_timeout);
     consumer_.reset();
     producer_.reset();
@@ -151,8 +153,8 @@ class RunnerImpl final : public Runner {
   RunnerImpl(const Config& config, HttpServer* http)
       : config_(config),
         vocabulary_(config.vocabulary()),
-        decoder_(vocabulary_, DecoderOptions{config.limits.max_message_bytes,
-                                             config.watermark.max_future, config.brands.unknown}),
+        source_(vocabulary_, DecoderOptions{config.limits.max_message_bytes, config.watermark.max_future,
+                                            config.brands.unknown}),
         tracker_(config.watermark),
         http_(http),
         registry_(config.metrics.max_series),
@@ -239,24 +241,12 @@ class RunnerImpl final : public Runner {
   Status run(const std::atomic<bool>& stop) override {
     auto next_checkpoint = SteadyClock::now() + config_.state.checkpoint_interval;
     auto next_idle_check = SteadyClock::now();
+    source_.start(consumer_.get());
     while (!stop.load(std::memory_order_relaxed) && fatal_.message.empty()) {
-      // Bounded batch so that time-driven work (idle, checkpoint) is never starved.
-      int handled = 0;
-      if (!paused_) {
-        wall_now_ = WallClock::now();
-        while (handled < 4096) {
-          rd_kafka_message_t* raw = rd_kafka_consumer_poll(consumer_.get(), handled == 0 ? 50 : 0);
-          if (raw == nullptr) break;
-          KafkaMessage msg(raw);
-          if ((++handled & 63) == 0) wall_now_ = WallClock::now();
-          handle_message(*msg);
-        }
-      } else {
-        // Still serve rebalances and the group heartbeat while paused.
-        if (rd_kafka_message_t* raw = rd_kafka_consumer_poll(consumer_.get(), 50)) {
-          KafkaMessage msg(raw);
-          handle_message(*msg);
-        }
+      // Bounded wait so that time-driven work (idle, checkpoint) is never starved.
+      if (SourceWorker::Batch* batch = source_.next(Millis{50}, rebalance_handler_)) {
+        process_batch(*batch);
+        source_.release(batch);
       }
       rd_kafka_poll(producer_.get(), 0);
       const auto now = SteadyClock::now();
@@ -276,8 +266,20 @@ class RunnerImpl final : public Runner {
 
  private:
   // ---- messages ---------------------------------------------------------------------------
-  void handle_message(const rd_kafka_message_t& msg) {
-    if (msg.err) {
+  // Polling and decoding run on the source thread (pipeline/source_worker.h); batches arrive here
+  // in consumption order, rebalances in order with them.
+  void process_batch(const SourceWorker::Batch& batch) {
+    wall_now_ = WallClock::now();
+    size_t handled = 0;
+    for (const auto& item : batch.items()) {
+      if ((++handled & 63) == 0) wall_now_ = WallClock::now();
+      handle_message(item);
+    }
+  }
+
+  void handle_message(const SourceWorker::Item& item) {
+    const rd_kafka_message_t& msg = *item.message;
+    if (item.outcome == SourceWorker::Outcome::kafka_error) {
       if (msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         spdlog::warn("msg=\"consumer error\" error=\"{}\"", rd_kafka_message_errstr(&msg));
       }
@@ -293,27 +295,14 @@ class RunnerImpl final : public Runner {
     ++c.consumed;
     sample_latency(msg);
 
-    std::string_view payload(static_cast<const char*>(msg.payload), msg.payload ? msg.len : 0);
-    headers_.clear();
-    rd_kafka_headers_t* hdrs = nullptr;
-    if (rd_kafka_message_headers(&msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
-      const char* name = nullptr;
-      const void* value = nullptr;
-      size_t size = 0;
-      for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == 0; ++i) {
-        headers_.push_back({name, std::string_view(static_cast<const char*>(value), value ? size : 0)});
-      }
-    }
-    const EventTime now_ms = std::chrono::time_point_cast<Millis>(wall_now_);
-    auto decoded = decoder_.decode(payload, headers_, now_ms);
-    if (!decoded) {
+    if (item.outcome == SourceWorker::Outcome::rejected) {
       tracker_.observe_activity(slot->id, wall_now_);
-      ++c.rejected[static_cast<size_t>(decoded.error().reason)];
-      send_to_dlq(msg, *slot, decoded.error());
+      ++c.rejected[static_cast<size_t>(item.rejection.reason)];
+      send_to_dlq(msg, *slot, item.rejection);
       ++c.dlq;
       return;
     }
-    const Event& event = **decoded;
+    const Event& event = item.event;
     if (slot->dedup->is_duplicate(event)) {
       tracker_.observe_activity(slot->id, wall_now_);
       ++c.duplicate;
@@ -676,6 +665,11 @@ class RunnerImpl final : public Runner {
   static void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                            rd_kafka_topic_partition_list_t* partitions, void* opaque) {
     auto* self = static_cast<RunnerImpl*>(opaque);
+    // Polled on the source thread: the state work runs on the pipeline thread, in order.
+    if (self->source_.is_worker_thread()) {
+      self->source_.forward_rebalance(rk, err, partitions);
+      return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       self->on_assign(partitions);
       rd_kafka_assign(rk, partitions);
@@ -686,6 +680,25 @@ class RunnerImpl final : public Runner {
       self->on_revoke(partitions);
       rd_kafka_assign(rk, nullptr);
     }
+  }
+
+  // Pipeline thread, for a rebalance forwarded by the source thread; true: start them paused.
+  bool handle_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (abandoned_) return true;  // leaving after a fatal error: restore nothing
+      on_assign(partitions);
+      return paused_;
+    }
+    on_revoke(partitions);
+    return false;
+  }
+
+  // Stops the source thread; what it consumed before is processed (unless abandoned: then it is
+  // dropped, and being unstored it is read again after a restart).
+  void stop_source() {
+    source_.stop(rebalance_handler_, [this](SourceWorker::Batch& batch) {
+      if (!abandoned_) process_batch(batch);
+    });
   }
 
   void on_assign(rd_kafka_topic_partition_list_t* partitions) {
@@ -934,6 +947,7 @@ class RunnerImpl final : public Runner {
     // Stop fetching first: nothing consumed after the final checkpoint would be stored.
     set_paused(true);
     paused_ = true;
+    stop_source();
     // Leave a margin of the deadline for flushing and leaving the group.
     bool stored = false;
     const auto checkpoint_deadline = SteadyClock::now() + config_.shutdown_timeout / 2;
@@ -996,7 +1010,11 @@ class RunnerImpl final : public Runner {
 
   const Config config_;
   Vocabulary vocabulary_;
-  EventDecoder decoder_;
+  SourceWorker source_;
+  const SourceWorker::RebalanceHandler rebalance_handler_ =
+      [this](rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+        return handle_rebalance(err, partitions);
+      };
   WatermarkTracker tracker_;
   HttpServer* http_;
   MetricsRegistry registry_;
@@ -1007,7 +1025,6 @@ class RunnerImpl final : public Runner {
   KafkaHandle consumer_;
   KafkaHandle producer_;
   std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
-  std::vector<HeaderView> headers_;
   const char* last_topic_name_ = nullptr;  // find_slot cache
   size_t last_topic_index_ = 0;
   WallClock::time_point wall_now_{};

@@ -27,6 +27,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -404,6 +405,10 @@ class Pipeline {
       so.on_started = [&port](const std::string& url, const std::string&) {
         port.store(std::atoi(url.c_str() + url.rfind(':') + 1));
       };
+      so.runner_hooks.on_checkpoint_committed = [this](uint64_t consumed) {
+        std::lock_guard lock(commits_mutex_);
+        commits_.push_back({Clock::now(), static_cast<double>(consumed)});
+      };
       status_ = run_service(config_, so, stop_);
       if (port.load() == 0) failed.store(true);
     });
@@ -426,6 +431,11 @@ class Pipeline {
   const Config& config() const { return config_; }
 
   std::optional<std::string> scrape() const { return http_get(port_, "/metrics"); }
+  // (commit time, consumed count) of every checkpoint the runner committed so far.
+  std::vector<Sample> commits() const {
+    std::lock_guard lock(commits_mutex_);
+    return commits_;
+  }
   std::optional<double> consumed() const {
     auto body = scrape();
     if (!body) return std::nullopt;
@@ -438,6 +448,8 @@ class Pipeline {
   std::thread thread_;
   Status status_;
   int port_ = 0;
+  mutable std::mutex commits_mutex_;
+  std::vector<Sample> commits_;
 };
 
 struct ThroughputResult {
@@ -448,40 +460,48 @@ struct ThroughputResult {
   bool complete = false;
 };
 
-// Polls /metrics; the consumed counter moves once per checkpoint, so the rate is taken between
-// the first and the last checkpoint that happened while the backlog was still being read (both
-// points are publish times of the same periodic checkpoint: no quantisation bias).
+// Waits until /metrics shows N consumed. The rate comes from the runner's own checkpoint commits
+// (exact commit times, no scrape jitter): between the first and the last commit that happened
+// while the backlog was still being read, so that neither the group join nor the wait for the
+// checkpoint after the last event is counted.
 ThroughputResult measure_pipeline(const Pipeline& p, uint64_t n, Clock::time_point started) {
   ThroughputResult r;
-  std::vector<Sample> changes;
-  double last = 0;
   const auto deadline = Clock::now() + std::chrono::seconds(600);
+  double last = 0;
+  Clock::time_point seen_all{};
   while (Clock::now() < deadline) {
-    const auto at = Clock::now();
     const auto c = p.consumed();
-    if (c && *c != last) {
-      last = *c;
-      changes.push_back({at, *c});
-      if (*c >= static_cast<double>(n)) break;
+    if (c) last = *c;
+    if (last >= static_cast<double>(n)) {
+      seen_all = Clock::now();
+      break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   r.complete = last >= static_cast<double>(n);
-  if (changes.empty()) return r;
-  r.wall_seconds = seconds_since(started, changes.back().at);
+  if (!r.complete) return r;
+  r.wall_seconds = seconds_since(started, seen_all);
   r.wall_rate = last / r.wall_seconds;
   std::vector<Sample> mid;
-  for (const auto& s : changes) {
+  const std::vector<Sample> commits = p.commits();
+  for (const auto& s : commits) {
     if (s.consumed > 0 && s.consumed < static_cast<double>(n)) mid.push_back(s);
   }
-  r.checkpoints_seen = static_cast<int>(changes.size());
+  r.checkpoints_seen = static_cast<int>(mid.size());
   if (mid.size() >= 2) {
     r.rate = (mid.back().consumed - mid.front().consumed) / seconds_since(mid.front().at, mid.back().at);
-  } else if (!mid.empty()) {
-    // One checkpoint inside the run: from it to the end (biased low by up to one interval).
-    r.rate = (last - mid.front().consumed) / seconds_since(mid.front().at, changes.back().at);
   } else {
-    r.rate = r.wall_rate;
+    // Fewer than two checkpoints inside the backlog: from the first one to the one covering N
+    // (biased low by up to one interval). Use more --events.
+    const Sample* first = mid.empty() ? nullptr : &mid.front();
+    const Sample* end = nullptr;
+    for (const auto& s : commits) {
+      if (s.consumed >= static_cast<double>(n)) {
+        end = &s;
+        break;
+      }
+    }
+    r.rate = first && end ? (end->consumed - first->consumed) / seconds_since(first->at, end->at) : r.wall_rate;
   }
   return r;
 }
@@ -694,7 +714,7 @@ int run(const Options& o) {
   if (auto s = pipeline.start(); !s) return std::fprintf(stderr, "pipeline: %s\n", s.error().message.c_str()), 1;
   const ThroughputResult tp = measure_pipeline(pipeline, o.events, started);
   check(tp.complete, "the pipeline did not consume every event");
-  std::printf("pipeline: %.0f ev/s between checkpoints (%d checkpoints seen), wall %.2f s (%.0f ev/s incl. start)\n",
+  std::printf("pipeline: %.0f ev/s between checkpoints (%d committed while reading the backlog), wall %.2f s (%.0f ev/s incl. start)\n",
               tp.rate, tp.checkpoints_seen, tp.wall_seconds, tp.wall_rate);
   if (auto body = pipeline.scrape()) {
     const double consumed = metric_value(*body, "socialpulse_events_consumed_total").value_or(-1);
