@@ -192,7 +192,11 @@ class RunnerImpl final : public Runner {
     consumer_settings["partition.assignment.strategy"] = "roundrobin";
     consumer_settings.try_emplace("session.timeout.ms", "6000");
     consumer_settings.try_emplace("heartbeat.interval.ms", "500");
-    consumer_settings.try_emplace("fetch.wait.max.ms", "50");
+    // A fetch that finds no new data is answered after fetch.wait.max.ms by brokers that do not
+    // cut the wait short when data arrives (librdkafka's mock cluster, the embedded broker): that
+    // wait is added to the event -> /metrics latency. Real brokers answer as soon as data arrives
+    // (fetch.min.bytes=1); for them this only sets the rate of empty fetches of an idle consumer.
+    consumer_settings.try_emplace("fetch.wait.max.ms", "10");
     // librdkafka 2.0.2 compares both prefetch thresholds against the whole consumer queue (every
     // partition queue is forwarded to it), and a broker thread that found the queue over either
     // one sleeps until its next 1 s wake-up (librdkafka #2879, fixed in 2.2 by
@@ -504,12 +508,14 @@ class RunnerImpl final : public Runner {
     }
     failed_records_.clear();
 
+    const auto t_emit = SteadyClock::now();
     auto batch = store_->batch();
     std::string buf;
     for (auto& [id, slot] : slots_) {
       if (!slot.dirty) continue;
       write_partition(batch, slot, buf);
     }
+    const auto t_partitions = SteadyClock::now();
     for (auto& op : operators_) {
       buf.clear();
       op->snapshot(kGlobalPartition, buf);
@@ -526,6 +532,8 @@ class RunnerImpl final : public Runner {
     const size_t delivered = delivered_records_.size();
     for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
 
+    const auto t_built = SteadyClock::now();
+    const size_t batch_bytes = batch.data_bytes();
     if (auto s = store_->commit(batch); !s) {
       note_checkpoint_failure(s.error().message);
       if (s.error().kind == ErrorKind::fatal) fatal_ = s.error();
@@ -553,15 +561,38 @@ class RunnerImpl final : public Runner {
       for (const auto& [id, slot] : slots_) consumed += slot.counters.consumed;
       hooks_.on_checkpoint_committed(consumed);
     }
-    checkpoint_hist_.observe(std::chrono::duration<double>(SteadyClock::now() - started).count());
+    const auto t_committed = SteadyClock::now();
+    checkpoint_hist_.observe(std::chrono::duration<double>(t_committed - started).count());
     publish_metrics();
+    // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
+    if (spdlog::should_log(spdlog::level::debug)) {
+      auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
+      spdlog::debug("msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} partitions_us={} global_us={} commit_us={} publish_us={} bytes={}",
+                    us(started - last_checkpoint_start_), us(t_emit - started), us(t_partitions - t_emit), us(t_built - t_partitions),
+                    us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes);
+      std::string ops;
+      for (size_t i = 0; i < operators_.size() && i < kProfiledOperators; ++i) {
+        ops += fmt::format(" {}={}us/{}B", operators_[i]->name(),
+                           std::chrono::duration_cast<std::chrono::microseconds>(snapshot_profile_[i].first).count(),
+                           snapshot_profile_[i].second);
+        snapshot_profile_[i] = {};
+      }
+      spdlog::debug("msg=\"checkpoint snapshots\"{}", ops);
+      last_checkpoint_start_ = started;
+    }
     return {};
   }
 
   void write_partition(CheckpointStore::Batch& batch, PartitionSlot& slot, std::string& buf) {
-    for (auto& op : operators_) {
+    for (size_t i = 0; i < operators_.size(); ++i) {
+      auto& op = operators_[i];
       buf.clear();
+      const auto t = SteadyClock::now();
       op->snapshot(slot.id, buf);
+      if (i < kProfiledOperators) {
+        snapshot_profile_[i].first += SteadyClock::now() - t;
+        snapshot_profile_[i].second += buf.size();
+      }
       batch.put(Family::state, partition_key(std::string(op->name()) + "/", slot.id), buf);
     }
     buf.clear();
@@ -1007,6 +1038,9 @@ class RunnerImpl final : public Runner {
   }
 
   static constexpr size_t kLatencySampleCap = 1 << 14;
+  static constexpr size_t kProfiledOperators = 8;
+  std::array<std::pair<SteadyClock::duration, size_t>, kProfiledOperators> snapshot_profile_{};  // debug log
+  SteadyClock::time_point last_checkpoint_start_{};
 
   const Config config_;
   Vocabulary vocabulary_;
