@@ -24,7 +24,20 @@ class Deduplicator {
   // Returns true for a duplicate (and changes nothing); otherwise remembers the event and returns
   // false. An event older than (max event time seen - horizon) is never a duplicate of an expired
   // entry and is not remembered: it could only be matched by an equally late copy.
-  bool is_duplicate(const Event& event);
+  bool is_duplicate(const Event& event) { return is_duplicate(event, key_of(event)); }
+
+  // The dedup key of (brand, id): XXH3-128 over the brand, a NUL and the id. Pure, so it can be
+  // computed ahead, on another thread (the runner's source thread does).
+  struct Key {
+    uint64_t low = 0;
+    uint64_t high = 0;
+    bool operator==(const Key&) const = default;
+  };
+  static Key key_of(const Event& event);
+  // Same as is_duplicate(event) with key == key_of(event).
+  bool is_duplicate(const Event& event, const Key& key);
+  // Starts loading the table slot of `key` into the cache (the table outgrows it at ~1 M ids).
+  void prefetch(const Key& key) const { entries_.prefetch(key); }
 
   // Entries not yet reclaimed. Expiry is exact for is_duplicate(); memory is reclaimed in
   // buckets of horizon/64, so size() may include up to one bucket of already-expired ids.
@@ -63,11 +76,6 @@ class Deduplicator {
   size_t segment_count() const { return segments_.size(); }
 
  private:
-  struct Key {
-    uint64_t low = 0;
-    uint64_t high = 0;
-    bool operator==(const Key&) const = default;
-  };
   // Keys are already XXH3-128 outputs: re-hashing them would only cost time.
   struct KeyHash {
     size_t operator()(const Key& k) const { return static_cast<size_t>(k.low ^ (k.high >> 7)); }
@@ -77,7 +85,6 @@ class Deduplicator {
     std::vector<Key> keys;   // cleared, never shrunk: steady state allocates nothing
   };
 
-  static Key key_of(const Event& event);
   int64_t bucket_of(int64_t time_ms) const;
   int64_t cutoff_ms() const { return max_time_ms_ - horizon_.count(); }
   void remember(const Key& key, int64_t time_ms);

@@ -250,7 +250,9 @@ class RunnerImpl final : public Runner {
       // Bounded wait so that time-driven work (idle, checkpoint) is never starved.
       if (SourceWorker::Batch* batch = source_.next(Millis{50}, rebalance_handler_)) {
         process_batch(*batch);
+        batch_messages_ += batch->items().size();
         source_.release(batch);
+        if (hooks_.on_batch_processed) hooks_.on_batch_processed(batch_messages_);
       }
       rd_kafka_poll(producer_.get(), 0);
       const auto now = SteadyClock::now();
@@ -275,9 +277,19 @@ class RunnerImpl final : public Runner {
   void process_batch(const SourceWorker::Batch& batch) {
     wall_now_ = WallClock::now();
     size_t handled = 0;
-    for (const auto& item : batch.items()) {
+    const auto& items = batch.items();
+    for (size_t i = 0; i < items.size(); ++i) {
+      // The dedup table outgrows the cache: start loading the slot a few events ahead.
+      if (i + kDedupLookahead < items.size()) prefetch_dedup(items[i + kDedupLookahead]);
       if ((++handled & 63) == 0) wall_now_ = WallClock::now();
-      handle_message(item);
+      handle_message(items[i]);
+    }
+  }
+
+  void prefetch_dedup(const SourceWorker::Item& item) {
+    if (item.outcome != SourceWorker::Outcome::event) return;
+    if (PartitionSlot* slot = find_slot(rd_kafka_topic_name(item.message->rkt), item.message->partition)) {
+      slot->dedup->prefetch(item.dedup_key);
     }
   }
 
@@ -307,7 +319,7 @@ class RunnerImpl final : public Runner {
       return;
     }
     const Event& event = item.event;
-    if (slot->dedup->is_duplicate(event)) {
+    if (slot->dedup->is_duplicate(event, item.dedup_key)) {
       tracker_.observe_activity(slot->id, wall_now_);
       ++c.duplicate;
       return;
@@ -1039,8 +1051,10 @@ class RunnerImpl final : public Runner {
 
   static constexpr size_t kLatencySampleCap = 1 << 14;
   static constexpr size_t kProfiledOperators = 8;
+  static constexpr size_t kDedupLookahead = 8;
   std::array<std::pair<SteadyClock::duration, size_t>, kProfiledOperators> snapshot_profile_{};  // debug log
   SteadyClock::time_point last_checkpoint_start_{};
+  uint64_t batch_messages_ = 0;  // for RunnerTestHooks::on_batch_processed
 
   const Config config_;
   Vocabulary vocabulary_;

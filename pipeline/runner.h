@@ -28,6 +28,8 @@ struct RunnerTestHooks {
   // each committed checkpoint. Called on the runner thread.
   std::function<void(std::chrono::steady_clock::duration, size_t partitions)> on_partitions_restored;
   std::function<void(uint64_t consumed)> on_checkpoint_committed;
+  // Benchmarks (bench_e2e): messages handed to the pipeline thread so far, after each batch.
+  std::function<void(uint64_t messages)> on_batch_processed;
 };
 
 class Runner {

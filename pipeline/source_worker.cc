@@ -203,6 +203,7 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
     }
     item.outcome = Outcome::event;
     item.event = **decoded;
+    item.dedup_key = Deduplicator::key_of(item.event);
     Span& s = spans_[i];
     keep(item.event.id, s.id, s.id_len);
     keep(item.event.actor_id, s.actor, s.actor_len);

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "operators/deduplicator.h"
 #include "operators/event.h"
 #include "operators/time.h"
 #include "operators/vocabulary.h"
@@ -33,6 +34,7 @@ class SourceWorker {
     rd_kafka_message_t* message = nullptr;
     Outcome outcome = Outcome::kafka_error;
     Event event;          // outcome == event; its string views point into the batch's arena
+    Deduplicator::Key dedup_key;  // outcome == event: Deduplicator::key_of(event), computed here
     Rejection rejection;  // outcome == rejected
   };
 
