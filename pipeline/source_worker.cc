@@ -7,7 +7,7 @@ namespace sp {
 void SourceWorker::Batch::clear() {
   for (rd_kafka_message_t* m : messages_) rd_kafka_message_destroy(m);
   messages_.clear();
-  items_.clear();
+  item_count_ = 0;
   arena_.clear();
 }
 
@@ -167,7 +167,8 @@ void SourceWorker::run() {
 }
 
 void SourceWorker::decode(Batch& batch, EventTime wall_now) {
-  batch.items_.resize(batch.messages_.size());
+  if (batch.items_.size() < batch.messages_.size()) batch.items_.resize(batch.messages_.size());
+  batch.item_count_ = batch.messages_.size();
   batch.arena_.clear();
   // Offsets into the arena while it may still grow; turned into views at the end.
   spans_.resize(batch.messages_.size());
@@ -210,7 +211,7 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
     keep(item.event.brand_name, s.brand, s.brand_len);
   }
   const char* base = batch.arena_.data();
-  for (size_t i = 0; i < batch.items_.size(); ++i) {
+  for (size_t i = 0; i < batch.item_count_; ++i) {
     Item& item = batch.items_[i];
     if (item.outcome != Outcome::event) continue;
     const Span& s = spans_[i];

@@ -15,6 +15,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -47,13 +48,16 @@ class SourceWorker {
     Batch(const Batch&) = delete;
     Batch& operator=(const Batch&) = delete;
 
-    const std::vector<Item>& items() const { return items_; }
+    std::span<const Item> items() const { return {items_.data(), item_count_}; }
     void clear();
 
    private:
     friend class SourceWorker;
     std::vector<rd_kafka_message_t*> messages_;
+    // Grown, never shrunk or re-constructed: a batch of 4096 default-constructed Items cost
+    // more than its dedup keys. Only the first item_count_ are this batch's.
     std::vector<Item> items_;
+    size_t item_count_ = 0;
     std::string arena_;  // copies of id, actor id and brand name of every decoded event
   };
 
