@@ -39,4 +39,12 @@ using KafkaHeaders = std::unique_ptr<rd_kafka_headers_t, KafkaHeadersDeleter>;
 Result<KafkaConf> make_kafka_conf(const std::map<std::string, std::string>& settings);
 Result<KafkaHandle> make_kafka_handle(rd_kafka_type_t type, KafkaConf conf);
 
+// The consumer settings of the pipeline's consumer group: no auto commit or offset store (offsets
+// live with the state), eager assignor, prefetch sized for librdkafka 2.0.2; `properties`
+// (kafka.properties) are passed through but cannot change what exactly-once depends on. The
+// benchmark's raw consumer and the tests use the same, so that only the processing differs.
+std::map<std::string, std::string> pipeline_consumer_settings(const std::string& bootstrap,
+                                                              const std::string& group_id,
+                                                              const std::map<std::string, std::string>& properties = {});
+
 }  // namespace sp

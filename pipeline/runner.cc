@@ -183,29 +183,7 @@ class RunnerImpl final : public Runner {
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = bootstrap;
     common.try_emplace("log_level", "4");
-    auto consumer_settings = common;
-    consumer_settings["group.id"] = config_.kafka.group_id;
-    consumer_settings["enable.auto.commit"] = "false";
-    consumer_settings["enable.auto.offset.store"] = "false";
-    consumer_settings["auto.offset.reset"] = "earliest";
-    // Eager assignor: librdkafka 2.0.2's cooperative-sticky can abort on early close.
-    consumer_settings["partition.assignment.strategy"] = "roundrobin";
-    consumer_settings.try_emplace("session.timeout.ms", "6000");
-    consumer_settings.try_emplace("heartbeat.interval.ms", "500");
-    // A fetch that finds no new data is answered after fetch.wait.max.ms by brokers that do not
-    // cut the wait short when data arrives (librdkafka's mock cluster, the embedded broker): that
-    // wait is added to the event -> /metrics latency. Real brokers answer as soon as data arrives
-    // (fetch.min.bytes=1); for them this only sets the rate of empty fetches of an idle consumer.
-    consumer_settings.try_emplace("fetch.wait.max.ms", "10");
-    // librdkafka 2.0.2 compares both prefetch thresholds against the whole consumer queue (every
-    // partition queue is forwarded to it), and a broker thread that found the queue over either
-    // one sleeps until its next 1 s wake-up (librdkafka #2879, fixed in 2.2 by
-    // fetch.queue.backoff.ms). With the defaults (100k messages) a backlog was read in bursts of
-    // 100k a second whatever the pipeline's speed: the prefetch queue must hold more than one
-    // second of processing. Still bounded: 256 MiB of payload.
-    consumer_settings.try_emplace("queued.min.messages", "2000000");
-    consumer_settings.try_emplace("queued.max.messages.kbytes", "262144");
-    consumer_settings.try_emplace("enable.partition.eof", "false");
+    auto consumer_settings = pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties);
     auto cconf = make_kafka_conf(consumer_settings);
     if (!cconf) return tl::unexpected(cconf.error());
     rd_kafka_conf_set_opaque(cconf->get(), this);

@@ -374,20 +374,8 @@ struct RawResult {
 
 Result<RawResult> raw_consume(const std::string& bootstrap, const Options& o, bool batch_api,
                               const std::string& group) {
-  // The runner's consumer settings (pipeline/runner.cc), so that only the processing differs.
-  auto conf = make_kafka_conf({{"bootstrap.servers", bootstrap},
-                               {"group.id", group},
-                               {"enable.auto.commit", "false"},
-                               {"enable.auto.offset.store", "false"},
-                               {"auto.offset.reset", "earliest"},
-                               {"partition.assignment.strategy", "roundrobin"},
-                               {"session.timeout.ms", "6000"},
-                               {"heartbeat.interval.ms", "500"},
-                               {"fetch.wait.max.ms", "10"},
-                               {"queued.min.messages", "2000000"},
-                               {"queued.max.messages.kbytes", "262144"},
-                               {"enable.partition.eof", "false"},
-                               {"log_level", "4"}});
+  // The runner's consumer settings, so that only the processing differs.
+  auto conf = make_kafka_conf(pipeline_consumer_settings(bootstrap, group));
   if (!conf) return tl::unexpected(conf.error());
   auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
   if (!consumer) return tl::unexpected(consumer.error());

@@ -131,17 +131,7 @@ class SourceWorkerTest : public ::testing::Test {
     const std::string group = std::string("sw-") +
                               ::testing::UnitTest::GetInstance()->current_test_info()->name() +
                               "-" + std::to_string(::getpid());
-    auto cconf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()},
-                                  {"group.id", group},
-                                  {"enable.auto.commit", "false"},
-                                  {"enable.auto.offset.store", "false"},
-                                  {"auto.offset.reset", "earliest"},
-                                  {"partition.assignment.strategy", "roundrobin"},
-                                  {"session.timeout.ms", "6000"},
-                                  {"heartbeat.interval.ms", "500"},
-                                  {"fetch.wait.max.ms", "50"},
-                                  {"enable.partition.eof", "false"},
-                                  {"log_level", "4"}});
+    auto cconf = make_kafka_conf(pipeline_consumer_settings(broker_->bootstrap_servers(), group));
     ASSERT_TRUE(cconf) << cconf.error().message;
     rd_kafka_conf_set_opaque(cconf->get(), this);
     rd_kafka_conf_set_rebalance_cb(cconf->get(), &SourceWorkerTest::rebalance_cb);
