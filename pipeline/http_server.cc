@@ -89,16 +89,22 @@ void HttpServer::publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
   snapshot_ = std::move(snapshot);
 }
 
-std::string HttpServer::render() const {
-  std::shared_ptr<const MetricsSnapshot> snapshot;
-  {
+std::shared_ptr<const std::string> HttpServer::render() const {
+  auto current = [this] {
     std::lock_guard lock(mu_);
-    snapshot = snapshot_;
-  }
-  if (!snapshot) return {};
+    return std::pair{snapshot_, rendered_snapshot_ == snapshot_ ? rendered_ : nullptr};
+  };
+  if (auto [snapshot, text] = current(); !snapshot || text) return text;
+  std::lock_guard render_lock(render_mu_);
+  auto [snapshot, text] = current();  // another scrape may have rendered it meanwhile
+  if (!snapshot || text) return text;
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, *snapshot);
-  return std::move(out).str();
+  auto rendered = std::make_shared<const std::string>(std::move(out).str());
+  std::lock_guard lock(mu_);
+  rendered_snapshot_ = snapshot;
+  rendered_ = rendered;
+  return rendered;
 }
 
 bool HttpServer::authorized(mg_connection* conn) const {
@@ -122,8 +128,8 @@ int HttpServer::handle_metrics(mg_connection* conn, void* self) {
           "WWW-Authenticate: Basic realm=\"socialpulse\"\r\n");
     return 401;
   }
-  const std::string body = server->render();
-  reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+  const std::shared_ptr<const std::string> body = server->render();
+  reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body ? std::string_view(*body) : std::string_view());
   return 200;
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // The HTTP face of a running pipeline (civetweb): /metrics renders the latest published snapshot
-// with prometheus-cpp's text serializer; /livez answers while the process runs; /readyz only
-// when state is restored, partitions are assigned and the pipeline consumes.
+// with prometheus-cpp's text serializer, once per snapshot (values change only at checkpoints,
+// so every later scrape of the same snapshot sends the same text); /livez answers while the
+// process runs; /readyz only when state is restored, partitions are assigned and the pipeline
+// consumes.
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -32,8 +34,9 @@ class HttpServer {
   void publish(std::shared_ptr<const MetricsSnapshot> snapshot);
   void set_ready(bool ready) { ready_.store(ready); }
   bool ready() const { return ready_.load(); }
-  // Renders the current snapshot (what a scrape returns); public for benchmarks.
-  std::string render() const;
+  // The text of the current snapshot (what a scrape returns), rendered by the first scrape after
+  // a publish; null before the first publish. Public for benchmarks.
+  std::shared_ptr<const std::string> render() const;
 
  private:
   HttpServer() = default;
@@ -48,6 +51,11 @@ class HttpServer {
   std::atomic<bool> ready_{false};
   mutable std::mutex mu_;
   std::shared_ptr<const MetricsSnapshot> snapshot_;
+  // The rendering of `rendered_snapshot_` (kept alive so that a new snapshot is never mistaken
+  // for it); render_mu_ makes concurrent first scrapes render once.
+  mutable std::mutex render_mu_;
+  mutable std::shared_ptr<const MetricsSnapshot> rendered_snapshot_;
+  mutable std::shared_ptr<const std::string> rendered_;
 };
 
 }  // namespace sp

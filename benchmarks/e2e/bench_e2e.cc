@@ -728,7 +728,8 @@ struct ScrapeResult {
   size_t series = 0;
   size_t bytes = 0;
   double build_ms = 0;  // snapshot build at checkpoint time (pipeline thread)
-  double best_ms = 0, median_ms = 0, worst_ms = 0;  // GET /metrics over loopback
+  double best_ms = 0, median_ms = 0, worst_ms = 0;  // GET /metrics over loopback, first after a publish
+  double cached_median_ms = 0;                       // GET of a snapshot already rendered
 };
 
 Result<ScrapeResult> measure_scrape(size_t target) {
@@ -753,22 +754,28 @@ Result<ScrapeResult> measure_scrape(size_t target) {
       registry.add(labels, static_cast<double>(n) * 1.5);
     }
   }
-  (*server)->publish(registry.finish());
+  const auto snapshot = registry.finish();
   ScrapeResult r;
   r.series = n;
   r.build_ms = seconds_since(b0, Clock::now()) * 1e3;
-  std::vector<double> times;
+  std::vector<double> times, cached;
   for (int i = 0; i < 21; ++i) {
-    const auto t = Clock::now();
-    const auto body = http_get((*server)->port(), "/metrics");
-    if (!body) return make_error(ErrorKind::fatal, "scrape failed");
-    times.push_back(seconds_since(t, Clock::now()) * 1e3);
-    r.bytes = body->size();
+    // A fresh snapshot (as after a checkpoint): this scrape renders it, the next one reuses it.
+    (*server)->publish(std::make_shared<const MetricsSnapshot>(*snapshot));
+    for (int k = 0; k < 2; ++k) {
+      const auto t = Clock::now();
+      const auto body = http_get((*server)->port(), "/metrics");
+      if (!body) return make_error(ErrorKind::fatal, "scrape failed");
+      (k == 0 ? times : cached).push_back(seconds_since(t, Clock::now()) * 1e3);
+      r.bytes = body->size();
+    }
   }
   std::sort(times.begin(), times.end());
+  std::sort(cached.begin(), cached.end());
   r.best_ms = times.front();
   r.median_ms = times[times.size() / 2];
   r.worst_ms = times.back();
+  r.cached_median_ms = cached[cached.size() / 2];
   return r;
 }
 
@@ -905,10 +912,11 @@ int run(const Options& o) {
   std::printf("| peak RSS incl. latency phase / process ru_maxrss | - | %.0f / %.0f MiB |\n",
               static_cast<double>(peak_total) / 1024.0, static_cast<double>(ru.ru_maxrss) / 1024.0);
   if (scrape) {
-    std::printf("| scrape of %zu series (GET /metrics, %zu B) | <= 20 ms | best %.1f ms, median **%.1f ms**, "
-                "worst %.1f ms (snapshot build %.1f ms) |\n",
+    std::printf("| scrape of %zu series (GET /metrics, %zu B), first after a checkpoint | <= 20 ms | best %.1f ms, "
+                "median **%.1f ms**, worst %.1f ms; later scrapes of the same snapshot: median %.1f ms "
+                "(snapshot build %.1f ms, pipeline thread) |\n",
                 scrape->series, scrape->bytes, scrape->best_ms, scrape->median_ms, scrape->worst_ms,
-                scrape->build_ms);
+                scrape->cached_median_ms, scrape->build_ms);
   }
   std::printf("| restart after kill -9, 1 M keys | ready <= 2 s | not measured here: see bench_recovery "
               "(state engineer) |\n");

@@ -33,6 +33,23 @@ TEST(HttpServer, ServesTheLatestPublishedSnapshot) {
   EXPECT_EQ(testing::parse_metrics(r->body)["socialpulse_test_total"], 9);
 }
 
+TEST(HttpServer, RendersEachPublishedSnapshotOnce) {
+  auto server = HttpServer::start({"127.0.0.1:0", "", ""});
+  ASSERT_TRUE(server) << server.error().message;
+  EXPECT_EQ((*server)->render(), nullptr);  // nothing published yet
+  const auto snapshot = snapshot_with(3);
+  (*server)->publish(snapshot);
+  const auto first = (*server)->render();
+  ASSERT_NE(first, nullptr);
+  EXPECT_EQ((*server)->render(), first);  // same snapshot: the same text, not rendered again
+  // A new snapshot (even with equal values) is rendered anew.
+  (*server)->publish(std::make_shared<const MetricsSnapshot>(*snapshot));
+  const auto second = (*server)->render();
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(*second, *first);
+}
+
 TEST(HttpServer, ReadinessFollowsThePipeline) {
   auto server = HttpServer::start({"127.0.0.1:0", "", ""});
   ASSERT_TRUE(server);
