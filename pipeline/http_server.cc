@@ -1,11 +1,11 @@
 #include "pipeline/http_server.h"
 
 #include <civetweb.h>
-#include <prometheus/text_serializer.h>
 
 #include <array>
 #include <cstring>
-#include <sstream>
+
+#include "pipeline/metrics_text.h"
 
 namespace sp {
 namespace {
@@ -98,9 +98,10 @@ std::shared_ptr<const std::string> HttpServer::render() const {
   std::lock_guard render_lock(render_mu_);
   auto [snapshot, text] = current();  // another scrape may have rendered it meanwhile
   if (!snapshot || text) return text;
-  std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, *snapshot);
-  auto rendered = std::make_shared<const std::string>(std::move(out).str());
+  std::string out;
+  out.reserve(rendered_ ? rendered_->size() + rendered_->size() / 8 : 1 << 16);
+  write_metrics_text(*snapshot, out);
+  auto rendered = std::make_shared<const std::string>(std::move(out));
   std::lock_guard lock(mu_);
   rendered_snapshot_ = snapshot;
   rendered_ = rendered;
