@@ -101,14 +101,20 @@ void put_simple(std::string& out, const MetricFamily& family, const ClientMetric
   put_tail(out, metric);
 }
 
-void put_summary(std::string& out, const MetricFamily& family, const ClientMetric& metric) {
-  const auto& summary = metric.summary;
+// The _count and _sum lines of a summary or histogram.
+void put_count_and_sum(std::string& out, const MetricFamily& family, const ClientMetric& metric,
+                       uint64_t count, double sum) {
   put_head(out, family, metric, "_count");
-  put_integer(out, static_cast<uint64_t>(summary.sample_count));
+  put_integer(out, count);
   put_tail(out, metric);
   put_head(out, family, metric, "_sum");
-  put_value(out, summary.sample_sum);
+  put_value(out, sum);
   put_tail(out, metric);
+}
+
+void put_summary(std::string& out, const MetricFamily& family, const ClientMetric& metric) {
+  const auto& summary = metric.summary;
+  put_count_and_sum(out, family, metric, summary.sample_count, summary.sample_sum);
   for (const auto& q : summary.quantile) {
     const ExtraLabel extra{"quantile", true, q.quantile, {}};
     put_head(out, family, metric, {}, &extra);
@@ -119,12 +125,7 @@ void put_summary(std::string& out, const MetricFamily& family, const ClientMetri
 
 void put_histogram(std::string& out, const MetricFamily& family, const ClientMetric& metric) {
   const auto& histogram = metric.histogram;
-  put_head(out, family, metric, "_count");
-  put_integer(out, static_cast<uint64_t>(histogram.sample_count));
-  put_tail(out, metric);
-  put_head(out, family, metric, "_sum");
-  put_value(out, histogram.sample_sum);
-  put_tail(out, metric);
+  put_count_and_sum(out, family, metric, histogram.sample_count, histogram.sample_sum);
   double last = -std::numeric_limits<double>::infinity();
   for (const auto& bucket : histogram.bucket) {
     const ExtraLabel extra{"le", true, bucket.upper_bound, {}};
