@@ -27,8 +27,11 @@ test-long: build
 bench: build
 	bash benchmarks/run.sh $(BUILD_DIR)
 
+# Every SPEC 9 end-to-end figure: bench_e2e (ratio, latency, RSS, scrape), then restart after
+# kill -9 with 1 M keys (bench_recovery builds that state through the real runner).
 bench-e2e: build
 	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000
+	$(BUILD_DIR)/benchmarks/bench_recovery
 
 clean:
 	rm -rf $(BUILD_DIR)

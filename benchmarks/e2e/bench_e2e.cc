@@ -922,8 +922,7 @@ int run(const Options& o) {
                 scrape->series, scrape->bytes, scrape->best_ms, scrape->median_ms, scrape->worst_ms,
                 scrape->cached_median_ms, scrape->build_ms);
   }
-  std::printf("| restart after kill -9, 1 M keys | ready <= 2 s | not measured here: see bench_recovery "
-              "(state engineer) |\n");
+  std::printf("| restart after kill -9, 1 M keys | ready <= 2 s | next: bench_recovery (make bench-e2e runs it) |\n");
   std::printf("load average at end: %.2f %.2f %.2f\n", load[0], load[1], load[2]);
   if (o.smoke) std::printf("smoke: %s\n", ok ? "counts match" : "FAILED");
   return ok ? 0 : 1;
