@@ -48,12 +48,16 @@ void SourceWorker::release(Batch* batch) {
 
 void SourceWorker::serve(Entry entry, std::unique_lock<std::mutex>& lock, const RebalanceHandler& handler) {
   Rebalance* r = entry.rebalance;
+  const uint64_t ticket = r->ticket;
   lock.unlock();
   const bool pause = handler(r->err, r->partitions);
   lock.lock();
   r->pause = pause;
-  r->done = true;
+  r->done = true;  // from here on `r` belongs to the worker again
   to_worker_.notify_all();
+  // A back-pressure resume issued before the worker paused the new partitions would be undone
+  // by that pause, and the partitions would stay paused for good.
+  to_pipeline_.wait(lock, [this, ticket] { return applied_ >= ticket; });
 }
 
 void SourceWorker::stop(const RebalanceHandler& handler, const std::function<void(Batch&)>& on_batch) {
@@ -94,6 +98,7 @@ void SourceWorker::forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   Rebalance r{err, partitions};
   {
     std::unique_lock lock(mutex_);
+    r.ticket = ++forwarded_;
     ready_.push_back({nullptr, &r});
     to_pipeline_.notify_all();
     to_worker_.wait(lock, [&r] { return r.done; });
@@ -105,6 +110,11 @@ void SourceWorker::forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   } else {
     rd_kafka_assign(rk, nullptr);
   }
+  {
+    std::lock_guard lock(mutex_);
+    applied_ = r.ticket;
+  }
+  to_pipeline_.notify_all();
 }
 
 SourceWorker::Batch* SourceWorker::acquire_free() {

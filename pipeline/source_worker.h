@@ -93,6 +93,7 @@ class SourceWorker {
   struct Rebalance {
     rd_kafka_resp_err_t err;
     rd_kafka_topic_partition_list_t* partitions;
+    uint64_t ticket = 0;  // applied_ reaches it once rd_kafka_assign (and the pause) are done
     bool pause = false;
     bool done = false;
   };
@@ -127,6 +128,10 @@ class SourceWorker {
   std::vector<Batch*> free_;      // processed (or fresh) batches for the worker to reuse
   std::atomic<bool> stop_{false};
   bool exited_ = false;
+  // Forwarded rebalances, and those whose assignment the worker has applied: the pipeline thread
+  // waits for the latter, so that no pause/resume of its runs before the assignment it decided.
+  uint64_t forwarded_ = 0;
+  uint64_t applied_ = 0;
   std::thread::id worker_id_;
   std::thread thread_;
 };
