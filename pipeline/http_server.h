@@ -1,9 +1,8 @@
 #pragma once
 // The HTTP face of a running pipeline (civetweb): /metrics renders the latest published snapshot
-// in the text format (metrics_text.h, prometheus-cpp's format), once per snapshot (values change only at checkpoints,
-// so every later scrape of the same snapshot sends the same text); /livez answers while the
-// process runs; /readyz only when state is restored, partitions are assigned and the pipeline
-// consumes.
+// in the text format (metrics_text.h), once per snapshot: values change only at checkpoints, so
+// every later scrape of the same snapshot sends the same text. /livez answers while the process
+// runs; /readyz only when state is restored, partitions are assigned and the pipeline consumes.
 #include <atomic>
 #include <memory>
 #include <mutex>

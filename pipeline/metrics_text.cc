@@ -12,7 +12,6 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 
-
 // As an ostream with precision max_digits10 - 1 (16) in the classic locale: %.16g.
 void put_value(std::string& out, double v) {
   if (std::isnan(v)) {
@@ -165,7 +164,6 @@ void write_metrics_text(const MetricsSnapshot& snapshot, std::string& out) {
         type = "histogram";
         break;
     }
-    if (type.empty()) continue;  // a type this writer does not know: prometheus-cpp writes nothing either
     out.append("# TYPE ").append(family.name).append(" ").append(type).append("\n");
     for (const ClientMetric& metric : family.metric) {
       switch (family.type) {

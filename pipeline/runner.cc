@@ -254,24 +254,30 @@ class RunnerImpl final : public Runner {
   // in consumption order, rebalances in order with them.
   void process_batch(const SourceWorker::Batch& batch) {
     wall_now_ = WallClock::now();
-    size_t handled = 0;
-    const auto& items = batch.items();
+    const auto items = batch.items();
+    // Each message's slot is looked up kDedupLookahead messages ahead, where its dedup table slot
+    // is also prefetched (the table outgrows the cache), and used when the message is handled.
+    // Slots cannot change within a batch: rebalances run between batches.
+    std::array<PartitionSlot*, kDedupLookahead> ahead{};
+    auto look_ahead = [&](size_t j) {
+      const SourceWorker::Item& item = items[j];
+      PartitionSlot* slot = item.outcome == SourceWorker::Outcome::kafka_error
+                                ? nullptr
+                                : find_slot(rd_kafka_topic_name(item.message->rkt), item.message->partition);
+      if (slot != nullptr && item.outcome == SourceWorker::Outcome::event) slot->dedup->prefetch(item.dedup_key);
+      ahead[j % kDedupLookahead] = slot;
+    };
+    for (size_t j = 0; j < std::min(kDedupLookahead, items.size()); ++j) look_ahead(j);
     for (size_t i = 0; i < items.size(); ++i) {
-      // The dedup table outgrows the cache: start loading the slot a few events ahead.
-      if (i + kDedupLookahead < items.size()) prefetch_dedup(items[i + kDedupLookahead]);
-      if ((++handled & 63) == 0) wall_now_ = WallClock::now();
-      handle_message(items[i]);
+      PartitionSlot* slot = ahead[i % kDedupLookahead];
+      if (i + kDedupLookahead < items.size()) look_ahead(i + kDedupLookahead);  // reuses slot i's place
+      if ((i & 63) == 63) wall_now_ = WallClock::now();
+      handle_message(items[i], slot);
     }
   }
 
-  void prefetch_dedup(const SourceWorker::Item& item) {
-    if (item.outcome != SourceWorker::Outcome::event) return;
-    if (PartitionSlot* slot = find_slot(rd_kafka_topic_name(item.message->rkt), item.message->partition)) {
-      slot->dedup->prefetch(item.dedup_key);
-    }
-  }
-
-  void handle_message(const SourceWorker::Item& item) {
+  // `slot`: the message's partition, null for a revoked one (or a consumer error).
+  void handle_message(const SourceWorker::Item& item, PartitionSlot* slot) {
     const rd_kafka_message_t& msg = *item.message;
     if (item.outcome == SourceWorker::Outcome::kafka_error) {
       if (msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -279,7 +285,6 @@ class RunnerImpl final : public Runner {
       }
       return;
     }
-    PartitionSlot* slot = find_slot(rd_kafka_topic_name(msg.rkt), msg.partition);
     if (slot == nullptr) return;  // stale message from a revoked partition
     // librdkafka may re-deliver around seeks; offsets at or below the last one are already in state.
     if (slot->next_offset >= 0 && msg.offset < slot->next_offset) return;
@@ -574,12 +579,13 @@ class RunnerImpl final : public Runner {
   }
 
   void write_partition(CheckpointStore::Batch& batch, PartitionSlot& slot, std::string& buf) {
+    const bool profiled = spdlog::should_log(spdlog::level::debug);
     for (size_t i = 0; i < operators_.size(); ++i) {
       auto& op = operators_[i];
       buf.clear();
-      const auto t = SteadyClock::now();
+      const auto t = profiled ? SteadyClock::now() : SteadyClock::time_point{};
       op->snapshot(slot.id, buf);
-      if (i < kProfiledOperators) {
+      if (profiled && i < kProfiledOperators) {
         snapshot_profile_[i].first += SteadyClock::now() - t;
         snapshot_profile_[i].second += buf.size();
       }
