@@ -702,7 +702,11 @@ class RunnerImpl final : public Runner {
       rd_kafka_assign(rk, partitions);
       // A fresh assignment is never paused: keep the back-pressure decision in force, or a
       // rebalance during a checkpoint failure would consume input that cannot be stored.
-      if (self->paused_) rd_kafka_pause_partitions(rk, partitions);
+      if (self->paused_) {
+        rd_kafka_pause_partitions(rk, partitions);
+      } else {
+        rd_kafka_resume_partitions(rk, partitions);  // a pause survives an unassign in librdkafka
+      }
     } else {
       self->on_revoke(partitions);
       rd_kafka_assign(rk, nullptr);

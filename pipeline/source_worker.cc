@@ -105,8 +105,14 @@ void SourceWorker::forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
   }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     rd_kafka_assign(rk, partitions);
-    // Keep the pipeline's back-pressure decision in force for the new partitions.
-    if (r.pause) rd_kafka_pause_partitions(rk, partitions);
+    // Keep the pipeline's back-pressure decision in force for the new partitions. librdkafka keeps
+    // an application pause across an unassign, so a partition paused under the previous
+    // assignment (and revoked before the resume) must be resumed explicitly.
+    if (r.pause) {
+      rd_kafka_pause_partitions(rk, partitions);
+    } else {
+      rd_kafka_resume_partitions(rk, partitions);
+    }
   } else {
     rd_kafka_assign(rk, nullptr);
   }
