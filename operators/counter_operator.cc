@@ -1,6 +1,7 @@
 #include "operators/counter_operator.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "operators/derived.h"
 #include "operators/kpi_codec.h"
@@ -11,7 +12,8 @@ namespace {
 
 // PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
 constexpr int32_t kMaxIndexedPartition = 1 << 16;
-constexpr uint64_t kSnapshotVersion = 1;
+// 2: keyed by brand/channel/type names (1: positional blob per partition, not read).
+constexpr uint64_t kSnapshotVersion = 2;
 }  // namespace
 
 CounterOperator::CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
@@ -71,58 +73,163 @@ void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
   }
 }
 
-void CounterOperator::snapshot(PartitionId partition, std::string& out) const {
-  const auto it = partitions_.find(partition);
-  if (it == partitions_.end()) return;  // no state: empty bytes restore to nothing
-  using namespace kpi_codec;
-  put_u64(out, kSnapshotVersion);
-  put_u64(out, vocabulary_.brand_count());
-  put_u64(out, vocabulary_.channel_count());
-  for (const Cell& c : it->second.cells) {
-    for (int64_t v : c.interactions) put_i64(out, v);
-    put_i64(out, c.reach);
-    put_i64(out, c.web_visits);
-    put_i64(out, c.leads);
-    put_f64(out, c.opinion_weight);
-    put_f64(out, c.positive);
-    put_f64(out, c.negative);
-    put_f64(out, c.emv);
-    put_f64(out, c.lead_value);
-    for (uint64_t v : c.care_buckets) put_u64(out, v);
-    put_f64(out, c.care_sum);
+bool CounterOperator::touched(const Cell& c) {
+  for (int64_t v : c.interactions) {
+    if (v != 0) return true;
   }
-  for (int64_t v : it->second.ideas) put_i64(out, v);
+  return false;
 }
 
-Status CounterOperator::restore(PartitionId partition, std::string_view bytes) {
+void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
+  const auto it = partitions_.find(partition);
+  if (it == partitions_.end()) return;  // no state: nothing to restore
+  using namespace kpi_codec;
+  const PartitionState& s = it->second;
+  std::string key;
+  std::string value;
+  for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
+    const auto brand = static_cast<BrandIndex>(b);
+    for (size_t ch = 0; ch < vocabulary_.channel_count(); ++ch) {
+      const auto channel = static_cast<ChannelIndex>(ch);
+      const Cell& c = s.cells[cell_index(brand, channel)];
+      if (!touched(c)) continue;  // counters only grow: an untouched cell was never written
+      value.clear();
+      put_u64(value, kSnapshotVersion);
+      uint64_t types = 0;
+      for (int64_t v : c.interactions) types += v != 0 ? 1 : 0;
+      put_u64(value, types);
+      for (size_t k = 0; k < kEventTypeCount; ++k) {
+        if (c.interactions[k] == 0) continue;
+        put_str(value, to_string(static_cast<EventType>(k)));
+        put_i64(value, c.interactions[k]);
+      }
+      put_i64(value, c.reach);
+      put_i64(value, c.web_visits);
+      put_i64(value, c.leads);
+      put_f64(value, c.opinion_weight);
+      put_f64(value, c.positive);
+      put_f64(value, c.negative);
+      put_f64(value, c.emv);
+      put_f64(value, c.lead_value);
+      for (uint64_t v : c.care_buckets) put_u64(value, v);
+      put_f64(value, c.care_sum);
+      key.assign("cell/").append(vocabulary_.brand_name(brand)).append("/");
+      key.append(vocabulary_.channel_name(channel));
+      out.put(key, value);
+    }
+    uint64_t roles = 0;
+    for (size_t r = 0; r < kRoleCount; ++r) roles += s.ideas[b * kRoleCount + r] != 0 ? 1 : 0;
+    if (roles == 0) continue;
+    value.clear();
+    put_u64(value, kSnapshotVersion);
+    put_u64(value, roles);
+    for (size_t r = 0; r < kRoleCount; ++r) {
+      const int64_t v = s.ideas[b * kRoleCount + r];
+      if (v == 0) continue;
+      put_str(value, to_string(static_cast<Role>(r)));
+      put_i64(value, v);
+    }
+    out.put(key.assign("ideas/").append(vocabulary_.brand_name(brand)), value);
+  }
+}
+
+namespace {
+
+std::optional<Role> role_named(std::string_view name) {
+  for (size_t r = 0; r < kRoleCount; ++r) {
+    if (to_string(static_cast<Role>(r)) == name) return static_cast<Role>(r);
+  }
+  return std::nullopt;
+}
+
+Status corrupt_counters(std::string_view key) {
+  return make_error(ErrorKind::fatal, "kpi_counters: corrupt state key '" + std::string(key) + "'");
+}
+
+}  // namespace
+
+Status CounterOperator::restore(PartitionId partition, StateReader& in) {
   drop(partition);
-  if (bytes.empty()) return {};
-  kpi_codec::Reader in(bytes);
-  if (in.u64() != kSnapshotVersion) {
-    return make_error(ErrorKind::fatal, "kpi_counters: unknown snapshot version");
-  }
-  // Indexes are positional, so a snapshot taken with another brand/channel list cannot be mapped.
-  if (in.u64() != vocabulary_.brand_count() || in.u64() != vocabulary_.channel_count()) {
-    return make_error(ErrorKind::fatal,
-                      "kpi_counters: snapshot brand/channel lists differ from the configuration");
-  }
   PartitionState s = fresh_state();
-  for (Cell& c : s.cells) {
-    for (int64_t& v : c.interactions) v = in.i64();
-    c.reach = in.i64();
-    c.web_visits = in.i64();
-    c.leads = in.i64();
-    c.opinion_weight = in.f64();
-    c.positive = in.f64();
-    c.negative = in.f64();
-    c.emv = in.f64();
-    c.lead_value = in.f64();
-    for (uint64_t& v : c.care_buckets) v = in.u64();
-    c.care_sum = in.f64();
-  }
-  for (int64_t& v : s.ideas) v = in.i64();
-  if (!in.done()) return make_error(ErrorKind::fatal, "kpi_counters: corrupt snapshot");
-  partitions_.emplace(partition, std::move(s));
+  bool any = false;
+  auto check_version = [](kpi_codec::Reader& r, std::string_view key) -> Status {
+    const uint64_t version = r.u64();
+    if (version != kSnapshotVersion) {
+      return make_error(ErrorKind::fatal, "kpi_counters: state key '" + std::string(key) +
+                                              "' has format version " + std::to_string(version) +
+                                              ", this build reads version " +
+                                              std::to_string(kSnapshotVersion));
+    }
+    return {};
+  };
+  auto cells = in.scan("cell/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const std::string_view names = key.substr(5);
+    const size_t slash = names.find('/');
+    if (slash == std::string_view::npos) return corrupt_counters(key);
+    const std::string_view brand_name = names.substr(0, slash);
+    const std::string_view channel_name = names.substr(slash + 1);
+    const auto brand = vocabulary_.find_brand(brand_name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, brand_name);
+      return {};
+    }
+    const auto channel = vocabulary_.find_channel(channel_name);
+    if (!channel) {
+      in.drop(key, DroppedKind::channel, channel_name);
+      return {};
+    }
+    kpi_codec::Reader r(bytes);
+    if (auto v = check_version(r, key); !v) return v;
+    Cell& c = s.cells[cell_index(*brand, *channel)];
+    const uint64_t types = r.u64();
+    for (uint64_t i = 0; i < types && r.ok(); ++i) {
+      std::string_view type_name;
+      if (!r.str(type_name)) break;
+      const int64_t v = r.i64();
+      // The event types are the schema's enum: a name this build does not know is corruption.
+      const auto type = parse_event_type(type_name);
+      if (!type) return corrupt_counters(key);
+      c.interactions[static_cast<size_t>(*type)] = v;
+    }
+    c.reach = r.i64();
+    c.web_visits = r.i64();
+    c.leads = r.i64();
+    c.opinion_weight = r.f64();
+    c.positive = r.f64();
+    c.negative = r.f64();
+    c.emv = r.f64();
+    c.lead_value = r.f64();
+    for (uint64_t& v : c.care_buckets) v = r.u64();
+    c.care_sum = r.f64();
+    if (!r.done()) return corrupt_counters(key);
+    any = true;
+    return {};
+  });
+  if (!cells) return cells;
+  auto ideas = in.scan("ideas/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const std::string_view brand_name = key.substr(6);
+    const auto brand = vocabulary_.find_brand(brand_name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, brand_name);
+      return {};
+    }
+    kpi_codec::Reader r(bytes);
+    if (auto v = check_version(r, key); !v) return v;
+    const uint64_t roles = r.u64();
+    for (uint64_t i = 0; i < roles && r.ok(); ++i) {
+      std::string_view role_name;
+      if (!r.str(role_name)) break;
+      const int64_t v = r.i64();
+      const auto role = role_named(role_name);
+      if (!role) return corrupt_counters(key);
+      s.ideas[size_t{*brand} * kRoleCount + static_cast<size_t>(*role)] = v;
+    }
+    if (!r.done()) return corrupt_counters(key);
+    any = true;
+    return {};
+  });
+  if (!ideas) return ideas;
+  if (any) partitions_.emplace(partition, std::move(s));
   return {};
 }
 
@@ -165,12 +272,6 @@ void CounterOperator::collect(MetricsWriter& out) const {
            total.cells[cell_index(brand, channel)]);
       }
     }
-  };
-  auto touched = [](const Cell& c) {
-    for (int64_t v : c.interactions) {
-      if (v != 0) return true;
-    }
-    return false;
   };
   // One family per counter of the cell that needs only brand and channel labels.
   auto cell_family = [&](std::string_view name, std::string_view help, auto value) {

@@ -32,8 +32,10 @@ class CounterOperator final : public Operator {
 
   std::string_view name() const override { return "kpi_counters"; }
   void process(const ProcessContext& ctx, const Event& event) override;
-  void snapshot(PartitionId partition, std::string& out) const override;
-  Status restore(PartitionId partition, std::string_view bytes) override;
+  // Keys (values: kpi_codec, little-endian): `cell/<brand>/<channel>` per touched pair, types by
+  // name; `ideas/<brand>`, roles by name.
+  void snapshot(PartitionId partition, StateWriter& out) const override;
+  Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
@@ -59,6 +61,7 @@ class CounterOperator final : public Operator {
     std::vector<int64_t> ideas;  // brand * kRoleCount + role
   };
 
+  static bool touched(const Cell& c);
   PartitionState& state_for(PartitionId partition);
   PartitionState& state_slow(PartitionId partition);
   PartitionState fresh_state() const;

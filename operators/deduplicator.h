@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "operators/event.h"
+#include "operators/keyed_state.h"
 #include "operators/result.h"
 #include "operators/time.h"
 
@@ -75,6 +76,13 @@ class Deduplicator {
   Status finish_restore();
   size_t segment_count() const { return segments_.size(); }
 
+  // The keyed state contract (keyed_state.h) over the two calls above: `header` and
+  // `seg/<16 hex digits>` keys. checkpoint() writes the delta prepared now (and keeps it);
+  // checkpoint_committed() once the store committed it, with no event in between.
+  void checkpoint(StateWriter& out);
+  void checkpoint_committed() { checkpoint_committed(pending_delta_); }
+  Status restore(StateReader& in);
+
  private:
   // Keys are already XXH3-128 outputs: re-hashing them would only cost time.
   struct KeyHash {
@@ -112,6 +120,7 @@ class Deduplicator {
   std::vector<Row> delta_;           // remembered since the last committed checkpoint, in order
   std::deque<Segment> segments_;     // stored segments, by sequence number
   uint64_t next_segment_ = 0;
+  CheckpointDelta pending_delta_;  // written by checkpoint(), applied by checkpoint_committed()
   static constexpr size_t kMinDeltaCompaction = 4096;
   size_t delta_compact_at_ = kMinDeltaCompaction;
 };

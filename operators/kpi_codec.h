@@ -19,6 +19,10 @@ inline void put_u64(std::string& out, uint64_t v) {
 }
 inline void put_i64(std::string& out, int64_t v) { put_u64(out, static_cast<uint64_t>(v)); }
 inline void put_f64(std::string& out, double v) { put_u64(out, std::bit_cast<uint64_t>(v)); }
+inline void put_str(std::string& out, std::string_view s) {
+  put_u64(out, s.size());
+  out.append(s);
+}
 
 // Reads fields in order; any short read latches `ok` to false so callers check once at the end.
 class Reader {
@@ -36,6 +40,16 @@ class Reader {
   }
   int64_t i64() { return static_cast<int64_t>(u64()); }
   double f64() { return std::bit_cast<double>(u64()); }
+  bool str(std::string_view& s) {
+    const uint64_t n = u64();
+    if (!ok_ || in_.size() < n) {
+      ok_ = false;
+      return false;
+    }
+    s = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return true;
+  }
   std::string_view& rest() { return in_; }
   bool ok() const { return ok_; }
   void fail() { ok_ = false; }

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "operators/event.h"
+#include "operators/keyed_state.h"
 #include "operators/metrics_writer.h"
 #include "operators/result.h"
 #include "operators/time.h"
@@ -31,9 +32,6 @@ struct ProcessContext {
   EventTime partition_watermark;  // this partition's own watermark before this event
 };
 
-// Instance-level state (not tied to one partition) is snapshotted under this id.
-inline constexpr PartitionId kGlobalPartition{-1};
-
 class Operator {
  public:
   virtual ~Operator() = default;
@@ -44,9 +42,13 @@ class Operator {
   virtual void on_watermark(EventTime /*watermark*/, Emitter& /*out*/) {}
   // Just before a checkpoint is written: `update`-mode operators emit open windows here.
   virtual void on_checkpoint(Emitter& /*out*/) {}
-  // Serialize the state of one partition (or kGlobalPartition). Must be deterministic.
-  virtual void snapshot(PartitionId /*partition*/, std::string& /*out*/) const {}
-  virtual Status restore(PartitionId /*partition*/, std::string_view /*bytes*/) { return {}; }
+  // Writes the state of one partition (or kGlobalPartition) as named keys (keyed_state.h):
+  // deterministic values, keys that name brands/channels/types, stale keys removed. `out` is
+  // scoped to this operator and partition.
+  virtual void snapshot(PartitionId /*partition*/, StateWriter& /*out*/) const {}
+  // Replaces the partition's state with what `in` holds (nothing: empty state). Keys of brands,
+  // channels or types the configuration no longer has are dropped through in.drop().
+  virtual Status restore(PartitionId /*partition*/, StateReader& /*in*/) { return {}; }
   // The partition was revoked (after its final checkpoint): forget its state.
   virtual void drop(PartitionId /*partition*/) {}
   // Describe exported metrics from current state (called at checkpoint time).

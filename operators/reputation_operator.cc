@@ -14,8 +14,9 @@ namespace {
 // PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
 constexpr int32_t kMaxIndexedPartition = 1 << 16;
 
-constexpr uint64_t kPartitionSnapshotVersion = 1;
-constexpr uint64_t kGlobalSnapshotVersion = 1;
+// 2: one key per brand, named (1: positional blob per partition, not read).
+constexpr uint64_t kPartitionSnapshotVersion = 2;
+constexpr uint64_t kGlobalSnapshotVersion = 2;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
@@ -308,58 +309,97 @@ void ReputationOperator::collect(MetricsWriter& out) const {
   }
 }
 
-void ReputationOperator::snapshot(PartitionId partition, std::string& out) const {
+void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const {
   using namespace kpi_codec;
+  std::string value;
+  std::string key;
   if (partition == kGlobalPartition) {
-    put_u64(out, kGlobalSnapshotVersion);
-    put_i64(out, closed_end_);
-    put_u64(out, detectors_.size());
+    put_u64(value, kGlobalSnapshotVersion);
+    put_i64(value, closed_end_);
+    out.put("closed", value);
     for (size_t b = 0; b < detectors_.size(); ++b) {
-      detectors_[b].serialize(out);
-      put_u64(out, spikes_[b]);
+      value.clear();
+      put_u64(value, kGlobalSnapshotVersion);
+      detectors_[b].serialize(value);
+      put_u64(value, spikes_[b]);
+      out.put(key.assign("detector/").append(vocabulary_.brand_name(static_cast<BrandIndex>(b))),
+              value);
     }
     return;
   }
   const auto it = partitions_.find(partition);
   if (it == partitions_.end()) return;
-  put_u64(out, kPartitionSnapshotVersion);
-  put_u64(out, it->second.brands.size());
-  for (const BrandState& b : it->second.brands) {
-    put_i64(out, b.minutes.first);
-    put_u64(out, b.minutes.items.size());
+  // Every brand's key is written, an empty one too: a brand whose minutes all left the horizon
+  // overwrites its old value instead of leaving it behind.
+  for (size_t index = 0; index < it->second.brands.size(); ++index) {
+    const BrandState& b = it->second.brands[index];
+    value.clear();
+    put_u64(value, kPartitionSnapshotVersion);
+    put_i64(value, b.minutes.first);
+    put_u64(value, b.minutes.items.size());
     for (const MinuteBucket& k : b.minutes.items) {
-      put_f64(out, k.positive);
-      put_f64(out, k.negative);
-      put_f64(out, k.weight);
-      put_i64(out, k.mentions);
-      put_i64(out, k.engagements);
-      put_i64(out, k.ideas);
-      put_i64(out, k.opinion_events);
-      put_i64(out, k.events);
+      put_f64(value, k.positive);
+      put_f64(value, k.negative);
+      put_f64(value, k.weight);
+      put_i64(value, k.mentions);
+      put_i64(value, k.engagements);
+      put_i64(value, k.ideas);
+      put_i64(value, k.opinion_events);
+      put_i64(value, k.events);
     }
-    put_hll_series(out, b.short_slices.first, b.short_slices.items);
-    put_hll_series(out, b.long_slices.first, b.long_slices.items);
+    put_hll_series(value, b.short_slices.first, b.short_slices.items);
+    put_hll_series(value, b.long_slices.first, b.long_slices.items);
+    out.put(key.assign("brand/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
+            value);
   }
 }
 
-Status ReputationOperator::restore(PartitionId partition, std::string_view bytes) {
-  kpi_codec::Reader in(bytes);
+namespace {
+
+Status corrupt_reputation(std::string_view key) {
+  return make_error(ErrorKind::fatal,
+                    "kpi_reputation: corrupt state key '" + std::string(key) + "'");
+}
+
+Status check_version(kpi_codec::Reader& in, uint64_t expected, std::string_view key) {
+  const uint64_t version = in.u64();
+  if (version == expected) return {};
+  return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
+                                          "' has format version " + std::to_string(version) +
+                                          ", this build reads version " +
+                                          std::to_string(expected));
+}
+
+}  // namespace
+
+Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
   if (partition == kGlobalPartition) {
-    if (bytes.empty()) return {};
-    if (in.u64() != kGlobalSnapshotVersion) {
-      return make_error(ErrorKind::fatal, "kpi_reputation: unknown global snapshot version");
-    }
-    const int64_t closed_end = in.i64();
-    if (in.u64() != detectors_.size()) {
-      return make_error(ErrorKind::fatal, "kpi_reputation: snapshot brand list differs");
+    int64_t closed_end = closed_end_;
+    auto closed = in.get("closed");
+    if (!closed) return tl::unexpected(closed.error());
+    if (*closed) {
+      kpi_codec::Reader r(**closed);
+      if (auto v = check_version(r, kGlobalSnapshotVersion, "closed"); !v) return v;
+      closed_end = r.i64();
+      if (!r.done()) return corrupt_reputation("closed");
     }
     std::vector<SpikeDetector> detectors(detectors_.size(), SpikeDetector(kpi_.spike));
     std::vector<uint64_t> spikes(detectors_.size());
-    for (size_t b = 0; b < detectors.size(); ++b) {
-      detectors[b].deserialize(in);
-      spikes[b] = in.u64();
-    }
-    if (!in.done()) return make_error(ErrorKind::fatal, "kpi_reputation: corrupt global snapshot");
+    auto scanned = in.scan("detector/", [&](std::string_view key, std::string_view bytes) -> Status {
+      const std::string_view name = key.substr(9);
+      const auto brand = vocabulary_.find_brand(name);
+      if (!brand) {
+        in.drop(key, DroppedKind::brand, name);
+        return {};
+      }
+      kpi_codec::Reader r(bytes);
+      if (auto v = check_version(r, kGlobalSnapshotVersion, key); !v) return v;
+      if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
+      spikes[*brand] = r.u64();
+      if (!r.done()) return corrupt_reputation(key);
+      return {};
+    });
+    if (!scanned) return scanned;
     closed_end_ = closed_end;
     detectors_ = std::move(detectors);
     spikes_ = std::move(spikes);
@@ -367,52 +407,54 @@ Status ReputationOperator::restore(PartitionId partition, std::string_view bytes
   }
 
   drop(partition);
-  if (bytes.empty()) return {};
-  if (in.u64() != kPartitionSnapshotVersion) {
-    return make_error(ErrorKind::fatal, "kpi_reputation: unknown snapshot version");
-  }
-  if (in.u64() != vocabulary_.brand_count()) {
-    return make_error(ErrorKind::fatal, "kpi_reputation: snapshot brand list differs");
-  }
   PartitionState s;
   s.brands.resize(vocabulary_.brand_count());
-  auto read_hll_series = [&in](Series<HyperLogLog>& series) {
-    series.first = in.i64();
-    const uint64_t n = in.u64();
-    for (uint64_t i = 0; i < n && in.ok(); ++i) {
-      auto h = HyperLogLog::deserialize(in.rest());
-      if (!h) {
-        in.fail();
-        return;
+  bool any = false;
+  auto scanned = in.scan("brand/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const std::string_view name = key.substr(6);
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, name);
+      return {};
+    }
+    kpi_codec::Reader r(bytes);
+    if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
+    BrandState& b = s.brands[*brand];
+    auto read_hll_series = [&r](Series<HyperLogLog>& series) {
+      series.first = r.i64();
+      const uint64_t n = r.u64();
+      for (uint64_t i = 0; i < n && r.ok(); ++i) {
+        auto h = HyperLogLog::deserialize(r.rest());
+        if (!h) {
+          r.fail();
+          return;
+        }
+        series.items.push_back(std::move(*h));
       }
-      series.items.push_back(std::move(*h));
-    }
-  };
-  for (BrandState& b : s.brands) {
-    b.minutes.first = in.i64();
-    const uint64_t n = in.u64();
+    };
+    b.minutes.first = r.i64();
+    const uint64_t n = r.u64();
     // Bound by the bytes present so a corrupt length cannot allocate without limit.
-    if (n > in.rest().size() / 64) {
-      in.fail();
-      break;
-    }
+    if (n > r.rest().size() / 64) return corrupt_reputation(key);
     b.minutes.items.resize(n);
     for (MinuteBucket& k : b.minutes.items) {
-      k.positive = in.f64();
-      k.negative = in.f64();
-      k.weight = in.f64();
-      k.mentions = in.i64();
-      k.engagements = in.i64();
-      k.ideas = in.i64();
-      k.opinion_events = in.i64();
-      k.events = in.i64();
+      k.positive = r.f64();
+      k.negative = r.f64();
+      k.weight = r.f64();
+      k.mentions = r.i64();
+      k.engagements = r.i64();
+      k.ideas = r.i64();
+      k.opinion_events = r.i64();
+      k.events = r.i64();
     }
     read_hll_series(b.short_slices);
     read_hll_series(b.long_slices);
-    if (!in.ok()) break;
-  }
-  if (!in.done()) return make_error(ErrorKind::fatal, "kpi_reputation: corrupt snapshot");
-  partitions_.emplace(partition, std::move(s));
+    if (!r.done()) return corrupt_reputation(key);
+    any = true;
+    return {};
+  });
+  if (!scanned) return scanned;
+  if (any) partitions_.emplace(partition, std::move(s));
   return {};
 }
 

@@ -39,8 +39,9 @@ class ReputationOperator final : public Operator {
   std::string_view name() const override { return "kpi_reputation"; }
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_watermark(EventTime watermark, Emitter& out) override;
-  void snapshot(PartitionId partition, std::string& out) const override;
-  Status restore(PartitionId partition, std::string_view bytes) override;
+  // Keys: per partition `brand/<name>`; global `closed` and `detector/<brand>`.
+  void snapshot(PartitionId partition, StateWriter& out) const override;
+  Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;

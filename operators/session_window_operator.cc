@@ -203,7 +203,23 @@ void SessionWindowOperator::emit(const Closed& c, Emitter& out) {
   ++stats.buckets[static_cast<size_t>(bucket)];
 }
 
-void SessionWindowOperator::snapshot(PartitionId partition, std::string& out) const {
+void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer) const {
+  std::string out;
+  encode(partition, out);
+  writer.put(partition == kGlobalPartition ? "window" : "sessions", out);
+}
+
+Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader) {
+  auto bytes = reader.get(partition == kGlobalPartition ? "window" : "sessions");
+  if (!bytes) return tl::unexpected(bytes.error());
+  if (!*bytes) {
+    if (partition != kGlobalPartition) drop(partition);
+    return {};
+  }
+  return decode(partition, **bytes, reader);
+}
+
+void SessionWindowOperator::encode(PartitionId partition, std::string& out) const {
   codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
     codec::put_i64(out, watermark_);
@@ -250,7 +266,8 @@ void SessionWindowOperator::snapshot(PartitionId partition, std::string& out) co
   }
 }
 
-Status SessionWindowOperator::restore(PartitionId partition, std::string_view bytes) {
+Status SessionWindowOperator::decode(PartitionId partition, std::string_view bytes,
+                                     StateReader& reader) {
   codec::Reader in(bytes);
   uint8_t version = 0;
   if (!in.u8(version) || version != kSnapshotVersion) return corrupt("version");
@@ -274,7 +291,12 @@ Status SessionWindowOperator::restore(PartitionId partition, std::string_view by
       if (!in.u64(n)) return corrupt("brand stats");
     }
     if (!in.f64(b.duration_sum)) return corrupt("brand stats");
-    BrandStats& into = state.brands[vocabulary_.brand(name)];
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {  // removed from the configuration: dropped, never folded into `other`
+      reader.note_dropped(DroppedKind::brand, name);
+      continue;
+    }
+    BrandStats& into = state.brands[*brand];
     into.sessions += b.sessions;
     for (size_t k = 0; k < b.buckets.size(); ++k) into.buckets[k] += b.buckets[k];
     into.duration_sum += b.duration_sum;
@@ -288,14 +310,21 @@ Status SessionWindowOperator::restore(PartitionId partition, std::string_view by
     if (!in.str(brand) || !in.str(actor_id) || !in.u64(key.actor_hash) || !in.u64(n_sessions)) {
       return corrupt("actor");
     }
-    key.brand = vocabulary_.brand(brand);
-    ActorSessions& actor = state.actors[key];
-    actor.actor_id.assign(actor_id);
+    const auto brand_index = vocabulary_.find_brand(brand);
+    std::vector<Session> sessions;
     for (uint64_t k = 0; k < n_sessions; ++k) {
       Session s;
       if (!in.i64(s.start) || !in.i64(s.end) || !in.i64(s.events)) return corrupt("session");
-      actor.sessions.push_back(s);
+      sessions.push_back(s);
     }
+    if (!brand_index) {
+      reader.note_dropped(DroppedKind::brand, brand);
+      continue;
+    }
+    key.brand = *brand_index;
+    ActorSessions& actor = state.actors[key];
+    actor.actor_id.assign(actor_id);
+    actor.sessions.insert(actor.sessions.end(), sessions.begin(), sessions.end());
     std::sort(actor.sessions.begin(), actor.sessions.end(),
               [](const Session& a, const Session& b) { return a.start < b.start; });
   }

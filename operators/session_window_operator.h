@@ -28,8 +28,10 @@ class SessionWindowOperator final : public Operator {
   std::string_view name() const override { return spec_.name; }
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_watermark(EventTime watermark, Emitter& out) override;
-  void snapshot(PartitionId partition, std::string& out) const override;
-  Status restore(PartitionId partition, std::string_view bytes) override;
+  // One key per scope: `sessions` (a partition's open sessions and stats, brands by name) or
+  // `window` (global).
+  void snapshot(PartitionId partition, StateWriter& out) const override;
+  Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
@@ -38,6 +40,8 @@ class SessionWindowOperator final : public Operator {
   size_t open_sessions() const;
 
  private:
+  void encode(PartitionId partition, std::string& out) const;
+  Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
   struct SessionKey {
     uint64_t actor_hash = 0;
     BrandIndex brand = 0;

@@ -23,6 +23,9 @@ struct PartitionId {
   auto operator<=>(const PartitionId&) const = default;
 };
 
+// Instance-level state (not tied to one partition) is checkpointed under this id.
+inline constexpr PartitionId kGlobalPartition{-1};
+
 struct Offset {
   int64_t value = 0;
   auto operator<=>(const Offset&) const = default;

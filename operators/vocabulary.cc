@@ -31,4 +31,18 @@ ChannelIndex Vocabulary::channel(std::string_view lower_name) const {
   return other_channel();
 }
 
+std::optional<BrandIndex> Vocabulary::find_brand(std::string_view name) const {
+  for (size_t i = 0; i < brands_.size(); ++i) {
+    if (brands_[i].name == name) return static_cast<BrandIndex>(i);
+  }
+  return std::nullopt;
+}
+
+std::optional<ChannelIndex> Vocabulary::find_channel(std::string_view name) const {
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (channels_[i] == name) return static_cast<ChannelIndex>(i);
+  }
+  return std::nullopt;
+}
+
 }  // namespace sp

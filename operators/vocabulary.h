@@ -1,5 +1,6 @@
 #pragma once
 // Interns the bounded label sets: configured brands and channels, each followed by `other`.
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,10 @@ class Vocabulary {
   // Lookups take already lower-cased names; unknown names map to `other`.
   BrandIndex brand(std::string_view lower_name, bool* known = nullptr) const;
   ChannelIndex channel(std::string_view lower_name) const;
+  // Exact lookups for restoring state by name: nullopt for a name that is neither configured nor
+  // `other` (a brand or channel removed from the configuration).
+  std::optional<BrandIndex> find_brand(std::string_view name) const;
+  std::optional<ChannelIndex> find_channel(std::string_view name) const;
   const std::string& brand_name(BrandIndex b) const { return brands_[b].name; }
   bool brand_is_own(BrandIndex b) const { return brands_[b].own; }
   // Configured (tracked) brands, excluding `other`: the share-of-voice denominator.

@@ -135,18 +135,28 @@ bool WatermarkTracker::recompute(std::optional<WallTime> now) {
   return true;
 }
 
-void WatermarkTracker::snapshot(PartitionId partition, std::string& out) const {
+void WatermarkTracker::snapshot(PartitionId partition, StateWriter& writer) const {
+  std::string out;
   codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
     codec::put_i64(out, to_epoch_ms(pipeline_));
+    writer.put("pipeline", out);
     return;
   }
   auto it = partitions_.find(partition);
   codec::put_i64(out,
                  to_epoch_ms(it == partitions_.end() ? kMinEventTime : it->second.max_event_time));
+  writer.put(partition == kGlobalPartition ? "pipeline" : "clock", out);
 }
 
-Status WatermarkTracker::restore(PartitionId partition, std::string_view bytes) {
+Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
+  auto stored = reader.get(partition == kGlobalPartition ? "pipeline" : "clock");
+  if (!stored) return tl::unexpected(stored.error());
+  if (!*stored) {
+    if (partition != kGlobalPartition) assign(partition);
+    return {};
+  }
+  const std::string_view bytes = **stored;
   codec::Reader in(bytes);
   uint8_t version = 0;
   int64_t ms = 0;

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "operators/keyed_state.h"
 #include "operators/result.h"
 #include "operators/settings.h"
 #include "operators/time.h"
@@ -57,10 +58,10 @@ class WatermarkTracker {
   bool is_idle(PartitionId partition) const;
   bool is_assigned(PartitionId partition) const { return partitions_.contains(partition); }
 
-  // Per partition: its max event time; under kGlobalPartition: the pipeline watermark.
-  // Deterministic bytes. Restoring a partition assigns it.
-  void snapshot(PartitionId partition, std::string& out) const;
-  Status restore(PartitionId partition, std::string_view bytes);
+  // The keyed state contract (keyed_state.h): per partition its max event time (`clock`); under
+  // kGlobalPartition the pipeline watermark (`pipeline`). Restoring a partition assigns it.
+  void snapshot(PartitionId partition, StateWriter& out) const;
+  Status restore(PartitionId partition, StateReader& in);
 
  private:
   struct PartitionClock {

@@ -342,7 +342,13 @@ void WindowOperator::on_checkpoint(Emitter& out) {
   }
 }
 
-void WindowOperator::snapshot(PartitionId partition, std::string& out) const {
+void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const {
+  scratch_.clear();
+  encode(partition, scratch_);
+  writer.put(partition == kGlobalPartition ? "window" : "panes", scratch_);
+}
+
+void WindowOperator::encode(PartitionId partition, std::string& out) const {
   codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
     codec::put_i64(out, watermark_);
@@ -391,14 +397,35 @@ void WindowOperator::snapshot(PartitionId partition, std::string& out) const {
   }
 }
 
-Status WindowOperator::restore(PartitionId partition, std::string_view bytes) {
+Status WindowOperator::restore(PartitionId partition, StateReader& reader) {
+  auto bytes = reader.get(partition == kGlobalPartition ? "window" : "panes");
+  if (!bytes) return tl::unexpected(bytes.error());
+  if (!*bytes) {
+    if (partition != kGlobalPartition) drop(partition);
+    return {};
+  }
+  return decode(partition, **bytes, reader);
+}
+
+Status WindowOperator::decode(PartitionId partition, std::string_view bytes, StateReader& reader) {
   codec::Reader in(bytes);
   uint8_t version = 0;
   if (!in.u8(version) || version != kSnapshotVersion) return corrupt("version");
-  auto read_bc = [&](uint32_t& bc) {
+  // A brand or channel removed from the configuration: its entries are dropped (counted once per
+  // entry), never folded into `other`.
+  auto read_bc = [&](uint32_t& bc, bool& known) {
     std::string_view brand, channel;
     if (!in.str(brand) || !in.str(channel)) return false;
-    bc = pack(vocabulary_.brand(brand), vocabulary_.channel(channel));
+    const auto b = vocabulary_.find_brand(brand);
+    const auto c = vocabulary_.find_channel(channel);
+    known = b && c;
+    if (!b) {
+      reader.note_dropped(DroppedKind::brand, brand);
+    } else if (!c) {
+      reader.note_dropped(DroppedKind::channel, channel);
+    } else {
+      bc = pack(*b, *c);
+    }
     return true;
   };
   if (partition == kGlobalPartition) {
@@ -408,12 +435,13 @@ Status WindowOperator::restore(PartitionId partition, std::string_view bytes) {
     std::map<uint32_t, RateSample> rates;
     for (uint64_t i = 0; i < n; ++i) {
       uint32_t bc = 0;
+      bool known = false;
       RateSample r;
-      if (!read_bc(bc) || !in.i64(r.window_start) || !in.i64(r.engagements) ||
+      if (!read_bc(bc, known) || !in.i64(r.window_start) || !in.i64(r.engagements) ||
           !in.i64(r.impressions)) {
         return corrupt("rates");
       }
-      rates[bc] = r;
+      if (known) rates[bc] = r;
     }
     if (!in.done()) return corrupt("trailing bytes");
     watermark_ = std::max(watermark_, watermark);
@@ -427,19 +455,21 @@ Status WindowOperator::restore(PartitionId partition, std::string_view bytes) {
   for (uint64_t i = 0; i < n; ++i) {
     int64_t pane_start = 0;
     uint32_t bc = 0;
+    bool known = false;
     uint8_t dirty = 0;
     Pane pane;
-    if (!in.i64(pane_start) || !read_bc(bc) || !in.u8(dirty) ||
+    if (!in.i64(pane_start) || !read_bc(bc, known) || !in.u8(dirty) ||
         !get_aggregate(in, pane.aggregate)) {
       return corrupt("pane");
     }
+    if (!known) continue;
     bool created = false;
     Pane& into = pane_at(state, bc, pane_start, created);
     if (created) {
       into.aggregate = std::move(pane.aggregate);
       into.dirty = dirty != 0;
     } else {
-      into.aggregate.merge(pane.aggregate);  // two names folded to `other`
+      into.aggregate.merge(pane.aggregate);  // cannot happen with exact names; harmless
     }
     // Panes of windows this instance already closed are freed at the next watermark.
     earliest_due_ = std::min(earliest_due_, first_window_start(pane_start) + size_ms_ + grace_ms_);

@@ -46,8 +46,10 @@ class WindowOperator final : public Operator {
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_watermark(EventTime watermark, Emitter& out) override;
   void on_checkpoint(Emitter& out) override;
-  void snapshot(PartitionId partition, std::string& out) const override;
-  Status restore(PartitionId partition, std::string_view bytes) override;
+  // One key per scope: `panes` (a partition's panes, brands and channels by name) or `window`
+  // (global: watermark, record count, last closed rates).
+  void snapshot(PartitionId partition, StateWriter& out) const override;
+  Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
@@ -104,6 +106,8 @@ class WindowOperator final : public Operator {
   void emit(int64_t window_start, uint32_t brand_channel, const WindowAggregate& agg, bool final,
             Emitter& out);
   void sweep();
+  void encode(PartitionId partition, std::string& out) const;
+  Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
 
   WindowSpec spec_;
   Vocabulary vocabulary_;
@@ -128,7 +132,7 @@ class WindowOperator final : public Operator {
   std::map<uint32_t, RateSample> rates_;
 
   int64_t earliest_due_;  // no window with data closes before this: on_watermark fast path
-  std::string scratch_;
+  mutable std::string scratch_;  // snapshot and record buffer
 };
 
 }  // namespace sp
