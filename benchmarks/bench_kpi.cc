@@ -63,6 +63,8 @@ void BM_KpiOperators(benchmark::State& state) {
   NullEmitter emitter;
   size_t i = 0;
   EventTime watermark = kMinEventTime;
+  const KpiSettings kpi;
+  const EmvSettings emv;
   for (auto _ : state) {
     const auto& [partition, e] = events[i & (events.size() - 1)];
     // Event time keeps moving across passes over the sample so buckets keep closing and expiring.
@@ -73,7 +75,8 @@ void BM_KpiOperators(benchmark::State& state) {
       watermark = shifted.time - Millis{10'000};
       for (auto& op : ops) op->on_watermark(watermark, emitter);
     }
-    const ProcessContext ctx{partition, watermark, watermark};
+    const ProcessContext ctx{partition, watermark, watermark,
+                             derive(shifted, kpi, emv)};
     for (auto& op : ops) op->process(ctx, shifted);
     ++i;
   }

@@ -26,4 +26,15 @@ std::optional<Role> parse_role(std::string_view s) {
   return std::nullopt;
 }
 
+std::string_view to_string(RejectReason r) {
+  switch (r) {
+    case RejectReason::malformed_json: return "malformed_json";
+    case RejectReason::schema: return "schema";
+    case RejectReason::too_large: return "too_large";
+    case RejectReason::future_time: return "future_time";
+    case RejectReason::unknown_brand: return "unknown_brand";
+  }
+  return "unknown";
+}
+
 }  // namespace sp

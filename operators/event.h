@@ -38,6 +38,12 @@ std::optional<Role> parse_role(std::string_view s);
 using BrandIndex = uint16_t;
 using ChannelIndex = uint16_t;
 
+// Why a consumed message was not an event (SPEC 1): the DLQ `sp_error_reason` header and a metric
+// label, so the set stays closed.
+enum class RejectReason : uint8_t { malformed_json, schema, too_large, future_time, unknown_brand };
+inline constexpr size_t kRejectReasonCount = 5;
+std::string_view to_string(RejectReason);
+
 struct Event {
   EventTime time{};
   BrandIndex brand = 0;

@@ -16,11 +16,6 @@
 
 namespace sp {
 
-// Values are the DLQ `sp_error_reason` header and a metric label: keep the set closed.
-enum class RejectReason : uint8_t { malformed_json, schema, too_large, future_time, unknown_brand };
-inline constexpr size_t kRejectReasonCount = 5;
-std::string_view to_string(RejectReason);
-
 struct Rejection {
   RejectReason reason;
   std::string detail;  // "field path: problem", e.g. "actor.followers: must be an integer >= 0"

@@ -12,10 +12,8 @@
 #include <thread>
 #include <vector>
 
-#include "operators/deduplicator.h"
-#include "operators/kpi_operators.h"
-#include "operators/watermark_tracker.h"
-#include "operators/window_operators.h"
+#include "operators/topology.h"
+#include "pipeline/checkpoint_state.h"
 #include "pipeline/decoder.h"
 #include "pipeline/event_generator.h"
 #include "pipeline/http_server.h"
@@ -31,23 +29,11 @@ namespace {
 using SteadyClock = std::chrono::steady_clock;
 using WallClock = std::chrono::system_clock;
 
-struct RunnerCounters {
-  uint64_t consumed = 0;
-  uint64_t accepted = 0;
-  uint64_t duplicate = 0;
-  uint64_t dlq = 0;
-  std::array<uint64_t, kRejectReasonCount> rejected{};
-};
-
+// The Kafka side of one owned partition; its state lives in the Topology.
 struct PartitionSlot {
   std::string topic;
   int32_t partition = 0;
-  PartitionId id;
-  int64_t next_offset = -1;  // -1: nothing consumed yet (start from the beginning)
-  RunnerCounters counters;
-  std::unique_ptr<Deduplicator> dedup;
-  Deduplicator::CheckpointDelta dedup_delta;  // prepared for the batch being committed
-  bool dirty = true;
+  Topology::Partition* state = nullptr;
   bool state_paused = false;  // ahead of the pipeline watermark while state is over its limit
 };
 
@@ -57,41 +43,12 @@ std::string hex_key(std::string_view prefix, uint64_t v) {
   return std::string(prefix) + buf;
 }
 
-std::string partition_key(std::string_view prefix, PartitionId p) {
-  return hex_key(prefix, static_cast<uint32_t>(p.value));
-}
-
-// `dedup/<pid>` holds the deduplicator's header; its segments are `dedup/<pid>/<seq>`.
-std::string dedup_segment_prefix(PartitionId p) { return partition_key("dedup/", p) + "/"; }
-std::string dedup_segment_key(PartitionId p, uint64_t seq) { return hex_key(dedup_segment_prefix(p), seq); }
-
 void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
 bool get_u64(std::string_view& in, uint64_t& v) {
   if (in.size() < 8) return false;
   std::memcpy(&v, in.data(), 8);
   in.remove_prefix(8);
   return true;
-}
-
-std::string encode_counters(const RunnerCounters& c, int64_t next_offset) {
-  std::string out;
-  put_u64(out, static_cast<uint64_t>(next_offset));
-  put_u64(out, c.consumed);
-  put_u64(out, c.accepted);
-  put_u64(out, c.duplicate);
-  put_u64(out, c.dlq);
-  for (uint64_t r : c.rejected) put_u64(out, r);
-  return out;
-}
-
-bool decode_counters(std::string_view in, RunnerCounters& c, int64_t& next_offset) {
-  uint64_t off = 0;
-  if (!get_u64(in, off)) return false;
-  next_offset = static_cast<int64_t>(off);
-  bool ok = get_u64(in, c.consumed) && get_u64(in, c.accepted) && get_u64(in, c.duplicate) &&
-            get_u64(in, c.dlq);
-  for (uint64_t& r : c.rejected) ok = ok && get_u64(in, r);
-  return ok;
 }
 
 std::string encode_record(const OutputRecord& r) {
@@ -126,16 +83,19 @@ struct LocalHistogram {
   }
 };
 
-class RunnerImpl;
-
-class PendingEmitter final : public Emitter {
- public:
-  explicit PendingEmitter(std::vector<OutputRecord>& out) : out_(out) {}
-  void emit(OutputRecord record) override { out_.push_back(std::move(record)); }
-
- private:
-  std::vector<OutputRecord>& out_;
-};
+TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
+  TopologySpec spec;
+  spec.vocabulary = vocabulary;
+  spec.windows = config.windows;
+  spec.kpi = config.kpi;
+  spec.emv = config.emv;
+  for (const auto& [brand, channels] : config.roi.daily_spend) {
+    for (const auto& [channel, value] : channels) spec.spend.push_back({brand, channel, value});
+  }
+  spec.watermark = config.watermark;
+  spec.dedup_horizon = config.dedup.horizon;
+  return spec;
+}
 
 class RunnerImpl final : public Runner {
  public:
@@ -155,30 +115,27 @@ class RunnerImpl final : public Runner {
         vocabulary_(config.vocabulary()),
         source_(vocabulary_, DecoderOptions{config.limits.max_message_bytes, config.watermark.max_future,
                                             config.brands.unknown}),
-        tracker_(config.watermark),
+        topology_(topology_spec(config, vocabulary_)),
         http_(http),
         registry_(config.metrics.max_series),
-        emitter_(pending_),
         latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
         checkpoint_hist_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
 
   Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
-    for (auto& op : make_window_operators(config_.windows, vocabulary_, config_.kpi, config_.emv)) {
-      operators_.push_back(std::move(op));
-    }
-    std::vector<SpendEntry> spend;
-    for (const auto& [brand, channels] : config_.roi.daily_spend) {
-      for (const auto& [channel, value] : channels) spend.push_back({brand, channel, value});
-    }
-    for (auto& op : make_kpi_operators(vocabulary_, config_.kpi, config_.emv, std::move(spend))) {
-      operators_.push_back(std::move(op));
-    }
     auto store = CheckpointStore::open(config_.state.path);
     if (!store) return tl::unexpected(store.error());
     store_ = std::move(*store);
     if (hooks.on_store_open) hooks.on_store_open(*store_);
     hooks_ = hooks;
-    if (auto s = restore_global(); !s) return s;
+    if (auto s = check_state_format(*store_, config_.state.path); !s) return s;
+    state_reader_ = std::make_unique<StoreStateReader>(*store_);
+    if (auto s = topology_.restore_global(*state_reader_); !s) return s;
+    auto seq = store_->get(Family::meta, "outbox_seq");
+    if (!seq) return tl::unexpected(seq.error());
+    if (*seq) {
+      std::string_view in = **seq;
+      get_u64(in, outbox_seq_);
+    }
 
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = bootstrap;
@@ -264,7 +221,7 @@ class RunnerImpl final : public Runner {
       PartitionSlot* slot = item.outcome == SourceWorker::Outcome::kafka_error
                                 ? nullptr
                                 : find_slot(rd_kafka_topic_name(item.message->rkt), item.message->partition);
-      if (slot != nullptr && item.outcome == SourceWorker::Outcome::event) slot->dedup->prefetch(item.dedup_key);
+      if (slot != nullptr && item.outcome == SourceWorker::Outcome::event) slot->state->dedup.prefetch(item.dedup_key);
       ahead[j % kDedupLookahead] = slot;
     };
     for (size_t j = 0; j < std::min(kDedupLookahead, items.size()); ++j) look_ahead(j);
@@ -286,33 +243,20 @@ class RunnerImpl final : public Runner {
       return;
     }
     if (slot == nullptr) return;  // stale message from a revoked partition
-    // librdkafka may re-deliver around seeks; offsets at or below the last one are already in state.
-    if (slot->next_offset >= 0 && msg.offset < slot->next_offset) return;
-    slot->next_offset = msg.offset + 1;
-    slot->dirty = true;
-    auto& c = slot->counters;
-    ++c.consumed;
-    sample_latency(msg);
-
+    const Offset offset{msg.offset};
     if (item.outcome == SourceWorker::Outcome::rejected) {
-      tracker_.observe_activity(slot->id, wall_now_);
-      ++c.rejected[static_cast<size_t>(item.rejection.reason)];
+      if (topology_.reject(*slot->state, offset, item.rejection.reason, wall_now_) ==
+          Topology::Outcome::stale) {
+        return;
+      }
+      sample_latency(msg);
       send_to_dlq(msg, *slot, item.rejection);
-      ++c.dlq;
       return;
     }
-    const Event& event = item.event;
-    if (slot->dedup->is_duplicate(event, item.dedup_key)) {
-      tracker_.observe_activity(slot->id, wall_now_);
-      ++c.duplicate;
-      return;
+    if (topology_.process(*slot->state, offset, item.event, item.dedup_key, wall_now_) !=
+        Topology::Outcome::stale) {
+      sample_latency(msg);
     }
-    ++c.accepted;
-    const ProcessContext ctx{slot->id, tracker_.pipeline_watermark(),
-                             tracker_.partition_watermark(slot->id)};
-    for (auto& op : operators_) op->process(ctx, event);
-    tracker_.observe(slot->id, event.time, wall_now_);
-    advance_watermark();
   }
 
   void sample_latency(const rd_kafka_message_t& msg) {
@@ -328,16 +272,8 @@ class RunnerImpl final : public Runner {
     }
   }
 
-  void advance_watermark() {
-    const EventTime wm = tracker_.pipeline_watermark();
-    if (wm <= last_watermark_) return;
-    last_watermark_ = wm;
-    for (auto& op : operators_) op->on_watermark(wm, emitter_);
-  }
-
   void check_idle() {
-    tracker_.update_idle(WallClock::now(), [this](PartitionId p) { return has_lag(p); });
-    advance_watermark();
+    topology_.on_idle(WallClock::now(), [this](PartitionId p) { return has_lag(p); });
   }
 
   bool has_lag(PartitionId p) {
@@ -347,8 +283,8 @@ class RunnerImpl final : public Runner {
     int64_t lo = 0, hi = 0;
     rd_kafka_get_watermark_offsets(consumer_.get(), it->second.topic.c_str(), it->second.partition,
                                    &lo, &hi);
-    const int64_t position = it->second.next_offset >= 0 ? it->second.next_offset : lo;
-    return hi > position;
+    const auto next = it->second.state->next_offset;
+    return hi > (next ? next->value : lo);
   }
 
   PartitionSlot* find_slot(const char* topic, int32_t partition) {
@@ -497,7 +433,7 @@ class RunnerImpl final : public Runner {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
     }
-    for (auto& op : operators_) op->on_checkpoint(emitter_);
+    topology_.before_checkpoint();
     for (uint64_t seq : failed_records_) {
       if (auto it = inflight_records_.find(seq); it != inflight_records_.end()) produce_record(seq, it->second);
     }
@@ -505,23 +441,14 @@ class RunnerImpl final : public Runner {
 
     const auto t_emit = SteadyClock::now();
     auto batch = store_->batch();
+    mark_state_format(batch);
+    state_reader_->write_drops(batch);
+    BatchStateWriter state(batch);
+    topology_.checkpoint(state);
     std::string buf;
-    for (auto& [id, slot] : slots_) {
-      if (!slot.dirty) continue;
-      write_partition(batch, slot, buf);
-    }
-    const auto t_partitions = SteadyClock::now();
-    for (auto& op : operators_) {
-      buf.clear();
-      op->snapshot(kGlobalPartition, buf);
-      batch.put(Family::state, std::string(op->name()) + "/global", buf);
-    }
-    buf.clear();
-    tracker_.snapshot(kGlobalPartition, buf);
-    batch.put(Family::meta, "watermark", buf);
     uint64_t seq = outbox_seq_;
-    for (const auto& r : pending_) batch.put(Family::outbox, hex_key("", ++seq), encode_record(r));
-    buf.clear();
+    auto& pending = topology_.pending();
+    for (const auto& r : pending) batch.put(Family::outbox, hex_key("", ++seq), encode_record(r));
     put_u64(buf, seq);
     batch.put(Family::meta, "outbox_seq", buf);
     const size_t delivered = delivered_records_.size();
@@ -538,71 +465,29 @@ class RunnerImpl final : public Runner {
       spdlog::info("msg=\"checkpoint recovered\"");
       checkpoint_failing_ = false;
     }
-    for (auto& [id, slot] : slots_) {
-      if (slot.dirty) slot.dedup->checkpoint_committed(slot.dedup_delta);
-      slot.dirty = false;
-    }
+    topology_.checkpoint_committed();
     for (size_t i = 0; i < delivered; ++i) inflight_records_.erase(delivered_records_[i]);
     delivered_records_.erase(delivered_records_.begin(), delivered_records_.begin() + static_cast<long>(delivered));
-    for (auto& r : pending_) {
+    for (auto& r : pending) {
       ++outbox_seq_;
       produce_record(outbox_seq_, r);
       inflight_records_.emplace(outbox_seq_, std::move(r));
     }
-    pending_.clear();
+    pending.clear();
     commit_offsets_async();
-    if (hooks_.on_checkpoint_committed) {
-      uint64_t consumed = 0;
-      for (const auto& [id, slot] : slots_) consumed += slot.counters.consumed;
-      hooks_.on_checkpoint_committed(consumed);
-    }
+    if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
     checkpoint_hist_.observe(std::chrono::duration<double>(t_committed - started).count());
     publish_metrics();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
     if (spdlog::should_log(spdlog::level::debug)) {
       auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
-      spdlog::debug("msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} partitions_us={} global_us={} commit_us={} publish_us={} bytes={}",
-                    us(started - last_checkpoint_start_), us(t_emit - started), us(t_partitions - t_emit), us(t_built - t_partitions),
+      spdlog::debug("msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} state_us={} commit_us={} publish_us={} bytes={}",
+                    us(started - last_checkpoint_start_), us(t_emit - started), us(t_built - t_emit),
                     us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes);
-      std::string ops;
-      for (size_t i = 0; i < operators_.size() && i < kProfiledOperators; ++i) {
-        ops += fmt::format(" {}={}us/{}B", operators_[i]->name(),
-                           std::chrono::duration_cast<std::chrono::microseconds>(snapshot_profile_[i].first).count(),
-                           snapshot_profile_[i].second);
-        snapshot_profile_[i] = {};
-      }
-      spdlog::debug("msg=\"checkpoint snapshots\"{}", ops);
       last_checkpoint_start_ = started;
     }
     return {};
-  }
-
-  void write_partition(CheckpointStore::Batch& batch, PartitionSlot& slot, std::string& buf) {
-    const bool profiled = spdlog::should_log(spdlog::level::debug);
-    for (size_t i = 0; i < operators_.size(); ++i) {
-      auto& op = operators_[i];
-      buf.clear();
-      const auto t = profiled ? SteadyClock::now() : SteadyClock::time_point{};
-      op->snapshot(slot.id, buf);
-      if (profiled && i < kProfiledOperators) {
-        snapshot_profile_[i].first += SteadyClock::now() - t;
-        snapshot_profile_[i].second += buf.size();
-      }
-      batch.put(Family::state, partition_key(std::string(op->name()) + "/", slot.id), buf);
-    }
-    buf.clear();
-    tracker_.snapshot(slot.id, buf);
-    batch.put(Family::state, partition_key("tracker/", slot.id), buf);
-    // Only the ids remembered since the last checkpoint: rewriting the whole set every second
-    // was 40-55 % of the runner thread at 1 M ids.
-    auto& delta = slot.dedup_delta;
-    slot.dedup->prepare_checkpoint(delta);
-    batch.put(Family::state, partition_key("dedup/", slot.id), delta.header);
-    if (delta.has_segment) batch.put(Family::state, dedup_segment_key(slot.id, delta.segment), delta.segment_bytes);
-    for (uint64_t seq : delta.expired_segments) batch.remove(Family::state, dedup_segment_key(slot.id, seq));
-    batch.put(Family::meta, partition_key("partition/", slot.id),
-              encode_counters(slot.counters, slot.next_offset));
   }
 
   void note_checkpoint_failure(const std::string& why) {
@@ -612,78 +497,12 @@ class RunnerImpl final : public Runner {
     checkpoint_failing_ = true;
   }
 
-  Status restore_global() {
-    for (auto& op : operators_) {
-      auto bytes = store_->get(Family::state, std::string(op->name()) + "/global");
-      if (!bytes) return tl::unexpected(bytes.error());
-      if (*bytes) {
-        if (auto s = op->restore(kGlobalPartition, **bytes); !s) return s;
-      }
-    }
-    auto wm = store_->get(Family::meta, "watermark");
-    if (!wm) return tl::unexpected(wm.error());
-    if (*wm) {
-      if (auto s = tracker_.restore(kGlobalPartition, **wm); !s) return s;
-      last_watermark_ = tracker_.pipeline_watermark();
-    }
-    auto seq = store_->get(Family::meta, "outbox_seq");
-    if (!seq) return tl::unexpected(seq.error());
-    if (*seq) {
-      std::string_view in = **seq;
-      get_u64(in, outbox_seq_);
-    }
-    return {};
-  }
-
-  Status restore_partition(PartitionSlot& slot) {
-    auto meta = store_->get(Family::meta, partition_key("partition/", slot.id));
-    if (!meta) return tl::unexpected(meta.error());
-    if (*meta && !decode_counters(**meta, slot.counters, slot.next_offset)) {
-      return make_error(ErrorKind::fatal, "corrupt partition record for " + slot.topic);
-    }
-    for (auto& op : operators_) {
-      auto bytes = store_->get(Family::state, partition_key(std::string(op->name()) + "/", slot.id));
-      if (!bytes) return tl::unexpected(bytes.error());
-      if (*bytes) {
-        if (auto s = op->restore(slot.id, **bytes); !s) return s;
-      }
-    }
-    auto tracker = store_->get(Family::state, partition_key("tracker/", slot.id));
-    if (!tracker) return tl::unexpected(tracker.error());
-    if (*tracker) {
-      if (auto s = tracker_.restore(slot.id, **tracker); !s) return s;  // also assigns
-    } else {
-      tracker_.assign(slot.id);
-    }
-    auto dedup = store_->get(Family::state, partition_key("dedup/", slot.id));
-    if (!dedup) return tl::unexpected(dedup.error());
-    if (*dedup) {
-      if (auto s = slot.dedup->begin_restore(**dedup); !s) return s;
-      const std::string prefix = dedup_segment_prefix(slot.id);
-      auto segments = store_->scan(Family::state, prefix);
-      if (!segments) return tl::unexpected(segments.error());
-      size_t ids = 0;  // upper bound: 24 bytes an id (some may have expired or be repeated)
-      for (const auto& [key, bytes] : *segments) ids += bytes.size() / 24;
-      slot.dedup->reserve(ids);
-      for (const auto& [key, bytes] : *segments) {
-        uint64_t seq = 0;
-        const std::string_view hex = std::string_view(key).substr(prefix.size());
-        if (hex.size() != 16 || std::from_chars(hex.data(), hex.data() + hex.size(), seq, 16).ptr != hex.data() + hex.size()) {
-          return make_error(ErrorKind::fatal, "corrupt dedup segment key for " + slot.topic);
-        }
-        if (auto s = slot.dedup->restore_segment(seq, bytes); !s) return s;
-      }
-      if (auto s = slot.dedup->finish_restore(); !s) return s;
-    }
-    return {};
-  }
-
   void commit_offsets_async() {
     if (slots_.empty()) return;
     KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
     for (const auto& [id, slot] : slots_) {
-      if (slot.next_offset < 0) continue;
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+      if (!slot.state->next_offset) continue;
+      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
     }
     if (list->cnt > 0) rd_kafka_commit(consumer_.get(), list.get(), 1);
   }
@@ -741,17 +560,18 @@ class RunnerImpl final : public Runner {
       PartitionSlot slot;
       slot.topic = tp.topic;
       slot.partition = tp.partition;
-      slot.id = make_partition_id(*t, tp.partition);
-      slot.dedup = std::make_unique<Deduplicator>(config_.dedup.horizon);
-      if (auto s = restore_partition(slot); !s) {
-        fatal_ = s.error();
+      const PartitionId id = make_partition_id(*t, tp.partition);
+      auto restored = topology_.assign(id, *state_reader_);
+      if (!restored) {
+        fatal_ = restored.error();
         spdlog::critical("msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"",
-                         slot.topic, slot.partition, s.error().message);
+                         slot.topic, slot.partition, restored.error().message);
         return;
       }
+      slot.state = *restored;
       // Resume from the offset stored with the state, never from Kafka's committed offset.
-      tp.offset = slot.next_offset >= 0 ? slot.next_offset : RD_KAFKA_OFFSET_BEGINNING;
-      slots_.emplace(slot.id.value, std::move(slot));
+      tp.offset = slot.state->next_offset ? slot.state->next_offset->value : RD_KAFKA_OFFSET_BEGINNING;
+      slots_.emplace(id.value, std::move(slot));
     }
     const auto restore_time = SteadyClock::now() - restore_started;
     spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt, slots_.size(),
@@ -774,10 +594,9 @@ class RunnerImpl final : public Runner {
       const auto t = topic_index(partitions->elems[i].topic);
       if (!t) continue;
       const PartitionId id = make_partition_id(*t, partitions->elems[i].partition);
-      for (auto& op : operators_) op->drop(id);
-      tracker_.revoke(id);
       if (auto it = slots_.find(id.value); it != slots_.end() && it->second.state_paused) --state_paused_;
       slots_.erase(id.value);
+      topology_.revoke(id);
     }
     update_ready();
   }
@@ -790,12 +609,13 @@ class RunnerImpl final : public Runner {
   void apply_backpressure() {
     if (stopping_) return;
     // Pending records and failing checkpoints stop all input: nothing consumed could be stored.
-    const bool over = pending_.size() > config_.limits.max_pending_records || checkpoint_failing_;
+    const size_t pending = topology_.pending().size();
+    const bool over = pending > config_.limits.max_pending_records || checkpoint_failing_;
     if (over != paused_) {
       set_paused(over);
       if (over) {
         spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
-                     pending_.size(), state_bytes_, checkpoint_failing_);
+                     pending, state_bytes_, checkpoint_failing_);
       } else {
         // Re-seek: resume must continue exactly after the last offset in state.
         for (auto& [id, slot] : slots_) {
@@ -818,10 +638,10 @@ class RunnerImpl final : public Runner {
   void align_on_state_limit() {
     const bool over = state_bytes_ > config_.limits.max_state_bytes;
     if (!over && state_paused_ == 0) return;
-    const EventTime wm = tracker_.pipeline_watermark();
+    const EventTime wm = topology_.watermark();
     size_t paused = 0, resumed = 0;
     for (auto& [id, slot] : slots_) {
-      const bool ahead = over && tracker_.partition_watermark(slot.id) > wm;
+      const bool ahead = over && topology_.partition_watermark(slot.state->id) > wm;
       if (ahead == slot.state_paused) continue;
       KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
       rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition);
@@ -844,9 +664,9 @@ class RunnerImpl final : public Runner {
   }
 
   void seek_to_state(const PartitionSlot& slot) {
-    if (slot.next_offset < 0) return;
+    if (!slot.state->next_offset) return;
     KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+    rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
     if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), one.get(), 1000)) rd_kafka_error_destroy(e);
   }
 
@@ -867,8 +687,8 @@ class RunnerImpl final : public Runner {
   void commit_offsets_bounded(int64_t timeout_ms) {
     KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
     for (const auto& [id, slot] : slots_) {
-      if (slot.next_offset < 0) continue;
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.next_offset;
+      if (!slot.state->next_offset) continue;
+      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
     }
     if (list->cnt == 0) return;
     rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
@@ -884,9 +704,7 @@ class RunnerImpl final : public Runner {
 
   // ---- metrics ----------------------------------------------------------------------------
   void publish_metrics() {
-    size_t bytes = 0;
-    for (const auto& op : operators_) bytes += op->state_bytes();
-    for (const auto& [id, slot] : slots_) bytes += slot.dedup->memory_bytes();
+    const size_t bytes = topology_.state_bytes();
     state_bytes_ = bytes;
     if (http_ == nullptr) return;
     const auto now = WallClock::now();
@@ -896,39 +714,19 @@ class RunnerImpl final : public Runner {
     latency_seen_ = 0;
 
     registry_.begin();
-    RunnerCounters total;
-    for (const auto& [id, slot] : slots_) {
-      total.consumed += slot.counters.consumed;
-      total.accepted += slot.counters.accepted;
-      total.duplicate += slot.counters.duplicate;
-      total.dlq += slot.counters.dlq;
-      for (size_t r = 0; r < kRejectReasonCount; ++r) total.rejected[r] += slot.counters.rejected[r];
-    }
-    auto counter = [this](std::string_view name, std::string_view help, double v) {
-      registry_.family(name, help, MetricType::counter);
-      registry_.add({}, v);
-    };
-    counter("socialpulse_events_consumed_total", "Messages read from the input topics", static_cast<double>(total.consumed));
-    counter("socialpulse_events_accepted_total", "Valid, non-duplicate events", static_cast<double>(total.accepted));
-    counter("socialpulse_events_duplicate_total", "Events whose (brand, id) was seen within dedup.horizon", static_cast<double>(total.duplicate));
-    counter("socialpulse_dlq_messages_total", "Messages written to the dead-letter topic", static_cast<double>(total.dlq));
-    registry_.family("socialpulse_events_rejected_total", "Rejected messages by reason", MetricType::counter);
-    for (size_t r = 0; r < kRejectReasonCount; ++r) {
-      const std::array<LabelPair, 1> labels{{{"reason", to_string(static_cast<RejectReason>(r))}}};
-      registry_.add(labels, static_cast<double>(total.rejected[r]));
-    }
+    topology_.collect_counts(registry_);
     registry_.family("socialpulse_consumer_lag_messages", "Messages behind the partition's high watermark", MetricType::gauge);
     for (const auto& [id, slot] : slots_) {
       int64_t lo = 0, hi = 0;
       rd_kafka_get_watermark_offsets(consumer_.get(), slot.topic.c_str(), slot.partition, &lo, &hi);
-      const int64_t pos = slot.next_offset >= 0 ? slot.next_offset : lo;
+      const int64_t pos = slot.state->next_offset ? slot.state->next_offset->value : lo;
       const std::string label = config_.kafka.topics.size() == 1
                                     ? std::to_string(slot.partition)
                                     : slot.topic + "/" + std::to_string(slot.partition);
       const std::array<LabelPair, 1> labels{{{"partition", label}}};
       registry_.add(labels, static_cast<double>(std::max<int64_t>(0, hi - pos)));
     }
-    const EventTime wm = tracker_.pipeline_watermark();
+    const EventTime wm = topology_.watermark();
     if (wm > kMinEventTime) {
       const double wm_s = static_cast<double>(to_epoch_ms(wm)) / 1000.0;
       registry_.family("socialpulse_watermark_timestamp_seconds", "Pipeline event-time watermark", MetricType::gauge);
@@ -947,7 +745,7 @@ class RunnerImpl final : public Runner {
     registry_.family("socialpulse_build_info", "Build information", MetricType::gauge);
     const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
     registry_.add(version, 1.0);
-    for (const auto& op : operators_) op->collect(registry_);
+    topology_.collect(registry_);
     last_snapshot_ = registry_.finish();
     http_->publish(last_snapshot_);
   }
@@ -1038,9 +836,7 @@ class RunnerImpl final : public Runner {
   }
 
   static constexpr size_t kLatencySampleCap = 1 << 14;
-  static constexpr size_t kProfiledOperators = 8;
   static constexpr size_t kDedupLookahead = 8;
-  std::array<std::pair<SteadyClock::duration, size_t>, kProfiledOperators> snapshot_profile_{};  // debug log
   SteadyClock::time_point last_checkpoint_start_{};
   uint64_t batch_messages_ = 0;  // for RunnerTestHooks::on_batch_processed
 
@@ -1051,20 +847,17 @@ class RunnerImpl final : public Runner {
       [this](rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
         return handle_rebalance(err, partitions);
       };
-  WatermarkTracker tracker_;
+  Topology topology_;
   HttpServer* http_;
   MetricsRegistry registry_;
-  std::vector<OutputRecord> pending_;  // emitted since the last checkpoint
-  PendingEmitter emitter_;
-  std::vector<std::unique_ptr<Operator>> operators_;
   std::unique_ptr<CheckpointStore> store_;
+  std::unique_ptr<StoreStateReader> state_reader_;
   KafkaHandle consumer_;
   KafkaHandle producer_;
   std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
   const char* last_topic_name_ = nullptr;  // find_slot cache
   size_t last_topic_index_ = 0;
   WallClock::time_point wall_now_{};
-  EventTime last_watermark_ = kMinEventTime;
   uint64_t outbox_seq_ = 0;
   std::map<uint64_t, OutputRecord> inflight_records_;  // in the outbox, produced, not yet acknowledged
   std::vector<uint64_t> delivered_records_;

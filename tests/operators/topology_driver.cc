@@ -216,17 +216,34 @@ TopologyDriver::TopologyDriver(std::vector<WindowSpec> windows, Vocabulary vocab
 }
 
 void TopologyDriver::build() {
-  tracker_ = std::make_unique<WatermarkTracker>(watermark_settings_);
-  operators_ = make_window_operators(windows_, vocabulary_, kpi_, emv_);
+  TopologySpec spec;
+  spec.vocabulary = vocabulary_;
+  spec.windows = windows_;
+  spec.kpi = kpi_;
+  spec.emv = emv_;
+  spec.kpi_operators = false;
+  spec.watermark = watermark_settings_;
+  topology_ = std::make_unique<Topology>(std::move(spec));
+}
+
+void TopologyDriver::drain() {
+  auto& pending = topology_->pending();
+  for (auto& r : pending) records_.push_back(std::move(r));
+  pending.clear();
+}
+
+void TopologyDriver::on_idle() {
+  topology_->on_idle(now_, [this](PartitionId p) { return lagging_.contains(p); });
+  drain();
 }
 
 void TopologyDriver::assign(PartitionId partition) {
   assigned_.insert(partition);
-  tracker_->assign(partition);
-  // The runner evaluates idleness on every loop; doing it here starts the idle timer at assignment.
-  if (tracker_->update_idle(now_, [this](PartitionId p) { return lagging_.contains(p); })) {
-    deliver_watermark();
-  }
+  MemoryState none;
+  auto assigned = topology_->assign(partition, none);
+  EXPECT_TRUE(assigned.has_value()) << assigned.error().message;
+  // The runner evaluates idleness right after an assignment: that starts the idle timer.
+  on_idle();
 }
 
 void TopologyDriver::set_lag(PartitionId partition, bool lagging) {
@@ -239,71 +256,70 @@ void TopologyDriver::set_lag(PartitionId partition, bool lagging) {
 
 void TopologyDriver::pipe(PartitionId partition, const Event& event) {
   if (!assigned_.contains(partition)) assign(partition);
-  const ProcessContext ctx{partition, tracker_->pipeline_watermark(),
-                           tracker_->partition_watermark(partition)};
-  for (auto& op : operators_) op->process(ctx, event);
-  if (tracker_->observe(partition, event.time, now_)) deliver_watermark();
+  Topology::Partition* p = topology_->find(partition);
+  Deduplicator::Key key{++anonymous_events_, 0x5eed};
+  if (!event.id.empty()) key = Deduplicator::key_of(event);
+  topology_->process(*p, Offset{next_offset_[partition]++}, event, key, now_);
+  drain();
 }
 
 void TopologyDriver::advance_wall_clock(Millis d) {
   now_ += d;
-  if (tracker_->update_idle(now_, [this](PartitionId p) { return lagging_.contains(p); })) {
-    deliver_watermark();
-  }
-}
-
-void TopologyDriver::deliver_watermark() {
-  for (auto& op : operators_) op->on_watermark(tracker_->pipeline_watermark(), emitter_);
+  on_idle();
 }
 
 void TopologyDriver::checkpoint() {
-  for (auto& op : operators_) op->on_checkpoint(emitter_);
+  topology_->before_checkpoint();
+  drain();
+  store_checkpoint();
 }
 
-std::map<std::string, std::string> TopologyDriver::snapshot_all() const {
-  std::map<std::string, std::string> blobs;
-  std::vector<PartitionId> ids(assigned_.begin(), assigned_.end());
-  ids.push_back(kGlobalPartition);
-  for (PartitionId p : ids) {
-    const std::string suffix = "/" + std::to_string(p.value);
-    tracker_->snapshot(p, blobs["tracker" + suffix]);
-    for (const auto& op : operators_) op->snapshot(p, blobs[std::string(op->name()) + suffix]);
+void TopologyDriver::store_checkpoint() {
+  topology_->checkpoint(store_);
+  topology_->checkpoint_committed();
+}
+
+std::map<std::string, std::string> TopologyDriver::snapshot_all() {
+  store_checkpoint();
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : store_.entries()) {
+    if (key.rfind("dedup/", 0) != 0) out.emplace(key, value);
   }
-  return blobs;
+  return out;
 }
 
 ::testing::AssertionResult TopologyDriver::snapshot_and_restore() {
-  const auto blobs = snapshot_all();
+  store_checkpoint();
+  const auto before = store_.entries();
   build();
-  std::vector<PartitionId> ids(assigned_.begin(), assigned_.end());
-  ids.push_back(kGlobalPartition);
-  for (PartitionId p : ids) {
-    if (p != kGlobalPartition) tracker_->assign(p);
-    const std::string suffix = "/" + std::to_string(p.value);
-    if (auto s = tracker_->restore(p, blobs.at("tracker" + suffix)); !s) {
-      return ::testing::AssertionFailure() << "tracker restore: " << s.error().message;
-    }
-    for (auto& op : operators_) {
-      if (auto s = op->restore(p, blobs.at(std::string(op->name()) + suffix)); !s) {
-        return ::testing::AssertionFailure() << op->name() << " restore: " << s.error().message;
-      }
+  if (auto s = topology_->restore_global(store_); !s) {
+    return ::testing::AssertionFailure() << "global restore: " << s.error().message;
+  }
+  for (PartitionId p : assigned_) {
+    if (auto s = topology_->assign(p, store_); !s) {
+      return ::testing::AssertionFailure() << "partition restore: " << s.error().message;
     }
   }
-  if (tracker_->update_idle(now_, [this](PartitionId p) { return lagging_.contains(p); })) {
-    deliver_watermark();
+  if (!store_.dropped().empty()) {
+    return ::testing::AssertionFailure() << "restore dropped " << store_.dropped().front().key;
   }
-  const auto again = snapshot_all();
-  for (const auto& [name, bytes] : blobs) {
-    if (again.at(name) != bytes) {
-      return ::testing::AssertionFailure() << "snapshot of " << name << " changed after restore";
+  on_idle();
+  store_checkpoint();
+  for (const auto& [key, value] : before) {
+    const auto it = store_.entries().find(key);
+    if (it == store_.entries().end() || it->second != value) {
+      return ::testing::AssertionFailure() << "state key " << key << " changed after restore";
     }
+  }
+  if (store_.entries().size() != before.size()) {
+    return ::testing::AssertionFailure() << "restore added state keys";
   }
   return ::testing::AssertionSuccess();
 }
 
 std::string TopologyDriver::metrics_text() const {
   TextMetricsWriter writer;
-  for (const auto& op : operators_) op->collect(writer);
+  for (const auto& op : topology_->operators()) op->collect(writer);
   return writer.text();
 }
 

@@ -1,6 +1,8 @@
 #pragma once
-// Test harness in the spirit of Kafka Streams' TopologyTestDriver: drives a WatermarkTracker and
-// the window operators exactly as the runner does, with a virtual wall clock and no Kafka.
+// Test harness in the spirit of Kafka Streams' TopologyTestDriver: drives the runtime core
+// (operators/topology.h, window operators only) exactly as the runner does, with a virtual wall
+// clock, per-partition offsets, dedup, and checkpoints into an in-memory store instead of Kafka and
+// RocksDB.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -11,8 +13,10 @@
 #include <string_view>
 #include <vector>
 
+#include "operators/keyed_state.h"
 #include "operators/operator.h"
 #include "operators/settings.h"
+#include "operators/topology.h"
 #include "operators/vocabulary.h"
 #include "operators/watermark_tracker.h"
 
@@ -39,9 +43,10 @@ std::optional<Millis> parse_duration(std::string_view s);  // 500ms, 10s, 1m, 2h
 //  sentiment=-0.5 rating=4 reach=100 followers=10 value=12.5 id=e1` (p, t, brand, type required).
 Result<OwnedEvent> parse_event_line(std::string_view line, const Vocabulary& vocabulary);
 
-// Contract: pipe() = one consumed message in the runner's order (process with the watermark before
-// the event, then observe, then on_watermark when it advanced); the wall clock moves only on
-// advance_wall_clock(); every emitted record is kept in records().
+// Contract: pipe() = one consumed message, handed to Topology::process as the runner does (next
+// offset of its partition; an event without id gets a key of its own, so it is never a
+// duplicate); the wall clock moves only on advance_wall_clock(); every emitted record is kept in
+// records().
 class TopologyDriver {
  public:
   TopologyDriver(std::vector<WindowSpec> windows, Vocabulary vocabulary,
@@ -53,33 +58,28 @@ class TopologyDriver {
   void pipe(PartitionId partition, const Event& event);
   void pipe(const OwnedEvent& event) { pipe(event.partition, event.event); }
   void advance_wall_clock(Millis d);
-  void checkpoint();  // on_checkpoint on every operator (emit mode `update`)
+  void checkpoint();  // before_checkpoint (emit mode `update`) + a checkpoint into the store
 
-  // Snapshots tracker and operators (every assigned partition + kGlobalPartition), restores them
-  // into freshly built ones that replace the current ones, and checks that the restored state
-  // snapshots to the same bytes.
+  // Checkpoints into the in-memory store, restores a freshly built Topology from it (replacing the
+  // current one), and checks that the restored state checkpoints to the same keys and bytes.
   ::testing::AssertionResult snapshot_and_restore();
-  // All snapshot blobs, keyed by (component, partition): equal maps = equal state.
-  std::map<std::string, std::string> snapshot_all() const;
+  // Checkpoints, then every stored key but the dedup segments (whose boundaries follow the
+  // checkpoint times): equal maps = equal state.
+  std::map<std::string, std::string> snapshot_all();
 
   const std::vector<OutputRecord>& records() const { return records_; }
   // Every collect() of every operator as sorted Prometheus-like text lines.
   std::string metrics_text() const;
   WallTime now() const { return now_; }
-  const WatermarkTracker& tracker() const { return *tracker_; }
-  const std::vector<std::unique_ptr<Operator>>& operators() const { return operators_; }
+  const WatermarkTracker& tracker() const { return topology_->tracker(); }
+  const std::vector<std::unique_ptr<Operator>>& operators() const { return topology_->operators(); }
+  Topology& topology() { return *topology_; }
 
  private:
-  class RecordingEmitter : public Emitter {
-   public:
-    explicit RecordingEmitter(std::vector<OutputRecord>& records) : records_(records) {}
-    void emit(OutputRecord record) override { records_.push_back(std::move(record)); }
-
-   private:
-    std::vector<OutputRecord>& records_;
-  };
   void build();
-  void deliver_watermark();
+  void store_checkpoint();
+  void drain();  // moves the Topology's pending output to records_
+  void on_idle();
 
   std::vector<WindowSpec> windows_;
   Vocabulary vocabulary_;
@@ -89,10 +89,11 @@ class TopologyDriver {
   WallTime now_;
   std::set<PartitionId> assigned_;
   std::set<PartitionId> lagging_;
-  std::unique_ptr<WatermarkTracker> tracker_;
-  std::vector<std::unique_ptr<Operator>> operators_;
+  std::unique_ptr<Topology> topology_;
+  std::map<PartitionId, int64_t> next_offset_;
+  uint64_t anonymous_events_ = 0;
+  MemoryState store_;
   std::vector<OutputRecord> records_;
-  RecordingEmitter emitter_{records_};
 };
 
 }  // namespace sp::testing

@@ -1,0 +1,318 @@
+#include "operators/topology.h"
+
+#include <algorithm>
+
+#include "operators/derived.h"
+#include "operators/kpi_codec.h"
+#include "operators/kpi_metrics.h"
+#include "operators/kpi_operators.h"
+#include "operators/window_operators.h"
+
+namespace sp {
+namespace {
+
+// Owners of state next to the operators (their names are config-checked not to collide).
+constexpr std::string_view kInputOwner = "input";      // offset and message counts
+constexpr std::string_view kDedupOwner = "dedup";
+constexpr std::string_view kTrackerOwner = "tracker";
+constexpr std::string_view kTopologyOwner = "topology";  // global: the operator list
+constexpr uint64_t kPositionVersion = 1;
+
+std::string encode_position(const Topology::Partition& p) {
+  using namespace kpi_codec;
+  std::string out;
+  put_u64(out, kPositionVersion);
+  put_u64(out, p.next_offset ? 1 : 0);
+  put_i64(out, p.next_offset ? p.next_offset->value : 0);
+  put_u64(out, p.counts.consumed);
+  put_u64(out, p.counts.accepted);
+  put_u64(out, p.counts.duplicate);
+  put_u64(out, p.counts.dlq);
+  put_u64(out, kRejectReasonCount);
+  for (size_t r = 0; r < kRejectReasonCount; ++r) {
+    put_str(out, to_string(static_cast<RejectReason>(r)));
+    put_u64(out, p.counts.rejected[r]);
+  }
+  return out;
+}
+
+Status decode_position(std::string_view bytes, Topology::Partition& p) {
+  kpi_codec::Reader in(bytes);
+  const uint64_t version = in.u64();
+  if (version != kPositionVersion) {
+    return make_error(ErrorKind::fatal, "input position has format version " +
+                                            std::to_string(version) + ", this build reads " +
+                                            std::to_string(kPositionVersion));
+  }
+  const bool has_offset = in.u64() != 0;
+  const int64_t offset = in.i64();
+  p.next_offset = has_offset ? std::optional<Offset>(Offset{offset}) : std::nullopt;
+  p.counts.consumed = in.u64();
+  p.counts.accepted = in.u64();
+  p.counts.duplicate = in.u64();
+  p.counts.dlq = in.u64();
+  const uint64_t reasons = in.u64();
+  for (uint64_t i = 0; i < reasons && in.ok(); ++i) {
+    std::string_view name;
+    if (!in.str(name)) break;
+    const uint64_t n = in.u64();
+    for (size_t r = 0; r < kRejectReasonCount; ++r) {
+      if (to_string(static_cast<RejectReason>(r)) == name) p.counts.rejected[r] = n;
+    }
+  }
+  if (!in.done()) return make_error(ErrorKind::fatal, "corrupt input position");
+  return {};
+}
+
+std::vector<std::unique_ptr<Operator>> make_operators(const TopologySpec& spec) {
+  auto ops = make_window_operators(spec.windows, spec.vocabulary, spec.kpi, spec.emv);
+  if (spec.kpi_operators) {
+    for (auto& op : make_kpi_operators(spec.vocabulary, spec.kpi, spec.emv, spec.spend)) {
+      ops.push_back(std::move(op));
+    }
+  }
+  return ops;
+}
+
+}  // namespace
+
+void MessageCounts::add(const MessageCounts& other) {
+  consumed += other.consumed;
+  accepted += other.accepted;
+  duplicate += other.duplicate;
+  dlq += other.dlq;
+  for (size_t r = 0; r < kRejectReasonCount; ++r) rejected[r] += other.rejected[r];
+}
+
+// Counts what a restore dropped (socialpulse_state_dropped_keys_total) on its way to the store's
+// reader, which removes the keys and logs the names.
+class Topology::DropCounter final : public StateReader {
+ public:
+  DropCounter(StateReader& inner, std::array<uint64_t, 4>& counts)
+      : inner_(inner), counts_(counts) {}
+  Result<std::optional<std::string>> get(std::string_view key) override { return inner_.get(key); }
+  Status scan(std::string_view prefix, const Visitor& visit) override {
+    return inner_.scan(prefix, visit);
+  }
+  void drop(std::string_view key, DroppedKind kind, std::string_view name) override {
+    ++counts_[static_cast<size_t>(kind)];
+    inner_.drop(key, kind, name);
+  }
+  void note_dropped(DroppedKind kind, std::string_view name) override {
+    ++counts_[static_cast<size_t>(kind)];
+    inner_.note_dropped(kind, name);
+  }
+
+ private:
+  StateReader& inner_;
+  std::array<uint64_t, 4>& counts_;
+};
+
+Topology::Topology(TopologySpec spec)
+    : spec_(std::move(spec)), operators_(make_operators(spec_)), tracker_(spec_.watermark) {}
+
+Status Topology::restore_global(StateReader& store) {
+  DropCounter in(store, dropped_keys_);
+  for (auto& op : operators_) {
+    ScopedStateReader scoped(in, state_scope(op->name(), kGlobalPartition));
+    if (auto s = op->restore(kGlobalPartition, scoped); !s) return s;
+  }
+  ScopedStateReader tracker(in, state_scope(kTrackerOwner, kGlobalPartition));
+  if (auto s = tracker_.restore(kGlobalPartition, tracker); !s) return s;
+  last_watermark_ = tracker_.pipeline_watermark();
+
+  // A window removed from the configuration: all its keys go, once, named in the log.
+  ScopedStateReader topology(in, state_scope(kTopologyOwner, kGlobalPartition));
+  auto owners = topology.get("operators");
+  if (!owners) return tl::unexpected(owners.error());
+  if (!*owners) return {};
+  std::string_view list = **owners;
+  while (!list.empty()) {
+    const size_t nl = list.find('\n');
+    const std::string_view name = list.substr(0, nl);
+    list.remove_prefix(nl == std::string_view::npos ? list.size() : nl + 1);
+    const bool known = std::any_of(operators_.begin(), operators_.end(),
+                                   [&](const auto& op) { return op->name() == name; });
+    if (known || name.empty()) continue;
+    const std::string prefix = std::string(name) + "/";
+    std::vector<std::string> keys;
+    auto scanned = in.scan(prefix, [&](std::string_view key, std::string_view) -> Status {
+      keys.emplace_back(key);
+      return {};
+    });
+    if (!scanned) return scanned;
+    for (const auto& key : keys) in.drop(key, DroppedKind::window, name);
+  }
+  return {};
+}
+
+Result<Topology::Partition*> Topology::assign(PartitionId partition, StateReader& store) {
+  auto p = std::make_unique<Partition>(partition, spec_.dedup_horizon);
+  DropCounter in(store, dropped_keys_);
+  if (auto s = restore_partition(*p, in); !s) {
+    for (auto& op : operators_) op->drop(partition);
+    tracker_.revoke(partition);
+    return tl::unexpected(s.error());
+  }
+  Partition* raw = p.get();
+  owned_[partition] = std::move(p);
+  return raw;
+}
+
+Status Topology::restore_partition(Partition& p, StateReader& in) {
+  ScopedStateReader input(in, state_scope(kInputOwner, p.id));
+  auto position = input.get("position");
+  if (!position) return tl::unexpected(position.error());
+  if (*position) {
+    if (auto s = decode_position(**position, p); !s) return s;
+  }
+  for (auto& op : operators_) {
+    ScopedStateReader scoped(in, state_scope(op->name(), p.id));
+    if (auto s = op->restore(p.id, scoped); !s) return s;
+  }
+  ScopedStateReader tracker(in, state_scope(kTrackerOwner, p.id));
+  if (auto s = tracker_.restore(p.id, tracker); !s) return s;  // also assigns
+  ScopedStateReader dedup(in, state_scope(kDedupOwner, p.id));
+  return p.dedup.restore(dedup);
+}
+
+void Topology::revoke(PartitionId partition) {
+  for (auto& op : operators_) op->drop(partition);
+  tracker_.revoke(partition);
+  owned_.erase(partition);
+  advance_watermark();
+}
+
+Topology::Partition* Topology::find(PartitionId partition) {
+  auto it = owned_.find(partition);
+  return it == owned_.end() ? nullptr : it->second.get();
+}
+
+Topology::Outcome Topology::process(Partition& p, Offset offset, const Event& event,
+                                    const Deduplicator::Key& key, WallTime wall) {
+  if (p.next_offset && offset < *p.next_offset) return Outcome::stale;
+  p.next_offset = Offset{offset.value + 1};
+  p.dirty = true;
+  ++p.counts.consumed;
+  if (p.dedup.is_duplicate(event, key)) {
+    tracker_.observe_activity(p.id, wall);
+    ++p.counts.duplicate;
+    return Outcome::duplicate;
+  }
+  ++p.counts.accepted;
+  const ProcessContext ctx{p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id),
+                           derive(event, spec_.kpi, spec_.emv)};
+  for (auto& op : operators_) op->process(ctx, event);
+  tracker_.observe(p.id, event.time, wall);
+  advance_watermark();
+  return Outcome::accepted;
+}
+
+Topology::Outcome Topology::reject(Partition& p, Offset offset, RejectReason reason,
+                                   WallTime wall) {
+  if (p.next_offset && offset < *p.next_offset) return Outcome::stale;
+  p.next_offset = Offset{offset.value + 1};
+  p.dirty = true;
+  ++p.counts.consumed;
+  tracker_.observe_activity(p.id, wall);
+  ++p.counts.rejected[static_cast<size_t>(reason)];
+  ++p.counts.dlq;
+  return Outcome::rejected;
+}
+
+void Topology::on_idle(WallTime wall, const std::function<bool(PartitionId)>& has_lag) {
+  tracker_.update_idle(wall, has_lag);
+  advance_watermark();
+}
+
+void Topology::advance_watermark() {
+  const EventTime wm = tracker_.pipeline_watermark();
+  if (wm <= last_watermark_) return;
+  last_watermark_ = wm;
+  for (auto& op : operators_) op->on_watermark(wm, emitter_);
+}
+
+void Topology::before_checkpoint() {
+  for (auto& op : operators_) op->on_checkpoint(emitter_);
+}
+
+void Topology::checkpoint(StateWriter& out) {
+  for (auto& [id, p] : owned_) {
+    if (!p->dirty) continue;
+    for (auto& op : operators_) {
+      ScopedStateWriter scoped(out, state_scope(op->name(), id));
+      op->snapshot(id, scoped);
+    }
+    ScopedStateWriter tracker(out, state_scope(kTrackerOwner, id));
+    tracker_.snapshot(id, tracker);
+    ScopedStateWriter dedup(out, state_scope(kDedupOwner, id));
+    p->dedup.checkpoint(dedup);
+    ScopedStateWriter input(out, state_scope(kInputOwner, id));
+    input.put("position", encode_position(*p));
+  }
+  scratch_.clear();
+  for (auto& op : operators_) {
+    ScopedStateWriter scoped(out, state_scope(op->name(), kGlobalPartition));
+    op->snapshot(kGlobalPartition, scoped);
+    scratch_.append(op->name()).push_back('\n');
+  }
+  ScopedStateWriter tracker(out, state_scope(kTrackerOwner, kGlobalPartition));
+  tracker_.snapshot(kGlobalPartition, tracker);
+  ScopedStateWriter topology(out, state_scope(kTopologyOwner, kGlobalPartition));
+  topology.put("operators", scratch_);
+}
+
+void Topology::checkpoint_committed() {
+  for (auto& [id, p] : owned_) {
+    if (p->dirty) p->dedup.checkpoint_committed();
+    p->dirty = false;
+  }
+}
+
+MessageCounts Topology::total_counts() const {
+  MessageCounts total;
+  for (const auto& [id, p] : owned_) total.add(p->counts);
+  return total;
+}
+
+void Topology::collect_counts(MetricsWriter& out) const {
+  const MessageCounts total = total_counts();
+  auto counter = [&out](std::string_view name, std::string_view help, uint64_t v) {
+    out.family(name, help, MetricType::counter);
+    out.add({}, static_cast<double>(v));
+  };
+  counter("socialpulse_events_consumed_total", "Messages read from the input topics",
+          total.consumed);
+  counter("socialpulse_events_accepted_total", "Valid, non-duplicate events", total.accepted);
+  counter("socialpulse_events_duplicate_total",
+          "Events whose (brand, id) was seen within dedup.horizon", total.duplicate);
+  counter("socialpulse_dlq_messages_total", "Messages written to the dead-letter topic",
+          total.dlq);
+  out.family("socialpulse_events_rejected_total", "Rejected messages by reason",
+             MetricType::counter);
+  for (size_t r = 0; r < kRejectReasonCount; ++r) {
+    const LabelPair labels[] = {{"reason", to_string(static_cast<RejectReason>(r))}};
+    out.add(labels, static_cast<double>(total.rejected[r]));
+  }
+}
+
+void Topology::collect(MetricsWriter& out) const {
+  for (const auto& op : operators_) op->collect(out);
+  out.family("socialpulse_state_dropped_keys_total",
+             "Stored state keys of brands, channels, windows or types no longer configured, "
+             "dropped at restore",
+             MetricType::counter);
+  for (size_t k = 0; k < dropped_keys_.size(); ++k) {
+    const LabelPair labels[] = {{"kind", to_string(static_cast<DroppedKind>(k))}};
+    out.add(labels, static_cast<double>(dropped_keys_[k]));
+  }
+}
+
+size_t Topology::state_bytes() const {
+  size_t bytes = 0;
+  for (const auto& op : operators_) bytes += op->state_bytes();
+  for (const auto& [id, p] : owned_) bytes += p->dedup.memory_bytes();
+  return bytes;
+}
+
+}  // namespace sp

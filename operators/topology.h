@@ -1,0 +1,134 @@
+#pragma once
+// The runtime core, free of Kafka and storage: the operators, the watermark tracker, the output
+// emitted since the last checkpoint and, per owned input partition, its dedup state, message
+// accounting and next offset. The runner (pipeline/runner.cc) feeds it consumed messages and
+// stores what checkpoint() writes; the test driver and bench_operators drive this same class, so
+// there is one drive loop.
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "operators/counter_operator.h"
+#include "operators/deduplicator.h"
+#include "operators/keyed_state.h"
+#include "operators/operator.h"
+#include "operators/settings.h"
+#include "operators/vocabulary.h"
+#include "operators/watermark_tracker.h"
+
+namespace sp {
+
+struct TopologySpec {
+  Vocabulary vocabulary{{}, {}};
+  std::vector<WindowSpec> windows;
+  KpiSettings kpi;
+  EmvSettings emv;
+  std::vector<SpendEntry> spend;
+  // false: window operators only (the window golden tests isolate them from the KPI operators).
+  bool kpi_operators = true;
+  WatermarkSettings watermark;
+  Millis dedup_horizon{15 * 60 * 1000};
+};
+
+// SPEC 1 accounting of one partition's consumed messages:
+// consumed = accepted + duplicate + sum(rejected); every rejected message also goes to the DLQ.
+struct MessageCounts {
+  uint64_t consumed = 0;
+  uint64_t accepted = 0;
+  uint64_t duplicate = 0;
+  uint64_t dlq = 0;
+  std::array<uint64_t, kRejectReasonCount> rejected{};
+  void add(const MessageCounts& other);
+};
+
+// Contract: assign() a partition (restoring it) before handing it messages; process()/reject()
+// each consumed message once, in offset order (older offsets are ignored: librdkafka may re-deliver
+// around seeks); checkpoint() then checkpoint_committed() once the store made it durable.
+class Topology {
+ public:
+  // One owned partition. Stable address until revoke(): the runner keeps it per message batch.
+  struct Partition {
+    PartitionId id;
+    std::optional<Offset> next_offset;  // nothing consumed yet: nullopt
+    MessageCounts counts;
+    Deduplicator dedup;
+    bool dirty = true;  // changed since the last committed checkpoint
+    explicit Partition(PartitionId p, Millis horizon) : id(p), dedup(horizon) {}
+  };
+  enum class Outcome { stale, accepted, duplicate, rejected };
+
+  explicit Topology(TopologySpec spec);
+  Topology(const Topology&) = delete;
+  Topology& operator=(const Topology&) = delete;
+
+  // Instance-level state, once before the first assign(). `in` holds full keys (state_scope()).
+  Status restore_global(StateReader& in);
+  // Restores the partition from `in` (no keys: fresh) and owns it from now on.
+  Result<Partition*> assign(PartitionId partition, StateReader& in);
+  // Forgets the partition (after its final checkpoint). Advances the watermark when the partition
+  // was holding it back.
+  void revoke(PartitionId partition);
+  Partition* find(PartitionId partition);
+  const std::map<PartitionId, std::unique_ptr<Partition>>& partitions() const { return owned_; }
+
+  // Hot path, one call per consumed message. `wall`: the caller's clock.
+  Outcome process(Partition& p, Offset offset, const Event& event, const Deduplicator::Key& key,
+                  WallTime wall);
+  Outcome reject(Partition& p, Offset offset, RejectReason reason, WallTime wall);
+  // Re-evaluates idleness (has_lag(p): unread messages or paused) and closes what is due.
+  void on_idle(WallTime wall, const std::function<bool(PartitionId)>& has_lag);
+
+  // Output emitted since the last checkpoint (window records, alerts): the caller stores it with
+  // the checkpoint and clears it once committed.
+  std::vector<OutputRecord>& pending() { return pending_; }
+  // Emit-mode `update` records of open windows; call before checkpoint().
+  void before_checkpoint();
+  // Writes every dirty partition's state (operators, tracker, dedup delta, offset and counts) and
+  // the instance-level state, as full keys (state_scope()).
+  void checkpoint(StateWriter& out);
+  void checkpoint_committed();
+
+  // socialpulse_events_*_total, socialpulse_dlq_messages_total, socialpulse_events_rejected_total.
+  void collect_counts(MetricsWriter& out) const;
+  // Every operator's metrics and socialpulse_state_dropped_keys_total.
+  void collect(MetricsWriter& out) const;
+
+  EventTime watermark() const { return tracker_.pipeline_watermark(); }
+  EventTime partition_watermark(PartitionId p) const { return tracker_.partition_watermark(p); }
+  MessageCounts total_counts() const;
+  size_t state_bytes() const;  // in memory: operators + dedup
+  const Vocabulary& vocabulary() const { return spec_.vocabulary; }
+  const WatermarkTracker& tracker() const { return tracker_; }
+  const std::vector<std::unique_ptr<Operator>>& operators() const { return operators_; }
+
+ private:
+  class PendingEmitter final : public Emitter {
+   public:
+    explicit PendingEmitter(std::vector<OutputRecord>& out) : out_(out) {}
+    void emit(OutputRecord record) override { out_.push_back(std::move(record)); }
+
+   private:
+    std::vector<OutputRecord>& out_;
+  };
+  class DropCounter;
+
+  void advance_watermark();
+  Status restore_partition(Partition& p, StateReader& in);
+
+  TopologySpec spec_;
+  std::vector<std::unique_ptr<Operator>> operators_;
+  WatermarkTracker tracker_;
+  std::map<PartitionId, std::unique_ptr<Partition>> owned_;  // ordered: deterministic checkpoints
+  std::vector<OutputRecord> pending_;
+  PendingEmitter emitter_{pending_};
+  EventTime last_watermark_ = kMinEventTime;
+  std::array<uint64_t, 4> dropped_keys_{};  // by DroppedKind
+  std::string scratch_;
+};
+
+}  // namespace sp
