@@ -11,7 +11,7 @@
 namespace sp {
 namespace {
 
-// Owners of state next to the operators (their names are config-checked not to collide).
+// Owners of state next to the operators (kReservedStateOwners: windows cannot be named so).
 constexpr std::string_view kInputOwner = "input";      // offset and message counts
 constexpr std::string_view kDedupOwner = "dedup";
 constexpr std::string_view kTrackerOwner = "tracker";

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "operators/counter_operator.h"
@@ -22,6 +23,10 @@
 #include "operators/watermark_tracker.h"
 
 namespace sp {
+
+// State owners besides the operators, and the KPI operators' names: a window may not be named so.
+inline constexpr std::array<std::string_view, 6> kReservedStateOwners = {
+    "input", "dedup", "tracker", "topology", "kpi_counters", "kpi_reputation"};
 
 struct TopologySpec {
   Vocabulary vocabulary{{}, {}};

@@ -1,5 +1,7 @@
 #include "pipeline/config.h"
 
+#include "operators/topology.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -885,6 +887,15 @@ class ConfigParser {
       // The name is a metric label and part of the `brand|channel|window|start` record key.
       if (w.name.find('|') != std::string::npos) {
         return fail(name, path + ".name: must not contain '|'");
+      }
+      // It also names the window's checkpointed state (`<name>/<partition>/...`).
+      if (w.name.empty() || w.name.find('/') != std::string::npos) {
+        return fail(name, path + ".name: must be non-empty and must not contain '/'");
+      }
+      for (std::string_view reserved : kReservedStateOwners) {
+        if (w.name == reserved) {
+          return fail(name, path + ".name: '" + w.name + "' is reserved for internal state");
+        }
       }
       for (const WindowSpec& seen : config_.windows) {
         if (seen.name == w.name)
