@@ -63,8 +63,6 @@ void BM_KpiOperators(benchmark::State& state) {
   NullEmitter emitter;
   size_t i = 0;
   EventTime watermark = kMinEventTime;
-  const KpiSettings kpi;
-  const EmvSettings emv;
   for (auto _ : state) {
     const auto& [partition, e] = events[i & (events.size() - 1)];
     // Event time keeps moving across passes over the sample so buckets keep closing and expiring.
@@ -75,8 +73,7 @@ void BM_KpiOperators(benchmark::State& state) {
       watermark = shifted.time - Millis{10'000};
       for (auto& op : ops) op->on_watermark(watermark, emitter);
     }
-    const ProcessContext ctx{partition, watermark, watermark,
-                             derive(shifted, kpi, emv)};
+    const ProcessContext ctx{partition, watermark, watermark};
     for (auto& op : ops) op->process(ctx, shifted);
     ++i;
   }

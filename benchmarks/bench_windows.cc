@@ -76,14 +76,11 @@ void BM_DefaultWindows(benchmark::State& state) {
 
   size_t i = 0;
   int64_t pass_offset = 0;
-  const KpiSettings kpi;
-  const EmvSettings emv;
   for (auto _ : state) {
     Event e = events[i];
     e.time += Millis{pass_offset};
     const ProcessContext ctx{partition, tracker.pipeline_watermark(),
-                             tracker.partition_watermark(partition),
-                             derive(e, kpi, emv)};
+                             tracker.partition_watermark(partition)};
     for (auto& op : ops) op->process(ctx, e);
     if (tracker.observe(partition, e.time, now)) {
       for (auto& op : ops) op->on_watermark(tracker.pipeline_watermark(), out);

@@ -5,7 +5,6 @@
 #include <string>
 #include <string_view>
 
-#include "operators/derived.h"
 #include "operators/event.h"
 #include "operators/keyed_state.h"
 #include "operators/metrics_writer.h"
@@ -31,7 +30,6 @@ struct ProcessContext {
   PartitionId partition;
   EventTime pipeline_watermark;   // min over non-idle partitions (kMinEventTime before any)
   EventTime partition_watermark;  // this partition's own watermark before this event
-  Derived derived;                // SPEC 2 quantities of the event, computed once for all operators
 };
 
 class Operator {

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "operators/derived.h"
 #include "operators/kpi_codec.h"
 #include "operators/kpi_metrics.h"
 #include "operators/kpi_operators.h"
@@ -200,8 +199,7 @@ Topology::Outcome Topology::process(Partition& p, Offset offset, const Event& ev
     return Outcome::duplicate;
   }
   ++p.counts.accepted;
-  const ProcessContext ctx{p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id),
-                           derive(event, spec_.kpi, spec_.emv)};
+  const ProcessContext ctx{p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id)};
   for (auto& op : operators_) op->process(ctx, event);
   tracker_.observe(p.id, event.time, wall);
   advance_watermark();
