@@ -7,7 +7,9 @@
 
 namespace sp {
 
-enum class ErrorKind { retryable, bad_record, fatal };
+// retryable: try again later (I/O, broker); invalid_input: the input (a config value, a record) is
+// wrong and retrying cannot help; fatal: stop.
+enum class ErrorKind { retryable, invalid_input, fatal };
 
 struct Error {
   ErrorKind kind = ErrorKind::fatal;

@@ -23,14 +23,14 @@
 namespace sp {
 
 Result<Millis> parse_duration(std::string_view text) {
-  if (text.empty()) return make_error(ErrorKind::bad_record, "empty duration");
+  if (text.empty()) return make_error(ErrorKind::invalid_input, "empty duration");
   int64_t total = 0;
   std::string_view rest = text;
   while (!rest.empty()) {
     int64_t n = 0;
     auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
     if (ec != std::errc() || ptr == rest.data() || n < 0) {
-      return make_error(ErrorKind::bad_record, "invalid duration '" + std::string(text) +
+      return make_error(ErrorKind::invalid_input, "invalid duration '" + std::string(text) +
                                                    "' (expected e.g. 500ms, 10s, 1m, 24h)");
     }
     rest.remove_prefix(static_cast<size_t>(ptr - rest.data()));
@@ -46,12 +46,12 @@ Result<Millis> parse_duration(std::string_view text) {
     } else if (rest.starts_with("d")) {
       unit = 86'400'000, rest.remove_prefix(1);
     } else {
-      return make_error(ErrorKind::bad_record, "invalid duration '" + std::string(text) +
+      return make_error(ErrorKind::invalid_input, "invalid duration '" + std::string(text) +
                                                    "' (unit must be ms, s, m, h or d)");
     }
     // Signed overflow would be UB and could turn a typo into a tiny or negative interval.
     if (n > (std::numeric_limits<int64_t>::max() - total) / unit) {
-      return make_error(ErrorKind::bad_record, "duration '" + std::string(text) + "' is too large");
+      return make_error(ErrorKind::invalid_input, "duration '" + std::string(text) + "' is too large");
     }
     total += n * unit;
   }
@@ -173,7 +173,7 @@ bool is_var_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) ||
 // ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is a literal `$`.
 // The colon forms treat an empty variable like an unset one, as POSIX shells do.
 Result<std::string> expand_env(std::string_view in, int depth = 0) {
-  if (depth > 8) return make_error(ErrorKind::bad_record, "variable defaults nested too deeply");
+  if (depth > 8) return make_error(ErrorKind::invalid_input, "variable defaults nested too deeply");
   std::string out;
   size_t i = 0;
   while (i < in.size()) {
@@ -202,7 +202,7 @@ Result<std::string> expand_env(std::string_view in, int depth = 0) {
       }
     }
     if (open > 0) {
-      return make_error(ErrorKind::bad_record, "unterminated '${' in '" + std::string(in) + "'");
+      return make_error(ErrorKind::invalid_input, "unterminated '${' in '" + std::string(in) + "'");
     }
     const std::string_view body = in.substr(i + 2, j - 1 - (i + 2));
     size_t name_len = 0;
@@ -215,7 +215,7 @@ Result<std::string> expand_env(std::string_view in, int depth = 0) {
     const bool colon = op.starts_with(':');
     if (colon) op.remove_prefix(1);
     if (name.empty() || (!op.empty() && op[0] != '-' && op[0] != '?') || (colon && op.empty())) {
-      return make_error(ErrorKind::bad_record,
+      return make_error(ErrorKind::invalid_input,
                         "invalid variable reference '${" + std::string(body) +
                             "}' (expected ${VAR}, ${VAR:-default} or ${VAR:?message})");
     }
@@ -223,7 +223,7 @@ Result<std::string> expand_env(std::string_view in, int depth = 0) {
     const bool missing = raw == nullptr || (colon && *raw == '\0');
     if (op.empty()) {
       if (raw == nullptr) {
-        return make_error(ErrorKind::bad_record, "environment variable " + name +
+        return make_error(ErrorKind::invalid_input, "environment variable " + name +
                                                      " is not set (use ${" + name +
                                                      ":-default} to give a default)");
       }
@@ -236,7 +236,7 @@ Result<std::string> expand_env(std::string_view in, int depth = 0) {
       out += *fallback;
     } else {
       const std::string_view message = op.substr(1);
-      return make_error(ErrorKind::bad_record,
+      return make_error(ErrorKind::invalid_input,
                         "environment variable " + name + " is " +
                             (colon ? "unset or empty" : "unset") +
                             (message.empty() ? "" : ": " + std::string(message)));
@@ -348,7 +348,7 @@ class ConfigParser {
       return run_unguarded(yaml_text);
     } catch (const YAML::Exception& e) {
       // The readers never subscript unchecked; this only guards against yaml-cpp surprises.
-      return make_error(ErrorKind::bad_record, locate(e.mark) + ": " + e.msg);
+      return make_error(ErrorKind::invalid_input, locate(e.mark) + ": " + e.msg);
     }
   }
 
@@ -364,7 +364,7 @@ class ConfigParser {
     try {
       documents = YAML::LoadAll(std::string(yaml_text));
     } catch (const YAML::ParserException& e) {
-      return make_error(ErrorKind::bad_record, locate(e.mark) + ": " + e.msg);
+      return make_error(ErrorKind::invalid_input, locate(e.mark) + ": " + e.msg);
     }
     if (documents.size() > 1) {
       fail(documents[1], "expected one YAML document, found " + std::to_string(documents.size()));
@@ -386,7 +386,7 @@ class ConfigParser {
   }
 
   Result<Config> finish() {
-    if (error_) return make_error(ErrorKind::bad_record, *error_);
+    if (error_) return make_error(ErrorKind::invalid_input, *error_);
     return std::move(config_);
   }
 
@@ -1093,11 +1093,11 @@ Result<Config> parse_config(std::string_view yaml_text, std::string_view file_na
 Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return make_error(ErrorKind::bad_record, path + ": cannot open: " + std::strerror(errno));
+    return make_error(ErrorKind::invalid_input, path + ": cannot open: " + std::strerror(errno));
   }
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) return make_error(ErrorKind::bad_record, path + ": read error");
+  if (in.bad()) return make_error(ErrorKind::invalid_input, path + ": read error");
   return parse_config(text.str(), path, overrides);
 }
 

@@ -88,7 +88,7 @@ struct Config {
 };
 
 // Parses YAML text (after ${VAR} expansion) and applies `--set key.path=value` overrides.
-// Errors are bad_record with message "file:line:col: message".
+// Errors are invalid_input with message "file:line:col: message".
 Result<Config> parse_config(std::string_view yaml_text, std::string_view file_name,
                             const std::vector<std::string>& overrides = {});
 Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides = {});

@@ -134,7 +134,7 @@ Result<OwnedEvent> parse_event_line(std::string_view line, const Vocabulary& voc
   bool has_p = false, has_t = false, has_brand = false, has_type = false;
   std::string_view rest = line;
   auto bad = [&](std::string_view what) {
-    return make_error(ErrorKind::bad_record,
+    return make_error(ErrorKind::invalid_input,
                       "bad event line (" + std::string(what) + "): " + std::string(line));
   };
   while (!rest.empty()) {

@@ -63,7 +63,7 @@ std::string parse_error(std::string_view yaml, const std::vector<std::string>& s
   auto r = parse_config(yaml, kFile, sets);
   EXPECT_FALSE(r.has_value()) << "expected an error for:\n" << yaml;
   if (r) return "";
-  EXPECT_EQ(r.error().kind, ErrorKind::bad_record);
+  EXPECT_EQ(r.error().kind, ErrorKind::invalid_input);
   return r.error().message;
 }
 
@@ -773,7 +773,7 @@ TEST(ConfigDurations, InvalidForms) {
     SCOPED_TRACE(bad);
     auto d = parse_duration(bad);
     ASSERT_FALSE(d.has_value());
-    EXPECT_EQ(d.error().kind, ErrorKind::bad_record);
+    EXPECT_EQ(d.error().kind, ErrorKind::invalid_input);
   }
 }
 
