@@ -270,7 +270,14 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
                                      StateReader& reader) {
   codec::Reader in(bytes);
   uint8_t version = 0;
-  if (!in.u8(version) || version != kSnapshotVersion) return corrupt("version");
+  if (!in.u8(version)) return corrupt("version");
+  if (version != kSnapshotVersion) {
+    return make_error(ErrorKind::fatal,
+                      "session window operator '" + spec_.name + "': state key '" +
+                          (partition == kGlobalPartition ? "window" : "sessions") +
+                          "' has format version " + std::to_string(version) +
+                          ", this build reads version " + std::to_string(kSnapshotVersion));
+  }
   if (partition == kGlobalPartition) {
     int64_t watermark = 0;
     uint64_t records = 0;

@@ -160,8 +160,16 @@ Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
   codec::Reader in(bytes);
   uint8_t version = 0;
   int64_t ms = 0;
-  if (!in.u8(version) || version != kSnapshotVersion || !in.i64(ms) || !in.done()) {
-    return make_error(ErrorKind::fatal, "watermark tracker: bad snapshot");
+  const char* key = partition == kGlobalPartition ? "pipeline" : "clock";
+  if (in.u8(version) && version != kSnapshotVersion) {
+    return make_error(ErrorKind::fatal, std::string("watermark tracker: state key '") + key +
+                                            "' has format version " + std::to_string(version) +
+                                            ", this build reads version " +
+                                            std::to_string(kSnapshotVersion));
+  }
+  if (version != kSnapshotVersion || !in.i64(ms) || !in.done()) {
+    return make_error(ErrorKind::fatal,
+                      std::string("watermark tracker: corrupt state key '") + key + "'");
   }
   if (partition == kGlobalPartition) {
     pipeline_ = std::max(pipeline_, from_epoch_ms(ms));

@@ -410,7 +410,14 @@ Status WindowOperator::restore(PartitionId partition, StateReader& reader) {
 Status WindowOperator::decode(PartitionId partition, std::string_view bytes, StateReader& reader) {
   codec::Reader in(bytes);
   uint8_t version = 0;
-  if (!in.u8(version) || version != kSnapshotVersion) return corrupt("version");
+  if (!in.u8(version)) return corrupt("version");
+  if (version != kSnapshotVersion) {
+    return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': state key '" +
+                                            (partition == kGlobalPartition ? "window" : "panes") +
+                                            "' has format version " + std::to_string(version) +
+                                            ", this build reads version " +
+                                            std::to_string(kSnapshotVersion));
+  }
   // A brand or channel removed from the configuration: its entries are dropped (counted once per
   // entry), never folded into `other`.
   auto read_bc = [&](uint32_t& bc, bool& known) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/operators/kpi_test_support.h"
+#include "tests/operators/state_test_support.h"
 
 namespace sp {
 namespace {
@@ -125,34 +126,219 @@ TEST(CounterOperator, SnapshotRestoreAndDrop) {
   e.reach = 42;
   a.process(kP0, e);
   a.process(kP1, make(EventType::click, 3));
-  std::string p0, p1, global;
-  a.snapshot(PartitionId{0}, p0);
-  a.snapshot(PartitionId{1}, p1);
-  a.snapshot(kGlobalPartition, global);
-  EXPECT_TRUE(global.empty());
+  MemoryState state;
+  testing::checkpoint_into(state, a, PartitionId{0});
+  testing::checkpoint_into(state, a, PartitionId{1});
+  testing::checkpoint_into(state, a, kGlobalPartition);
+  EXPECT_TRUE(testing::entries_under(state, state_scope(a.name(), kGlobalPartition)).empty());
 
   CounterOperator b(vocab(), KpiSettings{}, EmvSettings{}, {});
-  ASSERT_TRUE(b.restore(PartitionId{0}, p0));
-  ASSERT_TRUE(b.restore(PartitionId{1}, p1));
+  ASSERT_TRUE(testing::restore_from(state, b, PartitionId{0}));
+  ASSERT_TRUE(testing::restore_from(state, b, PartitionId{1}));
   EXPECT_EQ(collect(a).samples, collect(b).samples);
-  std::string again;
-  b.snapshot(PartitionId{0}, again);
-  EXPECT_EQ(again, p0);
+  MemoryState again;
+  testing::checkpoint_into(again, b, PartitionId{0});
+  const std::string p0 = state_scope(a.name(), PartitionId{0});
+  EXPECT_EQ(testing::entries_under(again, p0), testing::entries_under(state, p0));
 
   b.drop(PartitionId{1});  // the clicks lived in partition 1
   EXPECT_EQ(collect(b).at("socialpulse_web_visits_total" + kAcmeTwitter), 0.0);
 }
 
-TEST(CounterOperator, RestoreRejectsOtherVocabularyAndCorruptBytes) {
+TEST(CounterOperator, StateKeysNameBrandsAndChannels) {
+  CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
+  Event e = make(EventType::idea);
+  e.brand = 1;    // globex
+  e.channel = 1;  // blog
+  a.process(kP0, e);
+  MemoryState state;
+  a.snapshot(PartitionId{0}, state);
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : state.entries()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"cell/globex/blog", "ideas/globex"}));
+}
+
+TEST(CounterOperator, RestoreRejectsCorruptBytesWithoutCrashing) {
+  CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
+  Event idea = make(EventType::idea);
+  idea.role = Role::employee;
+  a.process(kP0, idea);
+  MemoryState good;
+  a.snapshot(PartitionId{0}, good);
+  const std::string cell = good.get("cell/acme/twitter").value().value();
+  const std::string ideas = good.get("ideas/acme").value().value();
+
+  auto restore_with = [](std::string_view key, const std::string& value) {
+    MemoryState state;
+    state.put(key, value);
+    CounterOperator op(vocab(), KpiSettings{}, EmvSettings{}, {});
+    return op.restore(PartitionId{0}, state);
+  };
+  for (size_t cut : {size_t{0}, size_t{3}, size_t{8}, size_t{17}, cell.size() - 3}) {
+    EXPECT_FALSE(restore_with("cell/acme/twitter", cell.substr(0, cut))) << cut;
+  }
+  EXPECT_FALSE(restore_with("cell/acme/twitter", cell + "x"));
+  EXPECT_FALSE(restore_with("ideas/acme", ideas.substr(0, ideas.size() - 1)));
+  EXPECT_FALSE(restore_with("cell/acme-twitter", cell));  // no channel in the key
+  // A type count far beyond the bytes present, then an unknown type name: errors, not crashes.
+  std::string huge = cell;
+  huge[8] = '\xff';
+  huge[15] = '\x7f';
+  EXPECT_FALSE(restore_with("cell/acme/twitter", huge));
+  std::string unknown_type = cell;
+  unknown_type.replace(unknown_type.find("idea"), 4, "ibex");
+  const auto refused = restore_with("cell/acme/twitter", unknown_type);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("cell/acme/twitter"), std::string::npos)
+      << refused.error().message;
+  EXPECT_TRUE(restore_with("cell/acme/twitter", cell));
+}
+
+TEST(CounterOperator, UnknownFormatVersionIsRefusedByName) {
   CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
   a.process(kP0, make(EventType::like));
-  std::string bytes;
-  a.snapshot(PartitionId{0}, bytes);
-  CounterOperator wider(Vocabulary({{"acme", true}}, {"twitter", "blog", "forum"}), KpiSettings{},
-                        EmvSettings{}, {});
-  EXPECT_FALSE(wider.restore(PartitionId{0}, bytes));
-  CounterOperator same(vocab(), KpiSettings{}, EmvSettings{}, {});
-  EXPECT_FALSE(same.restore(PartitionId{0}, bytes.substr(0, bytes.size() - 3)));
+  MemoryState state;
+  a.snapshot(PartitionId{0}, state);
+  std::string value = state.get("cell/acme/twitter").value().value();
+  value[0] = 7;  // the version: u64 little-endian, 2 today
+  state.put("cell/acme/twitter", value);
+  CounterOperator b(vocab(), KpiSettings{}, EmvSettings{}, {});
+  const auto refused = b.restore(PartitionId{0}, state);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::fatal);
+  EXPECT_NE(refused.error().message.find("version 7"), std::string::npos)
+      << refused.error().message;
+}
+
+// Issue #14: state checkpointed under {acme, globex} x {twitter, facebook}, restored under another
+// configuration. `a` runs the same events without a restart: the reference.
+class CounterVocabularyChange : public ::testing::Test {
+ protected:
+  static Vocabulary before() {
+    return Vocabulary({{"acme", true}, {"globex", false}}, {"twitter", "facebook"});
+  }
+  static Event at(const Vocabulary& v, std::string_view brand, std::string_view channel,
+                  EventType type, int64_t count) {
+    Event e = make(type, count);
+    e.brand = v.brand(brand);
+    e.channel = v.channel(channel);
+    e.reach = 10 * count;
+    e.has_sentiment = true;
+    e.sentiment = 0.5;
+    e.role = Role::customer;
+    return e;
+  }
+  // Every brand x channel (other included) and partition, ideas and care replies too.
+  void fill(CounterOperator& op) const {
+    const Vocabulary v = before();
+    int64_t n = 1;
+    for (const char* brand : {"acme", "globex", "other"}) {
+      for (const char* channel : {"twitter", "facebook", "other"}) {
+        op.process(kP0, at(v, brand, channel, EventType::like, n++));
+        op.process(kP1, at(v, brand, channel, EventType::idea, n++));
+        Event reply = at(v, brand, channel, EventType::reply, 1);
+        reply.has_response_time = true;
+        reply.response_time_s = 30.0 * static_cast<double>(n++);
+        op.process(kP1, reply);
+      }
+    }
+  }
+  // Restores partitions 0 and 1 of `a`'s state into `b`; the drops it reported are in `state`.
+  static void move_state(const CounterOperator& a, CounterOperator& b, MemoryState& state) {
+    for (PartitionId p : {PartitionId{0}, PartitionId{1}}) testing::checkpoint_into(state, a, p);
+    for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
+      ASSERT_TRUE(testing::restore_from(state, b, p));
+    }
+  }
+  // Series of `all` whose labels mention none of `names`.
+  static std::map<std::string, double> without(const std::map<std::string, double>& all,
+                                               const std::vector<std::string>& names) {
+    std::map<std::string, double> out;
+    for (const auto& [series, value] : all) {
+      bool keep = true;
+      for (const std::string& n : names)
+        keep = keep && series.find("\"" + n + "\"") == std::string::npos;
+      if (keep) out.emplace(series, value);
+    }
+    return out;
+  }
+};
+
+TEST_F(CounterVocabularyChange, AddedBrandAndChannelRestoreAndStartFromZero) {
+  CounterOperator a(before(), KpiSettings{}, EmvSettings{}, {});
+  fill(a);
+  const Vocabulary after({{"acme", true}, {"globex", false}, {"initech", false}},
+                         {"twitter", "facebook", "linkedin"});
+  CounterOperator b(after, KpiSettings{}, EmvSettings{}, {});
+  MemoryState state;
+  move_state(a, b, state);
+  EXPECT_TRUE(state.dropped().empty());
+  EXPECT_EQ(collect(b).samples, collect(a).samples);  // nothing of initech/linkedin yet
+
+  b.process(kP0, at(after, "initech", "linkedin", EventType::like, 5));
+  a.process(kP0, at(before(), "initech", "linkedin", EventType::like, 5));  // other/other there
+  const auto got = collect(b).samples;
+  EXPECT_EQ(
+      got.at(R"(socialpulse_interactions_total{brand="initech",channel="linkedin",type="like"})"),
+      5.0);
+  EXPECT_EQ(got.at(R"(socialpulse_reach_total{brand="initech",channel="linkedin"})"), 50.0);
+  // Unchanged series: everything not about initech, linkedin or other (other/other got a's event).
+  EXPECT_EQ(without(got, {"initech", "linkedin", "other"}),
+            without(collect(a).samples, {"initech", "linkedin", "other"}));
+}
+
+TEST_F(CounterVocabularyChange, RemovedBrandAndChannelAreDroppedAndReported) {
+  CounterOperator a(before(), KpiSettings{}, EmvSettings{}, {});
+  fill(a);
+  CounterOperator b(Vocabulary({{"acme", true}}, {"twitter"}), KpiSettings{}, EmvSettings{}, {});
+  MemoryState state;
+  move_state(a, b, state);
+
+  const auto got = collect(b).samples;
+  EXPECT_EQ(got, without(collect(a).samples, {"globex", "facebook"}));
+  EXPECT_FALSE(got.empty());
+  for (const auto& [series, value] : got) {
+    EXPECT_EQ(series.find("globex"), std::string::npos) << series;
+    EXPECT_EQ(series.find("facebook"), std::string::npos) << series;
+  }
+  // Partition 0: globex's three cells (the brand is checked first); partition 1: the same plus
+  // ideas/globex. In both, the facebook cells of the brands still configured (acme, other).
+  const std::vector<std::string> names = testing::dropped_names(state);
+  std::map<std::string, int> counted;
+  for (const std::string& n : names) ++counted[n];
+  EXPECT_EQ(counted,
+            (std::map<std::string, int>{{"brand:globex", 3 + 4}, {"channel:facebook", 2 + 2}}));
+  const std::vector<std::string> keys = testing::dropped_keys(state);
+  EXPECT_EQ(keys.size(), names.size());  // whole keys: removed from the store
+  const std::string p1 = state_scope(b.name(), PartitionId{1});
+  for (const char* key : {"cell/globex/twitter", "cell/globex/facebook", "cell/globex/other",
+                          "ideas/globex", "cell/acme/facebook", "cell/other/facebook"}) {
+    EXPECT_NE(std::find(keys.begin(), keys.end(), p1 + key), keys.end()) << key;
+    EXPECT_FALSE(state.entries().contains(p1 + key)) << key;
+  }
+  // A second restore of what is left drops nothing more.
+  state.clear_dropped();
+  CounterOperator c(Vocabulary({{"acme", true}}, {"twitter"}), KpiSettings{}, EmvSettings{}, {});
+  for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
+    ASSERT_TRUE(testing::restore_from(state, c, p));
+  }
+  EXPECT_TRUE(state.dropped().empty());
+  EXPECT_EQ(collect(c).samples, got);
+}
+
+TEST_F(CounterVocabularyChange, ReorderedListsGiveIdenticalMetrics) {
+  CounterOperator a(before(), KpiSettings{}, EmvSettings{}, {});
+  fill(a);
+  const Vocabulary reordered({{"globex", false}, {"acme", true}}, {"facebook", "twitter"});
+  CounterOperator b(reordered, KpiSettings{}, EmvSettings{}, {});
+  MemoryState state;
+  move_state(a, b, state);
+  EXPECT_TRUE(state.dropped().empty());
+  EXPECT_EQ(collect(b).samples, collect(a).samples);
+  // And the state written back is the same set of keys and values.
+  MemoryState again;
+  for (PartitionId p : {PartitionId{0}, PartitionId{1}}) testing::checkpoint_into(again, b, p);
+  EXPECT_EQ(again.entries(), state.entries());
 }
 
 }  // namespace

@@ -365,5 +365,64 @@ TEST(Deduplicator, RestoreRejectsCorruptSegments) {
   EXPECT_FALSE(r.begin_restore("SPDD").has_value());
 }
 
+TEST(Deduplicator, KeyedCheckpointsRestoreTheCommittedIdsAndRemoveExpiredSegments) {
+  const auto stream = random_stream(20000, 17);
+  const Millis horizon{30'000};
+  Deduplicator uninterrupted(horizon);
+  std::vector<bool> expected;
+  for (const auto& o : stream) expected.push_back(uninterrupted.is_duplicate(o.view()));
+  Deduplicator live(horizon);
+  MemoryState state;
+  const size_t cut = 12000;
+  for (size_t i = 0; i < cut; ++i) {
+    ASSERT_EQ(live.is_duplicate(stream[i].view()), expected[i]);
+    if (i % 500 == 499) {
+      live.checkpoint(state);
+      live.checkpoint_committed();
+    }
+  }
+  size_t segments = 0;
+  for (const auto& [key, value] : state.entries()) segments += key.starts_with("seg/") ? 1 : 0;
+  EXPECT_EQ(segments, live.segment_count());
+  EXPECT_LT(segments, cut / 500);  // expired segments were removed, not only forgotten
+
+  Deduplicator restored(horizon);
+  ASSERT_TRUE(restored.restore(state));
+  EXPECT_EQ(snapshot_of(restored), snapshot_of(live));
+  for (size_t i = cut; i < stream.size(); ++i) {
+    ASSERT_EQ(restored.is_duplicate(stream[i].view()), expected[i]) << i;
+  }
+}
+
+TEST(Deduplicator, KeyedRestoreOfNothingIsEmptyAndBadKeysAreErrors) {
+  Deduplicator d(kHorizon);
+  dup(d, "acme", "a", 1000);
+  MemoryState empty;
+  ASSERT_TRUE(d.restore(empty));
+  EXPECT_EQ(d.size(), 0u);
+
+  Deduplicator live(kHorizon);
+  dup(live, "acme", "a", 1000);
+  MemoryState state;
+  live.checkpoint(state);
+  live.checkpoint_committed();
+  MemoryState bad_key = state;
+  bad_key.put("seg/not-hex", "x");
+  EXPECT_FALSE(Deduplicator(kHorizon).restore(bad_key));
+  MemoryState bad_header = state;
+  bad_header.put("header", "SPDD");
+  EXPECT_FALSE(Deduplicator(kHorizon).restore(bad_header));
+  for (const auto& [key, value] : state.entries()) {
+    for (size_t cut = 0; cut < value.size(); ++cut) {
+      MemoryState truncated = state;
+      truncated.put(key, value.substr(0, cut));
+      EXPECT_FALSE(Deduplicator(kHorizon).restore(truncated)) << key << " " << cut;
+    }
+  }
+  Deduplicator back(kHorizon);
+  ASSERT_TRUE(back.restore(state));
+  EXPECT_TRUE(dup(back, "acme", "a", 2000));
+}
+
 }  // namespace
 }  // namespace sp

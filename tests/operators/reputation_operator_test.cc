@@ -9,6 +9,7 @@
 
 #include "operators/kpi_operators.h"
 #include "tests/operators/kpi_test_support.h"
+#include "tests/operators/state_test_support.h"
 
 namespace sp {
 namespace {
@@ -46,7 +47,8 @@ Event opinion(BrandIndex brand, double minute, double sentiment, int64_t count =
 // Drives one ReputationOperator with a pipeline watermark the test controls.
 class Harness {
  public:
-  explicit Harness(KpiSettings kpi = {}) : op(vocab(), kpi, EmvSettings{}) {}
+  explicit Harness(KpiSettings kpi = {}, const Vocabulary& vocabulary = vocab())
+      : op(vocabulary, kpi, EmvSettings{}) {}
   void add(const Event& e, int partition = 0) {
     op.process(ProcessContext{PartitionId{partition}, watermark, watermark}, e);
   }
@@ -306,19 +308,20 @@ TEST(KpiOperators, SnapshotRestoreEqualsUninterruptedRun) {
   RecordingEmitter split_out;
   const size_t half = stream.size() / 2;
   run(first, 0, half, split_out);
-  std::vector<std::vector<std::string>> snapshots(first.size());
+  MemoryState state;
   const std::vector<PartitionId> ids_to_save = {kGlobalPartition, PartitionId{0}, PartitionId{1},
                                                 PartitionId{2}};
-  for (size_t o = 0; o < first.size(); ++o) {
-    for (PartitionId p : ids_to_save) first[o]->snapshot(p, snapshots[o].emplace_back());
+  for (const auto& op : first) {
+    for (PartitionId p : ids_to_save) testing::checkpoint_into(state, *op, p);
   }
   first.clear();
   auto second = build();
-  for (size_t o = 0; o < second.size(); ++o) {
-    for (size_t k = 0; k < ids_to_save.size(); ++k) {
-      ASSERT_TRUE(second[o]->restore(ids_to_save[k], snapshots[o][k])) << o << "/" << k;
+  for (auto& op : second) {
+    for (PartitionId p : ids_to_save) {
+      ASSERT_TRUE(testing::restore_from(state, *op, p)) << op->name() << "/" << p.value;
     }
   }
+  EXPECT_TRUE(state.dropped().empty());
   run(second, half, stream.size(), split_out);
 
   EXPECT_EQ(testing::collect_all(whole).samples, testing::collect_all(second).samples);
@@ -330,10 +333,10 @@ TEST(KpiOperators, SnapshotRestoreEqualsUninterruptedRun) {
   }
   for (size_t o = 0; o < whole.size(); ++o) {
     for (PartitionId p : ids_to_save) {
-      std::string a, b;
-      whole[o]->snapshot(p, a);
-      second[o]->snapshot(p, b);
-      EXPECT_EQ(a, b) << "operator " << o << " partition " << p.value;
+      MemoryState a, b;
+      testing::checkpoint_into(a, *whole[o], p);
+      testing::checkpoint_into(b, *second[o], p);
+      EXPECT_EQ(a.entries(), b.entries()) << "operator " << o << " partition " << p.value;
     }
   }
 }
@@ -351,11 +354,208 @@ TEST(KpiOperators, DropForgetsAPartition) {
 TEST(KpiOperators, RestoreRejectsCorruptSnapshot) {
   Harness h;
   h.add(opinion(kAcme, 0.5, 0.5), 0);
-  std::string bytes;
-  h.op.snapshot(PartitionId{0}, bytes);
+  MemoryState state;
+  h.op.snapshot(PartitionId{0}, state);
+  const std::string good = state.get("brand/acme").value().value();
   ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
-  EXPECT_FALSE(fresh.restore(PartitionId{0}, bytes.substr(0, bytes.size() - 1)));
-  EXPECT_TRUE(fresh.restore(PartitionId{0}, bytes));
+  state.put("brand/acme", good.substr(0, good.size() - 1));
+  EXPECT_FALSE(fresh.restore(PartitionId{0}, state));
+  state.put("brand/acme", good);
+  EXPECT_TRUE(fresh.restore(PartitionId{0}, state));
+}
+
+TEST(ReputationOperator, CorruptValuesAreErrorsNotCrashes) {
+  Harness h;
+  Event e = opinion(kAcme, 0.5, -0.5);
+  e.has_actor = true;
+  e.actor_hash = testing::actor_hash("someone");
+  h.add(e, 0);
+  h.advance_to_minute(1);
+  MemoryState good;
+  h.op.snapshot(PartitionId{0}, good);
+  h.op.snapshot(kGlobalPartition, good);
+  const auto entries = good.entries();  // a copy: the loop puts into copies of `good`
+  for (const auto& [key, value] : entries) {
+    const PartitionId p =
+        key == "closed" || key.starts_with("detector/") ? kGlobalPartition : PartitionId{0};
+    for (size_t cut = 0; cut < value.size(); cut += std::max<size_t>(1, value.size() / 40)) {
+      MemoryState state = good;
+      state.put(key, value.substr(0, cut));
+      ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+      EXPECT_FALSE(fresh.restore(p, state)) << key << " cut at " << cut;
+    }
+    MemoryState state = good;
+    state.put(key, value + "xyz");
+    ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+    EXPECT_FALSE(fresh.restore(p, state)) << key << " with trailing bytes";
+  }
+  // A minute count far beyond the bytes present must not allocate it.
+  std::string huge = good.get("brand/acme").value().value();
+  huge[16 + 7] = '\x7f';
+  MemoryState state = good;
+  state.put("brand/acme", huge);
+  ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+  EXPECT_FALSE(fresh.restore(PartitionId{0}, state));
+}
+
+TEST(ReputationOperator, UnknownFormatVersionIsRefusedByName) {
+  Harness h;
+  h.add(opinion(kAcme, 0.5, 0.5), 0);
+  h.advance_to_minute(1);
+  MemoryState good;
+  h.op.snapshot(PartitionId{0}, good);
+  h.op.snapshot(kGlobalPartition, good);
+  for (const char* key : {"brand/acme", "closed", "detector/acme"}) {
+    MemoryState state = good;
+    std::string value = state.get(key).value().value();
+    value[0] = 9;  // the version: u64 little-endian, 2 today
+    state.put(key, value);
+    const PartitionId p = std::string_view(key) == "brand/acme" ? PartitionId{0} : kGlobalPartition;
+    ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+    const auto refused = fresh.restore(p, state);
+    ASSERT_FALSE(refused) << key;
+    EXPECT_NE(refused.error().message.find("version 9"), std::string::npos)
+        << refused.error().message;
+    EXPECT_NE(refused.error().message.find(key), std::string::npos) << refused.error().message;
+  }
+}
+
+// Issue #14: state checkpointed under brands {acme, globex} (channels {twitter, facebook}: the
+// reputation state has no channel dimension) and restored under another configuration, compared
+// with the same operator running on without a restart.
+class ReputationVocabularyChange : public ::testing::Test {
+ protected:
+  static Vocabulary before() {
+    return Vocabulary({{"acme", true}, {"globex", false}}, {"twitter", "facebook"});
+  }
+  static KpiSettings kpi() {
+    KpiSettings k;
+    k.reputation_horizon = std::chrono::minutes(10);
+    k.spike.min_events = 1;
+    return k;
+  }
+  // Minutes [from, to) of opinions, mentions (with actors) and ideas of acme, globex and other on
+  // partitions 0 and 1, closing each minute. Names `v` does not know fold into `other`.
+  static void play(Harness& h, const Vocabulary& v, int from, int to) {
+    for (int m = from; m < to; ++m) {
+      int j = 0;
+      for (const std::string brand : {"acme", "globex", "other"}) {
+        const BrandIndex b = v.brand(brand);
+        h.add(opinion(b, m + 0.1, ((m * 7 + j * 3) % 11) / 5.0 - 1.0, 1 + j), j % 2);
+        Event mention = make(b, EventType::mention, m + 0.2, 2 + j);
+        mention.has_actor = true;
+        mention.actor_hash = testing::actor_hash(brand + std::to_string(m % 7));
+        h.add(mention, (j + 1) % 2);
+        h.add(make(b, EventType::idea, m + 0.3), j % 2);
+        ++j;
+      }
+      h.advance_to_minute(m + 1);
+    }
+  }
+  static void move_state(const Harness& from, Harness& to, MemoryState& state) {
+    for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
+      testing::checkpoint_into(state, from.op, p);
+    }
+    for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
+      ASSERT_TRUE(testing::restore_from(state, to.op, p));
+    }
+    to.watermark = from.watermark;
+  }
+  // Series whose labels mention none of `names`.
+  static std::map<std::string, double> without(const std::map<std::string, double>& all,
+                                               const std::vector<std::string>& names) {
+    std::map<std::string, double> out;
+    for (const auto& [series, value] : all) {
+      bool keep = true;
+      for (const std::string& n : names) {
+        keep = keep && series.find("\"" + n + "\"") == std::string::npos;
+      }
+      if (keep) out.emplace(series, value);
+    }
+    return out;
+  }
+  static std::vector<std::string> records_from(const RecordingEmitter& e, size_t first) {
+    std::vector<std::string> out;
+    for (size_t i = first; i < e.records.size(); ++i) {
+      out.push_back(e.records[i].key + " " + e.records[i].value);
+    }
+    return out;
+  }
+};
+
+TEST_F(ReputationVocabularyChange, AddedBrandRestoresAndStartsFromZero) {
+  Harness a(kpi(), before());
+  play(a, before(), 0, 12);
+  const Vocabulary after({{"acme", true}, {"globex", false}, {"initech", false}},
+                         {"twitter", "facebook", "linkedin"});
+  Harness b(kpi(), after);
+  MemoryState state;
+  move_state(a, b, state);
+  EXPECT_TRUE(state.dropped().empty());
+  ASSERT_TRUE(a.metrics().has(kRiAcme));
+  EXPECT_EQ(without(b.metrics().samples, {"initech"}), a.metrics().samples);
+
+  const size_t cut = a.alerts.records.size();
+  b.add(opinion(after.brand("initech"), 12.5, 0.5), 1);
+  play(a, before(), 12, 20);
+  play(b, after, 12, 20);
+  const auto got = b.metrics().samples;
+  EXPECT_EQ(without(got, {"initech"}), a.metrics().samples);
+  EXPECT_DOUBLE_EQ(got.at(R"(socialpulse_reputation_index{brand="initech"})"), 50.0);
+  EXPECT_EQ(got.at(R"(socialpulse_reputation_spikes_total{brand="initech"})"), 0.0);
+  EXPECT_EQ(records_from(b.alerts, 0), records_from(a.alerts, cut));
+}
+
+TEST_F(ReputationVocabularyChange, RemovedBrandIsDroppedAndReported) {
+  Harness a(kpi(), before());
+  play(a, before(), 0, 12);
+  Harness b(kpi(), Vocabulary({{"acme", true}}, {"twitter"}));
+  MemoryState state;
+  move_state(a, b, state);
+  // One brand key per partition and the global detector key.
+  EXPECT_EQ(testing::dropped_names(state),
+            (std::vector<std::string>{"brand:globex", "brand:globex", "brand:globex"}));
+  const std::vector<std::string> keys = testing::dropped_keys(state);
+  const std::vector<std::string> want = {
+      state_scope(b.op.name(), kGlobalPartition) + "detector/globex",
+      state_scope(b.op.name(), PartitionId{0}) + "brand/globex",
+      state_scope(b.op.name(), PartitionId{1}) + "brand/globex"};
+  EXPECT_EQ(keys, want);
+  for (const std::string& key : want) EXPECT_FALSE(state.entries().contains(key)) << key;
+
+  const auto got = b.metrics().samples;
+  // Share of voice is relative to the tracked brands, so removing one changes it by definition.
+  auto no_share = [](std::map<std::string, double> m) {
+    std::erase_if(
+        m, [](const auto& kv) { return kv.first.starts_with("socialpulse_share_of_voice_ratio"); });
+    return m;
+  };
+  EXPECT_EQ(no_share(got), no_share(without(a.metrics().samples, {"globex"})));
+  EXPECT_DOUBLE_EQ(got.at(R"(socialpulse_share_of_voice_ratio{brand="acme"})"), 1.0);
+  for (const auto& [series, value] : got) {
+    EXPECT_EQ(series.find("globex"), std::string::npos) << series;
+  }
+}
+
+TEST_F(ReputationVocabularyChange, ReorderedBrandsGiveIdenticalMetrics) {
+  Harness a(kpi(), before());
+  play(a, before(), 0, 12);
+  const Vocabulary reordered({{"globex", false}, {"acme", true}}, {"facebook", "twitter"});
+  Harness b(kpi(), reordered);
+  MemoryState state;
+  move_state(a, b, state);
+  EXPECT_TRUE(state.dropped().empty());
+  EXPECT_EQ(b.metrics().samples, a.metrics().samples);
+  const size_t cut = a.alerts.records.size();
+  play(a, before(), 12, 20);
+  play(b, reordered, 12, 20);
+  EXPECT_EQ(b.metrics().samples, a.metrics().samples);
+  // Alerts of one minute leave in brand order, which is the configured order: compare as sets.
+  auto sorted = [](std::vector<std::string> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  EXPECT_EQ(sorted(records_from(b.alerts, 0)), sorted(records_from(a.alerts, cut)));
 }
 
 }  // namespace

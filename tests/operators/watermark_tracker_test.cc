@@ -125,21 +125,57 @@ TEST(WatermarkTracker, SnapshotRestoreRoundTripsDeterministically) {
   WatermarkTracker t({});
   t.observe(kP0, kT0 + seconds(60), kWall0);
   t.observe(kP1, kT0 + seconds(40), kWall0);
-  std::string p0, p1, global;
-  t.snapshot(kP0, p0);
-  t.snapshot(kP1, p1);
-  t.snapshot(kGlobalPartition, global);
+  MemoryState state;
+  for (PartitionId p : {kP0, kP1, kGlobalPartition}) {
+    ScopedStateWriter out(state, state_scope("tracker", p));
+    t.snapshot(p, out);
+  }
 
   WatermarkTracker r({});
-  ASSERT_TRUE(r.restore(kP0, p0));
-  ASSERT_TRUE(r.restore(kP1, p1));
-  ASSERT_TRUE(r.restore(kGlobalPartition, global));
+  for (PartitionId p : {kP0, kP1, kGlobalPartition}) {
+    ScopedStateReader in(state, state_scope("tracker", p));
+    ASSERT_TRUE(r.restore(p, in));
+  }
   EXPECT_EQ(r.partition_watermark(kP0), t.partition_watermark(kP0));
   EXPECT_EQ(r.pipeline_watermark(), t.pipeline_watermark());
-  std::string again;
-  r.snapshot(kP1, again);
-  EXPECT_EQ(again, p1);
-  EXPECT_FALSE(r.restore(kP0, "garbage"));
+  MemoryState again;
+  for (PartitionId p : {kP0, kP1, kGlobalPartition}) {
+    ScopedStateWriter out(again, state_scope("tracker", p));
+    r.snapshot(p, out);
+  }
+  EXPECT_EQ(again.entries(), state.entries());
+  MemoryState garbage;
+  garbage.put("clock", "garbage");
+  EXPECT_FALSE(r.restore(kP0, garbage));
+}
+
+TEST(WatermarkTracker, RestoreWithoutStateAssignsThePartition) {
+  WatermarkTracker t({});
+  MemoryState empty;
+  ASSERT_TRUE(t.restore(kP0, empty));
+  EXPECT_TRUE(t.is_assigned(kP0));
+  EXPECT_EQ(t.partition_watermark(kP0), kMinEventTime);
+}
+
+TEST(WatermarkTracker, UnknownFormatVersionIsRefusedByName) {
+  WatermarkTracker t({});
+  t.observe(kP0, kT0, kWall0);
+  MemoryState state;
+  t.snapshot(kP0, state);
+  const std::string good = state.get("clock").value().value();
+  std::string value = good;
+  value[0] = 9;  // the version byte, 1 today
+  state.put("clock", value);
+  WatermarkTracker r({});
+  const auto refused = r.restore(kP0, state);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("version 9"), std::string::npos)
+      << refused.error().message;
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    MemoryState truncated;
+    truncated.put("clock", good.substr(0, cut));
+    EXPECT_FALSE(r.restore(kP0, truncated)) << cut;
+  }
 }
 
 TEST(WatermarkTracker, CopyKeepsItsOwnPartitions) {

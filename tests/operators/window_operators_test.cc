@@ -204,14 +204,17 @@ TEST(WindowOperator, LateCountsMoveWithTheirPartition) {
   a.on_watermark(kT0 + minutes(5), out);
   a.process({{3}, kT0 + minutes(5), kT0 + minutes(5)}, like_at(kT0, 0, 1));
   EXPECT_EQ(a.late_events(), 1u);
-  std::string bytes;
-  a.snapshot({3}, bytes);
+  MemoryState state;
+  a.snapshot({3}, state);
   a.drop({3});
   EXPECT_EQ(a.late_events(), 0u);
   WindowOperator b(minute, test_vocabulary(), {}, {}, false);
-  ASSERT_TRUE(b.restore({3}, bytes));
+  ASSERT_TRUE(b.restore({3}, state));
   EXPECT_EQ(b.late_events(), 1u);
-  EXPECT_FALSE(b.restore({4}, bytes.substr(0, bytes.size() - 1)));
+  const std::string bytes = state.get("panes").value().value();
+  MemoryState truncated;
+  truncated.put("panes", bytes.substr(0, bytes.size() - 1));
+  EXPECT_FALSE(b.restore({4}, truncated));
 }
 
 TEST(SessionWindowOperator, IgnoresEventsWithoutActor) {
