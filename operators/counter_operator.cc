@@ -10,8 +10,6 @@
 namespace sp {
 namespace {
 
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
 // 2: keyed by brand/channel/type names (1: positional blob per partition, not read).
 constexpr uint64_t kSnapshotVersion = 2;
 }  // namespace
@@ -30,25 +28,8 @@ CounterOperator::PartitionState CounterOperator::fresh_state() const {
   return s;
 }
 
-CounterOperator::PartitionState& CounterOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-CounterOperator::PartitionState& CounterOperator::state_slow(PartitionId partition) {
-  auto it = partitions_.find(partition);
-  if (it == partitions_.end()) it = partitions_.emplace(partition, fresh_state()).first;
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &it->second;
-  }
-  return it->second;
-}
-
 void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
-  PartitionState& s = state_for(ctx.partition);
+  PartitionState& s = partitions_.get_or_create(ctx.partition, [this] { return fresh_state(); });
   const Derived d = derive(event, kpi_, emv_);
   Cell& cell = s.cells[cell_index(event.brand, event.channel)];
   cell.interactions[static_cast<size_t>(event.type)] += event.count;
@@ -81,10 +62,10 @@ bool CounterOperator::touched(const Cell& c) {
 }
 
 void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
-  const auto it = partitions_.find(partition);
-  if (it == partitions_.end()) return;  // no state: nothing to restore
+  const PartitionState* state = partitions_.find(partition);
+  if (state == nullptr) return;  // no state: nothing to restore
   using namespace kpi_codec;
-  const PartitionState& s = it->second;
+  const PartitionState& s = *state;
   std::string key;
   std::string value;
   for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
@@ -229,15 +210,11 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!ideas) return ideas;
-  if (any) partitions_.emplace(partition, std::move(s));
+  if (any) partitions_.assign(partition, std::move(s));
   return {};
 }
 
-void CounterOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
-}
+void CounterOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 void CounterOperator::collect(MetricsWriter& out) const {
   PartitionState total = fresh_state();

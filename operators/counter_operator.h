@@ -3,11 +3,11 @@
 // care response histogram) plus the configured daily-spend gauge.
 #include <array>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "operators/operator.h"
+#include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/vocabulary.h"
 
@@ -29,6 +29,8 @@ class CounterOperator final : public Operator {
 
   CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
                   std::vector<SpendEntry> spend);
+  CounterOperator(const CounterOperator&) = delete;  // used through Operator: never copied
+  CounterOperator& operator=(const CounterOperator&) = delete;
 
   std::string_view name() const override { return "kpi_counters"; }
   void process(const ProcessContext& ctx, const Event& event) override;
@@ -62,8 +64,6 @@ class CounterOperator final : public Operator {
   };
 
   static bool touched(const Cell& c);
-  PartitionState& state_for(PartitionId partition);
-  PartitionState& state_slow(PartitionId partition);
   PartitionState fresh_state() const;
   size_t cell_index(BrandIndex b, ChannelIndex c) const {
     return static_cast<size_t>(b) * vocabulary_.channel_count() + c;
@@ -74,10 +74,7 @@ class CounterOperator final : public Operator {
   EmvSettings emv_;
   std::vector<SpendEntry> spend_;
   // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
-  std::map<PartitionId, PartitionState> partitions_;
-  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
-  // partitions interleave, so a one-entry cache missed on most events.
-  std::vector<PartitionState*> by_id_;
+  PartitionStates<PartitionState> partitions_;
 };
 
 }  // namespace sp

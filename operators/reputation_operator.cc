@@ -11,9 +11,6 @@
 namespace sp {
 namespace {
 
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
-
 // 2: one key per brand, named (1: positional blob per partition, not read).
 constexpr uint64_t kPartitionSnapshotVersion = 2;
 constexpr uint64_t kGlobalSnapshotVersion = 2;
@@ -61,24 +58,11 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, E
       spikes_(vocabulary_.brand_count(), 0) {}
 
 ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-ReputationOperator::PartitionState& ReputationOperator::state_slow(PartitionId partition) {
-  auto it = partitions_.find(partition);
-  if (it == partitions_.end()) {
+  return partitions_.get_or_create(partition, [this] {
     PartitionState s;
     s.brands.resize(vocabulary_.brand_count());
-    it = partitions_.emplace(partition, std::move(s)).first;
-  }
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &it->second;
-  }
-  return it->second;
+    return s;
+  });
 }
 
 void ReputationOperator::process(const ProcessContext& ctx, const Event& event) {
@@ -327,12 +311,12 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     }
     return;
   }
-  const auto it = partitions_.find(partition);
-  if (it == partitions_.end()) return;
+  const PartitionState* state = partitions_.find(partition);
+  if (state == nullptr) return;
   // Every brand's key is written, an empty one too: a brand whose minutes all left the horizon
   // overwrites its old value instead of leaving it behind.
-  for (size_t index = 0; index < it->second.brands.size(); ++index) {
-    const BrandState& b = it->second.brands[index];
+  for (size_t index = 0; index < state->brands.size(); ++index) {
+    const BrandState& b = state->brands[index];
     value.clear();
     put_u64(value, kPartitionSnapshotVersion);
     put_i64(value, b.minutes.first);
@@ -454,15 +438,11 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!scanned) return scanned;
-  if (any) partitions_.emplace(partition, std::move(s));
+  if (any) partitions_.assign(partition, std::move(s));
   return {};
 }
 
-void ReputationOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
-}
+void ReputationOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 size_t ReputationOperator::state_bytes() const {
   size_t bytes = 0;

@@ -12,8 +12,6 @@ namespace {
 
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
 
 template <typename Sessions>
 void erase_empty(Sessions& sessions) {
@@ -37,27 +35,11 @@ SessionWindowOperator::SessionWindowOperator(WindowSpec spec, Vocabulary vocabul
       watermark_(to_epoch_ms(kMinEventTime)) {}
 
 SessionWindowOperator::PartitionState& SessionWindowOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-SessionWindowOperator::PartitionState& SessionWindowOperator::state_slow(PartitionId partition) {
-  PartitionState& state = partitions_[partition];
-  if (state.brands.size() < vocabulary_.brand_count()) {
+  return partitions_.get_or_create(partition, [this] {
+    PartitionState state;
     state.brands.resize(vocabulary_.brand_count());
-  }
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &state;
-  }
-  return state;
-}
-
-void SessionWindowOperator::forget_index(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
+    return state;
+  });
 }
 
 void SessionWindowOperator::schedule(PartitionState& state, const SessionKey& key,
@@ -226,12 +208,12 @@ void SessionWindowOperator::encode(PartitionId partition, std::string& out) cons
     codec::put_u64(out, records_total_);
     return;
   }
-  auto sit = partitions_.find(partition);
-  if (sit == partitions_.end()) {
+  const PartitionState* found = partitions_.find(partition);
+  if (found == nullptr) {
     for (int i = 0; i < 3; ++i) codec::put_u64(out, 0);
     return;
   }
-  const PartitionState& state = sit->second;
+  const PartitionState& state = *found;
   codec::put_u64(out, state.late_events);
   uint64_t brands_with_sessions = 0;
   for (const BrandStats& b : state.brands) brands_with_sessions += b.sessions > 0 ? 1 : 0;
@@ -343,15 +325,11 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     state.timers.push_back(Timer{first, key});
   }
   std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
-  partitions_[partition] = std::move(state);
-  forget_index(partition);
+  partitions_.assign(partition, std::move(state));
   return {};
 }
 
-void SessionWindowOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  forget_index(partition);
-}
+void SessionWindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 uint64_t SessionWindowOperator::late_events() const {
   uint64_t total = 0;

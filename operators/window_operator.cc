@@ -14,9 +14,6 @@ namespace {
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
-
 void put_aggregate(std::string& out, const WindowAggregate& a) {
   for (int64_t c : a.counts) codec::put_i64(out, c);
   codec::put_i64(out, a.impressions);
@@ -114,27 +111,6 @@ int64_t WindowOperator::next_close_after(int64_t pane_start, int64_t watermark) 
   return first_close + steps * advance_ms_;
 }
 
-WindowOperator::PartitionState& WindowOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-WindowOperator::PartitionState& WindowOperator::state_slow(PartitionId partition) {
-  PartitionState& state = partitions_[partition];
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &state;
-  }
-  return state;
-}
-
-void WindowOperator::forget_index(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
-}
-
 WindowOperator::Pane& WindowOperator::pane_at(PartitionState& state, uint32_t bc,
                                               int64_t pane_start, bool& created) {
   const size_t index = series_index(bc);
@@ -156,7 +132,7 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   const int64_t t = to_epoch_ms(event.time);
   const int64_t last_start = last_window_start(t);
   if (t >= last_start + size_ms_) return;  // advance > size: t falls between sampled windows
-  PartitionState& state = state_for(ctx.partition);
+  PartitionState& state = partitions_.get_or_create(ctx.partition);
   // The operator's own watermark decides what was emitted; the context's can only be ahead of it
   // if the runner has not delivered on_watermark yet.
   const int64_t watermark = std::max(watermark_, to_epoch_ms(ctx.pipeline_watermark));
@@ -364,13 +340,13 @@ void WindowOperator::encode(PartitionId partition, std::string& out) const {
     }
     return;
   }
-  auto sit = partitions_.find(partition);
-  if (sit == partitions_.end()) {
+  const PartitionState* found = partitions_.find(partition);
+  if (found == nullptr) {
     codec::put_u64(out, 0);
     codec::put_u64(out, 0);
     return;
   }
-  const PartitionState& state = sit->second;
+  const PartitionState& state = *found;
   codec::put_u64(out, state.late_events);
   struct Entry {
     int64_t pane_start;
@@ -482,15 +458,11 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     earliest_due_ = std::min(earliest_due_, first_window_start(pane_start) + size_ms_ + grace_ms_);
   }
   if (!in.done()) return corrupt("trailing bytes");
-  partitions_[partition] = std::move(state);
-  forget_index(partition);
+  partitions_.assign(partition, std::move(state));
   return {};
 }
 
-void WindowOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  forget_index(partition);
-}
+void WindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 uint64_t WindowOperator::late_events() const {
   uint64_t total = 0;
