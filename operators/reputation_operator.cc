@@ -4,8 +4,8 @@
 #include <array>
 #include <cmath>
 
+#include "operators/byte_codec.h"
 #include "operators/derived.h"
-#include "operators/kpi_codec.h"
 #include "operators/kpi_metrics.h"
 
 namespace sp {
@@ -18,8 +18,8 @@ constexpr uint64_t kGlobalSnapshotVersion = 2;
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
 void put_hll_series(std::string& out, int64_t first, const std::deque<HyperLogLog>& items) {
-  kpi_codec::put_i64(out, first);
-  kpi_codec::put_u64(out, items.size());
+  byte_codec::put_i64(out, first);
+  byte_codec::put_u64(out, items.size());
   for (const HyperLogLog& h : items) h.serialize(out);
 }
 
@@ -294,7 +294,7 @@ void ReputationOperator::collect(MetricsWriter& out) const {
 }
 
 void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const {
-  using namespace kpi_codec;
+  using namespace byte_codec;
   std::string value;
   std::string key;
   if (partition == kGlobalPartition) {
@@ -345,8 +345,9 @@ Status corrupt_reputation(std::string_view key) {
                     "kpi_reputation: corrupt state key '" + std::string(key) + "'");
 }
 
-Status check_version(kpi_codec::Reader& in, uint64_t expected, std::string_view key) {
+Status check_version(byte_codec::Reader& in, uint64_t expected, std::string_view key) {
   const uint64_t version = in.u64();
+  if (!in.ok()) return corrupt_reputation(key);
   if (version == expected) return {};
   return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
                                           "' has format version " + std::to_string(version) +
@@ -362,7 +363,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     auto closed = in.get("closed");
     if (!closed) return tl::unexpected(closed.error());
     if (*closed) {
-      kpi_codec::Reader r(**closed);
+      byte_codec::Reader r(**closed);
       if (auto v = check_version(r, kGlobalSnapshotVersion, "closed"); !v) return v;
       closed_end = r.i64();
       if (!r.done()) return corrupt_reputation("closed");
@@ -376,7 +377,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
         in.drop(key, DroppedKind::brand, name);
         return {};
       }
-      kpi_codec::Reader r(bytes);
+      byte_codec::Reader r(bytes);
       if (auto v = check_version(r, kGlobalSnapshotVersion, key); !v) return v;
       if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
       spikes[*brand] = r.u64();
@@ -401,7 +402,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       in.drop(key, DroppedKind::brand, name);
       return {};
     }
-    kpi_codec::Reader r(bytes);
+    byte_codec::Reader r(bytes);
     if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
     BrandState& b = s.brands[*brand];
     auto read_hll_series = [&r](Series<HyperLogLog>& series) {

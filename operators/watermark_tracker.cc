@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
+#include "operators/byte_codec.h"
 #include "operators/operator.h"
-#include "operators/window_state_codec.h"
 
 namespace sp {
 namespace {
@@ -105,14 +105,14 @@ bool WatermarkTracker::recompute(std::optional<WallTime> now) {
 
 void WatermarkTracker::snapshot(PartitionId partition, StateWriter& writer) const {
   std::string out;
-  codec::put_u8(out, kSnapshotVersion);
+  byte_codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
-    codec::put_i64(out, to_epoch_ms(pipeline_));
+    byte_codec::put_i64(out, to_epoch_ms(pipeline_));
     writer.put("pipeline", out);
     return;
   }
   const PartitionClock* clock = find_clock(partition);
-  codec::put_i64(out, to_epoch_ms(clock == nullptr ? kMinEventTime : clock->max_event_time));
+  byte_codec::put_i64(out, to_epoch_ms(clock == nullptr ? kMinEventTime : clock->max_event_time));
   writer.put(partition == kGlobalPartition ? "pipeline" : "clock", out);
 }
 
@@ -123,18 +123,17 @@ Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
     if (partition != kGlobalPartition) assign(partition);
     return {};
   }
-  const std::string_view bytes = **stored;
-  codec::Reader in(bytes);
-  uint8_t version = 0;
-  int64_t ms = 0;
   const char* key = partition == kGlobalPartition ? "pipeline" : "clock";
-  if (in.u8(version) && version != kSnapshotVersion) {
+  byte_codec::Reader in(**stored);
+  const uint8_t version = in.u8();
+  if (in.ok() && version != kSnapshotVersion) {
     return make_error(ErrorKind::fatal, std::string("watermark tracker: state key '") + key +
                                             "' has format version " + std::to_string(version) +
                                             ", this build reads version " +
                                             std::to_string(kSnapshotVersion));
   }
-  if (version != kSnapshotVersion || !in.i64(ms) || !in.done()) {
+  const int64_t ms = in.i64();
+  if (!in.done()) {
     return make_error(ErrorKind::fatal,
                       std::string("watermark tracker: corrupt state key '") + key + "'");
   }

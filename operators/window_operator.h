@@ -7,6 +7,7 @@
 
 #include "operators/derived.h"
 #include "operators/hyperloglog.h"
+#include "operators/measures.h"
 #include "operators/operator.h"
 #include "operators/partition_states.h"
 #include "operators/settings.h"
@@ -14,22 +15,19 @@
 
 namespace sp {
 
-// The SPEC 5 window aggregate of one brand+channel over some span of event time.
-struct WindowAggregate {
-  std::array<int64_t, kEventTypeCount> counts{};
-  int64_t impressions = 0;
-  int64_t engagements = 0;
-  int64_t reach = 0;
-  int64_t leads = 0;
-  double opinion_weight = 0.0;
-  double positive = 0.0;
-  double negative = 0.0;
-  double emv = 0.0;
-  double lead_value = 0.0;
+// The SPEC 5 window aggregate of one brand+channel over some span of event time: the measures
+// plus the distinct actors.
+struct WindowAggregate : Measures {
   HyperLogLog actors;
 
-  void add(const Event& event, const Derived& derived);
-  void merge(const WindowAggregate& other);
+  void add(const Event& event, const Derived& derived) {
+    Measures::add(event, derived);
+    if (event.has_actor) actors.add(event.actor_hash);
+  }
+  void merge(const WindowAggregate& other) {
+    Measures::merge(other);
+    actors.merge(other.actors);
+  }
 };
 
 // Contract: one tumbling or hopping WindowSpec. Each event updates exactly one pane (gcd(size,
