@@ -3,17 +3,18 @@
 #include <algorithm>
 #include <optional>
 
+#include "operators/byte_codec.h"
 #include "operators/derived.h"
-#include "operators/kpi_codec.h"
 #include "operators/kpi_metrics.h"
 
 namespace sp {
 namespace {
 
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
 // 2: keyed by brand/channel/type names (1: positional blob per partition, not read).
 constexpr uint64_t kSnapshotVersion = 2;
+// Format 2 cells keep no impressions or engagements: the counters export neither.
+constexpr MeasureSet kCellMeasures =
+    MeasureSet::all().without(Measure::impressions).without(Measure::engagements);
 }  // namespace
 
 CounterOperator::CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
@@ -30,36 +31,11 @@ CounterOperator::PartitionState CounterOperator::fresh_state() const {
   return s;
 }
 
-CounterOperator::PartitionState& CounterOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-CounterOperator::PartitionState& CounterOperator::state_slow(PartitionId partition) {
-  auto it = partitions_.find(partition);
-  if (it == partitions_.end()) it = partitions_.emplace(partition, fresh_state()).first;
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &it->second;
-  }
-  return it->second;
-}
-
 void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
-  PartitionState& s = state_for(ctx.partition);
+  PartitionState& s = partitions_.get_or_create(ctx.partition, [this] { return fresh_state(); });
   const Derived d = derive(event, kpi_, emv_);
   Cell& cell = s.cells[cell_index(event.brand, event.channel)];
-  cell.interactions[static_cast<size_t>(event.type)] += event.count;
-  cell.reach += d.reach;
-  cell.web_visits += d.web_visits;
-  cell.leads += d.leads;
-  cell.opinion_weight += d.opinion_weight;
-  cell.positive += d.positive;
-  cell.negative += d.negative;
-  cell.emv += d.emv;
-  cell.lead_value += d.lead_value;
+  cell.add(event, d);
   if (d.ideas != 0)
     s.ideas[static_cast<size_t>(event.brand) * kRoleCount + static_cast<size_t>(event.role)] +=
         d.ideas;
@@ -73,18 +49,11 @@ void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
   }
 }
 
-bool CounterOperator::touched(const Cell& c) {
-  for (int64_t v : c.interactions) {
-    if (v != 0) return true;
-  }
-  return false;
-}
-
 void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
-  const auto it = partitions_.find(partition);
-  if (it == partitions_.end()) return;  // no state: nothing to restore
-  using namespace kpi_codec;
-  const PartitionState& s = it->second;
+  const PartitionState* state = partitions_.find(partition);
+  if (state == nullptr) return;  // no state: nothing to restore
+  using namespace byte_codec;
+  const PartitionState& s = *state;
   std::string key;
   std::string value;
   for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
@@ -92,25 +61,10 @@ void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
     for (size_t ch = 0; ch < vocabulary_.channel_count(); ++ch) {
       const auto channel = static_cast<ChannelIndex>(ch);
       const Cell& c = s.cells[cell_index(brand, channel)];
-      if (!touched(c)) continue;  // counters only grow: an untouched cell was never written
+      if (!c.touched()) continue;  // counters only grow: an untouched cell was never written
       value.clear();
       put_u64(value, kSnapshotVersion);
-      uint64_t types = 0;
-      for (int64_t v : c.interactions) types += v != 0 ? 1 : 0;
-      put_u64(value, types);
-      for (size_t k = 0; k < kEventTypeCount; ++k) {
-        if (c.interactions[k] == 0) continue;
-        put_str(value, to_string(static_cast<EventType>(k)));
-        put_i64(value, c.interactions[k]);
-      }
-      put_i64(value, c.reach);
-      put_i64(value, c.web_visits);
-      put_i64(value, c.leads);
-      put_f64(value, c.opinion_weight);
-      put_f64(value, c.positive);
-      put_f64(value, c.negative);
-      put_f64(value, c.emv);
-      put_f64(value, c.lead_value);
+      c.encode_named(value, kCellMeasures);
       for (uint64_t v : c.care_buckets) put_u64(value, v);
       put_f64(value, c.care_sum);
       key.assign("cell/").append(vocabulary_.brand_name(brand)).append("/");
@@ -152,8 +106,9 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
   drop(partition);
   PartitionState s = fresh_state();
   bool any = false;
-  auto check_version = [](kpi_codec::Reader& r, std::string_view key) -> Status {
+  auto check_version = [](byte_codec::Reader& r, std::string_view key) -> Status {
     const uint64_t version = r.u64();
+    if (!r.ok()) return corrupt_counters(key);
     if (version != kSnapshotVersion) {
       return make_error(ErrorKind::fatal, "kpi_counters: state key '" + std::string(key) +
                                               "' has format version " + std::to_string(version) +
@@ -178,27 +133,11 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
       in.drop(key, DroppedKind::channel, channel_name);
       return {};
     }
-    kpi_codec::Reader r(bytes);
+    byte_codec::Reader r(bytes);
     if (auto v = check_version(r, key); !v) return v;
     Cell& c = s.cells[cell_index(*brand, *channel)];
-    const uint64_t types = r.u64();
-    for (uint64_t i = 0; i < types && r.ok(); ++i) {
-      std::string_view type_name;
-      if (!r.str(type_name)) break;
-      const int64_t v = r.i64();
-      // The event types are the schema's enum: a name this build does not know is corruption.
-      const auto type = parse_event_type(type_name);
-      if (!type) return corrupt_counters(key);
-      c.interactions[static_cast<size_t>(*type)] = v;
-    }
-    c.reach = r.i64();
-    c.web_visits = r.i64();
-    c.leads = r.i64();
-    c.opinion_weight = r.f64();
-    c.positive = r.f64();
-    c.negative = r.f64();
-    c.emv = r.f64();
-    c.lead_value = r.f64();
+    // An event type this build does not know is corruption (the types are the schema's enum).
+    if (!c.decode_named(r, kCellMeasures)) return corrupt_counters(key);
     for (uint64_t& v : c.care_buckets) v = r.u64();
     c.care_sum = r.f64();
     if (!r.done()) return corrupt_counters(key);
@@ -213,13 +152,13 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
       in.drop(key, DroppedKind::brand, brand_name);
       return {};
     }
-    kpi_codec::Reader r(bytes);
+    byte_codec::Reader r(bytes);
     if (auto v = check_version(r, key); !v) return v;
     const uint64_t roles = r.u64();
     for (uint64_t i = 0; i < roles && r.ok(); ++i) {
-      std::string_view role_name;
-      if (!r.str(role_name)) break;
+      const std::string_view role_name = r.str();
       const int64_t v = r.i64();
+      if (!r.ok()) break;
       const auto role = role_named(role_name);
       if (!role) return corrupt_counters(key);
       s.ideas[size_t{*brand} * kRoleCount + static_cast<size_t>(*role)] = v;
@@ -229,33 +168,17 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!ideas) return ideas;
-  if (any) partitions_.emplace(partition, std::move(s));
+  if (any) partitions_.assign(partition, std::move(s));
   return {};
 }
 
-void CounterOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
-}
+void CounterOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 void CounterOperator::collect(MetricsWriter& out) const {
   PartitionState total = fresh_state();
   for (const auto& [id, s] : partitions_) {
     for (size_t i = 0; i < s.cells.size(); ++i) {
-      Cell& t = total.cells[i];
-      const Cell& c = s.cells[i];
-      for (size_t k = 0; k < kEventTypeCount; ++k) t.interactions[k] += c.interactions[k];
-      t.reach += c.reach;
-      t.web_visits += c.web_visits;
-      t.leads += c.leads;
-      t.opinion_weight += c.opinion_weight;
-      t.positive += c.positive;
-      t.negative += c.negative;
-      t.emv += c.emv;
-      t.lead_value += c.lead_value;
-      for (size_t k = 0; k < kCareBuckets; ++k) t.care_buckets[k] += c.care_buckets[k];
-      t.care_sum += c.care_sum;
+      total.cells[i].merge(s.cells[i]);
     }
     for (size_t i = 0; i < s.ideas.size(); ++i) total.ideas[i] += s.ideas[i];
   }
@@ -277,7 +200,7 @@ void CounterOperator::collect(MetricsWriter& out) const {
   auto cell_family = [&](std::string_view name, std::string_view help, auto value) {
     LazyFamily family(out, name, help, MetricType::counter);
     for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
-      if (!touched(c)) return;
+      if (!c.touched()) return;
       const LabelPair labels[] = {{"brand", brand}, {"channel", channel}};
       family.add(labels, value(c));
     });
@@ -305,7 +228,7 @@ void CounterOperator::collect(MetricsWriter& out) const {
     LazyFamily family(out, "socialpulse_sentiment_score_total",
                       "Weighted sentiment score by polarity", MetricType::counter);
     for_each_cell([&](const std::string& brand, const std::string& channel, const Cell& c) {
-      if (!touched(c)) return;
+      if (!c.touched()) return;
       const LabelPair pos[] = {{"brand", brand}, {"channel", channel}, {"polarity", "positive"}};
       const LabelPair neg[] = {{"brand", brand}, {"channel", channel}, {"polarity", "negative"}};
       family.add(pos, c.positive);

@@ -3,11 +3,12 @@
 // care response histogram) plus the configured daily-spend gauge.
 #include <array>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
+#include "operators/measures.h"
 #include "operators/operator.h"
+#include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/vocabulary.h"
 
@@ -29,10 +30,12 @@ class CounterOperator final : public Operator {
 
   CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
                   std::vector<SpendEntry> spend);
+  CounterOperator(const CounterOperator&) = delete;  // used through Operator: never copied
+  CounterOperator& operator=(const CounterOperator&) = delete;
 
   std::string_view name() const override { return "kpi_counters"; }
   void process(const ProcessContext& ctx, const Event& event) override;
-  // Keys (values: kpi_codec, little-endian): `cell/<brand>/<channel>` per touched pair, types by
+  // Keys (values: byte_codec, little-endian): `cell/<brand>/<channel>` per touched pair, types by
   // name; `ideas/<brand>`, roles by name.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
@@ -41,29 +44,22 @@ class CounterOperator final : public Operator {
   size_t state_bytes() const override;
 
  private:
-  // All counters of one brand x channel pair; integer where the source is integral so sums are
-  // exact, double where the derived quantity is real.
-  struct Cell {
-    std::array<int64_t, kEventTypeCount> interactions{};
-    int64_t reach = 0;
-    int64_t web_visits = 0;
-    int64_t leads = 0;
-    double opinion_weight = 0.0;
-    double positive = 0.0;
-    double negative = 0.0;
-    double emv = 0.0;
-    double lead_value = 0.0;
+  // All counters of one brand x channel pair: the measures plus the care-response histogram.
+  struct Cell : Measures {
     std::array<uint64_t, kCareBuckets> care_buckets{};
     double care_sum = 0.0;
+
+    void merge(const Cell& other) {
+      Measures::merge(other);
+      for (size_t k = 0; k < kCareBuckets; ++k) care_buckets[k] += other.care_buckets[k];
+      care_sum += other.care_sum;
+    }
   };
   struct PartitionState {
     std::vector<Cell> cells;     // brand * channel_count + channel
     std::vector<int64_t> ideas;  // brand * kRoleCount + role
   };
 
-  static bool touched(const Cell& c);
-  PartitionState& state_for(PartitionId partition);
-  PartitionState& state_slow(PartitionId partition);
   PartitionState fresh_state() const;
   size_t cell_index(BrandIndex b, ChannelIndex c) const {
     return static_cast<size_t>(b) * vocabulary_.channel_count() + c;
@@ -74,10 +70,7 @@ class CounterOperator final : public Operator {
   EmvSettings emv_;
   std::vector<SpendEntry> spend_;
   // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
-  std::map<PartitionId, PartitionState> partitions_;
-  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
-  // partitions interleave, so a one-entry cache missed on most events.
-  std::vector<PartitionState*> by_id_;
+  PartitionStates<PartitionState> partitions_;
 };
 
 }  // namespace sp

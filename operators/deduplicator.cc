@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "operators/byte_codec.h"
+
 namespace sp {
 namespace {
 
@@ -33,22 +35,9 @@ int64_t floor_div(int64_t a, int64_t b) {
   return q;
 }
 
-void put_u64(std::string& out, uint64_t v) {
-  char bytes[8];
-  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>(v >> (8 * i));
-  out.append(bytes, 8);
-}
-
-// Little-endian, like put_u64 (one store on a little-endian host).
-void store_u64(char* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-
-uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
-  return v;
-}
+using byte_codec::load_u64;
+using byte_codec::put_u64;
+using byte_codec::store_u64;
 
 }  // namespace
 
@@ -222,8 +211,8 @@ Status Deduplicator::restore(std::string_view bytes) {
   if (bytes.size() < kHeaderBytes || bytes.substr(0, 4) != kMagic) return corrupt("bad header");
   if (static_cast<uint8_t>(bytes[4]) != kSnapshotVersion) return corrupt("unsupported version");
   const bool seen_any = bytes[5] != 0;
-  const auto max_time = static_cast<int64_t>(get_u64(bytes.data() + 6));
-  const uint64_t count = get_u64(bytes.data() + 14);
+  const auto max_time = static_cast<int64_t>(load_u64(bytes.data() + 6));
+  const uint64_t count = load_u64(bytes.data() + 14);
   if (count > (bytes.size() - kHeaderBytes) / kEntryBytes ||
       bytes.size() != kHeaderBytes + count * kEntryBytes) {
     return corrupt("length does not match entry count");
@@ -241,8 +230,8 @@ Status Deduplicator::restore(std::string_view bytes) {
   const int64_t cutoff = cutoff_ms();
   const char* p = bytes.data() + kHeaderBytes;
   for (uint64_t i = 0; i < count; ++i, p += kEntryBytes) {
-    const Key key{get_u64(p + 8), get_u64(p)};
-    const auto time = static_cast<int64_t>(get_u64(p + 16));
+    const Key key{load_u64(p + 8), load_u64(p)};
+    const auto time = static_cast<int64_t>(load_u64(p + 16));
     if (time > max_time) {
       clear();
       return corrupt("entry newer than the max event time");
@@ -330,8 +319,8 @@ Status Deduplicator::begin_restore(std::string_view header) {
     return corrupt("bad header");
   }
   const bool seen_any = header[5] != 0;
-  const auto max_time = static_cast<int64_t>(get_u64(header.data() + 6));
-  const uint64_t next_segment = get_u64(header.data() + 14);
+  const auto max_time = static_cast<int64_t>(load_u64(header.data() + 6));
+  const uint64_t next_segment = load_u64(header.data() + 14);
   if (seen_any && (max_time < to_epoch_ms(kMinEventTime) || max_time > to_epoch_ms(kMaxEventTime))) {
     return corrupt("max event time out of range");
   }
@@ -353,7 +342,7 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
       static_cast<uint8_t>(bytes[4]) != kSegmentVersion) {
     return corrupt("bad header");
   }
-  const uint64_t count = get_u64(bytes.data() + 5);
+  const uint64_t count = load_u64(bytes.data() + 5);
   if (count > (bytes.size() - kSegmentHeaderBytes) / kEntryBytes ||
       bytes.size() != kSegmentHeaderBytes + count * kEntryBytes) {
     return corrupt("length does not match entry count");
@@ -364,8 +353,8 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
   int64_t newest = INT64_MIN;
   const char* p = bytes.data() + kSegmentHeaderBytes;
   for (uint64_t i = 0; i < count; ++i, p += kEntryBytes) {
-    const Key key{get_u64(p + 8), get_u64(p)};
-    const auto time = static_cast<int64_t>(get_u64(p + 16));
+    const Key key{load_u64(p + 8), load_u64(p)};
+    const auto time = static_cast<int64_t>(load_u64(p + 16));
     if (time > max_time_ms_) return corrupt("entry newer than the max event time");
     newest = std::max(newest, time);
     if (time < cutoff) continue;

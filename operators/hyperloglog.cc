@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "operators/byte_codec.h"
+
 namespace sp {
 
 namespace {
@@ -209,16 +211,6 @@ void HyperLogLog::clear() {
   dense_.clear();
 }
 
-namespace {
-void put_u32(std::string& out, uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); }
-bool get_u32(std::string_view& in, uint32_t& v) {
-  if (in.size() < 4) return false;
-  std::memcpy(&v, in.data(), 4);
-  in.remove_prefix(4);
-  return true;
-}
-}  // namespace
-
 void HyperLogLog::serialize(std::string& out) const {
   if (dense_.empty()) {
     // Ascending hashes: the bytes depend on the set only, not on insertion order or table size.
@@ -229,18 +221,25 @@ void HyperLogLog::serialize(std::string& out) const {
       if (h != 0) sorted.push_back(h);
     }
     std::sort(sorted.begin(), sorted.end());
-    put_u32(out, static_cast<uint32_t>(sorted.size()));
-    out.append(reinterpret_cast<const char*>(sorted.data()), sorted.size() * sizeof(uint64_t));
+    byte_codec::put_u32(out, static_cast<uint32_t>(sorted.size()));
+    const size_t at = out.size();
+    out.resize(at + sorted.size() * sizeof(uint64_t));
+    char* p = out.data() + at;
+    for (uint64_t h : sorted) {
+      byte_codec::store_u64(p, h);
+      p += sizeof(uint64_t);
+    }
   } else {
-    put_u32(out, UINT32_MAX);
-    out.append(reinterpret_cast<const char*>(dense_.data()), dense_.size());
+    byte_codec::put_u32(out, UINT32_MAX);
+    out.append(reinterpret_cast<const char*>(dense_.data()), dense_.size());  // one byte each
   }
 }
 
 Result<HyperLogLog> HyperLogLog::deserialize(std::string_view& in) {
   HyperLogLog h;
-  uint32_t n = 0;
-  if (!get_u32(in, n)) return make_error(ErrorKind::fatal, "hyperloglog: truncated header");
+  if (in.size() < 4) return make_error(ErrorKind::fatal, "hyperloglog: truncated header");
+  const uint32_t n = byte_codec::load_u32(in.data());
+  in.remove_prefix(4);
   if (n == UINT32_MAX) {
     if (in.size() < kRegisters) return make_error(ErrorKind::fatal, "hyperloglog: truncated dense");
     h.dense_.assign(in.begin(), in.begin() + kRegisters);
@@ -250,11 +249,7 @@ Result<HyperLogLog> HyperLogLog::deserialize(std::string_view& in) {
   if (n > kSparseLimit || in.size() < n * sizeof(uint64_t)) {
     return make_error(ErrorKind::fatal, "hyperloglog: bad sparse length");
   }
-  for (uint32_t i = 0; i < n; ++i) {
-    uint64_t hash = 0;
-    std::memcpy(&hash, in.data() + i * sizeof(uint64_t), sizeof(uint64_t));
-    h.add(hash);
-  }
+  for (uint32_t i = 0; i < n; ++i) h.add(byte_codec::load_u64(in.data() + i * sizeof(uint64_t)));
   in.remove_prefix(n * sizeof(uint64_t));
   return h;
 }

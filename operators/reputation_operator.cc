@@ -4,15 +4,12 @@
 #include <array>
 #include <cmath>
 
+#include "operators/byte_codec.h"
 #include "operators/derived.h"
-#include "operators/kpi_codec.h"
 #include "operators/kpi_metrics.h"
 
 namespace sp {
 namespace {
-
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
 
 // 2: one key per brand, named (1: positional blob per partition, not read).
 constexpr uint64_t kPartitionSnapshotVersion = 2;
@@ -21,8 +18,8 @@ constexpr uint64_t kGlobalSnapshotVersion = 2;
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
 void put_hll_series(std::string& out, int64_t first, const std::deque<HyperLogLog>& items) {
-  kpi_codec::put_i64(out, first);
-  kpi_codec::put_u64(out, items.size());
+  byte_codec::put_i64(out, first);
+  byte_codec::put_u64(out, items.size());
   for (const HyperLogLog& h : items) h.serialize(out);
 }
 
@@ -61,24 +58,11 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, E
       spikes_(vocabulary_.brand_count(), 0) {}
 
 ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-ReputationOperator::PartitionState& ReputationOperator::state_slow(PartitionId partition) {
-  auto it = partitions_.find(partition);
-  if (it == partitions_.end()) {
+  return partitions_.get_or_create(partition, [this] {
     PartitionState s;
     s.brands.resize(vocabulary_.brand_count());
-    it = partitions_.emplace(partition, std::move(s)).first;
-  }
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &it->second;
-  }
-  return it->second;
+    return s;
+  });
 }
 
 void ReputationOperator::process(const ProcessContext& ctx, const Event& event) {
@@ -310,7 +294,7 @@ void ReputationOperator::collect(MetricsWriter& out) const {
 }
 
 void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const {
-  using namespace kpi_codec;
+  using namespace byte_codec;
   std::string value;
   std::string key;
   if (partition == kGlobalPartition) {
@@ -327,12 +311,12 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     }
     return;
   }
-  const auto it = partitions_.find(partition);
-  if (it == partitions_.end()) return;
+  const PartitionState* state = partitions_.find(partition);
+  if (state == nullptr) return;
   // Every brand's key is written, an empty one too: a brand whose minutes all left the horizon
   // overwrites its old value instead of leaving it behind.
-  for (size_t index = 0; index < it->second.brands.size(); ++index) {
-    const BrandState& b = it->second.brands[index];
+  for (size_t index = 0; index < state->brands.size(); ++index) {
+    const BrandState& b = state->brands[index];
     value.clear();
     put_u64(value, kPartitionSnapshotVersion);
     put_i64(value, b.minutes.first);
@@ -361,8 +345,9 @@ Status corrupt_reputation(std::string_view key) {
                     "kpi_reputation: corrupt state key '" + std::string(key) + "'");
 }
 
-Status check_version(kpi_codec::Reader& in, uint64_t expected, std::string_view key) {
+Status check_version(byte_codec::Reader& in, uint64_t expected, std::string_view key) {
   const uint64_t version = in.u64();
+  if (!in.ok()) return corrupt_reputation(key);
   if (version == expected) return {};
   return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
                                           "' has format version " + std::to_string(version) +
@@ -378,7 +363,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     auto closed = in.get("closed");
     if (!closed) return tl::unexpected(closed.error());
     if (*closed) {
-      kpi_codec::Reader r(**closed);
+      byte_codec::Reader r(**closed);
       if (auto v = check_version(r, kGlobalSnapshotVersion, "closed"); !v) return v;
       closed_end = r.i64();
       if (!r.done()) return corrupt_reputation("closed");
@@ -392,7 +377,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
         in.drop(key, DroppedKind::brand, name);
         return {};
       }
-      kpi_codec::Reader r(bytes);
+      byte_codec::Reader r(bytes);
       if (auto v = check_version(r, kGlobalSnapshotVersion, key); !v) return v;
       if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
       spikes[*brand] = r.u64();
@@ -417,7 +402,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       in.drop(key, DroppedKind::brand, name);
       return {};
     }
-    kpi_codec::Reader r(bytes);
+    byte_codec::Reader r(bytes);
     if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
     BrandState& b = s.brands[*brand];
     auto read_hll_series = [&r](Series<HyperLogLog>& series) {
@@ -454,15 +439,11 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!scanned) return scanned;
-  if (any) partitions_.emplace(partition, std::move(s));
+  if (any) partitions_.assign(partition, std::move(s));
   return {};
 }
 
-void ReputationOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
-}
+void ReputationOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 size_t ReputationOperator::state_bytes() const {
   size_t bytes = 0;

@@ -4,12 +4,12 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "operators/hyperloglog.h"
 #include "operators/operator.h"
+#include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/spike_detector.h"
 #include "operators/vocabulary.h"
@@ -35,6 +35,8 @@ class ReputationOperator final : public Operator {
   static constexpr int64_t kLongHorizonMinutes = 24 * 60;
 
   ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv);
+  ReputationOperator(const ReputationOperator&) = delete;  // used through Operator: never copied
+  ReputationOperator& operator=(const ReputationOperator&) = delete;
 
   std::string_view name() const override { return "kpi_reputation"; }
   void process(const ProcessContext& ctx, const Event& event) override;
@@ -84,7 +86,6 @@ class ReputationOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
-  PartitionState& state_slow(PartitionId partition);
   void close_minutes(int64_t new_closed_end, Emitter& out);
   void emit_spike(BrandIndex brand, int64_t minute, const SpikeVerdict& v, Emitter& out) const;
   HyperLogLog merged_actors(BrandIndex brand, bool long_horizon, bool* any) const;
@@ -93,10 +94,7 @@ class ReputationOperator final : public Operator {
   KpiSettings kpi_;
   EmvSettings emv_;
   int64_t horizon_minutes_;
-  std::map<PartitionId, PartitionState> partitions_;  // ordered: deterministic merge order
-  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
-  // partitions interleave, so a one-entry cache missed on most events.
-  std::vector<PartitionState*> by_id_;
+  PartitionStates<PartitionState> partitions_;  // ordered: deterministic merge order
 
   // Instance-level (kGlobalPartition) state.
   static constexpr int64_t kNothingClosed = std::numeric_limits<int64_t>::min();

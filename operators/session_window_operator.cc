@@ -4,16 +4,14 @@
 #include <functional>
 #include <tuple>
 
+#include "operators/byte_codec.h"
 #include "operators/window_record_format.h"
-#include "operators/window_state_codec.h"
 
 namespace sp {
 namespace {
 
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
 
 template <typename Sessions>
 void erase_empty(Sessions& sessions) {
@@ -37,27 +35,11 @@ SessionWindowOperator::SessionWindowOperator(WindowSpec spec, Vocabulary vocabul
       watermark_(to_epoch_ms(kMinEventTime)) {}
 
 SessionWindowOperator::PartitionState& SessionWindowOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-SessionWindowOperator::PartitionState& SessionWindowOperator::state_slow(PartitionId partition) {
-  PartitionState& state = partitions_[partition];
-  if (state.brands.size() < vocabulary_.brand_count()) {
+  return partitions_.get_or_create(partition, [this] {
+    PartitionState state;
     state.brands.resize(vocabulary_.brand_count());
-  }
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &state;
-  }
-  return state;
-}
-
-void SessionWindowOperator::forget_index(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
+    return state;
+  });
 }
 
 void SessionWindowOperator::schedule(PartitionState& state, const SessionKey& key,
@@ -220,30 +202,30 @@ Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader
 }
 
 void SessionWindowOperator::encode(PartitionId partition, std::string& out) const {
-  codec::put_u8(out, kSnapshotVersion);
+  byte_codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
-    codec::put_i64(out, watermark_);
-    codec::put_u64(out, records_total_);
+    byte_codec::put_i64(out, watermark_);
+    byte_codec::put_u64(out, records_total_);
     return;
   }
-  auto sit = partitions_.find(partition);
-  if (sit == partitions_.end()) {
-    for (int i = 0; i < 3; ++i) codec::put_u64(out, 0);
+  const PartitionState* found = partitions_.find(partition);
+  if (found == nullptr) {
+    for (int i = 0; i < 3; ++i) byte_codec::put_u64(out, 0);
     return;
   }
-  const PartitionState& state = sit->second;
-  codec::put_u64(out, state.late_events);
+  const PartitionState& state = *found;
+  byte_codec::put_u64(out, state.late_events);
   uint64_t brands_with_sessions = 0;
   for (const BrandStats& b : state.brands) brands_with_sessions += b.sessions > 0 ? 1 : 0;
-  codec::put_u64(out, brands_with_sessions);
+  byte_codec::put_u64(out, brands_with_sessions);
   for (size_t i = 0; i < state.brands.size(); ++i) {
     const BrandStats& b = state.brands[i];
     if (b.sessions == 0) continue;
     // Names, not indexes: a reordered brand list must not move state between labels.
-    codec::put_str(out, vocabulary_.brand_name(static_cast<BrandIndex>(i)));
-    codec::put_u64(out, b.sessions);
-    for (uint64_t n : b.buckets) codec::put_u64(out, n);
-    codec::put_f64(out, b.duration_sum);
+    byte_codec::put_str(out, vocabulary_.brand_name(static_cast<BrandIndex>(i)));
+    byte_codec::put_u64(out, b.sessions);
+    for (uint64_t n : b.buckets) byte_codec::put_u64(out, n);
+    byte_codec::put_f64(out, b.duration_sum);
   }
   std::vector<const std::pair<const SessionKey, ActorSessions>*> sorted;
   sorted.reserve(state.actors.size());
@@ -252,25 +234,25 @@ void SessionWindowOperator::encode(PartitionId partition, std::string& out) cons
     return std::tie(a->first.brand, a->second.actor_id, a->first.actor_hash) <
            std::tie(b->first.brand, b->second.actor_id, b->first.actor_hash);
   });
-  codec::put_u64(out, sorted.size());
+  byte_codec::put_u64(out, sorted.size());
   for (const auto* entry : sorted) {
-    codec::put_str(out, vocabulary_.brand_name(entry->first.brand));
-    codec::put_str(out, entry->second.actor_id);
-    codec::put_u64(out, entry->first.actor_hash);
-    codec::put_u64(out, entry->second.sessions.size());
+    byte_codec::put_str(out, vocabulary_.brand_name(entry->first.brand));
+    byte_codec::put_str(out, entry->second.actor_id);
+    byte_codec::put_u64(out, entry->first.actor_hash);
+    byte_codec::put_u64(out, entry->second.sessions.size());
     for (const Session& s : entry->second.sessions) {
-      codec::put_i64(out, s.start);
-      codec::put_i64(out, s.end);
-      codec::put_i64(out, s.events);
+      byte_codec::put_i64(out, s.start);
+      byte_codec::put_i64(out, s.end);
+      byte_codec::put_i64(out, s.events);
     }
   }
 }
 
 Status SessionWindowOperator::decode(PartitionId partition, std::string_view bytes,
                                      StateReader& reader) {
-  codec::Reader in(bytes);
-  uint8_t version = 0;
-  if (!in.u8(version)) return corrupt("version");
+  byte_codec::Reader in(bytes);
+  const uint8_t version = in.u8();
+  if (!in.ok()) return corrupt("version");
   if (version != kSnapshotVersion) {
     return make_error(ErrorKind::fatal,
                       "session window operator '" + spec_.name + "': state key '" +
@@ -279,25 +261,25 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
                           ", this build reads version " + std::to_string(kSnapshotVersion));
   }
   if (partition == kGlobalPartition) {
-    int64_t watermark = 0;
-    uint64_t records = 0;
-    if (!in.i64(watermark) || !in.u64(records) || !in.done()) return corrupt("global");
+    const int64_t watermark = in.i64();
+    const uint64_t records = in.u64();
+    if (!in.done()) return corrupt("global");
     watermark_ = std::max(watermark_, watermark);
     records_total_ = records;
     return {};
   }
   PartitionState state;
   state.brands.resize(vocabulary_.brand_count());
-  uint64_t n_brands = 0;
-  if (!in.u64(state.late_events) || !in.u64(n_brands)) return corrupt("partition header");
+  state.late_events = in.u64();
+  const uint64_t n_brands = in.u64();
+  if (!in.ok()) return corrupt("partition header");
   for (uint64_t i = 0; i < n_brands; ++i) {
-    std::string_view name;
+    const std::string_view name = in.str();
     BrandStats b;
-    if (!in.str(name) || !in.u64(b.sessions)) return corrupt("brand stats");
-    for (uint64_t& n : b.buckets) {
-      if (!in.u64(n)) return corrupt("brand stats");
-    }
-    if (!in.f64(b.duration_sum)) return corrupt("brand stats");
+    b.sessions = in.u64();
+    for (uint64_t& n : b.buckets) n = in.u64();
+    b.duration_sum = in.f64();
+    if (!in.ok()) return corrupt("brand stats");
     const auto brand = vocabulary_.find_brand(name);
     if (!brand) {  // removed from the configuration: dropped, never folded into `other`
       reader.note_dropped(DroppedKind::brand, name);
@@ -308,20 +290,23 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     for (size_t k = 0; k < b.buckets.size(); ++k) into.buckets[k] += b.buckets[k];
     into.duration_sum += b.duration_sum;
   }
-  uint64_t n_actors = 0;
-  if (!in.u64(n_actors)) return corrupt("actors");
+  const uint64_t n_actors = in.u64();
+  if (!in.ok()) return corrupt("actors");
   for (uint64_t i = 0; i < n_actors; ++i) {
-    std::string_view brand, actor_id;
+    const std::string_view brand = in.str();
+    const std::string_view actor_id = in.str();
     SessionKey key;
-    uint64_t n_sessions = 0;
-    if (!in.str(brand) || !in.str(actor_id) || !in.u64(key.actor_hash) || !in.u64(n_sessions)) {
-      return corrupt("actor");
-    }
+    key.actor_hash = in.u64();
+    const uint64_t n_sessions = in.u64();
+    if (!in.ok()) return corrupt("actor");
     const auto brand_index = vocabulary_.find_brand(brand);
     std::vector<Session> sessions;
     for (uint64_t k = 0; k < n_sessions; ++k) {
       Session s;
-      if (!in.i64(s.start) || !in.i64(s.end) || !in.i64(s.events)) return corrupt("session");
+      s.start = in.i64();
+      s.end = in.i64();
+      s.events = in.i64();
+      if (!in.ok()) return corrupt("session");
       sessions.push_back(s);
     }
     if (!brand_index) {
@@ -343,15 +328,11 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     state.timers.push_back(Timer{first, key});
   }
   std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
-  partitions_[partition] = std::move(state);
-  forget_index(partition);
+  partitions_.assign(partition, std::move(state));
   return {};
 }
 
-void SessionWindowOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  forget_index(partition);
-}
+void SessionWindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 uint64_t SessionWindowOperator::late_events() const {
   uint64_t total = 0;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "operators/operator.h"
+#include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/vocabulary.h"
 
@@ -24,6 +25,8 @@ class SessionWindowOperator final : public Operator {
                                                              7200, 14400, 43200, 86400};
 
   SessionWindowOperator(WindowSpec spec, Vocabulary vocabulary);
+  SessionWindowOperator(const SessionWindowOperator&) = delete;  // used through Operator
+  SessionWindowOperator& operator=(const SessionWindowOperator&) = delete;
 
   std::string_view name() const override { return spec_.name; }
   void process(const ProcessContext& ctx, const Event& event) override;
@@ -88,8 +91,6 @@ class SessionWindowOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
-  PartitionState& state_slow(PartitionId partition);
-  void forget_index(PartitionId partition);  // before its map node goes away
   int64_t close_time(const Session& s) const { return s.end + gap_ms_ + grace_ms_; }
   void schedule(PartitionState& state, const SessionKey& key, ActorSessions& actor, int64_t close);
   void emit(const Closed& closed, Emitter& out);
@@ -99,10 +100,7 @@ class SessionWindowOperator final : public Operator {
   int64_t gap_ms_;
   int64_t grace_ms_;
 
-  std::map<PartitionId, PartitionState> partitions_;
-  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
-  // partitions interleave, so a one-entry cache missed on most events.
-  std::vector<PartitionState*> by_id_;
+  PartitionStates<PartitionState> partitions_;  // ordered: deterministic merges
 
   // Global (kGlobalPartition) state.
   int64_t watermark_;

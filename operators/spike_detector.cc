@@ -34,13 +34,13 @@ SpikeVerdict SpikeDetector::observe(double x, int64_t opinion_events) {
 }
 
 void SpikeDetector::serialize(std::string& out) const {
-  kpi_codec::put_u64(out, started_ ? 1 : 0);
-  kpi_codec::put_f64(out, mean_);
-  kpi_codec::put_f64(out, var_);
-  kpi_codec::put_f64(out, last_z_);
+  byte_codec::put_u64(out, started_ ? 1 : 0);
+  byte_codec::put_f64(out, mean_);
+  byte_codec::put_f64(out, var_);
+  byte_codec::put_f64(out, last_z_);
 }
 
-bool SpikeDetector::deserialize(kpi_codec::Reader& in) {
+bool SpikeDetector::deserialize(byte_codec::Reader& in) {
   started_ = in.u64() != 0;
   mean_ = in.f64();
   var_ = in.f64();

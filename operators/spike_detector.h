@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "operators/kpi_codec.h"
+#include "operators/byte_codec.h"
 #include "operators/settings.h"
 
 namespace sp {
@@ -31,7 +31,7 @@ class SpikeDetector {
   double last_zscore() const { return last_z_; }
 
   void serialize(std::string& out) const;
-  bool deserialize(kpi_codec::Reader& in);
+  bool deserialize(byte_codec::Reader& in);
 
  private:
   SpikeSettings settings_;

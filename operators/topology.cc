@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "operators/kpi_codec.h"
+#include "operators/byte_codec.h"
 #include "operators/kpi_metrics.h"
 #include "operators/kpi_operators.h"
 #include "operators/window_operators.h"
@@ -18,7 +18,7 @@ constexpr std::string_view kTopologyOwner = "topology";  // global: the operator
 constexpr uint64_t kPositionVersion = 1;
 
 std::string encode_position(const Topology::Partition& p) {
-  using namespace kpi_codec;
+  using namespace byte_codec;
   std::string out;
   put_u64(out, kPositionVersion);
   put_u64(out, p.next_offset ? 1 : 0);
@@ -36,7 +36,7 @@ std::string encode_position(const Topology::Partition& p) {
 }
 
 Status decode_position(std::string_view bytes, Topology::Partition& p) {
-  kpi_codec::Reader in(bytes);
+  byte_codec::Reader in(bytes);
   const uint64_t version = in.u64();
   if (version != kPositionVersion) {
     return make_error(ErrorKind::fatal, "input position has format version " +
@@ -52,8 +52,7 @@ Status decode_position(std::string_view bytes, Topology::Partition& p) {
   p.counts.dlq = in.u64();
   const uint64_t reasons = in.u64();
   for (uint64_t i = 0; i < reasons && in.ok(); ++i) {
-    std::string_view name;
-    if (!in.str(name)) break;
+    const std::string_view name = in.str();
     const uint64_t n = in.u64();
     for (size_t r = 0; r < kRejectReasonCount; ++r) {
       if (to_string(static_cast<RejectReason>(r)) == name) p.counts.rejected[r] = n;

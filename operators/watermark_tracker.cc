@@ -2,63 +2,31 @@
 
 #include <algorithm>
 
+#include "operators/byte_codec.h"
 #include "operators/operator.h"
-#include "operators/window_state_codec.h"
 
 namespace sp {
 namespace {
 constexpr uint8_t kSnapshotVersion = 1;
-// PartitionIds below this are looked up by index; others by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
 }  // namespace
 
 WatermarkTracker::PartitionClock& WatermarkTracker::clock_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  PartitionClock& clock = partitions_[partition];  // std::map nodes are stable
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &clock;
-  }
-  return clock;
+  return partitions_.get_or_create(partition);
 }
 
 const WatermarkTracker::PartitionClock* WatermarkTracker::find_clock(PartitionId partition) const {
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return by_id_[slot];
-  auto it = partitions_.find(partition);
-  return it == partitions_.end() ? nullptr : &it->second;
+  return partitions_.find(partition);
 }
 
 WatermarkTracker::WatermarkTracker(WatermarkSettings settings) : settings_(settings) {}
 
-WatermarkTracker::WatermarkTracker(const WatermarkTracker& other)
-    : settings_(other.settings_),
-      partitions_(other.partitions_),
-      pipeline_(other.pipeline_),
-      stale_(other.stale_) {}
-
-WatermarkTracker& WatermarkTracker::operator=(const WatermarkTracker& other) {
-  if (this != &other) {
-    settings_ = other.settings_;
-    partitions_ = other.partitions_;
-    by_id_.clear();
-    pipeline_ = other.pipeline_;
-    stale_ = other.stale_;
-  }
-  return *this;
-}
-
 void WatermarkTracker::assign(PartitionId partition) {
-  partitions_.try_emplace(partition);
+  partitions_.get_or_create(partition);
   stale_ = true;
 }
 
 bool WatermarkTracker::revoke(PartitionId partition) {
   partitions_.erase(partition);
-  if (static_cast<size_t>(partition.value) < by_id_.size()) {
-    by_id_[static_cast<size_t>(partition.value)] = nullptr;
-  }
   return recompute(std::nullopt);
 }
 
@@ -110,8 +78,8 @@ EventTime WatermarkTracker::partition_watermark(PartitionId partition) const {
 }
 
 bool WatermarkTracker::is_idle(PartitionId partition) const {
-  auto it = partitions_.find(partition);
-  return it != partitions_.end() && it->second.idle;
+  const PartitionClock* clock = find_clock(partition);
+  return clock != nullptr && clock->idle;
 }
 
 bool WatermarkTracker::recompute(std::optional<WallTime> now) {
@@ -137,15 +105,14 @@ bool WatermarkTracker::recompute(std::optional<WallTime> now) {
 
 void WatermarkTracker::snapshot(PartitionId partition, StateWriter& writer) const {
   std::string out;
-  codec::put_u8(out, kSnapshotVersion);
+  byte_codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
-    codec::put_i64(out, to_epoch_ms(pipeline_));
+    byte_codec::put_i64(out, to_epoch_ms(pipeline_));
     writer.put("pipeline", out);
     return;
   }
-  auto it = partitions_.find(partition);
-  codec::put_i64(out,
-                 to_epoch_ms(it == partitions_.end() ? kMinEventTime : it->second.max_event_time));
+  const PartitionClock* clock = find_clock(partition);
+  byte_codec::put_i64(out, to_epoch_ms(clock == nullptr ? kMinEventTime : clock->max_event_time));
   writer.put(partition == kGlobalPartition ? "pipeline" : "clock", out);
 }
 
@@ -156,18 +123,17 @@ Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
     if (partition != kGlobalPartition) assign(partition);
     return {};
   }
-  const std::string_view bytes = **stored;
-  codec::Reader in(bytes);
-  uint8_t version = 0;
-  int64_t ms = 0;
   const char* key = partition == kGlobalPartition ? "pipeline" : "clock";
-  if (in.u8(version) && version != kSnapshotVersion) {
+  byte_codec::Reader in(**stored);
+  const uint8_t version = in.u8();
+  if (in.ok() && version != kSnapshotVersion) {
     return make_error(ErrorKind::fatal, std::string("watermark tracker: state key '") + key +
                                             "' has format version " + std::to_string(version) +
                                             ", this build reads version " +
                                             std::to_string(kSnapshotVersion));
   }
-  if (version != kSnapshotVersion || !in.i64(ms) || !in.done()) {
+  const int64_t ms = in.i64();
+  if (!in.done()) {
     return make_error(ErrorKind::fatal,
                       std::string("watermark tracker: corrupt state key '") + key + "'");
   }

@@ -2,13 +2,12 @@
 // Event-time watermarks (SPEC 3) for the partitions this instance owns.
 #include <chrono>
 #include <functional>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "operators/keyed_state.h"
+#include "operators/partition_states.h"
 #include "operators/result.h"
 #include "operators/settings.h"
 #include "operators/time.h"
@@ -32,11 +31,6 @@ using WallTime = std::chrono::system_clock::time_point;
 class WatermarkTracker {
  public:
   explicit WatermarkTracker(WatermarkSettings settings);
-  // The partition index points into partitions_: a copy starts its own (moves keep the nodes).
-  WatermarkTracker(const WatermarkTracker& other);
-  WatermarkTracker& operator=(const WatermarkTracker& other);
-  WatermarkTracker(WatermarkTracker&&) noexcept = default;
-  WatermarkTracker& operator=(WatermarkTracker&&) noexcept = default;
 
   void assign(PartitionId partition);
   // Returns true when the pipeline watermark advanced (the revoked partition was holding it back).
@@ -74,10 +68,8 @@ class WatermarkTracker {
   const PartitionClock* find_clock(PartitionId partition) const;
 
   WatermarkSettings settings_;
-  std::map<PartitionId, PartitionClock> partitions_;
-  // partitions_ nodes by PartitionId value (std::map nodes are stable): observe() and
-  // partition_watermark() run for every message.
-  std::vector<PartitionClock*> by_id_;
+  // observe() and partition_watermark() run for every message: indexed lookups.
+  PartitionStates<PartitionClock> partitions_;
   EventTime pipeline_ = kMinEventTime;
   bool stale_ = false;  // assign/restore changed a partition without recomputing the minimum
 };

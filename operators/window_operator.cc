@@ -5,8 +5,8 @@
 #include <numeric>
 #include <set>
 
+#include "operators/byte_codec.h"
 #include "operators/window_record_format.h"
-#include "operators/window_state_codec.h"
 
 namespace sp {
 namespace {
@@ -14,34 +14,21 @@ namespace {
 constexpr uint8_t kSnapshotVersion = 1;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
-// PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-constexpr int32_t kMaxIndexedPartition = 1 << 16;
+// Pane format version 1 predates web visits in the window aggregate: they are not stored.
+constexpr MeasureSet kPaneMeasures = MeasureSet::all().without(Measure::web_visits);
 
 void put_aggregate(std::string& out, const WindowAggregate& a) {
-  for (int64_t c : a.counts) codec::put_i64(out, c);
-  codec::put_i64(out, a.impressions);
-  codec::put_i64(out, a.engagements);
-  codec::put_i64(out, a.reach);
-  codec::put_i64(out, a.leads);
-  codec::put_f64(out, a.opinion_weight);
-  codec::put_f64(out, a.positive);
-  codec::put_f64(out, a.negative);
-  codec::put_f64(out, a.emv);
-  codec::put_f64(out, a.lead_value);
+  a.encode_dense(out, kPaneMeasures);
   a.actors.serialize(out);
 }
 
-bool get_aggregate(codec::Reader& in, WindowAggregate& a) {
-  for (int64_t& c : a.counts) {
-    if (!in.i64(c)) return false;
-  }
-  if (!in.i64(a.impressions) || !in.i64(a.engagements) || !in.i64(a.reach) || !in.i64(a.leads) ||
-      !in.f64(a.opinion_weight) || !in.f64(a.positive) || !in.f64(a.negative) || !in.f64(a.emv) ||
-      !in.f64(a.lead_value)) {
+bool get_aggregate(byte_codec::Reader& in, WindowAggregate& a) {
+  if (!a.decode_dense(in, kPaneMeasures)) return false;
+  auto hll = HyperLogLog::deserialize(in.rest());
+  if (!hll) {
+    in.fail();
     return false;
   }
-  auto hll = HyperLogLog::deserialize(in.rest());
-  if (!hll) return false;
   a.actors = std::move(*hll);
   return true;
 }
@@ -52,34 +39,6 @@ Status corrupt(std::string_view what) {
 }
 
 }  // namespace
-
-void WindowAggregate::add(const Event& event, const Derived& d) {
-  counts[static_cast<size_t>(event.type)] += event.count;
-  impressions += d.impressions;
-  engagements += d.engagements;
-  reach += d.reach;
-  leads += d.leads;
-  opinion_weight += d.opinion_weight;
-  positive += d.positive;
-  negative += d.negative;
-  emv += d.emv;
-  lead_value += d.lead_value;
-  if (event.has_actor) actors.add(event.actor_hash);
-}
-
-void WindowAggregate::merge(const WindowAggregate& o) {
-  for (size_t i = 0; i < kEventTypeCount; ++i) counts[i] += o.counts[i];
-  impressions += o.impressions;
-  engagements += o.engagements;
-  reach += o.reach;
-  leads += o.leads;
-  opinion_weight += o.opinion_weight;
-  positive += o.positive;
-  negative += o.negative;
-  emv += o.emv;
-  lead_value += o.lead_value;
-  actors.merge(o.actors);
-}
 
 WindowOperator::WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettings kpi,
                                EmvSettings emv, bool engagement_rate_source)
@@ -114,27 +73,6 @@ int64_t WindowOperator::next_close_after(int64_t pane_start, int64_t watermark) 
   return first_close + steps * advance_ms_;
 }
 
-WindowOperator::PartitionState& WindowOperator::state_for(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);  // negative ids: huge, not indexed
-  if (slot < by_id_.size() && by_id_[slot] != nullptr) return *by_id_[slot];
-  return state_slow(partition);
-}
-
-WindowOperator::PartitionState& WindowOperator::state_slow(PartitionId partition) {
-  PartitionState& state = partitions_[partition];
-  if (partition.value >= 0 && partition.value < kMaxIndexedPartition) {
-    const auto slot = static_cast<size_t>(partition.value);
-    if (by_id_.size() <= slot) by_id_.resize(slot + 1, nullptr);
-    by_id_[slot] = &state;
-  }
-  return state;
-}
-
-void WindowOperator::forget_index(PartitionId partition) {
-  const auto slot = static_cast<size_t>(partition.value);
-  if (slot < by_id_.size()) by_id_[slot] = nullptr;
-}
-
 WindowOperator::Pane& WindowOperator::pane_at(PartitionState& state, uint32_t bc,
                                               int64_t pane_start, bool& created) {
   const size_t index = series_index(bc);
@@ -156,7 +94,7 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   const int64_t t = to_epoch_ms(event.time);
   const int64_t last_start = last_window_start(t);
   if (t >= last_start + size_ms_) return;  // advance > size: t falls between sampled windows
-  PartitionState& state = state_for(ctx.partition);
+  PartitionState& state = partitions_.get_or_create(ctx.partition);
   // The operator's own watermark decides what was emitted; the context's can only be ahead of it
   // if the runner has not delivered on_watermark yet.
   const int64_t watermark = std::max(watermark_, to_epoch_ms(ctx.pipeline_watermark));
@@ -218,12 +156,12 @@ void WindowOperator::emit(int64_t window_start, uint32_t bc, const WindowAggrega
   v += "\",\"counts\":{";
   bool first = true;
   for (size_t i = 0; i < kEventTypeCount; ++i) {
-    if (a.counts[i] == 0) continue;
+    if (a.interactions[i] == 0) continue;
     if (!first) v += ',';
     first = false;
     append_json_string(v, to_string(static_cast<EventType>(i)));
     v += ':';
-    append_json_int(v, a.counts[i]);
+    append_json_int(v, a.interactions[i]);
   }
   v += "},\"impressions\":";
   append_json_int(v, a.impressions);
@@ -349,29 +287,29 @@ void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const 
 }
 
 void WindowOperator::encode(PartitionId partition, std::string& out) const {
-  codec::put_u8(out, kSnapshotVersion);
+  byte_codec::put_u8(out, kSnapshotVersion);
   if (partition == kGlobalPartition) {
-    codec::put_i64(out, watermark_);
-    codec::put_u64(out, records_total_);
-    codec::put_u64(out, rates_.size());
+    byte_codec::put_i64(out, watermark_);
+    byte_codec::put_u64(out, records_total_);
+    byte_codec::put_u64(out, rates_.size());
     for (const auto& [bc, r] : rates_) {
       // Names, not indexes: a reordered brand/channel list must not move state between labels.
-      codec::put_str(out, vocabulary_.brand_name(brand_of(bc)));
-      codec::put_str(out, vocabulary_.channel_name(channel_of(bc)));
-      codec::put_i64(out, r.window_start);
-      codec::put_i64(out, r.engagements);
-      codec::put_i64(out, r.impressions);
+      byte_codec::put_str(out, vocabulary_.brand_name(brand_of(bc)));
+      byte_codec::put_str(out, vocabulary_.channel_name(channel_of(bc)));
+      byte_codec::put_i64(out, r.window_start);
+      byte_codec::put_i64(out, r.engagements);
+      byte_codec::put_i64(out, r.impressions);
     }
     return;
   }
-  auto sit = partitions_.find(partition);
-  if (sit == partitions_.end()) {
-    codec::put_u64(out, 0);
-    codec::put_u64(out, 0);
+  const PartitionState* found = partitions_.find(partition);
+  if (found == nullptr) {
+    byte_codec::put_u64(out, 0);
+    byte_codec::put_u64(out, 0);
     return;
   }
-  const PartitionState& state = sit->second;
-  codec::put_u64(out, state.late_events);
+  const PartitionState& state = *found;
+  byte_codec::put_u64(out, state.late_events);
   struct Entry {
     int64_t pane_start;
     uint32_t bc;
@@ -387,12 +325,12 @@ void WindowOperator::encode(PartitionId partition, std::string& out) const {
   std::sort(sorted.begin(), sorted.end(), [](const Entry& a, const Entry& b) {
     return std::pair(a.pane_start, a.bc) < std::pair(b.pane_start, b.bc);
   });
-  codec::put_u64(out, sorted.size());
+  byte_codec::put_u64(out, sorted.size());
   for (const Entry& entry : sorted) {
-    codec::put_i64(out, entry.pane_start);
-    codec::put_str(out, vocabulary_.brand_name(brand_of(entry.bc)));
-    codec::put_str(out, vocabulary_.channel_name(channel_of(entry.bc)));
-    codec::put_u8(out, entry.pane->dirty ? 1 : 0);
+    byte_codec::put_i64(out, entry.pane_start);
+    byte_codec::put_str(out, vocabulary_.brand_name(brand_of(entry.bc)));
+    byte_codec::put_str(out, vocabulary_.channel_name(channel_of(entry.bc)));
+    byte_codec::put_u8(out, entry.pane->dirty ? 1 : 0);
     put_aggregate(out, entry.pane->aggregate);
   }
 }
@@ -408,9 +346,9 @@ Status WindowOperator::restore(PartitionId partition, StateReader& reader) {
 }
 
 Status WindowOperator::decode(PartitionId partition, std::string_view bytes, StateReader& reader) {
-  codec::Reader in(bytes);
-  uint8_t version = 0;
-  if (!in.u8(version)) return corrupt("version");
+  byte_codec::Reader in(bytes);
+  const uint8_t version = in.u8();
+  if (!in.ok()) return corrupt("version");
   if (version != kSnapshotVersion) {
     return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': state key '" +
                                             (partition == kGlobalPartition ? "window" : "panes") +
@@ -419,13 +357,13 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
                                             std::to_string(kSnapshotVersion));
   }
   // A brand or channel removed from the configuration: its entries are dropped (counted once per
-  // entry), never folded into `other`.
-  auto read_bc = [&](uint32_t& bc, bool& known) {
-    std::string_view brand, channel;
-    if (!in.str(brand) || !in.str(channel)) return false;
+  // entry), never folded into `other`. False for those and on a short read.
+  auto read_bc = [&](uint32_t& bc) {
+    const std::string_view brand = in.str();
+    const std::string_view channel = in.str();
+    if (!in.ok()) return false;
     const auto b = vocabulary_.find_brand(brand);
     const auto c = vocabulary_.find_channel(channel);
-    known = b && c;
     if (!b) {
       reader.note_dropped(DroppedKind::brand, brand);
     } else if (!c) {
@@ -433,23 +371,24 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     } else {
       bc = pack(*b, *c);
     }
-    return true;
+    return b && c;
   };
   if (partition == kGlobalPartition) {
-    int64_t watermark = 0;
-    uint64_t records = 0, n = 0;
-    if (!in.i64(watermark) || !in.u64(records) || !in.u64(n)) return corrupt("global header");
+    const int64_t watermark = in.i64();
+    const uint64_t records = in.u64();
+    const uint64_t n = in.u64();
+    if (!in.ok()) return corrupt("global header");
     std::map<uint32_t, RateSample> rates;
-    for (uint64_t i = 0; i < n; ++i) {
+    for (uint64_t i = 0; i < n && in.ok(); ++i) {
       uint32_t bc = 0;
-      bool known = false;
+      const bool known = read_bc(bc);
       RateSample r;
-      if (!read_bc(bc, known) || !in.i64(r.window_start) || !in.i64(r.engagements) ||
-          !in.i64(r.impressions)) {
-        return corrupt("rates");
-      }
-      if (known) rates[bc] = r;
+      r.window_start = in.i64();
+      r.engagements = in.i64();
+      r.impressions = in.i64();
+      if (known && in.ok()) rates[bc] = r;
     }
+    if (!in.ok()) return corrupt("rates");
     if (!in.done()) return corrupt("trailing bytes");
     watermark_ = std::max(watermark_, watermark);
     records_total_ = records;
@@ -457,18 +396,16 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     return {};
   }
   PartitionState state;
-  uint64_t n = 0;
-  if (!in.u64(state.late_events) || !in.u64(n)) return corrupt("partition header");
+  state.late_events = in.u64();
+  const uint64_t n = in.u64();
+  if (!in.ok()) return corrupt("partition header");
   for (uint64_t i = 0; i < n; ++i) {
-    int64_t pane_start = 0;
+    const int64_t pane_start = in.i64();
     uint32_t bc = 0;
-    bool known = false;
-    uint8_t dirty = 0;
+    const bool known = read_bc(bc);
+    const uint8_t dirty = in.u8();
     Pane pane;
-    if (!in.i64(pane_start) || !read_bc(bc, known) || !in.u8(dirty) ||
-        !get_aggregate(in, pane.aggregate)) {
-      return corrupt("pane");
-    }
+    if (!in.ok() || !get_aggregate(in, pane.aggregate)) return corrupt("pane");
     if (!known) continue;
     bool created = false;
     Pane& into = pane_at(state, bc, pane_start, created);
@@ -482,15 +419,11 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     earliest_due_ = std::min(earliest_due_, first_window_start(pane_start) + size_ms_ + grace_ms_);
   }
   if (!in.done()) return corrupt("trailing bytes");
-  partitions_[partition] = std::move(state);
-  forget_index(partition);
+  partitions_.assign(partition, std::move(state));
   return {};
 }
 
-void WindowOperator::drop(PartitionId partition) {
-  partitions_.erase(partition);
-  forget_index(partition);
-}
+void WindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 uint64_t WindowOperator::late_events() const {
   uint64_t total = 0;

@@ -7,28 +7,27 @@
 
 #include "operators/derived.h"
 #include "operators/hyperloglog.h"
+#include "operators/measures.h"
 #include "operators/operator.h"
+#include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/vocabulary.h"
 
 namespace sp {
 
-// The SPEC 5 window aggregate of one brand+channel over some span of event time.
-struct WindowAggregate {
-  std::array<int64_t, kEventTypeCount> counts{};
-  int64_t impressions = 0;
-  int64_t engagements = 0;
-  int64_t reach = 0;
-  int64_t leads = 0;
-  double opinion_weight = 0.0;
-  double positive = 0.0;
-  double negative = 0.0;
-  double emv = 0.0;
-  double lead_value = 0.0;
+// The SPEC 5 window aggregate of one brand+channel over some span of event time: the measures
+// plus the distinct actors.
+struct WindowAggregate : Measures {
   HyperLogLog actors;
 
-  void add(const Event& event, const Derived& derived);
-  void merge(const WindowAggregate& other);
+  void add(const Event& event, const Derived& derived) {
+    Measures::add(event, derived);
+    if (event.has_actor) actors.add(event.actor_hash);
+  }
+  void merge(const WindowAggregate& other) {
+    Measures::merge(other);
+    actors.merge(other.actors);
+  }
 };
 
 // Contract: one tumbling or hopping WindowSpec. Each event updates exactly one pane (gcd(size,
@@ -41,6 +40,8 @@ class WindowOperator final : public Operator {
   // closed window"); the factory sets it on the first tumbling window.
   WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
                  bool engagement_rate_source);
+  WindowOperator(const WindowOperator&) = delete;  // used through Operator: never copied
+  WindowOperator& operator=(const WindowOperator&) = delete;
 
   std::string_view name() const override { return spec_.name; }
   void process(const ProcessContext& ctx, const Event& event) override;
@@ -82,9 +83,6 @@ class WindowOperator final : public Operator {
   };
   using WindowKey = std::pair<int64_t, uint32_t>;  // (window start, brand_channel)
 
-  PartitionState& state_for(PartitionId partition);
-  PartitionState& state_slow(PartitionId partition);
-  void forget_index(PartitionId partition);  // before its map node goes away
   size_t series_index(uint32_t brand_channel) const {
     return size_t{brand_of(brand_channel)} * channel_count_ + channel_of(brand_channel);
   }
@@ -121,17 +119,14 @@ class WindowOperator final : public Operator {
 
   size_t channel_count_;
 
-  std::map<PartitionId, PartitionState> partitions_;  // ordered: deterministic merges
-  // partitions_ nodes by PartitionId value (std::map nodes are stable): events of different
-  // partitions interleave, so a one-entry cache missed on most events.
-  std::vector<PartitionState*> by_id_;
+  PartitionStates<PartitionState> partitions_;  // ordered: deterministic merges
 
   // Global (kGlobalPartition) state.
   int64_t watermark_;  // last watermark acted on: windows closing at or before it are emitted
   uint64_t records_total_ = 0;
   std::map<uint32_t, RateSample> rates_;
 
-  int64_t earliest_due_;  // no window with data closes before this: on_watermark fast path
+  int64_t earliest_due_;         // no window with data closes before this: on_watermark fast path
   mutable std::string scratch_;  // snapshot and record buffer
 };
 

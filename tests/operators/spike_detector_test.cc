@@ -96,7 +96,7 @@ TEST(SpikeDetector, SerializeRoundTrip) {
   std::string bytes;
   a.serialize(bytes);
   SpikeDetector b;
-  kpi_codec::Reader in(bytes);
+  byte_codec::Reader in(bytes);
   ASSERT_TRUE(b.deserialize(in));
   EXPECT_TRUE(in.done());
   const SpikeVerdict va = a.observe(12.0, 30);
