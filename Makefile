@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build demo test test-long bench bench-e2e clean
+.PHONY: deps configure build demo test test-long bench bench-e2e format clean
 
 deps:
 	bash scripts/setup-deps.sh
@@ -32,6 +32,11 @@ bench: build
 bench-e2e: build
 	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000
 	$(BUILD_DIR)/benchmarks/bench_recovery
+
+# clang-format -i over product code (operators/ state/ pipeline/ app/), the file set the ctest
+# `clang_format` checks (scripts/format.sh).
+format: deps
+	bash scripts/format.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

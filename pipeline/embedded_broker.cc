@@ -9,20 +9,17 @@ Result<std::unique_ptr<EmbeddedBroker>> EmbeddedBroker::start(int brokers) {
   if (!host) return tl::unexpected(host.error());
   std::unique_ptr<EmbeddedBroker> broker(new EmbeddedBroker());
   broker->host_ = std::move(*host);
-  broker->cluster_ = rd_kafka_mock_cluster_new(broker->host_.get(), brokers);
+  broker->cluster_.reset(rd_kafka_mock_cluster_new(broker->host_.get(), brokers));
   if (broker->cluster_ == nullptr) {
     return make_error(ErrorKind::fatal, "embedded broker: rd_kafka_mock_cluster_new failed");
   }
-  broker->bootstraps_ = rd_kafka_mock_cluster_bootstraps(broker->cluster_);
+  broker->bootstraps_ = rd_kafka_mock_cluster_bootstraps(broker->cluster_.get());
   return broker;
 }
 
-EmbeddedBroker::~EmbeddedBroker() {
-  if (cluster_ != nullptr) rd_kafka_mock_cluster_destroy(cluster_);
-}
-
 Status EmbeddedBroker::create_topic(const std::string& topic, int partitions) {
-  rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(cluster_, topic.c_str(), partitions, 1);
+  rd_kafka_resp_err_t err =
+      rd_kafka_mock_topic_create(cluster_.get(), topic.c_str(), partitions, 1);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
     return make_error(ErrorKind::fatal,
                       "embedded broker: create topic " + topic + ": " + rd_kafka_err2str(err));

@@ -7,6 +7,7 @@
 #include <librdkafka/rdkafka_mock.h>
 // clang-format on
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,22 +16,26 @@
 
 namespace sp {
 
+struct KafkaMockClusterDeleter {
+  void operator()(rd_kafka_mock_cluster_t* c) const { rd_kafka_mock_cluster_destroy(c); }
+};
+using KafkaMockCluster = std::unique_ptr<rd_kafka_mock_cluster_t, KafkaMockClusterDeleter>;
+
 class EmbeddedBroker {
  public:
   static Result<std::unique_ptr<EmbeddedBroker>> start(int brokers = 1);
-  ~EmbeddedBroker();
   EmbeddedBroker(const EmbeddedBroker&) = delete;
   EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
 
   const std::string& bootstrap_servers() const { return bootstraps_; }
   Status create_topic(const std::string& topic, int partitions);
   // Fault injection for tests.
-  rd_kafka_mock_cluster_t* cluster() { return cluster_; }
+  rd_kafka_mock_cluster_t* cluster() { return cluster_.get(); }
 
  private:
   EmbeddedBroker() = default;
-  KafkaHandle host_;  // the mock cluster lives inside this client handle
-  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+  KafkaHandle host_;          // the mock cluster lives inside this client handle
+  KafkaMockCluster cluster_;  // declared after host_: destroyed before it
   std::string bootstraps_;
 };
 

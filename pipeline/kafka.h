@@ -27,13 +27,32 @@ struct KafkaMessageDeleter {
 struct KafkaHeadersDeleter {
   void operator()(rd_kafka_headers_t* h) const { rd_kafka_headers_destroy(h); }
 };
+struct KafkaQueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+struct KafkaEventDeleter {
+  void operator()(rd_kafka_event_t* e) const { rd_kafka_event_destroy(e); }
+};
+struct KafkaErrorDeleter {
+  void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
+};
 
 using KafkaHandle = std::unique_ptr<rd_kafka_t, KafkaHandleDeleter>;
 using KafkaConf = std::unique_ptr<rd_kafka_conf_t, KafkaConfDeleter>;
 using KafkaPartitionList =
     std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaTopicPartitionListDeleter>;
 using KafkaMessage = std::unique_ptr<rd_kafka_message_t, KafkaMessageDeleter>;
+// From rd_kafka_headers_new/_copy. rd_kafka_producev(RD_KAFKA_V_HEADERS) takes ownership only
+// when it returns RD_KAFKA_RESP_ERR_NO_ERROR: release() then, keep (and free) on an error.
+// Not for rd_kafka_message_headers(): those stay owned by the message.
 using KafkaHeaders = std::unique_ptr<rd_kafka_headers_t, KafkaHeadersDeleter>;
+// From rd_kafka_queue_new or rd_kafka_queue_get_*; destroy it before the handle it belongs to.
+using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, KafkaQueueDeleter>;
+// From rd_kafka_queue_poll (commit and close results, rebalances of a close queue).
+using KafkaEvent = std::unique_ptr<rd_kafka_event_t, KafkaEventDeleter>;
+// Returned (nullptr = success) by the newer calls: rd_kafka_seek_partitions,
+// rd_kafka_consumer_close_queue, rd_kafka_incremental_(un)assign.
+using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaErrorDeleter>;
 
 // Builds a conf from key/value pairs; later entries override earlier ones.
 Result<KafkaConf> make_kafka_conf(const std::map<std::string, std::string>& settings);

@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev libcli11-dev libspdlog-dev
   libexpected-dev libabsl-dev libxxhash-dev libcivetweb-dev
   kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml clang libclang-rt-14-dev
+  clang-format
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -390,7 +390,7 @@ Result<RawResult> raw_consume(const std::string& bootstrap, const Options& o, bo
   Clock::time_point first{}, last{};
   const auto deadline = Clock::now() + std::chrono::seconds(300);
   std::vector<rd_kafka_message_t*> batch(4096);
-  rd_kafka_queue_t* queue = rd_kafka_queue_get_consumer(rk);
+  KafkaQueue queue(rd_kafka_queue_get_consumer(rk));
   auto account = [&](const rd_kafka_message_t* m) {
     if (m->err) return;
     if (r.messages == 0) first = Clock::now();
@@ -399,7 +399,7 @@ Result<RawResult> raw_consume(const std::string& bootstrap, const Options& o, bo
   };
   while (r.messages < o.events && Clock::now() < deadline) {
     if (batch_api) {
-      const ssize_t n = rd_kafka_consume_batch_queue(queue, 100, batch.data(), batch.size());
+      const ssize_t n = rd_kafka_consume_batch_queue(queue.get(), 100, batch.data(), batch.size());
       for (ssize_t i = 0; i < n; ++i) {
         account(batch[static_cast<size_t>(i)]);
         rd_kafka_message_destroy(batch[static_cast<size_t>(i)]);
@@ -410,7 +410,7 @@ Result<RawResult> raw_consume(const std::string& bootstrap, const Options& o, bo
     }
   }
   last = Clock::now();
-  rd_kafka_queue_destroy(queue);
+  queue.reset();  // our reference to the consumer queue, dropped before the consumer closes
   r.seconds = seconds_since(first, last);
   rd_kafka_consumer_close(rk);
   return r;

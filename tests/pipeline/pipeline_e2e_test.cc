@@ -51,14 +51,16 @@ class PipelineE2E : public ::testing::Test {
     auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
     ASSERT_TRUE(producer);
     for (const auto& m : messages) {
-      rd_kafka_headers_t* hdrs = rd_kafka_headers_new(m.headers.size());
-      for (const auto& [k, v] : m.headers) rd_kafka_header_add(hdrs, k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
-      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-                                  RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
+      KafkaHeaders hdrs(rd_kafka_headers_new(m.headers.size()));
+      for (const auto& [k, v] : m.headers) rd_kafka_header_add(hdrs.get(), k.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+      const rd_kafka_resp_err_t err =
+          rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+                            RD_KAFKA_V_HEADERS(hdrs.get()), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) (void)hdrs.release();  // owned by the message now
+      ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     ASSERT_EQ(rd_kafka_flush(producer->get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
