@@ -14,6 +14,7 @@
 
 #include "operators/topology.h"
 #include "pipeline/checkpoint_state.h"
+#include "pipeline/consumer_group.h"
 #include "pipeline/decoder.h"
 #include "pipeline/event_generator.h"
 #include "pipeline/http_server.h"
@@ -102,7 +103,7 @@ class RunnerImpl final : public Runner {
   // After a fatal error run() returns without shutdown(); the consumer must still leave the group
   // here, before the state it would touch in a revoke callback is destroyed.
   ~RunnerImpl() override {
-    if (!consumer_) return;
+    if (!consumer_ || !consumer_->handle()) return;
     abandoned_ = true;
     stop_source();  // after a fatal error run() returned with the source still polling
     close_consumer(SteadyClock::now() + config_.shutdown_timeout);
@@ -141,14 +142,9 @@ class RunnerImpl final : public Runner {
     common["bootstrap.servers"] = bootstrap;
     common.try_emplace("log_level", "4");
     auto consumer_settings = pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties);
-    auto cconf = make_kafka_conf(consumer_settings);
-    if (!cconf) return tl::unexpected(cconf.error());
-    rd_kafka_conf_set_opaque(cconf->get(), this);
-    rd_kafka_conf_set_rebalance_cb(cconf->get(), &RunnerImpl::rebalance_cb);
-    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*cconf));
+    auto consumer = ConsumerGroup::create(consumer_settings, &RunnerImpl::rebalance_cb, this);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
-    rd_kafka_poll_set_consumer(consumer_.get());
 
     auto producer_settings = common;
     producer_settings.try_emplace("linger.ms", "5");
@@ -164,13 +160,7 @@ class RunnerImpl final : public Runner {
     if (!producer) return tl::unexpected(producer.error());
     producer_ = std::move(*producer);
 
-    KafkaPartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(config_.kafka.topics.size())));
-    for (const auto& t : config_.kafka.topics) {
-      rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
-    }
-    if (auto err = rd_kafka_subscribe(consumer_.get(), topics.get()); err) {
-      return make_error(ErrorKind::fatal, std::string("subscribe: ") + rd_kafka_err2str(err));
-    }
+    if (auto s = consumer_->subscribe(config_.kafka.topics); !s) return s;
     resend_outbox();
     // Nothing is published before the first assignment has restored state: an empty /metrics is
     // a gap to Prometheus, whereas zeros would read as a counter reset after every restart.
@@ -180,7 +170,7 @@ class RunnerImpl final : public Runner {
   Status run(const std::atomic<bool>& stop) override {
     auto next_checkpoint = SteadyClock::now() + config_.state.checkpoint_interval;
     auto next_idle_check = SteadyClock::now();
-    source_.start(consumer_.get());
+    source_.start(consumer_->handle());
     while (!stop.load(std::memory_order_relaxed) && fatal_.message.empty()) {
       // Bounded wait so that time-driven work (idle, checkpoint) is never starved.
       if (SourceWorker::Batch* batch = source_.next(Millis{50}, rebalance_handler_)) {
@@ -280,11 +270,9 @@ class RunnerImpl final : public Runner {
     if (paused_) return true;  // a paused partition is never idle
     auto it = slots_.find(p.value);
     if (it == slots_.end()) return false;
-    int64_t lo = 0, hi = 0;
-    rd_kafka_get_watermark_offsets(consumer_.get(), it->second.topic.c_str(), it->second.partition,
-                                   &lo, &hi);
+    const auto offsets = consumer_->watermarks(it->second.topic, it->second.partition);
     const auto next = it->second.state->next_offset;
-    return hi > (next ? next->value : lo);
+    return offsets.high > (next ? next->value : offsets.low);
   }
 
   PartitionSlot* find_slot(const char* topic, int32_t partition) {
@@ -499,12 +487,7 @@ class RunnerImpl final : public Runner {
 
   void commit_offsets_async() {
     if (slots_.empty()) return;
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      if (!slot.state->next_offset) continue;
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
-    }
-    if (list->cnt > 0) rd_kafka_commit(consumer_.get(), list.get(), 1);
+    consumer_->commit_async(owned_partitions(true).get());
   }
 
   // ---- rebalances -------------------------------------------------------------------------
@@ -646,11 +629,11 @@ class RunnerImpl final : public Runner {
       KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
       rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition);
       if (ahead) {
-        rd_kafka_pause_partitions(consumer_.get(), one.get());
+        consumer_->pause(one.get());
         ++state_paused_;
         ++paused;
       } else {
-        rd_kafka_resume_partitions(consumer_.get(), one.get());
+        consumer_->resume(one.get());
         seek_to_state(slot);
         --state_paused_;
         ++resumed;
@@ -667,38 +650,35 @@ class RunnerImpl final : public Runner {
     if (!slot.state->next_offset) return;
     KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
     rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
-    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), one.get(), 1000)) rd_kafka_error_destroy(e);
+    consumer_->seek(one.get());
   }
 
   void set_paused(bool pause) {
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
-    }
+    KafkaPartitionList list = owned_partitions(false);
     if (pause) {
-      rd_kafka_pause_partitions(consumer_.get(), list.get());
+      consumer_->pause(list.get());
     } else {
-      rd_kafka_resume_partitions(consumer_.get(), list.get());
+      consumer_->resume(list.get());
     }
   }
 
-  // Synchronous-with-deadline commit for shutdown: rd_kafka_commit(sync) would block for as long
-  // as the coordinator is unreachable, past shutdown_timeout.
-  void commit_offsets_bounded(int64_t timeout_ms) {
+  // Every owned partition; with `at_stored_offset`, those with a stored offset, at that offset
+  // (the next to consume).
+  KafkaPartitionList owned_partitions(bool at_stored_offset) const {
     KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
     for (const auto& [id, slot] : slots_) {
-      if (!slot.state->next_offset) continue;
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
+      if (at_stored_offset && !slot.state->next_offset) continue;
+      auto* tp = rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
+      if (at_stored_offset) tp->offset = slot.state->next_offset->value;
     }
+    return list;
+  }
+
+  // Bounded by `timeout`: shutdown must end within shutdown_timeout.
+  void commit_offsets_bounded(Millis timeout) {
+    KafkaPartitionList list = owned_partitions(true);
     if (list->cnt == 0) return;
-    rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
-    rd_kafka_commit_queue(consumer_.get(), list.get(), q, nullptr, nullptr);
-    rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(timeout_ms))) {
-      result = rd_kafka_event_error(ev);
-      rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
+    const rd_kafka_resp_err_t result = consumer_->commit_within(list.get(), timeout);
     spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
   }
 
@@ -717,8 +697,8 @@ class RunnerImpl final : public Runner {
     topology_.collect_counts(registry_);
     registry_.family("socialpulse_consumer_lag_messages", "Messages behind the partition's high watermark", MetricType::gauge);
     for (const auto& [id, slot] : slots_) {
-      int64_t lo = 0, hi = 0;
-      rd_kafka_get_watermark_offsets(consumer_.get(), slot.topic.c_str(), slot.partition, &lo, &hi);
+      const auto offsets = consumer_->watermarks(slot.topic, slot.partition);
+      const int64_t lo = offsets.low, hi = offsets.high;
       const int64_t pos = slot.state->next_offset ? slot.state->next_offset->value : lo;
       const std::string label = config_.kafka.topics.size() == 1
                                     ? std::to_string(slot.partition)
@@ -796,7 +776,7 @@ class RunnerImpl final : public Runner {
       for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
       (void)store_->commit(batch);
     }
-    if (stored) commit_offsets_bounded(std::min<int64_t>(remaining() / 2, 2000));
+    if (stored) commit_offsets_bounded(Millis{std::min<int64_t>(remaining() / 2, 2000)});
     const bool closed = close_consumer(deadline);
     if (closed) spdlog::info("msg=\"shutdown: left the group\"");
     if (!closed) {
@@ -809,29 +789,8 @@ class RunnerImpl final : public Runner {
   // Leaves the group within `deadline`; false when it could not (the handles are then abandoned
   // to process exit: destroying a handle that is still closing can block).
   bool close_consumer(SteadyClock::time_point deadline) {
-    if (!consumer_) return true;
-    auto remaining = [&] {
-      return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
-    };
-    // Close asynchronously: a sync close can hang while the coordinator is unreachable.
-    rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
-    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(consumer_.get(), q)) rd_kafka_error_destroy(e);
-    while (!rd_kafka_consumer_closed(consumer_.get()) && remaining() > 0) {
-      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 50)) {
-        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-          rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev);
-          if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) on_revoke(parts);
-          rd_kafka_assign(consumer_.get(), nullptr);
-        }
-        rd_kafka_event_destroy(ev);
-      }
-    }
-    const bool closed = rd_kafka_consumer_closed(consumer_.get());
-    rd_kafka_queue_destroy(q);
-    if (!closed) {
-      (void)consumer_.release();
-      (void)producer_.release();
-    }
+    const bool closed = consumer_->close(deadline, [this](rd_kafka_topic_partition_list_t* parts) { on_revoke(parts); });
+    if (!closed) (void)producer_.release();
     return closed;
   }
 
@@ -852,7 +811,7 @@ class RunnerImpl final : public Runner {
   MetricsRegistry registry_;
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<StoreStateReader> state_reader_;
-  KafkaHandle consumer_;
+  std::unique_ptr<ConsumerGroup> consumer_;
   KafkaHandle producer_;
   std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
   const char* last_topic_name_ = nullptr;  // find_slot cache
