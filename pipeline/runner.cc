@@ -20,6 +20,7 @@
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
 #include "pipeline/metrics_registry.h"
+#include "pipeline/output_sink.h"
 #include "pipeline/source_worker.h"
 #include "pipeline/version.h"
 #include "state/checkpoint_store.h"
@@ -37,39 +38,6 @@ struct PartitionSlot {
   Topology::Partition* state = nullptr;
   bool state_paused = false;  // ahead of the pipeline watermark while state is over its limit
 };
-
-std::string hex_key(std::string_view prefix, uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return std::string(prefix) + buf;
-}
-
-void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
-bool get_u64(std::string_view& in, uint64_t& v) {
-  if (in.size() < 8) return false;
-  std::memcpy(&v, in.data(), 8);
-  in.remove_prefix(8);
-  return true;
-}
-
-std::string encode_record(const OutputRecord& r) {
-  std::string out;
-  out.push_back(static_cast<char>(r.topic));
-  put_u64(out, r.key.size());
-  out.append(r.key).append(r.value);
-  return out;
-}
-
-bool decode_record(std::string_view in, OutputRecord& r) {
-  if (in.empty()) return false;
-  r.topic = static_cast<OutputRecord::Topic>(in[0]);
-  in.remove_prefix(1);
-  uint64_t klen = 0;
-  if (!get_u64(in, klen) || klen > in.size()) return false;
-  r.key.assign(in.substr(0, klen));
-  r.value.assign(in.substr(klen));
-  return true;
-}
 
 // Latency and checkpoint histograms are process-local observations (not state).
 struct LocalHistogram {
@@ -108,7 +76,7 @@ class RunnerImpl final : public Runner {
     stop_source();  // after a fatal error run() returned with the source still polling
     close_consumer(SteadyClock::now() + config_.shutdown_timeout);
     consumer_.reset();
-    producer_.reset();
+    sink_.reset();
   }
 
   RunnerImpl(const Config& config, HttpServer* http)
@@ -131,12 +99,10 @@ class RunnerImpl final : public Runner {
     if (auto s = check_state_format(*store_, config_.state.path); !s) return s;
     state_reader_ = std::make_unique<StoreStateReader>(*store_);
     if (auto s = topology_.restore_global(*state_reader_); !s) return s;
-    auto seq = store_->get(Family::meta, "outbox_seq");
-    if (!seq) return tl::unexpected(seq.error());
-    if (*seq) {
-      std::string_view in = **seq;
-      get_u64(in, outbox_seq_);
-    }
+    auto sink = OutputSink::open(*store_, {config_.kafka.output_topic, config_.kafka.alerts_topic,
+                                           config_.kafka.dlq_topic});
+    if (!sink) return tl::unexpected(sink.error());
+    sink_ = std::move(*sink);
 
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = bootstrap;
@@ -146,22 +112,10 @@ class RunnerImpl final : public Runner {
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
 
-    auto producer_settings = common;
-    producer_settings.try_emplace("linger.ms", "5");
-    producer_settings.try_emplace("acks", "all");
-    // Never give up on a record: losing a DLQ message or a window record is worse than waiting.
-    producer_settings.try_emplace("message.timeout.ms", "0");
-    producer_settings.try_emplace("queue.buffering.max.messages", "1000000");
-    auto pconf = make_kafka_conf(producer_settings);
-    if (!pconf) return tl::unexpected(pconf.error());
-    rd_kafka_conf_set_opaque(pconf->get(), this);
-    rd_kafka_conf_set_dr_msg_cb(pconf->get(), &RunnerImpl::delivery_cb);
-    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*pconf));
-    if (!producer) return tl::unexpected(producer.error());
-    producer_ = std::move(*producer);
+    if (auto s = sink_->connect(common); !s) return s;
 
     if (auto s = consumer_->subscribe(config_.kafka.topics); !s) return s;
-    resend_outbox();
+    sink_->resend_outbox();
     // Nothing is published before the first assignment has restored state: an empty /metrics is
     // a gap to Prometheus, whereas zeros would read as a counter reset after every restart.
     return {};
@@ -179,7 +133,7 @@ class RunnerImpl final : public Runner {
         source_.release(batch);
         if (hooks_.on_batch_processed) hooks_.on_batch_processed(batch_messages_);
       }
-      rd_kafka_poll(producer_.get(), 0);
+      sink_->poll(Millis{0});
       const auto now = SteadyClock::now();
       if (now >= next_idle_check) {
         next_idle_check = now + std::chrono::milliseconds(100);
@@ -240,7 +194,7 @@ class RunnerImpl final : public Runner {
         return;
       }
       sample_latency(msg);
-      send_to_dlq(msg, *slot, item.rejection);
+      sink_->send_to_dlq(msg, slot->topic, item.rejection);
       return;
     }
     if (topology_.process(*slot->state, offset, item.event, item.dedup_key, wall_now_) !=
@@ -298,117 +252,6 @@ class RunnerImpl final : public Runner {
     return std::nullopt;
   }
 
-  // ---- DLQ and output ---------------------------------------------------------------------
-  void send_to_dlq(const rd_kafka_message_t& msg, const PartitionSlot& slot, const Rejection& why) {
-    rd_kafka_headers_t* headers = nullptr;
-    rd_kafka_headers_t* original = nullptr;
-    if (rd_kafka_message_headers(&msg, &original) == RD_KAFKA_RESP_ERR_NO_ERROR && original) {
-      headers = rd_kafka_headers_copy(original);
-    } else {
-      headers = rd_kafka_headers_new(6);
-    }
-    const std::string reason(to_string(why.reason));
-    const std::string partition = std::to_string(msg.partition);
-    const std::string offset = std::to_string(msg.offset);
-    const std::string failed_at =
-        format_rfc3339_ms(std::chrono::time_point_cast<Millis>(WallClock::now()));
-    rd_kafka_header_add(headers, "sp_error_reason", -1, reason.data(), static_cast<ssize_t>(reason.size()));
-    rd_kafka_header_add(headers, "sp_error_detail", -1, why.detail.data(), static_cast<ssize_t>(why.detail.size()));
-    rd_kafka_header_add(headers, "sp_source_topic", -1, slot.topic.data(), static_cast<ssize_t>(slot.topic.size()));
-    rd_kafka_header_add(headers, "sp_source_partition", -1, partition.data(), static_cast<ssize_t>(partition.size()));
-    rd_kafka_header_add(headers, "sp_source_offset", -1, offset.data(), static_cast<ssize_t>(offset.size()));
-    rd_kafka_header_add(headers, "sp_failed_at", -1, failed_at.data(), static_cast<ssize_t>(failed_at.size()));
-    produce_dlq(msg.key, msg.key_len, msg.payload, msg.len, headers);
-  }
-
-  // Takes ownership of `headers`. Retries on a full queue: a rejected message is never dropped.
-  void produce_dlq(const void* key, size_t key_len, const void* value, size_t len,
-                   rd_kafka_headers_t* headers) {
-    for (;;) {
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer_.get(), RD_KAFKA_V_TOPIC(config_.kafka.dlq_topic.c_str()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(const_cast<void*>(key), key ? key_len : 0),
-          RD_KAFKA_V_VALUE(const_cast<void*>(value), value ? len : 0),
-          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(nullptr), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ++dlq_inflight_;
-        return;
-      }
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        spdlog::error("msg=\"dlq produce failed\" error=\"{}\"", rd_kafka_err2str(err));
-        rd_kafka_headers_destroy(headers);
-        return;
-      }
-      rd_kafka_poll(producer_.get(), 10);
-    }
-  }
-
-  void produce_record(uint64_t seq, const OutputRecord& r) {
-    const std::string& topic =
-        r.topic == OutputRecord::Topic::alerts ? config_.kafka.alerts_topic : config_.kafka.output_topic;
-    for (;;) {
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(const_cast<char*>(r.key.data()), r.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
-          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(seq))), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        spdlog::error("msg=\"record produce failed\" error=\"{}\"", rd_kafka_err2str(err));
-        failed_records_.push_back(seq);
-        return;
-      }
-      rd_kafka_poll(producer_.get(), 10);
-    }
-  }
-
-  static void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
-    auto* self = static_cast<RunnerImpl*>(opaque);
-    const auto seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(msg->_private));
-    if (seq == 0) {  // DLQ
-      --self->dlq_inflight_;
-      if (msg->err) {
-        // Re-enqueue with the original bytes and headers: never lose a rejected message.
-        rd_kafka_headers_t* h = nullptr;
-        rd_kafka_headers_t* copy = nullptr;
-        if (rd_kafka_message_headers(msg, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h) {
-          copy = rd_kafka_headers_copy(h);
-        } else {
-          copy = rd_kafka_headers_new(0);
-        }
-        spdlog::warn("msg=\"dlq delivery failed, retrying\" error=\"{}\"", rd_kafka_err2str(msg->err));
-        self->produce_dlq(msg->key, msg->key_len, msg->payload, msg->len, copy);
-      }
-      return;
-    }
-    if (msg->err) {
-      spdlog::warn("msg=\"record delivery failed, will resend\" error=\"{}\"", rd_kafka_err2str(msg->err));
-      self->failed_records_.push_back(seq);
-    } else {
-      self->delivered_records_.push_back(seq);
-    }
-  }
-
-  void resend_outbox() {
-    auto rows = store_->scan(Family::outbox, "");
-    if (!rows) {
-      spdlog::error("msg=\"outbox scan failed\" error=\"{}\"", rows.error().message);
-      return;
-    }
-    for (auto& [key, value] : *rows) {
-      OutputRecord r;
-      if (!decode_record(value, r) || key.size() != 16) continue;
-      const uint64_t seq = std::stoull(key, nullptr, 16);
-      inflight_records_.emplace(seq, std::move(r));
-    }
-    if (!inflight_records_.empty()) {
-      spdlog::info("msg=\"re-sending records written before the last stop\" count={}",
-                   inflight_records_.size());
-    }
-    for (const auto& [seq, r] : inflight_records_) produce_record(seq, r);
-  }
-
   // ---- checkpoints ------------------------------------------------------------------------
   // `not_after` bounds the wait for DLQ acknowledgements (shutdown has a deadline to keep).
   Status checkpoint(SteadyClock::time_point not_after = SteadyClock::time_point::max()) {
@@ -416,16 +259,12 @@ class RunnerImpl final : public Runner {
     // Rejected messages must be in the DLQ before their offsets are stored.
     const auto dlq_deadline =
         std::min(not_after, started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000}));
-    while (dlq_inflight_ > 0 && SteadyClock::now() < dlq_deadline) rd_kafka_poll(producer_.get(), 5);
-    if (dlq_inflight_ > 0) {
+    if (!sink_->drain_dlq(dlq_deadline)) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
     }
     topology_.before_checkpoint();
-    for (uint64_t seq : failed_records_) {
-      if (auto it = inflight_records_.find(seq); it != inflight_records_.end()) produce_record(seq, it->second);
-    }
-    failed_records_.clear();
+    sink_->resend_failed();
 
     const auto t_emit = SteadyClock::now();
     auto batch = store_->batch();
@@ -433,14 +272,7 @@ class RunnerImpl final : public Runner {
     state_reader_->write_drops(batch);
     BatchStateWriter state(batch);
     topology_.checkpoint(state);
-    std::string buf;
-    uint64_t seq = outbox_seq_;
-    auto& pending = topology_.pending();
-    for (const auto& r : pending) batch.put(Family::outbox, hex_key("", ++seq), encode_record(r));
-    put_u64(buf, seq);
-    batch.put(Family::meta, "outbox_seq", buf);
-    const size_t delivered = delivered_records_.size();
-    for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
+    const auto outbox = sink_->stage(topology_.pending(), batch);
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();
@@ -454,14 +286,7 @@ class RunnerImpl final : public Runner {
       checkpoint_failing_ = false;
     }
     topology_.checkpoint_committed();
-    for (size_t i = 0; i < delivered; ++i) inflight_records_.erase(delivered_records_[i]);
-    delivered_records_.erase(delivered_records_.begin(), delivered_records_.begin() + static_cast<long>(delivered));
-    for (auto& r : pending) {
-      ++outbox_seq_;
-      produce_record(outbox_seq_, r);
-      inflight_records_.emplace(outbox_seq_, std::move(r));
-    }
-    pending.clear();
+    sink_->committed(outbox, topology_.pending());
     commit_offsets_async();
     if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
@@ -767,15 +592,7 @@ class RunnerImpl final : public Runner {
     auto remaining = [&] {
       return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
     };
-    const auto flushed = rd_kafka_flush(producer_.get(), static_cast<int>(std::min<int64_t>(remaining() / 2, 5000)));
-    spdlog::info("msg=\"shutdown: producer flushed\" complete={} unacknowledged={}",
-                 flushed == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_outq_len(producer_.get()));
-    if (!delivered_records_.empty()) {
-      // Forget outbox entries the broker acknowledged so that a restart does not resend them.
-      auto batch = store_->batch();
-      for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
-      (void)store_->commit(batch);
-    }
+    sink_->flush(Millis{std::min<int64_t>(remaining() / 2, 5000)});
     if (stored) commit_offsets_bounded(Millis{std::min<int64_t>(remaining() / 2, 2000)});
     const bool closed = close_consumer(deadline);
     if (closed) spdlog::info("msg=\"shutdown: left the group\"");
@@ -790,7 +607,7 @@ class RunnerImpl final : public Runner {
   // to process exit: destroying a handle that is still closing can block).
   bool close_consumer(SteadyClock::time_point deadline) {
     const bool closed = consumer_->close(deadline, [this](rd_kafka_topic_partition_list_t* parts) { on_revoke(parts); });
-    if (!closed) (void)producer_.release();
+    if (!closed) sink_->abandon();
     return closed;
   }
 
@@ -812,16 +629,11 @@ class RunnerImpl final : public Runner {
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<StoreStateReader> state_reader_;
   std::unique_ptr<ConsumerGroup> consumer_;
-  KafkaHandle producer_;
+  std::unique_ptr<OutputSink> sink_;
   std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
   const char* last_topic_name_ = nullptr;  // find_slot cache
   size_t last_topic_index_ = 0;
   WallClock::time_point wall_now_{};
-  uint64_t outbox_seq_ = 0;
-  std::map<uint64_t, OutputRecord> inflight_records_;  // in the outbox, produced, not yet acknowledged
-  std::vector<uint64_t> delivered_records_;
-  std::vector<uint64_t> failed_records_;
-  int64_t dlq_inflight_ = 0;
   uint64_t checkpoint_failures_ = 0;
   bool checkpoint_failing_ = false;
   bool paused_ = false;
