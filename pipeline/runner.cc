@@ -21,6 +21,7 @@
 #include "pipeline/kafka.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/output_sink.h"
+#include "pipeline/runner_probe.h"
 #include "pipeline/source_worker.h"
 #include "pipeline/version.h"
 #include "state/checkpoint_store.h"
@@ -37,19 +38,6 @@ struct PartitionSlot {
   int32_t partition = 0;
   Topology::Partition* state = nullptr;
   bool state_paused = false;  // ahead of the pipeline watermark while state is over its limit
-};
-
-// Latency and checkpoint histograms are process-local observations (not state).
-struct LocalHistogram {
-  std::vector<double> bounds;
-  std::vector<uint64_t> counts;  // bounds.size() + 1
-  double sum = 0;
-  explicit LocalHistogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1) {}
-  void observe(double v) {
-    const auto i = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
-    ++counts[i];
-    sum += v;
-  }
 };
 
 TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
@@ -86,9 +74,7 @@ class RunnerImpl final : public Runner {
                                             config.brands.unknown}),
         topology_(topology_spec(config, vocabulary_)),
         http_(http),
-        registry_(config.metrics.max_series),
-        latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
-        checkpoint_hist_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
+        probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1) {}
 
   Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
     auto store = CheckpointStore::open(config_.state.path);
@@ -193,26 +179,13 @@ class RunnerImpl final : public Runner {
           Topology::Outcome::stale) {
         return;
       }
-      sample_latency(msg);
+      probe_.sample_latency(msg);
       sink_->send_to_dlq(msg, slot->topic, item.rejection);
       return;
     }
     if (topology_.process(*slot->state, offset, item.event, item.dedup_key, wall_now_) !=
         Topology::Outcome::stale) {
-      sample_latency(msg);
-    }
-  }
-
-  void sample_latency(const rd_kafka_message_t& msg) {
-    rd_kafka_timestamp_type_t type;
-    const int64_t ts = rd_kafka_message_timestamp(&msg, &type);
-    if (ts <= 0) return;
-    ++latency_seen_;
-    if (latency_samples_.size() < kLatencySampleCap) {
-      latency_samples_.push_back(ts);
-    } else {
-      const uint64_t j = latency_rng_() % latency_seen_;
-      if (j < kLatencySampleCap) latency_samples_[j] = ts;
+      probe_.sample_latency(msg);
     }
   }
 
@@ -290,7 +263,7 @@ class RunnerImpl final : public Runner {
     commit_offsets_async();
     if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
-    checkpoint_hist_.observe(std::chrono::duration<double>(t_committed - started).count());
+    probe_.checkpoint_written(t_committed - started);
     publish_metrics();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
     if (spdlog::should_log(spdlog::level::debug)) {
@@ -304,8 +277,7 @@ class RunnerImpl final : public Runner {
   }
 
   void note_checkpoint_failure(const std::string& why) {
-    ++checkpoint_failures_;
-    publish_checkpoint_failures();
+    probe_.checkpoint_failed();
     if (!checkpoint_failing_) spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
     checkpoint_failing_ = true;
   }
@@ -511,62 +483,15 @@ class RunnerImpl final : public Runner {
   void publish_metrics() {
     const size_t bytes = topology_.state_bytes();
     state_bytes_ = bytes;
-    if (http_ == nullptr) return;
-    const auto now = WallClock::now();
-    const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
-    for (int64_t ts : latency_samples_) latency_.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
-    latency_samples_.clear();
-    latency_seen_ = 0;
-
-    registry_.begin();
-    topology_.collect_counts(registry_);
-    registry_.family("socialpulse_consumer_lag_messages", "Messages behind the partition's high watermark", MetricType::gauge);
+    if (!probe_.publishing()) return;
+    std::vector<RunnerProbe::PartitionLag> lag;
+    lag.reserve(slots_.size());
     for (const auto& [id, slot] : slots_) {
       const auto offsets = consumer_->watermarks(slot.topic, slot.partition);
-      const int64_t lo = offsets.low, hi = offsets.high;
-      const int64_t pos = slot.state->next_offset ? slot.state->next_offset->value : lo;
-      const std::string label = config_.kafka.topics.size() == 1
-                                    ? std::to_string(slot.partition)
-                                    : slot.topic + "/" + std::to_string(slot.partition);
-      const std::array<LabelPair, 1> labels{{{"partition", label}}};
-      registry_.add(labels, static_cast<double>(std::max<int64_t>(0, hi - pos)));
+      const int64_t pos = slot.state->next_offset ? slot.state->next_offset->value : offsets.low;
+      lag.push_back({slot.topic, slot.partition, std::max<int64_t>(0, offsets.high - pos)});
     }
-    const EventTime wm = topology_.watermark();
-    if (wm > kMinEventTime) {
-      const double wm_s = static_cast<double>(to_epoch_ms(wm)) / 1000.0;
-      registry_.family("socialpulse_watermark_timestamp_seconds", "Pipeline event-time watermark", MetricType::gauge);
-      registry_.add({}, wm_s);
-      registry_.family("socialpulse_watermark_delay_seconds", "Wall clock minus the pipeline watermark", MetricType::gauge);
-      registry_.add({}, now_s - wm_s);
-    }
-    registry_.family("socialpulse_checkpoint_duration_seconds", "Time to write one checkpoint", MetricType::histogram);
-    registry_.add_histogram({}, checkpoint_hist_.bounds, checkpoint_hist_.counts, checkpoint_hist_.sum);
-    registry_.family("socialpulse_checkpoint_failures_total", "Checkpoints that could not be written", MetricType::counter);
-    registry_.add({}, static_cast<double>(checkpoint_failures_));
-    registry_.family("socialpulse_event_latency_seconds", "Message append to value exposed on /metrics", MetricType::histogram);
-    registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
-    registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB", MetricType::gauge);
-    registry_.add({}, static_cast<double>(bytes + store_->approximate_bytes()));
-    registry_.family("socialpulse_build_info", "Build information", MetricType::gauge);
-    const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
-    registry_.add(version, 1.0);
-    topology_.collect(registry_);
-    last_snapshot_ = registry_.finish();
-    http_->publish(last_snapshot_);
-  }
-
-  // While checkpoints fail, /metrics keeps the last stored state (a counter must not run ahead
-  // of what a crash would leave) but the failure count itself has to be visible to alerting.
-  void publish_checkpoint_failures() {
-    if (http_ == nullptr || !last_snapshot_) return;
-    auto copy = std::make_shared<MetricsSnapshot>(*last_snapshot_);
-    for (auto& family : *copy) {
-      if (family.name == "socialpulse_checkpoint_failures_total" && !family.metric.empty()) {
-        family.metric.front().counter.value = static_cast<double>(checkpoint_failures_);
-      }
-    }
-    last_snapshot_ = copy;
-    http_->publish(std::move(copy));
+    probe_.publish_metrics(topology_, lag, bytes + store_->approximate_bytes());
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -611,7 +536,6 @@ class RunnerImpl final : public Runner {
     return closed;
   }
 
-  static constexpr size_t kLatencySampleCap = 1 << 14;
   static constexpr size_t kDedupLookahead = 8;
   SteadyClock::time_point last_checkpoint_start_{};
   uint64_t batch_messages_ = 0;  // for RunnerTestHooks::on_batch_processed
@@ -625,7 +549,7 @@ class RunnerImpl final : public Runner {
       };
   Topology topology_;
   HttpServer* http_;
-  MetricsRegistry registry_;
+  RunnerProbe probe_;
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<StoreStateReader> state_reader_;
   std::unique_ptr<ConsumerGroup> consumer_;
@@ -634,7 +558,6 @@ class RunnerImpl final : public Runner {
   const char* last_topic_name_ = nullptr;  // find_slot cache
   size_t last_topic_index_ = 0;
   WallClock::time_point wall_now_{};
-  uint64_t checkpoint_failures_ = 0;
   bool checkpoint_failing_ = false;
   bool paused_ = false;
   size_t state_paused_ = 0;  // partitions paused by align_on_state_limit()
@@ -643,13 +566,7 @@ class RunnerImpl final : public Runner {
   bool assigned_once_ = false;
   size_t state_bytes_ = 0;
   Error fatal_;
-  std::vector<int64_t> latency_samples_;
-  uint64_t latency_seen_ = 0;
-  std::minstd_rand latency_rng_{7};
-  LocalHistogram latency_;
-  LocalHistogram checkpoint_hist_;
   RunnerTestHooks hooks_;
-  std::shared_ptr<const MetricsSnapshot> last_snapshot_;
 };
 
 }  // namespace
