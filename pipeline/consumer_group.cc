@@ -28,12 +28,12 @@ Status ConsumerGroup::subscribe(const std::vector<std::string>& topics) {
   return {};
 }
 
-void ConsumerGroup::pause(rd_kafka_topic_partition_list_t* partitions) {
-  rd_kafka_pause_partitions(consumer_.get(), partitions);
-}
-
-void ConsumerGroup::resume(rd_kafka_topic_partition_list_t* partitions) {
-  rd_kafka_resume_partitions(consumer_.get(), partitions);
+void ConsumerGroup::set_paused(rd_kafka_topic_partition_list_t* partitions, bool paused) {
+  if (paused) {
+    rd_kafka_pause_partitions(consumer_.get(), partitions);
+  } else {
+    rd_kafka_resume_partitions(consumer_.get(), partitions);
+  }
 }
 
 void ConsumerGroup::seek(rd_kafka_topic_partition_list_t* partitions) {
@@ -47,6 +47,12 @@ ConsumerGroup::Watermarks ConsumerGroup::watermarks(const std::string& topic,
   Watermarks w;
   rd_kafka_get_watermark_offsets(consumer_.get(), topic.c_str(), partition, &w.low, &w.high);
   return w;
+}
+
+int64_t ConsumerGroup::lag(const std::string& topic, int32_t partition,
+                           std::optional<Offset> next) const {
+  const Watermarks w = watermarks(topic, partition);
+  return w.high - (next ? next->value : w.low);
 }
 
 void ConsumerGroup::commit_async(rd_kafka_topic_partition_list_t* offsets) {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,8 +38,8 @@ class ConsumerGroup {
   // Null once an unsuccessful close() abandoned it.
   rd_kafka_t* handle() const { return consumer_.get(); }
 
-  void pause(rd_kafka_topic_partition_list_t* partitions);
-  void resume(rd_kafka_topic_partition_list_t* partitions);
+  // Pauses or resumes fetching. librdkafka keeps a pause across an unassign.
+  void set_paused(rd_kafka_topic_partition_list_t* partitions, bool paused);
   // Sets where fetching continues (`offset` of each entry); a failure is left to the next resume.
   void seek(rd_kafka_topic_partition_list_t* partitions);
   // The partition's offsets as last seen by the consumer (cached: no broker round trip); 0 when
@@ -48,6 +49,9 @@ class ConsumerGroup {
     int64_t high = 0;
   };
   Watermarks watermarks(const std::string& topic, int32_t partition) const;
+  // Messages from `next` (nothing consumed yet: from the low watermark) to the high watermark;
+  // negative when the watermarks are older than `next`.
+  int64_t lag(const std::string& topic, int32_t partition, std::optional<Offset> next) const;
 
   // `offsets`: each entry's offset is the next one to consume. Fire and forget: a lost commit
   // only moves a restarted member without state back, and state carries its own offsets.

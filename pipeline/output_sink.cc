@@ -74,7 +74,11 @@ Result<std::unique_ptr<OutputSink>> OutputSink::open(CheckpointStore& store, Top
   return sink;
 }
 
-Status OutputSink::connect(std::map<std::string, std::string> settings) {
+Status OutputSink::connect(const std::string& bootstrap,
+                           const std::map<std::string, std::string>& properties) {
+  std::map<std::string, std::string> settings = properties;
+  settings["bootstrap.servers"] = bootstrap;
+  settings.try_emplace("log_level", "4");
   settings.try_emplace("linger.ms", "5");
   settings.try_emplace("acks", "all");
   // Never give up on a record: losing a DLQ message or a window record is worse than waiting.

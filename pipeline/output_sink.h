@@ -36,8 +36,9 @@ class OutputSink {
   OutputSink(const OutputSink&) = delete;
   OutputSink& operator=(const OutputSink&) = delete;
 
-  // Creates the producer: `settings` are the common Kafka ones, the sink adds its defaults.
-  Status connect(std::map<std::string, std::string> settings);
+  // Creates the producer: `properties` (kafka.properties) over the sink's defaults.
+  Status connect(const std::string& bootstrap,
+                 const std::map<std::string, std::string>& properties);
   // Produces every record left in the outbox by the previous run.
   void resend_outbox();
 

@@ -4,26 +4,19 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
-#include <cinttypes>
-#include <cstring>
-#include <random>
-#include <thread>
 #include <vector>
 
 #include "operators/topology.h"
 #include "pipeline/checkpoint_state.h"
 #include "pipeline/consumer_group.h"
 #include "pipeline/decoder.h"
-#include "pipeline/event_generator.h"
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
-#include "pipeline/metrics_registry.h"
 #include "pipeline/output_sink.h"
+#include "pipeline/partition_table.h"
 #include "pipeline/runner_probe.h"
 #include "pipeline/source_worker.h"
-#include "pipeline/version.h"
 #include "state/checkpoint_store.h"
 
 namespace sp {
@@ -31,14 +24,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 using WallClock = std::chrono::system_clock;
-
-// The Kafka side of one owned partition; its state lives in the Topology.
-struct PartitionSlot {
-  std::string topic;
-  int32_t partition = 0;
-  Topology::Partition* state = nullptr;
-  bool state_paused = false;  // ahead of the pipeline watermark while state is over its limit
-};
 
 TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
   TopologySpec spec;
@@ -74,7 +59,8 @@ class RunnerImpl final : public Runner {
                                             config.brands.unknown}),
         topology_(topology_spec(config, vocabulary_)),
         http_(http),
-        probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1) {}
+        probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1),
+        slots_(config.kafka.topics) {}
 
   Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
     auto store = CheckpointStore::open(config_.state.path);
@@ -90,15 +76,13 @@ class RunnerImpl final : public Runner {
     if (!sink) return tl::unexpected(sink.error());
     sink_ = std::move(*sink);
 
-    std::map<std::string, std::string> common = config_.kafka.properties;
-    common["bootstrap.servers"] = bootstrap;
-    common.try_emplace("log_level", "4");
-    auto consumer_settings = pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties);
-    auto consumer = ConsumerGroup::create(consumer_settings, &RunnerImpl::rebalance_cb, this);
+    auto consumer = ConsumerGroup::create(
+        pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties),
+        &RunnerImpl::rebalance_cb, this);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
 
-    if (auto s = sink_->connect(common); !s) return s;
+    if (auto s = sink_->connect(bootstrap, config_.kafka.properties); !s) return s;
 
     if (auto s = consumer_->subscribe(config_.kafka.topics); !s) return s;
     sink_->resend_outbox();
@@ -150,7 +134,7 @@ class RunnerImpl final : public Runner {
       const SourceWorker::Item& item = items[j];
       PartitionSlot* slot = item.outcome == SourceWorker::Outcome::kafka_error
                                 ? nullptr
-                                : find_slot(rd_kafka_topic_name(item.message->rkt), item.message->partition);
+                                : slots_.find(rd_kafka_topic_name(item.message->rkt), item.message->partition);
       if (slot != nullptr && item.outcome == SourceWorker::Outcome::event) slot->state->dedup.prefetch(item.dedup_key);
       ahead[j % kDedupLookahead] = slot;
     };
@@ -195,34 +179,9 @@ class RunnerImpl final : public Runner {
 
   bool has_lag(PartitionId p) {
     if (paused_) return true;  // a paused partition is never idle
-    auto it = slots_.find(p.value);
-    if (it == slots_.end()) return false;
-    const auto offsets = consumer_->watermarks(it->second.topic, it->second.partition);
-    const auto next = it->second.state->next_offset;
-    return offsets.high > (next ? next->value : offsets.low);
-  }
-
-  PartitionSlot* find_slot(const char* topic, int32_t partition) {
-    // librdkafka hands out one name pointer per topic handle: skip the string compares per message.
-    if (topic != last_topic_name_) {
-      const auto t = topic_index(topic);
-      if (!t) return nullptr;
-      last_topic_name_ = topic;
-      last_topic_index_ = *t;
-    }
-    auto it = slots_.find(make_partition_id(last_topic_index_, partition).value);
-    return it == slots_.end() ? nullptr : &it->second;
-  }
-
-  static PartitionId make_partition_id(size_t topic_index, int32_t partition) {
-    return PartitionId{static_cast<int32_t>(topic_index) * 65536 + partition};
-  }
-
-  std::optional<size_t> topic_index(const char* topic) const {
-    for (size_t t = 0; t < config_.kafka.topics.size(); ++t) {
-      if (config_.kafka.topics[t] == topic) return t;
-    }
-    return std::nullopt;
+    const PartitionSlot* slot = slots_.find(p);
+    if (slot == nullptr) return false;
+    return consumer_->lag(slot->topic, slot->partition, slot->state->next_offset) > 0;
   }
 
   // ---- checkpoints ------------------------------------------------------------------------
@@ -260,7 +219,7 @@ class RunnerImpl final : public Runner {
     }
     topology_.checkpoint_committed();
     sink_->committed(outbox, topology_.pending());
-    commit_offsets_async();
+    if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
     if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
     probe_.checkpoint_written(t_committed - started);
@@ -280,11 +239,6 @@ class RunnerImpl final : public Runner {
     probe_.checkpoint_failed();
     if (!checkpoint_failing_) spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
     checkpoint_failing_ = true;
-  }
-
-  void commit_offsets_async() {
-    if (slots_.empty()) return;
-    consumer_->commit_async(owned_partitions(true).get());
   }
 
   // ---- rebalances -------------------------------------------------------------------------
@@ -335,23 +289,19 @@ class RunnerImpl final : public Runner {
     const auto restore_started = SteadyClock::now();
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
-      const auto t = topic_index(tp.topic);
-      if (!t) continue;
-      PartitionSlot slot;
-      slot.topic = tp.topic;
-      slot.partition = tp.partition;
-      const PartitionId id = make_partition_id(*t, tp.partition);
-      auto restored = topology_.assign(id, *state_reader_);
+      const auto id = slots_.id_of(tp.topic, tp.partition);
+      if (!id) continue;
+      auto restored = topology_.assign(*id, *state_reader_);
       if (!restored) {
         fatal_ = restored.error();
         spdlog::critical("msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"",
-                         slot.topic, slot.partition, restored.error().message);
+                         tp.topic, tp.partition, restored.error().message);
         return;
       }
-      slot.state = *restored;
+      const auto& stored = (*restored)->next_offset;
       // Resume from the offset stored with the state, never from Kafka's committed offset.
-      tp.offset = slot.state->next_offset ? slot.state->next_offset->value : RD_KAFKA_OFFSET_BEGINNING;
-      slots_.emplace(id.value, std::move(slot));
+      tp.offset = stored ? stored->value : RD_KAFKA_OFFSET_BEGINNING;
+      slots_.add(*id, PartitionSlot{tp.topic, tp.partition, *restored});
     }
     const auto restore_time = SteadyClock::now() - restore_started;
     spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt, slots_.size(),
@@ -371,12 +321,10 @@ class RunnerImpl final : public Runner {
       if (checkpoint()) break;
     }
     for (int i = 0; i < partitions->cnt; ++i) {
-      const auto t = topic_index(partitions->elems[i].topic);
-      if (!t) continue;
-      const PartitionId id = make_partition_id(*t, partitions->elems[i].partition);
-      if (auto it = slots_.find(id.value); it != slots_.end() && it->second.state_paused) --state_paused_;
-      slots_.erase(id.value);
-      topology_.revoke(id);
+      const auto id = slots_.id_of(partitions->elems[i].topic, partitions->elems[i].partition);
+      if (!id) continue;
+      if (slots_.remove(*id)) --state_paused_;
+      topology_.revoke(*id);
     }
     update_ready();
   }
@@ -392,7 +340,7 @@ class RunnerImpl final : public Runner {
     const size_t pending = topology_.pending().size();
     const bool over = pending > config_.limits.max_pending_records || checkpoint_failing_;
     if (over != paused_) {
-      set_paused(over);
+      consumer_->set_paused(slots_.list(false).get(), over);
       if (over) {
         spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
                      pending, state_bytes_, checkpoint_failing_);
@@ -423,14 +371,11 @@ class RunnerImpl final : public Runner {
     for (auto& [id, slot] : slots_) {
       const bool ahead = over && topology_.partition_watermark(slot.state->id) > wm;
       if (ahead == slot.state_paused) continue;
-      KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
-      rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition);
+      consumer_->set_paused(PartitionTable::list(slot, false).get(), ahead);
       if (ahead) {
-        consumer_->pause(one.get());
         ++state_paused_;
         ++paused;
       } else {
-        consumer_->resume(one.get());
         seek_to_state(slot);
         --state_paused_;
         ++resumed;
@@ -445,53 +390,14 @@ class RunnerImpl final : public Runner {
 
   void seek_to_state(const PartitionSlot& slot) {
     if (!slot.state->next_offset) return;
-    KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
-    consumer_->seek(one.get());
-  }
-
-  void set_paused(bool pause) {
-    KafkaPartitionList list = owned_partitions(false);
-    if (pause) {
-      consumer_->pause(list.get());
-    } else {
-      consumer_->resume(list.get());
-    }
-  }
-
-  // Every owned partition; with `at_stored_offset`, those with a stored offset, at that offset
-  // (the next to consume).
-  KafkaPartitionList owned_partitions(bool at_stored_offset) const {
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      if (at_stored_offset && !slot.state->next_offset) continue;
-      auto* tp = rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
-      if (at_stored_offset) tp->offset = slot.state->next_offset->value;
-    }
-    return list;
-  }
-
-  // Bounded by `timeout`: shutdown must end within shutdown_timeout.
-  void commit_offsets_bounded(Millis timeout) {
-    KafkaPartitionList list = owned_partitions(true);
-    if (list->cnt == 0) return;
-    const rd_kafka_resp_err_t result = consumer_->commit_within(list.get(), timeout);
-    spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
+    consumer_->seek(PartitionTable::list(slot, true).get());
   }
 
   // ---- metrics ----------------------------------------------------------------------------
   void publish_metrics() {
-    const size_t bytes = topology_.state_bytes();
-    state_bytes_ = bytes;
+    state_bytes_ = topology_.state_bytes();
     if (!probe_.publishing()) return;
-    std::vector<RunnerProbe::PartitionLag> lag;
-    lag.reserve(slots_.size());
-    for (const auto& [id, slot] : slots_) {
-      const auto offsets = consumer_->watermarks(slot.topic, slot.partition);
-      const int64_t pos = slot.state->next_offset ? slot.state->next_offset->value : offsets.low;
-      lag.push_back({slot.topic, slot.partition, std::max<int64_t>(0, offsets.high - pos)});
-    }
-    probe_.publish_metrics(topology_, lag, bytes + store_->approximate_bytes());
+    probe_.publish_metrics(topology_, slots_, *consumer_, state_bytes_ + store_->approximate_bytes());
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -504,7 +410,7 @@ class RunnerImpl final : public Runner {
     update_ready();
     spdlog::info("msg=\"shutting down: not ready\"");
     // Stop fetching first: nothing consumed after the final checkpoint would be stored.
-    set_paused(true);
+    consumer_->set_paused(slots_.list(false).get(), true);
     paused_ = true;
     stop_source();
     // Leave a margin of the deadline for flushing and leaving the group.
@@ -518,7 +424,10 @@ class RunnerImpl final : public Runner {
       return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
     };
     sink_->flush(Millis{std::min<int64_t>(remaining() / 2, 5000)});
-    if (stored) commit_offsets_bounded(Millis{std::min<int64_t>(remaining() / 2, 2000)});
+    if (KafkaPartitionList offsets = slots_.list(true); stored && offsets->cnt > 0) {
+      const auto result = consumer_->commit_within(offsets.get(), Millis{std::min<int64_t>(remaining() / 2, 2000)});
+      spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
+    }
     const bool closed = close_consumer(deadline);
     if (closed) spdlog::info("msg=\"shutdown: left the group\"");
     if (!closed) {
@@ -554,9 +463,7 @@ class RunnerImpl final : public Runner {
   std::unique_ptr<StoreStateReader> state_reader_;
   std::unique_ptr<ConsumerGroup> consumer_;
   std::unique_ptr<OutputSink> sink_;
-  std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
-  const char* last_topic_name_ = nullptr;  // find_slot cache
-  size_t last_topic_index_ = 0;
+  PartitionTable slots_;
   WallClock::time_point wall_now_{};
   bool checkpoint_failing_ = false;
   bool paused_ = false;

@@ -5,7 +5,9 @@
 #include <string>
 
 #include "operators/topology.h"
+#include "pipeline/consumer_group.h"
 #include "pipeline/http_server.h"
+#include "pipeline/partition_table.h"
 #include "pipeline/version.h"
 
 namespace sp {
@@ -49,8 +51,8 @@ void RunnerProbe::checkpoint_failed() {
   publish_checkpoint_failures();
 }
 
-void RunnerProbe::publish_metrics(const Topology& topology, std::span<const PartitionLag> lag,
-                                  uint64_t state_bytes) {
+void RunnerProbe::publish_metrics(const Topology& topology, const PartitionTable& partitions,
+                                  const ConsumerGroup& consumer, uint64_t state_bytes) {
   if (http_ == nullptr) return;
   const auto now = std::chrono::system_clock::now();
   const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
@@ -65,12 +67,12 @@ void RunnerProbe::publish_metrics(const Topology& topology, std::span<const Part
   topology.collect_counts(registry_);
   registry_.family("socialpulse_consumer_lag_messages",
                    "Messages behind the partition's high watermark", MetricType::gauge);
-  for (const PartitionLag& p : lag) {
-    const std::string label = label_topics_
-                                  ? std::string(p.topic) + "/" + std::to_string(p.partition)
-                                  : std::to_string(p.partition);
+  for (const auto& [id, slot] : partitions) {
+    const int64_t lag = consumer.lag(slot.topic, slot.partition, slot.state->next_offset);
+    const std::string label = label_topics_ ? slot.topic + "/" + std::to_string(slot.partition)
+                                            : std::to_string(slot.partition);
     const std::array<LabelPair, 1> labels{{{"partition", label}}};
-    registry_.add(labels, static_cast<double>(p.messages));
+    registry_.add(labels, static_cast<double>(std::max<int64_t>(0, lag)));
   }
   const EventTime wm = topology.watermark();
   if (wm > kMinEventTime) {

@@ -10,15 +10,15 @@
 #include <cstdint>
 #include <memory>
 #include <random>
-#include <span>
-#include <string_view>
 #include <vector>
 
 #include "pipeline/metrics_registry.h"
 
 namespace sp {
 
+class ConsumerGroup;
 class HttpServer;
+class PartitionTable;
 class Topology;
 
 // Contract: one thread calls; without an HttpServer nothing is published (publishing() false).
@@ -35,15 +35,11 @@ class RunnerProbe {
   // Counts a checkpoint that could not be written and republishes the last snapshot with it.
   void checkpoint_failed();
 
-  struct PartitionLag {
-    std::string_view topic;
-    int32_t partition = 0;
-    int64_t messages = 0;  // behind the partition's high watermark
-  };
-  // A new snapshot for /metrics (state_bytes: in memory plus RocksDB). Observes the sampled
+  // A new snapshot for /metrics: the Topology's metrics, the consumer lag of the owned
+  // partitions and the runner's own (state_bytes: in memory plus RocksDB). Observes the sampled
   // latencies against the wall clock now: the value is exposed from this moment on.
-  void publish_metrics(const Topology& topology, std::span<const PartitionLag> lag,
-                       uint64_t state_bytes);
+  void publish_metrics(const Topology& topology, const PartitionTable& partitions,
+                       const ConsumerGroup& consumer, uint64_t state_bytes);
 
  private:
   struct Histogram {
