@@ -42,8 +42,8 @@ class ConsumerGroup {
   void set_paused(rd_kafka_topic_partition_list_t* partitions, bool paused);
   // Sets where fetching continues (`offset` of each entry); a failure is left to the next resume.
   void seek(rd_kafka_topic_partition_list_t* partitions);
-  // The partition's offsets as last seen by the consumer (cached: no broker round trip); 0 when
-  // not known yet.
+  // The partition's offsets as last seen by the consumer (librdkafka's cache: no broker round
+  // trip); RD_KAFKA_OFFSET_INVALID when none is cached, 0 for a partition it does not know.
   struct Watermarks {
     int64_t low = 0;
     int64_t high = 0;
@@ -53,8 +53,8 @@ class ConsumerGroup {
   // negative when the watermarks are older than `next`.
   int64_t lag(const std::string& topic, int32_t partition, std::optional<Offset> next) const;
 
-  // `offsets`: each entry's offset is the next one to consume. Fire and forget: a lost commit
-  // only moves a restarted member without state back, and state carries its own offsets.
+  // `offsets`: each entry's offset is the next one to consume. Fire and forget: an instance
+  // resumes from the offsets stored with its state, never from the group's.
   void commit_async(rd_kafka_topic_partition_list_t* offsets);
   // Waits for the commit at most `timeout`: rd_kafka_commit(sync) would block for as long as the
   // coordinator is unreachable. Returns the broker's answer (_TIMED_OUT when there was none).

@@ -2,9 +2,10 @@
 // Everything the pipeline produces to Kafka: window and alert records through an outbox kept in
 // the checkpoint store, and rejected messages to the dead-letter topic. A record enters the
 // outbox in the same WriteBatch as the state and offsets that emitted it and is produced only
-// after that batch committed; it leaves the outbox once the broker acknowledged it, and every
-// record still there is produced again after a restart (consumers see it at least once,
-// byte-identical). Dead letters are not stored: a checkpoint waits for their acknowledgement.
+// after that batch committed; it leaves the outbox with the first checkpoint (or shutdown) after
+// the broker acknowledged it, and every record still there is produced again after a restart
+// (at least once, byte-identical). Dead letters are not stored: a checkpoint waits for their
+// acknowledgement instead.
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
