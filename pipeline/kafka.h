@@ -66,4 +66,10 @@ std::map<std::string, std::string> pipeline_consumer_settings(const std::string&
                                                               const std::string& group_id,
                                                               const std::map<std::string, std::string>& properties = {});
 
+// Event queues (rd_kafka_queue_new): an async commit or close reports on one of its own.
+struct KafkaQueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, KafkaQueueDeleter>;
+
 }  // namespace sp

@@ -4,23 +4,19 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <chrono>
-#include <cinttypes>
-#include <cstring>
-#include <random>
-#include <thread>
 #include <vector>
 
 #include "operators/topology.h"
 #include "pipeline/checkpoint_state.h"
+#include "pipeline/consumer_group.h"
 #include "pipeline/decoder.h"
-#include "pipeline/event_generator.h"
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
-#include "pipeline/metrics_registry.h"
+#include "pipeline/output_sink.h"
+#include "pipeline/partition_table.h"
+#include "pipeline/runner_probe.h"
 #include "pipeline/source_worker.h"
-#include "pipeline/version.h"
 #include "state/checkpoint_store.h"
 
 namespace sp {
@@ -28,60 +24,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 using WallClock = std::chrono::system_clock;
-
-// The Kafka side of one owned partition; its state lives in the Topology.
-struct PartitionSlot {
-  std::string topic;
-  int32_t partition = 0;
-  Topology::Partition* state = nullptr;
-  bool state_paused = false;  // ahead of the pipeline watermark while state is over its limit
-};
-
-std::string hex_key(std::string_view prefix, uint64_t v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
-  return std::string(prefix) + buf;
-}
-
-void put_u64(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*>(&v), 8); }
-bool get_u64(std::string_view& in, uint64_t& v) {
-  if (in.size() < 8) return false;
-  std::memcpy(&v, in.data(), 8);
-  in.remove_prefix(8);
-  return true;
-}
-
-std::string encode_record(const OutputRecord& r) {
-  std::string out;
-  out.push_back(static_cast<char>(r.topic));
-  put_u64(out, r.key.size());
-  out.append(r.key).append(r.value);
-  return out;
-}
-
-bool decode_record(std::string_view in, OutputRecord& r) {
-  if (in.empty()) return false;
-  r.topic = static_cast<OutputRecord::Topic>(in[0]);
-  in.remove_prefix(1);
-  uint64_t klen = 0;
-  if (!get_u64(in, klen) || klen > in.size()) return false;
-  r.key.assign(in.substr(0, klen));
-  r.value.assign(in.substr(klen));
-  return true;
-}
-
-// Latency and checkpoint histograms are process-local observations (not state).
-struct LocalHistogram {
-  std::vector<double> bounds;
-  std::vector<uint64_t> counts;  // bounds.size() + 1
-  double sum = 0;
-  explicit LocalHistogram(std::vector<double> b) : bounds(std::move(b)), counts(bounds.size() + 1) {}
-  void observe(double v) {
-    const auto i = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
-    ++counts[i];
-    sum += v;
-  }
-};
 
 TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
   TopologySpec spec;
@@ -102,12 +44,12 @@ class RunnerImpl final : public Runner {
   // After a fatal error run() returns without shutdown(); the consumer must still leave the group
   // here, before the state it would touch in a revoke callback is destroyed.
   ~RunnerImpl() override {
-    if (!consumer_) return;
+    if (!consumer_ || !consumer_->handle()) return;
     abandoned_ = true;
     stop_source();  // after a fatal error run() returned with the source still polling
     close_consumer(SteadyClock::now() + config_.shutdown_timeout);
     consumer_.reset();
-    producer_.reset();
+    sink_.reset();
   }
 
   RunnerImpl(const Config& config, HttpServer* http)
@@ -117,9 +59,8 @@ class RunnerImpl final : public Runner {
                                             config.brands.unknown}),
         topology_(topology_spec(config, vocabulary_)),
         http_(http),
-        registry_(config.metrics.max_series),
-        latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
-        checkpoint_hist_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
+        probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1),
+        slots_(config.kafka.topics) {}
 
   Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
     auto store = CheckpointStore::open(config_.state.path);
@@ -130,48 +71,21 @@ class RunnerImpl final : public Runner {
     if (auto s = check_state_format(*store_, config_.state.path); !s) return s;
     state_reader_ = std::make_unique<StoreStateReader>(*store_);
     if (auto s = topology_.restore_global(*state_reader_); !s) return s;
-    auto seq = store_->get(Family::meta, "outbox_seq");
-    if (!seq) return tl::unexpected(seq.error());
-    if (*seq) {
-      std::string_view in = **seq;
-      get_u64(in, outbox_seq_);
-    }
+    auto sink = OutputSink::open(*store_, {config_.kafka.output_topic, config_.kafka.alerts_topic,
+                                           config_.kafka.dlq_topic});
+    if (!sink) return tl::unexpected(sink.error());
+    sink_ = std::move(*sink);
 
-    std::map<std::string, std::string> common = config_.kafka.properties;
-    common["bootstrap.servers"] = bootstrap;
-    common.try_emplace("log_level", "4");
-    auto consumer_settings = pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties);
-    auto cconf = make_kafka_conf(consumer_settings);
-    if (!cconf) return tl::unexpected(cconf.error());
-    rd_kafka_conf_set_opaque(cconf->get(), this);
-    rd_kafka_conf_set_rebalance_cb(cconf->get(), &RunnerImpl::rebalance_cb);
-    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*cconf));
+    auto consumer = ConsumerGroup::create(
+        pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties),
+        &RunnerImpl::rebalance_cb, this);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
-    rd_kafka_poll_set_consumer(consumer_.get());
 
-    auto producer_settings = common;
-    producer_settings.try_emplace("linger.ms", "5");
-    producer_settings.try_emplace("acks", "all");
-    // Never give up on a record: losing a DLQ message or a window record is worse than waiting.
-    producer_settings.try_emplace("message.timeout.ms", "0");
-    producer_settings.try_emplace("queue.buffering.max.messages", "1000000");
-    auto pconf = make_kafka_conf(producer_settings);
-    if (!pconf) return tl::unexpected(pconf.error());
-    rd_kafka_conf_set_opaque(pconf->get(), this);
-    rd_kafka_conf_set_dr_msg_cb(pconf->get(), &RunnerImpl::delivery_cb);
-    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*pconf));
-    if (!producer) return tl::unexpected(producer.error());
-    producer_ = std::move(*producer);
+    if (auto s = sink_->connect(bootstrap, config_.kafka.properties); !s) return s;
 
-    KafkaPartitionList topics(rd_kafka_topic_partition_list_new(static_cast<int>(config_.kafka.topics.size())));
-    for (const auto& t : config_.kafka.topics) {
-      rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
-    }
-    if (auto err = rd_kafka_subscribe(consumer_.get(), topics.get()); err) {
-      return make_error(ErrorKind::fatal, std::string("subscribe: ") + rd_kafka_err2str(err));
-    }
-    resend_outbox();
+    if (auto s = consumer_->subscribe(config_.kafka.topics); !s) return s;
+    sink_->resend_outbox();
     // Nothing is published before the first assignment has restored state: an empty /metrics is
     // a gap to Prometheus, whereas zeros would read as a counter reset after every restart.
     return {};
@@ -180,7 +94,7 @@ class RunnerImpl final : public Runner {
   Status run(const std::atomic<bool>& stop) override {
     auto next_checkpoint = SteadyClock::now() + config_.state.checkpoint_interval;
     auto next_idle_check = SteadyClock::now();
-    source_.start(consumer_.get());
+    source_.start(consumer_->handle());
     while (!stop.load(std::memory_order_relaxed) && fatal_.message.empty()) {
       // Bounded wait so that time-driven work (idle, checkpoint) is never starved.
       if (SourceWorker::Batch* batch = source_.next(Millis{50}, rebalance_handler_)) {
@@ -189,7 +103,7 @@ class RunnerImpl final : public Runner {
         source_.release(batch);
         if (hooks_.on_batch_processed) hooks_.on_batch_processed(batch_messages_);
       }
-      rd_kafka_poll(producer_.get(), 0);
+      sink_->poll(Millis{0});
       const auto now = SteadyClock::now();
       if (now >= next_idle_check) {
         next_idle_check = now + std::chrono::milliseconds(100);
@@ -220,7 +134,7 @@ class RunnerImpl final : public Runner {
       const SourceWorker::Item& item = items[j];
       PartitionSlot* slot = item.outcome == SourceWorker::Outcome::kafka_error
                                 ? nullptr
-                                : find_slot(rd_kafka_topic_name(item.message->rkt), item.message->partition);
+                                : slots_.find(rd_kafka_topic_name(item.message->rkt), item.message->partition);
       if (slot != nullptr && item.outcome == SourceWorker::Outcome::event) slot->state->dedup.prefetch(item.dedup_key);
       ahead[j % kDedupLookahead] = slot;
     };
@@ -249,26 +163,13 @@ class RunnerImpl final : public Runner {
           Topology::Outcome::stale) {
         return;
       }
-      sample_latency(msg);
-      send_to_dlq(msg, *slot, item.rejection);
+      probe_.sample_latency(msg);
+      sink_->send_to_dlq(msg, slot->topic, item.rejection);
       return;
     }
     if (topology_.process(*slot->state, offset, item.event, item.dedup_key, wall_now_) !=
         Topology::Outcome::stale) {
-      sample_latency(msg);
-    }
-  }
-
-  void sample_latency(const rd_kafka_message_t& msg) {
-    rd_kafka_timestamp_type_t type;
-    const int64_t ts = rd_kafka_message_timestamp(&msg, &type);
-    if (ts <= 0) return;
-    ++latency_seen_;
-    if (latency_samples_.size() < kLatencySampleCap) {
-      latency_samples_.push_back(ts);
-    } else {
-      const uint64_t j = latency_rng_() % latency_seen_;
-      if (j < kLatencySampleCap) latency_samples_[j] = ts;
+      probe_.sample_latency(msg);
     }
   }
 
@@ -278,147 +179,9 @@ class RunnerImpl final : public Runner {
 
   bool has_lag(PartitionId p) {
     if (paused_) return true;  // a paused partition is never idle
-    auto it = slots_.find(p.value);
-    if (it == slots_.end()) return false;
-    int64_t lo = 0, hi = 0;
-    rd_kafka_get_watermark_offsets(consumer_.get(), it->second.topic.c_str(), it->second.partition,
-                                   &lo, &hi);
-    const auto next = it->second.state->next_offset;
-    return hi > (next ? next->value : lo);
-  }
-
-  PartitionSlot* find_slot(const char* topic, int32_t partition) {
-    // librdkafka hands out one name pointer per topic handle: skip the string compares per message.
-    if (topic != last_topic_name_) {
-      const auto t = topic_index(topic);
-      if (!t) return nullptr;
-      last_topic_name_ = topic;
-      last_topic_index_ = *t;
-    }
-    auto it = slots_.find(make_partition_id(last_topic_index_, partition).value);
-    return it == slots_.end() ? nullptr : &it->second;
-  }
-
-  static PartitionId make_partition_id(size_t topic_index, int32_t partition) {
-    return PartitionId{static_cast<int32_t>(topic_index) * 65536 + partition};
-  }
-
-  std::optional<size_t> topic_index(const char* topic) const {
-    for (size_t t = 0; t < config_.kafka.topics.size(); ++t) {
-      if (config_.kafka.topics[t] == topic) return t;
-    }
-    return std::nullopt;
-  }
-
-  // ---- DLQ and output ---------------------------------------------------------------------
-  void send_to_dlq(const rd_kafka_message_t& msg, const PartitionSlot& slot, const Rejection& why) {
-    rd_kafka_headers_t* headers = nullptr;
-    rd_kafka_headers_t* original = nullptr;
-    if (rd_kafka_message_headers(&msg, &original) == RD_KAFKA_RESP_ERR_NO_ERROR && original) {
-      headers = rd_kafka_headers_copy(original);
-    } else {
-      headers = rd_kafka_headers_new(6);
-    }
-    const std::string reason(to_string(why.reason));
-    const std::string partition = std::to_string(msg.partition);
-    const std::string offset = std::to_string(msg.offset);
-    const std::string failed_at =
-        format_rfc3339_ms(std::chrono::time_point_cast<Millis>(WallClock::now()));
-    rd_kafka_header_add(headers, "sp_error_reason", -1, reason.data(), static_cast<ssize_t>(reason.size()));
-    rd_kafka_header_add(headers, "sp_error_detail", -1, why.detail.data(), static_cast<ssize_t>(why.detail.size()));
-    rd_kafka_header_add(headers, "sp_source_topic", -1, slot.topic.data(), static_cast<ssize_t>(slot.topic.size()));
-    rd_kafka_header_add(headers, "sp_source_partition", -1, partition.data(), static_cast<ssize_t>(partition.size()));
-    rd_kafka_header_add(headers, "sp_source_offset", -1, offset.data(), static_cast<ssize_t>(offset.size()));
-    rd_kafka_header_add(headers, "sp_failed_at", -1, failed_at.data(), static_cast<ssize_t>(failed_at.size()));
-    produce_dlq(msg.key, msg.key_len, msg.payload, msg.len, headers);
-  }
-
-  // Takes ownership of `headers`. Retries on a full queue: a rejected message is never dropped.
-  void produce_dlq(const void* key, size_t key_len, const void* value, size_t len,
-                   rd_kafka_headers_t* headers) {
-    for (;;) {
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer_.get(), RD_KAFKA_V_TOPIC(config_.kafka.dlq_topic.c_str()),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(const_cast<void*>(key), key ? key_len : 0),
-          RD_KAFKA_V_VALUE(const_cast<void*>(value), value ? len : 0),
-          RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(nullptr), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ++dlq_inflight_;
-        return;
-      }
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        spdlog::error("msg=\"dlq produce failed\" error=\"{}\"", rd_kafka_err2str(err));
-        rd_kafka_headers_destroy(headers);
-        return;
-      }
-      rd_kafka_poll(producer_.get(), 10);
-    }
-  }
-
-  void produce_record(uint64_t seq, const OutputRecord& r) {
-    const std::string& topic =
-        r.topic == OutputRecord::Topic::alerts ? config_.kafka.alerts_topic : config_.kafka.output_topic;
-    for (;;) {
-      rd_kafka_resp_err_t err = rd_kafka_producev(
-          producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(const_cast<char*>(r.key.data()), r.key.size()),
-          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
-          RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(seq))), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return;
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-        spdlog::error("msg=\"record produce failed\" error=\"{}\"", rd_kafka_err2str(err));
-        failed_records_.push_back(seq);
-        return;
-      }
-      rd_kafka_poll(producer_.get(), 10);
-    }
-  }
-
-  static void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
-    auto* self = static_cast<RunnerImpl*>(opaque);
-    const auto seq = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(msg->_private));
-    if (seq == 0) {  // DLQ
-      --self->dlq_inflight_;
-      if (msg->err) {
-        // Re-enqueue with the original bytes and headers: never lose a rejected message.
-        rd_kafka_headers_t* h = nullptr;
-        rd_kafka_headers_t* copy = nullptr;
-        if (rd_kafka_message_headers(msg, &h) == RD_KAFKA_RESP_ERR_NO_ERROR && h) {
-          copy = rd_kafka_headers_copy(h);
-        } else {
-          copy = rd_kafka_headers_new(0);
-        }
-        spdlog::warn("msg=\"dlq delivery failed, retrying\" error=\"{}\"", rd_kafka_err2str(msg->err));
-        self->produce_dlq(msg->key, msg->key_len, msg->payload, msg->len, copy);
-      }
-      return;
-    }
-    if (msg->err) {
-      spdlog::warn("msg=\"record delivery failed, will resend\" error=\"{}\"", rd_kafka_err2str(msg->err));
-      self->failed_records_.push_back(seq);
-    } else {
-      self->delivered_records_.push_back(seq);
-    }
-  }
-
-  void resend_outbox() {
-    auto rows = store_->scan(Family::outbox, "");
-    if (!rows) {
-      spdlog::error("msg=\"outbox scan failed\" error=\"{}\"", rows.error().message);
-      return;
-    }
-    for (auto& [key, value] : *rows) {
-      OutputRecord r;
-      if (!decode_record(value, r) || key.size() != 16) continue;
-      const uint64_t seq = std::stoull(key, nullptr, 16);
-      inflight_records_.emplace(seq, std::move(r));
-    }
-    if (!inflight_records_.empty()) {
-      spdlog::info("msg=\"re-sending records written before the last stop\" count={}",
-                   inflight_records_.size());
-    }
-    for (const auto& [seq, r] : inflight_records_) produce_record(seq, r);
+    const PartitionSlot* slot = slots_.find(p);
+    if (slot == nullptr) return false;
+    return consumer_->lag(slot->topic, slot->partition, slot->state->next_offset) > 0;
   }
 
   // ---- checkpoints ------------------------------------------------------------------------
@@ -428,16 +191,12 @@ class RunnerImpl final : public Runner {
     // Rejected messages must be in the DLQ before their offsets are stored.
     const auto dlq_deadline =
         std::min(not_after, started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000}));
-    while (dlq_inflight_ > 0 && SteadyClock::now() < dlq_deadline) rd_kafka_poll(producer_.get(), 5);
-    if (dlq_inflight_ > 0) {
+    if (!sink_->drain_dlq(dlq_deadline)) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
     }
     topology_.before_checkpoint();
-    for (uint64_t seq : failed_records_) {
-      if (auto it = inflight_records_.find(seq); it != inflight_records_.end()) produce_record(seq, it->second);
-    }
-    failed_records_.clear();
+    sink_->resend_failed();
 
     const auto t_emit = SteadyClock::now();
     auto batch = store_->batch();
@@ -445,14 +204,7 @@ class RunnerImpl final : public Runner {
     state_reader_->write_drops(batch);
     BatchStateWriter state(batch);
     topology_.checkpoint(state);
-    std::string buf;
-    uint64_t seq = outbox_seq_;
-    auto& pending = topology_.pending();
-    for (const auto& r : pending) batch.put(Family::outbox, hex_key("", ++seq), encode_record(r));
-    put_u64(buf, seq);
-    batch.put(Family::meta, "outbox_seq", buf);
-    const size_t delivered = delivered_records_.size();
-    for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
+    const auto outbox = sink_->stage(topology_.pending(), batch);
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();
@@ -466,18 +218,11 @@ class RunnerImpl final : public Runner {
       checkpoint_failing_ = false;
     }
     topology_.checkpoint_committed();
-    for (size_t i = 0; i < delivered; ++i) inflight_records_.erase(delivered_records_[i]);
-    delivered_records_.erase(delivered_records_.begin(), delivered_records_.begin() + static_cast<long>(delivered));
-    for (auto& r : pending) {
-      ++outbox_seq_;
-      produce_record(outbox_seq_, r);
-      inflight_records_.emplace(outbox_seq_, std::move(r));
-    }
-    pending.clear();
-    commit_offsets_async();
+    sink_->committed(outbox, topology_.pending());
+    if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
     if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
-    checkpoint_hist_.observe(std::chrono::duration<double>(t_committed - started).count());
+    probe_.checkpoint_written(t_committed - started);
     publish_metrics();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
     if (spdlog::should_log(spdlog::level::debug)) {
@@ -491,20 +236,9 @@ class RunnerImpl final : public Runner {
   }
 
   void note_checkpoint_failure(const std::string& why) {
-    ++checkpoint_failures_;
-    publish_checkpoint_failures();
+    probe_.checkpoint_failed();
     if (!checkpoint_failing_) spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
     checkpoint_failing_ = true;
-  }
-
-  void commit_offsets_async() {
-    if (slots_.empty()) return;
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      if (!slot.state->next_offset) continue;
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
-    }
-    if (list->cnt > 0) rd_kafka_commit(consumer_.get(), list.get(), 1);
   }
 
   // ---- rebalances -------------------------------------------------------------------------
@@ -555,23 +289,19 @@ class RunnerImpl final : public Runner {
     const auto restore_started = SteadyClock::now();
     for (int i = 0; i < partitions->cnt; ++i) {
       auto& tp = partitions->elems[i];
-      const auto t = topic_index(tp.topic);
-      if (!t) continue;
-      PartitionSlot slot;
-      slot.topic = tp.topic;
-      slot.partition = tp.partition;
-      const PartitionId id = make_partition_id(*t, tp.partition);
-      auto restored = topology_.assign(id, *state_reader_);
+      const auto id = slots_.id_of(tp.topic, tp.partition);
+      if (!id) continue;
+      auto restored = topology_.assign(*id, *state_reader_);
       if (!restored) {
         fatal_ = restored.error();
         spdlog::critical("msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"",
-                         slot.topic, slot.partition, restored.error().message);
+                         tp.topic, tp.partition, restored.error().message);
         return;
       }
-      slot.state = *restored;
+      const auto& stored = (*restored)->next_offset;
       // Resume from the offset stored with the state, never from Kafka's committed offset.
-      tp.offset = slot.state->next_offset ? slot.state->next_offset->value : RD_KAFKA_OFFSET_BEGINNING;
-      slots_.emplace(id.value, std::move(slot));
+      tp.offset = stored ? stored->value : RD_KAFKA_OFFSET_BEGINNING;
+      slots_.add(*id, PartitionSlot{tp.topic, tp.partition, *restored});
     }
     const auto restore_time = SteadyClock::now() - restore_started;
     spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt, slots_.size(),
@@ -591,12 +321,10 @@ class RunnerImpl final : public Runner {
       if (checkpoint()) break;
     }
     for (int i = 0; i < partitions->cnt; ++i) {
-      const auto t = topic_index(partitions->elems[i].topic);
-      if (!t) continue;
-      const PartitionId id = make_partition_id(*t, partitions->elems[i].partition);
-      if (auto it = slots_.find(id.value); it != slots_.end() && it->second.state_paused) --state_paused_;
-      slots_.erase(id.value);
-      topology_.revoke(id);
+      const auto id = slots_.id_of(partitions->elems[i].topic, partitions->elems[i].partition);
+      if (!id) continue;
+      if (slots_.remove(*id)) --state_paused_;
+      topology_.revoke(*id);
     }
     update_ready();
   }
@@ -612,7 +340,7 @@ class RunnerImpl final : public Runner {
     const size_t pending = topology_.pending().size();
     const bool over = pending > config_.limits.max_pending_records || checkpoint_failing_;
     if (over != paused_) {
-      set_paused(over);
+      consumer_->set_paused(slots_.list(false).get(), over);
       if (over) {
         spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
                      pending, state_bytes_, checkpoint_failing_);
@@ -643,14 +371,11 @@ class RunnerImpl final : public Runner {
     for (auto& [id, slot] : slots_) {
       const bool ahead = over && topology_.partition_watermark(slot.state->id) > wm;
       if (ahead == slot.state_paused) continue;
-      KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
-      rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition);
+      consumer_->set_paused(PartitionTable::list(slot, false).get(), ahead);
       if (ahead) {
-        rd_kafka_pause_partitions(consumer_.get(), one.get());
         ++state_paused_;
         ++paused;
       } else {
-        rd_kafka_resume_partitions(consumer_.get(), one.get());
         seek_to_state(slot);
         --state_paused_;
         ++resumed;
@@ -665,103 +390,14 @@ class RunnerImpl final : public Runner {
 
   void seek_to_state(const PartitionSlot& slot) {
     if (!slot.state->next_offset) return;
-    KafkaPartitionList one(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(one.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
-    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), one.get(), 1000)) rd_kafka_error_destroy(e);
-  }
-
-  void set_paused(bool pause) {
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition);
-    }
-    if (pause) {
-      rd_kafka_pause_partitions(consumer_.get(), list.get());
-    } else {
-      rd_kafka_resume_partitions(consumer_.get(), list.get());
-    }
-  }
-
-  // Synchronous-with-deadline commit for shutdown: rd_kafka_commit(sync) would block for as long
-  // as the coordinator is unreachable, past shutdown_timeout.
-  void commit_offsets_bounded(int64_t timeout_ms) {
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(slots_.size())));
-    for (const auto& [id, slot] : slots_) {
-      if (!slot.state->next_offset) continue;
-      rd_kafka_topic_partition_list_add(list.get(), slot.topic.c_str(), slot.partition)->offset = slot.state->next_offset->value;
-    }
-    if (list->cnt == 0) return;
-    rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
-    rd_kafka_commit_queue(consumer_.get(), list.get(), q, nullptr, nullptr);
-    rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, static_cast<int>(timeout_ms))) {
-      result = rd_kafka_event_error(ev);
-      rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
+    consumer_->seek(PartitionTable::list(slot, true).get());
   }
 
   // ---- metrics ----------------------------------------------------------------------------
   void publish_metrics() {
-    const size_t bytes = topology_.state_bytes();
-    state_bytes_ = bytes;
-    if (http_ == nullptr) return;
-    const auto now = WallClock::now();
-    const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
-    for (int64_t ts : latency_samples_) latency_.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
-    latency_samples_.clear();
-    latency_seen_ = 0;
-
-    registry_.begin();
-    topology_.collect_counts(registry_);
-    registry_.family("socialpulse_consumer_lag_messages", "Messages behind the partition's high watermark", MetricType::gauge);
-    for (const auto& [id, slot] : slots_) {
-      int64_t lo = 0, hi = 0;
-      rd_kafka_get_watermark_offsets(consumer_.get(), slot.topic.c_str(), slot.partition, &lo, &hi);
-      const int64_t pos = slot.state->next_offset ? slot.state->next_offset->value : lo;
-      const std::string label = config_.kafka.topics.size() == 1
-                                    ? std::to_string(slot.partition)
-                                    : slot.topic + "/" + std::to_string(slot.partition);
-      const std::array<LabelPair, 1> labels{{{"partition", label}}};
-      registry_.add(labels, static_cast<double>(std::max<int64_t>(0, hi - pos)));
-    }
-    const EventTime wm = topology_.watermark();
-    if (wm > kMinEventTime) {
-      const double wm_s = static_cast<double>(to_epoch_ms(wm)) / 1000.0;
-      registry_.family("socialpulse_watermark_timestamp_seconds", "Pipeline event-time watermark", MetricType::gauge);
-      registry_.add({}, wm_s);
-      registry_.family("socialpulse_watermark_delay_seconds", "Wall clock minus the pipeline watermark", MetricType::gauge);
-      registry_.add({}, now_s - wm_s);
-    }
-    registry_.family("socialpulse_checkpoint_duration_seconds", "Time to write one checkpoint", MetricType::histogram);
-    registry_.add_histogram({}, checkpoint_hist_.bounds, checkpoint_hist_.counts, checkpoint_hist_.sum);
-    registry_.family("socialpulse_checkpoint_failures_total", "Checkpoints that could not be written", MetricType::counter);
-    registry_.add({}, static_cast<double>(checkpoint_failures_));
-    registry_.family("socialpulse_event_latency_seconds", "Message append to value exposed on /metrics", MetricType::histogram);
-    registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
-    registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB", MetricType::gauge);
-    registry_.add({}, static_cast<double>(bytes + store_->approximate_bytes()));
-    registry_.family("socialpulse_build_info", "Build information", MetricType::gauge);
-    const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
-    registry_.add(version, 1.0);
-    topology_.collect(registry_);
-    last_snapshot_ = registry_.finish();
-    http_->publish(last_snapshot_);
-  }
-
-  // While checkpoints fail, /metrics keeps the last stored state (a counter must not run ahead
-  // of what a crash would leave) but the failure count itself has to be visible to alerting.
-  void publish_checkpoint_failures() {
-    if (http_ == nullptr || !last_snapshot_) return;
-    auto copy = std::make_shared<MetricsSnapshot>(*last_snapshot_);
-    for (auto& family : *copy) {
-      if (family.name == "socialpulse_checkpoint_failures_total" && !family.metric.empty()) {
-        family.metric.front().counter.value = static_cast<double>(checkpoint_failures_);
-      }
-    }
-    last_snapshot_ = copy;
-    http_->publish(std::move(copy));
+    state_bytes_ = topology_.state_bytes();
+    if (!probe_.publishing()) return;
+    probe_.publish_metrics(topology_, slots_, *consumer_, state_bytes_ + store_->approximate_bytes());
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -774,7 +410,7 @@ class RunnerImpl final : public Runner {
     update_ready();
     spdlog::info("msg=\"shutting down: not ready\"");
     // Stop fetching first: nothing consumed after the final checkpoint would be stored.
-    set_paused(true);
+    consumer_->set_paused(slots_.list(false).get(), true);
     paused_ = true;
     stop_source();
     // Leave a margin of the deadline for flushing and leaving the group.
@@ -787,16 +423,11 @@ class RunnerImpl final : public Runner {
     auto remaining = [&] {
       return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
     };
-    const auto flushed = rd_kafka_flush(producer_.get(), static_cast<int>(std::min<int64_t>(remaining() / 2, 5000)));
-    spdlog::info("msg=\"shutdown: producer flushed\" complete={} unacknowledged={}",
-                 flushed == RD_KAFKA_RESP_ERR_NO_ERROR, rd_kafka_outq_len(producer_.get()));
-    if (!delivered_records_.empty()) {
-      // Forget outbox entries the broker acknowledged so that a restart does not resend them.
-      auto batch = store_->batch();
-      for (uint64_t d : delivered_records_) batch.remove(Family::outbox, hex_key("", d));
-      (void)store_->commit(batch);
+    sink_->flush(Millis{std::min<int64_t>(remaining() / 2, 5000)});
+    if (KafkaPartitionList offsets = slots_.list(true); stored && offsets->cnt > 0) {
+      const auto result = consumer_->commit_within(offsets.get(), Millis{std::min<int64_t>(remaining() / 2, 2000)});
+      spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
     }
-    if (stored) commit_offsets_bounded(std::min<int64_t>(remaining() / 2, 2000));
     const bool closed = close_consumer(deadline);
     if (closed) spdlog::info("msg=\"shutdown: left the group\"");
     if (!closed) {
@@ -809,33 +440,11 @@ class RunnerImpl final : public Runner {
   // Leaves the group within `deadline`; false when it could not (the handles are then abandoned
   // to process exit: destroying a handle that is still closing can block).
   bool close_consumer(SteadyClock::time_point deadline) {
-    if (!consumer_) return true;
-    auto remaining = [&] {
-      return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
-    };
-    // Close asynchronously: a sync close can hang while the coordinator is unreachable.
-    rd_kafka_queue_t* q = rd_kafka_queue_new(consumer_.get());
-    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(consumer_.get(), q)) rd_kafka_error_destroy(e);
-    while (!rd_kafka_consumer_closed(consumer_.get()) && remaining() > 0) {
-      if (rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 50)) {
-        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-          rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev);
-          if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) on_revoke(parts);
-          rd_kafka_assign(consumer_.get(), nullptr);
-        }
-        rd_kafka_event_destroy(ev);
-      }
-    }
-    const bool closed = rd_kafka_consumer_closed(consumer_.get());
-    rd_kafka_queue_destroy(q);
-    if (!closed) {
-      (void)consumer_.release();
-      (void)producer_.release();
-    }
+    const bool closed = consumer_->close(deadline, [this](rd_kafka_topic_partition_list_t* parts) { on_revoke(parts); });
+    if (!closed) sink_->abandon();
     return closed;
   }
 
-  static constexpr size_t kLatencySampleCap = 1 << 14;
   static constexpr size_t kDedupLookahead = 8;
   SteadyClock::time_point last_checkpoint_start_{};
   uint64_t batch_messages_ = 0;  // for RunnerTestHooks::on_batch_processed
@@ -849,21 +458,13 @@ class RunnerImpl final : public Runner {
       };
   Topology topology_;
   HttpServer* http_;
-  MetricsRegistry registry_;
+  RunnerProbe probe_;
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<StoreStateReader> state_reader_;
-  KafkaHandle consumer_;
-  KafkaHandle producer_;
-  std::map<int32_t, PartitionSlot> slots_;  // ordered: deterministic snapshot order
-  const char* last_topic_name_ = nullptr;  // find_slot cache
-  size_t last_topic_index_ = 0;
+  std::unique_ptr<ConsumerGroup> consumer_;
+  std::unique_ptr<OutputSink> sink_;
+  PartitionTable slots_;
   WallClock::time_point wall_now_{};
-  uint64_t outbox_seq_ = 0;
-  std::map<uint64_t, OutputRecord> inflight_records_;  // in the outbox, produced, not yet acknowledged
-  std::vector<uint64_t> delivered_records_;
-  std::vector<uint64_t> failed_records_;
-  int64_t dlq_inflight_ = 0;
-  uint64_t checkpoint_failures_ = 0;
   bool checkpoint_failing_ = false;
   bool paused_ = false;
   size_t state_paused_ = 0;  // partitions paused by align_on_state_limit()
@@ -872,13 +473,7 @@ class RunnerImpl final : public Runner {
   bool assigned_once_ = false;
   size_t state_bytes_ = 0;
   Error fatal_;
-  std::vector<int64_t> latency_samples_;
-  uint64_t latency_seen_ = 0;
-  std::minstd_rand latency_rng_{7};
-  LocalHistogram latency_;
-  LocalHistogram checkpoint_hist_;
   RunnerTestHooks hooks_;
-  std::shared_ptr<const MetricsSnapshot> last_snapshot_;
 };
 
 }  // namespace

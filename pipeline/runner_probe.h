@@ -1,0 +1,70 @@
+#pragma once
+// The runner's metrics: what it observes itself (message append -> /metrics latency, checkpoint
+// durations and failures) and the /metrics snapshot it publishes after every checkpoint, with the
+// Topology's counts and operator metrics around the runner's own families. Latency and
+// checkpoint histograms are process-local observations, not state: they start empty after a
+// restart.
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "pipeline/metrics_registry.h"
+
+namespace sp {
+
+class ConsumerGroup;
+class HttpServer;
+class PartitionTable;
+class Topology;
+
+// Contract: one thread calls; without an HttpServer nothing is published (publishing() false).
+class RunnerProbe {
+ public:
+  // `label_topics`: consumer lag series are labelled topic/partition (several input topics).
+  RunnerProbe(HttpServer* http, size_t max_series, bool label_topics);
+
+  bool publishing() const { return http_ != nullptr; }
+
+  // Hot path: keeps a uniform sample of the append timestamps consumed since the last publish.
+  void sample_latency(const rd_kafka_message_t& msg);
+  void checkpoint_written(std::chrono::steady_clock::duration took);
+  // Counts a checkpoint that could not be written and republishes the last snapshot with it.
+  void checkpoint_failed();
+
+  // A new snapshot for /metrics: the Topology's metrics, the consumer lag of the owned
+  // partitions and the runner's own (state_bytes: in memory plus RocksDB). Observes the sampled
+  // latencies against the wall clock now: the value is exposed from this moment on.
+  void publish_metrics(const Topology& topology, const PartitionTable& partitions,
+                       const ConsumerGroup& consumer, uint64_t state_bytes);
+
+ private:
+  struct Histogram {
+    std::vector<double> bounds;
+    std::vector<uint64_t> counts;  // bounds.size() + 1
+    double sum = 0;
+    explicit Histogram(std::vector<double> b);
+    void observe(double v);
+  };
+
+  // While checkpoints fail, /metrics keeps the last stored state (a counter must not run ahead
+  // of what a crash would leave) but the failure count itself has to be visible to alerting.
+  void publish_checkpoint_failures();
+
+  static constexpr size_t kLatencySampleCap = 1 << 14;
+  HttpServer* http_;
+  const bool label_topics_;
+  MetricsRegistry registry_;
+  std::vector<int64_t> latency_samples_;  // append timestamps, ms since the epoch
+  uint64_t latency_seen_ = 0;
+  std::minstd_rand latency_rng_{7};
+  Histogram latency_;
+  Histogram checkpoint_duration_;
+  uint64_t checkpoint_failures_ = 0;
+  std::shared_ptr<const MetricsSnapshot> last_snapshot_;
+};
+
+}  // namespace sp
