@@ -36,12 +36,19 @@ void install_signal_handlers() {
 // Escapes the message for the JSON log format (%v may contain quotes and backslashes).
 class JsonMessageFlag final : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     for (char c : msg.payload) {
       switch (c) {
-        case '"': dest.append(std::string_view("\\\"")); break;
-        case '\\': dest.append(std::string_view("\\\\")); break;
-        case '\n': dest.append(std::string_view("\\n")); break;
+        case '"':
+          dest.append(std::string_view("\\\""));
+          break;
+        case '\\':
+          dest.append(std::string_view("\\\\"));
+          break;
+        case '\n':
+          dest.append(std::string_view("\\n"));
+          break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) break;
           dest.push_back(c);
@@ -54,7 +61,8 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
 };
 
 void setup_logging(const sp::LogConfig& log) {
-  auto logger = std::make_shared<spdlog::logger>("socialpulse", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("socialpulse",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   if (log.format == "json") {
     formatter->add_flag<JsonMessageFlag>('*').set_pattern(
@@ -85,7 +93,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "socialpulse — social interaction events from Kafka to live business KPIs on Prometheus.\n"
       "Product contract: SPEC.md. Exit codes: 0 ok, 1 runtime failure, 78 bad configuration."};
-  app.set_version_flag("--version", std::string("socialpulse ") + std::string(sp::kSocialpulseVersion));
+  app.set_version_flag("--version",
+                       std::string("socialpulse ") + std::string(sp::kSocialpulseVersion));
   app.require_subcommand(1);
 
   std::string config_path;
@@ -107,20 +116,26 @@ int main(int argc, char** argv) {
   std::string metrics_listen;
   std::string scenario = "crisis";
   auto* demo = app.add_subcommand(
-      "demo", "Embedded broker + synthetic traffic for three brands with a scripted reputation\n"
-              "crisis + the pipeline + /metrics, in one process; prints the URLs");
+      "demo",
+      "Embedded broker + synthetic traffic for three brands with a scripted reputation\n"
+      "crisis + the pipeline + /metrics, in one process; prints the URLs");
   add_config_options(demo, false);
-  demo->add_option("--duration", duration_text, "Stop after this long (e.g. 60s; 0 = until Ctrl-C)");
+  demo->add_option("--duration", duration_text,
+                   "Stop after this long (e.g. 60s; 0 = until Ctrl-C)");
   demo->add_option("--rate", demo_rate,
                    "Synthetic events per second of event time (the history replays 60x faster)")
       ->check(CLI::PositiveNumber);
-  demo->add_option("--metrics-listen", metrics_listen, "host:port for /metrics (default from config)");
-  demo->add_option("--scenario", scenario, "steady | crisis")->check(CLI::IsMember({"steady", "crisis"}));
+  demo->add_option("--metrics-listen", metrics_listen,
+                   "host:port for /metrics (default from config)");
+  demo->add_option("--scenario", scenario, "steady | crisis")
+      ->check(CLI::IsMember({"steady", "crisis"}));
 
   int broker_partitions = 8;
-  auto* broker = app.add_subcommand("broker", "Run a standalone embedded Kafka broker; prints its bootstrap address");
+  auto* broker = app.add_subcommand(
+      "broker", "Run a standalone embedded Kafka broker; prints its bootstrap address");
   add_config_options(broker, false);
-  broker->add_option("--partitions", broker_partitions, "Partitions per topic")->check(CLI::Range(1, 1024));
+  broker->add_option("--partitions", broker_partitions, "Partitions per topic")
+      ->check(CLI::Range(1, 1024));
 
   std::string bootstrap;
   std::string topic;
@@ -133,12 +148,19 @@ int main(int argc, char** argv) {
   add_config_options(produce, false);
   produce->add_option("--bootstrap", bootstrap, "Kafka bootstrap servers (default from config)");
   produce->add_option("--topic", topic, "Topic (default: the first input topic)");
-  produce->add_option("--rate", produce_rate, "Events per second of event time; with --backfill, time-scale x rate per wall second until caught up (0 = as fast as possible)")->check(CLI::NonNegativeNumber);
+  produce
+      ->add_option("--rate", produce_rate,
+                   "Events per second of event time; with --backfill, time-scale x rate per wall "
+                   "second until caught up (0 = as fast as possible)")
+      ->check(CLI::NonNegativeNumber);
   produce->add_option("--events", produce_events, "Stop after this many events (0 = until Ctrl-C)");
-  produce->add_option("--scenario", scenario, "steady | crisis")->check(CLI::IsMember({"steady", "crisis"}));
+  produce->add_option("--scenario", scenario, "steady | crisis")
+      ->check(CLI::IsMember({"steady", "crisis"}));
   produce->add_option("--seed", seed, "Random seed (same seed = same events)");
-  produce->add_option("--backfill", backfill_text, "Start event time this far in the past (e.g. 30m)");
-  produce->add_option("--time-scale", time_scale, "Event time speed-up during the backfill")->check(CLI::PositiveNumber);
+  produce->add_option("--backfill", backfill_text,
+                      "Start event time this far in the past (e.g. 30m)");
+  produce->add_option("--time-scale", time_scale, "Event time speed-up during the backfill")
+      ->check(CLI::PositiveNumber);
   produce->get_option("--scenario")->default_str("steady");
 
   CLI11_PARSE(app, argc, argv);
@@ -235,12 +257,12 @@ int main(int argc, char** argv) {
     options.traffic.generator.crisis_start = std::chrono::minutes(31);
     options.traffic.generator.crisis_length = std::chrono::minutes(10);
     options.on_started = [](const std::string& metrics_url, const std::string& bootstrap_address) {
-      std::printf("socialpulse demo\n  metrics:   %s\n  livez:     %s\n  readyz:    %s\n"
-                  "  bootstrap: %s (kcat -b %s -L)\n  stop:      Ctrl-C\n",
-                  metrics_url.c_str(),
-                  (metrics_url.substr(0, metrics_url.rfind('/')) + "/livez").c_str(),
-                  (metrics_url.substr(0, metrics_url.rfind('/')) + "/readyz").c_str(),
-                  bootstrap_address.c_str(), bootstrap_address.c_str());
+      std::printf(
+          "socialpulse demo\n  metrics:   %s\n  livez:     %s\n  readyz:    %s\n"
+          "  bootstrap: %s (kcat -b %s -L)\n  stop:      Ctrl-C\n",
+          metrics_url.c_str(), (metrics_url.substr(0, metrics_url.rfind('/')) + "/livez").c_str(),
+          (metrics_url.substr(0, metrics_url.rfind('/')) + "/readyz").c_str(),
+          bootstrap_address.c_str(), bootstrap_address.c_str());
       std::fflush(stdout);
     };
     auto s = sp::run_service(config, options, g_stop);

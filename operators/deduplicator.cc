@@ -43,7 +43,8 @@ using byte_codec::store_u64;
 
 Deduplicator::Deduplicator(Millis horizon)
     : horizon_(std::max(horizon, Millis{0})),
-      bucket_width_ms_(std::max<int64_t>(1, (horizon_.count() + kBucketsPerHorizon - 1) / kBucketsPerHorizon)) {
+      bucket_width_ms_(
+          std::max<int64_t>(1, (horizon_.count() + kBucketsPerHorizon - 1) / kBucketsPerHorizon)) {
   // Live buckets span [bucket(max - horizon), bucket(max)]: at most horizon/width + 2 of them.
   const int64_t slots = (horizon_.count() + bucket_width_ms_ - 1) / bucket_width_ms_ + 2;
   ring_.resize(static_cast<size_t>(slots));
@@ -71,7 +72,9 @@ Deduplicator::Key Deduplicator::key_of(const Event& event) {
   return Key{h.low64, h.high64};
 }
 
-int64_t Deduplicator::bucket_of(int64_t time_ms) const { return floor_div(time_ms, bucket_width_ms_); }
+int64_t Deduplicator::bucket_of(int64_t time_ms) const {
+  return floor_div(time_ms, bucket_width_ms_);
+}
 
 bool Deduplicator::is_duplicate(const Event& event, const Key& key) {
   const int64_t t = to_epoch_ms(event.time);
@@ -218,7 +221,8 @@ Status Deduplicator::restore(std::string_view bytes) {
     return corrupt("length does not match entry count");
   }
   if (!seen_any && count != 0) return corrupt("entries without a max event time");
-  if (seen_any && (max_time < to_epoch_ms(kMinEventTime) || max_time > to_epoch_ms(kMaxEventTime))) {
+  if (seen_any &&
+      (max_time < to_epoch_ms(kMinEventTime) || max_time > to_epoch_ms(kMaxEventTime))) {
     return corrupt("max event time out of range");
   }
   clear();
@@ -297,7 +301,8 @@ void Deduplicator::checkpoint_committed(const CheckpointDelta& delta) {
   delta_.erase(delta_.begin(), delta_.begin() + static_cast<std::ptrdiff_t>(n));
   if (!delta.expired_segments.empty()) {
     std::erase_if(segments_, [&](const Segment& seg) {
-      return std::binary_search(delta.expired_segments.begin(), delta.expired_segments.end(), seg.seq);
+      return std::binary_search(delta.expired_segments.begin(), delta.expired_segments.end(),
+                                seg.seq);
     });
   }
   if (delta.has_segment) {
@@ -321,7 +326,8 @@ Status Deduplicator::begin_restore(std::string_view header) {
   const bool seen_any = header[5] != 0;
   const auto max_time = static_cast<int64_t>(load_u64(header.data() + 6));
   const uint64_t next_segment = load_u64(header.data() + 14);
-  if (seen_any && (max_time < to_epoch_ms(kMinEventTime) || max_time > to_epoch_ms(kMaxEventTime))) {
+  if (seen_any &&
+      (max_time < to_epoch_ms(kMinEventTime) || max_time > to_epoch_ms(kMaxEventTime))) {
     return corrupt("max event time out of range");
   }
   clear();

@@ -11,9 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "base/result.h"
 #include "operators/event.h"
 #include "operators/keyed_state.h"
-#include "operators/result.h"
 #include "operators/time.h"
 
 namespace sp {
@@ -55,12 +55,12 @@ class Deduplicator {
   // between two committed checkpoints, so that a checkpoint costs what changed. A segment can be
   // deleted once every id in it left the horizon. The store keeps bytes; this class decides.
   struct CheckpointDelta {
-    std::string header;           // always written; replaces the previous header
-    bool has_segment = false;     // no new ids: no segment
-    uint64_t segment = 0;         // sequence number of the new segment
+    std::string header;        // always written; replaces the previous header
+    bool has_segment = false;  // no new ids: no segment
+    uint64_t segment = 0;      // sequence number of the new segment
     std::string segment_bytes;
     std::vector<uint64_t> expired_segments;  // to delete in the same batch
-    size_t delta_count = 0;       // ids covered by this delta (consumed by checkpoint_committed)
+    size_t delta_count = 0;  // ids covered by this delta (consumed by checkpoint_committed)
   };
   // Fills `out` from the state now; changes nothing, so a failed commit can simply be retried.
   void prepare_checkpoint(CheckpointDelta& out) const;
@@ -105,9 +105,9 @@ class Deduplicator {
   int64_t bucket_width_ms_;
   bool seen_any_ = false;
   int64_t max_time_ms_ = 0;
-  int64_t oldest_bucket_ = 0;  // every live entry's bucket is >= this
+  int64_t oldest_bucket_ = 0;                           // every live entry's bucket is >= this
   absl::flat_hash_map<Key, int64_t, KeyHash> entries_;  // key -> event time (ms) first seen
-  std::vector<Bucket> ring_;  // bucket b lives in slot b mod ring_.size()
+  std::vector<Bucket> ring_;                            // bucket b lives in slot b mod ring_.size()
 
   struct Row {
     Key key;
@@ -117,8 +117,8 @@ class Deduplicator {
     uint64_t seq;
     int64_t newest_ms;  // deletable once the cutoff passes it
   };
-  std::vector<Row> delta_;           // remembered since the last committed checkpoint, in order
-  std::deque<Segment> segments_;     // stored segments, by sequence number
+  std::vector<Row> delta_;        // remembered since the last committed checkpoint, in order
+  std::deque<Segment> segments_;  // stored segments, by sequence number
   uint64_t next_segment_ = 0;
   CheckpointDelta pending_delta_;  // written by checkpoint(), applied by checkpoint_committed()
   static constexpr size_t kMinDeltaCompaction = 4096;

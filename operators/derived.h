@@ -59,7 +59,8 @@ inline Derived derive(const Event& e, const KpiSettings& kpi, const EmvSettings&
     if (e.sentiment < -0.05) d.negative = cw * -e.sentiment;
   }
   const bool exposes = e.type == EventType::mention || e.type == EventType::share;
-  const double exposure = static_cast<double>(d.impressions) + (exposes ? static_cast<double>(e.reach) : 0.0);
+  const double exposure =
+      static_cast<double>(d.impressions) + (exposes ? static_cast<double>(e.reach) : 0.0);
   d.emv = static_cast<double>(c) * emv.action_value[t] + exposure / 1000.0 * emv.cpm;
   return d;
 }

@@ -3,8 +3,8 @@
 namespace sp {
 namespace {
 constexpr std::array<std::string_view, kEventTypeCount> kTypeNames = {
-    "impression", "like", "comment", "share", "mention", "reply",
-    "follow",     "unfollow", "click", "lead", "review",  "idea"};
+    "impression", "like",     "comment", "share", "mention", "reply",
+    "follow",     "unfollow", "click",   "lead",  "review",  "idea"};
 constexpr std::array<std::string_view, kRoleCount> kRoleNames = {
     "customer", "employee", "partner", "manager", "prospect", "anonymous"};
 }  // namespace
@@ -28,11 +28,16 @@ std::optional<Role> parse_role(std::string_view s) {
 
 std::string_view to_string(RejectReason r) {
   switch (r) {
-    case RejectReason::malformed_json: return "malformed_json";
-    case RejectReason::schema: return "schema";
-    case RejectReason::too_large: return "too_large";
-    case RejectReason::future_time: return "future_time";
-    case RejectReason::unknown_brand: return "unknown_brand";
+    case RejectReason::malformed_json:
+      return "malformed_json";
+    case RejectReason::schema:
+      return "schema";
+    case RejectReason::too_large:
+      return "too_large";
+    case RejectReason::future_time:
+      return "future_time";
+    case RejectReason::unknown_brand:
+      return "unknown_brand";
   }
   return "unknown";
 }

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "operators/result.h"
+#include "base/result.h"
 
 namespace sp {
 

@@ -6,10 +6,14 @@ namespace sp {
 
 std::string_view to_string(DroppedKind kind) {
   switch (kind) {
-    case DroppedKind::brand: return "brand";
-    case DroppedKind::channel: return "channel";
-    case DroppedKind::window: return "window";
-    case DroppedKind::type: return "type";
+    case DroppedKind::brand:
+      return "brand";
+    case DroppedKind::channel:
+      return "channel";
+    case DroppedKind::window:
+      return "window";
+    case DroppedKind::type:
+      return "type";
   }
   return "unknown";
 }

@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "operators/time.h"
 
 namespace sp {

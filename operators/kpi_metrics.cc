@@ -12,5 +12,4 @@ void append_double(std::string& out, double v) {
   out.append(buf, res.ptr);
 }
 
-
 }  // namespace sp

@@ -5,10 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
 #include "operators/event.h"
 #include "operators/keyed_state.h"
 #include "operators/metrics_writer.h"
-#include "operators/result.h"
 #include "operators/time.h"
 
 namespace sp {

@@ -351,8 +351,7 @@ Status check_version(byte_codec::Reader& in, uint64_t expected, std::string_view
   if (version == expected) return {};
   return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
                                           "' has format version " + std::to_string(version) +
-                                          ", this build reads version " +
-                                          std::to_string(expected));
+                                          ", this build reads version " + std::to_string(expected));
 }
 
 }  // namespace
@@ -370,20 +369,21 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     }
     std::vector<SpikeDetector> detectors(detectors_.size(), SpikeDetector(kpi_.spike));
     std::vector<uint64_t> spikes(detectors_.size());
-    auto scanned = in.scan("detector/", [&](std::string_view key, std::string_view bytes) -> Status {
-      const std::string_view name = key.substr(9);
-      const auto brand = vocabulary_.find_brand(name);
-      if (!brand) {
-        in.drop(key, DroppedKind::brand, name);
-        return {};
-      }
-      byte_codec::Reader r(bytes);
-      if (auto v = check_version(r, kGlobalSnapshotVersion, key); !v) return v;
-      if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
-      spikes[*brand] = r.u64();
-      if (!r.done()) return corrupt_reputation(key);
-      return {};
-    });
+    auto scanned =
+        in.scan("detector/", [&](std::string_view key, std::string_view bytes) -> Status {
+          const std::string_view name = key.substr(9);
+          const auto brand = vocabulary_.find_brand(name);
+          if (!brand) {
+            in.drop(key, DroppedKind::brand, name);
+            return {};
+          }
+          byte_codec::Reader r(bytes);
+          if (auto v = check_version(r, kGlobalSnapshotVersion, key); !v) return v;
+          if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
+          spikes[*brand] = r.u64();
+          if (!r.done()) return corrupt_reputation(key);
+          return {};
+        });
     if (!scanned) return scanned;
     closed_end_ = closed_end;
     detectors_ = std::move(detectors);

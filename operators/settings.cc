@@ -5,12 +5,12 @@ namespace sp {
 std::vector<WindowSpec> default_windows() {
   using std::chrono::minutes;
   using std::chrono::seconds;
-  WindowSpec minute{"minute", WindowKind::tumbling, minutes(1), minutes(1), Millis{0}, seconds(30),
-                    EmitMode::final};
-  WindowSpec hourly{"hourly", WindowKind::hopping, minutes(60), minutes(5), Millis{0}, minutes(2),
-                    EmitMode::final};
-  WindowSpec sessions{"sessions", WindowKind::session, Millis{0}, Millis{0}, minutes(30),
-                      Millis{0}, EmitMode::final};
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(30),          EmitMode::final};
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
+                      minutes(30), Millis{0},           EmitMode::final};
   return {minute, hourly, sessions};
 }
 

@@ -11,7 +11,7 @@ namespace sp {
 namespace {
 
 // Owners of state next to the operators (kReservedStateOwners: windows cannot be named so).
-constexpr std::string_view kInputOwner = "input";      // offset and message counts
+constexpr std::string_view kInputOwner = "input";  // offset and message counts
 constexpr std::string_view kDedupOwner = "dedup";
 constexpr std::string_view kTrackerOwner = "tracker";
 constexpr std::string_view kTopologyOwner = "topology";  // global: the operator list
@@ -283,8 +283,7 @@ void Topology::collect_counts(MetricsWriter& out) const {
   counter("socialpulse_events_accepted_total", "Valid, non-duplicate events", total.accepted);
   counter("socialpulse_events_duplicate_total",
           "Events whose (brand, id) was seen within dedup.horizon", total.duplicate);
-  counter("socialpulse_dlq_messages_total", "Messages written to the dead-letter topic",
-          total.dlq);
+  counter("socialpulse_dlq_messages_total", "Messages written to the dead-letter topic", total.dlq);
   out.family("socialpulse_events_rejected_total", "Rejected messages by reason",
              MetricType::counter);
   for (size_t r = 0; r < kRejectReasonCount; ++r) {

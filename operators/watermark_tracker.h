@@ -6,9 +6,9 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.h"
 #include "operators/keyed_state.h"
 #include "operators/partition_states.h"
-#include "operators/result.h"
 #include "operators/settings.h"
 #include "operators/time.h"
 

@@ -23,7 +23,8 @@ Status check_state_format(CheckpointStore& store, const std::string& path) {
     return make_error(ErrorKind::fatal,
                       "state in " + path +
                           " has format version 1 (positional snapshots, before named keys); this "
-                          "build reads version " + std::to_string(kStateFormat) +
+                          "build reads version " +
+                          std::to_string(kStateFormat) +
                           " and cannot map it: move the directory away to rebuild state from the "
                           "input topics");
   }

@@ -1,7 +1,5 @@
 #include "pipeline/config.h"
 
-#include "operators/topology.h"
-
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,6 +18,8 @@
 #include <sstream>
 #include <utility>
 
+#include "operators/topology.h"
+
 namespace sp {
 
 Result<Millis> parse_duration(std::string_view text) {
@@ -31,7 +31,7 @@ Result<Millis> parse_duration(std::string_view text) {
     auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
     if (ec != std::errc() || ptr == rest.data() || n < 0) {
       return make_error(ErrorKind::invalid_input, "invalid duration '" + std::string(text) +
-                                                   "' (expected e.g. 500ms, 10s, 1m, 24h)");
+                                                      "' (expected e.g. 500ms, 10s, 1m, 24h)");
     }
     rest.remove_prefix(static_cast<size_t>(ptr - rest.data()));
     int64_t unit = 0;
@@ -47,11 +47,12 @@ Result<Millis> parse_duration(std::string_view text) {
       unit = 86'400'000, rest.remove_prefix(1);
     } else {
       return make_error(ErrorKind::invalid_input, "invalid duration '" + std::string(text) +
-                                                   "' (unit must be ms, s, m, h or d)");
+                                                      "' (unit must be ms, s, m, h or d)");
     }
     // Signed overflow would be UB and could turn a typo into a tiny or negative interval.
     if (n > (std::numeric_limits<int64_t>::max() - total) / unit) {
-      return make_error(ErrorKind::invalid_input, "duration '" + std::string(text) + "' is too large");
+      return make_error(ErrorKind::invalid_input,
+                        "duration '" + std::string(text) + "' is too large");
     }
     total += n * unit;
   }
@@ -224,8 +225,8 @@ Result<std::string> expand_env(std::string_view in, int depth = 0) {
     if (op.empty()) {
       if (raw == nullptr) {
         return make_error(ErrorKind::invalid_input, "environment variable " + name +
-                                                     " is not set (use ${" + name +
-                                                     ":-default} to give a default)");
+                                                        " is not set (use ${" + name +
+                                                        ":-default} to give a default)");
       }
       out += raw;
     } else if (!missing) {

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "operators/settings.h"
 #include "operators/time.h"
 #include "operators/vocabulary.h"

@@ -37,9 +37,8 @@ void ConsumerGroup::set_paused(rd_kafka_topic_partition_list_t* partitions, bool
 }
 
 void ConsumerGroup::seek(rd_kafka_topic_partition_list_t* partitions) {
-  if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer_.get(), partitions, 1000)) {
-    rd_kafka_error_destroy(e);
-  }
+  // Best effort: a partition that fails to seek is re-sought on its next resume.
+  (void)KafkaError(rd_kafka_seek_partitions(consumer_.get(), partitions, 1000));
 }
 
 ConsumerGroup::Watermarks ConsumerGroup::watermarks(const std::string& topic,
@@ -64,9 +63,8 @@ rd_kafka_resp_err_t ConsumerGroup::commit_within(rd_kafka_topic_partition_list_t
   KafkaQueue queue(rd_kafka_queue_new(consumer_.get()));
   rd_kafka_commit_queue(consumer_.get(), offsets, queue.get(), nullptr, nullptr);
   rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__TIMED_OUT;
-  if (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()))) {
-    result = rd_kafka_event_error(ev);
-    rd_kafka_event_destroy(ev);
+  if (KafkaEvent ev(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()))); ev) {
+    result = rd_kafka_event_error(ev.get());
   }
   return result;
 }
@@ -80,17 +78,14 @@ bool ConsumerGroup::close(std::chrono::steady_clock::time_point deadline,
   };
   // Close asynchronously: a sync close can hang while the coordinator is unreachable.
   KafkaQueue queue(rd_kafka_queue_new(consumer_.get()));
-  if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(consumer_.get(), queue.get())) {
-    rd_kafka_error_destroy(e);
-  }
+  // A close that cannot start is seen below: the consumer never reports closed.
+  (void)KafkaError(rd_kafka_consumer_close_queue(consumer_.get(), queue.get()));
   while (!rd_kafka_consumer_closed(consumer_.get()) && remaining() > 0) {
-    if (rd_kafka_event_t* ev = rd_kafka_queue_poll(queue.get(), 50)) {
-      if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-        rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev);
-        if (rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) on_revoke(parts);
-        rd_kafka_assign(consumer_.get(), nullptr);
-      }
-      rd_kafka_event_destroy(ev);
+    KafkaEvent ev(rd_kafka_queue_poll(queue.get(), 50));
+    if (ev && rd_kafka_event_type(ev.get()) == RD_KAFKA_EVENT_REBALANCE) {
+      rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev.get());
+      if (rd_kafka_event_error(ev.get()) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) on_revoke(parts);
+      rd_kafka_assign(consumer_.get(), nullptr);
     }
   }
   const bool closed = rd_kafka_consumer_closed(consumer_.get());

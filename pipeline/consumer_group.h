@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "operators/time.h"
 #include "pipeline/kafka.h"
 

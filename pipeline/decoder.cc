@@ -55,9 +55,9 @@ enum class Key : uint8_t {
 constexpr size_t kKeyCount = static_cast<size_t>(Key::unknown);
 
 constexpr std::array<const char*, kKeyCount> kKeyPath = {
-    "id",   "time",      "brand",  "channel", "type",     "count",
-    "actor", "reach",    "sentiment", "rating", "value",  "response_time_s",
-    "campaign", "url",   "text",   "specversion", "data"};
+    "id",       "time",  "brand",     "channel",     "type",  "count",
+    "actor",    "reach", "sentiment", "rating",      "value", "response_time_s",
+    "campaign", "url",   "text",      "specversion", "data"};
 
 constexpr uint32_t bit(Key k) { return uint32_t{1} << static_cast<unsigned>(k); }
 
@@ -167,7 +167,9 @@ bool raw_key_has_escape(const char* r) {
   }
 }
 
-bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 unsigned hex4(const char* p) {
   unsigned v = 0;
@@ -189,19 +191,21 @@ bool escapes_valid(const char* p, const char* end) {
     }
     if (end - p < 2) return false;
     const char c = p[1];
-    if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't') {
+    if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' ||
+        c == 't') {
       p += 2;
       continue;
     }
-    if (c != 'u' || end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5])) {
+    if (c != 'u' || end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) ||
+        !is_hex(p[5])) {
       return false;
     }
     const unsigned cp = hex4(p + 2);
     p += 6;
     if (cp >= 0xDC00 && cp <= 0xDFFF) return false;
     if (cp >= 0xD800 && cp <= 0xDBFF) {
-      if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) ||
-          !is_hex(p[5])) {
+      if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || !is_hex(p[2]) || !is_hex(p[3]) ||
+          !is_hex(p[4]) || !is_hex(p[5])) {
         return false;
       }
       const unsigned low = hex4(p + 2);
@@ -235,20 +239,31 @@ constexpr const char* kProblemDuplicate = "duplicate key";
 
 const char* describe(error_code e) {
   switch (e) {
-    case simdjson::EMPTY: return "empty message";
-    case simdjson::UTF8_ERROR: return "invalid UTF-8";
-    case simdjson::STRING_ERROR: return "invalid string escape";
-    case simdjson::UNESCAPED_CHARS: return "unescaped control character in string";
-    case simdjson::UNCLOSED_STRING: return "unclosed string";
-    case simdjson::NUMBER_ERROR: return "invalid number";
+    case simdjson::EMPTY:
+      return "empty message";
+    case simdjson::UTF8_ERROR:
+      return "invalid UTF-8";
+    case simdjson::STRING_ERROR:
+      return "invalid string escape";
+    case simdjson::UNESCAPED_CHARS:
+      return "unescaped control character in string";
+    case simdjson::UNCLOSED_STRING:
+      return "unclosed string";
+    case simdjson::NUMBER_ERROR:
+      return "invalid number";
     case simdjson::T_ATOM_ERROR:
     case simdjson::F_ATOM_ERROR:
-    case simdjson::N_ATOM_ERROR: return "invalid literal";
-    case simdjson::DEPTH_ERROR: return "nesting too deep";
-    case simdjson::TRAILING_CONTENT: return "trailing content after the JSON value";
+    case simdjson::N_ATOM_ERROR:
+      return "invalid literal";
+    case simdjson::DEPTH_ERROR:
+      return "nesting too deep";
+    case simdjson::TRAILING_CONTENT:
+      return "trailing content after the JSON value";
     case simdjson::TAPE_ERROR:
-    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT: return "invalid JSON structure";
-    default: return simdjson::error_message(e);
+    case simdjson::INCOMPLETE_ARRAY_OR_OBJECT:
+      return "invalid JSON structure";
+    default:
+      return simdjson::error_message(e);
   }
 }
 
@@ -256,7 +271,8 @@ const char* describe(error_code e) {
 // tokens ("01", "1.") and for well-formed numbers it cannot represent (1e400); only the former
 // is malformed JSON, the latter is a schema (range) problem.
 bool is_json_number(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
     s.remove_suffix(1);
   }
   size_t i = 0;
@@ -293,7 +309,9 @@ bool length_in_chars_ok(std::string_view s, size_t max_chars) {
   return chars <= max_chars;
 }
 
-constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+constexpr char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
 
 constexpr bool is_brand_char(char c, bool first) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -308,21 +326,27 @@ std::optional<EventType> parse_type_fast(std::string_view s) {
     return std::nullopt;
   };
   switch (s[0]) {
-    case 'i': return s.size() == 4 ? is("idea", EventType::idea) : is("impression", EventType::impression);
+    case 'i':
+      return s.size() == 4 ? is("idea", EventType::idea) : is("impression", EventType::impression);
     case 'l':
       if (s == "like") return EventType::like;
       return is("lead", EventType::lead);
     case 'c':
       if (s.size() == 7) return is("comment", EventType::comment);
       return is("click", EventType::click);
-    case 's': return is("share", EventType::share);
-    case 'm': return is("mention", EventType::mention);
+    case 's':
+      return is("share", EventType::share);
+    case 'm':
+      return is("mention", EventType::mention);
     case 'r':
       if (s.size() == 5) return is("reply", EventType::reply);
       return is("review", EventType::review);
-    case 'f': return is("follow", EventType::follow);
-    case 'u': return is("unfollow", EventType::unfollow);
-    default: return std::nullopt;
+    case 'f':
+      return is("follow", EventType::follow);
+    case 'u':
+      return is("unfollow", EventType::unfollow);
+    default:
+      return std::nullopt;
   }
 }
 
@@ -334,14 +358,19 @@ std::optional<Role> parse_role_fast(std::string_view s) {
     return std::nullopt;
   };
   switch (s[0]) {
-    case 'c': return is("customer", Role::customer);
-    case 'e': return is("employee", Role::employee);
+    case 'c':
+      return is("customer", Role::customer);
+    case 'e':
+      return is("employee", Role::employee);
     case 'p':
       if (s.size() > 1 && s[1] == 'a') return is("partner", Role::partner);
       return is("prospect", Role::prospect);
-    case 'm': return is("manager", Role::manager);
-    case 'a': return is("anonymous", Role::anonymous);
-    default: return std::nullopt;
+    case 'm':
+      return is("manager", Role::manager);
+    case 'a':
+      return is("anonymous", Role::anonymous);
+    default:
+      return std::nullopt;
   }
 }
 
@@ -354,7 +383,8 @@ class NameTable {
   NameTable(size_t count, NameAt name_at) : by_length_(kMaxLength + 1) {
     for (size_t i = 0; i < count; ++i) {
       const std::string& name = name_at(i);
-      if (name.size() <= kMaxLength) by_length_[name.size()].push_back({name, static_cast<uint16_t>(i)});
+      if (name.size() <= kMaxLength)
+        by_length_[name.size()].push_back({name, static_cast<uint16_t>(i)});
     }
   }
   std::optional<uint16_t> find(std::string_view name) const {
@@ -505,8 +535,13 @@ struct EventDecoder::Impl {
   Impl(const Vocabulary& v, DecoderOptions o)
       : vocab(v),
         options(o),
-        brands(v.other_brand(), [&](size_t i) -> const std::string& { return v.brand_name(static_cast<BrandIndex>(i)); }),
-        channels(v.other_channel(), [&](size_t i) -> const std::string& { return v.channel_name(static_cast<ChannelIndex>(i)); }) {
+        brands(v.other_brand(),
+               [&](size_t i) -> const std::string& {
+                 return v.brand_name(static_cast<BrandIndex>(i));
+               }),
+        channels(v.other_channel(), [&](size_t i) -> const std::string& {
+          return v.channel_name(static_cast<ChannelIndex>(i));
+        }) {
     buffer_capacity = options.max_message_bytes + simdjson::SIMDJSON_PADDING;
     buffer = std::make_unique<char[]>(buffer_capacity);
     // Allocate the parser up front so the first message does not pay for it; failure here is
@@ -633,7 +668,8 @@ Got EventDecoder::Impl::validate(V& v, int depth) {
         const error_code e = v.get_double().get(d);
         if (!e) return Got::ok;
         std::string_view token;
-        if (e == simdjson::NUMBER_ERROR && !v.raw_json_token().get(token) && is_json_number(token)) {
+        if (e == simdjson::NUMBER_ERROR && !v.raw_json_token().get(token) &&
+            is_json_number(token)) {
           root_scalar_unconsumed = true;  // 1e400: well-formed, just not a double
           return Got::ok;
         }
@@ -651,11 +687,12 @@ Got EventDecoder::Impl::validate(V& v, int depth) {
         std::string_view token;
         if (v.raw_json_token().get(token)) return fatal(simdjson::N_ATOM_ERROR);
         const bool at_end = token.data() + token.size() == buffer.get() + payload_size;
-        while (!token.empty() && (token.back() == ' ' || token.back() == '\t' || token.back() == '\n' ||
-                                  token.back() == '\r')) {
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t' ||
+                                  token.back() == '\n' || token.back() == '\r')) {
           token.remove_suffix(1);
         }
-        if (token != "null" && token != "true" && token != "false") return fatal(simdjson::N_ATOM_ERROR);
+        if (token != "null" && token != "true" && token != "false")
+          return fatal(simdjson::N_ATOM_ERROR);
         if (!at_end) return fatal(simdjson::TRAILING_CONTENT);
         root_scalar_unconsumed = true;
         return Got::ok;
@@ -774,14 +811,19 @@ Got EventDecoder::Impl::read_actor(od::value& v, Scope& s, int depth) {
     od::field f;
     if (auto e = std::move(fr).get(f)) return fatal(e);
     const char* raw = f.key().raw();
-    uint32_t which = raw_is(raw, "id\"") ? kId : raw_is(raw, "role\"") ? kRole : raw_is(raw, "followers\"") ? kFollowers : 0;
+    uint32_t which = raw_is(raw, "id\"")          ? kId
+                     : raw_is(raw, "role\"")      ? kRole
+                     : raw_is(raw, "followers\"") ? kFollowers
+                                                  : 0;
     if (which == 0 && raw_key_has_escape(raw)) {
       std::string_view key;
       if (auto e = f.unescaped_key().get(key)) return fatal(e);
       which = key == "id" ? kId : key == "role" ? kRole : key == "followers" ? kFollowers : 0;
     }
     od::value& fv = f.value();
-    const char* path = which == kId ? "actor.id" : which == kRole ? "actor.role" : "actor.followers";
+    const char* path = which == kId     ? "actor.id"
+                       : which == kRole ? "actor.role"
+                                        : "actor.followers";
     if (which == 0) {
       if (Got g = validate(fv, depth + 1); g != Got::ok) return g;
       continue;
@@ -978,9 +1020,8 @@ bool EventDecoder::Impl::decode_object(od::object& obj, Scope& s, bool top_level
   return true;
 }
 
-tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(std::string_view payload,
-                                                               std::span<const HeaderView> headers,
-                                                               EventTime wall_now) {
+tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(
+    std::string_view payload, std::span<const HeaderView> headers, EventTime wall_now) {
   if (payload.size() > options.max_message_bytes) {
     return reject(RejectReason::too_large, "", "$",
                   std::to_string(payload.size()) + " bytes exceeds max_message_bytes " +
@@ -1008,16 +1049,19 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(std::string_vie
   fatal_problem = nullptr;
 
   od::document doc;
-  if (auto e = parser.iterate(buffer.get(), payload.size(), payload.size() + simdjson::SIMDJSON_PADDING)
-                   .get(doc)) {
+  if (auto e =
+          parser.iterate(buffer.get(), payload.size(), payload.size() + simdjson::SIMDJSON_PADDING)
+              .get(doc)) {
     return reject(RejectReason::malformed_json, "", "$", describe(e));
   }
   od::object obj;
   if (auto e = doc.get_object().get(obj)) {
-    if (e != simdjson::INCORRECT_TYPE) return reject(RejectReason::malformed_json, "", "$", describe(e));
+    if (e != simdjson::INCORRECT_TYPE)
+      return reject(RejectReason::malformed_json, "", "$", describe(e));
     // Valid JSON that is not an object is a schema problem; anything else is malformed.
     root_scalar_unconsumed = false;
-    if (validate(doc, 0) != Got::ok) return reject(RejectReason::malformed_json, "", "$", fatal_problem);
+    if (validate(doc, 0) != Got::ok)
+      return reject(RejectReason::malformed_json, "", "$", fatal_problem);
     const char* loc;
     if (!root_scalar_unconsumed && !doc.current_location().get(loc)) {
       return reject(RejectReason::malformed_json, "", "$", "trailing content after the JSON value");
@@ -1042,7 +1086,8 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(std::string_vie
       }
     }
     if (data_duplicate) return reject(RejectReason::schema, "", "data", kProblemDuplicate);
-    if (!(top.present & bit(Key::data))) return reject(RejectReason::schema, "", "data", kProblemRequired);
+    if (!(top.present & bit(Key::data)))
+      return reject(RejectReason::schema, "", "data", kProblemRequired);
     if (!data_is_object) return reject(RejectReason::schema, "", "data", kProblemObject);
     if (!data.has(Key::id) && top.has(Key::id) && !(data.errors & bit(Key::id))) {
       data.id = top.id;
@@ -1058,8 +1103,8 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::decode(std::string_vie
 }
 
 tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::string_view prefix,
-                                                               const CloudEventHeaders& ce,
-                                                               EventTime wall_now) {
+                                                                 const CloudEventHeaders& ce,
+                                                                 EventTime wall_now) {
   if (ce.binary && *ce.specversion != "1.0") {
     return reject(RejectReason::schema, "", "ce_specversion", kProblemSpecVersion);
   }
@@ -1090,7 +1135,9 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::
     }
   }
   for (Key k : {Key::id, Key::time, Key::brand, Key::channel, Key::type}) {
-    if (!s.has(k)) return reject(RejectReason::schema, prefix, kKeyPath[static_cast<size_t>(k)], kProblemRequired);
+    if (!s.has(k))
+      return reject(RejectReason::schema, prefix, kKeyPath[static_cast<size_t>(k)],
+                    kProblemRequired);
   }
 
   Event& ev = event;
@@ -1104,7 +1151,8 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::
   const std::optional<uint16_t> brand = brands.find(s.brand);
   const bool known = brand.has_value();
   ev.brand = known ? *brand : vocab.other_brand();
-  const std::optional<uint16_t> channel = s.channel_overlong ? std::nullopt : channels.find(s.channel);
+  const std::optional<uint16_t> channel =
+      s.channel_overlong ? std::nullopt : channels.find(s.channel);
   ev.channel = channel ? *channel : vocab.other_channel();
   if (s.has(Key::actor)) {
     ev.has_actor = true;
@@ -1130,9 +1178,9 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::
   }
 
   if (ev.time > wall_now + options.max_future) {
-    return reject(RejectReason::future_time, prefix, "time",
-                  "more than " + std::to_string(options.max_future.count()) +
-                      " ms ahead of the wall clock");
+    return reject(
+        RejectReason::future_time, prefix, "time",
+        "more than " + std::to_string(options.max_future.count()) + " ms ahead of the wall clock");
   }
   if (!known && options.unknown == UnknownBrandPolicy::reject) {
     return reject(RejectReason::unknown_brand, prefix, "brand",

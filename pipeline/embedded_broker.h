@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "pipeline/kafka.h"
 
 namespace sp {

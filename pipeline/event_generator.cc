@@ -15,9 +15,8 @@ std::vector<double> cumulative(std::initializer_list<double> weights) {
   return out;
 }
 
-constexpr const char* kTypes[] = {"impression", "like",  "comment", "share",
-                                  "mention",    "reply", "follow",  "unfollow",
-                                  "click",      "lead",  "review",  "idea"};
+constexpr const char* kTypes[] = {"impression", "like",     "comment", "share", "mention", "reply",
+                                  "follow",     "unfollow", "click",   "lead",  "review",  "idea"};
 constexpr const char* kRoles[] = {"customer", "prospect", "employee",
                                   "partner",  "manager",  "anonymous"};
 
@@ -58,18 +57,23 @@ void EventGenerator::next(EventTime t, GeneratedEvent& out) {
   const bool in_crisis = options_.crisis && since_origin >= options_.crisis_start &&
                          since_origin < options_.crisis_start + options_.crisis_length &&
                          uniform() < options_.crisis_intensity;
-  const std::string& brand = in_crisis ? options_.crisis_brand : options_.brands[pick(brand_weights_)];
+  const std::string& brand =
+      in_crisis ? options_.crisis_brand : options_.brands[pick(brand_weights_)];
   const size_t type = in_crisis ? 4 /* mention */ : pick(type_weights_);
   const size_t channel = in_crisis ? 0 : pick(channel_weights_);
   const size_t role = pick(role_weights_);
   const int actor = static_cast<int>(uniform() * options_.actors_per_brand);
   // Log-normal audience: most actors are small, a few are influencers.
-  const auto followers = static_cast<int64_t>(std::exp(4.0 + 2.0 * std::normal_distribution<>(0, 1)(rng_)));
+  const auto followers =
+      static_cast<int64_t>(std::exp(4.0 + 2.0 * std::normal_distribution<>(0, 1)(rng_)));
 
   out.key = brand;
   std::string& v = out.value;
   v.clear();
-  v.append("{\"id\":\"gen-").append(std::to_string(options_.seed)).append("-").append(std::to_string(produced_));
+  v.append("{\"id\":\"gen-")
+      .append(std::to_string(options_.seed))
+      .append("-")
+      .append(std::to_string(produced_));
   v.append("\",\"time\":\"").append(format_rfc3339_ms(t));
   v.append("\",\"brand\":\"").append(brand);
   v.append("\",\"channel\":\"").append(options_.channels[channel]);
@@ -79,10 +83,13 @@ void EventGenerator::next(EventTime t, GeneratedEvent& out) {
   }
   v.append(",\"actor\":{\"id\":\"").append(brand).append("-u").append(std::to_string(actor));
   v.append("\",\"role\":\"").append(kRoles[role]);
-  v.append("\",\"followers\":").append(std::to_string(std::min<int64_t>(followers, 50'000'000))).append("}");
+  v.append("\",\"followers\":")
+      .append(std::to_string(std::min<int64_t>(followers, 50'000'000)))
+      .append("}");
   const bool opinionated = type == 2 || type == 4 || type == 5 || type == 3;
   if (type == 4 || type == 3) {
-    v.append(",\"reach\":").append(std::to_string(static_cast<int64_t>(followers * (0.5 + uniform()))));
+    v.append(",\"reach\":")
+        .append(std::to_string(static_cast<int64_t>(followers * (0.5 + uniform()))));
   }
   if (in_crisis) {
     v.append(",\"sentiment\":");
@@ -95,7 +102,8 @@ void EventGenerator::next(EventTime t, GeneratedEvent& out) {
     v.append(",\"sentiment\":");
     append_number(v, s);
   }
-  if (type == 10) v.append(",\"rating\":").append(std::to_string(1 + static_cast<int>(uniform() * 5)));
+  if (type == 10)
+    v.append(",\"rating\":").append(std::to_string(1 + static_cast<int>(uniform() * 5)));
   if (type == 5) {
     v.append(",\"response_time_s\":");
     append_number(v, 30.0 + std::exp(6.0 + 1.2 * std::normal_distribution<>(0, 1)(rng_)));

@@ -61,10 +61,9 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options)
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->options_ = std::move(options);
   std::string listen = server->options_.listen;
-  std::array<const char*, 7> civet_options = {"listening_ports", listen.c_str(),
-                                                    "num_threads",     "4",
-                                                    "request_timeout_ms", "10000",
-                                                    nullptr};
+  std::array<const char*, 7> civet_options = {
+      "listening_ports",    listen.c_str(), "num_threads", "4",
+      "request_timeout_ms", "10000",        nullptr};
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof callbacks);
   server->ctx_ = mg_start(&callbacks, server.get(), civet_options.data());
@@ -117,8 +116,10 @@ bool HttpServer::authorized(mg_connection* conn) const {
   const std::string decoded = base64_decode(value.substr(6));
   const auto colon = decoded.find(':');
   if (colon == std::string::npos) return false;
-  const bool user_ok = equal_secret(std::string_view(decoded).substr(0, colon), options_.basic_auth_user);
-  const bool pass_ok = equal_secret(std::string_view(decoded).substr(colon + 1), options_.basic_auth_password);
+  const bool user_ok =
+      equal_secret(std::string_view(decoded).substr(0, colon), options_.basic_auth_user);
+  const bool pass_ok =
+      equal_secret(std::string_view(decoded).substr(colon + 1), options_.basic_auth_password);
   return user_ok && pass_ok;
 }
 
@@ -130,7 +131,8 @@ int HttpServer::handle_metrics(mg_connection* conn, void* self) {
     return 401;
   }
   const std::shared_ptr<const std::string> body = server->render();
-  reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body ? std::string_view(*body) : std::string_view());
+  reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8",
+        body ? std::string_view(*body) : std::string_view());
   return 200;
 }
 

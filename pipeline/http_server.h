@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "pipeline/metrics_registry.h"
 
 struct mg_context;

@@ -14,9 +14,9 @@ Result<KafkaConf> make_kafka_conf(const std::map<std::string, std::string>& sett
   return conf;
 }
 
-std::map<std::string, std::string> pipeline_consumer_settings(const std::string& bootstrap,
-                                                              const std::string& group_id,
-                                                              const std::map<std::string, std::string>& properties) {
+std::map<std::string, std::string> pipeline_consumer_settings(
+    const std::string& bootstrap, const std::string& group_id,
+    const std::map<std::string, std::string>& properties) {
   std::map<std::string, std::string> s = properties;
   s["bootstrap.servers"] = bootstrap;
   s.try_emplace("log_level", "4");

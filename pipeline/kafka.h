@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "operators/result.h"
+#include "base/result.h"
 
 namespace sp {
 
@@ -62,14 +62,8 @@ Result<KafkaHandle> make_kafka_handle(rd_kafka_type_t type, KafkaConf conf);
 // live with the state), eager assignor, prefetch sized for librdkafka 2.0.2; `properties`
 // (kafka.properties) are passed through but cannot change what exactly-once depends on. The
 // benchmark's raw consumer and the tests use the same, so that only the processing differs.
-std::map<std::string, std::string> pipeline_consumer_settings(const std::string& bootstrap,
-                                                              const std::string& group_id,
-                                                              const std::map<std::string, std::string>& properties = {});
-
-// Event queues (rd_kafka_queue_new): an async commit or close reports on one of its own.
-struct KafkaQueueDeleter {
-  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
-};
-using KafkaQueue = std::unique_ptr<rd_kafka_queue_t, KafkaQueueDeleter>;
+std::map<std::string, std::string> pipeline_consumer_settings(
+    const std::string& bootstrap, const std::string& group_id,
+    const std::map<std::string, std::string>& properties = {});
 
 }  // namespace sp

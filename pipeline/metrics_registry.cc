@@ -38,7 +38,8 @@ std::string encode(const std::vector<prometheus::ClientMetric::Label>& labels) {
   return key;
 }
 
-// Prometheus counts every exposed sample line as a series: a histogram is its buckets + sum + count.
+// Prometheus counts every exposed sample line as a series: a histogram is its buckets + sum +
+// count.
 size_t weight(const prometheus::MetricFamily& f) {
   if (f.type != prometheus::MetricType::Histogram || f.metric.empty()) return 1;
   return f.metric.front().histogram.bucket.size() + 2;
@@ -64,7 +65,8 @@ void accumulate(prometheus::ClientMetric& into, const prometheus::ClientMetric& 
   into.counter.value += from.counter.value;
   into.gauge.value += from.gauge.value;
   auto& h = into.histogram;
-  if (h.bucket.empty()) h.bucket = from.histogram.bucket;
+  if (h.bucket.empty())
+    h.bucket = from.histogram.bucket;
   else {
     for (size_t i = 0; i < h.bucket.size() && i < from.histogram.bucket.size(); ++i) {
       h.bucket[i].cumulative_count += from.histogram.bucket[i].cumulative_count;
@@ -146,8 +148,10 @@ void MetricsRegistry::fold_to_cap() {
   for (const auto& fam : *building_) {
     std::set<std::string> others;
     for (const auto& m : fam.metric) {
-      if (!has_foldable(m)) fixed += weight(fam);
-      else others.insert(encode(folded_labels(m).label));
+      if (!has_foldable(m))
+        fixed += weight(fam);
+      else
+        others.insert(encode(folded_labels(m).label));
     }
     reserve += others.size() * weight(fam);
   }

@@ -39,7 +39,8 @@ class MetricsRegistry final : public MetricsWriter {
   std::unique_ptr<MetricsSnapshot> building_;
   std::map<std::string, FamilyIndex, std::less<>> families_;
   FamilyIndex* current_ = nullptr;
-  std::unordered_set<std::string> folded_keys_;  // every series ever folded: keeps the counter monotonic
+  std::unordered_set<std::string>
+      folded_keys_;  // every series ever folded: keeps the counter monotonic
 };
 
 }  // namespace sp

@@ -94,7 +94,8 @@ void put_tail(std::string& out, const ClientMetric& metric) {
   out.push_back('\n');
 }
 
-void put_simple(std::string& out, const MetricFamily& family, const ClientMetric& metric, double value) {
+void put_simple(std::string& out, const MetricFamily& family, const ClientMetric& metric,
+                double value) {
   put_head(out, family, metric);
   put_value(out, value);
   put_tail(out, metric);
@@ -145,7 +146,8 @@ void put_histogram(std::string& out, const MetricFamily& family, const ClientMet
 
 void write_metrics_text(const MetricsSnapshot& snapshot, std::string& out) {
   for (const MetricFamily& family : snapshot) {
-    if (!family.help.empty()) out.append("# HELP ").append(family.name).append(" ").append(family.help).append("\n");
+    if (!family.help.empty())
+      out.append("# HELP ").append(family.name).append(" ").append(family.help).append("\n");
     std::string_view type;
     switch (family.type) {
       case prometheus::MetricType::Counter:

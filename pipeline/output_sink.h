@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "operators/operator.h"
-#include "operators/result.h"
 #include "pipeline/decoder.h"
 #include "pipeline/kafka.h"
 #include "state/checkpoint_store.h"

@@ -55,8 +55,8 @@ class RunnerImpl final : public Runner {
   RunnerImpl(const Config& config, HttpServer* http)
       : config_(config),
         vocabulary_(config.vocabulary()),
-        source_(vocabulary_, DecoderOptions{config.limits.max_message_bytes, config.watermark.max_future,
-                                            config.brands.unknown}),
+        source_(vocabulary_, DecoderOptions{config.limits.max_message_bytes,
+                                            config.watermark.max_future, config.brands.unknown}),
         topology_(topology_spec(config, vocabulary_)),
         http_(http),
         probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1),
@@ -71,8 +71,8 @@ class RunnerImpl final : public Runner {
     if (auto s = check_state_format(*store_, config_.state.path); !s) return s;
     state_reader_ = std::make_unique<StoreStateReader>(*store_);
     if (auto s = topology_.restore_global(*state_reader_); !s) return s;
-    auto sink = OutputSink::open(*store_, {config_.kafka.output_topic, config_.kafka.alerts_topic,
-                                           config_.kafka.dlq_topic});
+    auto sink = OutputSink::open(
+        *store_, {config_.kafka.output_topic, config_.kafka.alerts_topic, config_.kafka.dlq_topic});
     if (!sink) return tl::unexpected(sink.error());
     sink_ = std::move(*sink);
 
@@ -132,16 +132,19 @@ class RunnerImpl final : public Runner {
     std::array<PartitionSlot*, kDedupLookahead> ahead{};
     auto look_ahead = [&](size_t j) {
       const SourceWorker::Item& item = items[j];
-      PartitionSlot* slot = item.outcome == SourceWorker::Outcome::kafka_error
-                                ? nullptr
-                                : slots_.find(rd_kafka_topic_name(item.message->rkt), item.message->partition);
-      if (slot != nullptr && item.outcome == SourceWorker::Outcome::event) slot->state->dedup.prefetch(item.dedup_key);
+      PartitionSlot* slot =
+          item.outcome == SourceWorker::Outcome::kafka_error
+              ? nullptr
+              : slots_.find(rd_kafka_topic_name(item.message->rkt), item.message->partition);
+      if (slot != nullptr && item.outcome == SourceWorker::Outcome::event)
+        slot->state->dedup.prefetch(item.dedup_key);
       ahead[j % kDedupLookahead] = slot;
     };
     for (size_t j = 0; j < std::min(kDedupLookahead, items.size()); ++j) look_ahead(j);
     for (size_t i = 0; i < items.size(); ++i) {
       PartitionSlot* slot = ahead[i % kDedupLookahead];
-      if (i + kDedupLookahead < items.size()) look_ahead(i + kDedupLookahead);  // reuses slot i's place
+      if (i + kDedupLookahead < items.size())
+        look_ahead(i + kDedupLookahead);  // reuses slot i's place
       if ((i & 63) == 63) wall_now_ = WallClock::now();
       handle_message(items[i], slot);
     }
@@ -189,8 +192,8 @@ class RunnerImpl final : public Runner {
   Status checkpoint(SteadyClock::time_point not_after = SteadyClock::time_point::max()) {
     const auto started = SteadyClock::now();
     // Rejected messages must be in the DLQ before their offsets are stored.
-    const auto dlq_deadline =
-        std::min(not_after, started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000}));
+    const auto dlq_deadline = std::min(
+        not_after, started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000}));
     if (!sink_->drain_dlq(dlq_deadline)) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
@@ -220,16 +223,21 @@ class RunnerImpl final : public Runner {
     topology_.checkpoint_committed();
     sink_->committed(outbox, topology_.pending());
     if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
-    if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
+    if (hooks_.on_checkpoint_committed)
+      hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
     probe_.checkpoint_written(t_committed - started);
     publish_metrics();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
     if (spdlog::should_log(spdlog::level::debug)) {
-      auto us = [](auto d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); };
-      spdlog::debug("msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} state_us={} commit_us={} publish_us={} bytes={}",
-                    us(started - last_checkpoint_start_), us(t_emit - started), us(t_built - t_emit),
-                    us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes);
+      auto us = [](auto d) {
+        return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+      };
+      spdlog::debug(
+          "msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} state_us={} commit_us={} "
+          "publish_us={} bytes={}",
+          us(started - last_checkpoint_start_), us(t_emit - started), us(t_built - t_emit),
+          us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes);
       last_checkpoint_start_ = started;
     }
     return {};
@@ -237,7 +245,8 @@ class RunnerImpl final : public Runner {
 
   void note_checkpoint_failure(const std::string& why) {
     probe_.checkpoint_failed();
-    if (!checkpoint_failing_) spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
+    if (!checkpoint_failing_)
+      spdlog::error("msg=\"checkpoint failed, pausing input and retrying\" error=\"{}\"", why);
     checkpoint_failing_ = true;
   }
 
@@ -294,8 +303,9 @@ class RunnerImpl final : public Runner {
       auto restored = topology_.assign(*id, *state_reader_);
       if (!restored) {
         fatal_ = restored.error();
-        spdlog::critical("msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"",
-                         tp.topic, tp.partition, restored.error().message);
+        spdlog::critical(
+            "msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"", tp.topic,
+            tp.partition, restored.error().message);
         return;
       }
       const auto& stored = (*restored)->next_offset;
@@ -304,9 +314,11 @@ class RunnerImpl final : public Runner {
       slots_.add(*id, PartitionSlot{tp.topic, tp.partition, *restored});
     }
     const auto restore_time = SteadyClock::now() - restore_started;
-    spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt, slots_.size(),
+    spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt,
+                 slots_.size(),
                  std::chrono::duration_cast<std::chrono::milliseconds>(restore_time).count());
-    if (hooks_.on_partitions_restored) hooks_.on_partitions_restored(restore_time, static_cast<size_t>(partitions->cnt));
+    if (hooks_.on_partitions_restored)
+      hooks_.on_partitions_restored(restore_time, static_cast<size_t>(partitions->cnt));
     assigned_once_ = true;
     check_idle();  // starts the idle timers of the new partitions
     publish_metrics();
@@ -330,7 +342,9 @@ class RunnerImpl final : public Runner {
   }
 
   void update_ready() {
-    if (http_) http_->set_ready(!stopping_ && assigned_once_ && !checkpoint_failing_ && fatal_.message.empty());
+    if (http_)
+      http_->set_ready(!stopping_ && assigned_once_ && !checkpoint_failing_ &&
+                       fatal_.message.empty());
   }
 
   // ---- back-pressure ----------------------------------------------------------------------
@@ -383,8 +397,10 @@ class RunnerImpl final : public Runner {
       slot.state_paused = ahead;
     }
     if (paused > 0 || resumed > 0) {
-      spdlog::info("msg=\"state limit: partitions ahead of the watermark paused\" paused={} resumed={} now_paused={} state_bytes={} limit={}",
-                   paused, resumed, state_paused_, state_bytes_, config_.limits.max_state_bytes);
+      spdlog::info(
+          "msg=\"state limit: partitions ahead of the watermark paused\" paused={} resumed={} "
+          "now_paused={} state_bytes={} limit={}",
+          paused, resumed, state_paused_, state_bytes_, config_.limits.max_state_bytes);
     }
   }
 
@@ -397,7 +413,8 @@ class RunnerImpl final : public Runner {
   void publish_metrics() {
     state_bytes_ = topology_.state_bytes();
     if (!probe_.publishing()) return;
-    probe_.publish_metrics(topology_, slots_, *consumer_, state_bytes_ + store_->approximate_bytes());
+    probe_.publish_metrics(topology_, slots_, *consumer_,
+                           state_bytes_ + store_->approximate_bytes());
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -421,11 +438,13 @@ class RunnerImpl final : public Runner {
     }
     spdlog::info("msg=\"shutdown: final checkpoint\" stored={}", stored);
     auto remaining = [&] {
-      return std::max<int64_t>(0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
+      return std::max<int64_t>(
+          0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
     };
     sink_->flush(Millis{std::min<int64_t>(remaining() / 2, 5000)});
     if (KafkaPartitionList offsets = slots_.list(true); stored && offsets->cnt > 0) {
-      const auto result = consumer_->commit_within(offsets.get(), Millis{std::min<int64_t>(remaining() / 2, 2000)});
+      const auto result =
+          consumer_->commit_within(offsets.get(), Millis{std::min<int64_t>(remaining() / 2, 2000)});
       spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
     }
     const bool closed = close_consumer(deadline);
@@ -440,7 +459,8 @@ class RunnerImpl final : public Runner {
   // Leaves the group within `deadline`; false when it could not (the handles are then abandoned
   // to process exit: destroying a handle that is still closing can block).
   bool close_consumer(SteadyClock::time_point deadline) {
-    const bool closed = consumer_->close(deadline, [this](rd_kafka_topic_partition_list_t* parts) { on_revoke(parts); });
+    const bool closed = consumer_->close(
+        deadline, [this](rd_kafka_topic_partition_list_t* parts) { on_revoke(parts); });
     if (!closed) sink_->abandon();
     return closed;
   }
@@ -480,8 +500,7 @@ class RunnerImpl final : public Runner {
 
 Result<std::unique_ptr<Runner>> Runner::create(const Config& config,
                                                const std::string& bootstrap_servers,
-                                               HttpServer* http,
-                                               const RunnerTestHooks& hooks) {
+                                               HttpServer* http, const RunnerTestHooks& hooks) {
   auto runner = std::make_unique<RunnerImpl>(config, http);
   if (auto s = runner->init(bootstrap_servers, hooks); !s) return tl::unexpected(s.error());
   return std::unique_ptr<Runner>(std::move(runner));

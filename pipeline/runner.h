@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "pipeline/config.h"
 
 namespace sp {
@@ -26,7 +26,8 @@ struct RunnerTestHooks {
   // Benchmarks (bench_recovery): time spent restoring the partitions of one assignment (store
   // reads + operator restore; the group join is not in it), and the total consumed count after
   // each committed checkpoint. Called on the runner thread.
-  std::function<void(std::chrono::steady_clock::duration, size_t partitions)> on_partitions_restored;
+  std::function<void(std::chrono::steady_clock::duration, size_t partitions)>
+      on_partitions_restored;
   std::function<void(uint64_t consumed)> on_checkpoint_committed;
   // Benchmarks (bench_e2e): messages handed to the pipeline thread so far, after each batch.
   std::function<void(uint64_t messages)> on_batch_processed;

@@ -21,7 +21,8 @@ Result<std::unique_ptr<EmbeddedBroker>> start_embedded(const Config& config, int
   for (const auto& t : config.kafka.topics) {
     if (auto s = (*broker)->create_topic(t, partitions); !s) return tl::unexpected(s.error());
   }
-  for (const auto* t : {&config.kafka.output_topic, &config.kafka.alerts_topic, &config.kafka.dlq_topic}) {
+  for (const auto* t :
+       {&config.kafka.output_topic, &config.kafka.alerts_topic, &config.kafka.dlq_topic}) {
     if (auto s = (*broker)->create_topic(*t, partitions); !s) return tl::unexpected(s.error());
   }
   return broker;
@@ -81,10 +82,10 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
     const EventTime t = std::max(origin, clock - Millis{static_cast<int64_t>(jitter() % 3000)});
     generator.next(t, ev);
     for (;;) {
-      auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                   RD_KAFKA_V_KEY(ev.key.data(), ev.key.size()),
-                                   RD_KAFKA_V_VALUE(ev.value.data(), ev.value.size()), RD_KAFKA_V_END);
+      auto err = rd_kafka_producev(
+          producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(ev.key.data(), ev.key.size()),
+          RD_KAFKA_V_VALUE(ev.value.data(), ev.value.size()), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         return make_error(ErrorKind::fatal, std::string("produce: ") + rd_kafka_err2str(err));
@@ -128,7 +129,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
     const char* pw = std::getenv(config.metrics.basic_auth.password_env.c_str());
     if (pw == nullptr || *pw == '\0') {
       return make_error(ErrorKind::fatal, "metrics.basic_auth: environment variable " +
-                                              config.metrics.basic_auth.password_env + " is not set");
+                                              config.metrics.basic_auth.password_env +
+                                              " is not set");
     }
     http_options.basic_auth_user = config.metrics.basic_auth.username;
     http_options.basic_auth_password = pw;
@@ -149,8 +151,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   Status traffic_status;
   if (options.with_traffic) {
     traffic = std::thread([&] {
-      traffic_status = produce_traffic(bootstrap, config.kafka.topics.front(), config.kafka.properties,
-                                       options.traffic, traffic_stop);
+      traffic_status = produce_traffic(bootstrap, config.kafka.topics.front(),
+                                       config.kafka.properties, options.traffic, traffic_stop);
     });
   }
   std::thread timer;
@@ -167,7 +169,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   if (traffic.joinable()) traffic.join();
   if (timer.joinable()) timer.join();
   runner->reset();
-  if (result && !traffic_status) spdlog::warn("msg=\"traffic generator\" error=\"{}\"", traffic_status.error().message);
+  if (result && !traffic_status)
+    spdlog::warn("msg=\"traffic generator\" error=\"{}\"", traffic_status.error().message);
   return result;
 }
 

@@ -5,7 +5,7 @@
 #include <functional>
 #include <string>
 
-#include "operators/result.h"
+#include "base/result.h"
 #include "pipeline/config.h"
 #include "pipeline/event_generator.h"
 #include "pipeline/runner.h"
@@ -24,7 +24,7 @@ struct TrafficOptions {
 struct ServiceOptions {
   bool with_traffic = false;  // demo: generate traffic into the configured input topic
   TrafficOptions traffic;
-  Millis duration{0};         // 0 = until stopped
+  Millis duration{0};  // 0 = until stopped
   std::function<void(const std::string& metrics_url, const std::string& bootstrap)> on_started;
   RunnerTestHooks runner_hooks;  // tests only
 };

@@ -28,7 +28,8 @@ void SourceWorker::start(rd_kafka_t* consumer) {
   worker_id_ = thread_.get_id();
 }
 
-SourceWorker::Batch* SourceWorker::next(std::chrono::milliseconds timeout, const RebalanceHandler& handler) {
+SourceWorker::Batch* SourceWorker::next(std::chrono::milliseconds timeout,
+                                        const RebalanceHandler& handler) {
   std::unique_lock lock(mutex_);
   if (!to_pipeline_.wait_for(lock, timeout, [this] { return !ready_.empty(); })) return nullptr;
   const Entry entry = ready_.front();
@@ -46,7 +47,8 @@ void SourceWorker::release(Batch* batch) {
   to_worker_.notify_all();
 }
 
-void SourceWorker::serve(Entry entry, std::unique_lock<std::mutex>& lock, const RebalanceHandler& handler) {
+void SourceWorker::serve(Entry entry, std::unique_lock<std::mutex>& lock,
+                         const RebalanceHandler& handler) {
   Rebalance* r = entry.rebalance;
   const uint64_t ticket = r->ticket;
   lock.unlock();
@@ -60,7 +62,8 @@ void SourceWorker::serve(Entry entry, std::unique_lock<std::mutex>& lock, const 
   to_pipeline_.wait(lock, [this, ticket] { return applied_ >= ticket; });
 }
 
-void SourceWorker::stop(const RebalanceHandler& handler, const std::function<void(Batch&)>& on_batch) {
+void SourceWorker::stop(const RebalanceHandler& handler,
+                        const std::function<void(Batch&)>& on_batch) {
   if (!thread_.joinable()) return;
   {
     std::lock_guard lock(mutex_);
@@ -154,9 +157,11 @@ void SourceWorker::run() {
     if (current_ == nullptr) {
       current_ = acquire_free();
       if (current_ == nullptr) break;
-      current_->clear();  // a processed batch: its messages are destroyed here, off the pipeline thread
+      current_
+          ->clear();  // a processed batch: its messages are destroyed here, off the pipeline thread
     }
-    // Block only for the first message of a batch; hand the batch over as soon as the queue is empty.
+    // Block only for the first message of a batch; hand the batch over as soon as the queue is
+    // empty.
     rd_kafka_message_t* m = rd_kafka_consumer_poll(consumer_, current_->messages_.empty() ? 50 : 0);
     if (current_ == nullptr) {  // a rebalance inside the poll handed the batch over
       current_ = acquire_free();
@@ -208,10 +213,12 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
       const void* value = nullptr;
       size_t size = 0;
       for (size_t h = 0; rd_kafka_header_get_all(hdrs, h, &name, &value, &size) == 0; ++h) {
-        headers_.push_back({name, std::string_view(static_cast<const char*>(value), value ? size : 0)});
+        headers_.push_back(
+            {name, std::string_view(static_cast<const char*>(value), value ? size : 0)});
       }
     }
-    const std::string_view payload(static_cast<const char*>(msg->payload), msg->payload ? msg->len : 0);
+    const std::string_view payload(static_cast<const char*>(msg->payload),
+                                   msg->payload ? msg->len : 0);
     auto decoded = decoder_.decode(payload, headers_, wall_now);
     if (!decoded) {
       item.outcome = Outcome::rejected;

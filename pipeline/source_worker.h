@@ -14,8 +14,8 @@
 #include <deque>
 #include <functional>
 #include <mutex>
-#include <string>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -34,9 +34,9 @@ class SourceWorker {
   struct Item {
     rd_kafka_message_t* message = nullptr;
     Outcome outcome = Outcome::kafka_error;
-    Event event;          // outcome == event; its string views point into the batch's arena
+    Event event;                  // outcome == event; its string views point into the batch's arena
     Deduplicator::Key dedup_key;  // outcome == event: Deduplicator::key_of(event), computed here
-    Rejection rejection;  // outcome == rejected
+    Rejection rejection;          // outcome == rejected
   };
 
   // Messages in consumption order and, once decoded, one Item per message. Reused: clear()
@@ -63,7 +63,8 @@ class SourceWorker {
 
   // Runs on the pipeline thread for each rebalance (err is ASSIGN or REVOKE); may change the
   // partitions' offsets. Returns true when newly assigned partitions must start paused.
-  using RebalanceHandler = std::function<bool(rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*)>;
+  using RebalanceHandler =
+      std::function<bool(rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*)>;
 
   SourceWorker(const Vocabulary& vocabulary, DecoderOptions options);
   ~SourceWorker();  // stop() must have returned, or start() never been called
@@ -84,7 +85,8 @@ class SourceWorker {
   void stop(const RebalanceHandler& handler, const std::function<void(Batch&)>& on_batch);
 
   // The consumer's rebalance callback calls this on the worker thread (see is_worker_thread).
-  void forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  void forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t* partitions);
   bool is_worker_thread() const { return std::this_thread::get_id() == worker_id_; }
 
   static constexpr size_t kMaxBatch = 4096;
@@ -124,8 +126,8 @@ class SourceWorker {
   std::mutex mutex_;
   std::condition_variable to_pipeline_;
   std::condition_variable to_worker_;
-  std::deque<Entry> ready_;       // for the pipeline thread, in order
-  std::vector<Batch*> free_;      // processed (or fresh) batches for the worker to reuse
+  std::deque<Entry> ready_;   // for the pipeline thread, in order
+  std::vector<Batch*> free_;  // processed (or fresh) batches for the worker to reuse
   std::atomic<bool> stop_{false};
   bool exited_ = false;
   // Forwarded rebalances, and those whose assignment the worker has applied: the pipeline thread

@@ -22,7 +22,9 @@ CheckpointStore::Batch::Batch() = default;
 CheckpointStore::Batch::Batch(CheckpointStore* store)
     // Sized like the last committed batch: growing a multi-MB batch by doubling copied it several
     // times per checkpoint (a quarter of the runner thread in bench_e2e).
-    : store_(store), batch_(std::make_unique<rocksdb::WriteBatch>(store->last_batch_bytes_ + store->last_batch_bytes_ / 8)) {}
+    : store_(store),
+      batch_(std::make_unique<rocksdb::WriteBatch>(store->last_batch_bytes_ +
+                                                   store->last_batch_bytes_ / 8)) {}
 CheckpointStore::Batch::~Batch() = default;
 CheckpointStore::Batch::Batch(Batch&&) noexcept = default;
 CheckpointStore::Batch& CheckpointStore::Batch::operator=(Batch&&) noexcept = default;

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "operators/result.h"
+#include "base/result.h"
 
 namespace rocksdb {
 class DB;
