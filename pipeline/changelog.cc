@@ -709,4 +709,242 @@ Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
   return std::optional<RestoredPartition>{std::move(r)};
 }
 
+// ---- the state topic on a real Kafka -----------------------------------------------------------
+
+StateTopicSpec state_topic_spec(const std::string& topic, int partitions) {
+  StateTopicSpec spec;
+  spec.topic = topic;
+  spec.partitions = partitions;
+  spec.configs["cleanup.policy"] = "compact";
+  // A record of an abandoned checkpoint (its writer died before the marker) supersedes the
+  // value the last complete checkpoint still needs; the cleaner only uses keys of records older
+  // than this lag, so the next owner's snapshot (written right after its restore) always comes
+  // first.
+  spec.configs["min.compaction.lag.ms"] = "3600000";
+  return spec;
+}
+
+Result<KafkaNewTopic> make_new_topic(const StateTopicSpec& spec) {
+  // librdkafka takes 0 and -1 (the broker's default); the changelog needs one partition per
+  // input partition number, so the count is always explicit.
+  if (spec.partitions < 1) {
+    return make_error(ErrorKind::invalid_input, "state topic " + spec.topic + ": " +
+                                                    std::to_string(spec.partitions) +
+                                                    " partitions (at least 1)");
+  }
+  char err[512];
+  KafkaNewTopic topic(rd_kafka_NewTopic_new(spec.topic.c_str(), spec.partitions,
+                                            spec.replication_factor, err, sizeof err));
+  if (!topic) {
+    return make_error(ErrorKind::invalid_input, "state topic " + spec.topic + ": " + err);
+  }
+  for (const auto& [name, value] : spec.configs) {
+    if (auto e = rd_kafka_NewTopic_set_config(topic.get(), name.c_str(), value.c_str()); e) {
+      return make_error(ErrorKind::invalid_input, "state topic " + spec.topic + ": config " + name +
+                                                      ": " + rd_kafka_err2str(e));
+    }
+  }
+  return topic;
+}
+
+Status check_state_topic(const std::string& topic, std::string_view cleanup_policy, int partitions,
+                         int input_partitions) {
+  bool compacted = false;
+  std::string_view rest = cleanup_policy;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    compacted = compacted || item == "compact";
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  if (!compacted) {
+    return make_error(
+        ErrorKind::invalid_input,
+        "kafka.state_topic '" + topic + "' has cleanup.policy=" + std::string(cleanup_policy) +
+            ": the changelog must be compacted, or the state of a partition that did not change "
+            "for the retention time is deleted (kafka-configs.sh --alter --entity-type topics "
+            "--entity-name " +
+            topic + " --add-config cleanup.policy=compact)");
+  }
+  if (partitions < input_partitions) {
+    return make_error(
+        ErrorKind::invalid_input,
+        "kafka.state_topic '" + topic + "' has " + std::to_string(partitions) +
+            " partitions, the input topics up to " + std::to_string(input_partitions) +
+            ": input partition n keeps its state in partition n (kafka-topics.sh --alter --topic " +
+            topic + " --partitions " + std::to_string(input_partitions) + ")");
+  }
+  return {};
+}
+
+namespace {
+
+struct AdminOptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* o) const { rd_kafka_AdminOptions_destroy(o); }
+};
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* e) const { rd_kafka_event_destroy(e); }
+};
+struct ConfigResourceDeleter {
+  void operator()(rd_kafka_ConfigResource_t* r) const { rd_kafka_ConfigResource_destroy(r); }
+};
+using AdminOptions = std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter>;
+using Queue = std::unique_ptr<rd_kafka_queue_t, QueueDeleter>;
+using Event = std::unique_ptr<rd_kafka_event_t, EventDeleter>;
+
+Result<AdminOptions> admin_options(rd_kafka_t* rk, rd_kafka_admin_op_t op, int timeout_ms) {
+  AdminOptions options(rd_kafka_AdminOptions_new(rk, op));
+  char err[512];
+  if (rd_kafka_AdminOptions_set_request_timeout(options.get(), timeout_ms, err, sizeof err)) {
+    return make_error(ErrorKind::fatal, std::string("admin request timeout: ") + err);
+  }
+  if (op == RD_KAFKA_ADMIN_OP_CREATETOPICS &&
+      rd_kafka_AdminOptions_set_operation_timeout(options.get(), timeout_ms, err, sizeof err)) {
+    return make_error(ErrorKind::fatal, std::string("admin operation timeout: ") + err);
+  }
+  return options;
+}
+
+// The event answering the request on `queue`, or a retryable error at the deadline.
+Result<Event> await_admin(rd_kafka_queue_t* queue, SteadyClock::time_point deadline,
+                          const std::string& what) {
+  Event ev(rd_kafka_queue_poll(queue, std::max(remaining_ms(deadline), 1)));
+  if (!ev) return make_error(ErrorKind::retryable, what + ": no answer before the deadline");
+  if (rd_kafka_event_error(ev.get())) {
+    return make_error(ErrorKind::retryable, what + ": " + rd_kafka_event_error_string(ev.get()));
+  }
+  return ev;
+}
+
+// Returns whether the topic was created (false: it appeared meanwhile).
+Result<bool> create_state_topic(rd_kafka_t* rk, const StateTopicSpec& spec,
+                                SteadyClock::time_point deadline) {
+  auto topic = make_new_topic(spec);
+  if (!topic) return tl::unexpected(topic.error());
+  auto options = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, remaining_ms(deadline));
+  if (!options) return tl::unexpected(options.error());
+  Queue queue(rd_kafka_queue_new(rk));
+  rd_kafka_NewTopic_t* topics[] = {topic->get()};
+  rd_kafka_CreateTopics(rk, topics, 1, options->get(), queue.get());
+  const std::string what = "create state topic " + spec.topic;
+  auto ev = await_admin(queue.get(), deadline, what);
+  if (!ev) return tl::unexpected(ev.error());
+  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(ev->get());
+  size_t count = 0;
+  const rd_kafka_topic_result_t** results =
+      result ? rd_kafka_CreateTopics_result_topics(result, &count) : nullptr;
+  if (count != 1) return make_error(ErrorKind::retryable, what + ": no result for the topic");
+  const rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[0]);
+  if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) return false;
+  if (err) {
+    const char* message = rd_kafka_topic_result_error_string(results[0]);
+    return make_error(ErrorKind::fatal, what + ": " + (message ? message : rd_kafka_err2str(err)));
+  }
+  return true;
+}
+
+Result<std::string> describe_cleanup_policy(rd_kafka_t* rk, const std::string& topic,
+                                            SteadyClock::time_point deadline) {
+  std::unique_ptr<rd_kafka_ConfigResource_t, ConfigResourceDeleter> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+  auto options = admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, remaining_ms(deadline));
+  if (!options) return tl::unexpected(options.error());
+  Queue queue(rd_kafka_queue_new(rk));
+  rd_kafka_ConfigResource_t* resources[] = {resource.get()};
+  rd_kafka_DescribeConfigs(rk, resources, 1, options->get(), queue.get());
+  const std::string what = "describe state topic " + topic;
+  auto ev = await_admin(queue.get(), deadline, what);
+  if (!ev) return tl::unexpected(ev.error());
+  const rd_kafka_DescribeConfigs_result_t* result =
+      rd_kafka_event_DescribeConfigs_result(ev->get());
+  size_t count = 0;
+  const rd_kafka_ConfigResource_t** described =
+      result ? rd_kafka_DescribeConfigs_result_resources(result, &count) : nullptr;
+  if (count != 1) return make_error(ErrorKind::retryable, what + ": no result for the topic");
+  if (auto err = rd_kafka_ConfigResource_error(described[0]); err) {
+    const char* message = rd_kafka_ConfigResource_error_string(described[0]);
+    return make_error(ErrorKind::retryable,
+                      what + ": " + (message ? message : rd_kafka_err2str(err)));
+  }
+  size_t entries = 0;
+  const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(described[0], &entries);
+  for (size_t i = 0; i < entries; ++i) {
+    if (std::strcmp(rd_kafka_ConfigEntry_name(configs[i]), "cleanup.policy") == 0) {
+      const char* value = rd_kafka_ConfigEntry_value(configs[i]);
+      return std::string(value ? value : "");
+    }
+  }
+  return make_error(ErrorKind::retryable, what + ": the broker did not report cleanup.policy");
+}
+
+}  // namespace
+
+Status ensure_state_topic(const std::map<std::string, std::string>& settings,
+                          const std::string& topic, const std::vector<std::string>& input_topics,
+                          Millis timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  auto admin_settings = settings;
+  admin_settings.try_emplace("log_level", "4");
+  auto conf = make_kafka_conf(admin_settings);
+  if (!conf) return tl::unexpected(conf.error());
+  auto admin = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!admin) return tl::unexpected(admin.error());
+  rd_kafka_t* rk = admin->get();
+
+  // All topics: a request naming the state topic could create it with the broker's defaults
+  // (auto.create.topics.enable), which are not compacted.
+  const rd_kafka_metadata_t* raw = nullptr;
+  if (auto err = rd_kafka_metadata(rk, 1, nullptr, &raw, std::max(remaining_ms(deadline), 1));
+      err) {
+    return make_error(ErrorKind::retryable,
+                      "state topic " + topic + ": metadata: " + rd_kafka_err2str(err));
+  }
+  KafkaMetadata md(raw);
+  int input_partitions = 0;
+  int state_partitions = -1;  // missing
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    const rd_kafka_metadata_topic_t& t = md->topics[i];
+    if (t.err) continue;
+    if (topic == t.topic) state_partitions = t.partition_cnt;
+    if (std::find(input_topics.begin(), input_topics.end(), t.topic) != input_topics.end()) {
+      input_partitions = std::max(input_partitions, t.partition_cnt);
+    }
+  }
+  if (input_partitions == 0) {
+    return make_error(ErrorKind::retryable, "state topic " + topic +
+                                                ": none of the input topics exists yet, so its "
+                                                "partition count is unknown");
+  }
+  if (state_partitions < 0) {
+    auto created = create_state_topic(rk, state_topic_spec(topic, input_partitions), deadline);
+    if (!created) return tl::unexpected(created.error());
+    if (*created) {
+      spdlog::info("msg=\"state topic created\" topic={} partitions={} cleanup.policy=compact",
+                   topic, input_partitions);
+      return {};
+    }
+    // Created meanwhile by another instance, by the same rule: check its policy like any
+    // present topic's (its partition count is that rule's).
+    state_partitions = input_partitions;
+  }
+  auto policy = describe_cleanup_policy(rk, topic, deadline);
+  if (!policy) return tl::unexpected(policy.error());
+  if (auto s = check_state_topic(topic, *policy, state_partitions, input_partitions); !s) return s;
+  if (policy->find("delete") != std::string::npos) {
+    spdlog::warn(
+        "msg=\"state topic also deletes by retention: the state of a partition without "
+        "checkpoints for longer than its retention.ms cannot be restored\" topic={} "
+        "cleanup.policy={}",
+        topic, *policy);
+  }
+  spdlog::info("msg=\"state topic checked\" topic={} partitions={} cleanup.policy={}", topic,
+               state_partitions, *policy);
+  return {};
+}
+
 }  // namespace sp

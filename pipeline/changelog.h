@@ -200,4 +200,34 @@ class ChangelogRestorer {
   std::string topic_;
 };
 
+// ---- the state topic on a real Kafka -----------------------------------------------------------
+
+// What a missing state topic is created with.
+struct StateTopicSpec {
+  std::string topic;
+  int partitions = 0;
+  int replication_factor = -1;  // -1: the broker's default.replication.factor
+  std::map<std::string, std::string> configs;
+};
+StateTopicSpec state_topic_spec(const std::string& topic, int partitions);
+
+struct NewTopicDeleter {
+  void operator()(rd_kafka_NewTopic_t* t) const { rd_kafka_NewTopic_destroy(t); }
+};
+using KafkaNewTopic = std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter>;
+// The CreateTopics request entry for `spec`.
+Result<KafkaNewTopic> make_new_topic(const StateTopicSpec& spec);
+
+// A present state topic must be compacted (the changelog relies on the last record per key
+// staying) and have a partition for every input partition number.
+Status check_state_topic(const std::string& topic, std::string_view cleanup_policy, int partitions,
+                         int input_partitions);
+
+// Creates the state topic (compacted, as many partitions as the largest input topic) when
+// missing and checks it when present, within `timeout`. Real Kafka only: the embedded broker
+// answers neither request (EmbeddedBroker::create_state_topic()).
+Status ensure_state_topic(const std::map<std::string, std::string>& settings,
+                          const std::string& topic, const std::vector<std::string>& input_topics,
+                          Millis timeout);
+
 }  // namespace sp

@@ -622,5 +622,73 @@ TEST_F(ChangelogTest, APartitionTruncatedBeforeAnySnapshotIsReportedNotGuessed) 
   EXPECT_NE(r.error().message.find("no complete snapshot"), std::string::npos) << r.error().message;
 }
 
+// ---- the state topic on a real Kafka -------------------------------------------------------
+
+TEST(StateTopic, IsCreatedCompactedWithTheInputPartitions) {
+  const StateTopicSpec spec = state_topic_spec("socialpulse.state", 12);
+  EXPECT_EQ(spec.topic, "socialpulse.state");
+  EXPECT_EQ(spec.partitions, 12);
+  EXPECT_EQ(spec.replication_factor, -1);
+  EXPECT_EQ(spec.configs.at("cleanup.policy"), "compact");
+  EXPECT_TRUE(spec.configs.contains("min.compaction.lag.ms"));
+  auto request = make_new_topic(spec);
+  ASSERT_TRUE(request) << request.error().message;
+  EXPECT_NE(request->get(), nullptr);
+}
+
+TEST(StateTopic, RequestBuildingRefusesWhatTheBrokerWould) {
+  for (int partitions : {0, -1}) {  // librdkafka would send both (-1: the broker's default)
+    auto refused = make_new_topic(state_topic_spec("s", partitions));
+    ASSERT_FALSE(refused) << partitions;
+    EXPECT_NE(refused.error().message.find("state topic s"), std::string::npos);
+  }
+}
+
+TEST(StateTopic, APresentTopicMustBeCompacted) {
+  EXPECT_TRUE(check_state_topic("s", "compact", 8, 8));
+  EXPECT_TRUE(check_state_topic("s", "compact,delete", 8, 8));
+  EXPECT_TRUE(check_state_topic("s", "delete, compact", 8, 4));
+  auto deleting = check_state_topic("s", "delete", 8, 8);
+  ASSERT_FALSE(deleting);
+  EXPECT_EQ(deleting.error().kind, ErrorKind::invalid_input);
+  EXPECT_NE(deleting.error().message.find("cleanup.policy=delete"), std::string::npos);
+  EXPECT_NE(deleting.error().message.find("--add-config cleanup.policy=compact"),
+            std::string::npos);
+  EXPECT_FALSE(check_state_topic("s", "compacted", 8, 8));
+}
+
+TEST(StateTopic, APresentTopicNeedsAPartitionPerInputPartition) {
+  auto few = check_state_topic("s", "compact", 4, 8);
+  ASSERT_FALSE(few);
+  EXPECT_NE(few.error().message.find("4 partitions"), std::string::npos) << few.error().message;
+  EXPECT_NE(few.error().message.find("--partitions 8"), std::string::npos) << few.error().message;
+}
+
+// The mock answers neither CreateTopics nor DescribeConfigs: ensure_state_topic() must say so
+// within its timeout, never hang (and the embedded broker creates the topic itself instead).
+TEST(StateTopic, EnsureGivesAClearErrorWithinItsTimeoutWhenTheBrokerCannotAnswer) {
+  auto broker = EmbeddedBroker::start();
+  ASSERT_TRUE(broker);
+  ASSERT_TRUE((*broker)->create_topic("in", 3));
+  const std::map<std::string, std::string> settings{
+      {"bootstrap.servers", (*broker)->bootstrap_servers()}};
+  for (bool present : {false, true}) {
+    SCOPED_TRACE(present ? "present" : "missing");
+    if (present) {
+      ASSERT_TRUE((*broker)->create_state_topic("socialpulse.state", 3));
+    }
+    const auto started = SteadyClock::now();
+    auto s = ensure_state_topic(settings, "socialpulse.state", {"in"}, Millis{3000});
+    EXPECT_LT(SteadyClock::now() - started, seconds(6));
+    ASSERT_FALSE(s);
+    EXPECT_NE(s.error().message.find("state topic socialpulse.state"), std::string::npos)
+        << s.error().message;
+  }
+  auto no_input = ensure_state_topic(settings, "socialpulse.state", {"absent"}, Millis{3000});
+  ASSERT_FALSE(no_input);
+  EXPECT_NE(no_input.error().message.find("none of the input topics"), std::string::npos)
+      << no_input.error().message;
+}
+
 }  // namespace
 }  // namespace sp
