@@ -135,6 +135,10 @@ StateDir build_state() {
     d.error = s.error().message;
     return d;
   }
+  if (auto s = d.broker->create_state_topic(Config{}.kafka.state_topic, kPartitions); !s) {
+    d.error = s.error().message;
+    return d;
+  }
   d.path = (std::filesystem::temp_directory_path() / ("bench-recovery-" + std::to_string(::getpid()))).string();
   std::filesystem::remove_all(d.path);
   d.config.kafka.bootstrap_servers = d.broker->bootstrap_servers();

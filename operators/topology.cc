@@ -144,6 +144,23 @@ Status Topology::restore_global(StateReader& store) {
   return {};
 }
 
+std::vector<std::string> Topology::partition_state_owners() const {
+  std::vector<std::string> owners{std::string(kInputOwner), std::string(kDedupOwner),
+                                  std::string(kTrackerOwner)};
+  for (const auto& op : operators_) owners.emplace_back(op->name());
+  return owners;
+}
+
+Result<std::optional<Offset>> Topology::stored_next_offset(PartitionId partition, StateReader& in) {
+  ScopedStateReader input(in, state_scope(kInputOwner, partition));
+  auto position = input.get("position");
+  if (!position) return tl::unexpected(position.error());
+  if (!*position) return std::optional<Offset>{};
+  Partition p(partition, Millis{0});
+  if (auto s = decode_position(**position, p); !s) return tl::unexpected(s.error());
+  return p.next_offset;
+}
+
 Result<Topology::Partition*> Topology::assign(PartitionId partition, StateReader& store) {
   auto p = std::make_unique<Partition>(partition, spec_.dedup_horizon);
   DropCounter in(store, dropped_keys_);

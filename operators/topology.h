@@ -25,8 +25,9 @@
 namespace sp {
 
 // State owners besides the operators, and the KPI operators' names: a window may not be named so.
-inline constexpr std::array<std::string_view, 6> kReservedStateOwners = {
-    "input", "dedup", "tracker", "topology", "kpi_counters", "kpi_reputation"};
+// "instance": the instance's own exported counters (pipeline/counter_continuity.h).
+inline constexpr std::array<std::string_view, 7> kReservedStateOwners = {
+    "input", "dedup", "tracker", "topology", "kpi_counters", "kpi_reputation", "instance"};
 
 struct TopologySpec {
   Vocabulary vocabulary{{}, {}};
@@ -110,6 +111,11 @@ class Topology {
   const Vocabulary& vocabulary() const { return spec_.vocabulary; }
   const WatermarkTracker& tracker() const { return tracker_; }
   const std::vector<std::unique_ptr<Operator>>& operators() const { return operators_; }
+  // The owners of a partition's state keys (`<owner>/<8 hex pid>/...`): all of a partition's
+  // state is under these prefixes.
+  std::vector<std::string> partition_state_owners() const;
+  // The next offset stored for `partition` in `in` (full keys); nullopt when none is.
+  static Result<std::optional<Offset>> stored_next_offset(PartitionId partition, StateReader& in);
 
  private:
   class PendingEmitter final : public Emitter {

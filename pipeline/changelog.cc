@@ -152,6 +152,7 @@ struct ChangelogWriter::Track {
   std::atomic<uint64_t> produced{0};
   std::atomic<uint64_t> acked{0};
   std::atomic<uint64_t> failed{0};
+  std::atomic<int64_t> acked_end{-1};  // one past the highest acknowledged offset
   // The writer's thread only.
   bool open = false;               // records since the last end_checkpoint()
   uint64_t not_enqueued = 0;       // records of the open checkpoint the producer refused
@@ -187,8 +188,14 @@ const ChangelogWriter::Track* ChangelogWriter::find(PartitionId pid) const {
   return it == tracks_.end() ? nullptr : it->second.get();
 }
 
-void ChangelogWriter::produce(Track& t, std::string_view key, const std::string_view* value) {
+void ChangelogWriter::produce(Track& t, std::string_view state_key, const std::string_view* value) {
   t.open = true;
+  std::string_view key = state_key;
+  if (!options_.key_prefix.empty()) {
+    prefixed_.assign(options_.key_prefix);
+    prefixed_.append(state_key);
+    key = prefixed_;
+  }
   if (t.not_enqueued > 0) {  // the checkpoint is lost already: do not queue more of it
     ++t.not_enqueued;
     return;
@@ -361,8 +368,36 @@ bool ChangelogWriter::on_delivery(const rd_kafka_message_t* msg) {
         topic_name_, t->pid.value, rd_kafka_err2str(msg->err));
   } else {
     t->acked.fetch_add(1, std::memory_order_relaxed);
+    int64_t end = t->acked_end.load(std::memory_order_relaxed);
+    while (msg->offset + 1 > end &&
+           !t->acked_end.compare_exchange_weak(end, msg->offset + 1, std::memory_order_relaxed)) {
+    }
   }
   return true;
+}
+
+std::optional<int64_t> ChangelogWriter::acked_end(PartitionId pid) const {
+  const int32_t partition = changelog_partition(pid);
+  int64_t end = -1;
+  for (const auto& [other, t] : tracks_) {
+    if (changelog_partition(other) == partition)
+      end = std::max(end, t->acked_end.load(std::memory_order_relaxed));
+  }
+  if (end < 0) return std::nullopt;
+  return end;
+}
+
+bool ChangelogWriter::settled() const {
+  for (const auto& [pid, t] : tracks_) {
+    if (t->acked.load() + t->failed.load() < t->produced.load()) return false;
+  }
+  return true;
+}
+
+uint64_t ChangelogWriter::failed_total() const {
+  uint64_t n = 0;
+  for (const auto& [pid, t] : tracks_) n += t->failed.load(std::memory_order_relaxed);
+  return n;
 }
 
 uint64_t ChangelogWriter::produced(PartitionId pid) const {
@@ -563,8 +598,15 @@ Result<std::optional<std::pair<int64_t, int64_t>>> log_range(rd_kafka_t* rk,
 
 }  // namespace
 
-ChangelogRestorer::ChangelogRestorer(std::map<std::string, std::string> settings, std::string topic)
-    : settings_(std::move(settings)), topic_(std::move(topic)) {}
+ChangelogRestorer::ChangelogRestorer(std::map<std::string, std::string> settings, std::string topic,
+                                     std::string key_prefix)
+    : settings_(std::move(settings)),
+      topic_(std::move(topic)),
+      key_prefix_(std::move(key_prefix)) {}
+
+std::string changelog_key_prefix(const std::string& group_id) {
+  return std::to_string(group_id.size()) + ":" + group_id + "|";
+}
 
 Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
     PartitionId pid, SteadyClock::time_point deadline) {
@@ -671,8 +713,13 @@ Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
     }
     if (msg->partition != partition) continue;
     position = msg->offset + 1;
+    std::string_view key(static_cast<const char*>(msg->key), msg->key ? msg->key_len : 0);
+    if (!key.starts_with(key_prefix_)) {  // another application's record in a shared topic
+      if (msg->offset >= high - 1) break;
+      continue;
+    }
+    key.remove_prefix(key_prefix_.size());
     ++records;
-    const std::string_view key(static_cast<const char*>(msg->key), msg->key ? msg->key_len : 0);
     const std::string_view value(static_cast<const char*>(msg->payload),
                                  msg->payload ? msg->len : 0);
     bytes += key.size() + value.size();

@@ -38,6 +38,10 @@
 
 namespace sp {
 
+// The key prefix of one application's records: its consumer group, length-prefixed so that no
+// group's prefix starts another's ("5:group|").
+std::string changelog_key_prefix(const std::string& group_id);
+
 // Version of the marker values; a reader refuses markers of another version.
 inline constexpr uint32_t kChangelogFormat = 1;
 
@@ -110,6 +114,9 @@ class ChangelogWriter final : public StateWriter {
     // How long put() waits for room in a full producer queue before it gives up on the record
     // (the checkpoint is then not completed: end_checkpoint() says so).
     Millis queue_full_timeout{10'000};
+    // Put before every key (changelog_key_prefix()): several applications (consumer groups) may
+    // share one state topic without reading each other's state.
+    std::string key_prefix;
   };
 
   ChangelogWriter(rd_kafka_t* producer, std::string topic, Options options);
@@ -147,6 +154,12 @@ class ChangelogWriter final : public StateWriter {
   uint64_t produced(PartitionId pid) const;
   uint64_t acked(PartitionId pid) const;
   uint64_t failed(PartitionId pid) const;
+  // One past the highest offset acknowledged in pid's changelog partition for this writer (any
+  // pid sharing the partition); nullopt before the first acknowledgement.
+  std::optional<int64_t> acked_end(PartitionId pid) const;
+  // Every record produced so far has its delivery report.
+  bool settled() const;
+  uint64_t failed_total() const;
   // Polls (poll(max_wait) should call rd_kafka_poll on the producer) until every record of pids
   // has its delivery report or the deadline passes. True when all arrived and none of the pids
   // lost a record (not delivered, or an abandoned checkpoint) since its last snapshot began:
@@ -179,6 +192,7 @@ class ChangelogWriter final : public StateWriter {
   // Estimated bytes this writer added to each changelog partition (records + batch overhead).
   std::map<int32_t, uint64_t> partition_bytes_;
   std::atomic<uint64_t> bytes_total_{0};
+  std::string prefixed_;  // scratch for prefixed keys
 };
 
 // Reads a changelog partition with a consumer of its own (assigned, never joining a group, never
@@ -187,7 +201,8 @@ class ChangelogRestorer {
  public:
   // `settings`: bootstrap.servers and the security properties (kafka.properties); group.id, when
   // given, only satisfies librdkafka's assign() (the consumer never joins that group).
-  ChangelogRestorer(std::map<std::string, std::string> settings, std::string topic);
+  ChangelogRestorer(std::map<std::string, std::string> settings, std::string topic,
+                    std::string key_prefix = {});
 
   // nullopt: pid has no complete checkpoint in the changelog (or the partition or topic does
   // not exist). Errors: retryable when the deadline passed or the log moved under the read;
@@ -198,6 +213,7 @@ class ChangelogRestorer {
  private:
   std::map<std::string, std::string> settings_;
   std::string topic_;
+  std::string key_prefix_;  // records without it are skipped
 };
 
 // ---- the state topic on a real Kafka -----------------------------------------------------------

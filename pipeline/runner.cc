@@ -10,6 +10,7 @@
 #include "operators/topology.h"
 #include "pipeline/checkpoint_state.h"
 #include "pipeline/consumer_group.h"
+#include "pipeline/counter_continuity.h"
 #include "pipeline/decoder.h"
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
@@ -17,6 +18,7 @@
 #include "pipeline/partition_table.h"
 #include "pipeline/runner_probe.h"
 #include "pipeline/source_worker.h"
+#include "pipeline/state_changelog.h"
 #include "state/checkpoint_store.h"
 
 namespace sp {
@@ -71,13 +73,24 @@ class RunnerImpl final : public Runner {
     if (auto s = check_state_format(*store_, config_.state.path); !s) return s;
     state_reader_ = std::make_unique<StoreStateReader>(*store_);
     if (auto s = topology_.restore_global(*state_reader_); !s) return s;
+    if (auto s = counters_.restore(*state_reader_, topology_); !s) return s;
     auto sink = OutputSink::open(
         *store_, {config_.kafka.output_topic, config_.kafka.alerts_topic, config_.kafka.dlq_topic});
     if (!sink) return tl::unexpected(sink.error());
     sink_ = std::move(*sink);
+    StateChangelog::Options changelog_options;
+    changelog_options.bootstrap = bootstrap;
+    changelog_options.properties = config_.kafka.properties;
+    changelog_options.topic = config_.kafka.state_topic;
+    changelog_options.group_id = config_.kafka.group_id;
+    changelog_options.input_topics = config_.kafka.topics;
+    auto changelog = StateChangelog::open(*store_, std::move(changelog_options));
+    if (!changelog) return tl::unexpected(changelog.error());
+    changelog_ = std::move(*changelog);
 
     auto consumer = ConsumerGroup::create(
-        pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties),
+        pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties,
+                                   config_.kafka.group_instance_id),
         &RunnerImpl::rebalance_cb, this);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
@@ -86,8 +99,9 @@ class RunnerImpl final : public Runner {
 
     if (auto s = consumer_->subscribe(config_.kafka.topics); !s) return s;
     sink_->resend_outbox();
-    // Nothing is published before the first assignment has restored state: an empty /metrics is
-    // a gap to Prometheus, whereas zeros would read as a counter reset after every restart.
+    // The counters this instance exported before a restart are served again right away (they
+    // are its own, whatever partitions it gets back); the rest follows the first assignment.
+    publish_metrics();
     return {};
   }
 
@@ -104,6 +118,8 @@ class RunnerImpl final : public Runner {
         if (hooks_.on_batch_processed) hooks_.on_batch_processed(batch_messages_);
       }
       sink_->poll(Millis{0});
+      changelog_->poll(Millis{0});
+      try_publish();
       const auto now = SteadyClock::now();
       if (now >= next_idle_check) {
         next_idle_check = now + std::chrono::milliseconds(100);
@@ -206,12 +222,14 @@ class RunnerImpl final : public Runner {
     mark_state_format(batch);
     state_reader_->write_drops(batch);
     BatchStateWriter state(batch);
-    topology_.checkpoint(state);
+    topology_.checkpoint(changelog_->capture(state));
+    counters_.checkpoint(topology_, state);
     const auto outbox = sink_->stage(topology_.pending(), batch);
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();
     if (auto s = store_->commit(batch); !s) {
+      changelog_->discard();
       note_checkpoint_failure(s.error().message);
       if (s.error().kind == ErrorKind::fatal) fatal_ = s.error();
       return s;
@@ -221,13 +239,18 @@ class RunnerImpl final : public Runner {
       checkpoint_failing_ = false;
     }
     topology_.checkpoint_committed();
+    changelog_->produce(topology_);
     sink_->committed(outbox, topology_.pending());
     if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
     if (hooks_.on_checkpoint_committed)
       hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
     probe_.checkpoint_written(t_committed - started);
-    publish_metrics();
+    // Published once the changelog has this checkpoint: a crash before that makes the next owner
+    // count again what /metrics would already have shown.
+    publish_due_ = true;
+    changelog_failed_mark_ = changelog_->failed_total();
+    try_publish();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
     if (spdlog::should_log(spdlog::level::debug)) {
       auto us = [](auto d) {
@@ -241,6 +264,13 @@ class RunnerImpl final : public Runner {
       last_checkpoint_start_ = started;
     }
     return {};
+  }
+
+  void try_publish() {
+    if (!publish_due_ || !changelog_->settled()) return;
+    publish_due_ = false;
+    if (changelog_->failed_total() != changelog_failed_mark_) return;  // the next one snapshots
+    publish_metrics();
   }
 
   void note_checkpoint_failure(const std::string& why) {
@@ -296,23 +326,43 @@ class RunnerImpl final : public Runner {
 
   void on_assign(rd_kafka_topic_partition_list_t* partitions) {
     const auto restore_started = SteadyClock::now();
-    for (int i = 0; i < partitions->cnt; ++i) {
+    restoring_ = static_cast<size_t>(partitions->cnt);
+    update_ready();
+    counters_.before(topology_);
+    const std::vector<std::string> owners = topology_.partition_state_owners();
+    for (int i = 0; i < partitions->cnt; ++i, --restoring_) {
       auto& tp = partitions->elems[i];
       const auto id = slots_.id_of(tp.topic, tp.partition);
       if (!id) continue;
+      const auto started = SteadyClock::now();
+      // The newest complete checkpoint, local or another instance's, into the local store.
+      auto source = changelog_->prepare(*id, owners, started + kRestoreTimeout);
+      if (!source) {
+        fatal_ = source.error();
+        spdlog::critical(
+            "msg=\"cannot restore partition state from the changelog\" topic={} partition={} "
+            "error=\"{}\"",
+            tp.topic, tp.partition, source.error().message);
+        restoring_ = 0;
+        return;
+      }
       auto restored = topology_.assign(*id, *state_reader_);
       if (!restored) {
         fatal_ = restored.error();
         spdlog::critical(
             "msg=\"cannot restore partition state\" topic={} partition={} error=\"{}\"", tp.topic,
             tp.partition, restored.error().message);
+        restoring_ = 0;
         return;
       }
       const auto& stored = (*restored)->next_offset;
       // Resume from the offset stored with the state, never from Kafka's committed offset.
       tp.offset = stored ? stored->value : RD_KAFKA_OFFSET_BEGINNING;
       slots_.add(*id, PartitionSlot{tp.topic, tp.partition, *restored});
+      probe_.partition_restored(SteadyClock::now() - started);
     }
+    restoring_ = 0;
+    counters_.after(topology_);
     const auto restore_time = SteadyClock::now() - restore_started;
     spdlog::info("msg=\"partitions assigned\" count={} owned={} restore_ms={}", partitions->cnt,
                  slots_.size(),
@@ -332,18 +382,28 @@ class RunnerImpl final : public Runner {
     for (int attempt = 0; attempt < 3 && !abandoned_ && fatal_.message.empty(); ++attempt) {
       if (checkpoint()) break;
     }
+    std::vector<PartitionId> ids;
     for (int i = 0; i < partitions->cnt; ++i) {
       const auto id = slots_.id_of(partitions->elems[i].topic, partitions->elems[i].partition);
-      if (!id) continue;
-      if (slots_.remove(*id)) --state_paused_;
-      topology_.revoke(*id);
+      if (id && topology_.find(*id) != nullptr) ids.push_back(*id);
     }
+    // The next owner restores from the changelog: it must have their last checkpoint.
+    if (!abandoned_) {
+      changelog_->handover(
+          ids, SteadyClock::now() + std::min<Millis>(config_.shutdown_timeout / 2, Millis{10'000}));
+    }
+    counters_.before(topology_);
+    for (PartitionId id : ids) {
+      if (slots_.remove(id)) --state_paused_;
+      topology_.revoke(id);
+    }
+    counters_.after(topology_);
     update_ready();
   }
 
   void update_ready() {
     if (http_)
-      http_->set_ready(!stopping_ && assigned_once_ && !checkpoint_failing_ &&
+      http_->set_ready(!stopping_ && assigned_once_ && restoring_ == 0 && !checkpoint_failing_ &&
                        fatal_.message.empty());
   }
 
@@ -413,8 +473,9 @@ class RunnerImpl final : public Runner {
   void publish_metrics() {
     state_bytes_ = topology_.state_bytes();
     if (!probe_.publishing()) return;
-    probe_.publish_metrics(topology_, slots_, *consumer_,
-                           state_bytes_ + store_->approximate_bytes());
+    probe_.publish_metrics(topology_, counters_, slots_, *consumer_,
+                           state_bytes_ + store_->approximate_bytes(),
+                           {changelog_->bytes_total(), slots_.size(), restoring_});
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -437,6 +498,11 @@ class RunnerImpl final : public Runner {
       if ((stored = checkpoint(checkpoint_deadline).has_value())) break;
     }
     spdlog::info("msg=\"shutdown: final checkpoint\" stored={}", stored);
+    // Its values go to /metrics once the changelog has it (bounded like the rest).
+    while (publish_due_ && SteadyClock::now() < checkpoint_deadline) {
+      changelog_->poll(Millis{10});
+      try_publish();
+    }
     auto remaining = [&] {
       return std::max<int64_t>(
           0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
@@ -466,6 +532,7 @@ class RunnerImpl final : public Runner {
   }
 
   static constexpr size_t kDedupLookahead = 8;
+  static constexpr Millis kRestoreTimeout{10 * 60 * 1000};
   SteadyClock::time_point last_checkpoint_start_{};
   uint64_t batch_messages_ = 0;  // for RunnerTestHooks::on_batch_processed
 
@@ -483,6 +550,11 @@ class RunnerImpl final : public Runner {
   std::unique_ptr<StoreStateReader> state_reader_;
   std::unique_ptr<ConsumerGroup> consumer_;
   std::unique_ptr<OutputSink> sink_;
+  std::unique_ptr<StateChangelog> changelog_;
+  CounterContinuity counters_;
+  bool publish_due_ = false;
+  uint64_t changelog_failed_mark_ = 0;
+  size_t restoring_ = 0;  // assigned partitions not restored yet
   PartitionTable slots_;
   WallClock::time_point wall_now_{};
   bool checkpoint_failing_ = false;

@@ -6,6 +6,7 @@
 
 #include "operators/topology.h"
 #include "pipeline/consumer_group.h"
+#include "pipeline/counter_continuity.h"
 #include "pipeline/http_server.h"
 #include "pipeline/partition_table.h"
 #include "pipeline/version.h"
@@ -27,7 +28,12 @@ RunnerProbe::RunnerProbe(HttpServer* http, size_t max_series, bool label_topics)
       label_topics_(label_topics),
       registry_(max_series),
       latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
-      checkpoint_duration_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}) {}
+      checkpoint_duration_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}),
+      restore_duration_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}) {}
+
+void RunnerProbe::partition_restored(std::chrono::steady_clock::duration took) {
+  restore_duration_.observe(std::chrono::duration<double>(took).count());
+}
 
 void RunnerProbe::sample_latency(const rd_kafka_message_t& msg) {
   rd_kafka_timestamp_type_t type;
@@ -51,8 +57,9 @@ void RunnerProbe::checkpoint_failed() {
   publish_checkpoint_failures();
 }
 
-void RunnerProbe::publish_metrics(const Topology& topology, const PartitionTable& partitions,
-                                  const ConsumerGroup& consumer, uint64_t state_bytes) {
+void RunnerProbe::publish_metrics(const Topology& topology, const CounterContinuity& counters,
+                                  const PartitionTable& partitions, const ConsumerGroup& consumer,
+                                  uint64_t state_bytes, const ChangelogStats& changelog) {
   if (http_ == nullptr) return;
   const auto now = std::chrono::system_clock::now();
   const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
@@ -64,43 +71,59 @@ void RunnerProbe::publish_metrics(const Topology& topology, const PartitionTable
 
   // The order of the calls below is the exposition order of /metrics.
   registry_.begin();
-  topology.collect_counts(registry_);
-  registry_.family("socialpulse_consumer_lag_messages",
-                   "Messages behind the partition's high watermark", MetricType::gauge);
-  for (const auto& [id, slot] : partitions) {
-    const int64_t lag = consumer.lag(slot.topic, slot.partition, slot.state->next_offset);
-    const std::string label = label_topics_ ? slot.topic + "/" + std::to_string(slot.partition)
-                                            : std::to_string(slot.partition);
-    const std::array<LabelPair, 1> labels{{{"partition", label}}};
-    registry_.add(labels, static_cast<double>(std::max<int64_t>(0, lag)));
-  }
-  const EventTime wm = topology.watermark();
-  if (wm > kMinEventTime) {
-    const double wm_s = static_cast<double>(to_epoch_ms(wm)) / 1000.0;
-    registry_.family("socialpulse_watermark_timestamp_seconds", "Pipeline event-time watermark",
+  counters.collect(topology, registry_, [&] {
+    registry_.family("socialpulse_consumer_lag_messages",
+                     "Messages behind the partition's high watermark", MetricType::gauge);
+    for (const auto& [id, slot] : partitions) {
+      const int64_t lag = consumer.lag(slot.topic, slot.partition, slot.state->next_offset);
+      const std::string label = label_topics_ ? slot.topic + "/" + std::to_string(slot.partition)
+                                              : std::to_string(slot.partition);
+      const std::array<LabelPair, 1> labels{{{"partition", label}}};
+      registry_.add(labels, static_cast<double>(std::max<int64_t>(0, lag)));
+    }
+    const EventTime wm = topology.watermark();
+    if (wm > kMinEventTime) {
+      const double wm_s = static_cast<double>(to_epoch_ms(wm)) / 1000.0;
+      registry_.family("socialpulse_watermark_timestamp_seconds", "Pipeline event-time watermark",
+                       MetricType::gauge);
+      registry_.add({}, wm_s);
+      registry_.family("socialpulse_watermark_delay_seconds",
+                       "Wall clock minus the pipeline watermark", MetricType::gauge);
+      registry_.add({}, now_s - wm_s);
+    }
+    registry_.family("socialpulse_checkpoint_duration_seconds", "Time to write one checkpoint",
+                     MetricType::histogram);
+    registry_.add_histogram({}, checkpoint_duration_.bounds, checkpoint_duration_.counts,
+                            checkpoint_duration_.sum);
+    registry_.family("socialpulse_checkpoint_failures_total",
+                     "Checkpoints that could not be written", MetricType::counter);
+    registry_.add({}, static_cast<double>(checkpoint_failures_));
+    registry_.family("socialpulse_event_latency_seconds",
+                     "Message append to value exposed on /metrics", MetricType::histogram);
+    registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
+    registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB",
                      MetricType::gauge);
-    registry_.add({}, wm_s);
-    registry_.family("socialpulse_watermark_delay_seconds",
-                     "Wall clock minus the pipeline watermark", MetricType::gauge);
-    registry_.add({}, now_s - wm_s);
-  }
-  registry_.family("socialpulse_checkpoint_duration_seconds", "Time to write one checkpoint",
-                   MetricType::histogram);
-  registry_.add_histogram({}, checkpoint_duration_.bounds, checkpoint_duration_.counts,
-                          checkpoint_duration_.sum);
-  registry_.family("socialpulse_checkpoint_failures_total", "Checkpoints that could not be written",
-                   MetricType::counter);
-  registry_.add({}, static_cast<double>(checkpoint_failures_));
-  registry_.family("socialpulse_event_latency_seconds",
-                   "Message append to value exposed on /metrics", MetricType::histogram);
-  registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
-  registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB",
-                   MetricType::gauge);
-  registry_.add({}, static_cast<double>(state_bytes));
-  registry_.family("socialpulse_build_info", "Build information", MetricType::gauge);
-  const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
-  registry_.add(version, 1.0);
-  topology.collect(registry_);
+    registry_.add({}, static_cast<double>(state_bytes));
+    registry_.family("socialpulse_build_info", "Build information", MetricType::gauge);
+    const std::array<LabelPair, 1> version{{{"version", kSocialpulseVersion}}};
+    registry_.add(version, 1.0);
+    registry_.family("socialpulse_partitions_assigned", "Input partitions this instance owns",
+                     MetricType::gauge);
+    registry_.add({}, static_cast<double>(changelog.partitions_assigned));
+    registry_.family("socialpulse_partitions_restoring",
+                     "Assigned input partitions whose state is still being restored",
+                     MetricType::gauge);
+    registry_.add({}, static_cast<double>(changelog.partitions_restoring));
+    registry_.family("socialpulse_state_restore_seconds",
+                     "Time to restore one assigned partition's state (local store or changelog)",
+                     MetricType::histogram);
+    registry_.add_histogram({}, restore_duration_.bounds, restore_duration_.counts,
+                            restore_duration_.sum);
+    registry_.family("socialpulse_changelog_bytes_total",
+                     "Bytes of state produced to the state changelog by this process",
+                     MetricType::counter);
+    registry_.add({}, static_cast<double>(changelog.bytes_total));
+  });
   last_snapshot_ = registry_.finish();
   http_->publish(last_snapshot_);
 }

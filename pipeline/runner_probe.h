@@ -17,9 +17,17 @@
 namespace sp {
 
 class ConsumerGroup;
+class CounterContinuity;
 class HttpServer;
 class PartitionTable;
 class Topology;
+
+// What the state changelog adds to /metrics.
+struct ChangelogStats {
+  uint64_t bytes_total = 0;
+  size_t partitions_assigned = 0;
+  size_t partitions_restoring = 0;
+};
 
 // Contract: one thread calls; without an HttpServer nothing is published (publishing() false).
 class RunnerProbe {
@@ -34,12 +42,15 @@ class RunnerProbe {
   void checkpoint_written(std::chrono::steady_clock::duration took);
   // Counts a checkpoint that could not be written and republishes the last snapshot with it.
   void checkpoint_failed();
+  // How long one assigned partition took to restore (local store or changelog).
+  void partition_restored(std::chrono::steady_clock::duration took);
 
   // A new snapshot for /metrics: the Topology's metrics, the consumer lag of the owned
   // partitions and the runner's own (state_bytes: in memory plus RocksDB). Observes the sampled
   // latencies against the wall clock now: the value is exposed from this moment on.
-  void publish_metrics(const Topology& topology, const PartitionTable& partitions,
-                       const ConsumerGroup& consumer, uint64_t state_bytes);
+  void publish_metrics(const Topology& topology, const CounterContinuity& counters,
+                       const PartitionTable& partitions, const ConsumerGroup& consumer,
+                       uint64_t state_bytes, const ChangelogStats& changelog);
 
  private:
   struct Histogram {
@@ -63,6 +74,7 @@ class RunnerProbe {
   std::minstd_rand latency_rng_{7};
   Histogram latency_;
   Histogram checkpoint_duration_;
+  Histogram restore_duration_;
   uint64_t checkpoint_failures_ = 0;
   std::shared_ptr<const MetricsSnapshot> last_snapshot_;
 };

@@ -809,6 +809,10 @@ int run(const Options& o) {
     }
   }
 
+  if (auto s = (*broker)->create_state_topic(defaults.kafka.state_topic, o.partitions); !s) {
+    return std::fprintf(stderr, "%s\n", s.error().message.c_str()), 1;
+  }
+
   // 1. Pre-load.
   auto pre = preload(bootstrap, o);
   if (!pre) return std::fprintf(stderr, "preload: %s\n", pre.error().message.c_str()), 1;

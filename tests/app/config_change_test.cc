@@ -81,7 +81,9 @@ Samples data_counters(const std::map<std::string, double>& scraped) {
   for (const auto& [text, value] : scraped) {
     const Series s = Series::parse(text);
     if (s.name.rfind("socialpulse_checkpoint_", 0) == 0 ||
-        s.name.rfind("socialpulse_event_latency", 0) == 0)
+        s.name.rfind("socialpulse_event_latency", 0) == 0 ||
+        s.name.rfind("socialpulse_changelog_", 0) == 0 ||
+        s.name.rfind("socialpulse_state_restore_", 0) == 0)
       continue;
     if (ends_with(s.name, "_total") || ends_with(s.name, "_count") || ends_with(s.name, "_sum") ||
         ends_with(s.name, "_bucket")) {

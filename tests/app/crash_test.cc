@@ -120,7 +120,8 @@ class CrashTest : public ::testing::Test {
     };
     for (const auto& [series, value] : m) {
       const std::string name = series.substr(0, series.find('{'));
-      if (name.rfind("socialpulse_checkpoint_", 0) == 0 || name.rfind("socialpulse_event_latency", 0) == 0) continue;
+      if (name.rfind("socialpulse_checkpoint_", 0) == 0 || name.rfind("socialpulse_event_latency", 0) == 0 ||
+          name.rfind("socialpulse_changelog_", 0) == 0 || name.rfind("socialpulse_state_restore_", 0) == 0) continue;
       if (ends_with(name, "_total") || ends_with(name, "_count") || ends_with(name, "_sum") || ends_with(name, "_bucket")) {
         out[series] = value;
       }

@@ -99,6 +99,8 @@ void EmbeddedPipelineTest::create_topics(const std::string& input, int input_par
   config_.kafka.output_topic = "windows" + suffix;
   config_.kafka.alerts_topic = "alerts" + suffix;
   config_.kafka.dlq_topic = "dlq" + suffix;
+  config_.kafka.state_topic = "state" + suffix;
+  ASSERT_TRUE(broker_->create_state_topic(config_.kafka.state_topic, input_partitions));
   for (const auto* t : {&config_.kafka.output_topic, &config_.kafka.alerts_topic,
                         &config_.kafka.dlq_topic}) {
     ASSERT_TRUE(broker_->create_topic(*t, 1));

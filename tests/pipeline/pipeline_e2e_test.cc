@@ -33,6 +33,7 @@ class PipelineE2E : public ::testing::Test {
     for (const char* t : {"social.events", "socialpulse.windows", "socialpulse.alerts", "socialpulse.dlq"}) {
       ASSERT_TRUE(broker_->create_topic(t, 4));
     }
+    ASSERT_TRUE(broker_->create_state_topic(config_.kafka.state_topic, 4));
     state_dir_ = testing::make_temp_dir("sp-e2e");
     config_.kafka.bootstrap_servers = broker_->bootstrap_servers();
     config_.kafka.group_id = "e2e-" + std::to_string(::getpid());

@@ -230,6 +230,9 @@ TEST_F(WindowsE2E, ReprocessingFromScratchGivesByteIdenticalRecords) {
   config_.kafka.group_id += "-rerun";
   config_.kafka.output_topic = "windows.rerun.second";
   ASSERT_TRUE(broker_->create_topic(config_.kafka.output_topic, 1));
+  // A new application: its own state changelog (the first run's would be restored).
+  config_.kafka.state_topic += ".rerun";
+  ASSERT_TRUE(broker_->create_state_topic(config_.kafka.state_topic, input_partitions_));
   start_pipeline();
   TopicReader second(broker_->bootstrap_servers(), config_.kafka.output_topic, 1);
   const auto& again = second.read_until(first.messages().size(), 60s);

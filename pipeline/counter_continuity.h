@@ -1,0 +1,60 @@
+#pragma once
+// Counters that mean "counted by this instance" (issue #15 item 4). The Topology's counters are
+// sums over the partitions an instance owns, so they jump when a partition arrives with its
+// history and drop when it leaves. Prometheus keeps one series per instance: each exported
+// counter is the Topology's value plus an offset per series that absorbs every such jump (a
+// rebalance changes the sums by exactly what moved), and the exported values are durable state
+// of the instance, so a restart continues from them. No exported counter ever goes down; summed
+// over instances, increase() counts each event once, wherever its partition went.
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+#include "operators/keyed_state.h"
+#include "operators/metrics_writer.h"
+
+namespace sp {
+
+class Topology;
+
+// Contract: one thread; rebalance() around every Topology::assign()/revoke() batch.
+class CounterContinuity {
+ public:
+  // Instance-scope state owner of the exported values (kReservedStateOwners).
+  static constexpr std::string_view kOwner = "instance";
+
+  // Once, after Topology::restore_global() and before the first assign(): the values exported
+  // before the restart are where the counters continue.
+  Status restore(StateReader& in, const Topology& topology);
+  // Call before() then change the owned partitions then after(): the change is absorbed.
+  void before(const Topology& topology);
+  void after(const Topology& topology);
+  // The exported values that changed since the last checkpoint (full keys, instance scope).
+  void checkpoint(const Topology& topology, StateWriter& out);
+
+  // Writes the Topology's counts and metrics (collect_counts, then `between`, then collect) into
+  // `out`, counters continued; series that only the offsets still know (their partitions left)
+  // included.
+  void collect(const Topology& topology, MetricsWriter& out,
+               const std::function<void()>& between) const;
+
+ private:
+  struct Series {
+    std::string family;
+    std::string help;
+    std::vector<std::pair<std::string, std::string>> labels;
+    double offset = 0;
+  };
+  using Values = std::map<std::string, double>;  // encoded series -> value
+  Values raw(const Topology& topology);
+
+  std::map<std::string, Series> series_;  // encoded series
+  Values before_;
+  Values persisted_;  // exported values as last written
+};
+
+}  // namespace sp

@@ -1,0 +1,314 @@
+#include "pipeline/state_changelog.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "operators/topology.h"
+#include "pipeline/checkpoint_state.h"
+#include "pipeline/embedded_broker.h"
+
+namespace sp {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int remaining_ms(SteadyClock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count();
+  return static_cast<int>(std::clamp<int64_t>(left, 0, 1'000'000));
+}
+
+std::string pid_hex(PartitionId pid) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", static_cast<uint32_t>(pid.value));
+  return buf;
+}
+
+// Meta key: where this instance's changelog writes ended when it last gave pid up.
+std::string end_key(PartitionId pid) { return "changelog_end/" + pid_hex(pid); }
+
+// The embedded broker answers no CreateTopics: its topics are created beside it.
+Status wait_for_topic(rd_kafka_t* rk, const std::string& topic, SteadyClock::time_point deadline) {
+  for (;;) {
+    const rd_kafka_metadata_t* raw = nullptr;
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(
+        rk, 1, nullptr, &raw, std::max(1, std::min(remaining_ms(deadline), 2000)));
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      bool found = false;
+      for (int i = 0; i < raw->topic_cnt; ++i) {
+        if (topic == raw->topics[i].topic && raw->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+          found = true;
+      }
+      rd_kafka_metadata_destroy(raw);
+      if (found) return {};
+      if (remaining_ms(deadline) == 0) {
+        return make_error(ErrorKind::fatal,
+                          "state topic '" + topic +
+                              "' (kafka.state_topic) does not exist on the embedded broker: it is "
+                              "created by `socialpulse broker` and `bootstrap_servers: embedded`");
+      }
+    } else if (remaining_ms(deadline) == 0) {
+      return make_error(ErrorKind::retryable,
+                        "state topic '" + topic + "': metadata: " + rd_kafka_err2str(err));
+    }
+    std::this_thread::sleep_for(Millis{100});
+  }
+}
+
+}  // namespace
+
+class StateChangelog::Capture final : public StateWriter {
+ public:
+  explicit Capture(StateChangelog& owner) : owner_(owner) {}
+  void set_local(StateWriter& local) { local_ = &local; }
+  void put(std::string_view key, std::string_view value) override {
+    local_->put(key, value);
+    if (auto pid = state_key_partition(key))
+      owner_.captured_[*pid].push_back({std::string(key), std::string(value), false});
+  }
+  void remove(std::string_view key) override {
+    local_->remove(key);
+    if (auto pid = state_key_partition(key))
+      owner_.captured_[*pid].push_back({std::string(key), {}, true});
+  }
+
+ private:
+  StateChangelog& owner_;
+  StateWriter* local_ = nullptr;
+};
+
+StateChangelog::StateChangelog(CheckpointStore& store, Options options)
+    : store_(store), options_(std::move(options)), capture_(std::make_unique<Capture>(*this)) {
+  // Checkpoint markers carry a sequence number that keeps growing across restarts.
+  seq_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+StateChangelog::~StateChangelog() {
+  if (!producer_) return;
+  // The writer must outlive every delivery report of its records.
+  if (rd_kafka_flush(producer_.get(), 2000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::warn("msg=\"changelog records not acknowledged at exit\" unacknowledged={}",
+                 rd_kafka_outq_len(producer_.get()));
+    (void)producer_.release();  // left to process exit: its reports would reach a dead writer
+    (void)writer_.release();
+  }
+}
+
+Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& store,
+                                                             Options options) {
+  std::unique_ptr<StateChangelog> self(new StateChangelog(store, std::move(options)));
+  auto settings = self->options_.properties;
+  settings["bootstrap.servers"] = self->options_.bootstrap;
+  settings.try_emplace("log_level", "4");
+  settings.try_emplace("linger.ms", "5");
+  settings.try_emplace("queue.buffering.max.messages", "1000000");
+  self->restore_settings_ = settings;
+  add_changelog_producer_settings(settings);
+  auto conf = make_kafka_conf(settings);
+  if (!conf) return tl::unexpected(conf.error());
+  rd_kafka_conf_set_opaque(conf->get(), self.get());
+  rd_kafka_conf_set_dr_msg_cb(conf->get(), &StateChangelog::delivery_cb);
+  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!producer) return tl::unexpected(producer.error());
+  self->producer_ = std::move(*producer);
+  return self;
+}
+
+Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
+  if (writer_) return {};
+  const auto& topic = options_.topic;
+  bool embedded = false;
+  if (char* id = rd_kafka_clusterid(producer_.get(), std::max(1, remaining_ms(deadline)))) {
+    // librdkafka's mock cluster (the embedded broker, also behind `socialpulse broker`) names
+    // itself so.
+    embedded = std::string_view(id).starts_with("mockCluster");
+    rd_kafka_mem_free(producer_.get(), id);
+  }
+  if (!embedded) {
+    std::map<std::string, std::string> admin = options_.properties;
+    admin["bootstrap.servers"] = options_.bootstrap;
+    if (auto s = ensure_state_topic(admin, topic, options_.input_topics,
+                                    Millis{std::max(1, remaining_ms(deadline))});
+        !s) {
+      return s;
+    }
+  } else if (auto s = wait_for_topic(producer_.get(), topic, deadline); !s) {
+    return s;
+  }
+
+  // The embedded broker deletes the oldest records of a partition past its retention and never
+  // compacts: snapshots must then come early enough that the last complete one survives.
+  ChangelogWriter::Options writer_options;
+  if (embedded) {
+    writer_options.retention_bytes =
+        kEmbeddedPartitionRetentionBytes / std::max<size_t>(1, options_.input_topics.size());
+    spdlog::info(
+        "msg=\"state topic on the embedded broker: not compacted, its retention not checked; "
+        "snapshots are sized to fit its retention\" topic={} retention_bytes_per_writer={}",
+        topic, writer_options.retention_bytes);
+  }
+  writer_options.key_prefix = changelog_key_prefix(options_.group_id);
+  writer_ = std::make_unique<ChangelogWriter>(producer_.get(), topic, writer_options);
+  restorer_ = std::make_unique<ChangelogRestorer>(restore_settings_, topic,
+                                                  changelog_key_prefix(options_.group_id));
+  return {};
+}
+
+void StateChangelog::delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+  auto* self = static_cast<StateChangelog*>(opaque);
+  if (self->writer_) (void)self->writer_->on_delivery(msg);  // every record here is the writer's
+}
+
+StateWriter& StateChangelog::capture(StateWriter& local) {
+  captured_.clear();
+  capture_->set_local(local);
+  return *capture_;
+}
+
+void StateChangelog::discard() { captured_.clear(); }
+
+void StateChangelog::produce(const Topology& topology) {
+  ++seq_;
+  if (!writer_) {  // no partition was ever assigned
+    captured_.clear();
+    return;
+  }
+  for (auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    // A partition nothing was consumed from has no offset to resume from: it is written once
+    // it has one (its first write is a snapshot).
+    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
+    if (writer_->snapshot_due(pid)) {
+      writer_->begin_snapshot(pid);
+      const std::string scope = pid_hex(pid);
+      for (const auto& owner : topology.partition_state_owners()) {
+        auto rows = store_.scan(Family::state, owner + "/" + scope + "/");
+        if (!rows) {
+          spdlog::error("msg=\"changelog snapshot: local scan failed\" pid={} error=\"{}\"",
+                        pid.value, rows.error().message);
+          continue;  // the marker still goes out; the writer cannot tell: logged
+        }
+        for (const auto& [key, value] : *rows) writer_->put(key, value);
+      }
+    } else {
+      for (const auto& e : entries) {
+        if (e.removed) {
+          writer_->remove(e.key);
+        } else {
+          writer_->put(e.key, e.value);
+        }
+      }
+    }
+    if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
+      spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
+                   s.error().message);
+    }
+  }
+  captured_.clear();
+}
+
+void StateChangelog::poll(Millis timeout) {
+  rd_kafka_poll(producer_.get(), static_cast<int>(timeout.count()));
+}
+
+bool StateChangelog::settled() const { return !writer_ || writer_->settled(); }
+uint64_t StateChangelog::failed_total() const { return writer_ ? writer_->failed_total() : 0; }
+
+Result<StateChangelog::Source> StateChangelog::prepare(PartitionId pid,
+                                                       const std::vector<std::string>& owners,
+                                                       SteadyClock::time_point deadline) {
+  if (auto s = connect_topic(std::min(deadline, SteadyClock::now() + Millis{60'000})); !s)
+    return tl::unexpected(s.error());
+  // Nothing written after this instance's own last writes: the local state is the newest.
+  int64_t low = 0;
+  int64_t high = 0;
+  const auto err = rd_kafka_query_watermark_offsets(
+      producer_.get(), options_.topic.c_str(), changelog_partition(pid), &low, &high,
+      std::max(1, std::min(remaining_ms(deadline), 5000)));
+  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (high <= low) return Source::local;
+    auto recorded = store_.get(Family::meta, end_key(pid));
+    if (recorded && *recorded && std::to_string(high) == **recorded) return Source::local;
+  }
+
+  Result<std::optional<RestoredPartition>> restored = std::optional<RestoredPartition>{};
+  for (;;) {
+    restored = restorer_->restore(pid, deadline);
+    if (restored || restored.error().kind != ErrorKind::retryable || remaining_ms(deadline) == 0)
+      break;
+    spdlog::warn("msg=\"changelog restore retried\" pid={} error=\"{}\"", pid.value,
+                 restored.error().message);
+  }
+  if (!restored) return tl::unexpected(restored.error());
+  if (!*restored) return Source::local;
+
+  StoreStateReader local(store_);
+  auto local_next = Topology::stored_next_offset(pid, local);
+  if (!local_next) return tl::unexpected(local_next.error());
+  const RestoredPartition& r = **restored;
+  if (*local_next && (*local_next)->value >= r.next_offset.value) {
+    spdlog::info(
+        "msg=\"local state is as new as the changelog's\" pid={} local_next_offset={} "
+        "changelog_next_offset={}",
+        pid.value, (*local_next)->value, r.next_offset.value);
+    return Source::local;
+  }
+  if (auto s = install(pid, r, owners); !s) return tl::unexpected(s.error());
+  writer_->resume(pid, r);
+  ++restored_partitions_;
+  spdlog::info(
+      "msg=\"partition restored from the changelog\" pid={} next_offset={} keys={} records={} "
+      "bytes={} took_ms={}",
+      pid.value, r.next_offset.value, r.state.entries().size(), r.records_read, r.bytes_read,
+      r.took.count());
+  return Source::changelog;
+}
+
+// Replaces pid's local state by the restored one, in one batch: no key of the older local state
+// may survive among the restored keys.
+Status StateChangelog::install(PartitionId pid, const RestoredPartition& restored,
+                               const std::vector<std::string>& owners) {
+  auto batch = store_.batch();
+  const std::string scope = pid_hex(pid);
+  for (const auto& owner : owners) {
+    auto rows = store_.scan(Family::state, owner + "/" + scope + "/");
+    if (!rows) return tl::unexpected(rows.error());
+    for (const auto& [key, value] : *rows) batch.remove(Family::state, key);
+  }
+  for (const auto& [key, value] : restored.state.entries()) batch.put(Family::state, key, value);
+  batch.remove(Family::meta, end_key(pid));
+  mark_state_format(batch);
+  return store_.commit(batch);
+}
+
+bool StateChangelog::handover(const std::vector<PartitionId>& pids,
+                              SteadyClock::time_point deadline) {
+  if (pids.empty() || !writer_) return true;
+  const bool complete = writer_->wait_acked(pids, deadline, [this](Millis wait) {
+    rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
+  });
+  if (complete) {
+    auto batch = store_.batch();
+    for (PartitionId pid : pids) {
+      if (auto end = writer_->acked_end(pid))
+        batch.put(Family::meta, end_key(pid), std::to_string(*end));
+    }
+    if (auto s = store_.commit(batch); !s) {
+      spdlog::warn(
+          "msg=\"changelog end not recorded; the next restore reads the changelog\" "
+          "error=\"{}\"",
+          s.error().message);
+    }
+  } else {
+    spdlog::warn("msg=\"changelog not acknowledged before the partitions were given up\" count={}",
+                 pids.size());
+  }
+  for (PartitionId pid : pids) writer_->release(pid);
+  return complete;
+}
+
+}  // namespace sp

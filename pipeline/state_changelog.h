@@ -1,0 +1,102 @@
+#pragma once
+// The runner's side of the state changelog (issue #15): after every local checkpoint, what it
+// changed in each input partition goes to kafka.state_topic (pipeline/changelog.h); on assign,
+// the partition's newest complete checkpoint, local or from the changelog, is what the local
+// store holds before the Topology restores it; on revoke, the changelog has the partition's last
+// checkpoint before another instance may take it.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "operators/keyed_state.h"
+#include "operators/time.h"
+#include "pipeline/changelog.h"
+#include "pipeline/kafka.h"
+#include "state/checkpoint_store.h"
+
+namespace sp {
+
+class Topology;
+
+// Contract: one thread (the pipeline's) calls everything; delivery reports are served by poll().
+class StateChangelog {
+ public:
+  struct Options {
+    std::string bootstrap;
+    std::map<std::string, std::string> properties;  // kafka.properties
+    std::string topic;                              // kafka.state_topic
+    std::string group_id;                           // kafka.group_id: whose records
+    // Input topics (kafka.topics): their partitions of one number share a changelog partition.
+    std::vector<std::string> input_topics;
+  };
+  enum class Source { local, changelog };
+
+  // Creates the producer. The topic is made sure of at the first assignment (the broker may be
+  // unreachable at start): on a real Kafka created compacted when missing and checked when present
+  // (ensure_state_topic()); on the embedded broker (librdkafka's mock cluster, which answers
+  // neither request) it must exist already and is not checked.
+  static Result<std::unique_ptr<StateChangelog>> open(CheckpointStore& store, Options options);
+  ~StateChangelog();
+  StateChangelog(const StateChangelog&) = delete;
+  StateChangelog& operator=(const StateChangelog&) = delete;
+
+  // ---- checkpoint -----------------------------------------------------------------------
+  // A writer for Topology::checkpoint(): writes through to `local` and remembers the partition
+  // keys, which produce() sends once the local batch is durable.
+  StateWriter& capture(StateWriter& local);
+  // After the local commit: each partition written in it, as a delta or (when due) as a full
+  // snapshot read back from the store, then its checkpoint marker.
+  void produce(const Topology& topology);
+  // Forgets what capture() recorded (the local commit failed; the next checkpoint rewrites it).
+  void discard();
+  void poll(Millis timeout);
+  // Every record produced so far has its delivery report; failed_total() counts the records
+  // that were not delivered.
+  bool settled() const;
+  uint64_t failed_total() const;
+
+  // ---- assign / revoke ------------------------------------------------------------------
+  // Makes the local store hold pid's newest complete checkpoint: kept when the changelog has
+  // nothing newer, replaced by the changelog's otherwise. `owners`: the prefixes of pid's keys.
+  Result<Source> prepare(PartitionId pid, const std::vector<std::string>& owners,
+                         std::chrono::steady_clock::time_point deadline);
+  // Waits (until deadline) for every record of pids, remembers where this instance's writes end
+  // (a restart that finds nothing after them skips the read) and gives the pids up. True when
+  // the changelog holds their last checkpoints.
+  bool handover(const std::vector<PartitionId>& pids,
+                std::chrono::steady_clock::time_point deadline);
+
+  uint64_t bytes_total() const { return writer_ ? writer_->bytes_total() : 0; }
+  // Partitions restored from the changelog since start.
+  uint64_t restored_partitions() const { return restored_partitions_; }
+
+ private:
+  class Capture;
+  StateChangelog(CheckpointStore& store, Options options);
+  static void delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque);
+  Status connect_topic(std::chrono::steady_clock::time_point deadline);
+  Status install(PartitionId pid, const RestoredPartition& restored,
+                 const std::vector<std::string>& owners);
+
+  CheckpointStore& store_;
+  Options options_;
+  KafkaHandle producer_;
+  std::unique_ptr<ChangelogWriter> writer_;
+  std::unique_ptr<ChangelogRestorer> restorer_;
+  std::map<std::string, std::string> restore_settings_;
+  std::unique_ptr<Capture> capture_;
+  struct Entry {
+    std::string key;
+    std::string value;
+    bool removed = false;
+  };
+  std::map<PartitionId, std::vector<Entry>> captured_;
+  uint64_t seq_ = 0;
+  uint64_t restored_partitions_ = 0;
+};
+
+}  // namespace sp
