@@ -65,7 +65,7 @@ KafkaHeaders copy_headers(const rd_kafka_message_t& msg, size_t capacity) {
 
 Result<std::unique_ptr<OutputSink>> OutputSink::open(CheckpointStore& store, Topics topics) {
   std::unique_ptr<OutputSink> sink(new OutputSink(store, std::move(topics)));
-  auto seq = store.get(Family::meta, "outbox_seq");
+  auto seq = store.get(Column::meta, "outbox_seq");
   if (!seq) return tl::unexpected(seq.error());
   if (*seq) {
     std::string_view in = **seq;
@@ -95,7 +95,7 @@ Status OutputSink::connect(const std::string& bootstrap,
 }
 
 void OutputSink::resend_outbox() {
-  auto rows = store_.scan(Family::outbox, "");
+  auto rows = store_.scan(Column::outbox, "");
   if (!rows) {
     spdlog::error("msg=\"outbox scan failed\" error=\"{}\"", rows.error().message);
     return;
@@ -218,10 +218,10 @@ OutputSink::Staged OutputSink::stage(const std::vector<OutputRecord>& pending,
                                      CheckpointStore::Batch& batch) {
   std::string buf;
   uint64_t seq = outbox_seq_;
-  for (const auto& r : pending) batch.put(Family::outbox, outbox_key(++seq), encode_record(r));
+  for (const auto& r : pending) batch.put(Column::outbox, outbox_key(++seq), encode_record(r));
   put_u64(buf, seq);
-  batch.put(Family::meta, "outbox_seq", buf);
-  for (uint64_t d : delivered_records_) batch.remove(Family::outbox, outbox_key(d));
+  batch.put(Column::meta, "outbox_seq", buf);
+  for (uint64_t d : delivered_records_) batch.remove(Column::outbox, outbox_key(d));
   return Staged{delivered_records_.size()};
 }
 
@@ -244,7 +244,7 @@ void OutputSink::flush(std::chrono::milliseconds timeout) {
   if (!delivered_records_.empty()) {
     // Forget outbox entries the broker acknowledged so that a restart does not resend them.
     auto batch = store_.batch();
-    for (uint64_t d : delivered_records_) batch.remove(Family::outbox, outbox_key(d));
+    for (uint64_t d : delivered_records_) batch.remove(Column::outbox, outbox_key(d));
     (void)store_.commit(batch);
   }
 }
