@@ -43,15 +43,24 @@ void ConsumerGroup::seek(rd_kafka_topic_partition_list_t* partitions) {
 
 ConsumerGroup::Watermarks ConsumerGroup::watermarks(const std::string& topic,
                                                     int32_t partition) const {
+  int64_t low = RD_KAFKA_OFFSET_INVALID;
+  int64_t high = RD_KAFKA_OFFSET_INVALID;
   Watermarks w;
-  rd_kafka_get_watermark_offsets(consumer_.get(), topic.c_str(), partition, &w.low, &w.high);
+  if (rd_kafka_get_watermark_offsets(consumer_.get(), topic.c_str(), partition, &low, &high) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return w;  // a partition the consumer does not know (yet): nothing to report
+  }
+  if (low != RD_KAFKA_OFFSET_INVALID) w.low = Offset{low};
+  if (high != RD_KAFKA_OFFSET_INVALID) w.high = Offset{high};
   return w;
 }
 
 int64_t ConsumerGroup::lag(const std::string& topic, int32_t partition,
                            std::optional<Offset> next) const {
   const Watermarks w = watermarks(topic, partition);
-  return w.high - (next ? next->value : w.low);
+  if (!w.high) return 0;
+  const Offset from = next ? *next : w.low.value_or(Offset{0});
+  return w.high->value - from.value;
 }
 
 void ConsumerGroup::commit_async(rd_kafka_topic_partition_list_t* offsets) {
