@@ -58,7 +58,7 @@ void BM_KpiOperators(benchmark::State& state) {
   const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
                          {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
                           "blog", "forum", "reviews", "web"});
-  auto ops = make_kpi_operators(vocab, KpiSettings{}, EmvSettings{}, {{"acme", "twitter", 150}});
+  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
   const auto events = make_events(1 << 20);
   NullEmitter emitter;
   size_t i = 0;
@@ -73,7 +73,8 @@ void BM_KpiOperators(benchmark::State& state) {
       watermark = shifted.time - Millis{10'000};
       for (auto& op : ops) op->on_watermark(watermark, emitter);
     }
-    const ProcessContext ctx{partition, watermark, watermark};
+    const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
+                                                    KpiSettings{}, EmvSettings{});
     for (auto& op : ops) op->process(ctx, shifted);
     ++i;
   }

@@ -93,8 +93,8 @@ void count_state(StateDir& d) {
     d.error = store.error().message;
     return;
   }
-  for (Family f : {Family::meta, Family::state, Family::outbox}) {
-    auto all = (*store)->scan(f, "");
+  for (Column c : {Column::meta, Column::state, Column::outbox}) {
+    auto all = (*store)->scan(c, "");
     if (!all) {
       d.error = all.error().message;
       return;
@@ -109,11 +109,11 @@ void count_state(StateDir& d) {
     // Partition ids as the runner makes them: topic index 0 in the high bits.
     char pid[32];
     std::snprintf(pid, sizeof pid, "%016x", static_cast<unsigned>(p));
-    auto header = (*store)->get(Family::state, std::string("dedup/") + pid);
+    auto header = (*store)->get(Column::state, std::string("dedup/") + pid);
     if (!header || !*header) continue;
     Deduplicator dedup(d.config.dedup.horizon);
     if (!dedup.begin_restore(**header)) continue;
-    auto segments = (*store)->scan(Family::state, std::string("dedup/") + pid + "/");
+    auto segments = (*store)->scan(Column::state, std::string("dedup/") + pid + "/");
     if (!segments) continue;
     for (const auto& [key, bytes] : *segments) {
       (void)dedup.restore_segment(std::stoull(key.substr(key.rfind('/') + 1), nullptr, 16), bytes);

@@ -67,7 +67,7 @@ void BM_DefaultWindows(benchmark::State& state) {
     e.reach = static_cast<int64_t>((r >> 52) % 500);
   }
 
-  auto ops = make_window_operators(default_windows(), vocabulary, KpiSettings{}, EmvSettings{});
+  auto ops = make_window_operators(default_windows(), vocabulary);
   WatermarkTracker tracker(WatermarkSettings{});
   const PartitionId partition{0};
   tracker.assign(partition);
@@ -79,8 +79,9 @@ void BM_DefaultWindows(benchmark::State& state) {
   for (auto _ : state) {
     Event e = events[i];
     e.time += Millis{pass_offset};
-    const ProcessContext ctx{partition, tracker.pipeline_watermark(),
-                             tracker.partition_watermark(partition)};
+    const ProcessContext ctx = make_process_context(partition, tracker.pipeline_watermark(),
+                                                    tracker.partition_watermark(partition), e,
+                                                    KpiSettings{}, EmvSettings{});
     for (auto& op : ops) op->process(ctx, e);
     if (tracker.observe(partition, e.time, now)) {
       for (auto& op : ops) op->on_watermark(tracker.pipeline_watermark(), out);

@@ -4,7 +4,6 @@
 #include <optional>
 
 #include "operators/byte_codec.h"
-#include "operators/derived.h"
 #include "operators/kpi_metrics.h"
 
 namespace sp {
@@ -17,12 +16,8 @@ constexpr MeasureSet kCellMeasures =
     MeasureSet::all().without(Measure::impressions).without(Measure::engagements);
 }  // namespace
 
-CounterOperator::CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
-                                 std::vector<SpendEntry> spend)
-    : vocabulary_(std::move(vocabulary)),
-      kpi_(std::move(kpi)),
-      emv_(std::move(emv)),
-      spend_(std::move(spend)) {}
+CounterOperator::CounterOperator(Vocabulary vocabulary, std::vector<SpendEntry> spend)
+    : vocabulary_(std::move(vocabulary)), spend_(std::move(spend)) {}
 
 CounterOperator::PartitionState CounterOperator::fresh_state() const {
   PartitionState s;
@@ -33,7 +28,7 @@ CounterOperator::PartitionState CounterOperator::fresh_state() const {
 
 void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
   PartitionState& s = partitions_.get_or_create(ctx.partition, [this] { return fresh_state(); });
-  const Derived d = derive(event, kpi_, emv_);
+  const Derived& d = ctx.derived;
   Cell& cell = s.cells[cell_index(event.brand, event.channel)];
   cell.add(event, d);
   if (d.ideas != 0)

@@ -28,8 +28,7 @@ class CounterOperator final : public Operator {
   static constexpr std::array<double, 7> kCareBounds = {60, 300, 900, 1800, 3600, 14400, 86400};
   static constexpr size_t kCareBuckets = kCareBounds.size() + 1;  // + Inf
 
-  CounterOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
-                  std::vector<SpendEntry> spend);
+  CounterOperator(Vocabulary vocabulary, std::vector<SpendEntry> spend);
   CounterOperator(const CounterOperator&) = delete;  // used through Operator: never copied
   CounterOperator& operator=(const CounterOperator&) = delete;
 
@@ -66,8 +65,6 @@ class CounterOperator final : public Operator {
   }
 
   Vocabulary vocabulary_;
-  KpiSettings kpi_;
-  EmvSettings emv_;
   std::vector<SpendEntry> spend_;
   // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
   PartitionStates<PartitionState> partitions_;

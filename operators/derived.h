@@ -1,6 +1,6 @@
 #pragma once
-// The per-event derived quantities of SPEC 2, computed once per event and shared by the window
-// aggregates and the KPI counters so both always agree.
+// The per-event derived quantities of SPEC 2, computed once per event and handed to every operator
+// in its ProcessContext, so the window aggregates and the KPI counters always agree.
 #include <algorithm>
 #include <cmath>
 
@@ -25,19 +25,7 @@ struct Derived {
   double emv = 0.0;
 };
 
-// 1 + ln(1 + reach_eff). The runner hands each event to every operator in turn and four of them
-// derive it, so the last argument and result are remembered per thread: log1p once per event
-// instead of four times, the same double every time.
-inline double opinion_weight_factor(int64_t reach_eff) {
-  thread_local int64_t last_reach = 0;
-  thread_local double last_factor = 1.0;  // 1 + log1p(0)
-  if (reach_eff != last_reach) {
-    last_reach = reach_eff;
-    last_factor = 1.0 + std::log1p(static_cast<double>(reach_eff));
-  }
-  return last_factor;
-}
-
+// Once per event, by whoever builds its ProcessContext (make_process_context, operator.h).
 inline Derived derive(const Event& e, const KpiSettings& kpi, const EmvSettings& emv) {
   Derived d;
   const int64_t c = e.count;
@@ -51,7 +39,7 @@ inline Derived derive(const Event& e, const KpiSettings& kpi, const EmvSettings&
   d.reach = e.reach;
   if (e.type == EventType::lead && e.has_value) d.lead_value = e.value;
   if (e.has_sentiment) {
-    const double w = opinion_weight_factor(std::max(e.reach, e.followers));
+    const double w = 1.0 + std::log1p(static_cast<double>(std::max(e.reach, e.followers)));
     const double cw = w * static_cast<double>(c);
     d.opinion = true;
     d.opinion_weight = cw;

@@ -4,11 +4,10 @@ namespace sp {
 
 std::vector<std::unique_ptr<Operator>> make_kpi_operators(const Vocabulary& vocabulary,
                                                           const KpiSettings& kpi,
-                                                          const EmvSettings& emv,
                                                           std::vector<SpendEntry> spend) {
   std::vector<std::unique_ptr<Operator>> ops;
-  ops.push_back(std::make_unique<CounterOperator>(vocabulary, kpi, emv, std::move(spend)));
-  ops.push_back(std::make_unique<ReputationOperator>(vocabulary, kpi, emv));
+  ops.push_back(std::make_unique<CounterOperator>(vocabulary, std::move(spend)));
+  ops.push_back(std::make_unique<ReputationOperator>(vocabulary, kpi));
   return ops;
 }
 

@@ -14,7 +14,6 @@ namespace sp {
 // Returns {CounterOperator, ReputationOperator}; each copies what it needs from the arguments.
 std::vector<std::unique_ptr<Operator>> make_kpi_operators(const Vocabulary& vocabulary,
                                                           const KpiSettings& kpi,
-                                                          const EmvSettings& emv,
                                                           std::vector<SpendEntry> spend);
 
 }  // namespace sp

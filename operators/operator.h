@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "base/result.h"
+#include "operators/derived.h"
 #include "operators/event.h"
 #include "operators/keyed_state.h"
 #include "operators/metrics_writer.h"
@@ -30,7 +31,17 @@ struct ProcessContext {
   PartitionId partition;
   EventTime pipeline_watermark;   // min over non-idle partitions (kMinEventTime before any)
   EventTime partition_watermark;  // this partition's own watermark before this event
+  Derived derived;                // the event's SPEC 2 quantities, for every operator alike
 };
+
+// The one way to build an event's context: its derived quantities are computed here, once per
+// event, instead of by each operator (four of them need them). Topology::process, and the tests
+// and benchmarks that drive operators directly, all call it.
+inline ProcessContext make_process_context(PartitionId partition, EventTime pipeline_watermark,
+                                           EventTime partition_watermark, const Event& event,
+                                           const KpiSettings& kpi, const EmvSettings& emv) {
+  return {partition, pipeline_watermark, partition_watermark, derive(event, kpi, emv)};
+}
 
 class Operator {
  public:

@@ -5,7 +5,6 @@
 #include <cmath>
 
 #include "operators/byte_codec.h"
-#include "operators/derived.h"
 #include "operators/kpi_metrics.h"
 
 namespace sp {
@@ -47,10 +46,9 @@ void ReputationOperator::Series<T>::drop_before(int64_t index) {
   }
 }
 
-ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv)
+ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi)
     : vocabulary_(std::move(vocabulary)),
       kpi_(std::move(kpi)),
-      emv_(std::move(emv)),
       // Buckets are whole minutes; a horizon below one minute would keep nothing closed.
       horizon_minutes_(
           std::max<int64_t>(1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
@@ -73,7 +71,7 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
   if (minute < closed_end) return;
 
   BrandState& brand = state_for(ctx.partition).brands[event.brand];
-  const Derived d = derive(event, kpi_, emv_);
+  const Derived& d = ctx.derived;
   MinuteBucket& b = brand.minutes.at(minute);
   b.positive += d.positive;
   b.negative += d.negative;

@@ -34,7 +34,7 @@ class ReputationOperator final : public Operator {
   static constexpr int64_t kLongSliceMinutes = 60;
   static constexpr int64_t kLongHorizonMinutes = 24 * 60;
 
-  ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv);
+  ReputationOperator(Vocabulary vocabulary, KpiSettings kpi);
   ReputationOperator(const ReputationOperator&) = delete;  // used through Operator: never copied
   ReputationOperator& operator=(const ReputationOperator&) = delete;
 
@@ -92,7 +92,6 @@ class ReputationOperator final : public Operator {
 
   Vocabulary vocabulary_;
   KpiSettings kpi_;
-  EmvSettings emv_;
   int64_t horizon_minutes_;
   PartitionStates<PartitionState> partitions_;  // ordered: deterministic merge order
 

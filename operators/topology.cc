@@ -63,9 +63,9 @@ Status decode_position(std::string_view bytes, Topology::Partition& p) {
 }
 
 std::vector<std::unique_ptr<Operator>> make_operators(const TopologySpec& spec) {
-  auto ops = make_window_operators(spec.windows, spec.vocabulary, spec.kpi, spec.emv);
+  auto ops = make_window_operators(spec.windows, spec.vocabulary);
   if (spec.kpi_operators) {
-    for (auto& op : make_kpi_operators(spec.vocabulary, spec.kpi, spec.emv, spec.spend)) {
+    for (auto& op : make_kpi_operators(spec.vocabulary, spec.kpi, spec.spend)) {
       ops.push_back(std::move(op));
     }
   }
@@ -215,7 +215,9 @@ Topology::Outcome Topology::process(Partition& p, Offset offset, const Event& ev
     return Outcome::duplicate;
   }
   ++p.counts.accepted;
-  const ProcessContext ctx{p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id)};
+  const ProcessContext ctx =
+      make_process_context(p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id),
+                           event, spec_.kpi, spec_.emv);
   for (auto& op : operators_) op->process(ctx, event);
   tracker_.observe(p.id, event.time, wall);
   advance_watermark();

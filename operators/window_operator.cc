@@ -40,12 +40,9 @@ Status corrupt(std::string_view what) {
 
 }  // namespace
 
-WindowOperator::WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettings kpi,
-                               EmvSettings emv, bool engagement_rate_source)
+WindowOperator::WindowOperator(WindowSpec spec, Vocabulary vocabulary, bool engagement_rate_source)
     : spec_(std::move(spec)),
       vocabulary_(std::move(vocabulary)),
-      kpi_(kpi),
-      emv_(emv),
       engagement_rate_source_(engagement_rate_source),
       size_ms_(std::max<int64_t>(spec_.size.count(), 1)),
       advance_ms_(spec_.kind == WindowKind::tumbling || spec_.advance.count() <= 0
@@ -106,7 +103,7 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   bool created = false;
   Pane& pane = pane_at(state, pack(event.brand, event.channel), pane_start, created);
   if (created) earliest_due_ = std::min(earliest_due_, next_close_after(pane_start, watermark_));
-  pane.aggregate.add(event, derive(event, kpi_, emv_));
+  pane.aggregate.add(event, ctx.derived);
   pane.dirty = true;
 }
 

@@ -38,8 +38,7 @@ class WindowOperator final : public Operator {
  public:
   // engagement_rate_source: this operator exports socialpulse_engagement_rate (SPEC 2: "last
   // closed window"); the factory sets it on the first tumbling window.
-  WindowOperator(WindowSpec spec, Vocabulary vocabulary, KpiSettings kpi, EmvSettings emv,
-                 bool engagement_rate_source);
+  WindowOperator(WindowSpec spec, Vocabulary vocabulary, bool engagement_rate_source);
   WindowOperator(const WindowOperator&) = delete;  // used through Operator: never copied
   WindowOperator& operator=(const WindowOperator&) = delete;
 
@@ -109,8 +108,6 @@ class WindowOperator final : public Operator {
 
   WindowSpec spec_;
   Vocabulary vocabulary_;
-  KpiSettings kpi_;
-  EmvSettings emv_;
   bool engagement_rate_source_;
   int64_t size_ms_;
   int64_t advance_ms_;

@@ -6,9 +6,7 @@
 namespace sp {
 
 std::vector<std::unique_ptr<Operator>> make_window_operators(const std::vector<WindowSpec>& specs,
-                                                             const Vocabulary& vocabulary,
-                                                             const KpiSettings& kpi,
-                                                             const EmvSettings& emv) {
+                                                             const Vocabulary& vocabulary) {
   std::vector<std::unique_ptr<Operator>> ops;
   bool rate_source_taken = false;
   for (const WindowSpec& spec : specs) {
@@ -18,7 +16,7 @@ std::vector<std::unique_ptr<Operator>> make_window_operators(const std::vector<W
     }
     const bool rate_source = spec.kind == WindowKind::tumbling && !rate_source_taken;
     rate_source_taken = rate_source_taken || rate_source;
-    ops.push_back(std::make_unique<WindowOperator>(spec, vocabulary, kpi, emv, rate_source));
+    ops.push_back(std::make_unique<WindowOperator>(spec, vocabulary, rate_source));
   }
   return ops;
 }

@@ -12,8 +12,6 @@ namespace sp {
 // One operator per WindowSpec, in config order: WindowOperator for tumbling/hopping (the first
 // tumbling one exports socialpulse_engagement_rate), SessionWindowOperator for session.
 std::vector<std::unique_ptr<Operator>> make_window_operators(const std::vector<WindowSpec>& specs,
-                                                             const Vocabulary& vocabulary,
-                                                             const KpiSettings& kpi,
-                                                             const EmvSettings& emv);
+                                                             const Vocabulary& vocabulary);
 
 }  // namespace sp

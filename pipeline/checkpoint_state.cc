@@ -5,7 +5,7 @@
 namespace sp {
 
 Status check_state_format(CheckpointStore& store, const std::string& path) {
-  auto format = store.get(Family::meta, "state_format");
+  auto format = store.get(Column::meta, "state_format");
   if (!format) return tl::unexpected(format.error());
   if (*format) {
     if (**format == std::to_string(kStateFormat)) return {};
@@ -15,9 +15,9 @@ Status check_state_format(CheckpointStore& store, const std::string& path) {
                           " (move the directory away to rebuild state from the input topics)");
   }
   // Format 1 wrote no version, its instance watermark in meta and positional snapshots.
-  auto legacy = store.get(Family::meta, "watermark");
+  auto legacy = store.get(Column::meta, "watermark");
   if (!legacy) return tl::unexpected(legacy.error());
-  auto any_state = store.scan(Family::state, "");
+  auto any_state = store.scan(Column::state, "");
   if (!any_state) return tl::unexpected(any_state.error());
   if (*legacy || !any_state->empty()) {
     return make_error(ErrorKind::fatal,
@@ -32,15 +32,15 @@ Status check_state_format(CheckpointStore& store, const std::string& path) {
 }
 
 void mark_state_format(CheckpointStore::Batch& batch) {
-  batch.put(Family::meta, "state_format", std::to_string(kStateFormat));
+  batch.put(Column::meta, "state_format", std::to_string(kStateFormat));
 }
 
 Result<std::optional<std::string>> StoreStateReader::get(std::string_view key) {
-  return store_.get(Family::state, key);
+  return store_.get(Column::state, key);
 }
 
 Status StoreStateReader::scan(std::string_view prefix, const Visitor& visit) {
-  auto rows = store_.scan(Family::state, prefix);
+  auto rows = store_.scan(Column::state, prefix);
   if (!rows) return tl::unexpected(rows.error());
   for (const auto& [key, value] : *rows) {
     if (auto s = visit(key, value); !s) return s;
@@ -64,7 +64,7 @@ void StoreStateReader::log_once(DroppedKind kind, std::string_view name) {
 }
 
 void StoreStateReader::write_drops(CheckpointStore::Batch& batch) {
-  for (const auto& key : dropped_keys_) batch.remove(Family::state, key);
+  for (const auto& key : dropped_keys_) batch.remove(Column::state, key);
   dropped_keys_.clear();
 }
 

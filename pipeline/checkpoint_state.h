@@ -43,9 +43,9 @@ class BatchStateWriter final : public StateWriter {
  public:
   explicit BatchStateWriter(CheckpointStore::Batch& batch) : batch_(batch) {}
   void put(std::string_view key, std::string_view value) override {
-    batch_.put(Family::state, key, value);
+    batch_.put(Column::state, key, value);
   }
-  void remove(std::string_view key) override { batch_.remove(Family::state, key); }
+  void remove(std::string_view key) override { batch_.remove(Column::state, key); }
 
  private:
   CheckpointStore::Batch& batch_;

@@ -13,7 +13,11 @@ Result<std::unique_ptr<ConsumerGroup>> ConsumerGroup::create(
   rd_kafka_conf_set_rebalance_cb(conf->get(), on_rebalance);
   auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
   if (!consumer) return tl::unexpected(consumer.error());
-  rd_kafka_poll_set_consumer(consumer->get());
+  // Fails only without a group.id, which pipeline_consumer_settings() always sets; then the
+  // consumer's events would go unserved, so it is not ignored.
+  if (auto err = rd_kafka_poll_set_consumer(consumer->get()); err) {
+    return make_error(ErrorKind::fatal, std::string("consumer queue: ") + rd_kafka_err2str(err));
+  }
   return std::unique_ptr<ConsumerGroup>(new ConsumerGroup(std::move(*consumer)));
 }
 
@@ -29,10 +33,12 @@ Status ConsumerGroup::subscribe(const std::vector<std::string>& topics) {
 }
 
 void ConsumerGroup::set_paused(rd_kafka_topic_partition_list_t* partitions, bool paused) {
+  // The call itself cannot fail; a partition the consumer does not hold gets its error in its
+  // own list entry, and there is nothing to pause or resume for it.
   if (paused) {
-    rd_kafka_pause_partitions(consumer_.get(), partitions);
+    (void)rd_kafka_pause_partitions(consumer_.get(), partitions);
   } else {
-    rd_kafka_resume_partitions(consumer_.get(), partitions);
+    (void)rd_kafka_resume_partitions(consumer_.get(), partitions);
   }
 }
 
@@ -43,25 +49,39 @@ void ConsumerGroup::seek(rd_kafka_topic_partition_list_t* partitions) {
 
 ConsumerGroup::Watermarks ConsumerGroup::watermarks(const std::string& topic,
                                                     int32_t partition) const {
+  int64_t low = RD_KAFKA_OFFSET_INVALID;
+  int64_t high = RD_KAFKA_OFFSET_INVALID;
   Watermarks w;
-  rd_kafka_get_watermark_offsets(consumer_.get(), topic.c_str(), partition, &w.low, &w.high);
+  if (rd_kafka_get_watermark_offsets(consumer_.get(), topic.c_str(), partition, &low, &high) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return w;  // a partition the consumer does not know (yet): nothing to report
+  }
+  if (low != RD_KAFKA_OFFSET_INVALID) w.low = Offset{low};
+  if (high != RD_KAFKA_OFFSET_INVALID) w.high = Offset{high};
   return w;
 }
 
 int64_t ConsumerGroup::lag(const std::string& topic, int32_t partition,
                            std::optional<Offset> next) const {
   const Watermarks w = watermarks(topic, partition);
-  return w.high - (next ? next->value : w.low);
+  if (!w.high) return 0;
+  const Offset from = next ? *next : w.low.value_or(Offset{0});
+  return w.high->value - from.value;
 }
 
 void ConsumerGroup::commit_async(rd_kafka_topic_partition_list_t* offsets) {
-  if (offsets->cnt > 0) rd_kafka_commit(consumer_.get(), offsets, 1);
+  // Fire and forget (see the header): the group's offsets are never read back.
+  if (offsets->cnt > 0) (void)rd_kafka_commit(consumer_.get(), offsets, 1);
 }
 
 rd_kafka_resp_err_t ConsumerGroup::commit_within(rd_kafka_topic_partition_list_t* offsets,
                                                  Millis timeout) {
   KafkaQueue queue(rd_kafka_queue_new(consumer_.get()));
-  rd_kafka_commit_queue(consumer_.get(), offsets, queue.get(), nullptr, nullptr);
+  // A commit refused at once puts no result on the queue: answer now instead of after `timeout`.
+  if (auto err = rd_kafka_commit_queue(consumer_.get(), offsets, queue.get(), nullptr, nullptr);
+      err) {
+    return err;
+  }
   rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__TIMED_OUT;
   if (KafkaEvent ev(rd_kafka_queue_poll(queue.get(), static_cast<int>(timeout.count()))); ev) {
     result = rd_kafka_event_error(ev.get());
@@ -85,7 +105,8 @@ bool ConsumerGroup::close(std::chrono::steady_clock::time_point deadline,
     if (ev && rd_kafka_event_type(ev.get()) == RD_KAFKA_EVENT_REBALANCE) {
       rd_kafka_topic_partition_list_t* parts = rd_kafka_event_topic_partition_list(ev.get());
       if (rd_kafka_event_error(ev.get()) == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) on_revoke(parts);
-      rd_kafka_assign(consumer_.get(), nullptr);
+      // A failed unassign leaves the consumer unclosed, which the deadline below handles.
+      (void)rd_kafka_assign(consumer_.get(), nullptr);
     }
   }
   const bool closed = rd_kafka_consumer_closed(consumer_.get());

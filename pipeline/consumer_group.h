@@ -43,14 +43,14 @@ class ConsumerGroup {
   // Sets where fetching continues (`offset` of each entry); a failure is left to the next resume.
   void seek(rd_kafka_topic_partition_list_t* partitions);
   // The partition's offsets as last seen by the consumer (librdkafka's cache: no broker round
-  // trip); RD_KAFKA_OFFSET_INVALID when none is cached, 0 for a partition it does not know.
+  // trip); nullopt where none is cached (each is learnt separately) or the partition is unknown.
   struct Watermarks {
-    int64_t low = 0;
-    int64_t high = 0;
+    std::optional<Offset> low;
+    std::optional<Offset> high;
   };
   Watermarks watermarks(const std::string& topic, int32_t partition) const;
-  // Messages from `next` (nothing consumed yet: from the low watermark) to the high watermark;
-  // negative when the watermarks are older than `next`.
+  // Messages from `next` (nothing consumed yet: from the low watermark, 0 when unknown) to the
+  // high watermark; 0 without a high watermark, negative when it is older than `next`.
   int64_t lag(const std::string& topic, int32_t partition, std::optional<Offset> next) const;
 
   // `offsets`: each entry's offset is the next one to consume. Fire and forget: an instance

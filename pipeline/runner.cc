@@ -291,17 +291,23 @@ class RunnerImpl final : public Runner {
     }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       self->on_assign(partitions);
-      rd_kafka_assign(rk, partitions);
+      if (auto e = rd_kafka_assign(rk, partitions); e) {
+        spdlog::error("msg=\"assign failed\" error=\"{}\"", rd_kafka_err2str(e));
+      }
       // A fresh assignment is never paused: keep the back-pressure decision in force, or a
-      // rebalance during a checkpoint failure would consume input that cannot be stored.
+      // rebalance during a checkpoint failure would consume input that cannot be stored. Neither
+      // call fails as a whole (per-partition errors stay in the list: nothing to act on).
       if (self->paused_) {
-        rd_kafka_pause_partitions(rk, partitions);
+        (void)rd_kafka_pause_partitions(rk, partitions);
       } else {
-        rd_kafka_resume_partitions(rk, partitions);  // a pause survives an unassign in librdkafka
+        // A pause survives an unassign in librdkafka.
+        (void)rd_kafka_resume_partitions(rk, partitions);
       }
     } else {
       self->on_revoke(partitions);
-      rd_kafka_assign(rk, nullptr);
+      if (auto e = rd_kafka_assign(rk, nullptr); e) {
+        spdlog::error("msg=\"unassign failed\" error=\"{}\"", rd_kafka_err2str(e));
+      }
     }
   }
 

@@ -100,7 +100,8 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
     ++sent;
     if ((sent & 1023) == 0) rd_kafka_poll(producer->get(), 0);
   }
-  rd_kafka_flush(producer->get(), 10000);
+  // Its answer is the queue length, checked right below.
+  (void)rd_kafka_flush(producer->get(), 10000);
   if (rd_kafka_outq_len(producer->get()) > 0) {
     return make_error(ErrorKind::retryable, "produce: not every event was acknowledged within 10s");
   }

@@ -1,5 +1,7 @@
 #include "pipeline/source_worker.h"
 
+#include <spdlog/spdlog.h>
+
 #include <utility>
 
 namespace sp {
@@ -107,17 +109,22 @@ void SourceWorker::forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     to_worker_.wait(lock, [&r] { return r.done; });
   }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-    rd_kafka_assign(rk, partitions);
+    if (auto e = rd_kafka_assign(rk, partitions); e) {
+      spdlog::error("msg=\"assign failed\" error=\"{}\"", rd_kafka_err2str(e));
+    }
     // Keep the pipeline's back-pressure decision in force for the new partitions. librdkafka keeps
     // an application pause across an unassign, so a partition paused under the previous
-    // assignment (and revoked before the resume) must be resumed explicitly.
+    // assignment (and revoked before the resume) must be resumed explicitly. Neither call fails
+    // as a whole (per-partition errors stay in the list: nothing to act on).
     if (r.pause) {
-      rd_kafka_pause_partitions(rk, partitions);
+      (void)rd_kafka_pause_partitions(rk, partitions);
     } else {
-      rd_kafka_resume_partitions(rk, partitions);
+      (void)rd_kafka_resume_partitions(rk, partitions);
     }
   } else {
-    rd_kafka_assign(rk, nullptr);
+    if (auto e = rd_kafka_assign(rk, nullptr); e) {
+      spdlog::error("msg=\"unassign failed\" error=\"{}\"", rd_kafka_err2str(e));
+    }
   }
   {
     std::lock_guard lock(mutex_);

@@ -186,7 +186,7 @@ void StateChangelog::produce(const Topology& topology) {
       writer_->begin_snapshot(pid);
       const std::string scope = pid_hex(pid);
       for (const auto& owner : topology.partition_state_owners()) {
-        auto rows = store_.scan(Family::state, owner + "/" + scope + "/");
+        auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
         if (!rows) {
           spdlog::error("msg=\"changelog snapshot: local scan failed\" pid={} error=\"{}\"",
                         pid.value, rows.error().message);
@@ -231,7 +231,7 @@ Result<StateChangelog::Source> StateChangelog::prepare(PartitionId pid,
       std::max(1, std::min(remaining_ms(deadline), 5000)));
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (high <= low) return Source::local;
-    auto recorded = store_.get(Family::meta, end_key(pid));
+    auto recorded = store_.get(Column::meta, end_key(pid));
     if (recorded && *recorded && std::to_string(high) == **recorded) return Source::local;
   }
 
@@ -275,12 +275,12 @@ Status StateChangelog::install(PartitionId pid, const RestoredPartition& restore
   auto batch = store_.batch();
   const std::string scope = pid_hex(pid);
   for (const auto& owner : owners) {
-    auto rows = store_.scan(Family::state, owner + "/" + scope + "/");
+    auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
     if (!rows) return tl::unexpected(rows.error());
-    for (const auto& [key, value] : *rows) batch.remove(Family::state, key);
+    for (const auto& [key, value] : *rows) batch.remove(Column::state, key);
   }
-  for (const auto& [key, value] : restored.state.entries()) batch.put(Family::state, key, value);
-  batch.remove(Family::meta, end_key(pid));
+  for (const auto& [key, value] : restored.state.entries()) batch.put(Column::state, key, value);
+  batch.remove(Column::meta, end_key(pid));
   mark_state_format(batch);
   return store_.commit(batch);
 }
@@ -295,7 +295,7 @@ bool StateChangelog::handover(const std::vector<PartitionId>& pids,
     auto batch = store_.batch();
     for (PartitionId pid : pids) {
       if (auto end = writer_->acked_end(pid))
-        batch.put(Family::meta, end_key(pid), std::to_string(*end));
+        batch.put(Column::meta, end_key(pid), std::to_string(*end));
     }
     if (auto s = store_.commit(batch); !s) {
       spdlog::warn(

@@ -20,7 +20,9 @@ class WriteBatch;
 
 namespace sp {
 
-enum class Family : int { meta = 0, state = 1, outbox = 2 };
+// The RocksDB column family a key lives in: `Column`, so that `Family` keeps its one meaning in
+// this code base (a Prometheus metric family, pipeline/).
+enum class Column : int { meta = 0, state = 1, outbox = 2 };
 
 class CheckpointStore {
  public:
@@ -30,8 +32,8 @@ class CheckpointStore {
     ~Batch();
     Batch(Batch&&) noexcept;
     Batch& operator=(Batch&&) noexcept;
-    void put(Family f, std::string_view key, std::string_view value);
-    void remove(Family f, std::string_view key);
+    void put(Column c, std::string_view key, std::string_view value);
+    void remove(Column c, std::string_view key);
     size_t count() const;
     size_t data_bytes() const;
 
@@ -50,8 +52,8 @@ class CheckpointStore {
   Batch batch() { return Batch(this); }
   // Atomic; an I/O error is retryable unless the DB went read-only (fatal).
   Status commit(Batch& batch);
-  Result<std::optional<std::string>> get(Family f, std::string_view key);
-  Result<std::vector<std::pair<std::string, std::string>>> scan(Family f, std::string_view prefix);
+  Result<std::optional<std::string>> get(Column c, std::string_view key);
+  Result<std::vector<std::pair<std::string, std::string>>> scan(Column c, std::string_view prefix);
   uint64_t approximate_bytes();
   // Test hook: the next `count` commits fail, by default with a retryable I/O error (a full disk);
   // with ErrorKind::fatal like corruption. Callable from another thread.
@@ -62,7 +64,7 @@ class CheckpointStore {
 
  private:
   CheckpointStore() = default;
-  rocksdb::ColumnFamilyHandle* handle(Family f) const;
+  rocksdb::ColumnFamilyHandle* handle(Column c) const;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   size_t last_batch_bytes_ = 0;  // reservation for the next batch

@@ -28,8 +28,11 @@ FakeMetricsWriter collect(const Operator& op) {
   return w;
 }
 
-constexpr ProcessContext kP0{PartitionId{0}, kMinEventTime, kMinEventTime};
-constexpr ProcessContext kP1{PartitionId{1}, kMinEventTime, kMinEventTime};
+// Hands `e` to `op` from input partition `p`, in the context Topology::process would build.
+void feed(CounterOperator& op, int p, const Event& e, const EmvSettings& emv = {}) {
+  op.process(
+      make_process_context(PartitionId{p}, kMinEventTime, kMinEventTime, e, KpiSettings{}, emv), e);
+}
 const std::string kAcmeTwitter = R"({brand="acme",channel="twitter"})";
 
 TEST(CounterOperator, EmvUsesConfiguredActionValuesAndCpm) {
@@ -38,27 +41,27 @@ TEST(CounterOperator, EmvUsesConfiguredActionValuesAndCpm) {
   emv.action_value[static_cast<size_t>(EventType::like)] = 0.25;
   emv.action_value[static_cast<size_t>(EventType::mention)] = 0.5;
   emv.action_value[static_cast<size_t>(EventType::follow)] = 1.5;  // 0 by default
-  CounterOperator op(vocab(), KpiSettings{}, emv, {});
-  op.process(kP0, make(EventType::like, 4));  // 4 * 0.25 = 1.0
-  op.process(kP0, make(EventType::follow));   // 1.5
+  CounterOperator op(vocab(), {});
+  feed(op, 0, make(EventType::like, 4), emv);  // 4 * 0.25 = 1.0
+  feed(op, 0, make(EventType::follow), emv);   // 1.5
   Event mention = make(EventType::mention);
   mention.reach = 3000;  // 0.5 + 3000/1000 * 2 = 6.5
-  op.process(kP0, mention);
-  op.process(kP1, make(EventType::impression, 500));  // 500/1000 * 2 = 1.0
+  feed(op, 0, mention, emv);
+  feed(op, 1, make(EventType::impression, 500), emv);  // 500/1000 * 2 = 1.0
   Event reply = make(EventType::reply);
   reply.reach = 9000;  // reach counts toward EMV only on mention/share; reply keeps its 0.20
-  op.process(kP1, reply);
+  feed(op, 1, reply, emv);
   EXPECT_DOUBLE_EQ(collect(op).at("socialpulse_earned_media_value_total" + kAcmeTwitter), 10.2);
 }
 
 TEST(CounterOperator, InteractionsSumCountPerTypeAcrossPartitions) {
-  CounterOperator op(vocab(), KpiSettings{}, EmvSettings{}, {});
-  op.process(kP0, make(EventType::impression, 1500));
-  op.process(kP1, make(EventType::impression, 500));
+  CounterOperator op(vocab(), {});
+  feed(op, 0, make(EventType::impression, 1500));
+  feed(op, 1, make(EventType::impression, 500));
   Event other = make(EventType::like);
   other.brand = 2;    // other
   other.channel = 2;  // other
-  op.process(kP1, other);
+  feed(op, 1, other);
   const auto w = collect(op);
   EXPECT_EQ(
       w.at(R"(socialpulse_interactions_total{brand="acme",channel="twitter",type="impression"})"),
@@ -71,14 +74,14 @@ TEST(CounterOperator, InteractionsSumCountPerTypeAcrossPartitions) {
 }
 
 TEST(CounterOperator, CareHistogramObservesEachReplyOnce) {
-  CounterOperator op(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator op(vocab(), {});
   Event r = make(EventType::reply, 5);
   r.has_response_time = true;
   r.response_time_s = 60;  // le="60" is inclusive
-  op.process(kP0, r);
+  feed(op, 0, r);
   r.response_time_s = 100000;  // beyond the last bound: +Inf only
-  op.process(kP0, r);
-  op.process(kP0, make(EventType::reply));  // no response time: not observed
+  feed(op, 0, r);
+  feed(op, 0, make(EventType::reply));  // no response time: not observed
   const auto w = collect(op);
   EXPECT_EQ(
       w.at(R"(socialpulse_care_response_seconds_bucket{brand="acme",channel="twitter",le="60"})"),
@@ -94,13 +97,13 @@ TEST(CounterOperator, CareHistogramObservesEachReplyOnce) {
 }
 
 TEST(CounterOperator, IdeasByRole) {
-  CounterOperator op(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator op(vocab(), {});
   Event idea = make(EventType::idea, 3);
   idea.role = Role::employee;
-  op.process(kP0, idea);
+  feed(op, 0, idea);
   idea.role = Role::partner;
   idea.count = 1;
-  op.process(kP1, idea);
+  feed(op, 1, idea);
   const auto w = collect(op);
   EXPECT_EQ(w.at(R"(socialpulse_ideas_total{brand="acme",role="employee"})"), 3.0);
   EXPECT_EQ(w.at(R"(socialpulse_ideas_total{brand="acme",role="partner"})"), 1.0);
@@ -108,31 +111,31 @@ TEST(CounterOperator, IdeasByRole) {
 }
 
 TEST(CounterOperator, DailySpendOnlyWhenConfigured) {
-  CounterOperator none(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator none(vocab(), {});
   for (const auto& [k, v] : collect(none).samples) {
     EXPECT_EQ(k.rfind("socialpulse_daily_spend", 0), std::string::npos) << k;
   }
-  CounterOperator some(vocab(), KpiSettings{}, EmvSettings{}, {{"acme", "twitter", 150.0}});
+  CounterOperator some(vocab(), {{"acme", "twitter", 150.0}});
   const auto w = collect(some);
   EXPECT_EQ(w.samples.size(), 1u);
   EXPECT_EQ(w.at("socialpulse_daily_spend" + kAcmeTwitter), 150.0);
 }
 
 TEST(CounterOperator, SnapshotRestoreAndDrop) {
-  CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator a(vocab(), {});
   Event e = make(EventType::mention, 2);
   e.has_sentiment = true;
   e.sentiment = -0.7;
   e.reach = 42;
-  a.process(kP0, e);
-  a.process(kP1, make(EventType::click, 3));
+  feed(a, 0, e);
+  feed(a, 1, make(EventType::click, 3));
   MemoryState state;
   testing::checkpoint_into(state, a, PartitionId{0});
   testing::checkpoint_into(state, a, PartitionId{1});
   testing::checkpoint_into(state, a, kGlobalPartition);
   EXPECT_TRUE(testing::entries_under(state, state_scope(a.name(), kGlobalPartition)).empty());
 
-  CounterOperator b(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator b(vocab(), {});
   ASSERT_TRUE(testing::restore_from(state, b, PartitionId{0}));
   ASSERT_TRUE(testing::restore_from(state, b, PartitionId{1}));
   EXPECT_EQ(collect(a).samples, collect(b).samples);
@@ -146,11 +149,11 @@ TEST(CounterOperator, SnapshotRestoreAndDrop) {
 }
 
 TEST(CounterOperator, StateKeysNameBrandsAndChannels) {
-  CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator a(vocab(), {});
   Event e = make(EventType::idea);
   e.brand = 1;    // globex
   e.channel = 1;  // blog
-  a.process(kP0, e);
+  feed(a, 0, e);
   MemoryState state;
   a.snapshot(PartitionId{0}, state);
   std::vector<std::string> keys;
@@ -159,10 +162,10 @@ TEST(CounterOperator, StateKeysNameBrandsAndChannels) {
 }
 
 TEST(CounterOperator, RestoreRejectsCorruptBytesWithoutCrashing) {
-  CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator a(vocab(), {});
   Event idea = make(EventType::idea);
   idea.role = Role::employee;
-  a.process(kP0, idea);
+  feed(a, 0, idea);
   MemoryState good;
   a.snapshot(PartitionId{0}, good);
   const std::string cell = good.get("cell/acme/twitter").value().value();
@@ -171,7 +174,7 @@ TEST(CounterOperator, RestoreRejectsCorruptBytesWithoutCrashing) {
   auto restore_with = [](std::string_view key, const std::string& value) {
     MemoryState state;
     state.put(key, value);
-    CounterOperator op(vocab(), KpiSettings{}, EmvSettings{}, {});
+    CounterOperator op(vocab(), {});
     return op.restore(PartitionId{0}, state);
   };
   for (size_t cut : {size_t{0}, size_t{3}, size_t{8}, size_t{17}, cell.size() - 3}) {
@@ -195,14 +198,14 @@ TEST(CounterOperator, RestoreRejectsCorruptBytesWithoutCrashing) {
 }
 
 TEST(CounterOperator, UnknownFormatVersionIsRefusedByName) {
-  CounterOperator a(vocab(), KpiSettings{}, EmvSettings{}, {});
-  a.process(kP0, make(EventType::like));
+  CounterOperator a(vocab(), {});
+  feed(a, 0, make(EventType::like));
   MemoryState state;
   a.snapshot(PartitionId{0}, state);
   std::string value = state.get("cell/acme/twitter").value().value();
   value[0] = 7;  // the version: u64 little-endian, 2 today
   state.put("cell/acme/twitter", value);
-  CounterOperator b(vocab(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator b(vocab(), {});
   const auto refused = b.restore(PartitionId{0}, state);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().kind, ErrorKind::fatal);
@@ -234,12 +237,12 @@ class CounterVocabularyChange : public ::testing::Test {
     int64_t n = 1;
     for (const char* brand : {"acme", "globex", "other"}) {
       for (const char* channel : {"twitter", "facebook", "other"}) {
-        op.process(kP0, at(v, brand, channel, EventType::like, n++));
-        op.process(kP1, at(v, brand, channel, EventType::idea, n++));
+        feed(op, 0, at(v, brand, channel, EventType::like, n++));
+        feed(op, 1, at(v, brand, channel, EventType::idea, n++));
         Event reply = at(v, brand, channel, EventType::reply, 1);
         reply.has_response_time = true;
         reply.response_time_s = 30.0 * static_cast<double>(n++);
-        op.process(kP1, reply);
+        feed(op, 1, reply);
       }
     }
   }
@@ -265,18 +268,18 @@ class CounterVocabularyChange : public ::testing::Test {
 };
 
 TEST_F(CounterVocabularyChange, AddedBrandAndChannelRestoreAndStartFromZero) {
-  CounterOperator a(before(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator a(before(), {});
   fill(a);
   const Vocabulary after({{"acme", true}, {"globex", false}, {"initech", false}},
                          {"twitter", "facebook", "linkedin"});
-  CounterOperator b(after, KpiSettings{}, EmvSettings{}, {});
+  CounterOperator b(after, {});
   MemoryState state;
   move_state(a, b, state);
   EXPECT_TRUE(state.dropped().empty());
   EXPECT_EQ(collect(b).samples, collect(a).samples);  // nothing of initech/linkedin yet
 
-  b.process(kP0, at(after, "initech", "linkedin", EventType::like, 5));
-  a.process(kP0, at(before(), "initech", "linkedin", EventType::like, 5));  // other/other there
+  feed(b, 0, at(after, "initech", "linkedin", EventType::like, 5));
+  feed(a, 0, at(before(), "initech", "linkedin", EventType::like, 5));  // other/other there
   const auto got = collect(b).samples;
   EXPECT_EQ(
       got.at(R"(socialpulse_interactions_total{brand="initech",channel="linkedin",type="like"})"),
@@ -288,9 +291,9 @@ TEST_F(CounterVocabularyChange, AddedBrandAndChannelRestoreAndStartFromZero) {
 }
 
 TEST_F(CounterVocabularyChange, RemovedBrandAndChannelAreDroppedAndReported) {
-  CounterOperator a(before(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator a(before(), {});
   fill(a);
-  CounterOperator b(Vocabulary({{"acme", true}}, {"twitter"}), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator b(Vocabulary({{"acme", true}}, {"twitter"}), {});
   MemoryState state;
   move_state(a, b, state);
 
@@ -318,7 +321,7 @@ TEST_F(CounterVocabularyChange, RemovedBrandAndChannelAreDroppedAndReported) {
   }
   // A second restore of what is left drops nothing more.
   state.clear_dropped();
-  CounterOperator c(Vocabulary({{"acme", true}}, {"twitter"}), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator c(Vocabulary({{"acme", true}}, {"twitter"}), {});
   for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
     ASSERT_TRUE(testing::restore_from(state, c, p));
   }
@@ -327,10 +330,10 @@ TEST_F(CounterVocabularyChange, RemovedBrandAndChannelAreDroppedAndReported) {
 }
 
 TEST_F(CounterVocabularyChange, ReorderedListsGiveIdenticalMetrics) {
-  CounterOperator a(before(), KpiSettings{}, EmvSettings{}, {});
+  CounterOperator a(before(), {});
   fill(a);
   const Vocabulary reordered({{"globex", false}, {"acme", true}}, {"facebook", "twitter"});
-  CounterOperator b(reordered, KpiSettings{}, EmvSettings{}, {});
+  CounterOperator b(reordered, {});
   MemoryState state;
   move_state(a, b, state);
   EXPECT_TRUE(state.dropped().empty());

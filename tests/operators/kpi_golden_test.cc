@@ -49,7 +49,7 @@ struct GoldenRun {
 GoldenRun run_golden() {
   const Vocabulary vocab = golden_vocabulary();
   auto ops = make_kpi_operators(
-      vocab, golden_kpi(), EmvSettings{},
+      vocab, golden_kpi(),
       {{"acme", "twitter", 150}, {"acme", "facebook", 200}, {"globex", "twitter", 80}});
   RecordingEmitter emitter;
   EventTime watermark = kMinEventTime;

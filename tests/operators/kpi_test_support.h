@@ -99,10 +99,10 @@ struct OwnedEvent {
 
 inline uint64_t actor_hash(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
 
-// Feeds one event to every operator.
+// Feeds one event to every operator, in the context Topology::process would build for it.
 inline void feed(std::vector<std::unique_ptr<Operator>>& ops, PartitionId p, EventTime watermark,
-                 const Event& e) {
-  const ProcessContext ctx{p, watermark, watermark};
+                 const Event& e, const KpiSettings& kpi = {}) {
+  const ProcessContext ctx = make_process_context(p, watermark, watermark, e, kpi, EmvSettings{});
   for (auto& op : ops) op->process(ctx, e);
 }
 

@@ -48,9 +48,11 @@ Event opinion(BrandIndex brand, double minute, double sentiment, int64_t count =
 class Harness {
  public:
   explicit Harness(KpiSettings kpi = {}, const Vocabulary& vocabulary = vocab())
-      : op(vocabulary, kpi, EmvSettings{}) {}
+      : op(vocabulary, kpi), settings(std::move(kpi)) {}
   void add(const Event& e, int partition = 0) {
-    op.process(ProcessContext{PartitionId{partition}, watermark, watermark}, e);
+    op.process(make_process_context(PartitionId{partition}, watermark, watermark, e, settings,
+                                    EmvSettings{}),
+               e);
   }
   void advance_to_minute(double minute) {
     watermark = at_minute(minute);
@@ -62,6 +64,7 @@ class Harness {
     return w;
   }
   ReputationOperator op;
+  KpiSettings settings;  // the op's, for the context Topology::process would build
   EventTime watermark = kMinEventTime;
   RecordingEmitter alerts;
 };
@@ -105,7 +108,8 @@ TEST(ReputationOperator, ContextWatermarkAheadOfOnWatermarkAlsoCloses) {
   Harness h;
   h.add(opinion(kAcme, 0.5, 0.5));
   const EventTime ahead = at_minute(2);
-  h.op.process(ProcessContext{PartitionId{0}, ahead, ahead}, opinion(kAcme, 1.5, -1.0));
+  const Event late = opinion(kAcme, 1.5, -1.0);
+  h.op.process(make_process_context(PartitionId{0}, ahead, ahead, late, KpiSettings{}, {}), late);
   h.advance_to_minute(3);
   EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), 50.0);
 }
@@ -285,9 +289,7 @@ TEST(KpiOperators, SnapshotRestoreEqualsUninterruptedRun) {
   KpiSettings kpi;
   kpi.reputation_horizon = std::chrono::minutes(45);  // so that expiry happens within the run
   kpi.spike.min_events = 5;
-  auto build = [&] {
-    return make_kpi_operators(vocab(), kpi, EmvSettings{}, {{"acme", "twitter", 10}});
-  };
+  auto build = [&] { return make_kpi_operators(vocab(), kpi, {{"acme", "twitter", 10}}); };
 
   auto run = [&](std::vector<std::unique_ptr<Operator>>& ops, size_t from, size_t to,
                  RecordingEmitter& out) {
@@ -357,7 +359,7 @@ TEST(KpiOperators, RestoreRejectsCorruptSnapshot) {
   MemoryState state;
   h.op.snapshot(PartitionId{0}, state);
   const std::string good = state.get("brand/acme").value().value();
-  ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+  ReputationOperator fresh(vocab(), KpiSettings{});
   state.put("brand/acme", good.substr(0, good.size() - 1));
   EXPECT_FALSE(fresh.restore(PartitionId{0}, state));
   state.put("brand/acme", good);
@@ -381,12 +383,12 @@ TEST(ReputationOperator, CorruptValuesAreErrorsNotCrashes) {
     for (size_t cut = 0; cut < value.size(); cut += std::max<size_t>(1, value.size() / 40)) {
       MemoryState state = good;
       state.put(key, value.substr(0, cut));
-      ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+      ReputationOperator fresh(vocab(), KpiSettings{});
       EXPECT_FALSE(fresh.restore(p, state)) << key << " cut at " << cut;
     }
     MemoryState state = good;
     state.put(key, value + "xyz");
-    ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+    ReputationOperator fresh(vocab(), KpiSettings{});
     EXPECT_FALSE(fresh.restore(p, state)) << key << " with trailing bytes";
   }
   // A minute count far beyond the bytes present must not allocate it.
@@ -394,7 +396,7 @@ TEST(ReputationOperator, CorruptValuesAreErrorsNotCrashes) {
   huge[16 + 7] = '\x7f';
   MemoryState state = good;
   state.put("brand/acme", huge);
-  ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+  ReputationOperator fresh(vocab(), KpiSettings{});
   EXPECT_FALSE(fresh.restore(PartitionId{0}, state));
 }
 
@@ -411,7 +413,7 @@ TEST(ReputationOperator, UnknownFormatVersionIsRefusedByName) {
     value[0] = 9;  // the version: u64 little-endian, 2 today
     state.put(key, value);
     const PartitionId p = std::string_view(key) == "brand/acme" ? PartitionId{0} : kGlobalPartition;
-    ReputationOperator fresh(vocab(), KpiSettings{}, EmvSettings{});
+    ReputationOperator fresh(vocab(), KpiSettings{});
     const auto refused = fresh.restore(p, state);
     ASSERT_FALSE(refused) << key;
     EXPECT_NE(refused.error().message.find("version 9"), std::string::npos)

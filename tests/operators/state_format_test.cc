@@ -87,7 +87,9 @@ MemoryState run_and_checkpoint(std::vector<std::unique_ptr<Operator>> ops,
     e.brand_name = v.brand_name(e.brand);
     const PartitionId p{static_cast<int32_t>(next(3))};
     const EventTime wm = tracker->pipeline_watermark();
-    for (auto& op : ops) op->process(ProcessContext{p, wm, tracker->partition_watermark(p)}, e);
+    const ProcessContext ctx = make_process_context(p, wm, tracker->partition_watermark(p), e,
+                                                    KpiSettings{}, EmvSettings{});
+    for (auto& op : ops) op->process(ctx, e);
     dedup->is_duplicate(e);
     if (tracker->observe(p, e.time, wall)) {
       for (auto& op : ops) op->on_watermark(tracker->pipeline_watermark(), out);
@@ -124,8 +126,7 @@ std::vector<WindowSpec> windows() {
 }
 
 TEST(StateFormat, WindowOperatorBytesArePinned) {
-  const MemoryState state =
-      checkpoint_of(make_window_operators(windows(), vocabulary(), KpiSettings{}, EmvSettings{}));
+  const MemoryState state = checkpoint_of(make_window_operators(windows(), vocabulary()));
   EXPECT_EQ(digest(state), "df76adfb5a19105f");
 }
 
@@ -133,7 +134,7 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   KpiSettings kpi;
   kpi.reputation_horizon = minutes(20);
   kpi.spike.min_events = 2;
-  const MemoryState state = checkpoint_of(make_kpi_operators(vocabulary(), kpi, EmvSettings{}, {}));
+  const MemoryState state = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   EXPECT_EQ(digest(state), "244a5f360e19609b");
 }
 

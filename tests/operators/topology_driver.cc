@@ -259,7 +259,9 @@ void TopologyDriver::pipe(PartitionId partition, const Event& event) {
   Topology::Partition* p = topology_->find(partition);
   Deduplicator::Key key{++anonymous_events_, 0x5eed};
   if (!event.id.empty()) key = Deduplicator::key_of(event);
-  topology_->process(*p, Offset{next_offset_[partition]++}, event, key, now_);
+  Offset& offset = next_offset_[partition];
+  topology_->process(*p, offset, event, key, now_);
+  offset = Offset{offset.value + 1};
   drain();
 }
 

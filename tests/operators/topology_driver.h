@@ -90,7 +90,7 @@ class TopologyDriver {
   std::set<PartitionId> assigned_;
   std::set<PartitionId> lagging_;
   std::unique_ptr<Topology> topology_;
-  std::map<PartitionId, int64_t> next_offset_;
+  std::map<PartitionId, Offset> next_offset_;  // next to hand out, per partition
   uint64_t anonymous_events_ = 0;
   MemoryState store_;
   std::vector<OutputRecord> records_;

@@ -135,23 +135,27 @@ class NullEmitter : public Emitter {
   size_t count = 0;
 };
 
+// Hands `e` to `op` in the context Topology::process would build for it.
+void feed(Operator& op, const Event& e, PartitionId p = {0}, EventTime watermark = kMinEventTime) {
+  op.process(make_process_context(p, watermark, watermark, e, KpiSettings{}, EmvSettings{}), e);
+}
+
 TEST(WindowOperator, HoppingEventUpdatesOnePaneNotEveryWindow) {
   WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
                     Millis{0}, minutes(2),          EmitMode::final};
-  WindowOperator op(hourly, test_vocabulary(), {}, {}, false);
-  const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
-  for (int i = 0; i < 100; ++i) op.process(ctx, like_at(kT0 + seconds(i), 0, i));
+  WindowOperator op(hourly, test_vocabulary(), false);
+  for (int i = 0; i < 100; ++i) feed(op, like_at(kT0 + seconds(i), 0, i));
   EXPECT_EQ(op.pane_count(), 1u);
-  op.process(ctx, like_at(kT0 + minutes(5), 0, 1));
+  feed(op, like_at(kT0 + minutes(5), 0, 1));
   EXPECT_EQ(op.pane_count(), 2u);
 }
 
 TEST(WindowOperator, PaneFreedOnlyWhenItsLastWindowCloses) {
   WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
                     Millis{0}, minutes(2),          EmitMode::final};
-  WindowOperator op(hourly, test_vocabulary(), {}, {}, false);
+  WindowOperator op(hourly, test_vocabulary(), false);
   NullEmitter out;
-  op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 0, 1));
+  feed(op, like_at(kT0, 0, 1));
   // The pane 10:00-10:05 belongs to windows starting 09:05 ... 10:00; the last closes 11:02.
   op.on_watermark(kT0 + minutes(7), out);
   EXPECT_EQ(out.count, 1u);  // window 09:05-10:05 closes at 10:07
@@ -167,15 +171,14 @@ TEST(WindowOperator, PaneFreedOnlyWhenItsLastWindowCloses) {
 TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
   WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
                     Millis{0}, seconds(0),           EmitMode::final};
-  WindowOperator op(minute, test_vocabulary(), {}, {}, true);
+  WindowOperator op(minute, test_vocabulary(), true);
   NullEmitter out;
-  const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
   Event imp = like_at(kT0, 0, 1);
   imp.type = EventType::impression;
   imp.count = 4;
-  op.process(ctx, imp);
-  op.process(ctx, like_at(kT0 + seconds(1), 0, 2));
-  op.process(ctx, like_at(kT0 + seconds(2), 1, 2));  // globex: no impressions
+  feed(op, imp);
+  feed(op, like_at(kT0 + seconds(1), 0, 2));
+  feed(op, like_at(kT0 + seconds(2), 1, 2));  // globex: no impressions
   op.on_watermark(kT0 + minutes(1), out);
   TopologyDriver probe({}, test_vocabulary(), {}, kWall0);
   struct Capture : MetricsWriter {
@@ -199,16 +202,16 @@ TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
 TEST(WindowOperator, LateCountsMoveWithTheirPartition) {
   WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
                     Millis{0}, seconds(0),           EmitMode::final};
-  WindowOperator a(minute, test_vocabulary(), {}, {}, false);
+  WindowOperator a(minute, test_vocabulary(), false);
   NullEmitter out;
   a.on_watermark(kT0 + minutes(5), out);
-  a.process({{3}, kT0 + minutes(5), kT0 + minutes(5)}, like_at(kT0, 0, 1));
+  feed(a, like_at(kT0, 0, 1), {3}, kT0 + minutes(5));
   EXPECT_EQ(a.late_events(), 1u);
   MemoryState state;
   a.snapshot({3}, state);
   a.drop({3});
   EXPECT_EQ(a.late_events(), 0u);
-  WindowOperator b(minute, test_vocabulary(), {}, {}, false);
+  WindowOperator b(minute, test_vocabulary(), false);
   ASSERT_TRUE(b.restore({3}, state));
   EXPECT_EQ(b.late_events(), 1u);
   const std::string bytes = state.get("panes").value().value();
@@ -223,7 +226,7 @@ TEST(SessionWindowOperator, IgnoresEventsWithoutActor) {
   SessionWindowOperator op(sessions, test_vocabulary());
   Event e = like_at(kT0, 0, 1);
   e.has_actor = false;
-  op.process({{0}, kMinEventTime, kMinEventTime}, e);
+  feed(op, e);
   EXPECT_EQ(op.open_sessions(), 0u);
 }
 
@@ -231,8 +234,8 @@ TEST(SessionWindowOperator, SameActorOfTwoBrandsHasTwoSessions) {
   WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
                       minutes(30), Millis{0},           EmitMode::final};
   SessionWindowOperator op(sessions, test_vocabulary());
-  op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 0, 7));
-  op.process({{0}, kMinEventTime, kMinEventTime}, like_at(kT0, 1, 7));
+  feed(op, like_at(kT0, 0, 7));
+  feed(op, like_at(kT0, 1, 7));
   EXPECT_EQ(op.open_sessions(), 2u);
   NullEmitter out;
   op.on_watermark(kT0 + minutes(30), out);
@@ -241,7 +244,7 @@ TEST(SessionWindowOperator, SameActorOfTwoBrandsHasTwoSessions) {
 }
 
 TEST(WindowOperators, FactoryMakesOneOperatorPerSpecInOrder) {
-  const auto ops = make_window_operators(default_windows(), test_vocabulary(), {}, {});
+  const auto ops = make_window_operators(default_windows(), test_vocabulary());
   ASSERT_EQ(ops.size(), 3u);
   EXPECT_EQ(ops[0]->name(), "minute");
   EXPECT_EQ(ops[1]->name(), "hourly");
@@ -249,7 +252,7 @@ TEST(WindowOperators, FactoryMakesOneOperatorPerSpecInOrder) {
 }
 
 TEST(WindowOperators, SteadyStateProcessDoesNotAllocate) {
-  auto ops = make_window_operators(default_windows(), test_vocabulary(), {}, {});
+  auto ops = make_window_operators(default_windows(), test_vocabulary());
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) ids.push_back("actor-" + std::to_string(i));
   auto event_for = [&](int i) {
@@ -260,14 +263,15 @@ TEST(WindowOperators, SteadyStateProcessDoesNotAllocate) {
     e.sentiment = 0.4;
     return e;
   };
-  const ProcessContext ctx{{0}, kMinEventTime, kMinEventTime};
-  for (int i = 0; i < 1000; ++i) {
-    for (auto& op : ops) op->process(ctx, event_for(i));
-  }
+  auto feed_all = [&](int i) {
+    const Event e = event_for(i);
+    const ProcessContext ctx =
+        make_process_context({0}, kMinEventTime, kMinEventTime, e, KpiSettings{}, EmvSettings{});
+    for (auto& op : ops) op->process(ctx, e);
+  };
+  for (int i = 0; i < 1000; ++i) feed_all(i);
   const uint64_t before = allocation_count();
-  for (int i = 1000; i < 20000; ++i) {
-    for (auto& op : ops) op->process(ctx, event_for(i));
-  }
+  for (int i = 1000; i < 20000; ++i) feed_all(i);
   EXPECT_EQ(allocation_count() - before, 0u);
   for (auto& op : ops) EXPECT_GT(op->state_bytes(), 0u);
 }

@@ -47,12 +47,12 @@ std::unique_ptr<Operator> make_operator(Kind kind, const Vocabulary& vocabulary)
       return std::make_unique<WindowOperator>(
           WindowSpec{"minute", WindowKind::tumbling, minutes(1), minutes(1), Millis{0}, seconds(5),
                      EmitMode::final},
-          vocabulary, KpiSettings{}, EmvSettings{}, true);
+          vocabulary, true);
     case Kind::hopping:
       return std::make_unique<WindowOperator>(
           WindowSpec{"hopping", WindowKind::hopping, minutes(4), minutes(2), Millis{0}, seconds(5),
                      EmitMode::final},
-          vocabulary, KpiSettings{}, EmvSettings{}, false);
+          vocabulary, false);
     case Kind::session:
       return std::make_unique<SessionWindowOperator>(
           // Actors of play() return every other minute: some sessions close within a run.
@@ -79,7 +79,7 @@ struct Driven {
     e.event.has_sentiment = count % 2 == 0;
     e.event.sentiment = 0.25 * static_cast<double>(count % 5) - 0.5;
     e.set_actor(actor);
-    op->process(ProcessContext{p, watermark, watermark}, e.event);
+    op->process(make_process_context(p, watermark, watermark, e.event, KpiSettings{}, {}), e.event);
   }
   // Minutes [from, to): every brand x channel (other included; names the vocabulary does not
   // know fold into other) on both partitions, each minute left open until the next one.

@@ -25,16 +25,16 @@ TEST_F(CheckpointStoreTest, CommittedBatchSurvivesReopen) {
   {
     auto store = open();
     auto batch = store->batch();
-    batch.put(Family::state, "op/0001", "state-bytes");
-    batch.put(Family::meta, "partition/0001", "offset-42");
-    batch.put(Family::outbox, "0000000000000001", "record");
+    batch.put(Column::state, "op/0001", "state-bytes");
+    batch.put(Column::meta, "partition/0001", "offset-42");
+    batch.put(Column::outbox, "0000000000000001", "record");
     ASSERT_TRUE(store->commit(batch));
   }
   auto store = open();
-  auto state = store->get(Family::state, "op/0001");
+  auto state = store->get(Column::state, "op/0001");
   ASSERT_TRUE(state && *state);
   EXPECT_EQ(**state, "state-bytes");
-  auto meta = store->get(Family::meta, "partition/0001");
+  auto meta = store->get(Column::meta, "partition/0001");
   ASSERT_TRUE(meta && *meta);
   EXPECT_EQ(**meta, "offset-42");
 }
@@ -42,9 +42,9 @@ TEST_F(CheckpointStoreTest, CommittedBatchSurvivesReopen) {
 TEST_F(CheckpointStoreTest, FamiliesAreSeparateKeySpaces) {
   auto store = open();
   auto batch = store->batch();
-  batch.put(Family::state, "k", "in-state");
+  batch.put(Column::state, "k", "in-state");
   ASSERT_TRUE(store->commit(batch));
-  auto meta = store->get(Family::meta, "k");
+  auto meta = store->get(Column::meta, "k");
   ASSERT_TRUE(meta);
   EXPECT_FALSE(meta->has_value());
 }
@@ -52,12 +52,12 @@ TEST_F(CheckpointStoreTest, FamiliesAreSeparateKeySpaces) {
 TEST_F(CheckpointStoreTest, ScanReturnsOnlyThePrefixInOrder) {
   auto store = open();
   auto batch = store->batch();
-  batch.put(Family::outbox, "b2", "2");
-  batch.put(Family::outbox, "a1", "x");
-  batch.put(Family::outbox, "b1", "1");
-  batch.put(Family::outbox, "c1", "y");
+  batch.put(Column::outbox, "b2", "2");
+  batch.put(Column::outbox, "a1", "x");
+  batch.put(Column::outbox, "b1", "1");
+  batch.put(Column::outbox, "c1", "y");
   ASSERT_TRUE(store->commit(batch));
-  auto rows = store->scan(Family::outbox, "b");
+  auto rows = store->scan(Column::outbox, "b");
   ASSERT_TRUE(rows);
   ASSERT_EQ(rows->size(), 2u);
   EXPECT_EQ((*rows)[0].first, "b1");
@@ -68,30 +68,30 @@ TEST_F(CheckpointStoreTest, FailedCommitWritesNothing) {
   auto store = open();
   store->inject_write_failures(1);
   auto batch = store->batch();
-  batch.put(Family::state, "op/0001", "new");
-  batch.put(Family::meta, "partition/0001", "offset-43");
+  batch.put(Column::state, "op/0001", "new");
+  batch.put(Column::meta, "partition/0001", "offset-43");
   auto s = store->commit(batch);
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().kind, ErrorKind::retryable);
-  auto state = store->get(Family::state, "op/0001");
+  auto state = store->get(Column::state, "op/0001");
   ASSERT_TRUE(state);
   EXPECT_FALSE(state->has_value());
-  auto meta = store->get(Family::meta, "partition/0001");
+  auto meta = store->get(Column::meta, "partition/0001");
   ASSERT_TRUE(meta);
   EXPECT_FALSE(meta->has_value());
   ASSERT_TRUE(store->commit(batch));  // the retry succeeds
-  EXPECT_TRUE(store->get(Family::state, "op/0001").value().has_value());
+  EXPECT_TRUE(store->get(Column::state, "op/0001").value().has_value());
 }
 
 TEST_F(CheckpointStoreTest, DeleteInBatchRemovesKey) {
   auto store = open();
   auto b1 = store->batch();
-  b1.put(Family::outbox, "0001", "r");
+  b1.put(Column::outbox, "0001", "r");
   ASSERT_TRUE(store->commit(b1));
   auto b2 = store->batch();
-  b2.remove(Family::outbox, "0001");
+  b2.remove(Column::outbox, "0001");
   ASSERT_TRUE(store->commit(b2));
-  EXPECT_FALSE(store->get(Family::outbox, "0001").value().has_value());
+  EXPECT_FALSE(store->get(Column::outbox, "0001").value().has_value());
 }
 
 TEST_F(CheckpointStoreTest, SecondOpenOfALockedStoreFailsClearly) {
