@@ -16,6 +16,11 @@
 
 namespace sp {
 
+// Alert records (SPEC 5 v2): one `started` record per detector episode and one `ended` record
+// after its cooldown, keyed `brand|episode_start|started|ended`. Their bytes depend only on the
+// input and on whether the bucket closed live or as history (`replay`); the record leaves with the
+// checkpoint that produced it, so a re-send after a crash is the stored bytes.
+//
 // Keeps per-partition minute buckets and HLL slices for events whose bucket is still open when
 // they arrive; closes buckets as the pipeline watermark passes their end, feeding the spike
 // detector, and exposes gauges merged over partitions for the last `reputation_horizon` of closed
@@ -40,6 +45,7 @@ class ReputationOperator final : public Operator {
 
   std::string_view name() const override { return "kpi_reputation"; }
   void process(const ProcessContext& ctx, const Event& event) override;
+  void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
   // Keys: per partition `brand/<name>`; global `closed` and `detector/<brand>`.
   void snapshot(PartitionId partition, StateWriter& out) const override;
@@ -87,7 +93,10 @@ class ReputationOperator final : public Operator {
 
   PartitionState& state_for(PartitionId partition);
   void close_minutes(int64_t new_closed_end, Emitter& out);
-  void emit_spike(BrandIndex brand, int64_t minute, const SpikeVerdict& v, Emitter& out) const;
+  void emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v, Emitter& out) const;
+  // A bucket that closes more than alerts.max_lag behind the wall clock is replayed history.
+  bool is_replay(int64_t minute) const;
+  bool catching_up() const;
   HyperLogLog merged_actors(BrandIndex brand, bool long_horizon, bool* any) const;
 
   Vocabulary vocabulary_;
@@ -100,7 +109,8 @@ class ReputationOperator final : public Operator {
   static constexpr int64_t kNothingClosed = std::numeric_limits<int64_t>::min();
   int64_t closed_end_ = kNothingClosed;  // every minute < closed_end_ is closed
   std::vector<SpikeDetector> detectors_;
-  std::vector<uint64_t> spikes_;
+  std::vector<uint64_t> spikes_;  // episodes started (live or replayed)
+  WallTime wall_{};               // not state: epoch 0 (never told) means live
 };
 
 }  // namespace sp

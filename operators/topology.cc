@@ -198,6 +198,7 @@ Topology::Outcome Topology::process(Partition& p, Offset offset, const Event& ev
     return Outcome::duplicate;
   }
   ++p.counts.accepted;
+  wall_ = wall;
   const ProcessContext ctx{p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id)};
   for (auto& op : operators_) op->process(ctx, event);
   tracker_.observe(p.id, event.time, wall);
@@ -218,6 +219,7 @@ Topology::Outcome Topology::reject(Partition& p, Offset offset, RejectReason rea
 }
 
 void Topology::on_idle(WallTime wall, const std::function<bool(PartitionId)>& has_lag) {
+  wall_ = wall;
   tracker_.update_idle(wall, has_lag);
   advance_watermark();
 }
@@ -226,7 +228,10 @@ void Topology::advance_watermark() {
   const EventTime wm = tracker_.pipeline_watermark();
   if (wm <= last_watermark_) return;
   last_watermark_ = wm;
-  for (auto& op : operators_) op->on_watermark(wm, emitter_);
+  for (auto& op : operators_) {
+    op->on_wall_clock(wall_);
+    op->on_watermark(wm, emitter_);
+  }
 }
 
 void Topology::before_checkpoint() {

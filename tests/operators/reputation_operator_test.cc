@@ -212,34 +212,90 @@ TEST(ReputationOperator, GapMinutesFeedZeroToTheDetector) {
   EXPECT_FALSE(h.op.detector(kGlobex).started());
 }
 
-TEST(ReputationOperator, SpikeEmitsAlertAndCounts) {
-  Harness h;
-  // Quiet baseline: 25 opinions a minute with a small, varying negative share.
-  for (int m = 0; m < 60; ++m) {
+// Quiet baseline for minutes [0, 70): 25 opinions a minute with a small, varying negative share;
+// then a crisis in minutes [70, 72): every opinion very negative.
+void quiet_then_crisis(Harness& h, int crisis_minutes = 2) {
+  for (int m = 0; m < 70; ++m) {
     for (int j = 0; j < 25; ++j) h.add(opinion(kAcme, m + j / 25.0, j < 2 + m % 3 ? -0.5 : 0.5));
   }
-  for (int j = 0; j < 25; ++j) h.add(opinion(kAcme, 60 + j / 25.0, -0.9));
-  h.advance_to_minute(61);
-  // The EWMA has no warm-up (SPEC 2), so the first minutes of a baseline may fire too; the
-  // crisis minute must be the last alert.
-  ASSERT_GE(h.alerts.records.size(), 1u);
+  for (int m = 70; m < 70 + crisis_minutes; ++m) {
+    for (int j = 0; j < 25; ++j) h.add(opinion(kAcme, m + j / 25.0, -0.9));
+  }
+}
+
+TEST(ReputationOperator, SpikeEmitsOneStartedRecordAndCounts) {
+  Harness h;
+  quiet_then_crisis(h);
+  h.advance_to_minute(72);
+  // Warm-up (60 buckets) and persistence (2): the crisis is the only alert, opened by its 2nd
+  // bucket and dated from its 1st.
+  ASSERT_EQ(h.alerts.records.size(), 1u);
   const OutputRecord& r = h.alerts.records.back();
   EXPECT_EQ(r.topic, OutputRecord::Topic::alerts);
-  EXPECT_EQ(r.key, "acme|2026-11-24T01:00:00.000Z");
+  EXPECT_EQ(r.key, "acme|2026-11-24T01:10:00.000Z|started");
   // Exact field order and shortest round-trip numbers (25 x 0.9 sums to 22.499999999999993).
   // (No std::regex: GCC 12 + sanitizers trips -Wmaybe-uninitialized inside <regex>.)
   const std::string head =
-      R"({"brand":"acme","bucket_start":"2026-11-24T01:00:00.000Z","value":22.499999999999993,"mean":)";
+      R"({"brand":"acme","bucket_start":"2026-11-24T01:11:00.000Z","value":22.499999999999993,"mean":)";
   EXPECT_EQ(r.value.substr(0, head.size()), head);
-  const size_t stddev = r.value.find(R"(,"stddev":)");
-  const size_t zscore = r.value.find(R"(,"zscore":)");
-  EXPECT_LT(stddev, zscore) << r.value;
-  EXPECT_NE(zscore, std::string::npos) << r.value;
+  for (const char* field :
+       {R"(,"kind":"negative_surge","severity":)", R"(,"episode":"started")",
+        R"(,"episode_start":"2026-11-24T01:10:00.000Z","episode_end":null)", R"(,"replay":false)"}) {
+    EXPECT_NE(r.value.find(field), std::string::npos) << field << " in " << r.value;
+  }
   EXPECT_EQ(r.value.back(), '}');
   const auto w = h.metrics();
-  EXPECT_EQ(w.at(R"(socialpulse_reputation_spikes_total{brand="acme"})"),
-            static_cast<double>(h.alerts.records.size()));
+  EXPECT_EQ(w.at(R"(socialpulse_reputation_spikes_total{brand="acme"})"), 1.0);
   EXPECT_GE(w.at(R"(socialpulse_reputation_anomaly_zscore{brand="acme"})"), 3.0);
+  EXPECT_EQ(w.at(R"(socialpulse_reputation_alert_active{brand="acme",kind="negative_surge"})"),
+            1.0);
+  EXPECT_EQ(w.at(R"(socialpulse_reputation_alert_active{brand="acme",kind="sentiment_drop"})"),
+            0.0);
+  EXPECT_GE(w.at(R"(socialpulse_reputation_alert_severity{brand="acme",kind="negative_surge"})"),
+            1.0);
+  EXPECT_EQ(w.at("socialpulse_catching_up{}"), 0.0);
+}
+
+TEST(ReputationOperator, EpisodeEndsWithARecordAfterTheCooldown) {
+  Harness h;
+  quiet_then_crisis(h);
+  h.advance_to_minute(72 + 14);
+  EXPECT_EQ(h.alerts.records.size(), 1u);  // 14 quiet minutes: still the same episode
+  h.advance_to_minute(72 + 15);
+  ASSERT_EQ(h.alerts.records.size(), 2u);
+  const OutputRecord& r = h.alerts.records.back();
+  EXPECT_EQ(r.key, "acme|2026-11-24T01:10:00.000Z|ended");
+  EXPECT_NE(r.value.find(R"("episode":"ended","episode_start":"2026-11-24T01:10:00.000Z","episode_end":"2026-11-24T01:12:00.000Z")"),
+            std::string::npos)
+      << r.value;
+  EXPECT_EQ(h.metrics().at(R"(socialpulse_reputation_alert_active{brand="acme",kind="negative_surge"})"),
+            0.0);
+}
+
+TEST(ReputationOperator, BucketsClosingFarBehindTheWallClockAreReplay) {
+  Harness h;
+  quiet_then_crisis(h);
+  // The wall clock is 10m 1s past the end of the crisis bucket that opens the episode.
+  h.op.on_wall_clock(WallTime{at_minute(72).time_since_epoch() + Millis{601'000}});
+  h.advance_to_minute(72);
+  ASSERT_EQ(h.alerts.records.size(), 1u);
+  EXPECT_NE(h.alerts.records[0].value.find(R"(,"replay":true)"), std::string::npos);
+  const auto w = h.metrics();
+  EXPECT_EQ(w.at("socialpulse_catching_up{}"), 1.0);
+  // History never shows as a live alert.
+  EXPECT_EQ(w.at(R"(socialpulse_reputation_alert_active{brand="acme",kind="negative_surge"})"),
+            0.0);
+  EXPECT_EQ(w.at(R"(socialpulse_reputation_spikes_total{brand="acme"})"), 1.0);
+}
+
+TEST(ReputationOperator, BucketsWithinMaxLagAreLive) {
+  Harness h;
+  quiet_then_crisis(h);
+  h.op.on_wall_clock(WallTime{at_minute(72).time_since_epoch() + Millis{600'000}});
+  h.advance_to_minute(72);
+  ASSERT_EQ(h.alerts.records.size(), 1u);
+  EXPECT_NE(h.alerts.records[0].value.find(R"(,"replay":false)"), std::string::npos);
+  EXPECT_EQ(h.metrics().at("socialpulse_catching_up{}"), 0.0);
 }
 
 TEST(ReputationOperator, NoSpikeOnLowVolume) {
