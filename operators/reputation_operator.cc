@@ -17,6 +17,9 @@ constexpr uint64_t kGlobalSnapshotVersion = 2;
 // 3: the v2 detector (warm-up, profile, sentiment baseline, episode). 2 is still read.
 constexpr uint64_t kDetectorVersion = 3;
 constexpr uint64_t kDetectorVersionEwmaOnly = 2;
+// Keys `explain/<brand>` (partition) and `baseline/<brand>` (global), new with the detector v2: a
+// state without them restores empty explanations.
+constexpr uint64_t kExplainVersion = 1;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
@@ -58,7 +61,8 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi, E
       horizon_minutes_(
           std::max<int64_t>(1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
       detectors_(vocabulary_.brand_count(), SpikeDetector(kpi_.spike)),
-      spikes_(vocabulary_.brand_count(), 0) {}
+      spikes_(vocabulary_.brand_count(), 0),
+      baselines_(vocabulary_.brand_count(), ExplainBaseline(vocabulary_.channel_count())) {}
 
 ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId partition) {
   return partitions_.get_or_create(partition, [this] {
@@ -87,6 +91,10 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
   // A pre-aggregated event stands for `count` opinions, as in the weight w*c.
   if (d.opinion) b.opinion_events += event.count;
   ++b.events;
+  if (d.negative > 0.0) {
+    brand.explain.try_emplace(minute, vocabulary_.channel_count())
+        .first->second.add(event, d.negative);
+  }
   if (event.has_actor) {
     brand.short_slices.at(floor_div(minute, kShortSliceMinutes)).add(event.actor_hash);
     brand.long_slices.at(floor_div(minute, kLongSliceMinutes)).add(event.actor_hash);
@@ -150,9 +158,22 @@ void ReputationOperator::close_minutes(int64_t new_closed_end, Emitter& out) {
       }
       if (!detectors_[b].started() && events == 0) continue;
       const SpikeVerdict v = detectors_[b].observe(obs);
-      if (v.transition == EpisodeTransition::none) continue;
+      ContributionSketch contributions(vocabulary_.channel_count());
+      for (const auto& [id, p] : partitions_) {
+        const auto& explain = p.brands[b].explain;
+        if (auto it = explain.find(m); it != explain.end()) contributions.merge(it->second);
+      }
       if (v.transition == EpisodeTransition::started) ++spikes_[b];
-      emit_alert(static_cast<BrandIndex>(b), m, v, out);
+      if (v.transition != EpisodeTransition::none) {
+        emit_alert(static_cast<BrandIndex>(b), m, v, contributions, out);
+      }
+      // The baseline learns from ordinary minutes only, so a crisis stands out for its length.
+      if (!v.anomalous) baselines_[b].update(contributions, kpi_.spike.alpha);
+    }
+  }
+  for (auto& [id, p] : partitions_) {
+    for (BrandState& brand : p.brands) {
+      brand.explain.erase(brand.explain.begin(), brand.explain.lower_bound(new_closed_end));
     }
   }
 }
@@ -168,7 +189,7 @@ bool ReputationOperator::catching_up() const {
 }
 
 void ReputationOperator::emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
-                                    Emitter& out) const {
+                                    const ContributionSketch& contributions, Emitter& out) const {
   const bool started = v.transition == EpisodeTransition::started;
   const std::string& name = vocabulary_.brand_name(brand);
   auto time_of = [](int64_t m) { return format_rfc3339_ms(from_epoch_ms(m * kBucketMs)); };
@@ -202,6 +223,13 @@ void ReputationOperator::emit_alert(BrandIndex brand, int64_t minute, const Spik
     j.append("\"").append(time_of(v.episode_end)).append("\"");
   }
   j.append(",\"replay\":").append(is_replay(minute) ? "true" : "false");
+  // The bucket that opened the episode against the brand's usual minutes.
+  j += ",\"explanation\":";
+  if (started) {
+    baselines_[brand].append_explanation(j, contributions, vocabulary_);
+  } else {
+    j += "null";
+  }
   j += "}";
   out.emit(std::move(r));
 }
@@ -382,6 +410,11 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
       put_u64(value, spikes_[b]);
       out.put(key.assign("detector/").append(vocabulary_.brand_name(static_cast<BrandIndex>(b))),
               value);
+      value.clear();
+      put_u64(value, kExplainVersion);
+      baselines_[b].serialize(value, vocabulary_);
+      out.put(key.assign("baseline/").append(vocabulary_.brand_name(static_cast<BrandIndex>(b))),
+              value);
     }
     return;
   }
@@ -408,6 +441,15 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     put_hll_series(value, b.short_slices.first, b.short_slices.items);
     put_hll_series(value, b.long_slices.first, b.long_slices.items);
     out.put(key.assign("brand/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
+            value);
+    value.clear();
+    put_u64(value, kExplainVersion);
+    put_u64(value, b.explain.size());
+    for (const auto& [minute, sketch] : b.explain) {
+      put_i64(value, minute);
+      sketch.serialize(value, vocabulary_);
+    }
+    out.put(key.assign("explain/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
             value);
   }
 }
@@ -469,9 +511,26 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
           return {};
         });
     if (!scanned) return scanned;
+    std::vector<ExplainBaseline> baselines(detectors_.size(),
+                                           ExplainBaseline(vocabulary_.channel_count()));
+    scanned = in.scan("baseline/", [&](std::string_view key, std::string_view bytes) -> Status {
+      const std::string_view name = key.substr(9);
+      const auto brand = vocabulary_.find_brand(name);
+      if (!brand) {
+        in.drop(key, DroppedKind::brand, name);
+        return {};
+      }
+      byte_codec::Reader r(bytes);
+      if (auto v = check_version(r, kExplainVersion, key); !v) return v;
+      if (!baselines[*brand].deserialize(r, vocabulary_) || !r.done())
+        return corrupt_reputation(key);
+      return {};
+    });
+    if (!scanned) return scanned;
     closed_end_ = closed_end;
     detectors_ = std::move(detectors);
     spikes_ = std::move(spikes);
+    baselines_ = std::move(baselines);
     return {};
   }
 
@@ -523,6 +582,29 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!scanned) return scanned;
+  scanned = in.scan("explain/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const std::string_view name = key.substr(8);
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, name);
+      return {};
+    }
+    byte_codec::Reader r(bytes);
+    if (auto v = check_version(r, kExplainVersion, key); !v) return v;
+    const uint64_t n = r.u64();
+    if (n > r.rest().size()) return corrupt_reputation(key);
+    auto& explain = s.brands[*brand].explain;
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      const int64_t minute = r.i64();
+      ContributionSketch sketch(vocabulary_.channel_count());
+      if (!sketch.deserialize(r, vocabulary_)) return corrupt_reputation(key);
+      explain.emplace(minute, std::move(sketch));
+    }
+    if (!r.done()) return corrupt_reputation(key);
+    any = true;
+    return {};
+  });
+  if (!scanned) return scanned;
   if (any) partitions_.assign(partition, std::move(s));
   return {};
 }
@@ -540,6 +622,9 @@ size_t ReputationOperator::state_bytes() const {
       bytes += b.minutes.items.size() * sizeof(MinuteBucket);
       for (const HyperLogLog& h : b.short_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
       for (const HyperLogLog& h : b.long_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
+      // Open minutes' contributors: channels, types and two 8-key sketches (~64 B a key).
+      bytes += b.explain.size() * (sizeof(ContributionSketch) + 16 * 64 +
+                                   vocabulary_.channel_count() * sizeof(double));
     }
   }
   return bytes + detectors_.size() * (sizeof(SpikeDetector) + sizeof(uint64_t));

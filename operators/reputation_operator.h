@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/spike_detector.h"
+#include "operators/spike_explainer.h"
 #include "operators/vocabulary.h"
 
 namespace sp {
@@ -47,7 +49,8 @@ class ReputationOperator final : public Operator {
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
-  // Keys: per partition `brand/<name>`; global `closed` and `detector/<brand>`.
+  // Keys: per partition `brand/<name>` and `explain/<name>`; global `closed`,
+  // `detector/<brand>` and `baseline/<brand>` (the explanation baseline).
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -86,6 +89,9 @@ class ReputationOperator final : public Operator {
     Series<MinuteBucket> minutes;
     Series<HyperLogLog> short_slices;  // 5-minute slices, 1h gauge
     Series<HyperLogLog> long_slices;   // 1-hour slices, 24h gauge
+    // Who made the negative score of each still-open minute (alert explanations); erased when
+    // the minute closes, so it holds the few open minutes only.
+    std::map<int64_t, ContributionSketch> explain;
   };
   struct PartitionState {
     std::vector<BrandState> brands;
@@ -93,7 +99,8 @@ class ReputationOperator final : public Operator {
 
   PartitionState& state_for(PartitionId partition);
   void close_minutes(int64_t new_closed_end, Emitter& out);
-  void emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v, Emitter& out) const;
+  void emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
+                  const ContributionSketch& contributions, Emitter& out) const;
   // A bucket that closes more than alerts.max_lag behind the wall clock is replayed history.
   bool is_replay(int64_t minute) const;
   bool catching_up() const;
@@ -110,6 +117,7 @@ class ReputationOperator final : public Operator {
   int64_t closed_end_ = kNothingClosed;  // every minute < closed_end_ is closed
   std::vector<SpikeDetector> detectors_;
   std::vector<uint64_t> spikes_;  // episodes started (live or replayed)
+  std::vector<ExplainBaseline> baselines_;
   WallTime wall_{};               // not state: epoch 0 (never told) means live
 };
 

@@ -256,6 +256,47 @@ TEST(ReputationOperator, SpikeEmitsOneStartedRecordAndCounts) {
   EXPECT_EQ(w.at("socialpulse_catching_up{}"), 0.0);
 }
 
+TEST(ReputationOperator, ExplanationListsTheCrisisChannelTagAndAuthorFirst) {
+  Harness h;
+  const std::string_view everyday = "pricing";
+  const std::string_view crisis_tag = "outage";
+  for (int m = 0; m < 70; ++m) {
+    for (int j = 0; j < 25; ++j) {
+      Event e = opinion(kAcme, m + j / 25.0, j < 2 + m % 3 ? -0.5 : 0.5);
+      e.channel = 0;  // twitter
+      e.tags[0] = everyday;
+      e.tag_count = 1;
+      e.has_actor = true;
+      e.actor_id = j % 2 ? "regular-1" : "regular-2";
+      e.reach = 50;
+      h.add(e);
+    }
+  }
+  for (int m = 70; m < 72; ++m) {
+    for (int j = 0; j < 25; ++j) {
+      Event e = opinion(kAcme, m + j / 25.0, -0.9);
+      e.channel = 1;  // other
+      e.tags = {crisis_tag, everyday};
+      e.tag_count = 2;
+      e.has_actor = true;
+      const std::string id = j == 0 ? "influencer" : "angry-" + std::to_string(j % 5);
+      e.actor_id = id;  // a view, like the decoder's: valid during process()
+      e.reach = j == 0 ? 100'000 : 20;
+      h.add(e);
+    }
+  }
+  h.advance_to_minute(72);
+  ASSERT_EQ(h.alerts.records.size(), 1u);
+  const std::string& v = h.alerts.records[0].value;
+  for (const char* first :
+       {R"("explanation":{"channels":[{"name":"other",)", R"("types":[{"name":"comment",)",
+        R"("tags":[{"name":"outage",)", R"("authors":[{"id":"influencer","reach":100000,)"}) {
+    EXPECT_NE(v.find(first), std::string::npos) << first << " in " << v;
+  }
+  // Twitter's usual complaints are no excess: not listed.
+  EXPECT_EQ(v.find(R"("name":"twitter")"), std::string::npos) << v;
+}
+
 TEST(ReputationOperator, EpisodeEndsWithARecordAfterTheCooldown) {
   Harness h;
   quiet_then_crisis(h);
@@ -433,7 +474,9 @@ TEST(ReputationOperator, CorruptValuesAreErrorsNotCrashes) {
   const auto entries = good.entries();  // a copy: the loop puts into copies of `good`
   for (const auto& [key, value] : entries) {
     const PartitionId p =
-        key == "closed" || key.starts_with("detector/") ? kGlobalPartition : PartitionId{0};
+        key == "closed" || key.starts_with("detector/") || key.starts_with("baseline/")
+            ? kGlobalPartition
+            : PartitionId{0};
     for (size_t cut = 0; cut < value.size(); cut += std::max<size_t>(1, value.size() / 40)) {
       MemoryState state = good;
       state.put(key, value.substr(0, cut));
@@ -568,14 +611,16 @@ TEST_F(ReputationVocabularyChange, RemovedBrandIsDroppedAndReported) {
   Harness b(kpi(), Vocabulary({{"acme", true}}, {"twitter"}));
   MemoryState state;
   move_state(a, b, state);
-  // One brand key per partition and the global detector key.
-  EXPECT_EQ(testing::dropped_names(state),
-            (std::vector<std::string>{"brand:globex", "brand:globex", "brand:globex"}));
+  // The brand and explain keys per partition, the global detector and explanation baseline keys.
+  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(6, "brand:globex"));
   const std::vector<std::string> keys = testing::dropped_keys(state);
   const std::vector<std::string> want = {
       state_scope(b.op.name(), kGlobalPartition) + "detector/globex",
+      state_scope(b.op.name(), kGlobalPartition) + "baseline/globex",
       state_scope(b.op.name(), PartitionId{0}) + "brand/globex",
-      state_scope(b.op.name(), PartitionId{1}) + "brand/globex"};
+      state_scope(b.op.name(), PartitionId{0}) + "explain/globex",
+      state_scope(b.op.name(), PartitionId{1}) + "brand/globex",
+      state_scope(b.op.name(), PartitionId{1}) + "explain/globex"};
   EXPECT_EQ(keys, want);
   for (const std::string& key : want) EXPECT_FALSE(state.entries().contains(key)) << key;
 

@@ -134,8 +134,9 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   kpi.reputation_horizon = minutes(20);
   kpi.spike.min_events = 2;
   const MemoryState state = checkpoint_of(make_kpi_operators(vocabulary(), kpi, EmvSettings{}, {}));
-  // c5a1...: detector/<brand> format 3 (issue #16 detector v2); 244a5f360e19609b was format 2.
-  EXPECT_EQ(digest(state), "c5a183409708a811");
+  // Issue #16: detector/<brand> format 3 and the new explain/<brand>, baseline/<brand> keys
+  // (format 1); 244a5f360e19609b was detector format 2.
+  EXPECT_EQ(digest(state), "9136508a533abf72");
 }
 
 TEST(StateFormat, TrackerAndDeduplicatorBytesArePinned) {
