@@ -34,7 +34,7 @@ struct SpikeSettings {
   double stddev_floor = 0.25;       // negative-score stddev >= this share of its baseline mean
   double drop_threshold = 4.0;      // sentiment_drop z; 0 disables the kind
   double drop_stddev_floor = 0.05;  // net-sentiment stddev floor (sentiment units, -1..1)
-  int64_t persistence = 2;          // consecutive anomalous buckets that open an episode
+  int64_t persistence = 3;          // consecutive anomalous buckets that open an episode
   Millis cooldown{15 * 60 * 1000};  // quiet time that ends an episode
   bool seasonal = true;             // hour-of-week profile beside the EWMA
   Millis max_lag{10 * 60 * 1000};   // alerts.max_lag: older buckets are replayed history

@@ -213,8 +213,8 @@ TEST(ReputationOperator, GapMinutesFeedZeroToTheDetector) {
 }
 
 // Quiet baseline for minutes [0, 70): 25 opinions a minute with a small, varying negative share;
-// then a crisis in minutes [70, 72): every opinion very negative.
-void quiet_then_crisis(Harness& h, int crisis_minutes = 2) {
+// then a crisis in minutes [70, 73): every opinion very negative.
+void quiet_then_crisis(Harness& h, int crisis_minutes = 3) {
   for (int m = 0; m < 70; ++m) {
     for (int j = 0; j < 25; ++j) h.add(opinion(kAcme, m + j / 25.0, j < 2 + m % 3 ? -0.5 : 0.5));
   }
@@ -226,8 +226,8 @@ void quiet_then_crisis(Harness& h, int crisis_minutes = 2) {
 TEST(ReputationOperator, SpikeEmitsOneStartedRecordAndCounts) {
   Harness h;
   quiet_then_crisis(h);
-  h.advance_to_minute(72);
-  // Warm-up (60 buckets) and persistence (2): the crisis is the only alert, opened by its 2nd
+  h.advance_to_minute(73);
+  // Warm-up (60 buckets) and persistence (3): the crisis is the only alert, opened by its 3rd
   // bucket and dated from its 1st.
   ASSERT_EQ(h.alerts.records.size(), 1u);
   const OutputRecord& r = h.alerts.records.back();
@@ -236,7 +236,7 @@ TEST(ReputationOperator, SpikeEmitsOneStartedRecordAndCounts) {
   // Exact field order and shortest round-trip numbers (25 x 0.9 sums to 22.499999999999993).
   // (No std::regex: GCC 12 + sanitizers trips -Wmaybe-uninitialized inside <regex>.)
   const std::string head =
-      R"({"brand":"acme","bucket_start":"2026-11-24T01:11:00.000Z","value":22.499999999999993,"mean":)";
+      R"({"brand":"acme","bucket_start":"2026-11-24T01:12:00.000Z","value":22.499999999999993,"mean":)";
   EXPECT_EQ(r.value.substr(0, head.size()), head);
   for (const char* field :
        {R"(,"kind":"negative_surge","severity":)", R"(,"episode":"started")",
@@ -272,7 +272,7 @@ TEST(ReputationOperator, ExplanationListsTheCrisisChannelTagAndAuthorFirst) {
       h.add(e);
     }
   }
-  for (int m = 70; m < 72; ++m) {
+  for (int m = 70; m < 73; ++m) {
     for (int j = 0; j < 25; ++j) {
       Event e = opinion(kAcme, m + j / 25.0, -0.9);
       e.channel = 1;  // other
@@ -285,7 +285,7 @@ TEST(ReputationOperator, ExplanationListsTheCrisisChannelTagAndAuthorFirst) {
       h.add(e);
     }
   }
-  h.advance_to_minute(72);
+  h.advance_to_minute(73);
   ASSERT_EQ(h.alerts.records.size(), 1u);
   const std::string& v = h.alerts.records[0].value;
   for (const char* first :
@@ -300,13 +300,13 @@ TEST(ReputationOperator, ExplanationListsTheCrisisChannelTagAndAuthorFirst) {
 TEST(ReputationOperator, EpisodeEndsWithARecordAfterTheCooldown) {
   Harness h;
   quiet_then_crisis(h);
-  h.advance_to_minute(72 + 14);
+  h.advance_to_minute(73 + 14);
   EXPECT_EQ(h.alerts.records.size(), 1u);  // 14 quiet minutes: still the same episode
-  h.advance_to_minute(72 + 15);
+  h.advance_to_minute(73 + 15);
   ASSERT_EQ(h.alerts.records.size(), 2u);
   const OutputRecord& r = h.alerts.records.back();
   EXPECT_EQ(r.key, "acme|2026-11-24T01:10:00.000Z|ended");
-  EXPECT_NE(r.value.find(R"("episode":"ended","episode_start":"2026-11-24T01:10:00.000Z","episode_end":"2026-11-24T01:12:00.000Z")"),
+  EXPECT_NE(r.value.find(R"("episode":"ended","episode_start":"2026-11-24T01:10:00.000Z","episode_end":"2026-11-24T01:13:00.000Z")"),
             std::string::npos)
       << r.value;
   EXPECT_EQ(h.metrics().at(R"(socialpulse_reputation_alert_active{brand="acme",kind="negative_surge"})"),
@@ -317,8 +317,8 @@ TEST(ReputationOperator, BucketsClosingFarBehindTheWallClockAreReplay) {
   Harness h;
   quiet_then_crisis(h);
   // The wall clock is 10m 1s past the end of the crisis bucket that opens the episode.
-  h.op.on_wall_clock(WallTime{at_minute(72).time_since_epoch() + Millis{601'000}});
-  h.advance_to_minute(72);
+  h.op.on_wall_clock(WallTime{at_minute(73).time_since_epoch() + Millis{601'000}});
+  h.advance_to_minute(73);
   ASSERT_EQ(h.alerts.records.size(), 1u);
   EXPECT_NE(h.alerts.records[0].value.find(R"(,"replay":true)"), std::string::npos);
   const auto w = h.metrics();
@@ -332,8 +332,8 @@ TEST(ReputationOperator, BucketsClosingFarBehindTheWallClockAreReplay) {
 TEST(ReputationOperator, BucketsWithinMaxLagAreLive) {
   Harness h;
   quiet_then_crisis(h);
-  h.op.on_wall_clock(WallTime{at_minute(72).time_since_epoch() + Millis{600'000}});
-  h.advance_to_minute(72);
+  h.op.on_wall_clock(WallTime{at_minute(73).time_since_epoch() + Millis{600'000}});
+  h.advance_to_minute(73);
   ASSERT_EQ(h.alerts.records.size(), 1u);
   EXPECT_NE(h.alerts.records[0].value.find(R"(,"replay":false)"), std::string::npos);
   EXPECT_EQ(h.metrics().at("socialpulse_catching_up{}"), 0.0);
@@ -365,7 +365,7 @@ std::vector<std::pair<int, Event>> mixed_stream(std::vector<std::string>& actor_
     e.reach = static_cast<int64_t>(next(5000));
     if (next(2)) {
       e.has_sentiment = true;
-      const bool crisis = minute > 90 && minute < 92 && brand == kAcme;
+      const bool crisis = minute > 90 && minute < 95 && brand == kAcme;
       e.sentiment = crisis ? -0.9 : static_cast<double>(next(201)) / 100.0 - 1.0;
     }
     actor_ids.push_back("a" + std::to_string(next(3000)));

@@ -118,7 +118,7 @@ TEST(SpikeDetector, OneAlertPerEpisodeThenEndedAfterCooldown) {
   ASSERT_EQ(f.transitions(EpisodeTransition::ended), 1);
   for (const SpikeVerdict& v : f.verdicts) {
     if (v.transition == EpisodeTransition::started) {
-      EXPECT_EQ(v.episode_start, crisis);  // opened by the 2nd bucket (persistence 2)
+      EXPECT_EQ(v.episode_start, crisis);  // opened by the 3rd bucket (persistence 3)
       EXPECT_EQ(v.episode_kind, SpikeKind::negative_surge);
       EXPECT_GE(v.episode_severity, 5);
     }
