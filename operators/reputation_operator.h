@@ -118,7 +118,7 @@ class ReputationOperator final : public Operator {
   std::vector<SpikeDetector> detectors_;
   std::vector<uint64_t> spikes_;  // episodes started (live or replayed)
   std::vector<ExplainBaseline> baselines_;
-  WallTime wall_{};               // not state: epoch 0 (never told) means live
+  WallTime wall_{};  // not state: epoch 0 (never told) means live
 };
 
 }  // namespace sp

@@ -20,10 +20,10 @@ void SpaceSaving::add(std::string_view key, double weight, int64_t reach) {
     return;
   }
   if (entries_.empty()) return;
-  auto lightest = std::min_element(entries_.begin(), entries_.end(), [](const Entry& a,
-                                                                        const Entry& b) {
-    return a.weight != b.weight ? a.weight < b.weight : a.key < b.key;
-  });
+  auto lightest =
+      std::min_element(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
+        return a.weight != b.weight ? a.weight < b.weight : a.key < b.key;
+      });
   lightest->key.assign(key);
   lightest->weight += weight;
   lightest->reach = reach;

@@ -57,9 +57,9 @@ enum class Key : uint8_t {
 constexpr size_t kKeyCount = static_cast<size_t>(Key::unknown);
 
 constexpr std::array<const char*, kKeyCount> kKeyPath = {
-    "id",       "time",  "brand",     "channel",     "type",  "count",
-    "actor",    "reach", "sentiment", "rating",      "value", "response_time_s",
-    "campaign", "url",   "text",      "tags",        "specversion", "data"};
+    "id",       "time",  "brand",     "channel", "type",        "count",
+    "actor",    "reach", "sentiment", "rating",  "value",       "response_time_s",
+    "campaign", "url",   "text",      "tags",    "specversion", "data"};
 
 constexpr uint32_t bit(Key k) { return uint32_t{1} << static_cast<unsigned>(k); }
 
