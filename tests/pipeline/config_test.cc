@@ -551,7 +551,7 @@ TEST(ConfigSemantics, SpikeDetectorV2Settings) {
   EXPECT_EQ(c.kpi.spike.max_lag, std::chrono::minutes(2));
   const Config d = parse_ok("");
   EXPECT_EQ(d.kpi.spike.warmup, 60);
-  EXPECT_EQ(d.kpi.spike.persistence, 2);
+  EXPECT_EQ(d.kpi.spike.persistence, 3);
   EXPECT_EQ(d.kpi.spike.cooldown, std::chrono::minutes(15));
   EXPECT_TRUE(d.kpi.spike.seasonal);
   EXPECT_EQ(d.kpi.spike.max_lag, std::chrono::minutes(10));
