@@ -339,6 +339,43 @@ TEST(ReputationOperator, BucketsWithinMaxLagAreLive) {
   EXPECT_EQ(h.metrics().at("socialpulse_catching_up{}"), 0.0);
 }
 
+// Detector state written by the v1 build (key format 2: version, started, mean, variance, last z,
+// spikes) restores: the baseline carries over, warmed up; an unknown version is refused by name.
+std::string detector_v1_bytes(uint64_t version) {
+  std::string v;
+  byte_codec::put_u64(v, version);
+  byte_codec::put_u64(v, 1);  // started
+  byte_codec::put_f64(v, 10.0);
+  byte_codec::put_f64(v, 4.0);
+  byte_codec::put_f64(v, 0.5);
+  byte_codec::put_u64(v, 7);  // spikes so far
+  return v;
+}
+
+TEST(ReputationOperator, RestoresDetectorStateOfTheV1Format) {
+  MemoryState state;
+  state.put(state_scope("kpi_reputation", kGlobalPartition) + "detector/acme",
+            detector_v1_bytes(2));
+  Harness h;
+  ASSERT_TRUE(testing::restore_from(state, h.op, kGlobalPartition));
+  EXPECT_TRUE(h.op.detector(kAcme).started());
+  EXPECT_EQ(h.op.detector(kAcme).mean(), 10.0);
+  EXPECT_GE(h.op.detector(kAcme).observed(), 60);  // no second warm-up after an upgrade
+  EXPECT_EQ(h.metrics().at(R"(socialpulse_reputation_spikes_total{brand="acme"})"), 7.0);
+}
+
+TEST(ReputationOperator, RefusesAnUnknownDetectorFormatWithItsVersion) {
+  MemoryState state;
+  state.put(state_scope("kpi_reputation", kGlobalPartition) + "detector/acme",
+            detector_v1_bytes(9));
+  Harness h;
+  const Status s = testing::restore_from(state, h.op, kGlobalPartition);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("detector format version 9"), std::string::npos)
+      << s.error().message;
+  EXPECT_NE(s.error().message.find("reads versions 2 and 3"), std::string::npos);
+}
+
 TEST(ReputationOperator, NoSpikeOnLowVolume) {
   Harness h;
   for (int m = 0; m < 60; ++m) h.add(opinion(kAcme, m + 0.5, m % 2 ? -0.2 : -0.3));
