@@ -154,8 +154,17 @@ int main(int argc, char** argv) {
                    "second until caught up (0 = as fast as possible)")
       ->check(CLI::NonNegativeNumber);
   produce->add_option("--events", produce_events, "Stop after this many events (0 = until Ctrl-C)");
-  produce->add_option("--scenario", scenario, "steady | crisis")
-      ->check(CLI::IsMember({"steady", "crisis"}));
+  produce
+      ->add_option("--scenario", scenario,
+                   "steady | crisis | seasonal (weeks of history with a weekly rhythm and "
+                   "injected crises, up to now, then exits)")
+      ->check(CLI::IsMember({"steady", "crisis", "seasonal"}));
+  std::string history_text = "1344h";
+  int crises = 20;
+  produce->add_option("--history", history_text,
+                      "seasonal: length of the history (default 8 weeks)");
+  produce->add_option("--crises", crises, "seasonal: crises injected over the history")
+      ->check(CLI::NonNegativeNumber);
   produce->add_option("--seed", seed, "Random seed (same seed = same events)");
   produce->add_option("--backfill", backfill_text,
                       "Start event time this far in the past (e.g. 30m)");
@@ -213,6 +222,20 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     if (topic.empty()) topic = config.kafka.topics.front();
+    if (scenario == "seasonal") {
+      auto history = sp::parse_duration(history_text);
+      if (!history) {
+        std::cerr << "--history: " << history.error().message << "\n";
+        return kExitConfig;
+      }
+      sp::SeasonalOptions seasonal;
+      seasonal.seed = seed;
+      seasonal.crises = crises;
+      seasonal.live_crisis_before_end = std::chrono::minutes(2);
+      auto s = sp::produce_seasonal(bootstrap, topic, config.kafka.properties, seasonal, *history,
+                                    g_stop);
+      return s ? 0 : fail(s.error());
+    }
     auto s = sp::produce_traffic(bootstrap, topic, config.kafka.properties, traffic, g_stop);
     return s ? 0 : fail(s.error());
   }
@@ -246,16 +269,19 @@ int main(int argc, char** argv) {
     options.traffic.generator.crisis = scenario == "crisis";
     // Many occasional visitors rather than a few hyperactive ones: realistic sessions and uniques.
     options.traffic.generator.actors_per_brand = 20000;
-    // Replay 30 minutes of history at 60x (~30 s), which gives the spike detector 30 minutes of
-    // baseline, then go live. The crisis starts around the catch-up with the wall clock: the
-    // replay starts on a minute boundary up to 1m before now-30m and catches up 30.5-31.5m after
-    // its origin, so the first crisis bucket [31m, 32m) closes (32m + the 10s out-of-orderness) in
-    // real time, 70-130 s after start. Its z-score then stays on /metrics for a minute or more,
-    // where Prometheus (and a person) can see it, not for the second a replayed minute lasts.
-    options.traffic.backfill = std::chrono::minutes(30);
+    // Replay 75 minutes of history at 60x (~75 s): the detector's 60-bucket warm-up plus a
+    // quarter of an hour of baseline, then go live. The crisis starts two minutes before the end of
+    // the replay: the replay starts on a minute boundary up to 1m before now-75m, so the bucket
+    // that opens the episode (its 3rd, persistence 3) closes in real time 70-130 s after start,
+    // within
+    // alerts.max_lag of the wall clock: a live alert, not replayed history. The episode then
+    // stays open on /metrics (socialpulse_reputation_alert_active) for the crisis and its 15m
+    // cooldown, where Prometheus (and a person) can see it.
+    options.traffic.backfill = std::chrono::minutes(75);
     options.traffic.time_scale = 60;
-    options.traffic.generator.crisis_start = std::chrono::minutes(31);
+    options.traffic.generator.crisis_start = std::chrono::minutes(73);
     options.traffic.generator.crisis_length = std::chrono::minutes(10);
+    // Crisis posts carry a topic tag, so the alert's explanation names it.
     options.on_started = [](const std::string& metrics_url, const std::string& bootstrap_address) {
       std::printf(
           "socialpulse demo\n  metrics:   %s\n  livez:     %s\n  readyz:    %s\n"

@@ -65,6 +65,10 @@ struct Event {
   std::string_view id;
   std::string_view actor_id;
   std::string_view brand_name;  // lower-cased brand as sent (before folding to `other`)
+  // `tags` (SPEC 1, optional): the first kMaxTags topics, as sent; never metric labels.
+  static constexpr size_t kMaxTags = 4;
+  std::array<std::string_view, kMaxTags> tags{};
+  uint8_t tag_count = 0;
 };
 
 }  // namespace sp

@@ -49,6 +49,9 @@ class Operator {
   virtual std::string_view name() const = 0;
   // Hot path: no allocation where avoidable, no I/O, no locks.
   virtual void process(const ProcessContext& ctx, const Event& event) = 0;
+  // The caller's wall clock, just before each on_watermark: operators that tell live output from
+  // replayed history (the spike detector's alerts.max_lag) read it; the others ignore it.
+  virtual void on_wall_clock(WallTime /*now*/) {}
   // The pipeline watermark advanced (monotonic): close and emit what is due.
   virtual void on_watermark(EventTime /*watermark*/, Emitter& /*out*/) {}
   // Just before a checkpoint is written: `update`-mode operators emit open windows here.

@@ -13,6 +13,12 @@ namespace {
 // 2: one key per brand, named (1: positional blob per partition, not read).
 constexpr uint64_t kPartitionSnapshotVersion = 2;
 constexpr uint64_t kGlobalSnapshotVersion = 2;
+// 3: the v2 detector (warm-up, profile, sentiment baseline, episode). 2 is still read.
+constexpr uint64_t kDetectorVersion = 3;
+constexpr uint64_t kDetectorVersionEwmaOnly = 2;
+// Keys `explain/<brand>` (partition) and `baseline/<brand>` (global), new with the detector v2: a
+// state without them restores empty explanations.
+constexpr uint64_t kExplainVersion = 1;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
@@ -53,7 +59,8 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi)
       horizon_minutes_(
           std::max<int64_t>(1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
       detectors_(vocabulary_.brand_count(), SpikeDetector(kpi_.spike)),
-      spikes_(vocabulary_.brand_count(), 0) {}
+      spikes_(vocabulary_.brand_count(), 0),
+      baselines_(vocabulary_.brand_count(), ExplainBaseline(vocabulary_.channel_count())) {}
 
 ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId partition) {
   return partitions_.get_or_create(partition, [this] {
@@ -82,6 +89,10 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
   // A pre-aggregated event stands for `count` opinions, as in the weight w*c.
   if (d.opinion) b.opinion_events += event.count;
   ++b.events;
+  if (d.negative > 0.0) {
+    brand.explain.try_emplace(minute, vocabulary_.channel_count())
+        .first->second.add(event, d.negative);
+  }
   if (event.has_actor) {
     brand.short_slices.at(floor_div(minute, kShortSliceMinutes)).add(event.actor_hash);
     brand.long_slices.at(floor_div(minute, kLongSliceMinutes)).add(event.actor_hash);
@@ -131,43 +142,93 @@ void ReputationOperator::close_minutes(int64_t new_closed_end, Emitter& out) {
   for (int64_t m = loop_begin; m < new_closed_end; ++m) {
     for (size_t b = 0; b < brands; ++b) {
       if (m < begin[b]) continue;
-      double x = 0.0;
-      int64_t opinion_events = 0;
+      BucketObservation obs;
+      obs.minute = m;
       int64_t events = 0;
       for (const auto& [id, p] : partitions_) {
         if (const MinuteBucket* bucket = p.brands[b].minutes.find(m)) {
-          x += bucket->negative;
-          opinion_events += bucket->opinion_events;
+          obs.negative += bucket->negative;
+          obs.positive += bucket->positive;
+          obs.weight += bucket->weight;
+          obs.opinion_events += bucket->opinion_events;
           events += bucket->events;
         }
       }
       if (!detectors_[b].started() && events == 0) continue;
-      const SpikeVerdict v = detectors_[b].observe(x, opinion_events);
-      if (v.spike) {
-        ++spikes_[b];
-        emit_spike(static_cast<BrandIndex>(b), m, v, out);
+      const SpikeVerdict v = detectors_[b].observe(obs);
+      ContributionSketch contributions(vocabulary_.channel_count());
+      for (const auto& [id, p] : partitions_) {
+        const auto& explain = p.brands[b].explain;
+        if (auto it = explain.find(m); it != explain.end()) contributions.merge(it->second);
       }
+      if (v.transition == EpisodeTransition::started) ++spikes_[b];
+      if (v.transition != EpisodeTransition::none) {
+        emit_alert(static_cast<BrandIndex>(b), m, v, contributions, out);
+      }
+      // The baseline learns from ordinary minutes only, so a crisis stands out for its length.
+      if (!v.anomalous) baselines_[b].update(contributions, kpi_.spike.alpha);
+    }
+  }
+  for (auto& [id, p] : partitions_) {
+    for (BrandState& brand : p.brands) {
+      brand.explain.erase(brand.explain.begin(), brand.explain.lower_bound(new_closed_end));
     }
   }
 }
 
-void ReputationOperator::emit_spike(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
-                                    Emitter& out) const {
+bool ReputationOperator::is_replay(int64_t minute) const {
+  if (wall_ == WallTime{}) return false;
+  const auto wall_ms = std::chrono::duration_cast<Millis>(wall_.time_since_epoch()).count();
+  return wall_ms - (minute + 1) * kBucketMs > kpi_.spike.max_lag.count();
+}
+
+bool ReputationOperator::catching_up() const {
+  return closed_end_ != kNothingClosed && is_replay(closed_end_ - 1);
+}
+
+void ReputationOperator::emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
+                                    const ContributionSketch& contributions, Emitter& out) const {
+  const bool started = v.transition == EpisodeTransition::started;
   const std::string& name = vocabulary_.brand_name(brand);
-  const std::string start = format_rfc3339_ms(from_epoch_ms(minute * kBucketMs));
+  auto time_of = [](int64_t m) { return format_rfc3339_ms(from_epoch_ms(m * kBucketMs)); };
+  const std::string episode_start = time_of(v.episode_start);
   OutputRecord r;
   r.topic = OutputRecord::Topic::alerts;
-  r.key = name + "|" + start;
+  r.key = name + "|" + episode_start + (started ? "|started" : "|ended");
   // Brand names match ^[a-z0-9][a-z0-9_.-]*$ (SPEC 1), so they need no JSON escaping.
-  r.value = "{\"brand\":\"" + name + "\",\"bucket_start\":\"" + start + "\",\"value\":";
-  append_double(r.value, v.value);
-  r.value += ",\"mean\":";
-  append_double(r.value, v.mean);
-  r.value += ",\"stddev\":";
-  append_double(r.value, v.stddev);
-  r.value += ",\"zscore\":";
-  append_double(r.value, v.zscore);
-  r.value += "}";
+  std::string& j = r.value;
+  j = "{\"brand\":\"" + name + "\",\"bucket_start\":\"" + time_of(minute) + "\",\"value\":";
+  append_double(j, v.value);
+  j += ",\"mean\":";
+  append_double(j, v.mean);
+  j += ",\"stddev\":";
+  append_double(j, v.stddev);
+  j += ",\"zscore\":";
+  append_double(j, v.zscore);
+  j += ",\"sentiment\":";
+  append_double(j, v.sentiment);
+  j += ",\"sentiment_baseline\":";
+  append_double(j, v.sentiment_mean);
+  j += ",\"drop_zscore\":";
+  append_double(j, v.drop_zscore);
+  j.append(",\"kind\":\"").append(to_string(v.episode_kind)).append("\",\"severity\":");
+  j += std::to_string(v.episode_severity);
+  j.append(",\"episode\":\"").append(started ? "started" : "ended");
+  j.append("\",\"episode_start\":\"").append(episode_start).append("\",\"episode_end\":");
+  if (started) {
+    j += "null";
+  } else {
+    j.append("\"").append(time_of(v.episode_end)).append("\"");
+  }
+  j.append(",\"replay\":").append(is_replay(minute) ? "true" : "false");
+  // The bucket that opened the episode against the brand's usual minutes.
+  j += ",\"explanation\":";
+  if (started) {
+    baselines_[brand].append_explanation(j, contributions, vocabulary_);
+  } else {
+    j += "null";
+  }
+  j += "}";
   out.emit(std::move(r));
 }
 
@@ -213,6 +274,47 @@ void ReputationOperator::collect(MetricsWriter& out) const {
       const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))}};
       family.add(labels, detectors_[b].last_zscore());
     }
+  }
+  {
+    // The detector's own verdict (one source of truth for the ReputationSpike rule). History
+    // replayed while catching up never shows as an active alert.
+    const bool live = !catching_up();
+    LazyFamily active(out, "socialpulse_reputation_alert_active",
+                      "1 while a live reputation alert episode of this kind is open",
+                      MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      if (!detectors_[b].started()) continue;
+      for (size_t k = 0; k < kSpikeKindCount; ++k) {
+        const auto kind = static_cast<SpikeKind>(k);
+        const bool on = live && detectors_[b].in_episode() && detectors_[b].episode_kind() == kind;
+        const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
+                                    {"kind", to_string(kind)}};
+        active.add(labels, on ? 1.0 : 0.0);
+      }
+    }
+  }
+  {
+    const bool live = !catching_up();
+    LazyFamily severity(out, "socialpulse_reputation_alert_severity",
+                        "Severity 1-10 of the open live alert episode, 0 when none",
+                        MetricType::gauge);
+    for (size_t b = 0; b < brands; ++b) {
+      if (!detectors_[b].started()) continue;
+      for (size_t k = 0; k < kSpikeKindCount; ++k) {
+        const auto kind = static_cast<SpikeKind>(k);
+        const bool on = live && detectors_[b].in_episode() && detectors_[b].episode_kind() == kind;
+        const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
+                                    {"kind", to_string(kind)}};
+        severity.add(labels, on ? detectors_[b].episode_severity() : 0.0);
+      }
+    }
+  }
+  {
+    LazyFamily family(out, "socialpulse_catching_up",
+                      "1 while the pipeline watermark is more than alerts.max_lag behind the "
+                      "wall clock (alerts are replayed history)",
+                      MetricType::gauge);
+    family.add({}, catching_up() ? 1.0 : 0.0);
   }
   if (closed_end_ == kNothingClosed) return;  // no closed bucket yet: horizon gauges are absent
 
@@ -301,10 +403,15 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     out.put("closed", value);
     for (size_t b = 0; b < detectors_.size(); ++b) {
       value.clear();
-      put_u64(value, kGlobalSnapshotVersion);
+      put_u64(value, kDetectorVersion);
       detectors_[b].serialize(value);
       put_u64(value, spikes_[b]);
       out.put(key.assign("detector/").append(vocabulary_.brand_name(static_cast<BrandIndex>(b))),
+              value);
+      value.clear();
+      put_u64(value, kExplainVersion);
+      baselines_[b].serialize(value, vocabulary_);
+      out.put(key.assign("baseline/").append(vocabulary_.brand_name(static_cast<BrandIndex>(b))),
               value);
     }
     return;
@@ -332,6 +439,15 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     put_hll_series(value, b.short_slices.first, b.short_slices.items);
     put_hll_series(value, b.long_slices.first, b.long_slices.items);
     out.put(key.assign("brand/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
+            value);
+    value.clear();
+    put_u64(value, kExplainVersion);
+    put_u64(value, b.explain.size());
+    for (const auto& [minute, sketch] : b.explain) {
+      put_i64(value, minute);
+      sketch.serialize(value, vocabulary_);
+    }
+    out.put(key.assign("explain/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
             value);
   }
 }
@@ -376,16 +492,43 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
             return {};
           }
           byte_codec::Reader r(bytes);
-          if (auto v = check_version(r, kGlobalSnapshotVersion, key); !v) return v;
-          if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
+          const uint64_t version = r.u64();
+          if (!r.ok()) return corrupt_reputation(key);
+          if (version == kDetectorVersionEwmaOnly) {
+            if (!detectors[*brand].deserialize_v2(r)) return corrupt_reputation(key);
+          } else if (version == kDetectorVersion) {
+            if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
+          } else {
+            return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
+                                                    "' has detector format version " +
+                                                    std::to_string(version) +
+                                                    ", this build reads versions 2 and 3");
+          }
           spikes[*brand] = r.u64();
           if (!r.done()) return corrupt_reputation(key);
           return {};
         });
     if (!scanned) return scanned;
+    std::vector<ExplainBaseline> baselines(detectors_.size(),
+                                           ExplainBaseline(vocabulary_.channel_count()));
+    scanned = in.scan("baseline/", [&](std::string_view key, std::string_view bytes) -> Status {
+      const std::string_view name = key.substr(9);
+      const auto brand = vocabulary_.find_brand(name);
+      if (!brand) {
+        in.drop(key, DroppedKind::brand, name);
+        return {};
+      }
+      byte_codec::Reader r(bytes);
+      if (auto v = check_version(r, kExplainVersion, key); !v) return v;
+      if (!baselines[*brand].deserialize(r, vocabulary_) || !r.done())
+        return corrupt_reputation(key);
+      return {};
+    });
+    if (!scanned) return scanned;
     closed_end_ = closed_end;
     detectors_ = std::move(detectors);
     spikes_ = std::move(spikes);
+    baselines_ = std::move(baselines);
     return {};
   }
 
@@ -437,6 +580,29 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!scanned) return scanned;
+  scanned = in.scan("explain/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const std::string_view name = key.substr(8);
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, name);
+      return {};
+    }
+    byte_codec::Reader r(bytes);
+    if (auto v = check_version(r, kExplainVersion, key); !v) return v;
+    const uint64_t n = r.u64();
+    if (n > r.rest().size()) return corrupt_reputation(key);
+    auto& explain = s.brands[*brand].explain;
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      const int64_t minute = r.i64();
+      ContributionSketch sketch(vocabulary_.channel_count());
+      if (!sketch.deserialize(r, vocabulary_)) return corrupt_reputation(key);
+      explain.emplace(minute, std::move(sketch));
+    }
+    if (!r.done()) return corrupt_reputation(key);
+    any = true;
+    return {};
+  });
+  if (!scanned) return scanned;
   if (any) partitions_.assign(partition, std::move(s));
   return {};
 }
@@ -454,6 +620,9 @@ size_t ReputationOperator::state_bytes() const {
       bytes += b.minutes.items.size() * sizeof(MinuteBucket);
       for (const HyperLogLog& h : b.short_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
       for (const HyperLogLog& h : b.long_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
+      // Open minutes' contributors: channels, types and two 8-key sketches (~64 B a key).
+      bytes += b.explain.size() * (sizeof(ContributionSketch) + 16 * 64 +
+                                   vocabulary_.channel_count() * sizeof(double));
     }
   }
   return bytes + detectors_.size() * (sizeof(SpikeDetector) + sizeof(uint64_t));

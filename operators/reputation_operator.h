@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,10 +13,16 @@
 #include "operators/partition_states.h"
 #include "operators/settings.h"
 #include "operators/spike_detector.h"
+#include "operators/spike_explainer.h"
 #include "operators/vocabulary.h"
 
 namespace sp {
 
+// Alert records (SPEC 5 v2): one `started` record per detector episode and one `ended` record
+// after its cooldown, keyed `brand|episode_start|started|ended`. Their bytes depend only on the
+// input and on whether the bucket closed live or as history (`replay`); the record leaves with the
+// checkpoint that produced it, so a re-send after a crash is the stored bytes.
+//
 // Keeps per-partition minute buckets and HLL slices for events whose bucket is still open when
 // they arrive; closes buckets as the pipeline watermark passes their end, feeding the spike
 // detector, and exposes gauges merged over partitions for the last `reputation_horizon` of closed
@@ -40,8 +47,10 @@ class ReputationOperator final : public Operator {
 
   std::string_view name() const override { return "kpi_reputation"; }
   void process(const ProcessContext& ctx, const Event& event) override;
+  void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
-  // Keys: per partition `brand/<name>`; global `closed` and `detector/<brand>`.
+  // Keys: per partition `brand/<name>` and `explain/<name>`; global `closed`,
+  // `detector/<brand>` and `baseline/<brand>` (the explanation baseline).
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -80,6 +89,9 @@ class ReputationOperator final : public Operator {
     Series<MinuteBucket> minutes;
     Series<HyperLogLog> short_slices;  // 5-minute slices, 1h gauge
     Series<HyperLogLog> long_slices;   // 1-hour slices, 24h gauge
+    // Who made the negative score of each still-open minute (alert explanations); erased when
+    // the minute closes, so it holds the few open minutes only.
+    std::map<int64_t, ContributionSketch> explain;
   };
   struct PartitionState {
     std::vector<BrandState> brands;
@@ -87,7 +99,11 @@ class ReputationOperator final : public Operator {
 
   PartitionState& state_for(PartitionId partition);
   void close_minutes(int64_t new_closed_end, Emitter& out);
-  void emit_spike(BrandIndex brand, int64_t minute, const SpikeVerdict& v, Emitter& out) const;
+  void emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
+                  const ContributionSketch& contributions, Emitter& out) const;
+  // A bucket that closes more than alerts.max_lag behind the wall clock is replayed history.
+  bool is_replay(int64_t minute) const;
+  bool catching_up() const;
   HyperLogLog merged_actors(BrandIndex brand, bool long_horizon, bool* any) const;
 
   Vocabulary vocabulary_;
@@ -99,7 +115,9 @@ class ReputationOperator final : public Operator {
   static constexpr int64_t kNothingClosed = std::numeric_limits<int64_t>::min();
   int64_t closed_end_ = kNothingClosed;  // every minute < closed_end_ is closed
   std::vector<SpikeDetector> detectors_;
-  std::vector<uint64_t> spikes_;
+  std::vector<uint64_t> spikes_;  // episodes started (live or replayed)
+  std::vector<ExplainBaseline> baselines_;
+  WallTime wall_{};  // not state: epoch 0 (never told) means live
 };
 
 }  // namespace sp

@@ -25,10 +25,19 @@ struct WindowSpec {
 
 std::vector<WindowSpec> default_windows();
 
+// kpi.spike.* and alerts.max_lag (SPEC 2, SPEC 5 v2; the detector's header explains each guard).
 struct SpikeSettings {
   double alpha = 0.1;
-  double z_threshold = 3.0;
+  double z_threshold = 3.0;  // negative_surge
   int64_t min_events = 20;
+  int64_t warmup = 60;              // buckets observed before any anomaly
+  double stddev_floor = 0.25;       // negative-score stddev >= this share of its baseline mean
+  double drop_threshold = 4.0;      // sentiment_drop z; 0 disables the kind
+  double drop_stddev_floor = 0.05;  // net-sentiment stddev floor (sentiment units, -1..1)
+  int64_t persistence = 3;          // consecutive anomalous buckets that open an episode
+  Millis cooldown{15 * 60 * 1000};  // quiet time that ends an episode
+  bool seasonal = true;             // hour-of-week profile beside the EWMA
+  Millis max_lag{10 * 60 * 1000};   // alerts.max_lag: older buckets are replayed history
 };
 
 struct KpiSettings {

@@ -10,6 +10,9 @@ namespace sp {
 using Millis = std::chrono::milliseconds;
 using EventTime = std::chrono::sys_time<Millis>;
 
+// The caller's wall clock (the runner's system clock, a virtual clock in tests).
+using WallTime = std::chrono::system_clock::time_point;
+
 constexpr EventTime kMinEventTime{Millis{std::numeric_limits<int64_t>::min() / 2}};
 constexpr EventTime kMaxEventTime{Millis{std::numeric_limits<int64_t>::max() / 2}};
 

@@ -215,6 +215,7 @@ Topology::Outcome Topology::process(Partition& p, Offset offset, const Event& ev
     return Outcome::duplicate;
   }
   ++p.counts.accepted;
+  wall_ = wall;
   const ProcessContext ctx =
       make_process_context(p.id, tracker_.pipeline_watermark(), tracker_.partition_watermark(p.id),
                            event, spec_.kpi, spec_.emv);
@@ -237,6 +238,7 @@ Topology::Outcome Topology::reject(Partition& p, Offset offset, RejectReason rea
 }
 
 void Topology::on_idle(WallTime wall, const std::function<bool(PartitionId)>& has_lag) {
+  wall_ = wall;
   tracker_.update_idle(wall, has_lag);
   advance_watermark();
 }
@@ -245,7 +247,10 @@ void Topology::advance_watermark() {
   const EventTime wm = tracker_.pipeline_watermark();
   if (wm <= last_watermark_) return;
   last_watermark_ = wm;
-  for (auto& op : operators_) op->on_watermark(wm, emitter_);
+  for (auto& op : operators_) {
+    op->on_wall_clock(wall_);
+    op->on_watermark(wm, emitter_);
+  }
 }
 
 void Topology::before_checkpoint() {

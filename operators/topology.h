@@ -138,6 +138,7 @@ class Topology {
   std::vector<OutputRecord> pending_;
   PendingEmitter emitter_{pending_};
   EventTime last_watermark_ = kMinEventTime;
+  WallTime wall_{};                         // the caller's clock at the last process()/on_idle()
   std::array<uint64_t, 4> dropped_keys_{};  // by DroppedKind
   std::string scratch_;
 };

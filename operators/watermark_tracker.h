@@ -16,7 +16,6 @@ namespace sp {
 
 // Wall-clock instant. Always passed in by the caller (the runner's clock, or a virtual clock in
 // tests); the tracker never reads a clock itself.
-using WallTime = std::chrono::system_clock::time_point;
 
 // Contract: per-partition watermark = max event time seen - max_out_of_orderness; pipeline
 // watermark = min over assigned, non-idle partitions, and never decreases.

@@ -101,9 +101,13 @@ const KeySchema& config_schema() {
            section("watermark",
                    {value("max_out_of_orderness"), value("idle_timeout"), value("max_future")}),
            section("dedup", {value("horizon")}),
-           section("kpi",
-                   {value("reputation_horizon"), value("engagement_types"),
-                    section("spike", {value("alpha"), value("z_threshold"), value("min_events")})}),
+           section("kpi", {value("reputation_horizon"), value("engagement_types"),
+                           section("spike",
+                                   {value("alpha"), value("z_threshold"), value("min_events"),
+                                    value("warmup"), value("stddev_floor"), value("drop_threshold"),
+                                    value("drop_stddev_floor"), value("persistence"),
+                                    value("cooldown"), value("seasonal")})}),
+           section("alerts", {value("max_lag")}),
            section("emv", {value("cpm"), free_map("action_value", 1)}),
            section("roi", {value("currency"), free_map("daily_spend", 2)}),
            section("limits", {value("max_message_bytes"), value("max_state_bytes"),
@@ -734,6 +738,7 @@ class ConfigParser {
     read_watermark(child(root, "watermark"));
     read_dedup(child(root, "dedup"));
     read_kpi(child(root, "kpi"));
+    read_alerts(child(root, "alerts"));
     read_emv(child(root, "emv"));
     read_roi(child(root, "roi"));
     read_limits(child(root, "limits"));
@@ -1049,6 +1054,23 @@ class ConfigParser {
       return fail(min_events, "kpi.spike.min_events: must not be negative, got " +
                                   std::to_string(k.spike.min_events));
     }
+    const YAML::Node warmup = child(spike, "warmup");
+    if (read_int(warmup, "kpi.spike.warmup", k.spike.warmup) && k.spike.warmup < 0) {
+      return fail(warmup,
+                  "kpi.spike.warmup: must not be negative, got " + std::to_string(k.spike.warmup));
+    }
+    read_non_negative(child(spike, "stddev_floor"), "kpi.spike.stddev_floor", k.spike.stddev_floor);
+    read_non_negative(child(spike, "drop_threshold"), "kpi.spike.drop_threshold",
+                      k.spike.drop_threshold);
+    read_non_negative(child(spike, "drop_stddev_floor"), "kpi.spike.drop_stddev_floor",
+                      k.spike.drop_stddev_floor);
+    read_positive(child(spike, "persistence"), "kpi.spike.persistence", k.spike.persistence);
+    read_duration(child(spike, "cooldown"), "kpi.spike.cooldown", k.spike.cooldown);
+    read_bool(child(spike, "seasonal"), "kpi.spike.seasonal", k.spike.seasonal);
+  }
+
+  void read_alerts(const YAML::Node& n) {
+    read_positive_duration(child(n, "max_lag"), "alerts.max_lag", config_.kpi.spike.max_lag);
   }
 
   void read_emv(const YAML::Node& n) {

@@ -22,6 +22,7 @@ using simdjson::error_code;
 // lenient), so recursion depth must be bounded for hostile input such as 100k nested arrays.
 constexpr int kMaxNesting = 64;
 constexpr size_t kMaxIdChars = 128;
+constexpr size_t kMaxTagChars = 64;
 constexpr size_t kMaxBrandChars = 64;
 // Channels longer than this cannot be configured names in practice; they fold to `other`
 // without being copied.
@@ -48,6 +49,7 @@ enum class Key : uint8_t {
   campaign,
   url,
   text,
+  tags,
   specversion,
   data,
   unknown,
@@ -55,9 +57,9 @@ enum class Key : uint8_t {
 constexpr size_t kKeyCount = static_cast<size_t>(Key::unknown);
 
 constexpr std::array<const char*, kKeyCount> kKeyPath = {
-    "id",       "time",  "brand",     "channel",     "type",  "count",
-    "actor",    "reach", "sentiment", "rating",      "value", "response_time_s",
-    "campaign", "url",   "text",      "specversion", "data"};
+    "id",       "time",  "brand",     "channel", "type",        "count",
+    "actor",    "reach", "sentiment", "rating",  "value",       "response_time_s",
+    "campaign", "url",   "text",      "tags",    "specversion", "data"};
 
 constexpr uint32_t bit(Key k) { return uint32_t{1} << static_cast<unsigned>(k); }
 
@@ -74,6 +76,7 @@ Key classify_key(std::string_view k) {
       if (k == "time") return Key::time;
       if (k == "type") return Key::type;
       if (k == "text") return Key::text;
+      if (k == "tags") return Key::tags;
       if (k == "data") return Key::data;
       break;
     case 5:
@@ -123,6 +126,7 @@ Key match_raw_key(const char* r) {
       if (raw_is(r, "time\"")) return Key::time;
       if (raw_is(r, "type\"")) return Key::type;
       if (raw_is(r, "text\"")) return Key::text;
+      if (raw_is(r, "tags\"")) return Key::tags;
       break;
     case 'b':
       if (raw_is(r, "brand\"")) return Key::brand;
@@ -222,6 +226,7 @@ constexpr const char* kProblemId = "must be a string of 1-128 characters";
 constexpr const char* kProblemTime = "must be an RFC 3339 date-time or integer epoch milliseconds";
 constexpr const char* kProblemBrand = "must match ^[a-z0-9][a-z0-9_.-]{0,63}$ after lower-casing";
 constexpr const char* kProblemString = "must be a string";
+constexpr const char* kProblemTags = "must be an array of at most 32 strings of 1-64 characters";
 constexpr const char* kProblemType =
     "must be one of impression, like, comment, share, mention, reply, follow, unfollow, click, "
     "lead, review, idea";
@@ -486,6 +491,8 @@ struct Scope {
 
   std::string_view id;
   std::string_view actor_id;
+  std::array<std::string_view, Event::kMaxTags> tags{};  // the first kMaxTags
+  uint8_t tag_count = 0;
   std::string_view brand;    // lower-cased, in brand_buf
   std::string_view channel;  // lower-cased, in channel_buf (empty view when overlong)
   bool channel_overlong = false;
@@ -506,6 +513,7 @@ struct Scope {
     present = valid = errors = 0;
     first_error = -1;
     channel_overlong = false;
+    tag_count = 0;
     role = Role::anonymous;
     count = 1;
     reach = 0;
@@ -617,6 +625,7 @@ struct EventDecoder::Impl {
   Got read_double(od::value& v, double lo, double hi, double& out, int depth);
   Got read_time(od::value& v, EventTime& out, int depth);
   Got read_actor(od::value& v, Scope& s, int depth);
+  Got read_tags(od::value& v, Scope& s, int depth);
   Got read_field(Key k, od::value& v, Scope& s, int depth);
   bool decode_object(od::object& obj, Scope& s, bool top_level, int depth);
 
@@ -794,6 +803,31 @@ Got EventDecoder::Impl::read_time(od::value& v, EventTime& out, int depth) {
   return wrong_type(v, depth);
 }
 
+Got EventDecoder::Impl::read_tags(od::value& v, Scope& s, int depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return fatal(e);
+  if (t != od::json_type::array) return wrong_type(v, depth);
+  od::array a;
+  if (auto e = v.get_array().get(a)) return fatal(e);
+  Got result = Got::ok;
+  size_t n = 0;
+  s.tag_count = 0;
+  for (auto er : a) {
+    od::value el;
+    if (auto e = std::move(er).get(el)) return fatal(e);
+    std::string_view tag;
+    const Got g = read_string(el, tag, depth + 1);
+    if (g == Got::fatal) return g;
+    // Keep reading after a bad item: the rest must still be well-formed JSON.
+    if (g == Got::invalid || tag.empty() || !length_in_chars_ok(tag, kMaxTagChars) || ++n > 32) {
+      result = Got::invalid;
+      continue;
+    }
+    if (s.tag_count < Event::kMaxTags) s.tags[s.tag_count++] = tag;
+  }
+  return result;
+}
+
 Got EventDecoder::Impl::read_actor(od::value& v, Scope& s, int depth) {
   od::json_type t;
   if (auto e = v.type().get(t)) return fatal(e);
@@ -955,6 +989,10 @@ Got EventDecoder::Impl::read_field(Key k, od::value& v, Scope& s, int depth) {
     case Key::text:
       g = skip_string(v, depth);
       problem = kProblemString;
+      break;
+    case Key::tags:
+      g = read_tags(v, s, depth);
+      problem = kProblemTags;
       break;
     case Key::specversion: {
       std::string_view version;
@@ -1160,6 +1198,10 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::
     ev.actor_hash = XXH3_64bits(s.actor_id.data(), s.actor_id.size());
     ev.role = s.role;
     ev.followers = s.followers;
+  }
+  if (s.has(Key::tags)) {
+    ev.tags = s.tags;
+    ev.tag_count = s.tag_count;
   }
   if (s.has(Key::sentiment)) {
     ev.has_sentiment = true;

@@ -109,6 +109,57 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
   return {};
 }
 
+Status produce_seasonal(const std::string& bootstrap, const std::string& topic,
+                        const std::map<std::string, std::string>& properties,
+                        const SeasonalOptions& options, Millis history,
+                        const std::atomic<bool>& stop) {
+  auto settings = properties;
+  settings["bootstrap.servers"] = bootstrap;
+  settings.try_emplace("linger.ms", "20");
+  settings.try_emplace("queue.buffering.max.messages", "500000");
+  settings.try_emplace("log_level", "4");
+  auto conf = make_kafka_conf(settings);
+  if (!conf) return tl::unexpected(conf.error());
+  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!producer) return tl::unexpected(producer.error());
+
+  const int64_t end = floor_div(
+      to_epoch_ms(std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now())), 60'000);
+  SeasonalScenario scenario(options, end - history.count() / 60'000, end);
+  for (const InjectedCrisis& c : scenario.crises()) {
+    spdlog::info("msg=\"injected crisis\" brand={} start={} minutes={} channel={} tag={}", c.brand,
+                 format_rfc3339_ms(from_epoch_ms(c.start_minute * 60'000)), c.minutes, c.channel,
+                 c.tag);
+  }
+  std::vector<GeneratedEvent> batch;
+  uint64_t sent = 0;
+  for (int64_t m = end - history.count() / 60'000; m < end && !stop.load(); ++m) {
+    batch.clear();
+    scenario.minute(m, batch);
+    for (const GeneratedEvent& ev : batch) {
+      for (;;) {
+        auto err = rd_kafka_producev(
+            producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(ev.key.data(), ev.key.size()),
+            RD_KAFKA_V_VALUE(const_cast<char*>(ev.value.data()), ev.value.size()), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+          return make_error(ErrorKind::fatal, std::string("produce: ") + rd_kafka_err2str(err));
+        }
+        rd_kafka_poll(producer->get(), 10);
+        if (stop.load()) break;
+      }
+      if ((++sent & 1023) == 0) rd_kafka_poll(producer->get(), 0);
+    }
+  }
+  rd_kafka_flush(producer->get(), 30000);
+  if (rd_kafka_outq_len(producer->get()) > 0) {
+    return make_error(ErrorKind::retryable, "produce: not every event was acknowledged within 30s");
+  }
+  spdlog::info("msg=\"produced\" events={} crises={}", sent, scenario.crises().size());
+  return {};
+}
+
 Status run_broker(const Config& config, int partitions, std::atomic<bool>& stop,
                   const std::function<void(const std::string&)>& on_started) {
   auto broker = start_embedded(config, partitions);

@@ -37,6 +37,13 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
                        const std::map<std::string, std::string>& properties,
                        const TrafficOptions& options, const std::atomic<bool>& stop);
 
+// `produce --scenario seasonal`: the SeasonalScenario's `history` up to now, as fast as the broker
+// takes it, then returns; each injected crisis is logged (the ground truth of a detection test).
+Status produce_seasonal(const std::string& bootstrap, const std::string& topic,
+                        const std::map<std::string, std::string>& properties,
+                        const SeasonalOptions& options, Millis history,
+                        const std::atomic<bool>& stop);
+
 // Standalone embedded broker until `stop`; `on_started` receives the bootstrap address.
 Status run_broker(const Config& config, int partitions, std::atomic<bool>& stop,
                   const std::function<void(const std::string&)>& on_started);

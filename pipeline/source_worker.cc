@@ -239,6 +239,8 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
     keep(item.event.id, s.id, s.id_len);
     keep(item.event.actor_id, s.actor, s.actor_len);
     keep(item.event.brand_name, s.brand, s.brand_len);
+    for (size_t t = 0; t < item.event.tag_count; ++t)
+      keep(item.event.tags[t], s.tag[t], s.tag_len[t]);
   }
   const char* base = batch.arena_.data();
   for (size_t i = 0; i < batch.item_count_; ++i) {
@@ -248,6 +250,8 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
     item.event.id = {base + s.id, s.id_len};
     item.event.actor_id = {base + s.actor, s.actor_len};
     item.event.brand_name = {base + s.brand, s.brand_len};
+    for (size_t t = 0; t < item.event.tag_count; ++t)
+      item.event.tags[t] = {base + s.tag[t], s.tag_len[t]};
   }
 }
 

@@ -116,6 +116,7 @@ class SourceWorker {
   std::vector<HeaderView> headers_;
   struct Span {
     size_t id, id_len, actor, actor_len, brand, brand_len;
+    std::array<size_t, Event::kMaxTags> tag, tag_len;  // `tags` views, same arena
   };
   std::vector<Span> spans_;
   rd_kafka_t* consumer_ = nullptr;

@@ -43,7 +43,7 @@ def check_example_config(root):
     with open(path) as f:
         cfg = yaml.safe_load(f)
     spec_keys = {"kafka", "state", "metrics", "brands", "channels", "windows", "watermark", "dedup",
-                 "kpi", "emv", "roi", "limits", "log", "shutdown_timeout"}
+                 "kpi", "alerts", "emv", "roi", "limits", "log", "shutdown_timeout"}  # alerts.max_lag: SPEC 5 v2
     check(set(cfg) <= spec_keys, f"socialpulse.yaml: keys outside SPEC 7: {set(cfg) - spec_keys}")
     check(cfg["kafka"]["bootstrap_servers"] == "${SOCIALPULSE_BOOTSTRAP:-embedded}",
           "socialpulse.yaml: kafka.bootstrap_servers must be ${SOCIALPULSE_BOOTSTRAP:-embedded}")
@@ -193,7 +193,7 @@ def check_alerts_and_runbook(root):
             check(url.split("#")[0].endswith("deploy/RUNBOOK.md") and url.split("#")[-1] in anchors,
                   f"{name}: runbook_url {url} is not a section of deploy/RUNBOOK.md")
     required = {"ReputationSpike", "ReputationIndexDrop", "ConsumerLagHigh", "WatermarkStalled",
-                "DLQRateHigh", "CheckpointFailing", "SocialpulseDown"}
+                "DLQRateHigh", "CheckpointFailing", "SocialpulseDown", "SocialpulseCatchingUp"}
     check(required <= names, f"alerts missing: {required - names}")
 
 
@@ -207,6 +207,13 @@ def check_alertmanager_routes(root):
         r = subprocess.run([amtool, "config", "routes", "test", f"--config.file={cfg}", f"--verify.receivers={receiver}"] + labels,
                            capture_output=True, text=True)
         check(r.returncode == 0, f"alertmanager: {labels} should go to {receiver}: {r.stdout}{r.stderr}")
+    # Issue #16: reputation alerts are inhibited while an instance replays history.
+    with open(cfg) as f:
+        am = yaml.safe_load(f)
+    check(any('alertname="SocialpulseCatchingUp"' in r.get("source_matchers", []) and
+              'team="communications"' in r.get("target_matchers", [])
+              for r in am.get("inhibit_rules", [])),
+          "alertmanager: SocialpulseCatchingUp must inhibit team=communications alerts")
 
 
 def main():

@@ -3,11 +3,12 @@
 
 Runs the real binary (embedded broker, generator, pipeline) with /metrics on a free loopback port
 and polls /metrics until, before the deadline:
-  - socialpulse_reputation_anomaly_zscore{brand="acme"} >= 3 and
-    socialpulse_reputation_spikes_total{brand="acme"} >= 1 (the scripted crisis),
+  - socialpulse_reputation_anomaly_zscore{brand="acme"} >= 3,
+    socialpulse_reputation_spikes_total{brand="acme"} >= 1 and
+    socialpulse_reputation_alert_active{brand="acme"} == 1 (the scripted crisis, live: #16),
   - every metric of the SPEC 4 table has at least one sample (so dashboards and rules have data),
-while at every poll the calm brands (globex, initech) have no spike: their spikes_total is 0 or
-absent. A calm brand spiking at any time fails at once, as does the demo exiting.
+while at every poll the calm brands (globex, initech) have no spike: their spikes_total and
+alert_active are 0 or absent. A calm brand spiking at any time fails at once, as does the demo exiting.
 Usage: demo_crisis_test.py --bin build/app/socialpulse [--deadline 200]
 """
 import argparse
@@ -109,6 +110,8 @@ def poll(proc, url, expected, started, end, workdir):
             if samples is not None:
                 for brand in CALM_BRANDS:
                     spikes = value(samples, "socialpulse_reputation_spikes_total", brand=brand)
+                    spikes = spikes or value(samples, "socialpulse_reputation_alert_active",
+                                             brand=brand)
                     if spikes:
                         z = value(samples, "socialpulse_reputation_anomaly_zscore", brand=brand)
                         return fail(f"calm brand {brand} spiked: spikes_total={spikes} z={z} "
@@ -122,6 +125,9 @@ def poll(proc, url, expected, started, end, workdir):
                     problems.append(f"{CRISIS_BRAND} z-score {z} < 3")
                 if not spikes:
                     problems.append(f"{CRISIS_BRAND} spikes_total {spikes} < 1")
+                active = value(samples, "socialpulse_reputation_alert_active", brand=CRISIS_BRAND)
+                if not active:
+                    problems.append(f"{CRISIS_BRAND} alert_active {active} != 1")
                 names = {n for (n, _) in samples}
                 missing = [n for n in expected if n not in names]
                 if missing:

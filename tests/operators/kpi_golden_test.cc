@@ -38,6 +38,12 @@ Vocabulary golden_vocabulary() {
 KpiSettings golden_kpi() {
   KpiSettings k;
   k.spike.min_events = 2;  // the golden crisis minute has 6 opinion events
+  // Five minutes of data: the v1 arithmetic of the README table (no warm-up, no floor, one
+  // anomalous bucket opens the episode; sentiment_drop off).
+  k.spike.warmup = 0;
+  k.spike.stddev_floor = 0.0;
+  k.spike.persistence = 1;
+  k.spike.drop_threshold = 0.0;
   return k;
 }
 

@@ -542,6 +542,35 @@ TEST(ConfigSemantics, SpikeSettings) {
   EXPECT_EQ(parse_ok("kpi: {spike: {min_events: 0}}\n").kpi.spike.min_events, 0);
 }
 
+TEST(ConfigSemantics, SpikeDetectorV2Settings) {
+  const Config c = parse_ok(
+      "kpi: {spike: {warmup: 30, stddev_floor: 0.5, drop_threshold: 0, drop_stddev_floor: 0.1,\n"
+      "              persistence: 3, cooldown: 5m, seasonal: false}}\n"
+      "alerts: {max_lag: 2m}\n");
+  EXPECT_EQ(c.kpi.spike.warmup, 30);
+  EXPECT_EQ(c.kpi.spike.stddev_floor, 0.5);
+  EXPECT_EQ(c.kpi.spike.drop_threshold, 0.0);
+  EXPECT_EQ(c.kpi.spike.drop_stddev_floor, 0.1);
+  EXPECT_EQ(c.kpi.spike.persistence, 3);
+  EXPECT_EQ(c.kpi.spike.cooldown, std::chrono::minutes(5));
+  EXPECT_FALSE(c.kpi.spike.seasonal);
+  EXPECT_EQ(c.kpi.spike.max_lag, std::chrono::minutes(2));
+  const Config d = parse_ok("");
+  EXPECT_EQ(d.kpi.spike.warmup, 60);
+  EXPECT_EQ(d.kpi.spike.persistence, 3);
+  EXPECT_EQ(d.kpi.spike.cooldown, std::chrono::minutes(15));
+  EXPECT_TRUE(d.kpi.spike.seasonal);
+  EXPECT_EQ(d.kpi.spike.max_lag, std::chrono::minutes(10));
+  expect_error("kpi: {spike: {warmup: -1}}\n", "test.yaml:1:23",
+               "kpi.spike.warmup: must not be negative, got -1");
+  expect_error("kpi: {spike: {persistence: 0}}\n", "test.yaml:1:28",
+               "kpi.spike.persistence: must be greater than 0");
+  expect_error("kpi: {spike: {stddev_floor: -0.1}}\n", "test.yaml:1:29",
+               "kpi.spike.stddev_floor: must not be negative");
+  expect_error("alerts: {max_lag: 0s}\n", "test.yaml:1:19", "alerts.max_lag: must be greater than 0");
+  expect_error("alerts: {max_lga: 1m}\n", "test.yaml:1:10", "unknown key 'max_lga' in alerts");
+}
+
 TEST(ConfigSemantics, EngagementTypes) {
   expect_error("kpi:\n  engagement_types: [like, liek]\n", "test.yaml:2:28",
                "kpi.engagement_types: unknown event type 'liek' (did you mean 'like'?)");

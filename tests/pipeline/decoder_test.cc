@@ -179,6 +179,11 @@ TEST_P(ExampleTest, DecodesAsLabelled) {
     else if (field == "value") EXPECT_DOUBLE_EQ(e.value, std::stod(want));
     else if (field == "has_response_time") EXPECT_EQ(e.has_response_time, want == "true");
     else if (field == "response_time_s") EXPECT_DOUBLE_EQ(e.response_time_s, std::stod(want));
+    else if (field == "tags") {
+      std::string got;
+      for (size_t i = 0; i < e.tag_count; ++i) got += (i ? "," : "") + std::string(e.tags[i]);
+      EXPECT_EQ(got, want);
+    }
     else ADD_FAILURE() << "unknown expectation " << key;
   }
 }
