@@ -11,7 +11,8 @@
 namespace sp {
 
 // PartitionIds below this are looked up by index; others (never seen from the runner) by the map.
-inline constexpr int32_t kMaxIndexedPartition = 1 << 16;
+// Defined once, in partition_states.cc (read only when a partition is first indexed).
+extern const int32_t kMaxIndexedPartition;
 
 // Contract: one T per PartitionId, iterated in PartitionId order (merges over partitions sum
 // doubles in a fixed order: identical results on every run), found on the hot path by a vector

@@ -99,9 +99,9 @@ class RunnerImpl final : public Runner {
 
     if (auto s = consumer_->subscribe(config_.kafka.topics); !s) return s;
     sink_->resend_outbox();
-    // The counters this instance exported before a restart are served again right away (they
-    // are its own, whatever partitions it gets back); the rest follows the first assignment.
-    publish_metrics();
+    // Nothing is published before the first assignment has restored state: a partial /metrics
+    // (counters without the gauges and histograms of the partitions) would mislead; a gap does
+    // not. The counters then continue from what this instance exported before (CounterContinuity).
     return {};
   }
 
