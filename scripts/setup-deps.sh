@@ -6,7 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates
   librdkafka-dev librocksdb-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev libcli11-dev libspdlog-dev
-  libexpected-dev libabsl-dev libxxhash-dev libcivetweb-dev
+  libexpected-dev libabsl-dev libxxhash-dev libssl-dev openssl
   kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml clang libclang-rt-14-dev
   clang-format
 )

@@ -99,8 +99,18 @@ void expect_same_except_spend(const Config& a, const Config& b) {
   EXPECT_EQ(a.kafka.dlq_topic, b.kafka.dlq_topic);
   EXPECT_EQ(a.kafka.properties, b.kafka.properties);
   EXPECT_EQ(a.kafka.embedded_partitions, b.kafka.embedded_partitions);
+  EXPECT_EQ(a.kafka.ready_timeout, b.kafka.ready_timeout);
   EXPECT_EQ(a.state.path, b.state.path);
   EXPECT_EQ(a.state.checkpoint_interval, b.state.checkpoint_interval);
+  EXPECT_EQ(a.state.sync, b.state.sync);
+  EXPECT_EQ(a.metrics.tls.cert_file, b.metrics.tls.cert_file);
+  EXPECT_EQ(a.metrics.tls.key_file, b.metrics.tls.key_file);
+  EXPECT_EQ(a.metrics.tls.client_ca_file, b.metrics.tls.client_ca_file);
+  EXPECT_EQ(a.metrics.request_timeout, b.metrics.request_timeout);
+  EXPECT_EQ(a.metrics.response_timeout, b.metrics.response_timeout);
+  EXPECT_EQ(a.metrics.max_connections, b.metrics.max_connections);
+  EXPECT_EQ(a.metrics.max_connections_per_client, b.metrics.max_connections_per_client);
+  EXPECT_EQ(a.metrics.max_request_bytes, b.metrics.max_request_bytes);
   EXPECT_EQ(a.metrics.listen, b.metrics.listen);
   EXPECT_EQ(a.metrics.max_series, b.metrics.max_series);
   EXPECT_EQ(a.metrics.basic_auth.username, b.metrics.basic_auth.username);
