@@ -7,7 +7,7 @@ packages=(
   librdkafka-dev librocksdb-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev libcli11-dev libspdlog-dev
   libexpected-dev libabsl-dev libxxhash-dev libssl-dev openssl
-  kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml clang libclang-rt-14-dev
+  kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml python3-prometheus-client clang libclang-rt-14-dev
   clang-format
 )
 missing=()

@@ -3,12 +3,17 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include "tests/support/test_support.h"
@@ -287,6 +292,120 @@ TEST(HttpServer, NegotiatesOpenMetrics) {
   EXPECT_EQ(body_of(text).find("# EOF"), std::string::npos);
   const std::string none = round_trip(port, "GET /metrics HTTP/1.1\r\n\r\n");
   EXPECT_NE(none.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+}
+
+// ---- TLS (issue 19 item 2), with certificates made by the openssl CLI for each run -----------
+
+class HttpServerTls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::system("openssl version > /dev/null 2>&1") != 0) {
+      GTEST_SKIP() << "the openssl command is not installed (scripts/setup-deps.sh installs it)";
+    }
+    dir_ = testing::make_temp_dir("sp-tls");
+    std::ofstream(dir_ + "/ext.cnf") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    const std::string d = dir_;
+    const std::string key = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+    const std::string script =
+        "cd " + d + " && " +
+        "openssl req -x509" + key + "-keyout ca.key -out ca.pem -days 2 -subj /CN=sp-test-ca && " +
+        "openssl req" + key + "-keyout server.key -out server.csr -subj /CN=localhost && " +
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 " +
+        "-extfile ext.cnf -out server.pem && " +
+        "openssl req" + key + "-keyout client.key -out client.csr -subj /CN=prometheus && " +
+        "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 " +
+        "-out client.pem";
+    ASSERT_EQ(std::system(("(" + script + ") > " + d + "/openssl.log 2>&1").c_str()), 0)
+        << "see " << d << "/openssl.log";
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  HttpServerOptions tls_options() {
+    HttpServerOptions o = local_options();
+    o.tls_cert_file = dir_ + "/server.pem";
+    o.tls_key_file = dir_ + "/server.key";
+    return o;
+  }
+
+  // GET over TLS, verifying the server against the test CA; "" when the handshake or the
+  // exchange fails. `with_client_cert`: present client.pem.
+  std::string tls_get(int port, const std::string& path, bool with_client_cert = false) {
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                           &SSL_CTX_free);
+    SSL_CTX_load_verify_locations(ctx.get(), (dir_ + "/ca.pem").c_str(), nullptr);
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+    if (with_client_cert) {
+      SSL_CTX_use_certificate_file(ctx.get(), (dir_ + "/client.pem").c_str(), SSL_FILETYPE_PEM);
+      SSL_CTX_use_PrivateKey_file(ctx.get(), (dir_ + "/client.key").c_str(), SSL_FILETYPE_PEM);
+    }
+    const int fd = connect_to(port);
+    if (fd < 0) return {};
+    std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), &SSL_free);
+    SSL_set_fd(ssl.get(), fd);
+    SSL_set1_host(ssl.get(), "127.0.0.1");
+    std::string raw;
+    if (SSL_connect(ssl.get()) == 1) {
+      const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+      if (SSL_write(ssl.get(), req.data(), static_cast<int>(req.size())) > 0) {
+        char buf[16384];
+        int n = 0;
+        while ((n = SSL_read(ssl.get(), buf, sizeof buf)) > 0) raw.append(buf, static_cast<size_t>(n));
+      }
+    }
+    ERR_clear_error();
+    ::close(fd);
+    return raw;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(HttpServerTls, ServesEveryEndpointOverTls) {
+  auto server = HttpServer::start(tls_options());
+  ASSERT_TRUE(server) << server.error().message;
+  EXPECT_TRUE((*server)->tls());
+  (*server)->publish(snapshot_with(6));
+  const std::string metrics = tls_get((*server)->port(), "/metrics");
+  EXPECT_EQ(status_of(metrics), 200) << metrics;
+  EXPECT_EQ(testing::parse_metrics(body_of(metrics))["socialpulse_test_total"], 6);
+  EXPECT_EQ(status_of(tls_get((*server)->port(), "/livez")), 200);
+  EXPECT_EQ(status_of(tls_get((*server)->port(), "/readyz")), 503);
+}
+
+TEST_F(HttpServerTls, PlainTextAndGarbageHandshakesAreDroppedWithoutHarm) {
+  HttpServerOptions o = tls_options();
+  o.request_timeout = Millis{500};
+  auto server = HttpServer::start(o);
+  ASSERT_TRUE(server) << server.error().message;
+  const int port = (*server)->port();
+  // Plain HTTP to the TLS port: never an HTTP answer, and the connection is closed.
+  EXPECT_EQ(status_of(round_trip(port, "GET /metrics HTTP/1.1\r\n\r\n")), 0);
+  EXPECT_EQ(status_of(round_trip(port, std::string(300, '\x16'))), 0);
+  // A client that opens and says nothing is closed after the request timeout.
+  const int silent = connect_to(port);
+  EXPECT_TRUE(closed_by_server(silent, Millis{3000}));
+  ::close(silent);
+  EXPECT_EQ(status_of(tls_get(port, "/livez")), 200);
+}
+
+TEST_F(HttpServerTls, AClientCaRequiresClientCertificates) {
+  HttpServerOptions o = tls_options();
+  o.tls_client_ca_file = dir_ + "/ca.pem";
+  auto server = HttpServer::start(o);
+  ASSERT_TRUE(server) << server.error().message;
+  EXPECT_EQ(status_of(tls_get((*server)->port(), "/livez", false)), 0);
+  EXPECT_EQ(status_of(tls_get((*server)->port(), "/livez", true)), 200);
+}
+
+TEST_F(HttpServerTls, AKeyThatDoesNotMatchTheCertificateIsAConfigurationError) {
+  HttpServerOptions o = tls_options();
+  o.tls_key_file = dir_ + "/client.key";
+  auto server = HttpServer::start(o);
+  ASSERT_FALSE(server);
+  EXPECT_EQ(server.error().kind, ErrorKind::invalid_input);
+  EXPECT_NE(server.error().message.find("metrics.tls.key_file"), std::string::npos);
 }
 
 // ---- Readiness, judged on a virtual clock ----------------------------------------------------
