@@ -1127,6 +1127,32 @@ Result<Config> load_config(const std::string& path, const std::vector<std::strin
   return parse_config(text.str(), path, overrides);
 }
 
+namespace {
+void collect_key_paths(const KeySchema& key, const std::string& prefix,
+                       std::vector<std::string>& out) {
+  const std::string path = prefix + std::string(key.name);
+  switch (key.shape) {
+    case KeySchema::Shape::value:
+    case KeySchema::Shape::free_map:
+      out.push_back(path);
+      return;
+    case KeySchema::Shape::section:
+    case KeySchema::Shape::section_list:
+      for (const KeySchema& child : key.children) {
+        collect_key_paths(child, path.empty() ? "" : path + (key.shape == KeySchema::Shape::section_list ? "[]." : "."),
+                          out);
+      }
+      return;
+  }
+}
+}  // namespace
+
+std::vector<std::string> config_key_paths() {
+  std::vector<std::string> out;
+  collect_key_paths(config_schema(), "", out);
+  return out;
+}
+
 Result<std::string> check_environment(const Config& config) {
   std::string password;
   const BasicAuthConfig& auth = config.metrics.basic_auth;

@@ -110,6 +110,9 @@ Result<Config> load_config(const std::string& path, const std::vector<std::strin
 // `validate`): the basic-auth password variable is set, the TLS files are readable. Returns the
 // password; errors are invalid_input (exit 78).
 Result<std::string> check_environment(const Config& config);
+// Every key a configuration may hold, as documented in docs/configuration.md: "kafka.group_id";
+// list items as "windows[].size"; maps of user-chosen keys as their parent ("kafka.properties").
+std::vector<std::string> config_key_paths();
 // Parses "500ms", "10s", "1m", "24h" (also "1h30m", "2d").
 Result<Millis> parse_duration(std::string_view text);
 

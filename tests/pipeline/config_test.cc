@@ -8,6 +8,8 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -86,6 +88,31 @@ void expect_same_windows(const std::vector<WindowSpec>& a, const std::vector<Win
     EXPECT_EQ(a[i].gap, b[i].gap) << a[i].name;
     EXPECT_EQ(a[i].grace, b[i].grace) << a[i].name;
     EXPECT_EQ(a[i].emit, b[i].emit) << a[i].name;
+  }
+}
+
+// Issue 19 item 8: the configuration reference documents every key the parser knows, and nothing
+// it does not.
+TEST(ConfigReference, DocsConfigurationListsEveryKeyAndOnlyKnownKeys) {
+  std::ifstream in(std::string(SOCIALPULSE_SOURCE_DIR) + "/docs/configuration.md");
+  ASSERT_TRUE(in) << "docs/configuration.md is missing";
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string doc = text.str();
+  const std::vector<std::string> keys = config_key_paths();
+  ASSERT_GT(keys.size(), 40u);
+  std::set<std::string> known(keys.begin(), keys.end());
+  for (const std::string& key : keys) {
+    EXPECT_NE(doc.find("| `" + key + "` |"), std::string::npos)
+        << key << " is not documented in docs/configuration.md";
+  }
+  // Each documented row names a real key.
+  std::istringstream lines(doc);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (!line.starts_with("| `")) continue;
+    const std::string key = line.substr(3, line.find('`', 3) - 3);
+    EXPECT_TRUE(known.count(key)) << "docs/configuration.md documents unknown key " << key;
   }
 }
 
