@@ -1139,8 +1139,10 @@ void collect_key_paths(const KeySchema& key, const std::string& prefix,
     case KeySchema::Shape::section:
     case KeySchema::Shape::section_list:
       for (const KeySchema& child : key.children) {
-        collect_key_paths(child, path.empty() ? "" : path + (key.shape == KeySchema::Shape::section_list ? "[]." : "."),
-                          out);
+        collect_key_paths(
+            child,
+            path.empty() ? "" : path + (key.shape == KeySchema::Shape::section_list ? "[]." : "."),
+            out);
       }
       return;
   }
