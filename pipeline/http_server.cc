@@ -374,15 +374,18 @@ class HttpServer::Loop {
     return buf;
   }
 
-  // Closes the connection (of `client`, or any) that has waited longest without a complete
-  // request, or a finished one still draining; false when every candidate is mid-response.
+  // Closes the oldest connection (of `client`, or any) that is still waiting for its request or
+  // already answered; only when there is none, the oldest one whose client is slow to take its
+  // response (clients that never read must not pin the caps either). False: nothing to close.
   bool evict_oldest(const std::string* client) {
     Connection* oldest = nullptr;
-    for (auto& [id, c] : connections_) {
-      if (c.phase == Phase::writing) continue;
+    Connection* oldest_writing = nullptr;
+    for (auto& [id, c] : connections_) {  // ids grow with accept order
       if (client != nullptr && c.client != *client) continue;
-      if (oldest == nullptr || c.id < oldest->id) oldest = &c;
+      Connection*& slot = c.phase == Phase::writing ? oldest_writing : oldest;
+      if (slot == nullptr) slot = &c;
     }
+    if (oldest == nullptr) oldest = oldest_writing;
     if (oldest == nullptr) return false;
     close_connection(oldest->id);
     return true;

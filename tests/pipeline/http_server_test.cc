@@ -271,6 +271,36 @@ TEST(HttpServer, AtThePerClientCapTheLongestWaitingConnectionMakesRoom) {
   for (int fd : held) ::close(fd);
 }
 
+// Clients that request /metrics and never read the answer cannot pin the caps either.
+TEST(HttpServer, ClientsThatNeverReadTheirResponseDoNotLockScrapersOut) {
+  HttpServerOptions o = local_options();
+  o.max_connections = 16;
+  auto server = HttpServer::start(o);
+  ASSERT_TRUE(server);
+  const int port = (*server)->port();
+  MetricsRegistry r(1000000);
+  r.begin();
+  r.family("socialpulse_big_total", "big", MetricType::counter);
+  for (int i = 0; i < 200000; ++i) {
+    const std::string v = std::to_string(i);
+    const LabelPair labels[] = {{"brand", v}};
+    r.add(labels, i);
+  }
+  (*server)->publish(r.finish());  // ~7 MB: more than a socket buffer holds (4 MB at most)
+  std::vector<int> stuck;
+  for (int i = 0; i < 40; ++i) {
+    const int fd = connect_to(port);
+    const int small = 4096;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    ::send(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25, MSG_NOSIGNAL);
+    stuck.push_back(fd);
+  }
+  const auto started = Clock::now();
+  EXPECT_EQ(status_of(round_trip(port, "GET /livez HTTP/1.1\r\n\r\n")), 200);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(1));
+  for (int fd : stuck) ::close(fd);
+}
+
 TEST(HttpServer, NegotiatesOpenMetrics) {
   auto server = HttpServer::start(local_options());
   ASSERT_TRUE(server);
