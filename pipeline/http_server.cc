@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -649,7 +651,15 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options)
   if (!server->loop_->ok()) {
     return make_error(ErrorKind::fatal, std::string("http: ") + std::strerror(errno));
   }
-  server->thread_ = std::thread([loop = server->loop_.get()] { loop->run(); });
+  server->thread_ = std::thread([loop = server->loop_.get()] {
+    // OpenSSL writes with write(): a client gone mid-response must be EPIPE, not a SIGPIPE that
+    // kills a process which did not ignore it (plain sockets use MSG_NOSIGNAL).
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    loop->run();
+  });
   return server;
 }
 
