@@ -90,7 +90,8 @@ const KeySchema& config_schema() {
       {section("kafka",
                {value("bootstrap_servers"), value("group_id"), value("topics"),
                 value("output_topic"), value("alerts_topic"), value("dlq_topic"),
-                free_map("properties", 1), value("embedded_partitions"), value("ready_timeout")}),
+                value("state_topic"), value("group_instance_id"), free_map("properties", 1),
+                value("embedded_partitions"), value("ready_timeout")}),
        section("state", {value("path"), value("checkpoint_interval"), value("sync")}),
        section("metrics",
                {value("listen"), value("max_series"),
@@ -307,6 +308,16 @@ bool is_label_name(std::string_view s) {
                      [&](char c) { return alnum(c) || c == '_' || c == '.' || c == '-'; });
 }
 constexpr std::string_view kLabelPattern = "^[a-z0-9][a-z0-9_.-]{0,63}$";
+
+// Kafka's rule for topic names and group instance ids; the broker would refuse anything else,
+// later and with a less helpful message.
+bool is_kafka_name(std::string_view s) {
+  if (s.empty() || s.size() > 249 || s == "." || s == "..") return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+constexpr std::string_view kKafkaNameRule = "1 to 249 of a-z A-Z 0-9 . _ -";
 
 bool present(const YAML::Node& n) { return n.IsDefined() && !n.IsNull(); }
 
@@ -757,6 +768,33 @@ class ConfigParser {
     read_string(child(n, "output_topic"), "kafka.output_topic", k.output_topic);
     read_string(child(n, "alerts_topic"), "kafka.alerts_topic", k.alerts_topic);
     read_string(child(n, "dlq_topic"), "kafka.dlq_topic", k.dlq_topic);
+    const YAML::Node state_topic = child(n, "state_topic");
+    if (read_string(state_topic, "kafka.state_topic", k.state_topic)) {
+      if (!is_kafka_name(k.state_topic)) {
+        return fail(state_topic, "kafka.state_topic: invalid topic name '" + k.state_topic + "' (" +
+                                     std::string(kKafkaNameRule) + ")");
+      }
+    }
+    if (!ok()) return;
+    // The changelog gets records no other reader understands, and is created compacted: sharing a
+    // name with another topic would corrupt both.
+    for (const std::string* other : {&k.output_topic, &k.alerts_topic, &k.dlq_topic}) {
+      if (*other == k.state_topic) {
+        return fail(present(state_topic) ? state_topic : n,
+                    "kafka.state_topic: '" + k.state_topic + "' is also used as another topic");
+      }
+    }
+    if (std::find(k.topics.begin(), k.topics.end(), k.state_topic) != k.topics.end()) {
+      return fail(present(state_topic) ? state_topic : n,
+                  "kafka.state_topic: '" + k.state_topic + "' is also an input topic");
+    }
+    // Empty is allowed and means unset, so `${HOSTNAME:-}` can switch static membership off.
+    const YAML::Node instance_id = child(n, "group_instance_id");
+    if (read_string(instance_id, "kafka.group_instance_id", k.group_instance_id, true) &&
+        !k.group_instance_id.empty() && !is_kafka_name(k.group_instance_id)) {
+      return fail(instance_id, "kafka.group_instance_id: invalid id '" + k.group_instance_id +
+                                   "' (" + std::string(kKafkaNameRule) + ")");
+    }
     const YAML::Node properties = child(n, "properties");
     if (present(properties)) {
       for_each_entry(properties, "kafka.properties",
@@ -771,6 +809,11 @@ class ConfigParser {
     }
     read_positive(child(n, "embedded_partitions"), "kafka.embedded_partitions",
                   k.embedded_partitions);
+    if (ok() && !k.group_instance_id.empty() && k.properties.contains("group.instance.id")) {
+      return fail(properties,
+                  "kafka.properties.group.instance.id: set kafka.group_instance_id "
+                  "instead (both are set)");
+    }
     read_positive_duration(child(n, "ready_timeout"), "kafka.ready_timeout", k.ready_timeout);
   }
 

@@ -21,6 +21,10 @@ struct KafkaConfig {
   std::string output_topic = "socialpulse.windows";
   std::string alerts_topic = "socialpulse.alerts";
   std::string dlq_topic = "socialpulse.dlq";
+  // Compacted changelog of partition state (SPEC 6 v2): one partition per input partition number.
+  std::string state_topic = "socialpulse.state";
+  // librdkafka group.instance.id (static membership); empty = unset (dynamic membership).
+  std::string group_instance_id;
   std::map<std::string, std::string> properties;  // passed to librdkafka as-is
   int embedded_partitions = 8;                    // partitions per topic of the embedded broker
   Millis ready_timeout{30'000};  // /readyz: broker loss or lag without progress tolerated this long

@@ -21,6 +21,10 @@ struct KafkaMockClusterDeleter {
 };
 using KafkaMockCluster = std::unique_ptr<rd_kafka_mock_cluster_t, KafkaMockClusterDeleter>;
 
+// What each partition of the embedded broker keeps: librdkafka's mock deletes the oldest message
+// sets once a partition holds more than 5 MiB (or 100 000 message sets), and never compacts.
+inline constexpr size_t kEmbeddedPartitionRetentionBytes = size_t{5} << 20;
+
 class EmbeddedBroker {
  public:
   static Result<std::unique_ptr<EmbeddedBroker>> start(int brokers = 1);
@@ -29,6 +33,11 @@ class EmbeddedBroker {
 
   const std::string& bootstrap_servers() const { return bootstraps_; }
   Status create_topic(const std::string& topic, int partitions);
+  // The state changelog (kafka.state_topic), with as many partitions as the input topics. The
+  // mock answers neither CreateTopics nor DescribeConfigs, so it cannot be created compacted nor
+  // checked (ensure_state_topic() does both on a real Kafka): logged once per call. It never
+  // compacts: the changelog stays restorable through its snapshots (pipeline/changelog.h).
+  Status create_state_topic(const std::string& topic, int partitions);
   // Fault injection for tests.
   rd_kafka_mock_cluster_t* cluster() { return cluster_.get(); }
 

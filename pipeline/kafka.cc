@@ -16,11 +16,12 @@ Result<KafkaConf> make_kafka_conf(const std::map<std::string, std::string>& sett
 
 std::map<std::string, std::string> pipeline_consumer_settings(
     const std::string& bootstrap, const std::string& group_id,
-    const std::map<std::string, std::string>& properties) {
+    const std::map<std::string, std::string>& properties, const std::string& group_instance_id) {
   std::map<std::string, std::string> s = properties;
   s["bootstrap.servers"] = bootstrap;
   s.try_emplace("log_level", "4");
   s["group.id"] = group_id;
+  if (!group_instance_id.empty()) s["group.instance.id"] = group_instance_id;
   s["enable.auto.commit"] = "false";
   s["enable.auto.offset.store"] = "false";
   s["auto.offset.reset"] = "earliest";

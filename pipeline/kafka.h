@@ -62,8 +62,11 @@ Result<KafkaHandle> make_kafka_handle(rd_kafka_type_t type, KafkaConf conf);
 // live with the state), eager assignor, prefetch sized for librdkafka 2.0.2; `properties`
 // (kafka.properties) are passed through but cannot change what exactly-once depends on. The
 // benchmark's raw consumer and the tests use the same, so that only the processing differs.
+// `group_instance_id` (kafka.group_instance_id, empty = unset) becomes group.instance.id: static
+// membership, so a restarting instance gets its partitions back without a rebalance.
 std::map<std::string, std::string> pipeline_consumer_settings(
     const std::string& bootstrap, const std::string& group_id,
-    const std::map<std::string, std::string>& properties = {});
+    const std::map<std::string, std::string>& properties = {},
+    const std::string& group_instance_id = {});
 
 }  // namespace sp

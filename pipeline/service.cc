@@ -25,6 +25,10 @@ Result<std::unique_ptr<EmbeddedBroker>> start_embedded(const Config& config, int
        {&config.kafka.output_topic, &config.kafka.alerts_topic, &config.kafka.dlq_topic}) {
     if (auto s = (*broker)->create_topic(*t, partitions); !s) return tl::unexpected(s.error());
   }
+  // Same partition count as the input topics: changelog partition n holds input partition n.
+  if (auto s = (*broker)->create_state_topic(config.kafka.state_topic, partitions); !s) {
+    return tl::unexpected(s.error());
+  }
   return broker;
 }
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/kafka.h"
+
 namespace sp {
 namespace {
 
@@ -124,6 +126,8 @@ void expect_same_except_spend(const Config& a, const Config& b) {
   EXPECT_EQ(a.kafka.output_topic, b.kafka.output_topic);
   EXPECT_EQ(a.kafka.alerts_topic, b.kafka.alerts_topic);
   EXPECT_EQ(a.kafka.dlq_topic, b.kafka.dlq_topic);
+  EXPECT_EQ(a.kafka.state_topic, b.kafka.state_topic);
+  EXPECT_EQ(a.kafka.group_instance_id, b.kafka.group_instance_id);
   EXPECT_EQ(a.kafka.properties, b.kafka.properties);
   EXPECT_EQ(a.kafka.embedded_partitions, b.kafka.embedded_partitions);
   EXPECT_EQ(a.kafka.ready_timeout, b.kafka.ready_timeout);
@@ -212,6 +216,8 @@ TEST(ConfigDefaults, MatchSpecNumbers) {
   EXPECT_EQ(c.kafka.bootstrap_servers, "embedded");
   EXPECT_EQ(c.kafka.topics, std::vector<std::string>{"social.events"});
   EXPECT_EQ(c.kafka.embedded_partitions, 8);
+  EXPECT_EQ(c.kafka.state_topic, "socialpulse.state");
+  EXPECT_EQ(c.kafka.group_instance_id, "");  // unset: dynamic membership
   EXPECT_EQ(c.state.checkpoint_interval, seconds(1));
   EXPECT_EQ(c.metrics.listen, "0.0.0.0:9464");
   EXPECT_EQ(c.metrics.max_series, 20000u);
@@ -585,6 +591,75 @@ TEST(ConfigSemantics, TopicsNonEmpty) {
             "test.yaml:2:11: kafka.topics: needs at least one topic");
   expect_error("kafka:\n  topics: [a, \"\"]\n", "test.yaml:2:15", "topic names must not be empty");
   expect_error("kafka:\n  group_id: \"\"\n", "test.yaml:2:13", "kafka.group_id: must not be empty");
+}
+
+TEST(ConfigScaleOut, StateTopicAndGroupInstanceIdParse) {
+  const Config c =
+      parse_ok("kafka:\n  state_topic: blue.state\n  group_instance_id: socialpulse-host_1.a\n");
+  EXPECT_EQ(c.kafka.state_topic, "blue.state");
+  EXPECT_EQ(c.kafka.group_instance_id, "socialpulse-host_1.a");
+}
+
+TEST(ConfigScaleOut, GroupInstanceIdFollowsTheEnvironment) {
+  ScopedEnv host("SP_TEST_HOSTNAME", "node-7");
+  EXPECT_EQ(
+      parse_ok("kafka: {group_instance_id: \"${SP_TEST_HOSTNAME}\"}\n").kafka.group_instance_id,
+      "node-7");
+  ScopedEnv unset("SP_TEST_HOSTNAME", nullptr);
+  // An empty value switches static membership off rather than failing.
+  EXPECT_EQ(
+      parse_ok("kafka: {group_instance_id: \"${SP_TEST_HOSTNAME:-}\"}\n").kafka.group_instance_id,
+      "");
+}
+
+TEST(ConfigScaleOut, OverridesReachTheNewKeys) {
+  const Config c =
+      parse_ok("", {"kafka.state_topic=green.state", "kafka.group_instance_id=worker-2"});
+  EXPECT_EQ(c.kafka.state_topic, "green.state");
+  EXPECT_EQ(c.kafka.group_instance_id, "worker-2");
+}
+
+TEST(ConfigScaleOut, StateTopicMustBeAValidKafkaName) {
+  expect_error("kafka:\n  state_topic: \"\"\n", "test.yaml:2:16",
+               "kafka.state_topic: must not be empty");
+  expect_error("kafka:\n  state_topic: my state\n", "test.yaml:2:16",
+               "kafka.state_topic: invalid topic name 'my state'");
+  expect_error("kafka:\n  state_topic: " + std::string(250, 's') + "\n", "test.yaml:2:16",
+               "kafka.state_topic: invalid topic name");
+}
+
+TEST(ConfigScaleOut, StateTopicMustNotBeAnotherTopic) {
+  expect_error("kafka:\n  state_topic: socialpulse.windows\n", "test.yaml:2:16",
+               "kafka.state_topic: 'socialpulse.windows' is also used as another topic");
+  expect_error("kafka:\n  state_topic: social.events\n", "test.yaml:2:16",
+               "kafka.state_topic: 'social.events' is also an input topic");
+  // Without the key, the default collides with the renamed DLQ: the message still names the key.
+  expect_error("kafka:\n  dlq_topic: socialpulse.state\n", "test.yaml:2:3",
+               "kafka.state_topic: 'socialpulse.state' is also used as another topic");
+}
+
+TEST(ConfigScaleOut, GroupInstanceIdMustBeAValidKafkaName) {
+  expect_error("kafka:\n  group_instance_id: host/1\n", "test.yaml:2:22",
+               "kafka.group_instance_id: invalid id 'host/1'");
+  expect_error("kafka:\n  group_instance_id: [a]\n", "test.yaml:2:22",
+               "kafka.group_instance_id: expected a single value");
+}
+
+TEST(ConfigScaleOut, GroupInstanceIdIsNotAlsoAProperty) {
+  expect_error("kafka:\n  group_instance_id: a\n  properties: {group.instance.id: b}\n",
+               "test.yaml:3:15", "set kafka.group_instance_id instead");
+  // Through the pass-through alone it stays allowed, as every librdkafka property is.
+  EXPECT_EQ(parse_ok("kafka: {properties: {group.instance.id: b}}\n")
+                .kafka.properties.at("group.instance.id"),
+            "b");
+}
+
+TEST(ConfigScaleOut, ConsumerSettingsCarryTheGroupInstanceId) {
+  const auto with = pipeline_consumer_settings("h:9092", "g", {}, "node-1");
+  EXPECT_EQ(with.at("group.instance.id"), "node-1");
+  EXPECT_EQ(with.at("group.id"), "g");
+  const auto without = pipeline_consumer_settings("h:9092", "g", {}, "");
+  EXPECT_FALSE(without.contains("group.instance.id"));
 }
 
 TEST(ConfigSemantics, MoneyIsNotNegative) {
