@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: deps configure build demo test test-long bench bench-e2e format clean
+.PHONY: deps configure build release-smoke demo test test-long bench bench-e2e format clean
 
 deps:
 	bash scripts/setup-deps.sh
@@ -18,8 +18,17 @@ build: configure
 demo: build
 	$(BUILD_DIR)/app/socialpulse demo
 
+# The suite, then a Release build of the binary (how packagers build: -O3 must not break on
+# compiler false positives, issue 19) and a smoke run of it.
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) -LE long
+	$(MAKE) release-smoke
+
+release-smoke: deps
+	cmake -S . -B $(BUILD_DIR)-release -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DSOCIALPULSE_BUILD_TESTS=OFF -DSOCIALPULSE_BUILD_BENCHMARKS=OFF $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR)-release -j $(JOBS) --target socialpulse
+	bash scripts/release-smoke.sh $(BUILD_DIR)-release/app/socialpulse
 
 test-long: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -L long

@@ -82,9 +82,12 @@ std::string temp_state_dir(const char* what) {
   return dir.string();
 }
 
+// invalid_input from a running service is a configuration the machine cannot honour (a secret
+// variable unset, an unreadable certificate): 78, which systemd's RestartPreventExitStatus and
+// operators read as "fix the config", not "restart".
 int fail(const sp::Error& e) {
   spdlog::critical("msg=\"fatal\" error=\"{}\"", e.message);
-  return kExitFailure;
+  return e.kind == sp::ErrorKind::invalid_input ? kExitConfig : kExitFailure;
 }
 
 }  // namespace
@@ -101,7 +104,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   auto add_config_options = [&](CLI::App* cmd, bool required) {
     auto* opt = cmd->add_option("-c,--config", config_path, "YAML configuration file (SPEC 7)");
-    if (required) opt->required()->check(CLI::ExistingFile);
+    // No CLI::ExistingFile: a missing file is a configuration problem (78), reported by
+    // load_config, not a usage error (CLI11's 105).
+    if (required) opt->required();
     cmd->add_option("--set", overrides, "Override a key: --set kafka.group_id=blue (repeatable)");
   };
 
@@ -183,6 +188,12 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     config = std::move(*loaded);
+  }
+  if (validate->parsed() || run->parsed()) {
+    if (auto env = sp::check_environment(config); !env) {
+      std::cerr << config_path << ": " << env.error().message << "\n";
+      return kExitConfig;
+    }
   }
   if (validate->parsed()) {
     std::cout << config_path << ": ok\n";

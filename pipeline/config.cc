@@ -86,33 +86,39 @@ KeySchema free_map(std::string_view name, int depth) {
 
 const KeySchema& config_schema() {
   static const KeySchema schema = section(
-      "", {section("kafka", {value("bootstrap_servers"), value("group_id"), value("topics"),
-                             value("output_topic"), value("alerts_topic"), value("dlq_topic"),
-                             value("state_topic"), value("group_instance_id"),
-                             free_map("properties", 1), value("embedded_partitions")}),
-           section("state", {value("path"), value("checkpoint_interval")}),
-           section("metrics", {value("listen"), value("max_series"),
-                               section("basic_auth", {value("username"), value("password_env")})}),
-           section("brands",
-                   {section_list("tracked", {value("name"), value("own")}), value("unknown")}),
-           value("channels"),
-           section_list("windows", {value("name"), value("kind"), value("size"), value("advance"),
-                                    value("gap"), value("grace"), value("emit")}),
-           section("watermark",
-                   {value("max_out_of_orderness"), value("idle_timeout"), value("max_future")}),
-           section("dedup", {value("horizon")}),
-           section("kpi", {value("reputation_horizon"), value("engagement_types"),
-                           section("spike",
-                                   {value("alpha"), value("z_threshold"), value("min_events"),
-                                    value("warmup"), value("stddev_floor"), value("drop_threshold"),
-                                    value("drop_stddev_floor"), value("persistence"),
-                                    value("cooldown"), value("seasonal")})}),
-           section("alerts", {value("max_lag")}),
-           section("emv", {value("cpm"), free_map("action_value", 1)}),
-           section("roi", {value("currency"), free_map("daily_spend", 2)}),
-           section("limits", {value("max_message_bytes"), value("max_state_bytes"),
-                              value("max_pending_records")}),
-           section("log", {value("level"), value("format")}), value("shutdown_timeout")});
+      "",
+      {section("kafka",
+               {value("bootstrap_servers"), value("group_id"), value("topics"),
+                value("output_topic"), value("alerts_topic"), value("dlq_topic"),
+                value("state_topic"), value("group_instance_id"), free_map("properties", 1),
+                value("embedded_partitions"), value("ready_timeout")}),
+       section("state", {value("path"), value("checkpoint_interval"), value("sync")}),
+       section("metrics",
+               {value("listen"), value("max_series"),
+                section("basic_auth", {value("username"), value("password_env")}),
+                section("tls", {value("cert_file"), value("key_file"), value("client_ca_file")}),
+                value("request_timeout"), value("response_timeout"), value("max_connections"),
+                value("max_connections_per_client"), value("max_request_bytes")}),
+       section("brands",
+               {section_list("tracked", {value("name"), value("own")}), value("unknown")}),
+       value("channels"),
+       section_list("windows", {value("name"), value("kind"), value("size"), value("advance"),
+                                value("gap"), value("grace"), value("emit")}),
+       section("watermark",
+               {value("max_out_of_orderness"), value("idle_timeout"), value("max_future")}),
+       section("dedup", {value("horizon")}),
+       section("kpi",
+               {value("reputation_horizon"), value("engagement_types"),
+                section("spike",
+                        {value("alpha"), value("z_threshold"), value("min_events"), value("warmup"),
+                         value("stddev_floor"), value("drop_threshold"), value("drop_stddev_floor"),
+                         value("persistence"), value("cooldown"), value("seasonal")})}),
+       section("alerts", {value("max_lag")}),
+       section("emv", {value("cpm"), free_map("action_value", 1)}),
+       section("roi", {value("currency"), free_map("daily_spend", 2)}),
+       section("limits", {value("max_message_bytes"), value("max_state_bytes"),
+                          value("max_pending_records")}),
+       section("log", {value("level"), value("format")}), value("shutdown_timeout")});
   return schema;
 }
 
@@ -813,12 +819,14 @@ class ConfigParser {
                   "kafka.properties.group.instance.id: set kafka.group_instance_id "
                   "instead (both are set)");
     }
+    read_positive_duration(child(n, "ready_timeout"), "kafka.ready_timeout", k.ready_timeout);
   }
 
   void read_state(const YAML::Node& n) {
     read_string(child(n, "path"), "state.path", config_.state.path);
     read_positive_duration(child(n, "checkpoint_interval"), "state.checkpoint_interval",
                            config_.state.checkpoint_interval);
+    read_bool(child(n, "sync"), "state.sync", config_.state.sync);
   }
 
   void read_metrics(const YAML::Node& n) {
@@ -831,6 +839,23 @@ class ConfigParser {
     const YAML::Node password_env = child(auth, "password_env");
     read_string(username, "metrics.basic_auth.username", m.basic_auth.username, true);
     read_string(password_env, "metrics.basic_auth.password_env", m.basic_auth.password_env, true);
+    const YAML::Node tls = child(n, "tls");
+    read_string(child(tls, "cert_file"), "metrics.tls.cert_file", m.tls.cert_file, true);
+    read_string(child(tls, "key_file"), "metrics.tls.key_file", m.tls.key_file, true);
+    read_string(child(tls, "client_ca_file"), "metrics.tls.client_ca_file", m.tls.client_ca_file,
+                true);
+    if (ok() && m.tls.cert_file.empty() &&
+        (!m.tls.key_file.empty() || !m.tls.client_ca_file.empty())) {
+      return fail(tls, "metrics.tls: key_file and client_ca_file need cert_file");
+    }
+    read_positive_duration(child(n, "request_timeout"), "metrics.request_timeout",
+                           m.request_timeout);
+    read_positive_duration(child(n, "response_timeout"), "metrics.response_timeout",
+                           m.response_timeout);
+    read_positive(child(n, "max_connections"), "metrics.max_connections", m.max_connections);
+    read_positive(child(n, "max_connections_per_client"), "metrics.max_connections_per_client",
+                  m.max_connections_per_client);
+    read_positive(child(n, "max_request_bytes"), "metrics.max_request_bytes", m.max_request_bytes);
     if (!ok()) return;
     const std::string& env = m.basic_auth.password_env;
     if (!env.empty() &&
@@ -1165,6 +1190,62 @@ Result<Config> load_config(const std::string& path, const std::vector<std::strin
   text << in.rdbuf();
   if (in.bad()) return make_error(ErrorKind::invalid_input, path + ": read error");
   return parse_config(text.str(), path, overrides);
+}
+
+namespace {
+void collect_key_paths(const KeySchema& key, const std::string& prefix,
+                       std::vector<std::string>& out) {
+  const std::string path = prefix + std::string(key.name);
+  switch (key.shape) {
+    case KeySchema::Shape::value:
+    case KeySchema::Shape::free_map:
+      out.push_back(path);
+      return;
+    case KeySchema::Shape::section:
+    case KeySchema::Shape::section_list:
+      for (const KeySchema& child : key.children) {
+        collect_key_paths(
+            child,
+            path.empty() ? "" : path + (key.shape == KeySchema::Shape::section_list ? "[]." : "."),
+            out);
+      }
+      return;
+  }
+}
+}  // namespace
+
+std::vector<std::string> config_key_paths() {
+  std::vector<std::string> out;
+  collect_key_paths(config_schema(), "", out);
+  return out;
+}
+
+Result<std::string> check_environment(const Config& config) {
+  std::string password;
+  const BasicAuthConfig& auth = config.metrics.basic_auth;
+  if (!auth.username.empty()) {
+    const char* value = std::getenv(auth.password_env.c_str());
+    if (value == nullptr || *value == '\0') {
+      return make_error(ErrorKind::invalid_input,
+                        "metrics.basic_auth.password_env: environment "
+                        "variable " +
+                            auth.password_env + " is not set (it holds the password)");
+    }
+    password = value;
+  }
+  const TlsConfig& tls = config.metrics.tls;
+  for (const auto& [key, file] :
+       {std::pair{"cert_file", &tls.cert_file}, std::pair{"key_file", &tls.key_file},
+        std::pair{"client_ca_file", &tls.client_ca_file}}) {
+    if (file->empty()) continue;
+    std::ifstream in(*file);
+    if (!in) {
+      return make_error(ErrorKind::invalid_input, std::string("metrics.tls.") + key +
+                                                      ": cannot read '" + *file +
+                                                      "': " + std::strerror(errno));
+    }
+  }
+  return password;
 }
 
 }  // namespace sp

@@ -27,11 +27,13 @@ struct KafkaConfig {
   std::string group_instance_id;
   std::map<std::string, std::string> properties;  // passed to librdkafka as-is
   int embedded_partitions = 8;                    // partitions per topic of the embedded broker
+  Millis ready_timeout{30'000};  // /readyz: broker loss or lag without progress tolerated this long
 };
 
 struct StateConfig {
   std::string path = "./data";
   Millis checkpoint_interval{1000};
+  bool sync = true;  // fsync each checkpoint batch (power loss cannot roll state back)
 };
 
 struct BasicAuthConfig {
@@ -39,10 +41,22 @@ struct BasicAuthConfig {
   std::string password_env;  // name of the environment variable holding the password
 };
 
+struct TlsConfig {
+  std::string cert_file;       // PEM certificate chain; empty = plain HTTP
+  std::string key_file;        // PEM private key (empty: in cert_file)
+  std::string client_ca_file;  // set: clients must present a certificate it signed
+};
+
 struct MetricsConfig {
   std::string listen = "0.0.0.0:9464";
   size_t max_series = 20000;
   BasicAuthConfig basic_auth;
+  TlsConfig tls;
+  Millis request_timeout{5000};            // whole request head (and TLS handshake)
+  Millis response_timeout{10000};          // for the client to take the response
+  size_t max_connections = 512;            // in all
+  size_t max_connections_per_client = 64;  // per client IP address
+  size_t max_request_bytes = 8192;         // request line + headers; larger: 431
 };
 
 struct BrandsConfig {
@@ -96,6 +110,13 @@ struct Config {
 Result<Config> parse_config(std::string_view yaml_text, std::string_view file_name,
                             const std::vector<std::string>& overrides = {});
 Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// What a configuration needs from the machine it runs on, checked before anything starts (and by
+// `validate`): the basic-auth password variable is set, the TLS files are readable. Returns the
+// password; errors are invalid_input (exit 78).
+Result<std::string> check_environment(const Config& config);
+// Every key a configuration may hold, as documented in docs/configuration.md: "kafka.group_id";
+// list items as "windows[].size"; maps of user-chosen keys as their parent ("kafka.properties").
+std::vector<std::string> config_key_paths();
 // Parses "500ms", "10s", "1m", "24h" (also "1h30m", "2d").
 Result<Millis> parse_duration(std::string_view text);
 

@@ -6,11 +6,12 @@ namespace sp {
 
 Result<std::unique_ptr<ConsumerGroup>> ConsumerGroup::create(
     const std::map<std::string, std::string>& settings, RebalanceCallback on_rebalance,
-    void* opaque) {
+    void* opaque, ErrorCallback on_error) {
   auto conf = make_kafka_conf(settings);
   if (!conf) return tl::unexpected(conf.error());
   rd_kafka_conf_set_opaque(conf->get(), opaque);
   rd_kafka_conf_set_rebalance_cb(conf->get(), on_rebalance);
+  if (on_error != nullptr) rd_kafka_conf_set_error_cb(conf->get(), on_error);
   auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
   if (!consumer) return tl::unexpected(consumer.error());
   // Fails only without a group.id, which pipeline_consumer_settings() always sets; then the

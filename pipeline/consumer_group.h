@@ -25,12 +25,15 @@ class ConsumerGroup {
   using RebalanceCallback = void (*)(rd_kafka_t*, rd_kafka_resp_err_t,
                                      rd_kafka_topic_partition_list_t*, void* opaque);
   using RevokeHandler = std::function<void(rd_kafka_topic_partition_list_t*)>;
+  // librdkafka's error_cb: client-level errors (all brokers down, authentication...), called on
+  // the polling thread with the same opaque.
+  using ErrorCallback = void (*)(rd_kafka_t*, int err, const char* reason, void* opaque);
 
   // A consumer with `settings` (pipeline_consumer_settings()) whose rebalances go to
   // `on_rebalance`.
   static Result<std::unique_ptr<ConsumerGroup>> create(
       const std::map<std::string, std::string>& settings, RebalanceCallback on_rebalance,
-      void* opaque);
+      void* opaque, ErrorCallback on_error = nullptr);
   ConsumerGroup(const ConsumerGroup&) = delete;
   ConsumerGroup& operator=(const ConsumerGroup&) = delete;
 

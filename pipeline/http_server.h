@@ -1,25 +1,45 @@
 #pragma once
-// The HTTP face of a running pipeline (civetweb): /metrics renders the latest published snapshot
-// in the text format (metrics_text.h), once per snapshot: values change only at checkpoints, so
-// every later scrape of the same snapshot sends the same text. /livez answers while the process
-// runs; /readyz only when state is restored, partitions are assigned and the pipeline consumes.
+// The HTTP face of a running pipeline: /metrics renders the latest published snapshot (the
+// Prometheus text format, or OpenMetrics when the scraper asks for it; metrics_text.h), once per
+// snapshot and format: values change only at checkpoints, so every later scrape of the same
+// snapshot sends the same text. /livez answers while the process runs; /readyz judges
+// readiness.h and says why in JSON.
+//
+// Why not a thread per connection (civetweb, as before): 50 half-open connections held every
+// worker until its request timeout, and scrapes timed out while the pipeline was fine. Here one
+// thread multiplexes every connection with epoll, non-blocking, so a slow or silent client costs
+// a file descriptor and a buffer, never a worker; each request must arrive within
+// `request_timeout`, each response be taken within `response_timeout`, and at the connection
+// caps the connection that has waited longest for its request is closed to make room, so a
+// flood from one client (or many) cannot lock a scraper out. Handlers are cheap (a cached
+// rendering, a few atomics), so serving on the event thread is fine.
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "base/result.h"
+#include "operators/time.h"
 #include "pipeline/metrics_registry.h"
-
-struct mg_context;
-struct mg_connection;
+#include "pipeline/readiness.h"
 
 namespace sp {
 
 struct HttpServerOptions {
-  std::string listen = "0.0.0.0:9464";  // host:port; port 0 picks a free port
-  std::string basic_auth_user;          // empty: /metrics is open
-  std::string basic_auth_password;
+  std::string listen = "0.0.0.0:9464";  // host:port or [v6]:port; port 0 picks a free port
+  std::string basic_auth_user{};        // empty: /metrics is open
+  std::string basic_auth_password{};
+  Millis request_timeout{5000};    // from accept to the end of the request head (TLS included)
+  Millis response_timeout{10000};  // for the client to take the whole response
+  size_t max_connections = 512;    // open connections in all
+  size_t max_connections_per_client = 64;  // from one IP address
+  size_t max_request_bytes = 8192;         // request line + headers; larger: 431
+  // TLS for every endpoint when cert_file is set (PEM; the key file may be the same file).
+  std::string tls_cert_file{};
+  std::string tls_key_file{};
+  std::string tls_client_ca_file{};  // set: clients must present a certificate signed by it
+  Millis ready_timeout{30'000};      // kafka.ready_timeout, for /readyz
 };
 
 class HttpServer {
@@ -30,31 +50,31 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   int port() const { return port_; }
+  bool tls() const;
   void publish(std::shared_ptr<const MetricsSnapshot> snapshot);
-  void set_ready(bool ready) { ready_.store(ready); }
-  bool ready() const { return ready_.load(); }
+  // What /readyz judges; the pipeline reports into it.
+  Readiness& readiness() { return readiness_; }
   // The text of the current snapshot (what a scrape returns), rendered by the first scrape after
   // a publish; null before the first publish. Public for benchmarks.
-  std::shared_ptr<const std::string> render() const;
+  std::shared_ptr<const std::string> render(bool openmetrics = false) const;
+
+  class Loop;  // the event loop (http_server.cc)
 
  private:
-  HttpServer() = default;
-  static int handle_metrics(mg_connection* conn, void* self);
-  static int handle_livez(mg_connection* conn, void* self);
-  static int handle_readyz(mg_connection* conn, void* self);
-  bool authorized(mg_connection* conn) const;
+  explicit HttpServer(HttpServerOptions options);
 
   HttpServerOptions options_;
-  mg_context* ctx_ = nullptr;
+  Readiness readiness_;
   int port_ = 0;
-  std::atomic<bool> ready_{false};
+  std::unique_ptr<Loop> loop_;
+  std::thread thread_;
   mutable std::mutex mu_;
   std::shared_ptr<const MetricsSnapshot> snapshot_;
-  // The rendering of `rendered_snapshot_` (kept alive so that a new snapshot is never mistaken
-  // for it); render_mu_ makes concurrent first scrapes render once.
+  // The renderings of `rendered_snapshot_` (kept alive so that a new snapshot is never mistaken
+  // for it), per format; render_mu_ makes concurrent first scrapes render once.
   mutable std::mutex render_mu_;
-  mutable std::shared_ptr<const MetricsSnapshot> rendered_snapshot_;
-  mutable std::shared_ptr<const std::string> rendered_;
+  mutable std::shared_ptr<const MetricsSnapshot> rendered_snapshot_[2];
+  mutable std::shared_ptr<const std::string> rendered_[2];
 };
 
 }  // namespace sp

@@ -142,30 +142,87 @@ void put_histogram(std::string& out, const MetricFamily& family, const ClientMet
   }
 }
 
+std::string_view type_name(prometheus::MetricType type, bool openmetrics) {
+  switch (type) {
+    case prometheus::MetricType::Counter:
+      return "counter";
+    case prometheus::MetricType::Gauge:
+      return "gauge";
+    case prometheus::MetricType::Summary:
+      return "summary";
+    case prometheus::MetricType::Untyped:
+      return openmetrics ? "unknown" : "untyped";
+    case prometheus::MetricType::Histogram:
+      return "histogram";
+  }
+  return "unknown";
+}
+
+// OpenMetrics units: a family named for its unit declares it (the name must end with it).
+std::string_view unit_of(std::string_view name) {
+  for (std::string_view unit : {"seconds", "bytes", "ratio"}) {
+    if (name.size() > unit.size() + 1 && name.ends_with(unit) &&
+        name[name.size() - unit.size() - 1] == '_') {
+      return unit;
+    }
+  }
+  return {};
+}
+
 }  // namespace
+
+void write_openmetrics_text(const MetricsSnapshot& snapshot, std::string& out) {
+  for (const MetricFamily& family : snapshot) {
+    // A counter's family is named without `_total`; its samples carry it.
+    const bool counter = family.type == prometheus::MetricType::Counter;
+    std::string_view name = family.name;
+    std::string_view sample_suffix;
+    if (counter) {
+      if (name.ends_with("_total")) {
+        name.remove_suffix(6);
+      }
+      sample_suffix = family.name.ends_with("_total") ? "" : "_total";
+    }
+    if (!family.help.empty()) {
+      out.append("# HELP ").append(name).append(" ");
+      put_escaped(out, family.help);
+      out.append("\n");
+    }
+    out.append("# TYPE ").append(name).append(" ").append(type_name(family.type, true));
+    out.append("\n");
+    if (const auto unit = unit_of(name); !unit.empty()) {
+      out.append("# UNIT ").append(name).append(" ").append(unit).append("\n");
+    }
+    for (const ClientMetric& metric : family.metric) {
+      switch (family.type) {
+        case prometheus::MetricType::Counter:
+          put_head(out, family, metric, sample_suffix);
+          put_value(out, metric.counter.value);
+          put_tail(out, metric);
+          break;
+        case prometheus::MetricType::Gauge:
+          put_simple(out, family, metric, metric.gauge.value);
+          break;
+        case prometheus::MetricType::Untyped:
+          put_simple(out, family, metric, metric.untyped.value);
+          break;
+        case prometheus::MetricType::Summary:
+          put_summary(out, family, metric);
+          break;
+        case prometheus::MetricType::Histogram:
+          put_histogram(out, family, metric);
+          break;
+      }
+    }
+  }
+  out.append("# EOF\n");
+}
 
 void write_metrics_text(const MetricsSnapshot& snapshot, std::string& out) {
   for (const MetricFamily& family : snapshot) {
     if (!family.help.empty())
       out.append("# HELP ").append(family.name).append(" ").append(family.help).append("\n");
-    std::string_view type;
-    switch (family.type) {
-      case prometheus::MetricType::Counter:
-        type = "counter";
-        break;
-      case prometheus::MetricType::Gauge:
-        type = "gauge";
-        break;
-      case prometheus::MetricType::Summary:
-        type = "summary";
-        break;
-      case prometheus::MetricType::Untyped:
-        type = "untyped";
-        break;
-      case prometheus::MetricType::Histogram:
-        type = "histogram";
-        break;
-    }
+    const std::string_view type = type_name(family.type, false);
     out.append("# TYPE ").append(family.name).append(" ").append(type).append("\n");
     for (const ClientMetric& metric : family.metric) {
       switch (family.type) {

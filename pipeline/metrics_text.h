@@ -10,5 +10,10 @@ namespace sp {
 
 // Appends the exposition of `snapshot` to `out`.
 void write_metrics_text(const MetricsSnapshot& snapshot, std::string& out);
+// Appends the OpenMetrics 1.0 exposition of `snapshot` to `out`: counter families named without
+// `_total` (their samples keep it), `# UNIT` for families named for a unit, `unknown` for
+// untyped, and the closing `# EOF`. No `_created` samples: counters are restored from
+// checkpoints, so this process does not know when a series was created.
+void write_openmetrics_text(const MetricsSnapshot& snapshot, std::string& out);
 
 }  // namespace sp

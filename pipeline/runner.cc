@@ -65,7 +65,7 @@ class RunnerImpl final : public Runner {
         slots_(config.kafka.topics) {}
 
   Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
-    auto store = CheckpointStore::open(config_.state.path);
+    auto store = CheckpointStore::open(config_.state.path, config_.state.sync);
     if (!store) return tl::unexpected(store.error());
     store_ = std::move(*store);
     if (hooks.on_store_open) hooks.on_store_open(*store_);
@@ -91,7 +91,7 @@ class RunnerImpl final : public Runner {
     auto consumer = ConsumerGroup::create(
         pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties,
                                    config_.kafka.group_instance_id),
-        &RunnerImpl::rebalance_cb, this);
+        &RunnerImpl::rebalance_cb, this, &RunnerImpl::error_cb);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
 
@@ -113,6 +113,7 @@ class RunnerImpl final : public Runner {
       // Bounded wait so that time-driven work (idle, checkpoint) is never starved.
       if (SourceWorker::Batch* batch = source_.next(Millis{50}, rebalance_handler_)) {
         process_batch(*batch);
+        report_batch(*batch);
         batch_messages_ += batch->items().size();
         source_.release(batch);
         if (hooks_.on_batch_processed) hooks_.on_batch_processed(batch_messages_);
@@ -124,6 +125,7 @@ class RunnerImpl final : public Runner {
       if (now >= next_idle_check) {
         next_idle_check = now + std::chrono::milliseconds(100);
         check_idle();
+        report_lag();
       }
       if (now >= next_checkpoint) {
         next_checkpoint = now + config_.state.checkpoint_interval;
@@ -375,7 +377,7 @@ class RunnerImpl final : public Runner {
                  std::chrono::duration_cast<std::chrono::milliseconds>(restore_time).count());
     if (hooks_.on_partitions_restored)
       hooks_.on_partitions_restored(restore_time, static_cast<size_t>(partitions->cnt));
-    assigned_once_ = true;
+    if (http_) http_->readiness().broker_reachable();  // the group coordinator answered
     check_idle();  // starts the idle timers of the new partitions
     publish_metrics();
     update_ready();
@@ -407,11 +409,53 @@ class RunnerImpl final : public Runner {
     update_ready();
   }
 
+  // ---- readiness (/readyz, pipeline/readiness.h): the facts; the HTTP thread judges them ----
   void update_ready() {
-    if (http_)
-      http_->set_ready(!stopping_ && assigned_once_ && restoring_ == 0 && !checkpoint_failing_ &&
-                       fatal_.message.empty());
+    if (!http_) return;
+    Readiness& r = http_->readiness();
+    r.set_assigned_partitions(slots_.size());
+    r.set_checkpoint_failing(checkpoint_failing_);
+    r.set_restoring(restoring_ > 0);
+    if (stopping_) r.set_stopping();
+    if (!fatal_.message.empty()) r.set_failed();
   }
+
+  // After each batch: consumed messages are progress, and proof that a broker answers.
+  void report_batch(const SourceWorker::Batch& batch) {
+    if (!http_) return;
+    const auto items = batch.items();
+    const bool consumed = std::any_of(items.begin(), items.end(), [](const auto& item) {
+      return item.outcome != SourceWorker::Outcome::kafka_error;
+    });
+    if (consumed) {
+      http_->readiness().note_progress(SteadyClock::now());
+      http_->readiness().broker_reachable();
+    }
+  }
+
+  // Source thread (librdkafka's error_cb, set so that broker loss is seen; librdkafka logged
+  // these itself before).
+  static void error_cb(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    auto* self = static_cast<RunnerImpl*>(opaque);
+    spdlog::warn("msg=\"kafka client error\" error=\"{}\" reason=\"{}\"",
+                 rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason);
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && self->http_)
+      self->http_->readiness().broker_lost(SteadyClock::now());
+  }
+
+  void report_lag() {
+    if (!http_) return;
+    bool lag = false;
+    for (auto& [id, slot] : slots_) {
+      if (consumer_->lag(slot.topic, slot.partition, slot.state->next_offset) > 0) {
+        lag = true;
+        break;
+      }
+    }
+    http_->readiness().note_lag(lag, SteadyClock::now());
+    update_ready();
+  }
+  // ---- end readiness ----
 
   // ---- back-pressure ----------------------------------------------------------------------
   void apply_backpressure() {
@@ -499,9 +543,12 @@ class RunnerImpl final : public Runner {
     stop_source();
     // Leave a margin of the deadline for flushing and leaving the group.
     bool stored = false;
+    std::string not_stored_why = "no time left before shutdown_timeout";
     const auto checkpoint_deadline = SteadyClock::now() + config_.shutdown_timeout / 2;
     for (int attempt = 0; attempt < 3 && SteadyClock::now() < checkpoint_deadline; ++attempt) {
-      if ((stored = checkpoint(checkpoint_deadline).has_value())) break;
+      auto s = checkpoint(checkpoint_deadline);
+      if ((stored = s.has_value())) break;
+      not_stored_why = s.error().message;
     }
     spdlog::info("msg=\"shutdown: final checkpoint\" stored={}", stored);
     // Its values go to /metrics once the changelog has it (bounded like the rest).
@@ -525,6 +572,11 @@ class RunnerImpl final : public Runner {
       spdlog::warn("msg=\"group leave did not finish before shutdown_timeout; exiting anyway\"");
     }
     spdlog::info("msg=\"stopped\"");
+    // What was consumed since the last stored checkpoint will be read again: the exit code says
+    // so, for whoever restarts this (issue 19 item 5).
+    if (!stored) {
+      return make_error(ErrorKind::fatal, "final checkpoint not stored: " + not_stored_why);
+    }
     return {};
   }
 
@@ -568,7 +620,6 @@ class RunnerImpl final : public Runner {
   size_t state_paused_ = 0;  // partitions paused by align_on_state_limit()
   bool stopping_ = false;
   bool abandoned_ = false;  // fatal error: leave the group without touching the store
-  bool assigned_once_ = false;
   size_t state_bytes_ = 0;
   Error fatal_;
   RunnerTestHooks hooks_;

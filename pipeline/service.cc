@@ -179,18 +179,22 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
     bootstrap = broker->bootstrap_servers();
     spdlog::info("msg=\"embedded broker started\" bootstrap={}", bootstrap);
   }
+  auto password = check_environment(config);
+  if (!password) return tl::unexpected(password.error());
   HttpServerOptions http_options;
-  http_options.listen = config.metrics.listen;
-  if (!config.metrics.basic_auth.username.empty()) {
-    const char* pw = std::getenv(config.metrics.basic_auth.password_env.c_str());
-    if (pw == nullptr || *pw == '\0') {
-      return make_error(ErrorKind::fatal, "metrics.basic_auth: environment variable " +
-                                              config.metrics.basic_auth.password_env +
-                                              " is not set");
-    }
-    http_options.basic_auth_user = config.metrics.basic_auth.username;
-    http_options.basic_auth_password = pw;
-  }
+  const MetricsConfig& m = config.metrics;
+  http_options.listen = m.listen;
+  http_options.basic_auth_user = m.basic_auth.username;
+  http_options.basic_auth_password = std::move(*password);
+  http_options.request_timeout = m.request_timeout;
+  http_options.response_timeout = m.response_timeout;
+  http_options.max_connections = m.max_connections;
+  http_options.max_connections_per_client = m.max_connections_per_client;
+  http_options.max_request_bytes = m.max_request_bytes;
+  http_options.tls_cert_file = m.tls.cert_file;
+  http_options.tls_key_file = m.tls.key_file;
+  http_options.tls_client_ca_file = m.tls.client_ca_file;
+  http_options.ready_timeout = config.kafka.ready_timeout;
   auto http = HttpServer::start(http_options);
   if (!http) return tl::unexpected(http.error());
   auto runner = Runner::create(config, bootstrap, http->get(), options.runner_hooks);
@@ -198,7 +202,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
 
   std::string host = config.metrics.listen.substr(0, config.metrics.listen.rfind(':'));
   if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  const std::string url = "http://" + host + ":" + std::to_string((*http)->port()) + "/metrics";
+  const std::string url = std::string((*http)->tls() ? "https://" : "http://") + host + ":" +
+                          std::to_string((*http)->port()) + "/metrics";
   spdlog::info("msg=\"serving\" metrics={} bootstrap={}", url, bootstrap);
   if (options.on_started) options.on_started(url, bootstrap);
 

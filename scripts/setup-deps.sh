@@ -6,8 +6,8 @@ packages=(
   build-essential cmake ninja-build pkg-config git curl ca-certificates
   librdkafka-dev librocksdb-dev prometheus-cpp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev libcli11-dev libspdlog-dev
-  libexpected-dev libabsl-dev libxxhash-dev libcivetweb-dev
-  kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml clang libclang-rt-14-dev
+  libexpected-dev libabsl-dev libxxhash-dev libssl-dev openssl
+  kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml python3-prometheus-client clang libclang-rt-14-dev
   clang-format
 )
 missing=()

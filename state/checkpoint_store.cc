@@ -42,7 +42,7 @@ void CheckpointStore::Batch::remove(Column c, std::string_view key) {
 size_t CheckpointStore::Batch::count() const { return batch_->Count(); }
 size_t CheckpointStore::Batch::data_bytes() const { return batch_->GetDataSize(); }
 
-Result<std::unique_ptr<CheckpointStore>> CheckpointStore::open(const std::string& path) {
+Result<std::unique_ptr<CheckpointStore>> CheckpointStore::open(const std::string& path, bool sync) {
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
@@ -59,6 +59,7 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::open(const std::string
     return make_error(ErrorKind::fatal, "state store open " + path + ": " + s.ToString());
   }
   store->db_.reset(raw);
+  store->sync_ = sync;
   return store;
 }
 
@@ -86,7 +87,7 @@ Status CheckpointStore::commit(Batch& batch) {
                        "checkpoint commit");
   }
   rocksdb::WriteOptions options;
-  options.sync = false;  // the WAL in the page cache survives kill -9; fsync costs ~ms per batch
+  options.sync = sync_;
   rocksdb::Status s = db_->Write(options, batch.batch_.get());
   if (!s.ok()) return from_status(s, "checkpoint commit");
   last_batch_bytes_ = batch.batch_->GetDataSize();

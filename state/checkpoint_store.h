@@ -44,7 +44,10 @@ class CheckpointStore {
     std::unique_ptr<rocksdb::WriteBatch> batch_;
   };
 
-  static Result<std::unique_ptr<CheckpointStore>> open(const std::string& path);
+  // `sync`: each commit returns only once its batch is on stable storage (fsync of the WAL), so
+  // that nothing exposed from a checkpoint can be lost to a power cut or kernel crash; without
+  // it, only to those (kill -9 is safe either way).
+  static Result<std::unique_ptr<CheckpointStore>> open(const std::string& path, bool sync = true);
   ~CheckpointStore();
   CheckpointStore(const CheckpointStore&) = delete;
   CheckpointStore& operator=(const CheckpointStore&) = delete;
@@ -68,6 +71,7 @@ class CheckpointStore {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   size_t last_batch_bytes_ = 0;  // reservation for the next batch
+  bool sync_ = true;
   std::atomic<int> injected_failures_{0};
   std::atomic<ErrorKind> injected_kind_{ErrorKind::retryable};
 };

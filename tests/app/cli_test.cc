@@ -50,6 +50,36 @@ TEST_F(CliTest, ValidateReportsATypoWithLineAndColumnAndExits78) {
   EXPECT_NE(p.stderr_text().find("grup_id"), std::string::npos);
 }
 
+// Issue 19 item 5: every configuration problem is 78 (EX_CONFIG), which systemd is told not to
+// restart on (deploy/systemd), never a CLI11 code or 1.
+TEST_F(CliTest, AMissingConfigFileExits78ForValidateAndRun) {
+  for (const char* cmd : {"validate", "run"}) {
+    ChildProcess p({kBinary, cmd, "-c", dir_ + "/does-not-exist.yaml"}, log(std::string("missing-") + cmd));
+    ASSERT_EQ(p.wait(10s), 78) << cmd << ": " << p.stderr_text();
+    EXPECT_NE(p.stderr_text().find("does-not-exist.yaml"), std::string::npos) << p.stderr_text();
+  }
+}
+
+TEST_F(CliTest, AnUnsetBasicAuthPasswordVariableExits78ForValidateAndRun) {
+  ::unsetenv("SP_CLI_TEST_UNSET_PASSWORD");
+  const std::string path = write(
+      "auth.yaml", "metrics:\n  listen: 127.0.0.1:0\n  basic_auth: {username: prom, password_env: SP_CLI_TEST_UNSET_PASSWORD}\n");
+  for (const char* cmd : {"validate", "run"}) {
+    ChildProcess p({kBinary, cmd, "-c", path}, log(std::string("unset-secret-") + cmd));
+    ASSERT_EQ(p.wait(10s), 78) << cmd << ": " << p.stderr_text();
+    EXPECT_NE(p.stderr_text().find("SP_CLI_TEST_UNSET_PASSWORD is not set"), std::string::npos)
+        << p.stderr_text();
+  }
+}
+
+TEST_F(CliTest, AnUnreadableTlsCertificateExits78) {
+  const std::string path =
+      write("tls.yaml", "metrics:\n  listen: 127.0.0.1:0\n  tls: {cert_file: " + dir_ + "/nope.pem}\n");
+  ChildProcess p({kBinary, "validate", "-c", path}, log("tls-missing"));
+  ASSERT_EQ(p.wait(10s), 78) << p.stderr_text();
+  EXPECT_NE(p.stderr_text().find("metrics.tls.cert_file"), std::string::npos) << p.stderr_text();
+}
+
 TEST_F(CliTest, DemoServesGrowingMetricsAndStopsCleanlyOnSigterm) {
   const int port = testing::free_port();
   ChildProcess p({kBinary, "demo", "--metrics-listen", "127.0.0.1:" + std::to_string(port), "--rate", "300"},

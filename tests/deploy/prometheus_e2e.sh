@@ -10,7 +10,10 @@
 #     - every recording rule and every dashboard query (variables = .*) returns data, except the
 #       documented E2E_OPTIONAL ones,
 #     - ALERTS{alertname="ReputationSpike",alertstate="firing"} is firing for exactly the crisis
-#       brand ($CRISIS_BRAND, default acme); it firing for any other brand fails at once.
+#       brand ($CRISIS_BRAND, default acme); it firing for any other brand fails at once,
+#  4. and Alertmanager, running the shipped routes (deploy/alertmanager/alertmanager.yml) with every
+#     receiver given a webhook to a local sink, delivers ReputationSpike for that brand to the
+#     `communications` receiver (the example webhook receiver, exercised).
 # A missing prometheus is a failure, not a skip (scripts/setup-deps.sh installs it).
 # Usage: SOCIALPULSE_BIN=build/app/socialpulse tests/deploy/prometheus_e2e.sh
 set -euo pipefail
@@ -19,7 +22,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SOCIALPULSE_BIN=${SOCIALPULSE_BIN:-$ROOT/build/app/socialpulse}
 PROMETHEUS_BIN=${PROMETHEUS_BIN:-prometheus}
 # The demo's crisis bucket closes 70-130 s after start and the alert has `for: 1m`: ~200 s worst case.
-DEADLINE_S=${DEADLINE_S:-230}
+# Alertmanager's group_wait for communications adds 10 s.
+DEADLINE_S=${DEADLINE_S:-250}
 CRISIS_BRAND=${CRISIS_BRAND:-acme}
 read -r -a DEMO_EXTRA_ARGS <<<"${DEMO_EXTRA_ARGS:-}"
 # Queries that may legitimately stay empty in a healthy demo run (regex on the query text);
@@ -63,7 +67,40 @@ until metrics_target=$(sed -n 's|^ *metrics: *http://\([^/]*\)/metrics.*|\1|p' "
   sleep 0.2
 done
 # Prometheus cannot report a port it chose itself: take a free one from the kernel (tiny race).
-PROM_PORT=${PROM_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PROM_PORT=${PROM_PORT:-$(free_port)}
+AM_PORT=$(free_port)
+SINK_PORT=$(free_port)
+# Debian names the binary prometheus-alertmanager.
+ALERTMANAGER_BIN=${ALERTMANAGER_BIN:-$(command -v prometheus-alertmanager || command -v alertmanager || true)}
+[ -n "$ALERTMANAGER_BIN" ] || { echo "FAIL: alertmanager not installed (scripts/setup-deps.sh)" >&2; exit 1; }
+
+# The webhook sink: appends each notification (one JSON document per line) to webhook.jsonl.
+python3 - "$SINK_PORT" "$work/webhook.jsonl" >"$work/sink.log" 2>&1 <<'PY' &
+import http.server, json, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(out, "a") as f:
+            f.write(json.dumps(json.loads(body)) + "\n")
+        self.send_response(200)
+        self.end_headers()
+http.server.HTTPServer(("127.0.0.1", port), Sink).serve_forever()
+PY
+pids+=($!)
+# The shipped routes, with every receiver notifying the sink.
+python3 - "$ROOT/deploy/alertmanager/alertmanager.yml" "$work/alertmanager.yml" "http://127.0.0.1:$SINK_PORT/alerts" <<'PY'
+import sys, yaml
+src, dst, url = sys.argv[1:4]
+config = yaml.safe_load(open(src))
+for receiver in config["receivers"]:
+    receiver["webhook_configs"] = [{"url": url, "send_resolved": False}]
+yaml.safe_dump(config, open(dst, "w"))
+PY
+"$ALERTMANAGER_BIN" --config.file="$work/alertmanager.yml" --storage.path="$work/am" \
+  --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$work/alertmanager.log" 2>&1 </dev/null &
+pids+=($!)
 
 cat >"$work/prometheus.yml" <<YAML
 global:
@@ -72,6 +109,10 @@ global:
 rule_files:
   - $ROOT/deploy/prometheus/rules/socialpulse-recording.yml
   - $ROOT/deploy/prometheus/rules/socialpulse-alerts.yml
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['127.0.0.1:$AM_PORT']
 scrape_configs:
   - job_name: socialpulse
     scrape_timeout: 1s
@@ -85,14 +126,14 @@ pids+=($!)
 
 until curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1; do
   [ $SECONDS -lt $deadline ] || { echo "FAIL: Prometheus not ready"; tail -20 "$work/prometheus.log"; exit 1; }
-  kill -0 "${pids[1]}" 2>/dev/null || { echo "FAIL: Prometheus exited"; tail -20 "$work/prometheus.log"; exit 1; }
+  kill -0 "${pids[3]}" 2>/dev/null || { echo "FAIL: Prometheus exited"; tail -20 "$work/prometheus.log"; exit 1; }
   sleep 1
 done
 
 status=0
-python3 - "$ROOT" "http://127.0.0.1:$PROM_PORT" "$((deadline - SECONDS))" "$CRISIS_BRAND" "$E2E_OPTIONAL" "${pids[0]}" <<'PY' || status=$?
+python3 - "$ROOT" "http://127.0.0.1:$PROM_PORT" "$((deadline - SECONDS))" "$CRISIS_BRAND" "$E2E_OPTIONAL" "${pids[0]}" "$work/webhook.jsonl" <<'PY' || status=$?
 import json, os, re, sys, time, urllib.parse, urllib.request
-root, prom, budget, crisis_brand, optional, demo_pid = sys.argv[1:7]
+root, prom, budget, crisis_brand, optional, demo_pid, webhook_log = sys.argv[1:8]
 sys.path.insert(0, os.path.join(root, "tests/deploy"))
 import check_dashboards as cd
 import yaml
@@ -152,6 +193,15 @@ while True:
             problems.append(f"ReputationSpike firing for {sorted(firing)}, expected exactly [{crisis_brand}]")
     except Exception as e:  # Prometheus still starting, scrape not there yet…
         problems.append(f"query error: {e}")
+    delivered = set()
+    if os.path.exists(webhook_log):
+        for line in open(webhook_log):
+            n = json.loads(line)
+            for a in n.get("alerts", []):
+                if a["labels"].get("alertname") == "ReputationSpike" and a.get("status") == "firing":
+                    delivered.add((n.get("receiver"), a["labels"].get("brand")))
+    if not problems and ("communications", crisis_brand) not in delivered:
+        problems.append(f"Alertmanager has not notified the communications webhook of ReputationSpike for {crisis_brand} (got {sorted(delivered)})")
     if not problems:
         print(f"OK after {time.monotonic() - started:.0f}s: {len(queries)} dashboard queries and recording rules return data; ReputationSpike fires for {sorted(firing)} only")
         sys.exit(0)
@@ -168,6 +218,7 @@ PY
 if [ $status -ne 0 ]; then
   echo "--- socialpulse log (tail)"; tail -30 "$work/socialpulse.log"
   echo "--- prometheus log (tail)"; tail -10 "$work/prometheus.log"
+  echo "--- alertmanager log (tail)"; tail -10 "$work/alertmanager.log"
 fi
 echo "prometheus_e2e: ${SECONDS}s in total"
 exit $status

@@ -69,6 +69,10 @@ class Instance {
     auto r = testing::http_get(port_, "/readyz");
     return r ? r->status : 0;
   }
+  std::string readyz_body() const {
+    auto r = testing::http_get(port_, "/readyz");
+    return r ? r->body : std::string();
+  }
   double metric(const std::string& name, const std::vector<std::string>& labels = {}) const {
     return testing::metric_sum(scrape(), name, labels);
   }
@@ -325,6 +329,42 @@ TEST_F(RecoveryE2E, CheckpointWriteFailurePausesNeverCommitsUnstoredOffsetsAndRe
   ASSERT_TRUE(testing::wait_until([&] { return a.readyz() == 200; }, 10s));
   a.stop();
   EXPECT_TRUE(a.status()) << a.status().error().message;
+}
+
+// Issue 19 item 5: whoever restarts the process must know that input will be read again.
+TEST_F(RecoveryE2E, AStopWhoseFinalCheckpointCannotBeStoredFailsWithTheReason) {
+  std::atomic<CheckpointStore*> store{nullptr};
+  RunnerTestHooks hooks;
+  hooks.on_store_open = [&](CheckpointStore& s) { store = &s; };
+  produce_data_set();
+  Instance a(config("a"), hooks);
+  a.start();
+  ASSERT_TRUE(testing::wait_until([&] { return a.metric("socialpulse_events_consumed_total") > 0; }, 30s));
+  store.load()->inject_write_failures(1'000'000);  // disk full from now on
+  a.stop();
+  ASSERT_FALSE(a.status());
+  EXPECT_NE(a.status().error().message.find("final checkpoint not stored"), std::string::npos)
+      << a.status().error().message;
+}
+
+// Issue 19 item 3: /readyz turns unready, saying why, once the broker has been gone for
+// kafka.ready_timeout, and ready again when consumption resumes.
+TEST_F(RecoveryE2E, ReadyzSaysWhyWhileTheBrokerIsLost) {
+  produce_data_set();
+  Config c = config("a");
+  c.kafka.ready_timeout = 1s;
+  Instance a(c);
+  a.start();
+  ASSERT_TRUE(wait_consumed(a, kTotal));
+  ASSERT_TRUE(testing::wait_until([&] { return a.readyz() == 200; }, 10s)) << a.readyz_body();
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_down(broker_->cluster(), b);
+  ASSERT_TRUE(testing::wait_until(
+      [&] { return a.readyz_body().find("broker unreachable") != std::string::npos; }, 30s))
+      << a.readyz_body();
+  EXPECT_EQ(a.readyz(), 503);
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_up(broker_->cluster(), b);
+  produce_data_set();  // the next consumed message proves the broker is back
+  ASSERT_TRUE(testing::wait_until([&] { return a.readyz() == 200; }, 30s)) << a.readyz_body();
 }
 
 TEST_F(RecoveryE2E, FatalStorageErrorStopsWithAClearErrorAndARestartLosesNothing) {
