@@ -1167,4 +1167,18 @@ Result<Config> load_config(const std::string& path, const std::vector<std::strin
   return parse_config(text.str(), path, overrides);
 }
 
+TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
+  TopologySpec spec;
+  spec.vocabulary = vocabulary;
+  spec.windows = config.windows;
+  spec.kpi = config.kpi;
+  spec.emv = config.emv;
+  for (const auto& [brand, channels] : config.roi.daily_spend) {
+    for (const auto& [channel, value] : channels) spec.spend.push_back({brand, channel, value});
+  }
+  spec.watermark = config.watermark;
+  spec.dedup_horizon = config.dedup.horizon;
+  return spec;
+}
+
 }  // namespace sp

@@ -12,6 +12,8 @@
 
 namespace sp {
 
+struct TopologySpec;
+
 enum class UnknownBrandPolicy { other, reject };
 
 struct KafkaConfig {
@@ -98,5 +100,7 @@ Result<Config> parse_config(std::string_view yaml_text, std::string_view file_na
 Result<Config> load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // Parses "500ms", "10s", "1m", "24h" (also "1h30m", "2d").
 Result<Millis> parse_duration(std::string_view text);
+// The Kafka-free core's settings (operators/topology.h) from this configuration.
+TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary);
 
 }  // namespace sp
