@@ -1248,4 +1248,18 @@ Result<std::string> check_environment(const Config& config) {
   return password;
 }
 
+TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
+  TopologySpec spec;
+  spec.vocabulary = vocabulary;
+  spec.windows = config.windows;
+  spec.kpi = config.kpi;
+  spec.emv = config.emv;
+  for (const auto& [brand, channels] : config.roi.daily_spend) {
+    for (const auto& [channel, value] : channels) spec.spend.push_back({brand, channel, value});
+  }
+  spec.watermark = config.watermark;
+  spec.dedup_horizon = config.dedup.horizon;
+  return spec;
+}
+
 }  // namespace sp

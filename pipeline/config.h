@@ -12,6 +12,8 @@
 
 namespace sp {
 
+struct TopologySpec;
+
 enum class UnknownBrandPolicy { other, reject };
 
 struct KafkaConfig {
@@ -119,5 +121,7 @@ Result<std::string> check_environment(const Config& config);
 std::vector<std::string> config_key_paths();
 // Parses "500ms", "10s", "1m", "24h" (also "1h30m", "2d").
 Result<Millis> parse_duration(std::string_view text);
+// The Kafka-free core's settings (operators/topology.h) from this configuration.
+TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary);
 
 }  // namespace sp

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "operators/topology.h"
+#include "pipeline/backpressure.h"
 #include "pipeline/checkpoint_state.h"
 #include "pipeline/consumer_group.h"
 #include "pipeline/counter_continuity.h"
@@ -17,6 +18,7 @@
 #include "pipeline/output_sink.h"
 #include "pipeline/partition_table.h"
 #include "pipeline/runner_probe.h"
+#include "pipeline/shutdown_budget.h"
 #include "pipeline/source_worker.h"
 #include "pipeline/state_changelog.h"
 #include "state/checkpoint_store.h"
@@ -26,20 +28,6 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 using WallClock = std::chrono::system_clock;
-
-TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
-  TopologySpec spec;
-  spec.vocabulary = vocabulary;
-  spec.windows = config.windows;
-  spec.kpi = config.kpi;
-  spec.emv = config.emv;
-  for (const auto& [brand, channels] : config.roi.daily_spend) {
-    for (const auto& [channel, value] : channels) spec.spend.push_back({brand, channel, value});
-  }
-  spec.watermark = config.watermark;
-  spec.dedup_horizon = config.dedup.horizon;
-  return spec;
-}
 
 class RunnerImpl final : public Runner {
  public:
@@ -62,7 +50,8 @@ class RunnerImpl final : public Runner {
         topology_(topology_spec(config, vocabulary_)),
         http_(http),
         probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1),
-        slots_(config.kafka.topics) {}
+        slots_(config.kafka.topics),
+        backpressure_(config.limits, topology_, slots_) {}
 
   Status init(const std::string& bootstrap, const RunnerTestHooks& hooks) {
     auto store = CheckpointStore::open(config_.state.path, config_.state.sync);
@@ -131,7 +120,9 @@ class RunnerImpl final : public Runner {
         next_checkpoint = now + config_.state.checkpoint_interval;
         if (auto s = checkpoint(); !s && s.error().kind == ErrorKind::fatal) return s;
       }
-      apply_backpressure();
+      if (backpressure_.apply(*consumer_,
+                              {topology_.pending().size(), state_bytes_, checkpoint_failing_}))
+        update_ready();
     }
     if (!fatal_.message.empty()) return tl::unexpected(fatal_);
     return shutdown();
@@ -199,7 +190,7 @@ class RunnerImpl final : public Runner {
   }
 
   bool has_lag(PartitionId p) {
-    if (paused_) return true;  // a paused partition is never idle
+    if (backpressure_.paused()) return true;  // a paused partition is never idle
     const PartitionSlot* slot = slots_.find(p);
     if (slot == nullptr) return false;
     return consumer_->lag(slot->topic, slot->partition, slot->state->next_offset) > 0;
@@ -296,15 +287,7 @@ class RunnerImpl final : public Runner {
       if (auto e = rd_kafka_assign(rk, partitions); e) {
         spdlog::error("msg=\"assign failed\" error=\"{}\"", rd_kafka_err2str(e));
       }
-      // A fresh assignment is never paused: keep the back-pressure decision in force, or a
-      // rebalance during a checkpoint failure would consume input that cannot be stored. Neither
-      // call fails as a whole (per-partition errors stay in the list: nothing to act on).
-      if (self->paused_) {
-        (void)rd_kafka_pause_partitions(rk, partitions);
-      } else {
-        // A pause survives an unassign in librdkafka.
-        (void)rd_kafka_resume_partitions(rk, partitions);
-      }
+      self->backpressure_.keep_on_assign(rk, partitions);
     } else {
       self->on_revoke(partitions);
       if (auto e = rd_kafka_assign(rk, nullptr); e) {
@@ -318,7 +301,7 @@ class RunnerImpl final : public Runner {
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       if (abandoned_) return true;  // leaving after a fatal error: restore nothing
       on_assign(partitions);
-      return paused_;
+      return backpressure_.paused();
     }
     on_revoke(partitions);
     return false;
@@ -377,8 +360,8 @@ class RunnerImpl final : public Runner {
                  std::chrono::duration_cast<std::chrono::milliseconds>(restore_time).count());
     if (hooks_.on_partitions_restored)
       hooks_.on_partitions_restored(restore_time, static_cast<size_t>(partitions->cnt));
-    if (http_) http_->readiness().broker_reachable();  // the group coordinator answered
-    check_idle();  // starts the idle timers of the new partitions
+    probe_.broker_reachable();  // the group coordinator answered
+    check_idle();               // starts the idle timers of the new partitions
     publish_metrics();
     update_ready();
   }
@@ -402,121 +385,25 @@ class RunnerImpl final : public Runner {
     }
     counters_.before(topology_);
     for (PartitionId id : ids) {
-      if (slots_.remove(id)) --state_paused_;
+      backpressure_.partition_removed(slots_.remove(id));
       topology_.revoke(id);
     }
     counters_.after(topology_);
     update_ready();
   }
 
-  // ---- readiness (/readyz, pipeline/readiness.h): the facts; the HTTP thread judges them ----
+  // ---- readiness (/readyz): the facts, reported through the probe ----
   void update_ready() {
-    if (!http_) return;
-    Readiness& r = http_->readiness();
-    r.set_assigned_partitions(slots_.size());
-    r.set_checkpoint_failing(checkpoint_failing_);
-    r.set_restoring(restoring_ > 0);
-    if (stopping_) r.set_stopping();
-    if (!fatal_.message.empty()) r.set_failed();
+    probe_.report_state(slots_.size(), checkpoint_failing_, restoring_ > 0, stopping_,
+                        !fatal_.message.empty());
   }
-
-  // After each batch: consumed messages are progress, and proof that a broker answers.
-  void report_batch(const SourceWorker::Batch& batch) {
-    if (!http_) return;
-    const auto items = batch.items();
-    const bool consumed = std::any_of(items.begin(), items.end(), [](const auto& item) {
-      return item.outcome != SourceWorker::Outcome::kafka_error;
-    });
-    if (consumed) {
-      http_->readiness().note_progress(SteadyClock::now());
-      http_->readiness().broker_reachable();
-    }
-  }
-
-  // Source thread (librdkafka's error_cb, set so that broker loss is seen; librdkafka logged
-  // these itself before).
+  void report_batch(const SourceWorker::Batch& batch) { probe_.batch_consumed(batch); }
   static void error_cb(rd_kafka_t*, int err, const char* reason, void* opaque) {
-    auto* self = static_cast<RunnerImpl*>(opaque);
-    spdlog::warn("msg=\"kafka client error\" error=\"{}\" reason=\"{}\"",
-                 rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason);
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && self->http_)
-      self->http_->readiness().broker_lost(SteadyClock::now());
+    static_cast<RunnerImpl*>(opaque)->probe_.kafka_error(err, reason);
   }
-
   void report_lag() {
-    if (!http_) return;
-    bool lag = false;
-    for (auto& [id, slot] : slots_) {
-      if (consumer_->lag(slot.topic, slot.partition, slot.state->next_offset) > 0) {
-        lag = true;
-        break;
-      }
-    }
-    http_->readiness().note_lag(lag, SteadyClock::now());
+    probe_.report_lag(slots_, *consumer_);
     update_ready();
-  }
-  // ---- end readiness ----
-
-  // ---- back-pressure ----------------------------------------------------------------------
-  void apply_backpressure() {
-    if (stopping_) return;
-    // Pending records and failing checkpoints stop all input: nothing consumed could be stored.
-    const size_t pending = topology_.pending().size();
-    const bool over = pending > config_.limits.max_pending_records || checkpoint_failing_;
-    if (over != paused_) {
-      consumer_->set_paused(slots_.list(false).get(), over);
-      if (over) {
-        spdlog::warn("msg=\"input paused\" pending_records={} state_bytes={} checkpoint_failing={}",
-                     pending, state_bytes_, checkpoint_failing_);
-      } else {
-        // Re-seek: resume must continue exactly after the last offset in state.
-        for (auto& [id, slot] : slots_) {
-          seek_to_state(slot);
-          slot.state_paused = false;  // resumed with the rest; re-decided below
-        }
-        state_paused_ = 0;
-        spdlog::info("msg=\"input resumed\"");
-      }
-      paused_ = over;
-      update_ready();
-    }
-    if (!paused_) align_on_state_limit();
-  }
-
-  // Over max_state_bytes, pausing everything stalled for good: state shrinks only when windows
-  // close, which needs the watermark to move, which needs input (a paused partition is never
-  // idle). Like Flink's watermark alignment, pause only the partitions ahead of the pipeline
-  // watermark and let the slowest catch up; below the limit, resume them all.
-  void align_on_state_limit() {
-    const bool over = state_bytes_ > config_.limits.max_state_bytes;
-    if (!over && state_paused_ == 0) return;
-    const EventTime wm = topology_.watermark();
-    size_t paused = 0, resumed = 0;
-    for (auto& [id, slot] : slots_) {
-      const bool ahead = over && topology_.partition_watermark(slot.state->id) > wm;
-      if (ahead == slot.state_paused) continue;
-      consumer_->set_paused(PartitionTable::list(slot, false).get(), ahead);
-      if (ahead) {
-        ++state_paused_;
-        ++paused;
-      } else {
-        seek_to_state(slot);
-        --state_paused_;
-        ++resumed;
-      }
-      slot.state_paused = ahead;
-    }
-    if (paused > 0 || resumed > 0) {
-      spdlog::info(
-          "msg=\"state limit: partitions ahead of the watermark paused\" paused={} resumed={} "
-          "now_paused={} state_bytes={} limit={}",
-          paused, resumed, state_paused_, state_bytes_, config_.limits.max_state_bytes);
-    }
-  }
-
-  void seek_to_state(const PartitionSlot& slot) {
-    if (!slot.state->next_offset) return;
-    consumer_->seek(PartitionTable::list(slot, true).get());
   }
 
   // ---- metrics ----------------------------------------------------------------------------
@@ -530,16 +417,12 @@ class RunnerImpl final : public Runner {
 
   // ---- shutdown ---------------------------------------------------------------------------
   Status shutdown() {
-    // Keep a margin for what follows run(): civetweb's mg_stop takes up to ~2 s (measured), and
-    // the process must exit within shutdown_timeout.
-    const auto margin = std::min<Millis>(Millis{2500}, config_.shutdown_timeout / 2);
-    const auto deadline = SteadyClock::now() + config_.shutdown_timeout - margin;
+    const ShutdownBudget budget(config_.shutdown_timeout);  // less a margin for what follows run()
     stopping_ = true;
     update_ready();
     spdlog::info("msg=\"shutting down: not ready\"");
     // Stop fetching first: nothing consumed after the final checkpoint would be stored.
-    consumer_->set_paused(slots_.list(false).get(), true);
-    paused_ = true;
+    backpressure_.stop(*consumer_);
     stop_source();
     // Leave a margin of the deadline for flushing and leaving the group.
     bool stored = false;
@@ -556,17 +439,13 @@ class RunnerImpl final : public Runner {
       changelog_->poll(Millis{10});
       try_publish();
     }
-    auto remaining = [&] {
-      return std::max<int64_t>(
-          0, std::chrono::duration_cast<Millis>(deadline - SteadyClock::now()).count());
-    };
-    sink_->flush(Millis{std::min<int64_t>(remaining() / 2, 5000)});
+    sink_->flush(std::min<Millis>(budget.remaining() / 2, Millis{5000}));
     if (KafkaPartitionList offsets = slots_.list(true); stored && offsets->cnt > 0) {
-      const auto result =
-          consumer_->commit_within(offsets.get(), Millis{std::min<int64_t>(remaining() / 2, 2000)});
+      const auto result = consumer_->commit_within(
+          offsets.get(), std::min<Millis>(budget.remaining() / 2, Millis{2000}));
       spdlog::info("msg=\"shutdown: offsets committed\" result=\"{}\"", rd_kafka_err2str(result));
     }
-    const bool closed = close_consumer(deadline);
+    const bool closed = close_consumer(budget.deadline());
     if (closed) spdlog::info("msg=\"shutdown: left the group\"");
     if (!closed) {
       spdlog::warn("msg=\"group leave did not finish before shutdown_timeout; exiting anyway\"");
@@ -614,10 +493,9 @@ class RunnerImpl final : public Runner {
   uint64_t changelog_failed_mark_ = 0;
   size_t restoring_ = 0;  // assigned partitions not restored yet
   PartitionTable slots_;
+  Backpressure backpressure_;  // after topology_ and slots_
   WallClock::time_point wall_now_{};
   bool checkpoint_failing_ = false;
-  bool paused_ = false;
-  size_t state_paused_ = 0;  // partitions paused by align_on_state_limit()
   bool stopping_ = false;
   bool abandoned_ = false;  // fatal error: leave the group without touching the store
   size_t state_bytes_ = 0;

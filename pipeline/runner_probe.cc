@@ -1,5 +1,7 @@
 #include "pipeline/runner_probe.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <string>
@@ -30,6 +32,52 @@ RunnerProbe::RunnerProbe(HttpServer* http, size_t max_series, bool label_topics)
       latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
       checkpoint_duration_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}),
       restore_duration_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}) {}
+
+void RunnerProbe::report_state(size_t assigned, bool checkpoint_failing, bool restoring,
+                               bool stopping, bool failed) {
+  if (http_ == nullptr) return;
+  Readiness& r = http_->readiness();
+  r.set_assigned_partitions(assigned);
+  r.set_checkpoint_failing(checkpoint_failing);
+  r.set_restoring(restoring);
+  if (stopping) r.set_stopping();
+  if (failed) r.set_failed();
+}
+
+void RunnerProbe::batch_consumed(const SourceWorker::Batch& batch) {
+  if (http_ == nullptr) return;
+  const auto items = batch.items();
+  const bool consumed = std::any_of(items.begin(), items.end(), [](const auto& item) {
+    return item.outcome != SourceWorker::Outcome::kafka_error;
+  });
+  if (consumed) {
+    http_->readiness().note_progress(std::chrono::steady_clock::now());
+    http_->readiness().broker_reachable();
+  }
+}
+
+void RunnerProbe::broker_reachable() {
+  if (http_ != nullptr) http_->readiness().broker_reachable();
+}
+
+void RunnerProbe::kafka_error(int err, const char* reason) {
+  spdlog::warn("msg=\"kafka client error\" error=\"{}\" reason=\"{}\"",
+               rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(err)), reason);
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && http_ != nullptr)
+    http_->readiness().broker_lost(std::chrono::steady_clock::now());
+}
+
+void RunnerProbe::report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer) {
+  if (http_ == nullptr) return;
+  bool lag = false;
+  for (const auto& [id, slot] : partitions) {
+    if (consumer.lag(slot.topic, slot.partition, slot.state->next_offset) > 0) {
+      lag = true;
+      break;
+    }
+  }
+  http_->readiness().note_lag(lag, std::chrono::steady_clock::now());
+}
 
 void RunnerProbe::partition_restored(std::chrono::steady_clock::duration took) {
   restore_duration_.observe(std::chrono::duration<double>(took).count());

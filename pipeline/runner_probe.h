@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pipeline/metrics_registry.h"
+#include "pipeline/source_worker.h"
 
 namespace sp {
 
@@ -42,6 +43,17 @@ class RunnerProbe {
   void checkpoint_written(std::chrono::steady_clock::duration took);
   // Counts a checkpoint that could not be written and republishes the last snapshot with it.
   void checkpoint_failed();
+  // ---- /readyz facts (pipeline/readiness.h); the HTTP thread judges them ----
+  void report_state(size_t assigned, bool checkpoint_failing, bool restoring, bool stopping,
+                    bool failed);
+  // Consumed messages are progress, and proof that a broker answers.
+  void batch_consumed(const SourceWorker::Batch& batch);
+  void broker_reachable();
+  // librdkafka's error_cb (source thread): logged; every broker down is a readiness fact.
+  void kafka_error(int err, const char* reason);
+  // Whether any owned partition has messages left (progress against lag).
+  void report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer);
+
   // How long one assigned partition took to restore (local store or changelog).
   void partition_restored(std::chrono::steady_clock::duration took);
 
