@@ -1,14 +1,20 @@
 #pragma once
 // Builds one immutable snapshot of every exported metric from the operators' collect() calls and
-// enforces the `metrics.max_series` cap by folding excess series into brand/channel `other`.
+// enforces the `metrics.max_series` cap: beyond it, counter and histogram series are summed into
+// their brand/channel `other` series and gauge series are dropped (a sum of several brands'
+// gauges means nothing), both counted in socialpulse_series_folded_total{kind="summed"|"dropped"}.
+// Which series are kept is stable: the first series ever exposed are kept first (admission
+// order, part of the instance's checkpointed state), not whichever come first in exposition.
 #include <prometheus/metric_family.h>
 
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
+#include "base/result.h"
 #include "operators/metrics_writer.h"
 
 namespace sp {
@@ -27,8 +33,18 @@ class MetricsRegistry final : public MetricsWriter {
   // Finishes the snapshot (adds socialpulse_series_folded_total) and hands it over.
   std::shared_ptr<const MetricsSnapshot> finish();
 
+  // Admission order of the brand/channel series (at most max_series of them): encoded as bytes,
+  // and replaced from such bytes (a restart keeps the same series). restore_admitted() fails on
+  // bytes it cannot read and then changes nothing.
+  std::string encode_admitted() const;
+  Status restore_admitted(std::string_view bytes);
+  // True once series were admitted since the last mark_admitted_written().
+  bool admitted_changed() const { return admitted_.size() != admitted_written_; }
+  void mark_admitted_written() { admitted_written_ = admitted_.size(); }
+
  private:
   prometheus::ClientMetric* series(std::span<const LabelPair> labels);
+  void admit_all();
   void fold_to_cap();
 
   struct FamilyIndex {
@@ -39,8 +55,12 @@ class MetricsRegistry final : public MetricsWriter {
   std::unique_ptr<MetricsSnapshot> building_;
   std::map<std::string, FamilyIndex, std::less<>> families_;
   FamilyIndex* current_ = nullptr;
-  std::unordered_set<std::string>
-      folded_keys_;  // every series ever folded: keeps the counter monotonic
+  // Every series ever summed / dropped: keeps the counters monotonic.
+  std::unordered_set<std::string> summed_keys_;
+  std::unordered_set<std::string> dropped_keys_;
+  std::vector<std::string> admitted_;  // family + encoded labels, first seen first
+  std::unordered_set<std::string> admitted_set_;
+  size_t admitted_written_ = 0;
 };
 
 }  // namespace sp

@@ -33,6 +33,27 @@ RunnerProbe::RunnerProbe(HttpServer* http, size_t max_series, bool label_topics)
       checkpoint_duration_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}),
       restore_duration_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}) {}
 
+namespace {
+constexpr std::string_view kAdmittedKey = "series/admitted";
+}  // namespace
+
+Status RunnerProbe::restore_series(StateReader& in) {
+  ScopedStateReader scoped(in, state_scope(CounterContinuity::kOwner, kGlobalPartition));
+  auto bytes = scoped.get(kAdmittedKey);
+  if (!bytes) return tl::unexpected(bytes.error());
+  if (!*bytes) return {};
+  return registry_.restore_admitted(**bytes);
+}
+
+void RunnerProbe::checkpoint_series(StateWriter& out) {
+  // Written when it grew; a failed commit leaves it for the next growth (a restart then
+  // re-admits the current series in exposition order, which is where they came from anyway).
+  if (!registry_.admitted_changed()) return;
+  ScopedStateWriter scoped(out, state_scope(CounterContinuity::kOwner, kGlobalPartition));
+  scoped.put(kAdmittedKey, registry_.encode_admitted());
+  registry_.mark_admitted_written();
+}
+
 void RunnerProbe::report_state(size_t assigned, bool checkpoint_failing, bool restoring,
                                bool stopping, bool failed) {
   if (http_ == nullptr) return;
