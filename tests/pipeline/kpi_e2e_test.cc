@@ -131,6 +131,10 @@ TEST_F(KpiE2E, EveryKpiMatchesTheHandCalculation) {
       EXPECT_TRUE(series.contains(labels)) << "unexpected " << name << " {" << labels << "} = " << got;
     }
   }
+  // README "Engagement rate": no pair had an event in the last closed minute.
+  for (const auto& [series, value] : scraped) {
+    EXPECT_NE(split_series(series).name, "socialpulse_engagement_rate") << series << " " << value;
+  }
   if (HasFailure()) ADD_FAILURE() << "scraped /metrics:\n" << text;
 }
 
@@ -177,14 +181,18 @@ const std::vector<SpecMetric>& spec4_metrics() {
       {"socialpulse_window_records_total", "counter", {}},
       {"socialpulse_event_latency_seconds", "histogram", {}},
       {"socialpulse_build_info", "gauge", {"version"}},
-      {"socialpulse_series_folded_total", "counter", {}},  // SPEC 4, metrics.max_series
+      {"socialpulse_series_folded_total", "counter", {"kind"}},  // SPEC 4, metrics.max_series
   };
   return metrics;
 }
 
 TEST_F(KpiE2E, EverySpec4MetricNameIsExposedWithItsTypeAndLabels) {
-  // The KPI data set exercises every KPI; one malformed message exercises the DLQ.
-  const std::string text = run_data_set({R"({"id":"bad","time":)"});
+  // The KPI data set exercises every KPI; one malformed message exercises the DLQ; an impression
+  // in a minute that then closes gives an engagement rate (the data set's last minutes are quiet).
+  const std::string text = run_data_set(
+      {R"({"id":"bad","time":)",
+       R"({"id":"r1","time":"2026-11-20T10:20:30Z","brand":"acme","channel":"twitter","type":"impression"})",
+       R"({"id":"r2","time":"2026-11-20T10:21:30Z","brand":"initech","channel":"blog","type":"like"})"});
   const auto scraped = testing::parse_metrics(text);
   for (const SpecMetric& metric : spec4_metrics()) {
     SCOPED_TRACE(metric.name);
