@@ -1,5 +1,6 @@
 #include "pipeline/metrics_registry.h"
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <set>
@@ -265,30 +266,40 @@ std::shared_ptr<const MetricsSnapshot> MetricsRegistry::finish() {
   return out;
 }
 
-std::string MetricsRegistry::encode_admitted() const {
+std::string MetricsRegistry::encode_admitted_chunk(size_t chunk) const {
+  const size_t begin = std::min(admitted_.size(), chunk * kAdmittedChunk);
+  const size_t end = std::min(admitted_.size(), begin + kAdmittedChunk);
   std::string out;
   byte_codec::put_u64(out, kAdmittedVersion);
-  byte_codec::put_u64(out, admitted_.size());
-  for (const std::string& key : admitted_) byte_codec::put_str(out, key);
+  byte_codec::put_u64(out, end - begin);
+  for (size_t i = begin; i < end; ++i) byte_codec::put_str(out, admitted_[i]);
   return out;
 }
 
-Status MetricsRegistry::restore_admitted(std::string_view bytes) {
-  byte_codec::Reader in(bytes);
-  const uint64_t version = in.u64();
-  if (in.ok() && version != kAdmittedVersion) {
-    return make_error(ErrorKind::fatal, "admitted series have format version " +
-                                            std::to_string(version) + ", this build reads " +
-                                            std::to_string(kAdmittedVersion));
-  }
-  const uint64_t n = in.u64();
+Status MetricsRegistry::restore_admitted(const std::vector<std::string>& chunks) {
   std::vector<std::string> admitted;
   std::unordered_set<std::string> set;
-  for (uint64_t i = 0; i < n && in.ok(); ++i) {
-    std::string key(in.str());
-    if (in.ok() && set.insert(key).second) admitted.push_back(std::move(key));
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    byte_codec::Reader in(chunks[c]);
+    const uint64_t version = in.u64();
+    if (in.ok() && version != kAdmittedVersion) {
+      return make_error(ErrorKind::fatal, "admitted series have format version " +
+                                              std::to_string(version) + ", this build reads " +
+                                              std::to_string(kAdmittedVersion));
+    }
+    const uint64_t n = in.u64();
+    // Every chunk but the last is full: anything else is a chunk missing or out of order.
+    if (!in.ok() || n > kAdmittedChunk || (c + 1 < chunks.size() && n != kAdmittedChunk)) {
+      return make_error(ErrorKind::fatal, "corrupt admitted series chunk " + std::to_string(c));
+    }
+    for (uint64_t i = 0; i < n && in.ok(); ++i) {
+      std::string key(in.str());
+      if (in.ok() && set.insert(key).second) admitted.push_back(std::move(key));
+    }
+    if (!in.done()) {
+      return make_error(ErrorKind::fatal, "corrupt admitted series chunk " + std::to_string(c));
+    }
   }
-  if (!in.done()) return make_error(ErrorKind::fatal, "corrupt admitted series");
   admitted_ = std::move(admitted);
   admitted_set_ = std::move(set);
   admitted_written_ = admitted_.size();

@@ -33,14 +33,20 @@ class MetricsRegistry final : public MetricsWriter {
   // Finishes the snapshot (adds socialpulse_series_folded_total) and hands it over.
   std::shared_ptr<const MetricsSnapshot> finish();
 
-  // Admission order of the brand/channel series (at most max_series of them): encoded as bytes,
-  // and replaced from such bytes (a restart keeps the same series). restore_admitted() fails on
-  // bytes it cannot read and then changes nothing.
-  std::string encode_admitted() const;
-  Status restore_admitted(std::string_view bytes);
-  // True once series were admitted since the last mark_admitted_written().
+  // Admission order of the brand/channel series (at most max_series of them), stored in chunks of
+  // kAdmittedChunk so that a checkpoint writes only the chunks that grew: chunks
+  // [first_unwritten_chunk(), admitted_chunks()) then mark_admitted_written(). restore_admitted()
+  // takes every stored chunk in order (a restart keeps the same series); it fails on bytes it
+  // cannot read and then changes nothing.
+  static constexpr size_t kAdmittedChunk = 1024;
+  size_t admitted_chunks() const {
+    return (admitted_.size() + kAdmittedChunk - 1) / kAdmittedChunk;
+  }
+  size_t first_unwritten_chunk() const { return admitted_written_ / kAdmittedChunk; }
   bool admitted_changed() const { return admitted_.size() != admitted_written_; }
+  std::string encode_admitted_chunk(size_t chunk) const;
   void mark_admitted_written() { admitted_written_ = admitted_.size(); }
+  Status restore_admitted(const std::vector<std::string>& chunks);
 
  private:
   prometheus::ClientMetric* series(std::span<const LabelPair> labels);

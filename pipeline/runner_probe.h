@@ -57,7 +57,8 @@ class RunnerProbe {
   void report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer);
 
   // The metrics.max_series admission order (metrics_registry.h) is instance state: restored once
-  // at start, written with a checkpoint when it grew. Key `series/admitted`, instance scope.
+  // at start, written with a checkpoint when it grew. Keys `series/admitted/<chunk>`, instance
+  // scope.
   Status restore_series(StateReader& in);
   void checkpoint_series(StateWriter& out);
 

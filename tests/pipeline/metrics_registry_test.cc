@@ -113,16 +113,44 @@ TEST(MetricsRegistry, AdmissionOrderSurvivesARestart) {
   MetricsRegistry before(8);
   brands_snapshot(before, {"m", "n"});
   EXPECT_TRUE(before.admitted_changed());
-  const std::string bytes = before.encode_admitted();
+  ASSERT_EQ(before.admitted_chunks(), 1u);
+  const std::string bytes = before.encode_admitted_chunk(0);
   before.mark_admitted_written();
   EXPECT_FALSE(before.admitted_changed());
 
   MetricsRegistry after(8);
-  ASSERT_TRUE(after.restore_admitted(bytes));
+  ASSERT_TRUE(after.restore_admitted({bytes}));
   EXPECT_FALSE(after.admitted_changed());
   auto snap = brands_snapshot(after, {"a", "b", "m", "n"});
   EXPECT_EQ(brands_of(*snap, "g_index"), (std::vector<std::string>{"m", "n"}));
-  EXPECT_FALSE(after.restore_admitted(bytes.substr(0, bytes.size() - 1)));
+  EXPECT_FALSE(after.restore_admitted({bytes.substr(0, bytes.size() - 1)}));
+}
+
+TEST(MetricsRegistry, AdmissionIsWrittenInChunksThatOnlyGrow) {
+  constexpr size_t kChunk = MetricsRegistry::kAdmittedChunk;
+  MetricsRegistry r(10 * kChunk);
+  auto snapshot_of = [&r](size_t brands) {
+    std::vector<std::string> names;
+    for (size_t b = 0; b < brands; ++b) names.push_back("b" + std::to_string(b));
+    return brands_snapshot(r, names);
+  };
+  snapshot_of(kChunk / 2 + 10);  // 2 families: kChunk + 20 series, two chunks
+  ASSERT_EQ(r.admitted_chunks(), 2u);
+  EXPECT_EQ(r.first_unwritten_chunk(), 0u);
+  std::vector<std::string> stored = {r.encode_admitted_chunk(0), r.encode_admitted_chunk(1)};
+  r.mark_admitted_written();
+  snapshot_of(kChunk + 10);  // 1024 more: chunk 1 fills, chunk 2 starts
+  EXPECT_EQ(r.first_unwritten_chunk(), 1u);  // chunk 0 is not rewritten
+  ASSERT_EQ(r.admitted_chunks(), 3u);
+  stored[1] = r.encode_admitted_chunk(1);
+  stored.push_back(r.encode_admitted_chunk(2));
+  MetricsRegistry restored(10 * kChunk);
+  ASSERT_TRUE(restored.restore_admitted(stored));
+  EXPECT_EQ(restored.admitted_chunks(), 3u);
+  for (size_t c = 0; c < 3; ++c) EXPECT_EQ(restored.encode_admitted_chunk(c), stored[c]) << c;
+  EXPECT_FALSE(restored.restore_admitted({stored[2], stored[0]}))
+      << "a short chunk before the last: chunks missing or out of order";
+  EXPECT_EQ(restored.admitted_chunks(), 3u);  // unchanged by the refused restore
 }
 
 TEST(MetricsRegistry, CapIsHardAcrossFamiliesAndKeepsTotals) {
