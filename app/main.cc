@@ -22,7 +22,10 @@ constexpr int kExitFailure = 1;
 
 std::atomic<bool> g_stop{false};
 
+std::atomic<uint64_t> g_reload{0};  // SIGHUP: re-read the roi section (run)
+
 extern "C" void on_signal(int) { g_stop.store(true); }
+extern "C" void on_reload(int) { g_reload.fetch_add(1); }
 
 void install_signal_handlers() {
   struct sigaction sa {};
@@ -30,6 +33,10 @@ void install_signal_handlers() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  struct sigaction hup {};
+  hup.sa_handler = on_reload;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 }
 
@@ -110,7 +117,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--set", overrides, "Override a key: --set kafka.group_id=blue (repeatable)");
   };
 
-  auto* run = app.add_subcommand("run", "Run the pipeline until SIGTERM/SIGINT");
+  auto* run = app.add_subcommand(
+      "run", "Run the pipeline until SIGTERM/SIGINT; SIGHUP re-reads the config's roi section");
   add_config_options(run, true);
 
   auto* validate = app.add_subcommand("validate", "Check a configuration file; exit 0 or 78");
@@ -203,7 +211,12 @@ int main(int argc, char** argv) {
   install_signal_handlers();
 
   if (run->parsed()) {
-    auto s = sp::run_service(config, {}, g_stop);
+    sp::ServiceOptions options;
+    options.reload_requests = &g_reload;
+    options.reload_config = [&config_path, &overrides] {
+      return sp::load_config(config_path, overrides);
+    };
+    auto s = sp::run_service(config, options, g_stop);
     return s ? 0 : fail(s.error());
   }
   if (broker->parsed()) {

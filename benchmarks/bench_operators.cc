@@ -85,7 +85,7 @@ void BM_AllDefaultOperators(benchmark::State& state) {
   TopologySpec spec;
   spec.vocabulary = vocabulary;
   spec.windows = default_windows();
-  spec.spend = {{"acme", "twitter", 150}};
+  spec.spend.entries = {{"acme", "twitter", 150}};
   Topology topology(std::move(spec));
   std::vector<Topology::Partition*> partitions;
   MemoryState none;

@@ -16,8 +16,12 @@ constexpr MeasureSet kCellMeasures =
     MeasureSet::all().without(Measure::impressions).without(Measure::engagements);
 }  // namespace
 
-CounterOperator::CounterOperator(Vocabulary vocabulary, std::vector<SpendEntry> spend)
+CounterOperator::CounterOperator(std::shared_ptr<const SpendTable> spend, Vocabulary vocabulary)
     : vocabulary_(std::move(vocabulary)), spend_(std::move(spend)) {}
+
+CounterOperator::CounterOperator(Vocabulary vocabulary, std::vector<SpendEntry> spend)
+    : CounterOperator(std::make_shared<const SpendTable>(SpendValues{"EUR", std::move(spend)}),
+                      std::move(vocabulary)) {}
 
 CounterOperator::PartitionState CounterOperator::fresh_state() const {
   PartitionState s;
@@ -231,12 +235,14 @@ void CounterOperator::collect(MetricsWriter& out) const {
     });
   }
   cell_family("socialpulse_earned_media_value_total",
-              "Earned media value in the configured currency", [](const Cell& c) { return c.emv; });
+              "Earned media value in the configured currency (roi.currency)",
+              [](const Cell& c) { return c.emv; });
   cell_family("socialpulse_web_visits_total", "Web visits from social (click events)",
               [](const Cell& c) { return static_cast<double>(c.web_visits); });
   cell_family("socialpulse_leads_total", "Leads (sum of count of lead events)",
               [](const Cell& c) { return static_cast<double>(c.leads); });
-  cell_family("socialpulse_lead_value_total", "Lead value in the configured currency",
+  cell_family("socialpulse_lead_value_total",
+              "Lead value in the configured currency (roi.currency)",
               [](const Cell& c) { return c.lead_value; });
   {
     LazyFamily family(out, "socialpulse_care_response_seconds",
@@ -262,10 +268,12 @@ void CounterOperator::collect(MetricsWriter& out) const {
     }
   }
 
-  LazyFamily spend(out, "socialpulse_daily_spend",
-                   "Configured daily spend (roi.daily_spend) by brand and channel",
-                   MetricType::gauge);
-  for (const SpendEntry& e : spend_) {
+  // The currency is in the HELP text, not a label: one series per brand/channel whatever it is.
+  const SpendValues spend_values = spend_->get();
+  const std::string help = "Configured daily spend (roi.daily_spend) by brand and channel, in " +
+                           spend_values.currency + " (roi.currency)";
+  LazyFamily spend(out, "socialpulse_daily_spend", help, MetricType::gauge);
+  for (const SpendEntry& e : spend_values.entries) {
     const LabelPair labels[] = {{"brand", e.brand}, {"channel", e.channel}};
     spend.add(labels, e.spend);
   }

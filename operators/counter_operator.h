@@ -3,6 +3,7 @@
 // care response histogram) plus the configured daily-spend gauge.
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,16 +11,10 @@
 #include "operators/operator.h"
 #include "operators/partition_states.h"
 #include "operators/settings.h"
+#include "operators/spend_table.h"
 #include "operators/vocabulary.h"
 
 namespace sp {
-
-// One `roi.daily_spend` entry, exported as socialpulse_daily_spend{brand,channel}.
-struct SpendEntry {
-  std::string brand;
-  std::string channel;
-  double spend = 0.0;
-};
 
 // Counts every event handed to process() (late ones included) into dense per-partition arrays;
 // collect() sums the partitions. Never allocates per event once a partition is known.
@@ -28,7 +23,10 @@ class CounterOperator final : public Operator {
   static constexpr std::array<double, 7> kCareBounds = {60, 300, 900, 1800, 3600, 14400, 86400};
   static constexpr size_t kCareBuckets = kCareBounds.size() + 1;  // + Inf
 
+  // Fixed spend in roi.currency EUR (tests, benchmarks).
   CounterOperator(Vocabulary vocabulary, std::vector<SpendEntry> spend);
+  // `spend` is shared with whoever reloads it (Topology::spend_table()).
+  CounterOperator(std::shared_ptr<const SpendTable> spend, Vocabulary vocabulary);
   CounterOperator(const CounterOperator&) = delete;  // used through Operator: never copied
   CounterOperator& operator=(const CounterOperator&) = delete;
 
@@ -65,7 +63,7 @@ class CounterOperator final : public Operator {
   }
 
   Vocabulary vocabulary_;
-  std::vector<SpendEntry> spend_;
+  std::shared_ptr<const SpendTable> spend_;
   // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
   PartitionStates<PartitionState> partitions_;
 };

@@ -85,26 +85,17 @@ bool Deduplicator::is_duplicate(const Event& event, const Key& key) {
   } else if (t > max_time_ms_) {
     advance(t);
   }
-  const int64_t cutoff = cutoff_ms();
-  auto [it, inserted] = entries_.try_emplace(key, t);
+  // Entries carry the stream time at which they were seen, not the event's own time: a late
+  // event is remembered for a whole horizon of stream time like any other, so its retry is a
+  // duplicate too (SPEC 1, dedup v2).
+  const int64_t seen = max_time_ms_;
+  auto [it, inserted] = entries_.try_emplace(key, seen);
   if (!inserted) {
-    if (it->second >= cutoff) return true;
-    // Expired but not yet reclaimed (its bucket straddles the cutoff): a new sighting.
-    if (t < cutoff) {
-      entries_.erase(it);
-      return false;
-    }
-    it->second = t;
-    remember(key, t);
-    note_delta(key, t);
-    return false;
+    if (it->second >= cutoff_ms()) return true;
+    it->second = seen;  // expired but not yet reclaimed (its bucket straddles the cutoff)
   }
-  if (t < cutoff) {
-    entries_.erase(it);
-    return false;
-  }
-  remember(key, t);
-  note_delta(key, t);
+  remember(key, seen);
+  note_delta(key, seen);
   return false;
 }
 

@@ -1,7 +1,10 @@
 #pragma once
-// Per-partition duplicate filter (SPEC 1 "Accounting"): an event is a duplicate when its
-// (brand_name, id) was already seen within `horizon` of event time. One instance per input
-// partition; single-threaded, like every operator's state.
+// Per-partition duplicate filter (SPEC 1 "Accounting", dedup v2): stream time is the partition's
+// max event time seen; an event is a duplicate when its (brand_name, id) was seen while stream
+// time was within `horizon` of the stream time now, whatever the events' own times. One instance
+// per input partition; single-threaded, like every operator's state. Deterministic on replay (it
+// depends on the partition's events in offset order only); memory holds the ids seen during one
+// horizon of stream time.
 #include <absl/container/flat_hash_map.h>
 
 #include <cstddef>
@@ -22,9 +25,9 @@ class Deduplicator {
  public:
   explicit Deduplicator(Millis horizon);
 
-  // Returns true for a duplicate (and changes nothing); otherwise remembers the event and returns
-  // false. An event older than (max event time seen - horizon) is never a duplicate of an expired
-  // entry and is not remembered: it could only be matched by an equally late copy.
+  // Returns true for a duplicate (and changes nothing); otherwise remembers the event, stamped
+  // with the stream time now, and returns false. The id stays remembered until stream time has
+  // advanced more than `horizon` past that stamp: a late event's retry is a duplicate too.
   bool is_duplicate(const Event& event) { return is_duplicate(event, key_of(event)); }
 
   // The dedup key of (brand, id): XXH3-128 over the brand, a NUL and the id. Pure, so it can be
@@ -47,7 +50,10 @@ class Deduplicator {
   Millis horizon() const { return horizon_; }
 
   // Deterministic (entries sorted by key, expired entries left out); restore() replaces the
-  // state. The horizon is not restored: the configured one applies to restored entries.
+  // state. The horizon is not restored: the configured one applies to restored entries. Stored
+  // times are the stream time at which each id was seen; state written before dedup v2 holds
+  // event times there, which are <= that stream time, so such ids expire no later than the old
+  // rule said: same bytes, read as before.
   void snapshot(std::string& out) const;
   Status restore(std::string_view bytes);
 
@@ -89,7 +95,7 @@ class Deduplicator {
     size_t operator()(const Key& k) const { return static_cast<size_t>(k.low ^ (k.high >> 7)); }
   };
   struct Bucket {
-    int64_t id = INT64_MIN;  // event time / bucket width; INT64_MIN = unused slot
+    int64_t id = INT64_MIN;  // stream time / bucket width; INT64_MIN = unused slot
     std::vector<Key> keys;   // cleared, never shrunk: steady state allocates nothing
   };
 
@@ -106,7 +112,7 @@ class Deduplicator {
   bool seen_any_ = false;
   int64_t max_time_ms_ = 0;
   int64_t oldest_bucket_ = 0;                           // every live entry's bucket is >= this
-  absl::flat_hash_map<Key, int64_t, KeyHash> entries_;  // key -> event time (ms) first seen
+  absl::flat_hash_map<Key, int64_t, KeyHash> entries_;  // key -> stream time (ms) when seen
   std::vector<Bucket> ring_;                            // bucket b lives in slot b mod ring_.size()
 
   struct Row {

@@ -19,6 +19,8 @@ constexpr uint64_t kDetectorVersionEwmaOnly = 2;
 // Keys `explain/<brand>` (partition) and `baseline/<brand>` (global), new with the detector v2: a
 // state without them restores empty explanations.
 constexpr uint64_t kExplainVersion = 1;
+// Key `late` (partition), new with kpi.grace: a state without it restores 0.
+constexpr uint64_t kLateVersion = 1;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
@@ -58,6 +60,7 @@ ReputationOperator::ReputationOperator(Vocabulary vocabulary, KpiSettings kpi)
       // Buckets are whole minutes; a horizon below one minute would keep nothing closed.
       horizon_minutes_(
           std::max<int64_t>(1, (kpi_.reputation_horizon.count() + kBucketMs - 1) / kBucketMs)),
+      grace_ms_(std::max<int64_t>(0, kpi_.grace.count())),
       detectors_(vocabulary_.brand_count(), SpikeDetector(kpi_.spike)),
       spikes_(vocabulary_.brand_count(), 0),
       baselines_(vocabulary_.brand_count(), ExplainBaseline(vocabulary_.channel_count())) {}
@@ -70,14 +73,23 @@ ReputationOperator::PartitionState& ReputationOperator::state_for(PartitionId pa
   });
 }
 
+int64_t ReputationOperator::closed_end_at(EventTime watermark) const {
+  return floor_div(to_epoch_ms(watermark) - grace_ms_, kBucketMs);
+}
+
 void ReputationOperator::process(const ProcessContext& ctx, const Event& event) {
   const int64_t minute = minute_of(event.time);
-  // The bucket is closed once the pipeline watermark reached its end: such events only count in
-  // the cumulative counters. ctx may be ahead of the last on_watermark call; either closes it.
-  const int64_t closed_end = std::max(closed_end_, minute_of(ctx.pipeline_watermark));
-  if (minute < closed_end) return;
+  // The bucket is closed once the pipeline watermark passed its end + grace: such events only
+  // count in the cumulative counters and in the late counter. ctx may be ahead of the last
+  // on_watermark call; either closes it.
+  const int64_t closed_end = std::max(closed_end_, closed_end_at(ctx.pipeline_watermark));
+  PartitionState& state = state_for(ctx.partition);
+  if (minute < closed_end) {
+    ++state.late_events;
+    return;
+  }
 
-  BrandState& brand = state_for(ctx.partition).brands[event.brand];
+  BrandState& brand = state.brands[event.brand];
   const Derived& d = ctx.derived;
   MinuteBucket& b = brand.minutes.at(minute);
   b.positive += d.positive;
@@ -100,7 +112,7 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
 }
 
 void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
-  const int64_t new_closed_end = minute_of(watermark);
+  const int64_t new_closed_end = closed_end_at(watermark);
   if (new_closed_end <= closed_end_) return;
   close_minutes(new_closed_end, out);
   closed_end_ = new_closed_end;
@@ -254,6 +266,14 @@ HyperLogLog ReputationOperator::merged_actors(BrandIndex brand, bool long_horizo
 }
 
 void ReputationOperator::collect(MetricsWriter& out) const {
+  {
+    uint64_t late = 0;
+    for (const auto& [id, p] : partitions_) late += p.late_events;
+    const LabelPair labels[] = {{"window", "kpi"}};
+    out.family("socialpulse_late_events_total",
+               "Events that arrived after all their windows closed", MetricType::counter);
+    out.add(labels, static_cast<double>(late));
+  }
   const size_t brands = vocabulary_.brand_count();
 
   // MetricsWriter takes one family at a time: one pass per family.
@@ -450,6 +470,10 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     out.put(key.assign("explain/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
             value);
   }
+  value.clear();
+  put_u64(value, kLateVersion);
+  put_u64(value, state->late_events);
+  out.put("late", value);
 }
 
 namespace {
@@ -603,6 +627,15 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!scanned) return scanned;
+  auto late = in.get("late");
+  if (!late) return tl::unexpected(late.error());
+  if (*late) {
+    byte_codec::Reader r(**late);
+    if (auto v = check_version(r, kLateVersion, "late"); !v) return v;
+    s.late_events = r.u64();
+    if (!r.done()) return corrupt_reputation("late");
+    any = true;
+  }
   if (any) partitions_.assign(partition, std::move(s));
   return {};
 }

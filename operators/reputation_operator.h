@@ -24,9 +24,10 @@ namespace sp {
 // checkpoint that produced it, so a re-send after a crash is the stored bytes.
 //
 // Keeps per-partition minute buckets and HLL slices for events whose bucket is still open when
-// they arrive; closes buckets as the pipeline watermark passes their end, feeding the spike
-// detector, and exposes gauges merged over partitions for the last `reputation_horizon` of closed
-// buckets.
+// they arrive; closes buckets as the pipeline watermark passes their end + `kpi.grace` (the
+// windows' rule), feeding the spike detector, and exposes gauges merged over partitions for the
+// last `reputation_horizon` of closed buckets. An event whose bucket already closed is counted in
+// socialpulse_late_events_total{window="kpi"} (SPEC 2: nothing is excluded silently).
 //
 // Unique actors use HLL slices instead of one HLL per minute: 5-minute slices for the 1h gauge and
 // 1-hour slices for the 24h gauge. A gauge merges every slice that intersects the horizon
@@ -49,7 +50,7 @@ class ReputationOperator final : public Operator {
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
-  // Keys: per partition `brand/<name>` and `explain/<name>`; global `closed`,
+  // Keys: per partition `brand/<name>`, `explain/<name>` and `late`; global `closed`,
   // `detector/<brand>` and `baseline/<brand>` (the explanation baseline).
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
@@ -95,9 +96,12 @@ class ReputationOperator final : public Operator {
   };
   struct PartitionState {
     std::vector<BrandState> brands;
+    uint64_t late_events = 0;  // events whose minute had closed (key `late`)
   };
 
   PartitionState& state_for(PartitionId partition);
+  // Every minute before the returned one is closed at `watermark`: its end + grace has passed.
+  int64_t closed_end_at(EventTime watermark) const;
   void close_minutes(int64_t new_closed_end, Emitter& out);
   void emit_alert(BrandIndex brand, int64_t minute, const SpikeVerdict& v,
                   const ContributionSketch& contributions, Emitter& out) const;
@@ -109,6 +113,7 @@ class ReputationOperator final : public Operator {
   Vocabulary vocabulary_;
   KpiSettings kpi_;
   int64_t horizon_minutes_;
+  int64_t grace_ms_;
   PartitionStates<PartitionState> partitions_;  // ordered: deterministic merge order
 
   // Instance-level (kGlobalPartition) state.

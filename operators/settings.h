@@ -42,6 +42,9 @@ struct SpikeSettings {
 
 struct KpiSettings {
   Millis reputation_horizon{std::chrono::hours(24)};
+  // The KPI minute buckets (reputation index, share of voice, innovation rate, unique actors,
+  // spike detector) close when the watermark passes their end + grace, like a window's.
+  Millis grace{30'000};
   std::array<bool, kEventTypeCount> engagement_types{};  // default: like comment share reply click
   SpikeSettings spike;
   KpiSettings();

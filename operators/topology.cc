@@ -62,10 +62,11 @@ Status decode_position(std::string_view bytes, Topology::Partition& p) {
   return {};
 }
 
-std::vector<std::unique_ptr<Operator>> make_operators(const TopologySpec& spec) {
+std::vector<std::unique_ptr<Operator>> make_operators(const TopologySpec& spec,
+                                                      std::shared_ptr<const SpendTable> spend) {
   auto ops = make_window_operators(spec.windows, spec.vocabulary);
   if (spec.kpi_operators) {
-    for (auto& op : make_kpi_operators(spec.vocabulary, spec.kpi, spec.spend)) {
+    for (auto& op : make_kpi_operators_sharing_spend(spec.vocabulary, spec.kpi, std::move(spend))) {
       ops.push_back(std::move(op));
     }
   }
@@ -107,7 +108,10 @@ class Topology::DropCounter final : public StateReader {
 };
 
 Topology::Topology(TopologySpec spec)
-    : spec_(std::move(spec)), operators_(make_operators(spec_)), tracker_(spec_.watermark) {}
+    : spec_(std::move(spec)),
+      spend_table_(std::make_shared<SpendTable>(spec_.spend)),
+      operators_(make_operators(spec_, spend_table_)),
+      tracker_(spec_.watermark) {}
 
 Status Topology::restore_global(StateReader& store) {
   DropCounter in(store, dropped_keys_);

@@ -34,7 +34,7 @@ struct TopologySpec {
   std::vector<WindowSpec> windows;
   KpiSettings kpi;
   EmvSettings emv;
-  std::vector<SpendEntry> spend;
+  SpendValues spend;
   // false: window operators only (the window golden tests isolate them from the KPI operators).
   bool kpi_operators = true;
   WatermarkSettings watermark;
@@ -110,6 +110,9 @@ class Topology {
   size_t state_bytes() const;  // in memory: operators + dedup
   const Vocabulary& vocabulary() const { return spec_.vocabulary; }
   const WatermarkTracker& tracker() const { return tracker_; }
+  // roi.currency and roi.daily_spend as exported; thread-safe, so a SIGHUP reload may replace
+  // them from another thread (the next collect() shows them).
+  SpendTable& spend_table() { return *spend_table_; }
   const std::vector<std::unique_ptr<Operator>>& operators() const { return operators_; }
   // The owners of a partition's state keys (`<owner>/<8 hex pid>/...`): all of a partition's
   // state is under these prefixes.
@@ -132,6 +135,7 @@ class Topology {
   Status restore_partition(Partition& p, StateReader& in);
 
   TopologySpec spec_;
+  std::shared_ptr<SpendTable> spend_table_;  // before operators_: the counters share it
   std::vector<std::unique_ptr<Operator>> operators_;
   WatermarkTracker tracker_;
   std::map<PartitionId, std::unique_ptr<Partition>> owned_;  // ordered: deterministic checkpoints

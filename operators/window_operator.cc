@@ -446,7 +446,13 @@ void WindowOperator::collect(MetricsWriter& out) const {
   if (!engagement_rate_source_) return;
   out.family("socialpulse_engagement_rate", "Engagements per impression in the last closed window",
              MetricType::gauge);
+  // The last closed window: the latest start with start + size + grace <= watermark. A pair whose
+  // sample is older had no event in it, so no impressions: absent, not the rate of a window
+  // long gone (issue #17: a quiet channel showed a stale rate).
+  const int64_t last_closed =
+      floor_div(watermark_ - size_ms_ - grace_ms_, advance_ms_) * advance_ms_;
   for (const auto& [bc, r] : rates_) {
+    if (r.window_start != last_closed) continue;
     if (r.impressions == 0) continue;  // SPEC 2: absent when impressions = 0
     const LabelPair labels[] = {{"brand", vocabulary_.brand_name(brand_of(bc))},
                                 {"channel", vocabulary_.channel_name(channel_of(bc))}};

@@ -108,7 +108,7 @@ const KeySchema& config_schema() {
                {value("max_out_of_orderness"), value("idle_timeout"), value("max_future")}),
        section("dedup", {value("horizon")}),
        section("kpi",
-               {value("reputation_horizon"), value("engagement_types"),
+               {value("reputation_horizon"), value("engagement_types"), value("grace"),
                 section("spike",
                         {value("alpha"), value("z_threshold"), value("min_events"), value("warmup"),
                          value("stddev_floor"), value("drop_threshold"), value("drop_stddev_floor"),
@@ -966,6 +966,10 @@ class ConfigParser {
       if (w.name.empty() || w.name.find('/') != std::string::npos) {
         return fail(name, path + ".name: must be non-empty and must not contain '/'");
       }
+      // "kpi" labels the KPI minute buckets' late events (socialpulse_late_events_total).
+      if (w.name == "kpi") {
+        return fail(name, path + ".name: 'kpi' is reserved for the KPI buckets' late events");
+      }
       for (std::string_view reserved : kReservedStateOwners) {
         if (w.name == reserved) {
           return fail(name, path + ".name: '" + w.name + "' is reserved for internal state");
@@ -1047,6 +1051,7 @@ class ConfigParser {
     KpiSettings& k = config_.kpi;
     read_positive_duration(child(n, "reputation_horizon"), "kpi.reputation_horizon",
                            k.reputation_horizon);
+    read_duration(child(n, "grace"), "kpi.grace", k.grace);
     std::vector<std::pair<std::string, YAML::Node>> types;
     if (read_list(child(n, "engagement_types"), "kpi.engagement_types", types)) {
       k.engagement_types.fill(false);
@@ -1118,7 +1123,18 @@ class ConfigParser {
 
   void read_roi(const YAML::Node& n) {
     RoiConfig& r = config_.roi;
-    read_string(child(n, "currency"), "roi.currency", r.currency);
+    const YAML::Node currency = child(n, "currency");
+    read_string(currency, "roi.currency", r.currency);
+    // An ISO 4217 code: it is printed in HELP texts and dashboards as is.
+    const bool iso =
+        r.currency.size() == 3 && std::all_of(r.currency.begin(), r.currency.end(),
+                                              [](char c) { return c >= 'A' && c <= 'Z'; });
+    if (ok() && !iso) {
+      return fail(currency,
+                  "roi.currency: expected an ISO 4217 code of three capital letters "
+                  "(EUR, USD...), got '" +
+                      r.currency + "'");
+    }
     const YAML::Node spend = child(n, "daily_spend");
     if (!present(spend)) return;
     // Spend becomes `socialpulse_daily_spend{brand,channel}`, so both must be bounded labels.
@@ -1248,15 +1264,22 @@ Result<std::string> check_environment(const Config& config) {
   return password;
 }
 
+SpendValues spend_of(const RoiConfig& roi) {
+  SpendValues out;
+  out.currency = roi.currency;
+  for (const auto& [brand, channels] : roi.daily_spend) {
+    for (const auto& [channel, value] : channels) out.entries.push_back({brand, channel, value});
+  }
+  return out;
+}
+
 TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary) {
   TopologySpec spec;
   spec.vocabulary = vocabulary;
   spec.windows = config.windows;
   spec.kpi = config.kpi;
   spec.emv = config.emv;
-  for (const auto& [brand, channels] : config.roi.daily_spend) {
-    for (const auto& [channel, value] : channels) spec.spend.push_back({brand, channel, value});
-  }
+  spec.spend = spend_of(config.roi);
   spec.watermark = config.watermark;
   spec.dedup_horizon = config.dedup.horizon;
   return spec;

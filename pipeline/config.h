@@ -7,6 +7,7 @@
 
 #include "base/result.h"
 #include "operators/settings.h"
+#include "operators/spend_table.h"
 #include "operators/time.h"
 #include "operators/vocabulary.h"
 
@@ -123,5 +124,7 @@ std::vector<std::string> config_key_paths();
 Result<Millis> parse_duration(std::string_view text);
 // The Kafka-free core's settings (operators/topology.h) from this configuration.
 TopologySpec topology_spec(const Config& config, const Vocabulary& vocabulary);
+// roi.currency and roi.daily_spend as the counters export them (socialpulse_daily_spend).
+SpendValues spend_of(const RoiConfig& roi);
 
 }  // namespace sp

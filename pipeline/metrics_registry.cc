@@ -1,10 +1,17 @@
 #include "pipeline/metrics_registry.h"
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <set>
+#include <unordered_map>
+
+#include "operators/byte_codec.h"
 
 namespace sp {
 namespace {
+constexpr uint64_t kAdmittedVersion = 1;
+
 prometheus::MetricType to_prometheus(MetricType t) {
   switch (t) {
     case MetricType::counter:
@@ -139,41 +146,99 @@ void MetricsRegistry::add_histogram(std::span<const LabelPair> labels,
   h.sample_sum += sum;
 }
 
+namespace {
+
+bool is_gauge(const prometheus::MetricFamily& f) { return f.type == prometheus::MetricType::Gauge; }
+
+// Needs room under the cap: a brand/channel series other than a counter's own `other` (which
+// always has room reserved, as it receives the folds).
+bool takes_budget(const prometheus::MetricFamily& f, const prometheus::ClientMetric& m) {
+  if (!has_foldable(m)) return false;
+  return is_gauge(f) || encode(m.label) != encode(folded_labels(m).label);
+}
+
+std::string series_key(const prometheus::MetricFamily& f, const prometheus::ClientMetric& m) {
+  return f.name + '\x1d' + encode(m.label);
+}
+
+}  // namespace
+
+void MetricsRegistry::admit_all() {
+  for (const auto& fam : *building_) {
+    for (const auto& m : fam.metric) {
+      if (admitted_.size() >= max_series_) return;
+      if (!takes_budget(fam, m)) continue;
+      std::string key = series_key(fam, m);
+      if (admitted_set_.insert(key).second) admitted_.push_back(std::move(key));
+    }
+  }
+}
+
 // Enforces the cap strictly: series without brand/channel labels always stay (they are few and
-// fixed); room is reserved for every `other` series folding may need; the remaining budget keeps
-// series unfolded in exposition order, and the rest are summed into their `other` series.
+// fixed); room is reserved for every `other` series summing may need; the remaining budget keeps
+// series in admission order (the first ever exposed first), then in exposition order; the rest
+// are summed into their `other` series (counters, histograms) or dropped (gauges).
 void MetricsRegistry::fold_to_cap() {
-  size_t fixed = 1;  // socialpulse_series_folded_total itself
+  size_t fixed = 2;  // socialpulse_series_folded_total{kind} itself
   size_t reserve = 0;
   for (const auto& fam : *building_) {
     std::set<std::string> others;
     for (const auto& m : fam.metric) {
       if (!has_foldable(m))
         fixed += weight(fam);
-      else
+      else if (!is_gauge(fam))
         others.insert(encode(folded_labels(m).label));
     }
     reserve += others.size() * weight(fam);
   }
   size_t budget = max_series_ > fixed + reserve ? max_series_ - fixed - reserve : 0;
-  for (auto& fam : *building_) {
+
+  std::unordered_map<std::string, std::pair<size_t, size_t>> candidates;  // key -> (family, i)
+  std::vector<std::vector<char>> keep(building_->size());
+  for (size_t f = 0; f < building_->size(); ++f) {
+    const auto& fam = (*building_)[f];
+    keep[f].assign(fam.metric.size(), 0);
+    for (size_t i = 0; i < fam.metric.size(); ++i) {
+      if (takes_budget(fam, fam.metric[i]))
+        candidates.emplace(series_key(fam, fam.metric[i]), std::make_pair(f, i));
+    }
+  }
+  for (const std::string& key : admitted_) {
+    auto it = candidates.find(key);
+    if (it == candidates.end()) continue;
+    const auto [f, i] = it->second;
+    const size_t w = weight((*building_)[f]);
+    if (budget < w) continue;
+    budget -= w;
+    keep[f][i] = 1;
+  }
+  for (size_t f = 0; f < building_->size(); ++f) {
+    const auto& fam = (*building_)[f];
+    for (size_t i = 0; i < fam.metric.size(); ++i) {
+      if (keep[f][i] || !takes_budget(fam, fam.metric[i]) || budget < weight(fam)) continue;
+      budget -= weight(fam);
+      keep[f][i] = 1;
+    }
+  }
+
+  for (size_t f = 0; f < building_->size(); ++f) {
+    auto& fam = (*building_)[f];
     std::vector<prometheus::ClientMetric> kept;
     std::map<std::string, size_t> other_index;
     std::vector<prometheus::ClientMetric> folded;
-    for (auto& m : fam.metric) {
-      if (!has_foldable(m)) {
+    for (size_t i = 0; i < fam.metric.size(); ++i) {
+      auto& m = fam.metric[i];
+      if (!has_foldable(m) || keep[f][i]) {
         kept.push_back(std::move(m));
+        continue;
+      }
+      if (is_gauge(fam)) {
+        dropped_keys_.insert(series_key(fam, m));
         continue;
       }
       prometheus::ClientMetric target = folded_labels(m);
       const std::string other_key = encode(target.label);
-      const bool is_other = encode(m.label) == other_key;
-      if (!is_other && budget >= weight(fam)) {
-        budget -= weight(fam);
-        kept.push_back(std::move(m));
-        continue;
-      }
-      if (!is_other) folded_keys_.insert(fam.name + encode(m.label));
+      if (encode(m.label) != other_key) summed_keys_.insert(series_key(fam, m));
       auto [it, inserted] = other_index.emplace(other_key, folded.size());
       if (inserted) folded.push_back(std::move(target));
       accumulate(folded[it->second], m);
@@ -184,18 +249,61 @@ void MetricsRegistry::fold_to_cap() {
 }
 
 std::shared_ptr<const MetricsSnapshot> MetricsRegistry::finish() {
-  size_t exposed = 1;  // socialpulse_series_folded_total
+  admit_all();
+  size_t exposed = 2;  // socialpulse_series_folded_total{kind}
   for (const auto& fam : *building_) exposed += fam.metric.size() * weight(fam);
   if (exposed > max_series_) fold_to_cap();
   family("socialpulse_series_folded_total",
-         "Series folded into brand/channel `other` by the metrics.max_series cap",
+         "Series beyond the metrics.max_series cap: counters and histograms summed into "
+         "brand/channel `other` (kind=summed), gauges dropped (kind=dropped)",
          MetricType::counter);
-  auto& fam = (*building_)[current_->position];
-  if (fam.metric.empty()) fam.metric.emplace_back();
-  fam.metric.front().counter.value = static_cast<double>(folded_keys_.size());
+  const std::array<LabelPair, 1> summed{{{"kind", "summed"}}};
+  const std::array<LabelPair, 1> dropped{{{"kind", "dropped"}}};
+  series(summed)->counter.value = static_cast<double>(summed_keys_.size());
+  series(dropped)->counter.value = static_cast<double>(dropped_keys_.size());
   std::shared_ptr<const MetricsSnapshot> out(std::move(building_));
   begin();
   return out;
+}
+
+std::string MetricsRegistry::encode_admitted_chunk(size_t chunk) const {
+  const size_t begin = std::min(admitted_.size(), chunk * kAdmittedChunk);
+  const size_t end = std::min(admitted_.size(), begin + kAdmittedChunk);
+  std::string out;
+  byte_codec::put_u64(out, kAdmittedVersion);
+  byte_codec::put_u64(out, end - begin);
+  for (size_t i = begin; i < end; ++i) byte_codec::put_str(out, admitted_[i]);
+  return out;
+}
+
+Status MetricsRegistry::restore_admitted(const std::vector<std::string>& chunks) {
+  std::vector<std::string> admitted;
+  std::unordered_set<std::string> set;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    byte_codec::Reader in(chunks[c]);
+    const uint64_t version = in.u64();
+    if (in.ok() && version != kAdmittedVersion) {
+      return make_error(ErrorKind::fatal, "admitted series have format version " +
+                                              std::to_string(version) + ", this build reads " +
+                                              std::to_string(kAdmittedVersion));
+    }
+    const uint64_t n = in.u64();
+    // Every chunk but the last is full: anything else is a chunk missing or out of order.
+    if (!in.ok() || n > kAdmittedChunk || (c + 1 < chunks.size() && n != kAdmittedChunk)) {
+      return make_error(ErrorKind::fatal, "corrupt admitted series chunk " + std::to_string(c));
+    }
+    for (uint64_t i = 0; i < n && in.ok(); ++i) {
+      std::string key(in.str());
+      if (in.ok() && set.insert(key).second) admitted.push_back(std::move(key));
+    }
+    if (!in.done()) {
+      return make_error(ErrorKind::fatal, "corrupt admitted series chunk " + std::to_string(c));
+    }
+  }
+  admitted_ = std::move(admitted);
+  admitted_set_ = std::move(set);
+  admitted_written_ = admitted_.size();
+  return {};
 }
 
 }  // namespace sp

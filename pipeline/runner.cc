@@ -63,6 +63,7 @@ class RunnerImpl final : public Runner {
     state_reader_ = std::make_unique<StoreStateReader>(*store_);
     if (auto s = topology_.restore_global(*state_reader_); !s) return s;
     if (auto s = counters_.restore(*state_reader_, topology_); !s) return s;
+    if (auto s = probe_.restore_series(*state_reader_); !s) return s;
     auto sink = OutputSink::open(
         *store_, {config_.kafka.output_topic, config_.kafka.alerts_topic, config_.kafka.dlq_topic});
     if (!sink) return tl::unexpected(sink.error());
@@ -92,6 +93,10 @@ class RunnerImpl final : public Runner {
     // (counters without the gauges and histograms of the partitions) would mislead; a gap does
     // not. The counters then continue from what this instance exported before (CounterContinuity).
     return {};
+  }
+
+  void replace_spend(SpendValues values) override {
+    topology_.spend_table().replace(std::move(values));
   }
 
   Status run(const std::atomic<bool>& stop) override {
@@ -217,6 +222,7 @@ class RunnerImpl final : public Runner {
     BatchStateWriter state(batch);
     topology_.checkpoint(changelog_->capture(state));
     counters_.checkpoint(topology_, state);
+    probe_.checkpoint_series(state);
     const auto outbox = sink_->stage(topology_.pending(), batch);
 
     const auto t_built = SteadyClock::now();

@@ -44,6 +44,8 @@ class Runner {
   // Runs until `stop` becomes true (graceful: checkpoint, flush, commit, leave; ok) or a
   // non-retryable error (returned).
   virtual Status run(const std::atomic<bool>& stop) = 0;
+  // Thread-safe (SIGHUP reload): the spend and currency /metrics shows from the next checkpoint.
+  virtual void replace_spend(SpendValues values) = 0;
 };
 
 }  // namespace sp

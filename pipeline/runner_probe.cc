@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <string>
 
 #include "operators/topology.h"
@@ -32,6 +33,38 @@ RunnerProbe::RunnerProbe(HttpServer* http, size_t max_series, bool label_topics)
       latency_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10, 30, 60}),
       checkpoint_duration_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}),
       restore_duration_({0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}) {}
+
+namespace {
+// `series/admitted/<8 hex digits>`: chunk n of the admission order.
+constexpr std::string_view kAdmittedPrefix = "series/admitted/";
+}  // namespace
+
+Status RunnerProbe::restore_series(StateReader& in) {
+  ScopedStateReader scoped(in, state_scope(CounterContinuity::kOwner, kGlobalPartition));
+  std::vector<std::string> chunks;
+  // Fixed-width hex: key order is chunk order.
+  auto scanned =
+      scoped.scan(kAdmittedPrefix, [&](std::string_view, std::string_view bytes) -> Status {
+        chunks.emplace_back(bytes);
+        return {};
+      });
+  if (!scanned) return scanned;
+  return registry_.restore_admitted(chunks);
+}
+
+void RunnerProbe::checkpoint_series(StateWriter& out) {
+  // Only the chunks that grew. A failed commit loses them until the series set grows again; a
+  // restart then re-admits the current series in exposition order, where they came from anyway.
+  if (!registry_.admitted_changed()) return;
+  ScopedStateWriter scoped(out, state_scope(CounterContinuity::kOwner, kGlobalPartition));
+  char key[40];
+  for (size_t c = registry_.first_unwritten_chunk(); c < registry_.admitted_chunks(); ++c) {
+    std::snprintf(key, sizeof key, "%.*s%08zx", static_cast<int>(kAdmittedPrefix.size()),
+                  kAdmittedPrefix.data(), c);
+    scoped.put(key, registry_.encode_admitted_chunk(c));
+  }
+  registry_.mark_admitted_written();
+}
 
 void RunnerProbe::report_state(size_t assigned, bool checkpoint_failing, bool restoring,
                                bool stopping, bool failed) {

@@ -12,6 +12,8 @@
 #include <random>
 #include <vector>
 
+#include "base/result.h"
+#include "operators/keyed_state.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/source_worker.h"
 
@@ -53,6 +55,12 @@ class RunnerProbe {
   void kafka_error(int err, const char* reason);
   // Whether any owned partition has messages left (progress against lag).
   void report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer);
+
+  // The metrics.max_series admission order (metrics_registry.h) is instance state: restored once
+  // at start, written with a checkpoint when it grew. Keys `series/admitted/<chunk>`, instance
+  // scope.
+  Status restore_series(StateReader& in);
+  void checkpoint_series(StateWriter& out);
 
   // How long one assigned partition took to restore (local store or changelog).
   void partition_restored(std::chrono::steady_clock::duration took);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -169,6 +170,54 @@ Status run_broker(const Config& config, int partitions, std::atomic<bool>& stop,
   return {};
 }
 
+Result<SpendValues> reloadable_spend(const Config& running, const Config& reloaded) {
+  for (const auto& [brand, channels] : reloaded.roi.daily_spend) {
+    const bool brand_known =
+        std::any_of(running.brands.tracked.begin(), running.brands.tracked.end(),
+                    [&](const BrandInfo& b) { return b.name == brand; });
+    if (!brand_known) {
+      return make_error(ErrorKind::invalid_input, "roi.daily_spend: '" + brand +
+                                                      "' is not a tracked brand of the running "
+                                                      "instance (brands need a restart)");
+    }
+    for (const auto& [channel, value] : channels) {
+      if (std::find(running.channels.begin(), running.channels.end(), channel) ==
+          running.channels.end()) {
+        return make_error(ErrorKind::invalid_input,
+                          "roi.daily_spend." + brand + ": '" + channel +
+                              "' is not a channel of the running instance (channels need a "
+                              "restart)");
+      }
+    }
+  }
+  return spend_of(reloaded.roi);
+}
+
+namespace {
+
+// Applies one SIGHUP: the old values stay unless the whole roi section is valid.
+void reload_roi(const Config& running, const ServiceOptions& options, Runner& runner) {
+  auto reloaded = options.reload_config();
+  if (!reloaded) {
+    spdlog::error("msg=\"roi reload failed, keeping the previous spend\" error=\"{}\"",
+                  reloaded.error().message);
+    return;
+  }
+  auto spend = reloadable_spend(running, *reloaded);
+  if (!spend) {
+    spdlog::error("msg=\"roi reload failed, keeping the previous spend\" error=\"{}\"",
+                  spend.error().message);
+    return;
+  }
+  double total = 0;
+  for (const SpendEntry& e : spend->entries) total += e.spend;
+  spdlog::info("msg=\"roi reloaded\" currency={} entries={} daily_spend_total={}", spend->currency,
+               spend->entries.size(), total);
+  runner.replace_spend(std::move(*spend));
+}
+
+}  // namespace
+
 Status run_service(const Config& config, const ServiceOptions& options, std::atomic<bool>& stop) {
   std::unique_ptr<EmbeddedBroker> broker;
   std::string bootstrap = config.kafka.bootstrap_servers;
@@ -224,11 +273,29 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
       if (!timer_stop.load()) stop.store(true);
     });
   }
+  std::thread reloader;
+  std::atomic<bool> reloader_stop{false};
+  if (options.reload_requests != nullptr && options.reload_config) {
+    reloader = std::thread([&] {
+      // Polled, not signalled: the signal handler may only touch an atomic.
+      uint64_t handled = options.reload_requests->load();
+      while (!reloader_stop.load()) {
+        const uint64_t requested = options.reload_requests->load();
+        if (requested != handled) {
+          handled = requested;
+          reload_roi(config, options, **runner);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
   Status result = (*runner)->run(stop);
   traffic_stop.store(true);
   timer_stop.store(true);
+  reloader_stop.store(true);
   if (traffic.joinable()) traffic.join();
   if (timer.joinable()) timer.join();
+  if (reloader.joinable()) reloader.join();
   runner->reset();
   if (result && !traffic_status)
     spdlog::warn("msg=\"traffic generator\" error=\"{}\"", traffic_status.error().message);

@@ -27,7 +27,17 @@ struct ServiceOptions {
   Millis duration{0};  // 0 = until stopped
   std::function<void(const std::string& metrics_url, const std::string& bootstrap)> on_started;
   RunnerTestHooks runner_hooks;  // tests only
+  // SIGHUP (SPEC 2 v2): each increment of *reload_requests re-reads the configuration through
+  // reload_config and applies its `roi` section (spend, currency) without a restart. A file that
+  // does not load, or whose spend names brands or channels the running instance does not have,
+  // is logged and changes nothing. Both unset: no reload.
+  const std::atomic<uint64_t>* reload_requests = nullptr;
+  std::function<Result<Config>()> reload_config;
 };
+
+// The roi section of `reloaded` for an instance running `running`, or why it cannot apply:
+// spend may only name the running instance's brands and channels (its metric labels).
+Result<SpendValues> reloadable_spend(const Config& running, const Config& reloaded);
 
 // Runs until `stop` (exit code 0 semantics) or a fatal error.
 Status run_service(const Config& config, const ServiceOptions& options, std::atomic<bool>& stop);

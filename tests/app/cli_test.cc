@@ -145,5 +145,38 @@ TEST_F(CliTest, BrokerPlusKcatPlusRunCountsExactlyWhatKcatProduced) {
   EXPECT_EQ(broker.wait(10s), 0);
 }
 
+TEST_F(CliTest, SighupReloadsTheSpendAndKeepsItWhenTheFileIsBad) {
+  const int port = testing::free_port();
+  auto config_text = [&](const std::string& roi) {
+    return "state:\n  path: " + dir_ + "/state\n  checkpoint_interval: 200ms\n"
+           "metrics:\n  listen: 127.0.0.1:" + std::to_string(port) + "\n" + roi;
+  };
+  const std::string config = write("run.yaml", config_text("roi: {daily_spend: {acme: {twitter: 100}}}\n"));
+  ChildProcess run({kBinary, "run", "-c", config}, log("run"));
+  auto spend_is = [&](double want) {
+    return testing::wait_until([&] {
+      auto r = testing::http_get(port, "/metrics");
+      return r && testing::metric_sum(testing::parse_metrics(r->body), "socialpulse_daily_spend") == want;
+    }, 60s);
+  };
+  ASSERT_TRUE(spend_is(100)) << run.stderr_text() << run.stdout_text();
+
+  write("run.yaml", config_text("roi: {currency: USD, daily_spend: {acme: {twitter: 250}}}\n"));
+  run.signal(SIGHUP);
+  ASSERT_TRUE(spend_is(250)) << run.stderr_text() << run.stdout_text();
+  auto r = testing::http_get(port, "/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->body.find("in USD (roi.currency)"), std::string::npos);
+
+  write("run.yaml", config_text("roi: {daily_spend: {acme: {twitter: -5}}}\n"));
+  run.signal(SIGHUP);
+  ASSERT_TRUE(testing::wait_until([&] {
+    return (run.stdout_text() + run.stderr_text()).find("roi reload failed") != std::string::npos;
+  }, 20s)) << run.stderr_text() << run.stdout_text();
+  EXPECT_TRUE(spend_is(250));
+  run.signal(SIGTERM);
+  EXPECT_EQ(run.wait(15s), 0) << run.stderr_text();
+}
+
 }  // namespace
 }  // namespace sp

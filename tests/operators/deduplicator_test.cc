@@ -67,12 +67,45 @@ TEST(Deduplicator, ExpiresExactlyAtTheHorizon) {
   EXPECT_TRUE(dup(d, "acme", "old", h + 1));
 }
 
-TEST(Deduplicator, LateEventsBeyondTheHorizonAreNotRemembered) {
+TEST(Deduplicator, RetryOfAnEventOlderThanTheHorizonIsADuplicate) {
+  // Issue #17: crawlers deliver late; a late event's immediate retry must not count twice.
   Deduplicator d(kHorizon);
   EXPECT_FALSE(dup(d, "acme", "now", 10 * kHorizon.count()));
   EXPECT_FALSE(dup(d, "acme", "late", 0));
-  EXPECT_FALSE(dup(d, "acme", "late", 0));
-  EXPECT_EQ(d.size(), 1u);
+  EXPECT_TRUE(dup(d, "acme", "late", 0));
+  EXPECT_TRUE(dup(d, "acme", "late", 5));  // a retry with another time is the same event
+  EXPECT_EQ(d.size(), 2u);
+}
+
+TEST(Deduplicator, LateIdIsRememberedForOneHorizonOfStreamTime) {
+  Deduplicator d(kHorizon);
+  const int64_t h = kHorizon.count();
+  const int64_t now = 10 * h;
+  EXPECT_FALSE(dup(d, "acme", "now", now));
+  EXPECT_FALSE(dup(d, "acme", "late", 0));  // seen at stream time `now`
+  EXPECT_FALSE(dup(d, "acme", "tick", now + h));
+  EXPECT_TRUE(dup(d, "acme", "late", 0));  // stream time advanced exactly one horizon: still held
+  EXPECT_FALSE(dup(d, "acme", "tick2", now + h + 1));
+  EXPECT_FALSE(dup(d, "acme", "late", 0));  // retry after the horizon: accepted, remembered again
+  EXPECT_TRUE(dup(d, "acme", "late", 0));
+}
+
+TEST(Deduplicator, RetryAfterTheHorizonOfStreamTimeIsAccepted) {
+  Deduplicator d(Millis{60'000});
+  EXPECT_FALSE(dup(d, "acme", "a", 1'000'000));
+  EXPECT_FALSE(dup(d, "acme", "b", 1'000'000 + 60'001));
+  EXPECT_FALSE(dup(d, "acme", "a", 1'000'000));
+}
+
+TEST(Deduplicator, LateIdsSurviveARestore) {
+  Deduplicator live(kHorizon);
+  EXPECT_FALSE(dup(live, "acme", "now", 10 * kHorizon.count()));
+  EXPECT_FALSE(dup(live, "acme", "late", 0));
+  std::string bytes;
+  live.snapshot(bytes);
+  Deduplicator restored(kHorizon);
+  ASSERT_TRUE(restored.restore(bytes).has_value());
+  EXPECT_TRUE(dup(restored, "acme", "late", 0));
 }
 
 TEST(Deduplicator, OutOfOrderWithinHorizonIsRemembered) {

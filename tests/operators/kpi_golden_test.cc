@@ -44,6 +44,8 @@ KpiSettings golden_kpi() {
   k.spike.stddev_floor = 0.0;
   k.spike.persistence = 1;
   k.spike.drop_threshold = 0.0;
+  // The golden buckets close as the watermark reaches their end (README), as before kpi.grace.
+  k.grace = Millis{0};
   return k;
 }
 

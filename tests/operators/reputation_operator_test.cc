@@ -54,8 +54,9 @@ class Harness {
                                     EmvSettings{}),
                e);
   }
+  // The watermark that closes every minute before `minute` (its end + kpi.grace).
   void advance_to_minute(double minute) {
-    watermark = at_minute(minute);
+    watermark = at_minute(minute) + settings.grace;
     op.on_watermark(watermark, alerts);
   }
   FakeMetricsWriter metrics() const {
@@ -104,10 +105,50 @@ TEST(ReputationOperator, LateEventsAreExcluded) {
   EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), 50.0);
 }
 
+TEST(ReputationOperator, LateEventsAreCountedAsLateForTheKpiBuckets) {
+  Harness h;
+  h.add(opinion(kAcme, 0.5, 0.5));
+  h.advance_to_minute(2);
+  h.add(opinion(kAcme, 1.9, -1.0));
+  h.add(make(kGlobex, EventType::like, 0.2, 7), /*partition=*/1);  // one event, count 7
+  EXPECT_EQ(h.metrics().at(R"(socialpulse_late_events_total{window="kpi"})"), 2.0);
+}
+
+TEST(ReputationOperator, BucketsCloseAtWatermarkPlusGrace) {
+  // Issue #17: with the default config an event 1-30 s behind the watermark was late for the
+  // reputation index but not for the `minute` window (grace 30s). Same rule now.
+  Harness h;
+  ASSERT_EQ(h.settings.grace, std::chrono::seconds(30));
+  h.add(opinion(kAcme, 0.5, 0.5));
+  h.watermark = at_minute(1) + std::chrono::seconds(29);
+  h.op.on_watermark(h.watermark, h.alerts);
+  h.add(opinion(kAcme, 0.9, -0.5));  // 29 s behind the watermark, within grace: counted
+  EXPECT_FALSE(h.metrics().has(kRiAcme));
+  h.watermark = at_minute(1) + std::chrono::seconds(30);
+  h.op.on_watermark(h.watermark, h.alerts);
+  EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), 0.0);
+  h.add(opinion(kAcme, 0.95, -1.0));  // its minute closed: late
+  EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), 0.0);
+  EXPECT_EQ(h.metrics().at(R"(socialpulse_late_events_total{window="kpi"})"), 1.0);
+}
+
+TEST(ReputationOperator, LateCountSurvivesARestore) {
+  Harness h;
+  h.advance_to_minute(2);
+  h.add(opinion(kAcme, 0.5, 0.5), /*partition=*/3);
+  MemoryState store;
+  h.op.snapshot(PartitionId{3}, store);
+  ReputationOperator fresh(vocab(), KpiSettings{});
+  ASSERT_TRUE(fresh.restore(PartitionId{3}, store).has_value());
+  FakeMetricsWriter w;
+  fresh.collect(w);
+  EXPECT_EQ(w.at(R"(socialpulse_late_events_total{window="kpi"})"), 1.0);
+}
+
 TEST(ReputationOperator, ContextWatermarkAheadOfOnWatermarkAlsoCloses) {
   Harness h;
   h.add(opinion(kAcme, 0.5, 0.5));
-  const EventTime ahead = at_minute(2);
+  const EventTime ahead = at_minute(2) + KpiSettings{}.grace;
   const Event late = opinion(kAcme, 1.5, -1.0);
   h.op.process(make_process_context(PartitionId{0}, ahead, ahead, late, KpiSettings{}, {}), late);
   h.advance_to_minute(3);

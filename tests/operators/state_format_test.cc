@@ -134,7 +134,13 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   KpiSettings kpi;
   kpi.reputation_horizon = minutes(20);
   kpi.spike.min_events = 2;
-  const MemoryState state = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  kpi.grace = Millis{0};  // the buckets close as before kpi.grace: same stream, same state
+  MemoryState state = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  // Issue #17: the new per-partition key `late` (format 1); every other key is unchanged.
+  EXPECT_EQ(digest(state), "ab7afc8e90731208");
+  for (PartitionId p : kScopes) {
+    if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
+  }
   // Issue #16: detector/<brand> format 3 and the new explain/<brand>, baseline/<brand> keys
   // (format 1); 244a5f360e19609b was detector format 2.
   EXPECT_EQ(digest(state), "9136508a533abf72");
@@ -144,7 +150,10 @@ TEST(StateFormat, TrackerAndDeduplicatorBytesArePinned) {
   WatermarkTracker tracker(WatermarkSettings{});
   Deduplicator dedup(minutes(15));
   const MemoryState all = run_and_checkpoint({}, &tracker, &dedup);
-  EXPECT_EQ(digest(all), "223068237fca7b49");
+  // Issue #17: same layout, but the dedup entries hold the stream time at which each id was seen
+  // instead of its event time (state written before reads as ids seen earlier: they expire no
+  // later than the old rule said). 223068237fca7b49 stored event times.
+  EXPECT_EQ(digest(all), "f29725bf0d623cbf");
 }
 
 }  // namespace

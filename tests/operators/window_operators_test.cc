@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
+#include <map>
 #include <random>
 
 #include "operators/session_window_operator.h"
@@ -197,6 +198,50 @@ TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
   ASSERT_EQ(capture.rates.size(), 1u);  // globex/twitter absent: impressions = 0
   EXPECT_EQ(capture.rates[0].first, "acme/twitter");
   EXPECT_DOUBLE_EQ(capture.rates[0].second, 0.25);
+}
+
+// Engagement-rate samples of op, "brand/channel" -> rate.
+std::map<std::string, double> engagement_rates(const WindowOperator& op) {
+  struct Capture : MetricsWriter {
+    std::string family_name;
+    std::map<std::string, double> rates;
+    void family(std::string_view n, std::string_view, MetricType) override { family_name = n; }
+    void add(std::span<const LabelPair> labels, double v) override {
+      if (family_name == "socialpulse_engagement_rate") {
+        rates[std::string(labels[0].second) + "/" + std::string(labels[1].second)] = v;
+      }
+    }
+    void add_histogram(std::span<const LabelPair>, std::span<const double>,
+                       std::span<const uint64_t>, double) override {}
+  } capture;
+  op.collect(capture);
+  return capture.rates;
+}
+
+TEST(WindowOperator, EngagementRateOfAQuietChannelIsAbsentNotStale) {
+  // Issue #17: a channel that went quiet kept the rate of its last window that had events.
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(30),          EmitMode::final};
+  WindowOperator op(minute, test_vocabulary(), true);
+  NullEmitter out;
+  Event imp = like_at(kT0, 0, 1);
+  imp.type = EventType::impression;
+  imp.count = 10;
+  feed(op, imp);
+  feed(op, like_at(kT0 + seconds(1), 0, 1));
+  Event globex_imp = like_at(kT0 + seconds(2), 1, 1);
+  globex_imp.type = EventType::impression;
+  feed(op, globex_imp);
+  op.on_watermark(kT0 + minutes(1) + seconds(30), out);  // window 0 closed
+  EXPECT_EQ(engagement_rates(op), (std::map<std::string, double>{{"acme/twitter", 0.1},
+                                                                  {"globex/twitter", 0.0}}));
+  Event later = globex_imp;
+  later.time = kT0 + minutes(1) + seconds(40);
+  feed(op, later, {0}, kT0 + minutes(1) + seconds(30));
+  op.on_watermark(kT0 + minutes(2) + seconds(30), out);  // window 1: globex only
+  EXPECT_EQ(engagement_rates(op), (std::map<std::string, double>{{"globex/twitter", 0.0}}));
+  op.on_watermark(kT0 + minutes(3) + seconds(30), out);  // window 2: nobody
+  EXPECT_TRUE(engagement_rates(op).empty());
 }
 
 TEST(WindowOperator, LateCountsMoveWithTheirPartition) {

@@ -388,6 +388,22 @@ TEST(ConfigErrors, UnknownKeyInNestedSection) {
                "unknown key 'alfa' in kpi.spike (did you mean 'alpha'?)");
 }
 
+TEST(ConfigErrors, CurrencyMustBeAnIsoCode) {
+  EXPECT_EQ(parse_ok("roi: {currency: USD}\n").roi.currency, "USD");
+  expect_error("roi:\n  currency: euro\n", "test.yaml:2:13", "roi.currency: expected an ISO 4217 code");
+}
+
+TEST(ConfigSemantics, KpiGraceDefaultsTo30sAndIsConfigurable) {
+  EXPECT_EQ(parse_ok("{}").kpi.grace, Millis{30'000});
+  EXPECT_EQ(parse_ok("kpi: {grace: 5s}\n").kpi.grace, Millis{5'000});
+  EXPECT_EQ(parse_ok("{}", {"kpi.grace=0s"}).kpi.grace, Millis{0});
+}
+
+TEST(ConfigErrors, AWindowMayNotBeNamedKpi) {
+  expect_error("windows:\n  - {name: kpi, kind: tumbling, size: 1m}\n", "test.yaml:2:12",
+               "'kpi' is reserved");
+}
+
 TEST(ConfigErrors, DuplicateKey) {
   expect_error("kafka:\n  group_id: a\n  group_id: b\n", "test.yaml:3:3",
                "duplicate key 'group_id' in kafka");

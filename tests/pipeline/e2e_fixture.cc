@@ -127,7 +127,7 @@ void EmbeddedPipelineTest::start_pipeline() {
   port_ = 0;
   std::atomic<int> port{0};
   thread_ = std::thread([this, &port] {
-    ServiceOptions options;
+    ServiceOptions options = service_options_;
     options.on_started = [&port](const std::string& url, const std::string&) {
       port = std::stoi(url.substr(url.rfind(':') + 1));
     };

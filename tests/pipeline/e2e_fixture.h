@@ -14,6 +14,7 @@
 #include "pipeline/config.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/kafka.h"
+#include "pipeline/service.h"
 
 namespace sp::testing {
 
@@ -68,6 +69,7 @@ class EmbeddedPipelineTest : public ::testing::Test {
 
   std::unique_ptr<EmbeddedBroker> broker_;
   Config config_;
+  ServiceOptions service_options_;  // start_pipeline() adds on_started
   std::string state_dir_;
   int input_partitions_ = 1;
 

@@ -131,6 +131,10 @@ TEST_F(KpiE2E, EveryKpiMatchesTheHandCalculation) {
       EXPECT_TRUE(series.contains(labels)) << "unexpected " << name << " {" << labels << "} = " << got;
     }
   }
+  // README "Engagement rate": no pair had an event in the last closed minute.
+  for (const auto& [series, value] : scraped) {
+    EXPECT_NE(split_series(series).name, "socialpulse_engagement_rate") << series << " " << value;
+  }
   if (HasFailure()) ADD_FAILURE() << "scraped /metrics:\n" << text;
 }
 
@@ -177,14 +181,18 @@ const std::vector<SpecMetric>& spec4_metrics() {
       {"socialpulse_window_records_total", "counter", {}},
       {"socialpulse_event_latency_seconds", "histogram", {}},
       {"socialpulse_build_info", "gauge", {"version"}},
-      {"socialpulse_series_folded_total", "counter", {}},  // SPEC 4, metrics.max_series
+      {"socialpulse_series_folded_total", "counter", {"kind"}},  // SPEC 4, metrics.max_series
   };
   return metrics;
 }
 
 TEST_F(KpiE2E, EverySpec4MetricNameIsExposedWithItsTypeAndLabels) {
-  // The KPI data set exercises every KPI; one malformed message exercises the DLQ.
-  const std::string text = run_data_set({R"({"id":"bad","time":)"});
+  // The KPI data set exercises every KPI; one malformed message exercises the DLQ; an impression
+  // in a minute that then closes gives an engagement rate (the data set's last minutes are quiet).
+  const std::string text = run_data_set(
+      {R"({"id":"bad","time":)",
+       R"({"id":"r1","time":"2026-11-20T10:20:30Z","brand":"acme","channel":"twitter","type":"impression"})",
+       R"({"id":"r2","time":"2026-11-20T10:21:30Z","brand":"initech","channel":"blog","type":"like"})"});
   const auto scraped = testing::parse_metrics(text);
   for (const SpecMetric& metric : spec4_metrics()) {
     SCOPED_TRACE(metric.name);
@@ -256,6 +264,64 @@ TEST_F(KpiE2E, MaxSeriesFoldsExcessSeriesIntoOtherAndKeepsTotals) {
   // A hard cap: every exposed sample line is a Prometheus series.
   EXPECT_LE(m.size(), 150u);
   if (HasFailure()) ADD_FAILURE() << series << " series scraped:\n" << text;
+}
+
+// Issue #17: which series the cap keeps is stable, first come first kept, across a restart.
+TEST_F(KpiE2E, MaxSeriesKeepsTheFirstSeenSeriesAcrossARestart) {
+  config_.brands.tracked.clear();
+  for (int b = 10; b < 20; ++b) config_.brands.tracked.push_back({"b" + std::to_string(b), b == 10});
+  config_.roi.daily_spend.clear();
+  create_topics("stable.events", 1);
+  int id = 0;
+  auto produce_brands = [&](int from, int to) {
+    for (int b = from; b < to; ++b) {
+      produce(config_.kafka.topics.front(), 0, "k",
+              R"({"id":"s)" + std::to_string(id++) + R"(","time":"2026-11-20T10:00:00Z","brand":"b)" +
+                  std::to_string(b) + R"(","channel":"twitter","type":"like"})");
+    }
+    flush_producer();
+  };
+  // Series per brand label value, over every family.
+  auto series_by_brand = [](const std::map<std::string, double>& samples) {
+    std::map<std::string, int> out;
+    for (const auto& [series, v] : samples) {
+      const auto labels = split_series(series).labels;
+      if (auto it = labels.find("brand"); it != labels.end()) ++out[it->second];
+    }
+    return out;
+  };
+  // b15..b19 are seen first, under no cap to speak of.
+  produce_brands(15, 20);
+  start_pipeline();
+  std::map<std::string, double> m;
+  ASSERT_TRUE(wait_for_metric("socialpulse_events_consumed_total", 5, &m));
+  m = testing::parse_metrics(scrape_text());
+  const size_t first_series = m.size();
+  const auto first = series_by_brand(m);
+  ASSERT_GT(first.at("b15"), 1);
+  // Then b10..b14, which come first in the exposition (brand order).
+  produce_brands(10, 15);
+  ASSERT_TRUE(wait_for_metric("socialpulse_events_consumed_total", 10, &m));
+  stop_pipeline();
+
+  // Restarted with a cap that leaves room for about b15..b19's series only: the restored state
+  // holds all ten brands, and the ones that came later are summed into `other`.
+  config_.metrics.max_series = first_series + 15;
+  start_pipeline();
+  // The partition's restored state is on /metrics once it is assigned again.
+  ASSERT_TRUE(wait_for_metric("socialpulse_partitions_assigned", 1, &m));
+  const auto now = series_by_brand(m);
+
+  for (int b = 15; b < 20; ++b) {
+    const std::string brand = "b" + std::to_string(b);
+    EXPECT_EQ(now.at(brand), first.at(brand)) << brand << " was seen first: all its series kept";
+  }
+  int later = 0;
+  for (int b = 10; b < 15; ++b) later += now.contains("b" + std::to_string(b)) ? now.at("b" + std::to_string(b)) : 0;
+  EXPECT_LT(later, 5 * first.at("b15")) << "some of the later brands' series are summed into other";
+  EXPECT_GT(testing::metric_sum(m, "socialpulse_series_folded_total", {"kind=\"summed\""}), 0);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_interactions_total"), 10);  // nothing lost
+  EXPECT_LE(m.size(), config_.metrics.max_series);
 }
 
 }  // namespace
