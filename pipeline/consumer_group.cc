@@ -6,12 +6,13 @@ namespace sp {
 
 Result<std::unique_ptr<ConsumerGroup>> ConsumerGroup::create(
     const std::map<std::string, std::string>& settings, RebalanceCallback on_rebalance,
-    void* opaque, ErrorCallback on_error) {
+    void* opaque, ErrorCallback on_error, StatsCallback on_stats) {
   auto conf = make_kafka_conf(settings);
   if (!conf) return tl::unexpected(conf.error());
   rd_kafka_conf_set_opaque(conf->get(), opaque);
   rd_kafka_conf_set_rebalance_cb(conf->get(), on_rebalance);
   if (on_error != nullptr) rd_kafka_conf_set_error_cb(conf->get(), on_error);
+  if (on_stats != nullptr) rd_kafka_conf_set_stats_cb(conf->get(), on_stats);
   auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
   if (!consumer) return tl::unexpected(consumer.error());
   // Fails only without a group.id, which pipeline_consumer_settings() always sets; then the

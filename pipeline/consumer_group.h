@@ -28,12 +28,15 @@ class ConsumerGroup {
   // librdkafka's error_cb: client-level errors (all brokers down, authentication...), called on
   // the polling thread with the same opaque.
   using ErrorCallback = void (*)(rd_kafka_t*, int err, const char* reason, void* opaque);
+  // librdkafka's stats_cb (every `statistics.interval.ms`), same thread and opaque; returns 0 so
+  // that librdkafka frees the JSON after the call.
+  using StatsCallback = int (*)(rd_kafka_t*, char* json, size_t json_len, void* opaque);
 
   // A consumer with `settings` (pipeline_consumer_settings()) whose rebalances go to
   // `on_rebalance`.
   static Result<std::unique_ptr<ConsumerGroup>> create(
       const std::map<std::string, std::string>& settings, RebalanceCallback on_rebalance,
-      void* opaque, ErrorCallback on_error = nullptr);
+      void* opaque, ErrorCallback on_error = nullptr, StatsCallback on_stats = nullptr);
   ConsumerGroup(const ConsumerGroup&) = delete;
   ConsumerGroup& operator=(const ConsumerGroup&) = delete;
 

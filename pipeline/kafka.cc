@@ -43,6 +43,9 @@ std::map<std::string, std::string> pipeline_consumer_settings(
   s.try_emplace("queued.min.messages", "2000000");
   s.try_emplace("queued.max.messages.kbytes", "262144");
   s.try_emplace("enable.partition.eof", "false");
+  // Client statistics (JSON, on the polling thread) are how a recovered broker is noticed while
+  // no message flows: librdkafka reports "all brokers down" but never "one is back".
+  s.try_emplace("statistics.interval.ms", "2000");
   return s;
 }
 

@@ -30,6 +30,7 @@ class Readiness {
   void broker_lost(Clock::time_point now);
   // Anything that needed a broker succeeded (a message, an assignment).
   void broker_reachable() { broker_lost_since_.store(kNever); }
+  bool is_broker_lost() const { return broker_lost_since_.load() != kNever; }
   // Some assigned partition has messages left to consume (true) or none has (false).
   void note_lag(bool has_lag, Clock::time_point now);
   // Messages were consumed.

@@ -81,7 +81,7 @@ class RunnerImpl final : public Runner {
     auto consumer = ConsumerGroup::create(
         pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties,
                                    config_.kafka.group_instance_id),
-        &RunnerImpl::rebalance_cb, this, &RunnerImpl::error_cb);
+        &RunnerImpl::rebalance_cb, this, &RunnerImpl::error_cb, &RunnerImpl::stats_cb);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
 
@@ -406,6 +406,10 @@ class RunnerImpl final : public Runner {
   void report_batch(const SourceWorker::Batch& batch) { probe_.batch_consumed(batch); }
   static void error_cb(rd_kafka_t*, int err, const char* reason, void* opaque) {
     static_cast<RunnerImpl*>(opaque)->probe_.kafka_error(err, reason);
+  }
+  static int stats_cb(rd_kafka_t*, char* json, size_t len, void* opaque) {
+    static_cast<RunnerImpl*>(opaque)->probe_.client_stats(std::string_view(json, len));
+    return 0;
   }
   void report_lag() {
     probe_.report_lag(slots_, *consumer_);

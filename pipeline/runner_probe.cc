@@ -100,6 +100,22 @@ void RunnerProbe::kafka_error(int err, const char* reason) {
     http_->readiness().broker_lost(std::chrono::steady_clock::now());
 }
 
+void RunnerProbe::client_stats(std::string_view json) {
+  if (http_ == nullptr || !http_->readiness().is_broker_lost()) return;
+  // Each broker object reads `"source":"<kind>", "state":"<STATE>"`; the client's internal
+  // pseudo-broker (source "internal") is always UP and proves nothing. Nothing else in the JSON
+  // has that spelling (the group's is `"state": "up"`, partitions have "fetch_state").
+  constexpr std::string_view kUp = R"("state":"UP")";
+  constexpr std::string_view kInternal = R"("source":"internal")";
+  for (size_t at = json.find(kUp); at != std::string_view::npos; at = json.find(kUp, at + 1)) {
+    const size_t from = at > 48 ? at - 48 : 0;
+    if (json.substr(from, at - from).find(kInternal) != std::string_view::npos) continue;
+    spdlog::info("msg=\"broker reachable again\"");
+    http_->readiness().broker_reachable();
+    return;
+  }
+}
+
 void RunnerProbe::report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer) {
   if (http_ == nullptr) return;
   bool lag = false;

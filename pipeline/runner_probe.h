@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -53,6 +54,9 @@ class RunnerProbe {
   void broker_reachable();
   // librdkafka's error_cb (source thread): logged; every broker down is a readiness fact.
   void kafka_error(int err, const char* reason);
+  // librdkafka's statistics JSON: a broker in state UP ends a broker loss even when no message
+  // flows (an idle topic after an outage).
+  void client_stats(std::string_view json);
   // Whether any owned partition has messages left (progress against lag).
   void report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer);
 
