@@ -48,7 +48,6 @@ class RunnerImpl final : public Runner {
         source_(vocabulary_, DecoderOptions{config.limits.max_message_bytes,
                                             config.watermark.max_future, config.brands.unknown}),
         topology_(topology_spec(config, vocabulary_)),
-        http_(http),
         probe_(http, config.metrics.max_series, config.kafka.topics.size() != 1),
         slots_(config.kafka.topics),
         backpressure_(config.limits, topology_, slots_) {}
@@ -491,7 +490,6 @@ class RunnerImpl final : public Runner {
         return handle_rebalance(err, partitions);
       };
   Topology topology_;
-  HttpServer* http_;
   RunnerProbe probe_;
   std::unique_ptr<CheckpointStore> store_;
   std::unique_ptr<StoreStateReader> state_reader_;

@@ -448,7 +448,8 @@ TEST_F(ChangelogTest, ASnapshotIsDueAfterTheLastOneGrewByTheFactor) {
   uint64_t seq = 1;
   int deltas = 0;
   while (!writer_->snapshot_due(a)) {
-    checkpoint(a, model, {{key("minute", a, "k0"), std::string(100, 'w')}}, {}, ++seq,
+    ++seq;
+    checkpoint(a, model, {{key("minute", a, "k0"), std::string(100, 'w')}}, {}, seq,
                Offset{static_cast<int64_t>(seq)});
     ++deltas;
     ASSERT_LT(deltas, 1000);
