@@ -450,6 +450,12 @@ class RunnerImpl final : public Runner {
     if (!closed) {
       spdlog::warn("msg=\"group leave did not finish before shutdown_timeout; exiting anyway\"");
     }
+    // The revoke's checkpoint, if any, reaches /metrics; then its scrape (issue #15 item 4).
+    while (closed && publish_due_ && SteadyClock::now() < budget.deadline()) {
+      changelog_->poll(Millis{10});
+      try_publish();
+    }
+    probe_.wait_final_scrape(budget.deadline());
     spdlog::info("msg=\"stopped\"");
     // What was consumed since the last stored checkpoint will be read again: the exit code says
     // so, for whoever restarts this (issue 19 item 5).
