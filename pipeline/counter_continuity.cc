@@ -95,13 +95,14 @@ void never_below(std::vector<double>& value, std::vector<double>& floor) {
   }
 }
 
-// Forwards everything; adds to the first sample of each counter or histogram series the
-// adjustment that makes the series' total (samples of one label set are summed: several
-// operators may write one series) its exported value. Remembers which series it saw.
+// Forwards everything; a counter or histogram series is written whole with its first sample
+// (its exported value) and as zero by the later ones (samples of one label set are summed:
+// several operators may write one series), so the total is the exported value exactly.
+// Remembers which series it saw.
 class ContinuedWriter final : public MetricsWriter {
  public:
-  ContinuedWriter(MetricsWriter& out, const std::map<std::string, std::vector<double>>& adjust)
-      : out_(out), adjust_(adjust) {}
+  ContinuedWriter(MetricsWriter& out, const std::map<std::string, std::vector<double>>& exported)
+      : out_(out), exported_(exported) {}
   void family(std::string_view name, std::string_view help, MetricType type) override {
     family_ = name;
     counter_ = type == MetricType::counter;
@@ -110,33 +111,32 @@ class ContinuedWriter final : public MetricsWriter {
   void add(std::span<const LabelPair> labels, double value) override {
     if (counter_) {
       std::string key = encode_series(family_, labels);
-      auto it = adjust_.find(key);
-      if (seen_.insert(std::move(key)).second && it != adjust_.end() && !it->second.empty())
-        value += it->second[0];
+      auto it = exported_.find(key);
+      const bool first = seen_.insert(std::move(key)).second;
+      if (it != exported_.end() && !it->second.empty()) value = first ? it->second[0] : 0.0;
     }
     out_.add(labels, value);
   }
   void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                      std::span<const uint64_t> bucket_counts, double sum) override {
     std::string key = encode_series(family_, labels);
-    auto it = adjust_.find(key);
+    auto it = exported_.find(key);
     const bool first = seen_.insert(std::move(key)).second;
-    if (!first || it == adjust_.end() || it->second.size() != bucket_counts.size() + 1) {
+    if (it == exported_.end() || it->second.size() != bucket_counts.size() + 1) {
       out_.add_histogram(labels, bounds, bucket_counts, sum);
       return;
     }
-    std::vector<uint64_t> counts;
-    for (size_t i = 0; i < bucket_counts.size(); ++i) {
-      counts.push_back(static_cast<uint64_t>(std::max<long long>(
-          0, std::llround(static_cast<double>(bucket_counts[i]) + it->second[i]))));
-    }
-    out_.add_histogram(labels, bounds, counts, sum + it->second.back());
+    std::vector<uint64_t> counts(bucket_counts.size(), 0);
+    if (!first) return out_.add_histogram(labels, bounds, counts, 0.0);
+    for (size_t i = 0; i < counts.size(); ++i)
+      counts[i] = static_cast<uint64_t>(std::max<long long>(0, std::llround(it->second[i])));
+    out_.add_histogram(labels, bounds, counts, it->second.back());
   }
   const std::set<std::string>& seen() const { return seen_; }
 
  private:
   MetricsWriter& out_;
-  const std::map<std::string, std::vector<double>>& adjust_;
+  const std::map<std::string, std::vector<double>>& exported_;
   std::string family_;
   bool counter_ = false;
   std::set<std::string> seen_;
@@ -286,16 +286,14 @@ void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
                              std::vector<double> value) { accumulate(totals[key], value, 1.0); });
   topology.collect_counts(capture);
   topology.collect(capture);
-  std::map<std::string, Value> adjust;
+  std::map<std::string, Value> exported;
   for (const auto& [key, total] : totals) {
-    Value exported = total;
-    if (auto it = series_.find(key); it != series_.end())
-      accumulate(exported, it->second.offset, 1.0);
-    never_below(exported, floor_[key]);
-    accumulate(exported, total, -1.0);
-    if (!all_zero(exported)) adjust.emplace(key, std::move(exported));
+    Value v = total;
+    if (auto it = series_.find(key); it != series_.end()) accumulate(v, it->second.offset, 1.0);
+    never_below(v, floor_[key]);
+    exported.emplace(key, std::move(v));
   }
-  ContinuedWriter writer(out, adjust);
+  ContinuedWriter writer(out, exported);
   topology.collect_counts(writer);
   between();
   topology.collect(writer);
