@@ -1,4 +1,5 @@
-// Restart after kill -9 (SPEC 9: ready <= 2 s with 1 M keys of state).
+// Restart after kill -9 (SPEC 9: ready <= 2 s with 1 M keys of state), and a partition moving to
+// a new owner (issue #15; BM_PartitionMovesToANewOwner below).
 //
 // Setup, once: an EmbeddedBroker with an 8-partition topic; the real Runner (default config)
 // consumes N generated events (N distinct event ids, 150 000 actors, 5000 events per second of
@@ -122,28 +123,32 @@ void count_state(StateDir& d) {
   }
 }
 
-StateDir build_state() {
+// `partitions` of topic `topic`, consumed by group `group`; throttled to `max_ahead` events
+// unread (the embedded broker keeps ~5 MiB per partition).
+StateDir build_state(int partitions = kPartitions, uint64_t events = events_from_env(),
+                     const std::string& topic = kTopic, const std::string& group = "bench-recovery",
+                     uint64_t max_ahead = 150'000) {
   StateDir d;
-  d.events = events_from_env();
+  d.events = events;
   auto broker = EmbeddedBroker::start();
   if (!broker) {
     d.error = broker.error().message;
     return d;
   }
   d.broker = std::move(*broker);
-  if (auto s = d.broker->create_topic(kTopic, kPartitions); !s) {
+  if (auto s = d.broker->create_topic(topic, partitions); !s) {
     d.error = s.error().message;
     return d;
   }
-  if (auto s = d.broker->create_state_topic(Config{}.kafka.state_topic, kPartitions); !s) {
+  if (auto s = d.broker->create_state_topic(Config{}.kafka.state_topic, partitions); !s) {
     d.error = s.error().message;
     return d;
   }
-  d.path = (std::filesystem::temp_directory_path() / ("bench-recovery-" + std::to_string(::getpid()))).string();
+  d.path = (std::filesystem::temp_directory_path() / (group + "-" + std::to_string(::getpid()))).string();
   std::filesystem::remove_all(d.path);
   d.config.kafka.bootstrap_servers = d.broker->bootstrap_servers();
-  d.config.kafka.topics = {kTopic};
-  d.config.kafka.group_id = "bench-recovery";
+  d.config.kafka.topics = {topic};
+  d.config.kafka.group_id = group;
   d.config.state.path = d.path;
 
   std::atomic<uint64_t> checkpointed{0};
@@ -172,17 +177,19 @@ StateDir build_state() {
   const EventTime origin = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - span;
   generator.set_origin(origin);
   GeneratedEvent ev;
-  // ~3.5 MiB of unread data per partition at most: under the broker's 5 MiB retention.
-  constexpr uint64_t kMaxAhead = 150'000;
+  // ~3.5 MiB of unread data per partition at most (the default for 8 partitions): under the
+  // broker's 5 MiB retention.
+  const uint64_t kMaxAhead = max_ahead;
   const auto t0 = Clock::now();
   for (uint64_t i = 0; i < d.events; ++i) {
     while (i - std::min(i, checkpointed.load()) > kMaxAhead) {
       rd_kafka_poll(producer->get(), 10);
     }
     generator.next(origin + Millis{span.count() * static_cast<int64_t>(i) / static_cast<int64_t>(d.events)}, ev);
-    const auto partition = static_cast<int32_t>(std::hash<std::string>{}(ev.value.substr(0, 64)) % kPartitions);
+    const auto partition = static_cast<int32_t>(std::hash<std::string>{}(ev.value.substr(0, 64)) %
+                                                static_cast<size_t>(partitions));
     for (;;) {
-      const auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(kTopic), RD_KAFKA_V_PARTITION(partition),
+      const auto err = rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
                                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                          RD_KAFKA_V_VALUE(ev.value.data(), ev.value.size()), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
@@ -245,6 +252,60 @@ void BM_RestartToReady(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(dir.dedup_ids) * state.iterations());
 }
 BENCHMARK(BM_RestartToReady)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Issue #15: a partition changes owner. Its state is built as above, on ONE partition (events:
+// SP_MOVE_EVENTS, default 40 000), by a runner of group "bench-move" that then stops gracefully
+// (its handover leaves the last checkpoint in the changelog). Each iteration starts a runner of
+// the same group on an EMPTY state dir: its assignment restores the partition from the
+// changelog (ChangelogRestorer: snapshot + deltas, then the store batch) and the Topology from
+// the store. Timed: that assignment (RunnerTestHooks::on_partitions_restored), i.e. from the
+// assignment to serving the partition. The embedded broker keeps ~5 MiB per partition, so the
+// state must fit in it: 1 M keys (~80 MB) cannot move there; items/s gives the rate to
+// extrapolate (benchmarks/RESULTS.md).
+void BM_PartitionMovesToANewOwner(benchmark::State& state) {
+  const char* v = std::getenv("SP_MOVE_EVENTS");
+  static StateDir dir = build_state(1, v ? std::strtoull(v, nullptr, 10) : 40'000, "bench-move",
+                                    "bench-move", 18'000);
+  static RemoveAtExit cleanup{dir.path};
+  if (!dir.error.empty()) {
+    state.SkipWithError(dir.error.c_str());
+    return;
+  }
+  double restore_s = 0;
+  int iteration = 0;
+  for (auto _ : state) {
+    Config config = dir.config;
+    config.state.path = dir.path + "-owner-" + std::to_string(iteration++);
+    RemoveAtExit owner_dir{config.state.path};
+    Clock::duration restore_time{};
+    RunningRunner runner;
+    RunnerTestHooks hooks;
+    hooks.on_partitions_restored = [&](Clock::duration t, size_t partitions) {
+      restore_time += t;
+      if (partitions > 0) runner.stop = true;
+    };
+    runner.start(config, dir.broker->bootstrap_servers(), hooks);
+    if (auto s = runner.join(); !s) {
+      state.SkipWithError(s.error().message.c_str());
+      return;
+    }
+    restore_s += std::chrono::duration<double>(restore_time).count();
+    state.SetIterationTime(std::chrono::duration<double>(restore_time).count());
+  }
+  const auto n = static_cast<double>(state.iterations());
+  state.counters["restore_ms"] = restore_s / n * 1000;
+  state.counters["events"] = static_cast<double>(dir.events);
+  double bytes = 0;
+  for (const auto& [prefix, kb] : dir.keys) {
+    state.counters["MB_" + prefix] = static_cast<double>(kb.second) / 1e6;
+    if (prefix != "meta" && prefix != "outbox") bytes += static_cast<double>(kb.second);
+  }
+  state.counters["state_MB_per_s"] = bytes / 1e6 / (restore_s / n);
+  // Items: the events whose ids the moved dedup state holds (each has its own id, all inside
+  // the horizon).
+  state.SetItemsProcessed(static_cast<int64_t>(dir.events) * state.iterations());
+}
+BENCHMARK(BM_PartitionMovesToANewOwner)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
 }  // namespace sp

@@ -251,6 +251,10 @@ void Topology::advance_watermark() {
   const EventTime wm = tracker_.pipeline_watermark();
   if (wm <= last_watermark_) return;
   last_watermark_ = wm;
+  // Closing windows and buckets changes the state of partitions that received nothing (their
+  // panes expire, their windows are emitted through wm): stored stale, a partition moved or
+  // restored from it would emit its closed windows again (issue #15).
+  for (auto& [id, p] : owned_) p->dirty = true;
   for (auto& op : operators_) {
     op->on_wall_clock(wall_);
     op->on_watermark(wm, emitter_);

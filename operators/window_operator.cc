@@ -11,7 +11,9 @@
 namespace sp {
 namespace {
 
-constexpr uint8_t kSnapshotVersion = 1;
+// 2: a partition's record ends with the watermark its windows were emitted through (issue #15:
+// a moved partition neither re-emits nor skips windows). 1 is still read.
+constexpr uint8_t kSnapshotVersion = 2;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
 // Pane format version 1 predates web visits in the window aggregate: they are not stored.
@@ -92,9 +94,10 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   const int64_t last_start = last_window_start(t);
   if (t >= last_start + size_ms_) return;  // advance > size: t falls between sampled windows
   PartitionState& state = partitions_.get_or_create(ctx.partition);
-  // The operator's own watermark decides what was emitted; the context's can only be ahead of it
-  // if the runner has not delivered on_watermark yet.
-  const int64_t watermark = std::max(watermark_, to_epoch_ms(ctx.pipeline_watermark));
+  // What was emitted for this partition decides; the context's watermark can only be ahead of
+  // it if the runner has not delivered on_watermark yet.
+  const int64_t watermark =
+      std::max(state.closed_through.value_or(watermark_), to_epoch_ms(ctx.pipeline_watermark));
   if (last_start + size_ms_ + grace_ms_ <= watermark) {
     ++state.late_events;  // every window holding t already closed (Flink drops these too)
     return;
@@ -197,15 +200,22 @@ void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
   if (wm <= watermark_) return;  // watermarks are monotonic; a repeat changes nothing
   const int64_t previous = watermark_;
   watermark_ = wm;
-  if (wm < earliest_due_) return;
+  // A partition's windows are emitted through wm from now on, unless it is ahead of wm.
+  auto settle = [&] {
+    for (auto& [partition, state] : partitions_) {
+      if (state.closed_through && *state.closed_through <= wm) state.closed_through.reset();
+    }
+  };
+  if (wm < earliest_due_) return settle();
 
-  // Windows closing now: previous < start + size + grace <= wm.
-  const int64_t lo =
-      floor_div(previous - size_ms_ - grace_ms_, advance_ms_) * advance_ms_ + advance_ms_;
+  // Windows closing now, per partition: closed_through < start + size + grace <= wm.
   const int64_t hi = floor_div(wm - size_ms_ - grace_ms_, advance_ms_) * advance_ms_;
   std::set<WindowKey> closing;  // ordered: records leave in (start, brand, channel) order
-  if (lo <= hi) {
-    for (const auto& [partition, state] : partitions_) {
+  for (const auto& [partition, state] : partitions_) {
+    const int64_t closed = state.closed_through.value_or(previous);
+    const int64_t lo =
+        floor_div(closed - size_ms_ - grace_ms_, advance_ms_) * advance_ms_ + advance_ms_;
+    if (lo <= hi) {
       for (size_t index = 0; index < state.series.size(); ++index) {
         const uint32_t bc = brand_channel_of(index);
         for (const int64_t pane_start : state.series[index].starts) {
@@ -226,6 +236,7 @@ void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
     }
     emit(start, bc, merged, /*final=*/true, out);
   }
+  settle();
   sweep();
 }
 
@@ -263,8 +274,9 @@ void WindowOperator::on_checkpoint(Emitter& out) {
       for (size_t i = 0; i < series.starts.size(); ++i) {
         if (!series.panes[i].dirty) continue;
         const int64_t ps = series.starts[i];
+        const int64_t closed = state.closed_through.value_or(watermark_);
         for (int64_t s = first_window_start(ps); s <= last_window_start(ps); s += advance_ms_) {
-          if (s + size_ms_ + grace_ms_ > watermark_) changed.emplace(s, brand_channel_of(index));
+          if (s + size_ms_ + grace_ms_ > closed) changed.emplace(s, brand_channel_of(index));
         }
       }
     }
@@ -303,6 +315,7 @@ void WindowOperator::encode(PartitionId partition, std::string& out) const {
   if (found == nullptr) {
     byte_codec::put_u64(out, 0);
     byte_codec::put_u64(out, 0);
+    byte_codec::put_i64(out, watermark_);
     return;
   }
   const PartitionState& state = *found;
@@ -330,6 +343,7 @@ void WindowOperator::encode(PartitionId partition, std::string& out) const {
     byte_codec::put_u8(out, entry.pane->dirty ? 1 : 0);
     put_aggregate(out, entry.pane->aggregate);
   }
+  byte_codec::put_i64(out, state.closed_through.value_or(watermark_));
 }
 
 Status WindowOperator::restore(PartitionId partition, StateReader& reader) {
@@ -346,7 +360,7 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
   byte_codec::Reader in(bytes);
   const uint8_t version = in.u8();
   if (!in.ok()) return corrupt("version");
-  if (version != kSnapshotVersion) {
+  if (version != kSnapshotVersion && version != 1) {
     return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': state key '" +
                                             (partition == kGlobalPartition ? "window" : "panes") +
                                             "' has format version " + std::to_string(version) +
@@ -414,6 +428,10 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     }
     // Panes of windows this instance already closed are freed at the next watermark.
     earliest_due_ = std::min(earliest_due_, first_window_start(pane_start) + size_ms_ + grace_ms_);
+  }
+  if (version >= 2) {
+    state.closed_through = in.i64();
+    if (!in.ok()) return corrupt("closed_through");
   }
   if (!in.done()) return corrupt("trailing bytes");
   partitions_.assign(partition, std::move(state));

@@ -2,6 +2,7 @@
 // Tumbling and hopping event-time windows (SPEC 3, 5).
 #include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,11 @@ class WindowOperator final : public Operator {
   struct PartitionState {
     std::vector<PaneSeries> series;  // by brand * channel_count + channel
     uint64_t late_events = 0;
+    // The watermark through which this partition's windows were emitted, when it is not
+    // watermark_: a partition restored from another owner (issue #15) may be ahead (its windows
+    // up to here were emitted there: not again) or behind (its windows after it are still due,
+    // even those this instance closed for its other partitions).
+    std::optional<int64_t> closed_through;
   };
   struct RateSample {  // the last closed window of a brand+channel
     int64_t window_start = 0;

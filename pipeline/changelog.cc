@@ -141,6 +141,10 @@ Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value) {
 void add_changelog_producer_settings(std::map<std::string, std::string>& settings) {
   settings["enable.idempotence"] = "true";
   settings["acks"] = "all";
+  // One state key is one record, and a partition's sessions (or panes) are one key: with the
+  // 1 MB default a partition past ~1 MB of sessions could never be written, so never moved
+  // (found by bench_recovery's BM_PartitionMovesToANewOwner: 2.5 MB of sessions).
+  settings.try_emplace("message.max.bytes", std::to_string(kChangelogMaxRecordBytes));
 }
 
 // ---- writer ------------------------------------------------------------------------------------
@@ -768,6 +772,7 @@ StateTopicSpec state_topic_spec(const std::string& topic, int partitions) {
   // than this lag, so the next owner's snapshot (written right after its restore) always comes
   // first.
   spec.configs["min.compaction.lag.ms"] = "3600000";
+  spec.configs["max.message.bytes"] = std::to_string(kChangelogMaxRecordBytes);
   return spec;
 }
 

@@ -44,6 +44,10 @@ std::string changelog_key_prefix(const std::string& group_id);
 
 // Version of the marker values; a reader refuses markers of another version.
 inline constexpr uint32_t kChangelogFormat = 1;
+// The largest changelog record (one state key and its value): the producer's message.max.bytes
+// and the state topic's max.message.bytes. A larger value cannot be written: its partition's
+// checkpoints stay incomplete in the changelog (logged) and the partition cannot move.
+inline constexpr size_t kChangelogMaxRecordBytes = size_t{64} << 20;
 
 // The changelog partition of an input partition: its partition number within its topic.
 int32_t changelog_partition(PartitionId pid);

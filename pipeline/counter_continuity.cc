@@ -1,5 +1,7 @@
 #include "pipeline/counter_continuity.h"
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <set>
 
@@ -12,6 +14,7 @@ namespace {
 constexpr char kFieldSep = '\x1f';
 constexpr char kValueSep = '\x1e';
 constexpr std::string_view kCounterPrefix = "counter/";
+constexpr std::string_view kHistogramPrefix = "histogram/";
 
 // Counted by the instance itself, not summed from its partitions: a rebalance that moves them
 // (state dropped while a partition is restored) is a real count, never absorbed.
@@ -30,36 +33,76 @@ std::string encode_series(std::string_view family, std::span<const LabelPair> la
   return key;
 }
 
-// The counters' samples of a collect pass, by encoded series; everything else is ignored.
+// into += sign x v, element by element (into grows to v's size).
+void accumulate(std::vector<double>& into, const std::vector<double>& v, double sign) {
+  if (into.size() < v.size()) into.resize(v.size(), 0.0);
+  for (size_t i = 0; i < v.size(); ++i) into[i] += sign * v[i];
+}
+
+bool all_zero(const std::vector<double>& v) {
+  for (double x : v) {
+    if (x != 0) return false;
+  }
+  return true;
+}
+
+std::vector<double> histogram_value(std::span<const uint64_t> bucket_counts, double sum) {
+  std::vector<double> v;
+  v.reserve(bucket_counts.size() + 1);
+  for (uint64_t c : bucket_counts) v.push_back(static_cast<double>(c));
+  v.push_back(sum);
+  return v;
+}
+
+// The counters' and histograms' samples of a collect pass, by encoded series; gauges ignored.
 class CounterCapture final : public MetricsWriter {
  public:
-  using OnSample =
-      std::function<void(const std::string& key, std::string_view family, std::string_view help,
-                         std::span<const LabelPair> labels, double value)>;
+  using OnSample = std::function<void(const std::string& key, std::string_view family,
+                                      std::string_view help, std::span<const LabelPair> labels,
+                                      std::span<const double> bounds, std::vector<double> value)>;
   explicit CounterCapture(OnSample on) : on_(std::move(on)) {}
   void family(std::string_view name, std::string_view help, MetricType type) override {
     family_ = name;
     help_ = help;
-    counter_ = type == MetricType::counter;
+    type_ = type;
   }
   void add(std::span<const LabelPair> labels, double value) override {
-    if (counter_) on_(encode_series(family_, labels), family_, help_, labels, value);
+    if (type_ == MetricType::counter)
+      on_(encode_series(family_, labels), family_, help_, labels, {}, {value});
   }
-  void add_histogram(std::span<const LabelPair>, std::span<const double>, std::span<const uint64_t>,
-                     double) override {}
+  void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
+                     std::span<const uint64_t> bucket_counts, double sum) override {
+    on_(encode_series(family_, labels), family_, help_, labels, bounds,
+        histogram_value(bucket_counts, sum));
+  }
 
  private:
   OnSample on_;
   std::string family_;
   std::string help_;
-  bool counter_ = false;
+  MetricType type_ = MetricType::gauge;
 };
 
-// Forwards everything, counters plus their offsets; remembers which series it saw.
+// value = max(value, floor), element by element; the floor follows.
+void never_below(std::vector<double>& value, std::vector<double>& floor) {
+  if (floor.size() != value.size()) {
+    floor = value;
+    return;
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    value[i] = std::max(value[i], floor[i]);
+    floor[i] = value[i];
+  }
+}
+
+// Forwards everything; a counter or histogram series is written whole with its first sample
+// (its exported value) and as zero by the later ones (samples of one label set are summed:
+// several operators may write one series), so the total is the exported value exactly.
+// Remembers which series it saw.
 class ContinuedWriter final : public MetricsWriter {
  public:
-  ContinuedWriter(MetricsWriter& out, const std::map<std::string, double>& offsets)
-      : out_(out), offsets_(offsets) {}
+  ContinuedWriter(MetricsWriter& out, const std::map<std::string, std::vector<double>>& exported)
+      : out_(out), exported_(exported) {}
   void family(std::string_view name, std::string_view help, MetricType type) override {
     family_ = name;
     counter_ = type == MetricType::counter;
@@ -68,37 +111,71 @@ class ContinuedWriter final : public MetricsWriter {
   void add(std::span<const LabelPair> labels, double value) override {
     if (counter_) {
       std::string key = encode_series(family_, labels);
-      if (auto it = offsets_.find(key); it != offsets_.end()) value += it->second;
-      seen_.insert(std::move(key));
+      auto it = exported_.find(key);
+      const bool first = seen_.insert(std::move(key)).second;
+      if (it != exported_.end() && !it->second.empty()) value = first ? it->second[0] : 0.0;
     }
     out_.add(labels, value);
   }
   void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                      std::span<const uint64_t> bucket_counts, double sum) override {
-    out_.add_histogram(labels, bounds, bucket_counts, sum);
+    std::string key = encode_series(family_, labels);
+    auto it = exported_.find(key);
+    const bool first = seen_.insert(std::move(key)).second;
+    if (it == exported_.end() || it->second.size() != bucket_counts.size() + 1) {
+      out_.add_histogram(labels, bounds, bucket_counts, sum);
+      return;
+    }
+    std::vector<uint64_t> counts(bucket_counts.size(), 0);
+    if (!first) return out_.add_histogram(labels, bounds, counts, 0.0);
+    for (size_t i = 0; i < counts.size(); ++i)
+      counts[i] = static_cast<uint64_t>(std::max<long long>(0, std::llround(it->second[i])));
+    out_.add_histogram(labels, bounds, counts, it->second.back());
   }
   const std::set<std::string>& seen() const { return seen_; }
 
  private:
   MetricsWriter& out_;
-  const std::map<std::string, double>& offsets_;
+  const std::map<std::string, std::vector<double>>& exported_;
   std::string family_;
   bool counter_ = false;
   std::set<std::string> seen_;
 };
+
+// family and labels of an encoded series.
+void decode_series(std::string_view series, std::string& family,
+                   std::vector<std::pair<std::string, std::string>>& labels) {
+  const size_t first = series.find(kFieldSep);
+  family = std::string(series.substr(0, first));
+  labels.clear();
+  series.remove_prefix(first == std::string_view::npos ? series.size() : first + 1);
+  while (!series.empty()) {
+    const size_t end = series.find(kFieldSep);
+    const std::string_view pair = series.substr(0, end);
+    const size_t sep = pair.find(kValueSep);
+    labels.emplace_back(std::string(pair.substr(0, sep)),
+                        sep == std::string_view::npos ? "" : std::string(pair.substr(sep + 1)));
+    series.remove_prefix(end == std::string_view::npos ? series.size() : end + 1);
+  }
+}
 
 }  // namespace
 
 CounterContinuity::Values CounterContinuity::raw(const Topology& topology) {
   Values values;
   CounterCapture capture([&](const std::string& key, std::string_view family, std::string_view help,
-                             std::span<const LabelPair> labels, double value) {
-    values[key] += value;
+                             std::span<const LabelPair> labels, std::span<const double> bounds,
+                             std::vector<double> value) {
+    accumulate(values[key], value, 1.0);
     auto [it, added] = series_.try_emplace(key);
     if (added) {
       it->second.family = family;
       it->second.help = help;
       for (const auto& [k, v] : labels) it->second.labels.emplace_back(k, v);
+    }
+    if (!bounds.empty() && it->second.bounds.empty()) {
+      it->second.histogram = true;
+      it->second.bounds.assign(bounds.begin(), bounds.end());
     }
   });
   topology.collect_counts(capture);
@@ -108,43 +185,52 @@ CounterContinuity::Values CounterContinuity::raw(const Topology& topology) {
 
 Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
   ScopedStateReader scoped(in, state_scope(kOwner, kGlobalPartition));
-  auto scanned = scoped.scan(kCounterPrefix, [&](std::string_view key, std::string_view value) {
-    byte_codec::Reader r(value);
-    const double exported = r.f64();
-    const std::string_view help = r.str();
-    if (!r.done()) return Status{};  // unreadable: that series starts again from the Topology
-    std::string series(key.substr(key.find(kCounterPrefix) + kCounterPrefix.size()));
-    Series& s = series_[series];
-    std::string_view rest = series;
-    const size_t first = rest.find(kFieldSep);
-    s.family = std::string(rest.substr(0, first));
-    s.help = std::string(help);
-    s.labels.clear();
-    rest.remove_prefix(first == std::string_view::npos ? rest.size() : first + 1);
-    while (!rest.empty()) {
-      const size_t end = rest.find(kFieldSep);
-      const std::string_view pair = rest.substr(0, end);
-      const size_t sep = pair.find(kValueSep);
-      s.labels.emplace_back(std::string(pair.substr(0, sep)),
-                            sep == std::string_view::npos ? "" : std::string(pair.substr(sep + 1)));
-      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
-    }
-    // A brand or channel removed from the configuration: its counters go with its state.
-    for (const auto& [k, v] : s.labels) {
+  // One persisted series: its exported value is where it continues, unless a brand or channel
+  // it is labelled with left the configuration (its counters go with its state).
+  auto restore_one = [&](std::string_view key, std::string_view prefix, Series loaded,
+                         Value exported) {
+    std::string series(key.substr(key.find(prefix) + prefix.size()));
+    decode_series(series, loaded.family, loaded.labels);
+    for (const auto& [k, v] : loaded.labels) {
       if ((k == "brand" && !topology.vocabulary().find_brand(v)) ||
           (k == "channel" && !topology.vocabulary().find_channel(v))) {
         series_.erase(series);
-        return Status{};
+        return;
       }
     }
-    s.offset = exported;
-    persisted_[series] = exported;
+    loaded.offset = exported;
+    floor_[series] = exported;
+    persisted_[series] = std::move(exported);
+    series_[series] = std::move(loaded);
+  };
+  auto counters = scoped.scan(kCounterPrefix, [&](std::string_view key, std::string_view value) {
+    byte_codec::Reader r(value);
+    const double exported = r.f64();
+    Series s;
+    s.help = std::string(r.str());
+    if (!r.done()) return Status{};  // unreadable: that series starts again from the Topology
+    restore_one(key, kCounterPrefix, std::move(s), {exported});
     return Status{};
   });
-  if (!scanned) return scanned;
+  if (!counters) return counters;
+  auto histograms =
+      scoped.scan(kHistogramPrefix, [&](std::string_view key, std::string_view value) {
+        byte_codec::Reader r(value);
+        Series s;
+        s.histogram = true;
+        s.help = std::string(r.str());
+        const uint32_t bounds = r.u32();
+        for (uint32_t i = 0; i < bounds && r.ok(); ++i) s.bounds.push_back(r.f64());
+        Value exported;
+        for (uint32_t i = 0; i < bounds + 2 && r.ok(); ++i) exported.push_back(r.f64());
+        if (!r.done()) return Status{};
+        restore_one(key, kHistogramPrefix, std::move(s), std::move(exported));
+        return Status{};
+      });
+  if (!histograms) return histograms;
   // Whatever the Topology counts already (instance-level state) is part of what was exported.
   for (const auto& [key, value] : raw(topology)) {
-    if (!instance_counted(key)) series_[key].offset -= value;
+    if (!instance_counted(key)) accumulate(series_[key].offset, value, -1.0);
   }
   return {};
 }
@@ -154,10 +240,10 @@ void CounterContinuity::before(const Topology& topology) { before_ = raw(topolog
 void CounterContinuity::after(const Topology& topology) {
   Values now = raw(topology);
   for (const auto& [key, value] : before_) {
-    if (!instance_counted(key)) series_[key].offset += value;
+    if (!instance_counted(key)) accumulate(series_[key].offset, value, 1.0);
   }
   for (const auto& [key, value] : now) {
-    if (!instance_counted(key)) series_[key].offset -= value;
+    if (!instance_counted(key)) accumulate(series_[key].offset, value, -1.0);
   }
   before_.clear();
 }
@@ -167,39 +253,71 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
   std::string value;
   for (const auto& [key, s] : series_) {
-    auto it = now.find(key);
-    const double exported = s.offset + (it == now.end() ? 0.0 : it->second);
+    Value exported = s.offset;
+    if (auto it = now.find(key); it != now.end()) accumulate(exported, it->second, 1.0);
+    if (exported.empty()) continue;
+    never_below(exported, floor_[key]);  // what a restart continues from was exported
     auto [p, added] = persisted_.try_emplace(key, exported);
     if (!added && p->second == exported) continue;
     p->second = exported;
     value.clear();
-    byte_codec::put_f64(value, exported);
+    if (!s.histogram) {
+      byte_codec::put_f64(value, exported[0]);
+      byte_codec::put_str(value, s.help);
+      scoped.put(std::string(kCounterPrefix) + key, value);
+      continue;
+    }
+    if (exported.size() != s.bounds.size() + 2) continue;  // bounds changed: not continued
     byte_codec::put_str(value, s.help);
-    scoped.put(std::string(kCounterPrefix) + key, value);
+    byte_codec::put_u32(value, static_cast<uint32_t>(s.bounds.size()));
+    for (double b : s.bounds) byte_codec::put_f64(value, b);
+    for (double v : exported) byte_codec::put_f64(value, v);
+    scoped.put(std::string(kHistogramPrefix) + key, value);
   }
 }
 
 void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
                                 const std::function<void()>& between) const {
-  std::map<std::string, double> offsets;
-  for (const auto& [key, s] : series_) {
-    if (s.offset != 0) offsets.emplace(key, s.offset);
+  // The Topology's totals per series first: the exported value is total + offset, never below
+  // what was exported before.
+  Values totals;
+  CounterCapture capture([&](const std::string& key, std::string_view, std::string_view,
+                             std::span<const LabelPair>, std::span<const double>,
+                             std::vector<double> value) { accumulate(totals[key], value, 1.0); });
+  topology.collect_counts(capture);
+  topology.collect(capture);
+  std::map<std::string, Value> exported;
+  for (const auto& [key, total] : totals) {
+    Value v = total;
+    if (auto it = series_.find(key); it != series_.end()) accumulate(v, it->second.offset, 1.0);
+    never_below(v, floor_[key]);
+    exported.emplace(key, std::move(v));
   }
-  ContinuedWriter writer(out, offsets);
+  ContinuedWriter writer(out, exported);
   topology.collect_counts(writer);
   between();
   topology.collect(writer);
   // Series whose partitions all left: the instance still exports what it counted.
   std::string family;
   for (const auto& [key, s] : series_) {
-    if (s.offset == 0 || writer.seen().count(key) > 0) continue;
+    if (all_zero(s.offset) || writer.seen().count(key) > 0) continue;
+    if (s.histogram && s.offset.size() != s.bounds.size() + 2) continue;
     if (s.family != family) {
       family = s.family;
-      out.family(s.family, s.help, MetricType::counter);
+      out.family(s.family, s.help, s.histogram ? MetricType::histogram : MetricType::counter);
     }
     std::vector<LabelPair> labels;
     for (const auto& [k, v] : s.labels) labels.emplace_back(k, v);
-    out.add(labels, s.offset);
+    Value v = s.offset;
+    never_below(v, floor_[key]);
+    if (!s.histogram) {
+      out.add(labels, v[0]);
+      continue;
+    }
+    std::vector<uint64_t> counts;
+    for (size_t i = 0; i + 1 < v.size(); ++i)
+      counts.push_back(static_cast<uint64_t>(std::max<long long>(0, std::llround(v[i]))));
+    out.add_histogram(labels, s.bounds, counts, v.back());
   }
 }
 

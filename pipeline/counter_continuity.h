@@ -1,11 +1,12 @@
 #pragma once
-// Counters that mean "counted by this instance" (issue #15 item 4). The Topology's counters are
-// sums over the partitions an instance owns, so they jump when a partition arrives with its
-// history and drop when it leaves. Prometheus keeps one series per instance: each exported
-// counter is the Topology's value plus an offset per series that absorbs every such jump (a
-// rebalance changes the sums by exactly what moved), and the exported values are durable state
-// of the instance, so a restart continues from them. No exported counter ever goes down; summed
-// over instances, increase() counts each event once, wherever its partition went.
+// Counters that mean "counted by this instance" (issue #15 item 4). The Topology's counters (and
+// histograms: their buckets and sums are counters to Prometheus) are sums over the partitions an
+// instance owns, so they jump when a partition arrives with its history and drop when it leaves.
+// Prometheus keeps one series per instance: each exported counter is the Topology's value plus an
+// offset per series that absorbs every such jump (a rebalance changes the sums by exactly what
+// moved), and the exported values are durable state of the instance, so a restart continues from
+// them. No exported counter ever goes down; summed over instances, increase() counts each event
+// once, wherever its partition went.
 #include <functional>
 #include <map>
 #include <string>
@@ -43,18 +44,26 @@ class CounterContinuity {
                const std::function<void()>& between) const;
 
  private:
+  // A counter is one value; a histogram its bucket counts (per bucket, +Inf last), then its sum.
+  using Value = std::vector<double>;
   struct Series {
     std::string family;
     std::string help;
     std::vector<std::pair<std::string, std::string>> labels;
-    double offset = 0;
+    bool histogram = false;
+    std::vector<double> bounds;  // histograms
+    Value offset;
   };
-  using Values = std::map<std::string, double>;  // encoded series -> value
+  using Values = std::map<std::string, Value>;  // encoded series -> value
   Values raw(const Topology& topology);
 
   std::map<std::string, Series> series_;  // encoded series
   Values before_;
   Values persisted_;  // exported values as last written
+  // The highest value each series was exported with: offsets absorb a moved partition's sums
+  // exactly only in exact arithmetic, and a real sum recomputed in another order may come out
+  // an ulp lower, which a scraper reads as a reset.
+  mutable Values floor_;
 };
 
 }  // namespace sp

@@ -604,6 +604,7 @@ class HttpServer::Loop {
                      "WWW-Authenticate: Basic realm=\"socialpulse\"\r\n");
     }
     const bool openmetrics = wants_openmetrics(r.accept);
+    server_.note_scrape();
     auto body = server_.render(openmetrics);
     if (!body) body = std::make_shared<const std::string>(openmetrics ? "# EOF\n" : "");
     respond_shared(c, 200,
@@ -673,6 +674,27 @@ bool HttpServer::tls() const { return loop_ && loop_->tls(); }
 void HttpServer::publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
   std::lock_guard lock(mu_);
   snapshot_ = std::move(snapshot);
+  published_.fetch_add(1);
+}
+
+// Before render(): the snapshot rendered is this one or a newer one.
+void HttpServer::note_scrape() {
+  uint64_t seen = published_.load();
+  uint64_t served = served_.load();
+  while (served < seen && !served_.compare_exchange_weak(served, seen)) {
+  }
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(scrape_mu_);
+  if (rhythm_.scrapes > 0) rhythm_.interval = now - rhythm_.last;
+  rhythm_.last = now;
+  ++rhythm_.scrapes;
+}
+
+bool HttpServer::latest_served() const { return served_.load() >= published_.load(); }
+
+HttpServer::ScrapeRhythm HttpServer::scrape_rhythm() const {
+  std::lock_guard lock(scrape_mu_);
+  return rhythm_;
 }
 
 std::shared_ptr<const std::string> HttpServer::render(bool openmetrics) const {

@@ -14,6 +14,8 @@
 // flood from one client (or many) cannot lock a scraper out. Handlers are cheap (a cached
 // rendering, a few atomics), so serving on the event thread is fine.
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,10 +60,22 @@ class HttpServer {
   // a publish; null before the first publish. Public for benchmarks.
   std::shared_ptr<const std::string> render(bool openmetrics = false) const;
 
+  // Scrapes of /metrics, for a leaving instance that must not exit before its last values were
+  // scraped (issue #15 item 4): whether the latest published snapshot was served, and the time
+  // of the last scrape and between the last two (zero before the second).
+  struct ScrapeRhythm {
+    uint64_t scrapes = 0;
+    std::chrono::steady_clock::time_point last{};
+    std::chrono::steady_clock::duration interval{};
+  };
+  bool latest_served() const;
+  ScrapeRhythm scrape_rhythm() const;
+
   class Loop;  // the event loop (http_server.cc)
 
  private:
   explicit HttpServer(HttpServerOptions options);
+  void note_scrape();  // the event loop, before it renders /metrics
 
   HttpServerOptions options_;
   Readiness readiness_;
@@ -75,6 +89,11 @@ class HttpServer {
   mutable std::mutex render_mu_;
   mutable std::shared_ptr<const MetricsSnapshot> rendered_snapshot_[2];
   mutable std::shared_ptr<const std::string> rendered_[2];
+  // Published snapshots, and the newest one a scrape was answered with (scrape_mu_: the rhythm).
+  std::atomic<uint64_t> published_{0};
+  std::atomic<uint64_t> served_{0};
+  mutable std::mutex scrape_mu_;
+  ScrapeRhythm rhythm_;
 };
 
 }  // namespace sp

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "operators/topology.h"
 #include "pipeline/consumer_group.h"
@@ -235,6 +236,36 @@ void RunnerProbe::publish_checkpoint_failures() {
   }
   last_snapshot_ = copy;
   http_->publish(std::move(copy));
+}
+
+bool RunnerProbe::wait_final_scrape(std::chrono::steady_clock::time_point deadline) const {
+  if (http_ == nullptr || !last_snapshot_) return true;
+  const auto started = std::chrono::steady_clock::now();
+  for (;;) {
+    if (http_->latest_served()) {
+      spdlog::info(
+          "msg=\"shutdown: final values scraped\" waited_ms={}",
+          std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started).count());
+      return true;
+    }
+    const HttpServer::ScrapeRhythm rhythm = http_->scrape_rhythm();
+    const auto now = std::chrono::steady_clock::now();
+    // A scraper seen once is expected within its interval (with slack: ~1 s when unknown yet).
+    const auto expected_by = rhythm.last + 2 * std::max<std::chrono::steady_clock::duration>(
+                                                   rhythm.interval, Millis{500});
+    if (rhythm.scrapes == 0) {
+      spdlog::info("msg=\"shutdown: no scraper seen, not waiting for one\"");
+      return false;
+    }
+    if (now >= std::min(deadline, expected_by)) {
+      spdlog::warn(
+          "msg=\"shutdown: final values not scraped; the scraper misses this instance's last "
+          "increments\" scrapes_seen={}",
+          rhythm.scrapes);
+      return false;
+    }
+    std::this_thread::sleep_for(Millis{5});
+  }
 }
 
 }  // namespace sp

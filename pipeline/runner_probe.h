@@ -76,6 +76,12 @@ class RunnerProbe {
                        const PartitionTable& partitions, const ConsumerGroup& consumer,
                        uint64_t state_bytes, const ChangelogStats& changelog);
 
+  // Shutdown (issue #15 item 4): an instance that leaves takes its series with it, so its last
+  // increments count only once a scraper has read them. Waits until the latest snapshot was
+  // served, while a scraper is expected (two scrape intervals after its last scrape, measured
+  // from the last two) and until `deadline`; at once when nothing ever scraped. True: served.
+  bool wait_final_scrape(std::chrono::steady_clock::time_point deadline) const;
+
  private:
   struct Histogram {
     std::vector<double> bounds;

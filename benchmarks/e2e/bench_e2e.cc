@@ -864,6 +864,10 @@ int run(const Options& o) {
     const double state_bytes = metric_value(*body, "socialpulse_state_bytes").value_or(0);
     std::printf("checkpoints: %.0f, mean %.1f ms, %.1f%% of the run; state %.1f MB\n", cp_count,
                 cp_count > 0 ? cp_sum / cp_count * 1e3 : 0.0, 100 * cp_sum / tp.wall_seconds, state_bytes / 1e6);
+    // Issue #15: what the state changelog (kafka.state_topic, on by default) costs per checkpoint.
+    const double changelog = metric_value(*body, "socialpulse_changelog_bytes_total").value_or(0);
+    std::printf("changelog: %.1f MB in all, %.0f kB per checkpoint (%.0f B per event)\n", changelog / 1e6,
+                cp_count > 0 ? changelog / cp_count / 1e3 : 0.0, changelog / static_cast<double>(o.events));
   } else {
     check(false, "final scrape failed");
   }

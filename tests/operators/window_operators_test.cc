@@ -265,6 +265,48 @@ TEST(WindowOperator, LateCountsMoveWithTheirPartition) {
   EXPECT_FALSE(b.restore({4}, truncated));
 }
 
+// Issue #15: a partition moves with the watermark its windows were emitted through. Found by
+// ScaleOutTest: a new owner whose own watermark was behind re-emitted (and counted) the hourly
+// windows its predecessor had emitted from the panes still open.
+TEST(WindowOperator, AMovedPartitionDoesNotReEmitWhatItsPreviousOwnerEmitted) {
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  WindowOperator a(hourly, test_vocabulary(), false);
+  NullEmitter out;
+  feed(a, like_at(kT0, 0, 1), {3});
+  a.on_watermark(kT0 + minutes(7), out);
+  ASSERT_EQ(out.count, 1u);  // 09:05-10:05
+  MemoryState state;
+  a.snapshot({3}, state);
+  WindowOperator b(hourly, test_vocabulary(), false);  // a fresh instance: no watermark yet
+  ASSERT_TRUE(b.restore({3}, state));
+  NullEmitter moved;
+  b.on_watermark(kT0 + minutes(8), moved);
+  EXPECT_EQ(moved.count, 0u);
+  b.on_watermark(kT0 + minutes(12), moved);
+  EXPECT_EQ(moved.count, 1u);  // 09:10-10:10 only
+}
+
+// ... and a new owner whose watermark is ahead still emits the moved partition's due windows.
+TEST(WindowOperator, AMovedPartitionBehindItsNewOwnerStillClosesItsWindows) {
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  WindowOperator a(hourly, test_vocabulary(), false);
+  NullEmitter out;
+  feed(a, like_at(kT0, 0, 1), {3});
+  a.on_watermark(kT0 + minutes(7), out);
+  MemoryState state;
+  a.snapshot({3}, state);
+  WindowOperator b(hourly, test_vocabulary(), false);
+  NullEmitter moved;
+  feed(b, like_at(kT0 + minutes(1), 1, 2), {1});
+  b.on_watermark(kT0 + minutes(20), moved);
+  const size_t own = moved.count;
+  ASSERT_TRUE(b.restore({3}, state));
+  b.on_watermark(kT0 + minutes(21), moved);
+  EXPECT_EQ(moved.count - own, 2u);  // 09:10-10:10 and 09:15-10:15 of partition 3
+}
+
 TEST(SessionWindowOperator, IgnoresEventsWithoutActor) {
   WindowSpec sessions{"sessions",  WindowKind::session, Millis{0},      Millis{0},
                       minutes(30), Millis{0},           EmitMode::final};

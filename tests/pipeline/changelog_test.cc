@@ -204,6 +204,21 @@ TEST_F(ChangelogTest, SeveralCheckpointsOfTwoPartitionsRestoreToTheLastOne) {
   EXPECT_EQ(rb.next_offset, Offset{25});
 }
 
+// One state key is one record, and a partition's sessions are one key: found by bench_recovery,
+// 2.5 MB of sessions were refused by the 1 MB default and the partition could never move.
+TEST_F(ChangelogTest, AStateValueOverAMegabyteIsWrittenAndRestored) {
+  const PartitionId a = pid_of(0, 0);
+  Model model;
+  writer_->begin_snapshot(a);
+  std::string big(3'000'000, 's');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 26);
+  checkpoint(a, model, {{key("sessions", a, "sessions"), big}}, {}, 1, Offset{7});
+  ASSERT_TRUE(settle({a}));
+  const RestoredPartition r = restore_found(a);
+  EXPECT_EQ(r.state.entries(), model);
+  EXPECT_EQ(r.next_offset, Offset{7});
+}
+
 TEST_F(ChangelogTest, DeliveryReportsAreCountedPerPartitionAndOnlyTheWritersAreTaken) {
   const PartitionId a = pid_of(0, 2);
   Model model;
@@ -418,7 +433,7 @@ TEST_F(ChangelogTest, ARecordTheProducerRefusesAbandonsTheCheckpoint) {
   checkpoint(a, model, {{key("minute", a, "k"), "v1"}}, {}, 1, Offset{1});
   ASSERT_FALSE(writer_->snapshot_due(a));
   writer_->put(key("minute", a, "k"), "v2");
-  writer_->put(key("minute", a, "huge"), std::string(2 << 20, 'x'));  // > message.max.bytes
+  writer_->put(key("minute", a, "huge"), std::string(kChangelogMaxRecordBytes + 1, 'x'));  // too large
   auto ended = writer_->end_checkpoint(a, 2, Offset{2});
   ASSERT_FALSE(ended);
   EXPECT_EQ(ended.error().kind, ErrorKind::retryable);

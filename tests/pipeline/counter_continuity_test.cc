@@ -23,8 +23,12 @@ class Sums final : public MetricsWriter {
   void add(std::span<const LabelPair>, double value) override {
     if (counter_) sums[family_] += value;
   }
+  // A histogram as its observation count (`<family>_count`) and sum (`<family>_sum`).
   void add_histogram(std::span<const LabelPair>, std::span<const double>,
-                     std::span<const uint64_t>, double) override {}
+                     std::span<const uint64_t> buckets, double sum) override {
+    for (uint64_t b : buckets) sums[family_ + "_count"] += static_cast<double>(b);
+    sums[family_ + "_sum"] += sum;
+  }
   std::map<std::string, double> sums;
 
  private:
@@ -57,6 +61,30 @@ void assign(CounterContinuity& c, Topology& t, PartitionId pid, StateReader& fro
   c.before(t);
   ASSERT_TRUE(t.assign(pid, from));
   c.after(t);
+}
+
+// n replies of response time 100 s each: care-response histogram observations.
+void reply(Topology& t, PartitionId pid, int n) {
+  Topology::Partition* p = t.find(pid);
+  ASSERT_NE(p, nullptr);
+  const int64_t first = p->next_offset ? p->next_offset->value : 0;
+  for (int i = 0; i < n; ++i) {
+    const std::string id = "r" + std::to_string(pid.value) + "-" + std::to_string(first + i);
+    Event e;
+    e.time = EventTime{Millis{1'700'000'000'000 + (first + i) * 1000}};
+    e.type = EventType::reply;
+    e.has_response_time = true;
+    e.response_time_s = 100;
+    e.id = id;
+    e.brand_name = "acme";
+    t.process(*p, Offset{first + i}, e, Deduplicator::key_of(e), WallTime{});
+  }
+}
+
+double care(const CounterContinuity& c, const Topology& t, const std::string& what) {
+  Sums sums;
+  c.collect(t, sums, [] {});
+  return sums.sums["socialpulse_care_response_seconds_" + what];
 }
 
 void revoke(CounterContinuity& c, Topology& t, PartitionId pid) {
@@ -129,6 +157,36 @@ TEST(CounterContinuity, ARestartContinuesFromTheLastCheckpointedExport) {
   EXPECT_EQ(consumed(c, t), 5);
   reject(t, PartitionId{0}, 9);
   EXPECT_EQ(consumed(c, t), 14);
+}
+
+// Histogram buckets and sums are counters to Prometheus: they move with the partitions like the
+// counters do (a drop at a revoke read as a reset, and the new owner's jump, were both wrong).
+TEST(CounterContinuity, HistogramsStayWithTheInstanceThatObservedAndSurviveARestart) {
+  MemoryState store;
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    assign(c, t, PartitionId{0}, store);
+    assign(c, t, PartitionId{1}, store);
+    reply(t, PartitionId{0}, 3);
+    reply(t, PartitionId{1}, 2);
+    ASSERT_EQ(care(c, t, "count"), 5);
+    revoke(c, t, PartitionId{1});
+    EXPECT_EQ(care(c, t, "count"), 5);
+    EXPECT_EQ(care(c, t, "sum"), 500);
+    checkpoint(c, t, store);
+  }
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(care(c, t, "count"), 5);  // before any partition is back
+  assign(c, t, PartitionId{0}, store);
+  assign(c, t, PartitionId{1}, store);  // whatever it brings is no jump
+  EXPECT_EQ(care(c, t, "count"), 5);
+  reply(t, PartitionId{1}, 1);
+  EXPECT_EQ(care(c, t, "count"), 6);
+  EXPECT_EQ(care(c, t, "sum"), 600);
 }
 
 }  // namespace

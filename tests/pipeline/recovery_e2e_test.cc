@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "pipeline/embedded_broker.h"
@@ -430,6 +431,50 @@ TEST_F(RecoveryE2E, TwoInstancesSplitPartitionsAndARebalanceLosesAndDoublesNothi
   EXPECT_EQ(testing::metric_sum(both, "socialpulse_interactions_total"), interactions);
   // b's partitions continue on a from b's last checkpoint: nothing left to read, nothing re-read.
   EXPECT_EQ(testing::metric_sum(m, "socialpulse_consumer_lag_messages"), 0);
+}
+
+// Issue #15 item 4: an instance that leaves takes its series with it, so its last increments
+// count only if a scraper read them. With no periodic checkpoint, everything it counts is in its
+// final checkpoint; it is stopped just after a scrape of a scraper polling every 2 s, so only a
+// wait for the next scrape lets that scraper see the final values.
+TEST_F(RecoveryE2E, AGracefulStopWaitsUntilTheFinalValuesWereScraped) {
+  produce_data_set();
+  Config c = config("a");
+  c.state.checkpoint_interval = std::chrono::hours(1);
+  std::atomic<uint64_t> processed{0};
+  RunnerTestHooks hooks;
+  hooks.on_batch_processed = [&](uint64_t messages) { processed = messages; };
+  Instance a(c, hooks);
+  a.start();
+  std::atomic<bool> stop_scraping{false};
+  std::mutex mu;
+  std::map<std::string, double> last;
+  std::atomic<int> scrapes{0};
+  std::thread scraper([&] {
+    while (!stop_scraping) {
+      auto m = a.scrape();
+      if (!m.empty()) {
+        std::lock_guard lock(mu);
+        last = std::move(m);
+        ++scrapes;
+      }
+      testing::wait_until([&] { return stop_scraping.load(); }, 2s, 10ms);
+    }
+  });
+  ASSERT_TRUE(testing::wait_until([&] { return processed >= static_cast<uint64_t>(kTotal); }, 60s));
+  ASSERT_TRUE(testing::wait_until([&] { return scrapes >= 2; }, 10s));
+  const int seen = scrapes;
+  ASSERT_TRUE(testing::wait_until([&] { return scrapes > seen; }, 10s));
+  {
+    std::lock_guard lock(mu);
+    ASSERT_LT(testing::metric_sum(last, "socialpulse_events_consumed_total"), kTotal) << "nothing checkpointed yet";
+  }
+  const auto took = a.stop();
+  EXPECT_TRUE(a.status());
+  stop_scraping = true;
+  scraper.join();
+  expect_exact(last);
+  EXPECT_LE(took, c.shutdown_timeout);
 }
 
 // ---- back-pressure ----------------------------------------------------------------------------
