@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "operators/operator.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/source_worker.h"
 
@@ -54,6 +56,10 @@ class RunnerProbe {
   // Whether any owned partition has messages left (progress against lag).
   void report_lag(const PartitionTable& partitions, const ConsumerGroup& consumer);
 
+  // The alert records of a committed checkpoint (topology.pending()): the query API serves them
+  // with the next published snapshot.
+  void alerts_committed(const std::vector<OutputRecord>& records);
+
   // How long one assigned partition took to restore (local store or changelog).
   void partition_restored(std::chrono::steady_clock::duration took);
 
@@ -89,6 +95,7 @@ class RunnerProbe {
   Histogram restore_duration_;
   uint64_t checkpoint_failures_ = 0;
   std::shared_ptr<const MetricsSnapshot> last_snapshot_;
+  std::vector<std::string> alerts_;  // committed, not yet published
 };
 
 }  // namespace sp

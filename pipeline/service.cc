@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
+#include "pipeline/demo_narrator.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
@@ -206,6 +208,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
                           std::to_string((*http)->port()) + "/metrics";
   spdlog::info("msg=\"serving\" metrics={} bootstrap={}", url, bootstrap);
   if (options.on_started) options.on_started(url, bootstrap);
+  std::optional<DemoNarrator> narrator;
+  if (options.narrate) narrator.emplace((*http)->query_api(), stdout);
 
   std::atomic<bool> traffic_stop{false};
   std::thread traffic;
@@ -225,6 +229,7 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
     });
   }
   Status result = (*runner)->run(stop);
+  narrator.reset();
   traffic_stop.store(true);
   timer_stop.store(true);
   if (traffic.joinable()) traffic.join();

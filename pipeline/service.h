@@ -26,6 +26,7 @@ struct ServiceOptions {
   TrafficOptions traffic;
   Millis duration{0};  // 0 = until stopped
   std::function<void(const std::string& metrics_url, const std::string& bootstrap)> on_started;
+  bool narrate = false;          // demo: tell the KPIs' story on stdout (demo_narrator.h)
   RunnerTestHooks runner_hooks;  // tests only
 };
 
