@@ -4,7 +4,9 @@
 // Google Benchmark loop (closed loop, one timing per iteration batch) cannot express.
 // Each query is scheduled at start + i / rate and timed from its scheduled time, so a stalled
 // server shows up as latency of the queries behind it (no coordinated omission).
-// Usage: bench_query_api [--seconds 20] [--rate 1000]
+// Usage: bench_query_api [--seconds 20] [--rate 1000] [--ingest-rate 0]
+// --ingest-rate: events per second from the in-process generator (0: as fast as the pipeline
+// takes them; the generator then needs a core of its own).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -48,21 +50,26 @@ int get(int port, const std::string& path, std::string* body = nullptr) {
   return raw.starts_with("HTTP/1.1 ") ? std::atoi(raw.c_str() + 9) : 0;
 }
 
-double consumed_total(int port) {
+// consumed_total and the checkpoint number of the API's current checkpoint.
+std::pair<double, double> consumed_total(int port) {
   std::string body;
-  if (get(port, "/api/v1/kpis", &body) != 200) return 0;
-  const auto at = body.find("\"consumed_total\":");
-  return at == std::string::npos ? 0 : std::strtod(body.c_str() + at + 17, nullptr);
+  if (get(port, "/api/v1/kpis", &body) != 200) return {0, 0};
+  auto field = [&](std::string_view name) {
+    const auto at = body.find(name);
+    return at == std::string::npos ? 0.0 : std::strtod(body.c_str() + at + name.size(), nullptr);
+  };
+  return {field("\"consumed_total\":"), field("\"checkpoint\":")};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  double seconds = 20, rate = 1000;
+  double seconds = 20, rate = 1000, ingest_rate = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--seconds") seconds = std::atof(argv[i + 1]);
     if (a == "--rate") rate = std::atof(argv[i + 1]);
+    if (a == "--ingest-rate") ingest_rate = std::atof(argv[i + 1]);
   }
   sp::Config config;
   config.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
@@ -72,7 +79,7 @@ int main(int argc, char** argv) {
                           .string();
   sp::ServiceOptions options;
   options.with_traffic = true;
-  options.traffic.rate = 0;  // as fast as the pipeline takes it
+  options.traffic.rate = ingest_rate;
   std::atomic<int> port{0};
   options.on_started = [&](const std::string& url, const std::string&) {
     port = std::atoi(url.c_str() + url.rfind(':') + 1);
@@ -93,13 +100,13 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Let ingest reach full speed before measuring.
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::this_thread::sleep_for(std::chrono::seconds(5));
 
   const std::vector<std::string> queries = {
       "/api/v1/kpis", "/api/v1/kpis?brand=acme",
       "/api/v1/series?brand=acme&kpi=reputation_index&minutes=60",
       "/api/v1/series?brand=globex&kpi=emv&minutes=1440", "/api/v1/alerts"};
-  const double consumed_before = consumed_total(port);
+  const auto consumed_before = consumed_total(port);
   const auto n = static_cast<size_t>(seconds * rate);
   std::vector<double> latency_ms;
   latency_ms.reserve(n);
@@ -109,11 +116,13 @@ int main(int argc, char** argv) {
     const auto due = start + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(static_cast<double>(i) / rate));
     std::this_thread::sleep_until(due);
-    if (get(port, queries[i % queries.size()]) != 200) ++errors;
+    if (const int status = get(port, queries[i % queries.size()]); status != 200) {
+      if (errors++ < 5) std::fprintf(stderr, "status %d for %s\n", status, queries[i % queries.size()].c_str());
+    }
     latency_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - due).count());
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-  const double consumed_after = consumed_total(port);
+  const auto consumed_after = consumed_total(port);
   stop = true;
   service.join();
   std::filesystem::remove_all(config.state.path);
@@ -125,10 +134,12 @@ int main(int argc, char** argv) {
   std::printf(
       "bench_query_api: %zu queries at %.0f q/s over %.1f s, errors %zu\n"
       "  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
-      "  ingest during the run: %.0f events/s (events consumed, from /api/v1/kpis)\n"
+      "  ingest during the run: %.0f events/s (events consumed, from /api/v1/kpis), checkpoints "
+      "%.0f..%.0f\n"
       "  p99 <= 5 ms: %s\n",
       latency_ms.size(), rate, elapsed, errors, pct(0.5), pct(0.9), pct(0.99), pct(0.999),
-      latency_ms.back(), (consumed_after - consumed_before) / elapsed,
+      latency_ms.back(), (consumed_after.first - consumed_before.first) / elapsed,
+      consumed_before.second, consumed_after.second,
       pct(0.99) <= 5.0 ? "yes" : "NO");
   if (!status) std::fprintf(stderr, "service: %s\n", status.error().message.c_str());
   return errors == 0 && pct(0.99) <= 5.0 ? 0 : 1;

@@ -61,8 +61,8 @@ std::string DemoNarrator::brand_lines(const QueryApi& api) {
     if (b.share_of_voice) std::snprintf(sov, sizeof sov, "%5.1f%%", *b.share_of_voice * 100);
     char epm[24] = "-";
     if (std::isfinite(per_minute)) std::snprintf(epm, sizeof epm, "%.0f", per_minute);
-    std::snprintf(line, sizeof line, "%s  %-10s RI %s  SoV %s  events/min %s%s\n", when.c_str(),
-                  b.brand.c_str(), ri, sov, epm, b.alert_active ? "  [ALERT]" : "");
+    std::snprintf(line, sizeof line, "%s  %-10s RI %s  SoV %s  interactions/min %s%s\n",
+                  when.c_str(), b.brand.c_str(), ri, sov, epm, b.alert_active ? "  [ALERT]" : "");
     out += line;
   }
   return out;

@@ -1,7 +1,8 @@
 #pragma once
 // The demo's terminal story: every `interval` one compact line per brand (reputation index,
-// share of voice, events in the last closed minute), and a highlighted line as soon as an alert
-// episode starts or ends, read from the query API (the values the console shows).
+// share of voice, interactions (the events' `count`s) in the last closed event-time minute), and a
+// highlighted line as soon as an alert episode starts or ends, read from the query API (the
+// values the console shows).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>

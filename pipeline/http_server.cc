@@ -757,7 +757,9 @@ class HttpServer::Loop {
 };
 
 HttpServer::HttpServer(HttpServerOptions options)
-    : options_(std::move(options)), readiness_(options_.ready_timeout) {}
+    : options_(std::move(options)), readiness_(options_.ready_timeout) {
+  query_.set_configured_brands(options_.brands);
+}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options) {
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));

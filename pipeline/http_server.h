@@ -43,8 +43,9 @@ struct HttpServerOptions {
   // TLS for every endpoint when cert_file is set (PEM; the key file may be the same file).
   std::string tls_cert_file{};
   std::string tls_key_file{};
-  std::string tls_client_ca_file{};  // set: clients must present a certificate signed by it
-  Millis ready_timeout{30'000};      // kafka.ready_timeout, for /readyz
+  std::string tls_client_ca_file{};   // set: clients must present a certificate signed by it
+  Millis ready_timeout{30'000};       // kafka.ready_timeout, for /readyz
+  std::vector<std::string> brands{};  // configured brands: known to the query API from the start
 };
 
 class HttpServer {

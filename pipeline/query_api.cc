@@ -424,7 +424,7 @@ std::optional<ApiResponse> QueryApi::handle(std::string_view path, std::string_v
   std::lock_guard lock(mu_);
   if (!latest_) return error(503, "no_checkpoint", "no checkpoint published yet");
   const auto brand = param("brand");
-  if (brand && !brand_json_.contains(*brand))
+  if (brand && !known_brand(*brand))
     return error(400, "unknown_brand", "unknown brand '" + *brand + "'");
   ApiResponse r;
   if (path == "/api/v1/kpis") {
@@ -489,6 +489,17 @@ std::optional<ApiResponse> QueryApi::handle(std::string_view path, std::string_v
   }
   r.body += "]}";
   return r;
+}
+
+void QueryApi::set_configured_brands(std::vector<std::string> brands) {
+  std::lock_guard lock(mu_);
+  configured_brands_ = std::move(brands);
+}
+
+bool QueryApi::known_brand(std::string_view brand) const {
+  return brand_json_.contains(brand) ||
+         std::find(configured_brands_.begin(), configured_brands_.end(), brand) !=
+             configured_brands_.end();
 }
 
 std::string QueryApi::stream_start(std::optional<uint64_t> last_event_id) const {

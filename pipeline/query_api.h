@@ -69,6 +69,9 @@ class QueryApi {
   std::vector<std::pair<int64_t, double>> series(std::string_view brand, std::string_view kpi,
                                                  int64_t minutes) const;
 
+  // The configured brands: known (never 400) even before their first event.
+  void set_configured_brands(std::vector<std::string> brands);
+
   static const std::vector<std::string_view>& kpi_names();
   static ApiResponse error(int status, std::string_view code, std::string_view message);
 
@@ -89,7 +92,10 @@ class QueryApi {
   std::vector<std::pair<int64_t, double>> series_unlocked(std::string_view brand, size_t kpi,
                                                           int64_t minutes) const;
 
+  bool known_brand(std::string_view brand) const;
+
   mutable std::mutex mu_;
+  std::vector<std::string> configured_brands_;
   std::shared_ptr<const KpiSnapshot> latest_;
   std::shared_ptr<const KpiSnapshot> previous_;
   std::optional<int64_t> start_minute_;              // watermark minute of the first checkpoint

@@ -197,6 +197,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   http_options.tls_key_file = m.tls.key_file;
   http_options.tls_client_ca_file = m.tls.client_ca_file;
   http_options.ready_timeout = config.kafka.ready_timeout;
+  for (const auto& b : config.brands.tracked) http_options.brands.push_back(b.name);
+  http_options.brands.emplace_back("other");
   auto http = HttpServer::start(http_options);
   if (!http) return tl::unexpected(http.error());
   auto runner = Runner::create(config, bootstrap, http->get(), options.runner_hooks);

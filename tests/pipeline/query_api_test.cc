@@ -126,6 +126,15 @@ TEST(QueryApi, ErrorsAreJsonWithAFittingStatus) {
   EXPECT_FALSE(api.handle("/metrics", ""));
 }
 
+TEST(QueryApi, ConfiguredBrandsAreKnownBeforeTheirFirstEvent) {
+  QueryApi api;
+  api.set_configured_brands({"acme", "initech"});
+  api.on_checkpoint(*metrics({}), 1, {}, kT0);
+  EXPECT_EQ(api.handle("/api/v1/kpis", "brand=initech")->status, 200);
+  EXPECT_EQ(api.handle("/api/v1/series", "brand=initech&kpi=emv")->status, 200);
+  EXPECT_EQ(api.handle("/api/v1/kpis", "brand=hooli")->status, 400);
+}
+
 TEST(QueryApi, SeriesHasOnePointPerClosedMinuteWithGaugesAndCounterIncreases) {
   QueryApi api;
   api.on_checkpoint(*metrics({.ri_acme = 1, .emv_acme = 10, .watermark_ms = kT0 + 30'000}), 1, {},
