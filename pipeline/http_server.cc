@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <csignal>
 #include <cstring>
 #include <map>
@@ -677,11 +676,6 @@ class HttpServer::Loop {
       return respond(c, e.status, e.content_type, e.body, e.extra_headers);
     }
     if (r.path == "/api/v1/stream") {
-      std::optional<uint64_t> last;
-      uint64_t id = 0;
-      const auto parsed = std::from_chars(r.last_event_id.data(),
-                                          r.last_event_id.data() + r.last_event_id.size(), id);
-      if (!r.last_event_id.empty() && parsed.ec == std::errc()) last = id;
       c.head =
           "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
           "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n";
@@ -692,7 +686,7 @@ class HttpServer::Loop {
         c.deadline = Clock::now() + options_.response_timeout;
         return;
       }
-      c.head += api.stream_start(last);
+      c.head += api.stream_start(r.last_event_id);
       c.phase = Phase::streaming;
       c.deadline = Clock::now() + kStreamHeartbeat;
       c.in.clear();
@@ -759,6 +753,7 @@ class HttpServer::Loop {
 HttpServer::HttpServer(HttpServerOptions options)
     : options_(std::move(options)), readiness_(options_.ready_timeout) {
   query_.set_configured_brands(options_.brands);
+  if (!options_.series_file.empty()) query_.set_series_file(options_.series_file);
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options) {

@@ -46,6 +46,7 @@ struct HttpServerOptions {
   std::string tls_client_ca_file{};   // set: clients must present a certificate signed by it
   Millis ready_timeout{30'000};       // kafka.ready_timeout, for /readyz
   std::vector<std::string> brands{};  // configured brands: known to the query API from the start
+  std::string series_file{};          // the query API's series ring survives restarts here
 };
 
 class HttpServer {

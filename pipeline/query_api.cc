@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "operators/time.h"
 #include "operators/window_record_format.h"
@@ -34,7 +38,7 @@ std::string number(double v) {
 
 std::string number(const std::optional<double>& v) { return v ? number(*v) : "null"; }
 
-std::string quoted(std::string_view s) {
+std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') {
@@ -49,13 +53,13 @@ std::string quoted(std::string_view s) {
   return out + "\"";
 }
 
-std::string time_text(int64_t ms) { return quoted(format_rfc3339_ms(from_epoch_ms(ms))); }
+std::string time_text(int64_t ms) { return json_string(format_rfc3339_ms(from_epoch_ms(ms))); }
 
 std::string object(const std::vector<std::pair<std::string, std::string>>& fields) {
   std::string out = "{";
   for (const auto& [k, v] : fields) {
     if (out.size() > 1) out += ',';
-    out.append(quoted(k)).append(":").append(v);
+    out.append(json_string(k)).append(":").append(v);
   }
   return out + "}";
 }
@@ -181,7 +185,7 @@ const std::vector<std::string_view>& QueryApi::kpi_names() {
 ApiResponse QueryApi::error(int status, std::string_view code, std::string_view message) {
   ApiResponse r;
   r.status = status;
-  r.body = "{\"error\":" + quoted(code) + ",\"message\":" + quoted(message) + "}";
+  r.body = "{\"error\":" + json_string(code) + ",\"message\":" + json_string(message) + "}";
   if (status == 503) r.extra_headers = "Retry-After: 1\r\n";
   return r;
 }
@@ -300,7 +304,7 @@ std::vector<std::pair<std::string, std::string>> QueryApi::brand_fields(const Br
   }
   f.emplace_back("roi_24h", number(roi));
   f.emplace_back("spike", object({{"active", b.alert_active ? "true" : "false"},
-                                  {"kind", b.alert_active ? quoted(b.alert_kind) : "null"},
+                                  {"kind", b.alert_active ? json_string(b.alert_kind) : "null"},
                                   {"severity", number(b.alert_severity)},
                                   {"zscore", number(b.zscore)},
                                   {"spikes_total", number(b.totals.spikes)}}));
@@ -354,11 +358,14 @@ std::shared_ptr<const std::string> QueryApi::on_checkpoint(const MetricsSnapshot
       if (c > p) {
         for (const BrandKpis& b : previous_->brands) {
           auto& points = rings_[b.brand].points;
+          // After a restart the watermark may resume inside minutes already kept.
+          while (!points.empty() && points.back().minute >= p) points.pop_back();
           points.push_back(point_of(b, p));
           while (!points.empty() && points.front().minute <= c - 1 - kSeriesMinutes) {
             points.pop_front();
           }
         }
+        save_series();
       }
     }
   }
@@ -391,18 +398,18 @@ std::shared_ptr<const std::string> QueryApi::on_checkpoint(const MetricsSnapshot
     const std::string json = object(fields);
     if (!diff.empty()) {
       if (!changed.empty()) changed += ',';
-      changed += quoted(b.brand) + ":" + object(diff);
+      changed += json_string(b.brand) + ":" + object(diff);
     }
     if (!full.empty()) full += ',';
-    full += quoted(b.brand) + ":" + json;
+    full += json_string(b.brand) + ":" + json;
     brand_json[b.brand] = json;
     fields_[b.brand] = std::move(fields);
   }
   brand_json_ = std::move(brand_json);
   auto frame = [&](bool is_full, const std::string& brands, const std::string& alert_list) {
-    return "id: " + std::to_string(seq) + "\nevent: checkpoint\ndata: {" + header_ +
-           ",\"full\":" + (is_full ? "true" : "false") + ",\"brands\":{" + brands +
-           "},\"alerts\":[" + alert_list + "]}\n\n";
+    return "id: " + std::to_string(run_) + "-" + std::to_string(seq) +
+           "\nevent: checkpoint\ndata: {" + header_ + ",\"full\":" + (is_full ? "true" : "false") +
+           ",\"brands\":{" + brands + "},\"alerts\":[" + alert_list + "]}\n\n";
   };
   full_event_ = frame(true, full, "");
   auto event = std::make_shared<const std::string>(frame(false, changed, new_alerts));
@@ -434,7 +441,7 @@ std::optional<ApiResponse> QueryApi::handle(std::string_view path, std::string_v
       if (brand && name != *brand) continue;
       if (!first) r.body += ',';
       first = false;
-      r.body += quoted(name) + ":" + json;
+      r.body += json_string(name) + ":" + json;
     }
     r.body += "}}";
     return r;
@@ -456,7 +463,7 @@ std::optional<ApiResponse> QueryApi::handle(std::string_view path, std::string_v
     const size_t k = static_cast<size_t>(
         std::find(names.begin(), names.end(), std::string_view(*kpi)) - names.begin());
     r.body = "{\"checkpoint\":" + std::to_string(latest_->checkpoint) +
-             ",\"brand\":" + quoted(*brand) + ",\"kpi\":" + quoted(*kpi) +
+             ",\"brand\":" + json_string(*brand) + ",\"kpi\":" + json_string(*kpi) +
              ",\"minutes\":" + std::to_string(minutes) + ",\"points\":[";
     bool first = true;
     for (const auto& [t, v] : series_unlocked(*brand, k, minutes)) {
@@ -491,6 +498,90 @@ std::optional<ApiResponse> QueryApi::handle(std::string_view path, std::string_v
   return r;
 }
 
+namespace {
+constexpr std::string_view kSeriesMagic = "socialpulse-console-series 1";
+}  // namespace
+
+bool QueryApi::set_series_file(std::string path) {
+  std::lock_guard lock(mu_);
+  series_file_ = std::move(path);
+  std::ifstream in(series_file_);
+  if (!in) return false;
+  std::string line;
+  if (!std::getline(in, line) || line != kSeriesMagic) return false;
+  std::optional<int64_t> start_minute;
+  std::map<std::string, Point, std::less<>> start;
+  std::map<std::string, Ring, std::less<>> rings;
+  auto read_values = [](std::istringstream& fields, Point& p) {
+    for (double& v : p.values) {
+      std::string text;
+      if (!(fields >> text)) return false;
+      v = std::strtod(text.c_str(), nullptr);  // "nan" included
+    }
+    return true;
+  };
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string kind, brand;
+    fields >> kind;
+    if (kind == "start") {
+      int64_t m = 0;
+      if (!(fields >> m)) return false;
+      start_minute = m;
+    } else if (kind == "base" || kind == "point") {
+      Point p;
+      if (!(fields >> brand)) return false;
+      if (kind == "point" && !(fields >> p.minute)) return false;
+      if (!read_values(fields, p)) return false;
+      if (kind == "base") {
+        start[brand] = p;
+      } else {
+        rings[brand].points.push_back(p);
+      }
+    } else if (kind == "end") {
+      start_minute_ = start_minute;
+      start_ = std::move(start);
+      rings_ = std::move(rings);
+      return true;
+    }
+  }
+  return false;  // cut short: keep nothing of it
+}
+
+void QueryApi::save_series() const {
+  if (series_file_.empty()) return;
+  std::string out(kSeriesMagic);
+  out += '\n';
+  char buf[64];
+  auto values = [&](const Point& p) {
+    for (double v : p.values) {
+      std::snprintf(buf, sizeof buf, " %.17g", v);
+      out += buf;
+    }
+    out += '\n';
+  };
+  if (start_minute_) out += "start " + std::to_string(*start_minute_) + "\n";
+  for (const auto& [brand, p] : start_) {
+    out += "base " + brand;
+    values(p);
+  }
+  for (const auto& [brand, ring] : rings_) {
+    for (const Point& p : ring.points) {
+      out += "point " + brand + " " + std::to_string(p.minute);
+      values(p);
+    }
+  }
+  out += "end\n";
+  // A display ring, not state: a failed write costs the series after a restart, nothing else.
+  const std::string tmp = series_file_ + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    if (!f || !(f << out)) return;
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, series_file_, ec);
+}
+
 void QueryApi::set_configured_brands(std::vector<std::string> brands) {
   std::lock_guard lock(mu_);
   configured_brands_ = std::move(brands);
@@ -502,7 +593,14 @@ bool QueryApi::known_brand(std::string_view brand) const {
              configured_brands_.end();
 }
 
-std::string QueryApi::stream_start(std::optional<uint64_t> last_event_id) const {
+std::string QueryApi::stream_start(std::string_view last_id) const {
+  std::optional<uint64_t> last_event_id;
+  if (const auto dash = last_id.find('-'); dash != std::string_view::npos) {
+    const auto run = parse_int(last_id.substr(0, dash));
+    const auto checkpoint = parse_int(last_id.substr(dash + 1));
+    if (run && checkpoint && static_cast<uint64_t>(*run) == run_ && *checkpoint >= 0)
+      last_event_id = static_cast<uint64_t>(*checkpoint);
+  }
   std::lock_guard lock(mu_);
   std::string out = "retry: 2000\n\n";
   if (!latest_) return out;

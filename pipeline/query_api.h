@@ -7,9 +7,11 @@
 //
 // Series: a bounded ring per brand (24 h of closed minutes). A minute is closed when the
 // pipeline watermark leaves it; its point holds the gauges of the last checkpoint inside that
-// minute and the counters' increase since the previous point. The ring lives in memory: after a
-// restart it starts again from the first checkpoint the new process publishes.
+// minute and the counters' increase since the previous point. The ring lives in memory and, with
+// set_series_file(), is written beside the state at every closed minute (tmp + rename) and read
+// back at start, so a restarted process serves the series and windows it had.
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -60,7 +62,10 @@ class QueryApi {
 
   // What a new stream starts with: after `last_event_id`, the events it missed when they are
   // still kept, else one full event of the current checkpoint; nothing before the first one.
-  std::string stream_start(std::optional<uint64_t> last_event_id) const;
+  // Event ids are "<run>-<checkpoint>": an id of another process (checkpoints restart at 1)
+  // gets the full state, not the diffs of unrelated checkpoints.
+  std::string stream_start(std::string_view last_event_id) const;
+  uint64_t run() const { return run_; }
 
   std::shared_ptr<const KpiSnapshot> latest() const;
   // Alerts published with a checkpoint after `checkpoint`, oldest first.
@@ -68,6 +73,10 @@ class QueryApi {
   // Closed minutes of `kpi` for `brand`, oldest first: (minute start ms, value or NaN).
   std::vector<std::pair<int64_t, double>> series(std::string_view brand, std::string_view kpi,
                                                  int64_t minutes) const;
+
+  // Loads the series saved at `path` (when there) and saves there from now on. Call before the
+  // first checkpoint; false: an unreadable or foreign file (ignored, overwritten later).
+  bool set_series_file(std::string path);
 
   // The configured brands: known (never 400) even before their first event.
   void set_configured_brands(std::vector<std::string> brands);
@@ -93,9 +102,16 @@ class QueryApi {
                                                           int64_t minutes) const;
 
   bool known_brand(std::string_view brand) const;
+  void save_series() const;
 
+  // This process's start (wall clock ms): the first part of every event id.
+  const uint64_t run_ =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
   mutable std::mutex mu_;
   std::vector<std::string> configured_brands_;
+  std::string series_file_;
   std::shared_ptr<const KpiSnapshot> latest_;
   std::shared_ptr<const KpiSnapshot> previous_;
   std::optional<int64_t> start_minute_;              // watermark minute of the first checkpoint

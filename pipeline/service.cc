@@ -199,6 +199,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   http_options.ready_timeout = config.kafka.ready_timeout;
   for (const auto& b : config.brands.tracked) http_options.brands.push_back(b.name);
   http_options.brands.emplace_back("other");
+  // Inside the state directory (RocksDB, which creates it, ignores files it does not know).
+  http_options.series_file = config.state.path + "/console-series";
   auto http = HttpServer::start(http_options);
   if (!http) return tl::unexpected(http.error());
   auto runner = Runner::create(config, bootstrap, http->get(), options.runner_hooks);

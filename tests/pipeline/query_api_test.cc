@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <string>
 
 #include "operators/window_record_format.h"
@@ -171,6 +172,36 @@ TEST(QueryApi, SeriesHasOnePointPerClosedMinuteWithGaugesAndCounterIncreases) {
   EXPECT_DOUBLE_EQ(double(kj.root["brands"]["acme"]["reputation_trend_1h"]), 2.0);  // 4 - 2
 }
 
+TEST(QueryApi, ARestartedProcessServesTheSeriesItHadFromTheSavedRing) {
+  const std::string file = testing::make_temp_dir("query-api") + "/console-series";
+  {
+    QueryApi api;
+    EXPECT_FALSE(api.set_series_file(file));  // nothing saved yet
+    for (int i = 0; i < 4; ++i) {
+      api.on_checkpoint(*metrics({.ri_acme = double(i), .emv_acme = 10.0 * i,
+                                  .watermark_ms = kT0 + i * kMinute + 1000}),
+                        uint64_t(i + 1), {}, kT0);
+    }
+    ASSERT_EQ(api.series("acme", "emv", 60).size(), 3u);
+  }
+  QueryApi restarted;
+  ASSERT_TRUE(restarted.set_series_file(file));
+  // The restored checkpoint (same counters), then the watermark resumes inside the last minute.
+  restarted.on_checkpoint(*metrics({.ri_acme = 3, .emv_acme = 30, .watermark_ms = kT0 + 3 * kMinute + 2000}),
+                          1, {}, kT0);
+  restarted.on_checkpoint(*metrics({.ri_acme = 4, .emv_acme = 40, .watermark_ms = kT0 + 4 * kMinute + 1000}),
+                          2, {}, kT0);
+  const auto ri = restarted.series("acme", "reputation_index", 60);
+  ASSERT_EQ(ri.size(), 4u);
+  EXPECT_EQ(ri[0], std::pair(kT0, 0.0));
+  EXPECT_EQ(ri[3], std::pair(kT0 + 3 * kMinute, 3.0));
+  const auto emv = restarted.series("acme", "emv", 60);
+  EXPECT_DOUBLE_EQ(emv[3].second, 10.0);  // 30 - 20: the counters continue across the restart
+  Json k(restarted.handle("/api/v1/kpis", "brand=acme")->body);
+  EXPECT_EQ(int64_t(k.root["brands"]["acme"]["last_1h"]["minutes"]), 4);
+  std::filesystem::remove_all(std::filesystem::path(file).parent_path());
+}
+
 TEST(QueryApi, AlertsAreKeptAndFilteredBySince) {
   QueryApi api;
   api.on_checkpoint(*metrics({}), 1, {alert_json("acme", kT0, "started")}, kT0);
@@ -189,23 +220,26 @@ TEST(QueryApi, AlertsAreKeptAndFilteredBySince) {
 
 TEST(QueryApi, StreamEventsCarryChangedKpisAndResumeFromLastEventId) {
   QueryApi api;
-  EXPECT_EQ(api.stream_start(std::nullopt), "retry: 2000\n\n");  // nothing before a checkpoint
+  EXPECT_EQ(api.stream_start(""), "retry: 2000\n\n");  // nothing before a checkpoint
+  const std::string run = std::to_string(api.run()) + "-";
   api.on_checkpoint(*metrics({.ri_acme = 1}), 1, {}, kT0);
   const auto second = api.on_checkpoint(*metrics({.ri_acme = 2}), 2, {}, kT0);
-  EXPECT_TRUE(second->starts_with("id: 2\nevent: checkpoint\ndata: {"));
+  EXPECT_TRUE(second->starts_with("id: " + run + "2\nevent: checkpoint\ndata: {")) << *second;
   EXPECT_NE(second->find("\"full\":false"), std::string::npos);
   EXPECT_NE(second->find("\"acme\":{\"reputation_index\":2"), std::string::npos);
   EXPECT_EQ(second->find("\"globex\""), std::string::npos);  // nothing of globex changed
   // Resumed after 1: the event it missed; unknown or current ids: the full state.
-  const std::string resumed = api.stream_start(1);
-  EXPECT_NE(resumed.find("id: 2\n"), std::string::npos);
+  const std::string resumed = api.stream_start(run + "1");
+  EXPECT_NE(resumed.find("id: " + run + "2\n"), std::string::npos);
   EXPECT_NE(resumed.find("\"full\":false"), std::string::npos);
-  const std::string fresh = api.stream_start(std::nullopt);
-  EXPECT_NE(fresh.find("id: 2\n"), std::string::npos);
+  const std::string fresh = api.stream_start("");
+  EXPECT_NE(fresh.find("id: " + run + "2\n"), std::string::npos);
   EXPECT_NE(fresh.find("\"full\":true"), std::string::npos);
   EXPECT_NE(fresh.find("\"globex\":{"), std::string::npos);
-  EXPECT_EQ(api.stream_start(2), "retry: 2000\n\n");
-  EXPECT_NE(api.stream_start(99).find("\"full\":true"), std::string::npos);  // another process
+  EXPECT_EQ(api.stream_start(run + "2"), "retry: 2000\n\n");
+  // Another process's checkpoint 1 is not ours: the full state.
+  EXPECT_NE(api.stream_start("12-1").find("\"full\":true"), std::string::npos);
+  EXPECT_NE(api.stream_start("garbage").find("\"full\":true"), std::string::npos);
 }
 
 TEST(DemoNarrator, TellsOneLinePerBrandAndHighlightsAlerts) {
@@ -363,7 +397,8 @@ TEST(ConsoleHttp, StreamPushesOneEventPerCheckpointAndResumesWithLastEventId) {
   ASSERT_TRUE(read_until(fd, got, "\"full\":true")) << got;
   EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos);
   server->publish(metrics({.ri_acme = 2}));
-  ASSERT_TRUE(read_until(fd, got, "id: 2\nevent: checkpoint\n")) << got;
+  const std::string run = std::to_string(server->query_api().run()) + "-";
+  ASSERT_TRUE(read_until(fd, got, "id: " + run + "2\nevent: checkpoint\n")) << got;
   ASSERT_TRUE(read_until(fd, got, "\"reputation_index\":2")) << got;
   ::close(fd);
   server->publish(metrics({.ri_acme = 3}));
@@ -371,12 +406,12 @@ TEST(ConsoleHttp, StreamPushesOneEventPerCheckpointAndResumesWithLastEventId) {
   // A client that saw 2 gets exactly 3.
   const int again = connect_to(server->port());
   const std::string resume =
-      "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 2\r\n\r\n";
+      "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: " + run + "2\r\n\r\n";
   ::send(again, resume.data(), resume.size(), MSG_NOSIGNAL);
   std::string more;
-  ASSERT_TRUE(read_until(again, more, "id: 3\n")) << more;
+  ASSERT_TRUE(read_until(again, more, "id: " + run + "3\n")) << more;
   ASSERT_TRUE(read_until(again, more, "]}\n\n")) << more;
-  EXPECT_EQ(more.find("id: 2\n"), std::string::npos);
+  EXPECT_EQ(more.find("id: " + run + "2\n"), std::string::npos);
   EXPECT_EQ(more.find("\"full\":true"), std::string::npos);
   ::close(again);
   // Streams do not stop the server from answering anything else.
