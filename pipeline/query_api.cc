@@ -512,6 +512,7 @@ bool QueryApi::set_series_file(std::string path) {
   std::optional<int64_t> start_minute;
   std::map<std::string, Point, std::less<>> start;
   std::map<std::string, Ring, std::less<>> rings;
+  std::deque<AlertEntry> alerts;
   auto read_values = [](std::istringstream& fields, Point& p) {
     for (double& v : p.values) {
       std::string text;
@@ -538,10 +539,19 @@ bool QueryApi::set_series_file(std::string path) {
       } else {
         rings[brand].points.push_back(p);
       }
+    } else if (kind == "alert") {
+      AlertEntry e;  // checkpoint 0: before this process (the demo's story does not repeat it)
+      int started = 0;
+      if (!(fields >> e.brand >> e.bucket_start_ms >> started)) return false;
+      e.started = started != 0;
+      fields.get();  // the space before the record
+      std::getline(fields, e.json);
+      alerts.push_back(std::move(e));
     } else if (kind == "end") {
       start_minute_ = start_minute;
       start_ = std::move(start);
       rings_ = std::move(rings);
+      alerts_ = std::move(alerts);
       return true;
     }
   }
@@ -570,6 +580,10 @@ void QueryApi::save_series() const {
       out += "point " + brand + " " + std::to_string(p.minute);
       values(p);
     }
+  }
+  for (const AlertEntry& e : alerts_) {  // records are one-line JSON
+    out += "alert " + e.brand + " " + std::to_string(e.bucket_start_ms) + " " +
+           (e.started ? "1 " : "0 ") + e.json + "\n";
   }
   out += "end\n";
   // A display ring, not state: a failed write costs the series after a restart, nothing else.

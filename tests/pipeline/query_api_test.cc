@@ -172,15 +172,17 @@ TEST(QueryApi, SeriesHasOnePointPerClosedMinuteWithGaugesAndCounterIncreases) {
   EXPECT_DOUBLE_EQ(double(kj.root["brands"]["acme"]["reputation_trend_1h"]), 2.0);  // 4 - 2
 }
 
-TEST(QueryApi, ARestartedProcessServesTheSeriesItHadFromTheSavedRing) {
+TEST(QueryApi, ARestartedProcessServesTheSeriesAndAlertsItHad) {
   const std::string file = testing::make_temp_dir("query-api") + "/console-series";
   {
     QueryApi api;
     EXPECT_FALSE(api.set_series_file(file));  // nothing saved yet
     for (int i = 0; i < 4; ++i) {
+      std::vector<std::string> alerts;
+      if (i == 1) alerts.push_back(alert_json("acme", kT0, "started"));
       api.on_checkpoint(*metrics({.ri_acme = double(i), .emv_acme = 10.0 * i,
                                   .watermark_ms = kT0 + i * kMinute + 1000}),
-                        uint64_t(i + 1), {}, kT0);
+                        uint64_t(i + 1), alerts, kT0);
     }
     ASSERT_EQ(api.series("acme", "emv", 60).size(), 3u);
   }
@@ -199,6 +201,11 @@ TEST(QueryApi, ARestartedProcessServesTheSeriesItHadFromTheSavedRing) {
   EXPECT_DOUBLE_EQ(emv[3].second, 10.0);  // 30 - 20: the counters continue across the restart
   Json k(restarted.handle("/api/v1/kpis", "brand=acme")->body);
   EXPECT_EQ(int64_t(k.root["brands"]["acme"]["last_1h"]["minutes"]), 4);
+  Json a(restarted.handle("/api/v1/alerts", "")->body);
+  const simdjson::dom::array kept = a.root["alerts"];
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_DOUBLE_EQ(double(kept.at(0)["zscore"]), 82.7);
+  EXPECT_TRUE(restarted.alerts_after(0).empty());  // not news to this process
   std::filesystem::remove_all(std::filesystem::path(file).parent_path());
 }
 
