@@ -141,7 +141,8 @@ PAGE_STATE = """(() => {
   }
   const alerts = [...document.querySelectorAll('#alerts li[data-brand]')].map(
       li => ({brand: li.dataset.brand, episode: li.dataset.episode, text: li.textContent}));
-  const cp = document.getElementById('p-checkpoint').dataset.value;
+  const strip = document.getElementById('p-checkpoint');  // null while the page loads
+  const cp = strip ? strip.dataset.value : '';
   return {checkpoint: cp ? Number(cp) : 0, cards, alerts,
           chart: document.querySelectorAll('#chart path').length};
 })()"""
