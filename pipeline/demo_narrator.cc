@@ -26,6 +26,11 @@ std::string string_field(const std::string& json, std::string_view name) {
   return json.substr(at + key.size(), end - at - key.size());
 }
 
+// "HH:MM" of an RFC 3339 field; "?" when the record lacks it (never throws on the narrator thread).
+std::string minute_of(const std::string& rfc3339) {
+  return rfc3339.size() >= 16 ? rfc3339.substr(11, 5) : "?";
+}
+
 std::string clock_text(int64_t ms) {
   return format_rfc3339_ms(from_epoch_ms(ms)).substr(11, 8);  // HH:MM:SS
 }
@@ -70,7 +75,7 @@ std::string DemoNarrator::brand_lines(const QueryApi& api) {
 
 std::string DemoNarrator::alert_line(const AlertEntry& alert, bool color) {
   const std::string& j = alert.json;
-  const std::string minute = string_field(j, "bucket_start").substr(11, 5);
+  const std::string minute = minute_of(string_field(j, "bucket_start"));
   const bool replay = j.find("\"replay\":true") != std::string::npos;
   std::string text;
   char buf[256];
@@ -81,7 +86,7 @@ std::string DemoNarrator::alert_line(const AlertEntry& alert, bool color) {
                   replay ? " (replayed history)" : "");
   } else {
     std::snprintf(buf, sizeof buf, "ALERT %s: episode ended at %s UTC%s", alert.brand.c_str(),
-                  string_field(j, "episode_end").substr(11, 5).c_str(),
+                  minute_of(string_field(j, "episode_end")).c_str(),
                   replay ? " (replayed history)" : "");
   }
   text = buf;

@@ -262,6 +262,11 @@ TEST(DemoNarrator, TellsOneLinePerBrandAndHighlightsAlerts) {
   const std::string line = DemoNarrator::alert_line(alerts[0], false);
   EXPECT_NE(line.find("ALERT acme: negative_surge started"), std::string::npos) << line;
   EXPECT_NE(line.find("z = 82.7"), std::string::npos) << line;
+  AlertEntry ended = alerts[0];
+  ended.started = false;
+  ended.json = "{\"brand\":\"acme\",\"episode\":\"ended\",\"episode_end\":\"2026-11-24T10:25:00.000Z\"}";
+  EXPECT_EQ(DemoNarrator::alert_line(ended, false), ">>> ALERT acme: episode ended at 10:25 UTC <<<\n");
+  EXPECT_TRUE(DemoNarrator::alert_line(ended, true).starts_with("\033[1;97;42m"));  // green
 }
 
 // ---- over HTTP ---------------------------------------------------------------------------
