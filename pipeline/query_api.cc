@@ -18,6 +18,8 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr size_t kFirstCounter = 6;  // kpi_names(): gauges first, then counters
+constexpr size_t kEmv = 7;
+constexpr size_t kLeadValue = 9;
 constexpr int64_t kMinuteMs = 60'000;
 
 void append_number(std::string& out, double v) {
@@ -207,33 +209,31 @@ QueryApi::Point QueryApi::point_of(const BrandKpis& b, int64_t minute) {
   return p;
 }
 
-std::string QueryApi::window_json(const BrandKpis& b, int64_t minutes) const {
-  Point base;  // zero counters: a brand first seen after the first checkpoint
-  int64_t covered = 0;
-  if (latest_->watermark_ms && start_minute_) {
-    const int64_t now = floor_div(*latest_->watermark_ms, kMinuteMs);
-    const Point* found = nullptr;
-    if (auto ring = rings_.find(b.brand); ring != rings_.end()) {
-      for (auto it = ring->second.points.rbegin(); it != ring->second.points.rend(); ++it) {
-        if (it->minute <= now - minutes) {
-          found = &*it;
-          break;
-        }
+QueryApi::Window QueryApi::window(const BrandKpis& b, int64_t minutes) const {
+  Window w;  // zero counters: a brand first seen after the first checkpoint
+  if (!latest_->watermark_ms || !start_minute_) return w;
+  const int64_t now = floor_div(*latest_->watermark_ms, kMinuteMs);
+  if (auto ring = rings_.find(b.brand); ring != rings_.end()) {
+    for (auto it = ring->second.points.rbegin(); it != ring->second.points.rend(); ++it) {
+      if (it->minute <= now - minutes) {  // the end of the minute before the window
+        w.base = *it;
+        w.minutes = minutes;
+        return w;
       }
     }
-    if (found != nullptr) {
-      base = *found;
-      covered = minutes;
-    } else {
-      if (auto s = start_.find(b.brand); s != start_.end()) base = s->second;
-      covered = std::min(minutes, now - *start_minute_);
-    }
   }
+  if (auto s = start_.find(b.brand); s != start_.end()) w.base = s->second;
+  w.minutes = std::min(minutes, now - *start_minute_);
+  return w;
+}
+
+std::string QueryApi::window_json(const BrandKpis& b, int64_t minutes) const {
+  const Window w = window(b, minutes);
   const Point now = point_of(b, 0);
   std::vector<std::pair<std::string, std::string>> f;
-  f.emplace_back("minutes", std::to_string(covered));
+  f.emplace_back("minutes", std::to_string(w.minutes));
   for (size_t i = kFirstCounter; i < kValues; ++i) {
-    f.emplace_back(std::string(kpi_names()[i]), number(now.values[i] - base.values[i]));
+    f.emplace_back(std::string(kpi_names()[i]), number(now.values[i] - w.base.values[i]));
   }
   return object(f);
 }
@@ -262,8 +262,7 @@ std::vector<std::pair<std::string, std::string>> QueryApi::brand_fields(const Br
   f.emplace_back("unique_actors_24h", number(b.unique_actors_24h));
   f.emplace_back("innovation_rate", number(b.innovation_rate));
   f.emplace_back("last_1h", window_json(b, 60));
-  const std::string day = window_json(b, kSeriesMinutes);
-  f.emplace_back("last_24h", day);
+  f.emplace_back("last_24h", window_json(b, kSeriesMinutes));
   f.emplace_back("totals", object({{"interactions", number(b.totals.interactions)},
                                    {"mentions", number(b.totals.mentions)},
                                    {"emv", number(b.totals.emv)},
@@ -274,33 +273,12 @@ std::vector<std::pair<std::string, std::string>> QueryApi::brand_fields(const Br
   // ROI over the last 24 h (or the part of it this process has seen), against the daily spend
   // prorated to the same minutes: (lead value + EMV - spend) / spend, as the roi recording rule.
   std::optional<double> roi;
-  if (b.daily_spend && *b.daily_spend > 0) {
-    Point base;
-    int64_t covered = 0;
-    if (latest_->watermark_ms && start_minute_) {
-      const int64_t now = floor_div(*latest_->watermark_ms, kMinuteMs);
-      covered = std::min(kSeriesMinutes, now - *start_minute_);
-      const Point* found = nullptr;
-      if (auto ring = rings_.find(b.brand); ring != rings_.end()) {
-        for (auto it = ring->second.points.rbegin(); it != ring->second.points.rend(); ++it) {
-          if (it->minute <= now - kSeriesMinutes) {
-            found = &*it;
-            break;
-          }
-        }
-      }
-      if (found) {
-        base = *found;
-        covered = kSeriesMinutes;
-      } else if (auto s = start_.find(b.brand); s != start_.end()) {
-        base = s->second;
-      }
-    }
-    if (covered > 0) {
-      const double ret = (b.totals.lead_value - base.values[9]) + (b.totals.emv - base.values[7]);
-      const double spend = *b.daily_spend * static_cast<double>(covered) / kSeriesMinutes;
-      roi = (ret - spend) / spend;
-    }
+  if (const Window w = window(b, kSeriesMinutes);
+      b.daily_spend && *b.daily_spend > 0 && w.minutes > 0) {
+    const double ret =
+        (b.totals.lead_value - w.base.values[kLeadValue]) + (b.totals.emv - w.base.values[kEmv]);
+    const double spend = *b.daily_spend * static_cast<double>(w.minutes) / kSeriesMinutes;
+    roi = (ret - spend) / spend;
   }
   f.emplace_back("roi_24h", number(roi));
   f.emplace_back("spike", object({{"active", b.alert_active ? "true" : "false"},

@@ -94,7 +94,14 @@ class QueryApi {
     std::deque<Point> points;
   };
   static Point point_of(const BrandKpis& b, int64_t minute);
-  // Counter increase over the last `minutes` minutes up to `now` (see last_1h in docs/http.md).
+  // The last `minutes` minutes up to the watermark: the counters at their start (the ring's
+  // point before them, else the first checkpoint) and how many minutes that covers.
+  struct Window {
+    Point base;
+    int64_t minutes = 0;
+  };
+  Window window(const BrandKpis& b, int64_t minutes) const;
+  // Counter increase over that window (last_1h, last_24h in docs/http.md).
   std::string window_json(const BrandKpis& b, int64_t minutes) const;
   std::vector<std::pair<std::string, std::string>> brand_fields(const BrandKpis& b) const;
   std::string header_json(const KpiSnapshot& s) const;

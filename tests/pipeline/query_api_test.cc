@@ -170,6 +170,9 @@ TEST(QueryApi, SeriesHasOnePointPerClosedMinuteWithGaugesAndCounterIncreases) {
   EXPECT_EQ(int64_t(kj.root["brands"]["acme"]["last_1h"]["minutes"]), 2);
   EXPECT_DOUBLE_EQ(double(kj.root["brands"]["acme"]["last_1h"]["emv"]), 22.0);
   EXPECT_DOUBLE_EQ(double(kj.root["brands"]["acme"]["reputation_trend_1h"]), 2.0);  // 4 - 2
+  // ROI over those 2 minutes: return 22 (EMV, no lead value) against 144/day prorated (0.2).
+  EXPECT_NEAR(double(kj.root["brands"]["acme"]["roi_24h"]), (22 - 0.2) / 0.2, 1e-9);
+  EXPECT_TRUE(simdjson::dom::element(kj.root["brands"]["acme"]["last_24h"]["minutes"]).is_int64());
 }
 
 TEST(QueryApi, ARestartedProcessServesTheSeriesAndAlertsItHad) {
