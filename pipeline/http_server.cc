@@ -317,9 +317,8 @@ class HttpServer::Loop {
   static constexpr uint64_t kListenTag = 0;
   static constexpr uint64_t kWakeTag = 1;
   static constexpr Millis kDrainTime{1000};
-  // A stream's comment line at this interval keeps proxies from closing it as idle; a stream
-  // whose client has not taken the previous bytes by then, or lets kStreamBacklog pile up, ends.
-  static constexpr Millis kStreamHeartbeat{15'000};
+  // A stream whose client lets kStreamBacklog pile up, or has not taken the previous bytes by
+  // the next heartbeat (options_.stream_heartbeat), ends.
   static constexpr size_t kStreamBacklog = 4 << 20;
 
   void add(int fd, uint32_t events, uint64_t tag) {
@@ -688,7 +687,7 @@ class HttpServer::Loop {
       }
       c.head += api.stream_start(r.last_event_id);
       c.phase = Phase::streaming;
-      c.deadline = Clock::now() + kStreamHeartbeat;
+      c.deadline = Clock::now() + options_.stream_heartbeat;
       c.in.clear();
       return;
     }
@@ -710,7 +709,7 @@ class HttpServer::Loop {
   void push(Connection& c, std::string_view bytes) {
     if (c.head.size() - c.written + bytes.size() > kStreamBacklog) return close_connection(c.id);
     c.head.append(bytes);
-    c.deadline = Clock::now() + kStreamHeartbeat;
+    c.deadline = Clock::now() + options_.stream_heartbeat;
     advance(c);
   }
 

@@ -47,6 +47,8 @@ struct HttpServerOptions {
   Millis ready_timeout{30'000};       // kafka.ready_timeout, for /readyz
   std::vector<std::string> brands{};  // configured brands: known to the query API from the start
   std::string series_file{};          // the query API's series ring survives restarts here
+  // An event stream's comment line at this interval keeps proxies from closing it as idle.
+  Millis stream_heartbeat{15'000};
 };
 
 class HttpServer {

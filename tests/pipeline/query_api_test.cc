@@ -321,8 +321,10 @@ bool read_until(int fd, std::string& got, std::string_view text) {
   return true;
 }
 
-std::unique_ptr<HttpServer> start_server(const std::string& user = "") {
+std::unique_ptr<HttpServer> start_server(const std::string& user = "",
+                                         Millis heartbeat = Millis{15'000}) {
   HttpServerOptions o;
+  o.stream_heartbeat = heartbeat;
   o.listen = "127.0.0.1:0";
   o.basic_auth_user = user;
   o.basic_auth_password = user.empty() ? "" : "secret";
@@ -431,6 +433,20 @@ TEST(ConsoleHttp, StreamPushesOneEventPerCheckpointAndResumesWithLastEventId) {
   ::close(again);
   // Streams do not stop the server from answering anything else.
   EXPECT_EQ(status_of(get(server->port(), "/livez")), 200);
+}
+
+TEST(ConsoleHttp, AnIdleStreamGetsHeartbeatsAndStaysOpen) {
+  auto server = start_server("", Millis{200});
+  const int fd = connect_to(server->port());
+  const std::string req = "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n";
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string got;
+  ASSERT_TRUE(read_until(fd, got, ": keepalive\n\n")) << got;
+  got.clear();
+  ASSERT_TRUE(read_until(fd, got, ": keepalive\n\n")) << got;  // and again: still open
+  server->publish(metrics({}));
+  ASSERT_TRUE(read_until(fd, got, "\"full\":false")) << got;
+  ::close(fd);
 }
 
 }  // namespace
