@@ -306,12 +306,14 @@ int main(int argc, char** argv) {
     options.traffic.generator.crisis_start = std::chrono::minutes(73);
     options.traffic.generator.crisis_length = std::chrono::minutes(10);
     // Crisis posts carry a topic tag, so the alert's explanation names it.
+    options.narrate = true;
     options.on_started = [](const std::string& metrics_url, const std::string& bootstrap_address) {
+      const std::string base = metrics_url.substr(0, metrics_url.rfind('/'));
       std::printf(
-          "socialpulse demo\n  metrics:   %s\n  livez:     %s\n  readyz:    %s\n"
+          "socialpulse demo\n  console:   %s/   <- open this in a browser\n  metrics:   %s\n"
+          "  api:       %s/api/v1/kpis\n  livez:     %s/livez\n  readyz:    %s/readyz\n"
           "  bootstrap: %s (kcat -b %s -L)\n  stop:      Ctrl-C\n",
-          metrics_url.c_str(), (metrics_url.substr(0, metrics_url.rfind('/')) + "/livez").c_str(),
-          (metrics_url.substr(0, metrics_url.rfind('/')) + "/readyz").c_str(),
+          base.c_str(), metrics_url.c_str(), base.c_str(), base.c_str(), base.c_str(),
           bootstrap_address.c_str(), bootstrap_address.c_str());
       std::fflush(stdout);
     };

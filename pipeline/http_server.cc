@@ -21,6 +21,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "pipeline/console_assets.h"
 #include "pipeline/metrics_text.h"
 
 namespace sp {
@@ -97,6 +98,8 @@ std::string_view status_text(int status) {
 struct Request {
   std::string_view method;
   std::string_view path;
+  std::string_view query;
+  std::string_view last_event_id;
   std::string_view authorization;
   std::string_view accept;
 };
@@ -114,7 +117,9 @@ bool parse_request(std::string_view head, Request& r) {
   const std::string_view version = line.substr(sp2 + 1);
   if (version != "HTTP/1.1" && version != "HTTP/1.0") return false;
   if (target.empty() || target.front() != '/') return false;
-  r.path = target.substr(0, target.find('?'));
+  const auto question = target.find('?');
+  r.path = target.substr(0, question);
+  if (question != std::string_view::npos) r.query = target.substr(question + 1);
   head.remove_prefix(line_end + 2);
   while (!head.empty()) {
     line_end = head.find("\r\n");
@@ -131,6 +136,7 @@ bool parse_request(std::string_view head, Request& r) {
     const std::string_view value = trim(header.substr(colon + 1));
     if (iequals(name, "Authorization")) r.authorization = value;
     if (iequals(name, "Accept")) r.accept = value;
+    if (iequals(name, "Last-Event-ID")) r.last_event_id = value;
   }
   return true;
 }
@@ -242,6 +248,7 @@ Result<int> listen_on(const std::string& listen) {
 // request bytes do not turn our close into a reset that destroys the response) -> closed.
 class HttpServer::Loop {
  public:
+  friend class HttpServer;
   Loop(HttpServer& server, int listen_fd, std::unique_ptr<SSL_CTX, SslCtxDeleter> tls)
       : server_(server), options_(server.options_), listen_fd_(listen_fd), tls_(std::move(tls)) {
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -275,7 +282,10 @@ class HttpServer::Loop {
       }
       for (int i = 0; i < n; ++i) {
         const uint64_t tag = events[static_cast<size_t>(i)].data.u64;
-        if (tag == kWakeTag) continue;
+        if (tag == kWakeTag) {
+          digest_checkpoint();
+          continue;
+        }
         if (tag == kListenTag) {
           accept_all();
           continue;
@@ -288,7 +298,8 @@ class HttpServer::Loop {
   }
 
  private:
-  enum class Phase { handshake, reading, writing, draining };
+  // streaming: an event stream; `head` holds the bytes not yet sent, the connection stays open.
+  enum class Phase { handshake, reading, writing, draining, streaming };
   struct Connection {
     uint64_t id = 0;
     int fd = -1;
@@ -306,6 +317,9 @@ class HttpServer::Loop {
   static constexpr uint64_t kListenTag = 0;
   static constexpr uint64_t kWakeTag = 1;
   static constexpr Millis kDrainTime{1000};
+  // A stream whose client lets kStreamBacklog pile up, or has not taken the previous bytes by
+  // the next heartbeat (options_.stream_heartbeat), ends.
+  static constexpr size_t kStreamBacklog = 4 << 20;
 
   void add(int fd, uint32_t events, uint64_t tag) {
     epoll_event ev{};
@@ -384,7 +398,8 @@ class HttpServer::Loop {
     Connection* oldest_writing = nullptr;
     for (auto& [id, c] : connections_) {  // ids grow with accept order
       if (client != nullptr && c.client != *client) continue;
-      Connection*& slot = c.phase == Phase::writing ? oldest_writing : oldest;
+      Connection*& slot =
+          c.phase == Phase::writing || c.phase == Phase::streaming ? oldest_writing : oldest;
       if (slot == nullptr) slot = &c;
     }
     if (oldest == nullptr) oldest = oldest_writing;
@@ -412,6 +427,10 @@ class HttpServer::Loop {
     }
     for (uint64_t id : expired) {
       Connection& c = connections_.at(id);
+      if (c.phase == Phase::streaming && c.written >= c.head.size()) {
+        push(c, ": keepalive\n\n");
+        continue;
+      }
       // A plain-HTTP client that never finished its request learns why; TLS ones just go.
       if (c.phase == Phase::reading && !c.ssl && !c.in.empty()) {
         const std::string_view msg = "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n";
@@ -531,6 +550,23 @@ class HttpServer::Loop {
       c.deadline = std::min(c.deadline, Clock::now() + kDrainTime);
       c.in.clear();
     }
+    if (c.phase == Phase::streaming) {
+      while (c.written < c.head.size()) {
+        const ssize_t n = write_some(c, c.head.data() + c.written, c.head.size() - c.written);
+        if (n == 0) return close_connection(id);
+        if (n < 0) return watch(c);
+        c.written += static_cast<size_t>(n);
+      }
+      c.head.clear();
+      c.written = 0;
+      char buf[1024];
+      for (;;) {  // a stream's client sends nothing more: this only notices it leave
+        const ssize_t n = read_some(c, buf, sizeof buf);
+        if (n == 0) return close_connection(id);
+        if (n < 0) break;
+      }
+      return watch(c);
+    }
     if (c.phase == Phase::draining) {
       char buf[4096];
       for (;;) {
@@ -583,7 +619,10 @@ class HttpServer::Loop {
   void handle(Connection& c, std::string_view head) {
     Request r;
     if (!parse_request(head, r)) return respond(c, 400, "text/plain", "bad request\n");
-    const bool known = r.path == "/metrics" || r.path == "/livez" || r.path == "/readyz";
+    const ConsoleAsset* asset = find_console_asset(r.path);
+    const bool api = r.path.starts_with("/api/");
+    const bool known = r.path == "/metrics" || r.path == "/livez" || r.path == "/readyz" ||
+                       asset != nullptr || api;
     if (!known) return respond(c, 404, "text/plain", "not found\n");
     const bool head_only = r.method == "HEAD";
     if (r.method != "GET" && !head_only) {
@@ -600,17 +639,103 @@ class HttpServer::Loop {
                             head_only);
     }
     if (!authorized(r)) {
+      if (api) {
+        const ApiResponse e = QueryApi::error(401, "unauthorized", "credentials required");
+        return respond(c, 401, e.content_type, e.body,
+                       "WWW-Authenticate: Basic realm=\"socialpulse\"\r\n");
+      }
       return respond(c, 401, "text/plain", "unauthorized\n",
                      "WWW-Authenticate: Basic realm=\"socialpulse\"\r\n");
     }
+    if (asset != nullptr) {
+      return respond_shared(c, 200, asset->content_type,
+                            std::make_shared<const std::string>(asset->body),
+                            "Cache-Control: no-cache\r\n", head_only);
+    }
+    if (api) return handle_api(c, r, head_only);
     const bool openmetrics = wants_openmetrics(r.accept);
     server_.note_scrape();
-    auto body = server_.render(openmetrics);
+    uint64_t checkpoint = 0;
+    auto body = server_.render(openmetrics, &checkpoint);
     if (!body) body = std::make_shared<const std::string>(openmetrics ? "# EOF\n" : "");
     respond_shared(c, 200,
                    openmetrics ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
                                : "text/plain; version=0.0.4; charset=utf-8",
-                   std::move(body), {}, head_only);
+                   std::move(body), checkpoint_header(checkpoint), head_only);
+  }
+
+  static std::string checkpoint_header(uint64_t checkpoint) {
+    return checkpoint == 0 ? std::string()
+                           : "X-Socialpulse-Checkpoint: " + std::to_string(checkpoint) + "\r\n";
+  }
+
+  void handle_api(Connection& c, const Request& r, bool head_only) {
+    const QueryApi& api = server_.query_;
+    if (server_.readiness_.restoring()) {
+      const ApiResponse e = QueryApi::error(503, "restoring", "state is being restored");
+      return respond(c, e.status, e.content_type, e.body, e.extra_headers);
+    }
+    if (r.path == "/api/v1/stream") {
+      c.head =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+          "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n";
+      c.body = nullptr;
+      c.written = 0;
+      if (head_only) {
+        c.phase = Phase::writing;
+        c.deadline = Clock::now() + options_.response_timeout;
+        return;
+      }
+      c.head += api.stream_start(r.last_event_id);
+      c.phase = Phase::streaming;
+      c.deadline = Clock::now() + options_.stream_heartbeat;
+      c.in.clear();
+      return;
+    }
+    const auto response = api.handle(r.path, r.query);
+    const ApiResponse& a = *response;  // every /api/ path has an answer (404 included)
+    std::string headers = a.extra_headers + "Cache-Control: no-cache\r\n";
+    if (a.status == 200) {
+      // The checkpoint in the body, where a client that compares with /metrics looks.
+      const auto at = a.body.find("\"checkpoint\":");
+      if (at != std::string::npos)
+        headers += "X-Socialpulse-Checkpoint: " +
+                   a.body.substr(at + 13, a.body.find_first_of(",}", at) - at - 13) + "\r\n";
+    }
+    respond_shared(c, a.status, a.content_type, std::make_shared<const std::string>(a.body),
+                   headers, head_only);
+  }
+
+  // Appends `bytes` to a stream and sends what the socket takes.
+  void push(Connection& c, std::string_view bytes) {
+    if (c.head.size() - c.written + bytes.size() > kStreamBacklog) return close_connection(c.id);
+    c.head.append(bytes);
+    c.deadline = Clock::now() + options_.stream_heartbeat;
+    advance(c);
+  }
+
+  // The pipeline published a checkpoint: the query API digests it, every stream gets its event.
+  void digest_checkpoint() {
+    uint64_t count = 0;
+    [[maybe_unused]] const auto n = ::read(wake_fd_, &count, sizeof count);
+    auto [snapshot, checkpoint, alerts] = server_.take_undigested();
+    if (!snapshot) return;
+    const auto now_ms =
+        std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    const auto event = server_.query_.on_checkpoint(*snapshot, checkpoint, alerts, now_ms);
+    std::vector<uint64_t> streams;
+    for (const auto& [id, conn] : connections_) {
+      if (conn.phase == Phase::streaming) streams.push_back(id);
+    }
+    for (uint64_t id : streams) {
+      if (auto it = connections_.find(id); it != connections_.end()) push(it->second, *event);
+    }
+  }
+
+  void wake() {
+    const uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
   }
 
   HttpServer& server_;
@@ -626,7 +751,10 @@ class HttpServer::Loop {
 };
 
 HttpServer::HttpServer(HttpServerOptions options)
-    : options_(std::move(options)), readiness_(options_.ready_timeout) {}
+    : options_(std::move(options)), readiness_(options_.ready_timeout) {
+  query_.set_configured_brands(options_.brands);
+  if (!options_.series_file.empty()) query_.set_series_file(options_.series_file);
+}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options) {
   std::unique_ptr<HttpServer> server(new HttpServer(std::move(options)));
@@ -671,10 +799,18 @@ HttpServer::~HttpServer() {
 
 bool HttpServer::tls() const { return loop_ && loop_->tls(); }
 
-void HttpServer::publish(std::shared_ptr<const MetricsSnapshot> snapshot) {
-  std::lock_guard lock(mu_);
-  snapshot_ = std::move(snapshot);
-  published_.fetch_add(1);
+void HttpServer::publish(std::shared_ptr<const MetricsSnapshot> snapshot,
+                         std::vector<std::string> alerts) {
+  {
+    std::lock_guard lock(mu_);
+    snapshot_ = snapshot;
+    ++checkpoint_;
+    published_.fetch_add(1);
+    undigested_ = std::move(snapshot);
+    undigested_checkpoint_ = checkpoint_;
+    for (auto& a : alerts) undigested_alerts_.push_back(std::move(a));
+  }
+  if (loop_) loop_->wake();
 }
 
 // Before render(): the snapshot rendered is this one or a newer one.
@@ -697,10 +833,20 @@ HttpServer::ScrapeRhythm HttpServer::scrape_rhythm() const {
   return rhythm_;
 }
 
-std::shared_ptr<const std::string> HttpServer::render(bool openmetrics) const {
+HttpServer::Undigested HttpServer::take_undigested() {
+  std::lock_guard lock(mu_);
+  Undigested out{std::move(undigested_), undigested_checkpoint_, std::move(undigested_alerts_)};
+  undigested_ = nullptr;
+  undigested_alerts_.clear();
+  return out;
+}
+
+std::shared_ptr<const std::string> HttpServer::render(bool openmetrics,
+                                                      uint64_t* checkpoint) const {
   const size_t f = openmetrics ? 1 : 0;
-  auto current = [this, f] {
+  auto current = [this, f, checkpoint] {
     std::lock_guard lock(mu_);
+    if (checkpoint != nullptr) *checkpoint = checkpoint_;
     return std::pair{snapshot_, rendered_snapshot_[f] == snapshot_ ? rendered_[f] : nullptr};
   };
   if (auto [snapshot, text] = current(); !snapshot || text) return text;

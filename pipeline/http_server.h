@@ -3,7 +3,10 @@
 // Prometheus text format, or OpenMetrics when the scraper asks for it; metrics_text.h), once per
 // snapshot and format: values change only at checkpoints, so every later scrape of the same
 // snapshot sends the same text. /livez answers while the process runs; /readyz judges
-// readiness.h and says why in JSON.
+// readiness.h and says why in JSON. The query API and the console (SPEC 10, query_api.h) share
+// the listener and the auth of /metrics: `/` and its assets are compiled in (console_assets.h),
+// `/api/v1/*` answers from the published checkpoints, and `/api/v1/stream` keeps its connection
+// open to push one Server-Sent Event per checkpoint.
 //
 // Why not a thread per connection (civetweb, as before): 50 half-open connections held every
 // worker until its request timeout, and scrapes timed out while the pipeline was fine. Here one
@@ -20,10 +23,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/result.h"
 #include "operators/time.h"
 #include "pipeline/metrics_registry.h"
+#include "pipeline/query_api.h"
 #include "pipeline/readiness.h"
 
 namespace sp {
@@ -40,8 +45,12 @@ struct HttpServerOptions {
   // TLS for every endpoint when cert_file is set (PEM; the key file may be the same file).
   std::string tls_cert_file{};
   std::string tls_key_file{};
-  std::string tls_client_ca_file{};  // set: clients must present a certificate signed by it
-  Millis ready_timeout{30'000};      // kafka.ready_timeout, for /readyz
+  std::string tls_client_ca_file{};   // set: clients must present a certificate signed by it
+  Millis ready_timeout{30'000};       // kafka.ready_timeout, for /readyz
+  std::vector<std::string> brands{};  // configured brands: known to the query API from the start
+  std::string series_file{};          // the query API's series ring survives restarts here
+  // An event stream's comment line at this interval keeps proxies from closing it as idle.
+  Millis stream_heartbeat{15'000};
 };
 
 class HttpServer {
@@ -53,12 +62,21 @@ class HttpServer {
 
   int port() const { return port_; }
   bool tls() const;
-  void publish(std::shared_ptr<const MetricsSnapshot> snapshot);
+  // A completed checkpoint: its /metrics snapshot and the alert records (JSON) it committed.
+  // Cheap for the caller: the query API digests it on the HTTP thread.
+  void publish(std::shared_ptr<const MetricsSnapshot> snapshot,
+               std::vector<std::string> alerts = {});
+  // The checkpoints as the query API sees them (the demo's terminal story reads it too).
+  const QueryApi& query_api() const { return query_; }
   // What /readyz judges; the pipeline reports into it.
   Readiness& readiness() { return readiness_; }
   // The text of the current snapshot (what a scrape returns), rendered by the first scrape after
   // a publish; null before the first publish. Public for benchmarks.
-  std::shared_ptr<const std::string> render(bool openmetrics = false) const;
+  std::shared_ptr<const std::string> render(bool openmetrics = false) const {
+    return render(openmetrics, nullptr);
+  }
+  // The same, and the checkpoint (publish sequence) the text belongs to.
+  std::shared_ptr<const std::string> render(bool openmetrics, uint64_t* checkpoint) const;
 
   // Scrapes of /metrics, for a leaving instance that must not exit before its last values were
   // scraped (issue #15 item 4): whether the latest published snapshot was served, and the time
@@ -84,6 +102,18 @@ class HttpServer {
   std::thread thread_;
   mutable std::mutex mu_;
   std::shared_ptr<const MetricsSnapshot> snapshot_;
+  uint64_t checkpoint_ = 0;  // publish sequence of snapshot_
+  // Published, not yet digested by the query API (the HTTP thread takes them on its wake-up).
+  struct Undigested {
+    std::shared_ptr<const MetricsSnapshot> snapshot;
+    uint64_t checkpoint = 0;
+    std::vector<std::string> alerts;
+  };
+  Undigested take_undigested();
+  std::shared_ptr<const MetricsSnapshot> undigested_;
+  uint64_t undigested_checkpoint_ = 0;
+  std::vector<std::string> undigested_alerts_;
+  QueryApi query_;
   // The renderings of `rendered_snapshot_` (kept alive so that a new snapshot is never mistaken
   // for it), per format; render_mu_ makes concurrent first scrapes render once.
   mutable std::mutex render_mu_;

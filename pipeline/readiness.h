@@ -22,6 +22,7 @@ class Readiness {
   explicit Readiness(Millis timeout = Millis{30'000}) : timeout_(timeout) {}
 
   void set_restoring(bool restoring) { restoring_.store(restoring); }
+  bool restoring() const { return restoring_.load(); }
   void set_assigned_partitions(size_t n) { assigned_.store(n); }
   void set_checkpoint_failing(bool failing) { checkpoint_failing_.store(failing); }
   void set_stopping() { stopping_.store(true); }

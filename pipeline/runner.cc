@@ -238,6 +238,7 @@ class RunnerImpl final : public Runner {
     }
     topology_.checkpoint_committed();
     changelog_->produce(topology_);
+    probe_.alerts_committed(topology_.pending());
     sink_->committed(outbox, topology_.pending());
     if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
     if (hooks_.on_checkpoint_committed)

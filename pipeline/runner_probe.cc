@@ -146,6 +146,13 @@ void RunnerProbe::sample_latency(const rd_kafka_message_t& msg) {
   }
 }
 
+void RunnerProbe::alerts_committed(const std::vector<OutputRecord>& records) {
+  if (http_ == nullptr) return;
+  for (const OutputRecord& r : records) {
+    if (r.topic == OutputRecord::Topic::alerts) alerts_.push_back(r.value);
+  }
+}
+
 void RunnerProbe::checkpoint_written(std::chrono::steady_clock::duration took) {
   checkpoint_duration_.observe(std::chrono::duration<double>(took).count());
 }
@@ -223,7 +230,8 @@ void RunnerProbe::publish_metrics(const Topology& topology, const CounterContinu
     registry_.add({}, static_cast<double>(changelog.bytes_total));
   });
   last_snapshot_ = registry_.finish();
-  http_->publish(last_snapshot_);
+  http_->publish(last_snapshot_, std::move(alerts_));
+  alerts_.clear();
 }
 
 void RunnerProbe::publish_checkpoint_failures() {

@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "operators/keyed_state.h"
+#include "operators/operator.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/source_worker.h"
 
@@ -66,6 +68,10 @@ class RunnerProbe {
   Status restore_series(StateReader& in);
   void checkpoint_series(StateWriter& out);
 
+  // The alert records of a committed checkpoint (topology.pending()): the query API serves them
+  // with the next published snapshot.
+  void alerts_committed(const std::vector<OutputRecord>& records);
+
   // How long one assigned partition took to restore (local store or changelog).
   void partition_restored(std::chrono::steady_clock::duration took);
 
@@ -107,6 +113,7 @@ class RunnerProbe {
   Histogram restore_duration_;
   uint64_t checkpoint_failures_ = 0;
   std::shared_ptr<const MetricsSnapshot> last_snapshot_;
+  std::vector<std::string> alerts_;  // committed, not yet published
 };
 
 }  // namespace sp

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
+#include "pipeline/demo_narrator.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
@@ -244,6 +246,10 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   http_options.tls_key_file = m.tls.key_file;
   http_options.tls_client_ca_file = m.tls.client_ca_file;
   http_options.ready_timeout = config.kafka.ready_timeout;
+  for (const auto& b : config.brands.tracked) http_options.brands.push_back(b.name);
+  http_options.brands.emplace_back("other");
+  // Inside the state directory (RocksDB, which creates it, ignores files it does not know).
+  http_options.series_file = config.state.path + "/console-series";
   auto http = HttpServer::start(http_options);
   if (!http) return tl::unexpected(http.error());
   auto runner = Runner::create(config, bootstrap, http->get(), options.runner_hooks);
@@ -255,6 +261,8 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
                           std::to_string((*http)->port()) + "/metrics";
   spdlog::info("msg=\"serving\" metrics={} bootstrap={}", url, bootstrap);
   if (options.on_started) options.on_started(url, bootstrap);
+  std::optional<DemoNarrator> narrator;
+  if (options.narrate) narrator.emplace((*http)->query_api(), stdout);
 
   std::atomic<bool> traffic_stop{false};
   std::thread traffic;
@@ -290,6 +298,7 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
     });
   }
   Status result = (*runner)->run(stop);
+  narrator.reset();
   traffic_stop.store(true);
   timer_stop.store(true);
   reloader_stop.store(true);

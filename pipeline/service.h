@@ -26,6 +26,7 @@ struct ServiceOptions {
   TrafficOptions traffic;
   Millis duration{0};  // 0 = until stopped
   std::function<void(const std::string& metrics_url, const std::string& bootstrap)> on_started;
+  bool narrate = false;          // demo: tell the KPIs' story on stdout (demo_narrator.h)
   RunnerTestHooks runner_hooks;  // tests only
   // SIGHUP (SPEC 2 v2): each increment of *reload_requests re-reads the configuration through
   // reload_config and applies its `roi` section (spend, currency) without a restart. A file that

@@ -9,6 +9,7 @@ packages=(
   libexpected-dev libabsl-dev libxxhash-dev libssl-dev openssl
   kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml python3-prometheus-client clang libclang-rt-14-dev
   clang-format
+  chromium python3-websocket
 )
 missing=()
 for p in "${packages[@]}"; do
