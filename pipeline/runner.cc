@@ -201,12 +201,17 @@ class RunnerImpl final : public Runner {
   }
 
   // ---- checkpoints ------------------------------------------------------------------------
-  // `not_after` bounds the wait for DLQ acknowledgements (shutdown has a deadline to keep).
+  // `not_after` is the final checkpoint's deadline: it may wait for DLQ acknowledgements until
+  // then (a loaded machine or a slow broker can take longer than a checkpoint interval, and a
+  // final checkpoint that gives up early makes the exit code say "not stored"). A periodic
+  // checkpoint waits at most one interval (2 s at most) and is retried.
   Status checkpoint(SteadyClock::time_point not_after = SteadyClock::time_point::max()) {
     const auto started = SteadyClock::now();
     // Rejected messages must be in the DLQ before their offsets are stored.
-    const auto dlq_deadline = std::min(
-        not_after, started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000}));
+    const auto dlq_deadline =
+        not_after != SteadyClock::time_point::max()
+            ? not_after
+            : started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000});
     if (!sink_->drain_dlq(dlq_deadline)) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
