@@ -8,7 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libsimdjson-dev libcli11-dev libspdlog-dev
   libexpected-dev libabsl-dev libxxhash-dev libssl-dev openssl
   kcat prometheus prometheus-alertmanager python3 python3-jsonschema python3-yaml python3-prometheus-client clang libclang-rt-14-dev
-  clang-format
+  clang-format fonts-dejavu-core
   chromium python3-websocket
 )
 missing=()
