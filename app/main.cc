@@ -273,11 +273,13 @@ int main(int argc, char** argv) {
     if (config_path.empty()) {
       config.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
       config.state.path = temp_state_dir("demo");
-      // Spend for the ROI recording rule and socialpulse_daily_spend (SPEC 2).
+      // Spend for the ROI recording rule and socialpulse_daily_spend (SPEC 2), sized to the
+      // demo's traffic (thousands of events a second, ~150 M a day of lead value and EMV per
+      // brand) so that the console shows a believable ROI of one to two times, not 10^5.
       if (config.roi.daily_spend.empty()) {
         config.roi.daily_spend = {
-            {"acme", {{"twitter", 150}, {"facebook", 200}, {"linkedin", 120}}},
-            {"globex", {{"twitter", 90}, {"instagram", 60}}}};
+            {"acme", {{"twitter", 20e6}, {"facebook", 25e6}, {"linkedin", 15e6}}},
+            {"globex", {{"twitter", 30e6}, {"instagram", 20e6}}}};
       }
       // Visitors come and go within minutes, so sessions close (and their metrics show) during a
       // short demo; with the 30m default gap none would close in the first half hour.
