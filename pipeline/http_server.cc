@@ -23,6 +23,7 @@
 
 #include "pipeline/console_assets.h"
 #include "pipeline/metrics_text.h"
+#include "pipeline/thread_policy.h"
 
 namespace sp {
 namespace {
@@ -781,6 +782,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options)
     return make_error(ErrorKind::fatal, std::string("http: ") + std::strerror(errno));
   }
   server->thread_ = std::thread([loop = server->loop_.get()] {
+    mark_interactive_thread();  // whatever its creator's policy (thread_policy.h)
     // OpenSSL writes with write(): a client gone mid-response must be EPIPE, not a SIGPIPE that
     // kills a process which did not ignore it (plain sockets use MSG_NOSIGNAL).
     sigset_t pipe;

@@ -12,6 +12,7 @@
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
 #include "pipeline/runner.h"
+#include "pipeline/thread_policy.h"
 
 namespace sp {
 namespace {
@@ -221,6 +222,9 @@ void reload_roi(const Config& running, const ServiceOptions& options, Runner& ru
 }  // namespace
 
 Status run_service(const Config& config, const ServiceOptions& options, std::atomic<bool>& stop) {
+  // Before any thread is created: the broker's, librdkafka's and the pipeline's threads are
+  // throughput threads, the HTTP thread sets itself back (thread_policy.h).
+  const ThroughputScope throughput;
   std::unique_ptr<EmbeddedBroker> broker;
   std::string bootstrap = config.kafka.bootstrap_servers;
   if (bootstrap == "embedded") {

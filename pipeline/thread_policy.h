@@ -1,0 +1,50 @@
+#pragma once
+// Scheduling of the throughput threads. The pipeline, the source worker, librdkafka's threads
+// and the demo's traffic generator run flat out during a backlog; the HTTP thread must still
+// answer a query or a scrape within milliseconds (issue #18: p99 <= 5 ms during full-speed
+// ingest). Linux's SCHED_BATCH leaves those threads their full share of CPU but lets a waking
+// interactive thread (the HTTP event loop, SCHED_OTHER) preempt them at once instead of waiting
+// for a scheduler period. Threads inherit the policy of the thread that creates them, which is
+// how librdkafka's and the embedded broker's threads become throughput threads too.
+// Best effort: where the platform refuses, nothing else changes.
+#include <pthread.h>
+#include <sched.h>
+
+namespace sp {
+
+inline void set_thread_policy([[maybe_unused]] int policy) {
+#if defined(__linux__)
+  sched_param param{};
+  param.sched_priority = 0;
+  (void)pthread_setschedparam(pthread_self(), policy, &param);
+#endif
+}
+
+// The calling thread (and the threads it creates from now on) are throughput threads.
+inline void mark_throughput_thread() {
+#if defined(__linux__)
+  set_thread_policy(SCHED_BATCH);
+#endif
+}
+
+// The calling thread answers requests: the ordinary time-sharing policy, whatever its creator's.
+inline void mark_interactive_thread() { set_thread_policy(SCHED_OTHER); }
+
+// Makes the calling thread a throughput thread for a scope, then restores its policy (a test
+// thread that runs a service returns to what it was).
+class ThroughputScope {
+ public:
+  ThroughputScope() {
+    sched_param param{};
+    if (pthread_getschedparam(pthread_self(), &policy_, &param) != 0) policy_ = SCHED_OTHER;
+    mark_throughput_thread();
+  }
+  ~ThroughputScope() { set_thread_policy(policy_); }
+  ThroughputScope(const ThroughputScope&) = delete;
+  ThroughputScope& operator=(const ThroughputScope&) = delete;
+
+ private:
+  int policy_ = SCHED_OTHER;
+};
+
+}  // namespace sp
