@@ -36,10 +36,14 @@ test-long: build
 bench: build
 	bash benchmarks/run.sh $(BUILD_DIR)
 
-# Every SPEC 9 end-to-end figure: bench_e2e (ratio, latency, RSS, scrape), then restart after
+# Every SPEC 9 end-to-end figure: bench_e2e (ratio, latency, RSS, scrape) at the default
+# checkpoint interval and at 250 ms, with 64 and 256 partitions (issue #20), then restart after
 # kill -9 with 1 M keys (bench_recovery builds that state through the real runner).
 bench-e2e: build
 	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000
+	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000 --checkpoint-ms 250
+	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000 --partitions 256
+	$(BUILD_DIR)/benchmarks/bench_e2e --events 1000000 --partitions 256 --checkpoint-ms 250
 	$(BUILD_DIR)/benchmarks/bench_recovery
 
 # clang-format -i over product code (operators/ state/ pipeline/ app/), the file set the ctest

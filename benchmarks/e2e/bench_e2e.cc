@@ -61,13 +61,15 @@ struct Options {
   size_t scrape_series = 20000;    // 0: skip the scrape phase
   bool smoke = false;              // CI: check counts only, short phases, exit 1 on mismatch
   bool round_robin = false;        // spread every actor over every partition (worst case for state)
+  int checkpoint_ms = 0;           // state.checkpoint_interval; 0: the default (1 s)
   std::string topic = "bench.events";
 };
 
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--events N] [--partitions P] [--event-rate R] [--latency-seconds S]\n"
-               "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin] [--smoke]\n",
+               "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin]\n"
+               "          [--checkpoint-ms MS] [--smoke]\n",
                argv0);
   std::exit(2);
 }
@@ -84,6 +86,8 @@ Options parse_args(int argc, char** argv) {
       o.events = std::strtoull(next(), nullptr, 10);
     } else if (a == "--partitions") {
       o.partitions = std::atoi(next());
+    } else if (a == "--checkpoint-ms") {
+      o.checkpoint_ms = std::atoi(next());
     } else if (a == "--event-rate") {
       o.event_rate = std::atof(next());
     } else if (a == "--latency-seconds") {
@@ -430,6 +434,7 @@ class Pipeline {
     config_.kafka.group_id = "bench-pipeline-" + std::to_string(::getpid());
     config_.state.path = state_dir;
     config_.metrics.listen = "127.0.0.1:0";
+    if (o.checkpoint_ms > 0) config_.state.checkpoint_interval = Millis{o.checkpoint_ms};
     if (const char* props = std::getenv("SP_BENCH_PROPS")) {
       std::string all = props;
       size_t at = 0;
