@@ -175,9 +175,10 @@ Status run_broker(const Config& config, int partitions, std::atomic<bool>& stop,
 
 Result<SpendValues> reloadable_spend(const Config& running, const Config& reloaded) {
   for (const auto& [brand, channels] : reloaded.roi.daily_spend) {
+    const std::string& name = brand;  // Clang 14 cannot capture a structured binding
     const bool brand_known =
         std::any_of(running.brands.tracked.begin(), running.brands.tracked.end(),
-                    [&](const BrandInfo& b) { return b.name == brand; });
+                    [&](const BrandInfo& b) { return b.name == name; });
     if (!brand_known) {
       return make_error(ErrorKind::invalid_input, "roi.daily_spend: '" + brand +
                                                       "' is not a tracked brand of the running "
