@@ -21,7 +21,6 @@
 #include "pipeline/shutdown_budget.h"
 #include "pipeline/source_worker.h"
 #include "pipeline/state_changelog.h"
-#include "pipeline/thread_policy.h"
 #include "state/checkpoint_store.h"
 
 namespace sp {
@@ -102,7 +101,6 @@ class RunnerImpl final : public Runner {
   Status run(const std::atomic<bool>& stop) override {
     auto next_checkpoint = SteadyClock::now() + config_.state.checkpoint_interval;
     auto next_idle_check = SteadyClock::now();
-    mark_throughput_thread();
     source_.start(consumer_->handle());
     while (!stop.load(std::memory_order_relaxed) && fatal_.message.empty()) {
       // Bounded wait so that time-driven work (idle, checkpoint) is never starved.

@@ -4,8 +4,6 @@
 
 #include <utility>
 
-#include "pipeline/thread_policy.h"
-
 namespace sp {
 
 void SourceWorker::Batch::clear() {
@@ -28,10 +26,7 @@ SourceWorker::~SourceWorker() {
 void SourceWorker::start(rd_kafka_t* consumer) {
   std::lock_guard lock(mutex_);
   consumer_ = consumer;
-  thread_ = std::thread([this] {
-    mark_throughput_thread();
-    run();
-  });
+  thread_ = std::thread([this] { run(); });
   worker_id_ = thread_.get_id();
 }
 
