@@ -1,9 +1,10 @@
 #pragma once
 // The one byte codec of checkpointed state: fixed-width little-endian integers and IEEE doubles,
-// length-prefixed strings. Checkpoints must be byte-identical for identical state (SPEC 5/6) and
-// readable by the next build on any host, so every field is written explicitly byte by byte,
-// never as a raw struct or host-order memcpy. (GCC and Clang merge the byte loops into one
-// load/store on little-endian hosts.)
+// LEB128 varints (zigzag for signed values: the compact layouts of issue #20, where most fields
+// are zero or small), length-prefixed strings. Checkpoints must be byte-identical for identical
+// state (SPEC 5/6) and readable by the next build on any host, so every field is written explicitly
+// byte by byte, never as a raw struct or host-order memcpy. (GCC and Clang merge the byte loops
+// into one load/store on little-endian hosts.)
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +47,29 @@ inline void put_str(std::string& out, std::string_view s) {
   put_u64(out, s.size());
   out.append(s);
 }
+// LEB128: 7 bits per byte, low groups first, high bit set on every byte but the last.
+inline void put_var(std::string& out, uint64_t v) {
+  char b[10];
+  size_t n = 0;
+  while (v >= 0x80) {
+    b[n++] = static_cast<char>((v & 0x7f) | 0x80);
+    v >>= 7;
+  }
+  b[n++] = static_cast<char>(v);
+  out.append(b, n);
+}
+inline uint64_t zigzag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+inline int64_t unzigzag(uint64_t v) {
+  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+}
+inline void put_svar(std::string& out, int64_t v) { put_var(out, zigzag(v)); }
+// A varint-length-prefixed string.
+inline void put_vstr(std::string& out, std::string_view s) {
+  put_var(out, s.size());
+  out.append(s);
+}
 
 // Reads fields in order from the front of a view. A short read latches failure and returns 0 (or
 // an empty view) from then on, so a decoder reads a whole record and checks ok()/done() once;
@@ -74,6 +98,22 @@ class Reader {
   }
   int64_t i64() { return static_cast<int64_t>(u64()); }
   double f64() { return std::bit_cast<double>(u64()); }
+  // A LEB128 varint; more than 10 bytes, or bits beyond 64, is a corrupt read.
+  uint64_t var() {
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+      if (!need(1)) return 0;
+      const auto byte = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      if (shift == 63 && byte > 1) break;
+      v |= uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    fail();
+    return 0;
+  }
+  int64_t svar() { return unzigzag(var()); }
+  std::string_view vstr() { return bytes(var()); }
   // A length-prefixed string; a view into the input.
   std::string_view str() {
     const uint64_t n = u64();

@@ -1,5 +1,6 @@
 #include "operators/measures.h"
 
+#include <bit>
 #include <type_traits>
 
 namespace sp {
@@ -75,6 +76,65 @@ bool Measures::decode_dense(byte_codec::Reader& in, MeasureSet fields) {
       },
       *this);
   return in.ok();
+}
+
+void Measures::encode_packed(std::string& out, MeasureSet fields) const {
+  static_assert(kEventTypeCount <= 64 && kMeasureCount <= 64);
+  uint64_t types = 0;
+  for (size_t k = 0; k < kEventTypeCount; ++k) {
+    if (interactions[k] != 0) types |= uint64_t{1} << k;
+  }
+  byte_codec::put_var(out, types);
+  for (size_t k = 0; k < kEventTypeCount; ++k) {
+    if (interactions[k] != 0) byte_codec::put_svar(out, interactions[k]);
+  }
+  uint64_t present = 0;
+  auto non_zero = [](const auto& v) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(v)>, double>) {
+      return std::bit_cast<uint64_t>(v) != 0;
+    } else {
+      return v != 0;
+    }
+  };
+  for_each_field(
+      [&](Measure m, const auto& v) {
+        if (fields.contains(m) && non_zero(v)) present |= uint64_t{1} << static_cast<unsigned>(m);
+      },
+      *this);
+  byte_codec::put_var(out, present);
+  for_each_field(
+      [&](Measure m, const auto& v) {
+        if ((present >> static_cast<unsigned>(m) & 1) == 0) return;
+        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, double>) {
+          byte_codec::put_f64(out, v);
+        } else {
+          byte_codec::put_svar(out, v);
+        }
+      },
+      *this);
+}
+
+bool Measures::decode_packed(byte_codec::Reader& in, MeasureSet fields) {
+  const uint64_t types = in.var();
+  if (!in.ok() || (kEventTypeCount < 64 && (types >> kEventTypeCount) != 0)) return false;
+  for (size_t k = 0; k < kEventTypeCount; ++k) {
+    interactions[k] = (types >> k & 1) != 0 ? in.svar() : 0;
+  }
+  const uint64_t present = in.var();
+  if (!in.ok() || (present >> kMeasureCount) != 0) return false;
+  bool known = true;
+  for_each_field(
+      [&](Measure m, auto& v) {
+        const bool stored = (present >> static_cast<unsigned>(m) & 1) != 0;
+        if (stored && !fields.contains(m)) known = false;
+        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, double>) {
+          v = stored ? in.f64() : 0.0;
+        } else {
+          v = stored ? in.svar() : 0;
+        }
+      },
+      *this);
+  return known && in.ok();
 }
 
 void Measures::encode_named(std::string& out, MeasureSet fields) const {

@@ -95,6 +95,12 @@ struct Measures {
   bool decode_dense(byte_codec::Reader& in, MeasureSet fields);
   void encode_named(std::string& out, MeasureSet fields) const;
   bool decode_named(byte_codec::Reader& in, MeasureSet fields);
+  // Packed (issue #20: checkpoint bytes): a varint bit set of the non-zero interaction counts
+  // (bit = EventType) and each as a zigzag varint; a varint bit set of the non-zero scalars among
+  // `fields` (bit = Measure) and each as a zigzag varint (integers) or 8 bytes (doubles; zero
+  // means all bits zero, so -0.0 is kept). A bit beyond the known types is corruption.
+  void encode_packed(std::string& out, MeasureSet fields) const;
+  bool decode_packed(byte_codec::Reader& in, MeasureSet fields);
 };
 
 }  // namespace sp

@@ -63,6 +63,12 @@ class Operator {
   // Replaces the partition's state with what `in` holds (nothing: empty state). Keys of brands,
   // channels or types the configuration no longer has are dropped through in.drop().
   virtual Status restore(PartitionId /*partition*/, StateReader& /*in*/) { return {}; }
+  // Incremental checkpoints (issue #20): whether snapshot(partition) must be written in this
+  // checkpoint. `touched`: the partition had input, or the watermark advanced, since the last
+  // committed checkpoint; operators that do not track their changes write then (the default).
+  virtual bool needs_snapshot(PartitionId /*partition*/, bool touched) const { return touched; }
+  // The checkpoint holding every snapshot() written since the last call was committed.
+  virtual void saved() {}
   // The partition was revoked (after its final checkpoint): forget its state.
   virtual void drop(PartitionId /*partition*/) {}
   // Describe exported metrics from current state (called at checkpoint time).

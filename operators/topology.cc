@@ -253,8 +253,9 @@ void Topology::advance_watermark() {
   last_watermark_ = wm;
   // Closing windows and buckets changes the state of partitions that received nothing (their
   // panes expire, their windows are emitted through wm): stored stale, a partition moved or
-  // restored from it would emit its closed windows again (issue #15).
-  for (auto& [id, p] : owned_) p->dirty = true;
+  // restored from it would emit its closed windows again (issue #15). Operators that track their
+  // changes write only those (needs_snapshot); the others write every partition after this.
+  watermark_moved_ = true;
   for (auto& op : operators_) {
     op->on_wall_clock(wall_);
     op->on_watermark(wm, emitter_);
@@ -267,11 +268,14 @@ void Topology::before_checkpoint() {
 
 void Topology::checkpoint(StateWriter& out) {
   for (auto& [id, p] : owned_) {
-    if (!p->dirty) continue;
+    const bool touched = p->dirty || watermark_moved_;
     for (auto& op : operators_) {
+      if (!op->needs_snapshot(id, touched)) continue;
       ScopedStateWriter scoped(out, state_scope(op->name(), id));
       op->snapshot(id, scoped);
     }
+    // The clock, the dedup delta and the position change with input only.
+    if (!p->dirty) continue;
     ScopedStateWriter tracker(out, state_scope(kTrackerOwner, id));
     tracker_.snapshot(id, tracker);
     ScopedStateWriter dedup(out, state_scope(kDedupOwner, id));
@@ -296,6 +300,8 @@ void Topology::checkpoint_committed() {
     if (p->dirty) p->dedup.checkpoint_committed();
     p->dirty = false;
   }
+  for (auto& op : operators_) op->saved();
+  watermark_moved_ = false;
 }
 
 MessageCounts Topology::total_counts() const {

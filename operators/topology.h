@@ -94,8 +94,10 @@ class Topology {
   std::vector<OutputRecord>& pending() { return pending_; }
   // Emit-mode `update` records of open windows; call before checkpoint().
   void before_checkpoint();
-  // Writes every dirty partition's state (operators, tracker, dedup delta, offset and counts) and
-  // the instance-level state, as full keys (state_scope()).
+  // Writes what changed since the last committed checkpoint, as full keys (state_scope()): each
+  // operator's partitions that need it (Operator::needs_snapshot), the tracker, dedup delta, offset
+  // and counts of partitions that had input, and the instance-level state. Idle partitions cost
+  // nothing once their operators' state settled (issue #20).
   void checkpoint(StateWriter& out);
   void checkpoint_committed();
 
@@ -142,6 +144,7 @@ class Topology {
   std::vector<OutputRecord> pending_;
   PendingEmitter emitter_{pending_};
   EventTime last_watermark_ = kMinEventTime;
+  bool watermark_moved_ = false;            // since the last committed checkpoint
   WallTime wall_{};                         // the caller's clock at the last process()/on_idle()
   std::array<uint64_t, 4> dropped_keys_{};  // by DroppedKind
   std::string scratch_;

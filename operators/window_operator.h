@@ -52,6 +52,10 @@ class WindowOperator final : public Operator {
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
+  // A partition's `panes` is rewritten only after it changed: an event (late ones included), a
+  // pane that expired, or its closed-through mark settling.
+  bool needs_snapshot(PartitionId partition, bool touched) const override;
+  void saved() override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
 
@@ -80,6 +84,7 @@ class WindowOperator final : public Operator {
     // up to here were emitted there: not again) or behind (its windows after it are still due,
     // even those this instance closed for its other partitions).
     std::optional<int64_t> closed_through;
+    bool unsaved = true;  // changed since the last saved() (a new partition: never stored)
   };
   struct RateSample {  // the last closed window of a brand+channel
     int64_t window_start = 0;
@@ -111,6 +116,7 @@ class WindowOperator final : public Operator {
   void sweep();
   void encode(PartitionId partition, std::string& out) const;
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
+  Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
 
   WindowSpec spec_;
   Vocabulary vocabulary_;

@@ -74,5 +74,38 @@ TEST(ByteCodec, AHugeStringLengthFailsWithoutReading) {
   EXPECT_FALSE(in.ok());
 }
 
+TEST(ByteCodec, VarintsRoundTripAtEveryWidth) {
+  std::string out;
+  const uint64_t values[] = {0, 1, 127, 128, 16383, 16384, uint64_t{1} << 35, UINT64_MAX};
+  for (uint64_t v : values) put_var(out, v);
+  const int64_t signed_values[] = {0, -1, 1, -64, 64, INT64_MIN, INT64_MAX};
+  for (int64_t v : signed_values) put_svar(out, v);
+  put_vstr(out, "brand");
+  Reader in(out);
+  for (uint64_t v : values) EXPECT_EQ(in.var(), v);
+  for (int64_t v : signed_values) EXPECT_EQ(in.svar(), v);
+  EXPECT_EQ(in.vstr(), "brand");
+  EXPECT_TRUE(in.done());
+  std::string small;
+  put_var(small, 127);
+  put_svar(small, -64);
+  EXPECT_EQ(small.size(), 2u);  // one byte each
+}
+
+TEST(ByteCodec, AnOverlongOrTruncatedVarintFails) {
+  const std::string eleven(11, '\xff');
+  Reader overlong(eleven);
+  EXPECT_EQ(overlong.var(), 0u);
+  EXPECT_FALSE(overlong.ok());
+  std::string too_big(9, '\xff');
+  too_big.push_back('\x02');  // bit 64
+  Reader overflow(too_big);
+  overflow.var();
+  EXPECT_FALSE(overflow.ok());
+  Reader truncated(std::string_view("\x80\x80"));
+  truncated.var();
+  EXPECT_FALSE(truncated.ok());
+}
+
 }  // namespace
 }  // namespace sp

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <set>
 #include <string>
 #include <vector>
@@ -131,6 +133,47 @@ TEST(Measures, NamedLayoutWritesOnlyTheTypesSeen) {
     byte_codec::Reader short_read(std::string_view(bytes).substr(0, cut));
     EXPECT_FALSE(Measures{}.decode_named(short_read, fields)) << cut;
   }
+}
+
+TEST(Measures, PackedLayoutKeepsOnlyNonZeroFieldsAndRoundTrips) {
+  Measures m = sample();
+  m.positive = -0.0;  // all bits are not zero: kept, sign included
+  const MeasureSet fields = MeasureSet::all().without(Measure::web_visits);
+  std::string packed;
+  m.encode_packed(packed, fields);
+  std::string dense;
+  m.encode_dense(dense, fields);
+  EXPECT_LE(packed.size() * 3, dense.size());
+  Measures back;
+  byte_codec::Reader in(packed);
+  ASSERT_TRUE(back.decode_packed(in, fields));
+  EXPECT_TRUE(in.done());
+  EXPECT_EQ(back.interactions, m.interactions);
+  Measures expected = m;
+  expected.web_visits = 0;
+  EXPECT_EQ(scalars(back), scalars(expected));
+  EXPECT_TRUE(std::signbit(back.positive));
+
+  std::string empty;
+  Measures{}.encode_packed(empty, fields);
+  EXPECT_EQ(empty.size(), 2u);  // two empty bit sets
+  for (size_t cut = 0; cut < packed.size(); ++cut) {
+    byte_codec::Reader short_read(std::string_view(packed).substr(0, cut));
+    EXPECT_FALSE(Measures{}.decode_packed(short_read, fields)) << cut;
+  }
+  // A field the layout does not hold, or a type bit beyond the schema's, is corruption.
+  Measures visits;
+  visits.web_visits = 3;
+  std::string with_visits;
+  visits.encode_packed(with_visits, MeasureSet::all());
+  byte_codec::Reader narrower(with_visits);
+  EXPECT_FALSE(Measures{}.decode_packed(narrower, fields));
+  std::string unknown_type;
+  byte_codec::put_var(unknown_type, uint64_t{1} << kEventTypeCount);
+  byte_codec::put_svar(unknown_type, 1);
+  byte_codec::put_var(unknown_type, 0);
+  byte_codec::Reader bad(unknown_type);
+  EXPECT_FALSE(Measures{}.decode_packed(bad, fields));
 }
 
 }  // namespace

@@ -277,7 +277,26 @@ void TopologyDriver::checkpoint() {
 }
 
 void TopologyDriver::store_checkpoint() {
-  topology_->checkpoint(store_);
+  // Records the keys one checkpoint writes (puts and removes) on their way into the store.
+  class Recording final : public StateWriter {
+   public:
+    Recording(MemoryState& store, std::vector<std::string>& keys) : store_(store), keys_(keys) {}
+    void put(std::string_view key, std::string_view value) override {
+      keys_.emplace_back(key);
+      store_.put(key, value);
+    }
+    void remove(std::string_view key) override {
+      keys_.emplace_back(key);
+      store_.remove(key);
+    }
+
+   private:
+    MemoryState& store_;
+    std::vector<std::string>& keys_;
+  };
+  last_checkpoint_keys_.clear();
+  Recording out(store_, last_checkpoint_keys_);
+  topology_->checkpoint(out);
   topology_->checkpoint_committed();
 }
 
@@ -314,7 +333,11 @@ std::map<std::string, std::string> TopologyDriver::snapshot_all() {
     }
   }
   if (store_.entries().size() != before.size()) {
-    return ::testing::AssertionFailure() << "restore added state keys";
+    auto failure = ::testing::AssertionFailure() << "restore added state keys:";
+    for (const auto& [key, value] : store_.entries()) {
+      if (before.find(key) == before.end()) failure << " " << key;
+    }
+    return failure;
   }
   return ::testing::AssertionSuccess();
 }

@@ -59,6 +59,8 @@ class TopologyDriver {
   void pipe(const OwnedEvent& event) { pipe(event.partition, event.event); }
   void advance_wall_clock(Millis d);
   void checkpoint();  // before_checkpoint (emit mode `update`) + a checkpoint into the store
+  // The keys the last checkpoint wrote or removed, in write order.
+  const std::vector<std::string>& last_checkpoint_keys() const { return last_checkpoint_keys_; }
 
   // Checkpoints into the in-memory store, restores a freshly built Topology from it (replacing the
   // current one), and checks that the restored state checkpoints to the same keys and bytes.
@@ -78,6 +80,7 @@ class TopologyDriver {
  private:
   void build();
   void store_checkpoint();
+  std::vector<std::string> last_checkpoint_keys_;
   void drain();  // moves the Topology's pending output to records_
   void on_idle();
 
