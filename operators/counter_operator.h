@@ -32,10 +32,14 @@ class CounterOperator final : public Operator {
 
   std::string_view name() const override { return "kpi_counters"; }
   void process(const ProcessContext& ctx, const Event& event) override;
-  // Keys (values: byte_codec, little-endian): `cell/<brand>/<channel>` per touched pair, types by
-  // name; `ideas/<brand>`, roles by name.
+  // One key per partition, `cells` (byte_codec, packed): every touched brand x channel pair and
+  // each brand's ideas, brands, channels, types and roles by name. Written only after the
+  // partition counted something. Format 2 keys (`cell/<brand>/<channel>`, `ideas/<brand>`) are
+  // still read, and removed when `cells` replaces them.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
+  bool needs_snapshot(PartitionId partition, bool touched) const override;
+  void saved() override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
@@ -53,11 +57,14 @@ class CounterOperator final : public Operator {
     }
   };
   struct PartitionState {
-    std::vector<Cell> cells;     // brand * channel_count + channel
-    std::vector<int64_t> ideas;  // brand * kRoleCount + role
+    std::vector<Cell> cells;               // brand * channel_count + channel
+    std::vector<int64_t> ideas;            // brand * kRoleCount + role
+    bool unsaved = true;                   // counted since the last saved()
+    std::vector<std::string> legacy_keys;  // format 2 keys restored from: removed when rewritten
   };
 
   PartitionState fresh_state() const;
+  Status decode_packed(std::string_view bytes, StateReader& in, PartitionState& s) const;
   size_t cell_index(BrandIndex b, ChannelIndex c) const {
     return static_cast<size_t>(b) * vocabulary_.channel_count() + c;
   }
@@ -66,6 +73,9 @@ class CounterOperator final : public Operator {
   std::shared_ptr<const SpendTable> spend_;
   // Ordered so that collect() sums partitions in a fixed order: identical doubles on every run.
   PartitionStates<PartitionState> partitions_;
+  std::vector<size_t> brands_by_name_;  // brand indexes in name order
+  std::vector<size_t> cells_by_name_;   // cell indexes in (brand name, channel name) order
+  mutable std::string scratch_;         // snapshot buffer
 };
 
 }  // namespace sp

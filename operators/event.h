@@ -9,6 +9,8 @@
 
 namespace sp {
 
+// Persisted by position (window panes, packed counters: Measures' dense and packed layouts): a
+// new type is appended, never inserted or reordered.
 enum class EventType : uint8_t {
   impression,
   like,

@@ -53,6 +53,7 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
   if (!event.has_actor) return;
   const int64_t t = to_epoch_ms(event.time);
   PartitionState& state = state_for(ctx.partition);
+  state.unsaved = true;
   const int64_t watermark = std::max(watermark_, to_epoch_ms(ctx.pipeline_watermark));
   const SessionKey key{event.actor_hash, event.brand};
   const bool starts_closed = t + gap_ms_ + grace_ms_ <= watermark;
@@ -126,6 +127,7 @@ void SessionWindowOperator::on_watermark(EventTime watermark, Emitter& out) {
         const int64_t close = close_time(s);
         if (close <= wm) {
           closed_.push_back(Closed{close, timer.key.brand, actor.actor_id, s, partition});
+          state.unsaved = true;
           s.events = 0;
         } else {
           next = std::min(next, close);
@@ -269,6 +271,7 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     return {};
   }
   PartitionState state;
+  bool dropped = false;
   state.brands.resize(vocabulary_.brand_count());
   state.late_events = in.u64();
   const uint64_t n_brands = in.u64();
@@ -283,6 +286,7 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     const auto brand = vocabulary_.find_brand(name);
     if (!brand) {  // removed from the configuration: dropped, never folded into `other`
       reader.note_dropped(DroppedKind::brand, name);
+      dropped = true;
       continue;
     }
     BrandStats& into = state.brands[*brand];
@@ -311,6 +315,7 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     }
     if (!brand_index) {
       reader.note_dropped(DroppedKind::brand, brand);
+      dropped = true;
       continue;
     }
     key.brand = *brand_index;
@@ -328,11 +333,21 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     state.timers.push_back(Timer{first, key});
   }
   std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
+  state.unsaved = dropped;  // as stored, unless the stored value names a brand no longer configured
   partitions_.assign(partition, std::move(state));
   return {};
 }
 
 void SessionWindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
+
+bool SessionWindowOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
+  const PartitionState* state = partitions_.find(partition);
+  return state != nullptr && state->unsaved;
+}
+
+void SessionWindowOperator::saved() {
+  for (auto& [partition, state] : partitions_) state.unsaved = false;
+}
 
 uint64_t SessionWindowOperator::late_events() const {
   uint64_t total = 0;

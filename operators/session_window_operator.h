@@ -36,6 +36,9 @@ class SessionWindowOperator final : public Operator {
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
+  // A partition's `sessions` is rewritten only after an event of an actor or a session closed.
+  bool needs_snapshot(PartitionId partition, bool touched) const override;
+  void saved() override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
 
@@ -81,6 +84,7 @@ class SessionWindowOperator final : public Operator {
     std::vector<Timer> timers;  // min-heap on close; stale entries are skipped when popped
     uint64_t late_events = 0;
     std::vector<BrandStats> brands;  // by BrandIndex
+    bool unsaved = true;             // changed since the last saved()
   };
   struct Closed {
     int64_t close;

@@ -266,19 +266,54 @@ void Topology::before_checkpoint() {
   for (auto& op : operators_) op->on_checkpoint(emitter_);
 }
 
+namespace {
+
+// Counts what passes through into `written` (keys, key + value bytes) for checkpoint_profile().
+class CountingWriter final : public StateWriter {
+ public:
+  CountingWriter(StateWriter& inner, Topology::WrittenState& written)
+      : inner_(inner), written_(written) {}
+  void put(std::string_view key, std::string_view value) override {
+    ++written_.keys;
+    written_.bytes += key.size() + value.size();
+    inner_.put(key, value);
+  }
+  void remove(std::string_view key) override {
+    ++written_.keys;
+    written_.bytes += key.size();
+    inner_.remove(key);
+  }
+
+ private:
+  StateWriter& inner_;
+  Topology::WrittenState& written_;
+};
+
+}  // namespace
+
 void Topology::checkpoint(StateWriter& out) {
+  // Per owner: operators in order, then tracker, dedup, input (partition scopes only).
+  profile_.assign(operators_.size() + 3, WrittenState{});
+  for (size_t i = 0; i < operators_.size(); ++i) profile_[i].owner = operators_[i]->name();
+  profile_[operators_.size()].owner = kTrackerOwner;
+  profile_[operators_.size() + 1].owner = kDedupOwner;
+  profile_[operators_.size() + 2].owner = kInputOwner;
   for (auto& [id, p] : owned_) {
     const bool touched = p->dirty || watermark_moved_;
-    for (auto& op : operators_) {
-      if (!op->needs_snapshot(id, touched)) continue;
-      ScopedStateWriter scoped(out, state_scope(op->name(), id));
-      op->snapshot(id, scoped);
+    for (size_t i = 0; i < operators_.size(); ++i) {
+      Operator& op = *operators_[i];
+      if (!op.needs_snapshot(id, touched)) continue;
+      CountingWriter counted(out, profile_[i]);
+      ScopedStateWriter scoped(counted, state_scope(op.name(), id));
+      op.snapshot(id, scoped);
+      ++profile_[i].partitions;
     }
     // The clock, the dedup delta and the position change with input only.
     if (!p->dirty) continue;
     ScopedStateWriter tracker(out, state_scope(kTrackerOwner, id));
     tracker_.snapshot(id, tracker);
-    ScopedStateWriter dedup(out, state_scope(kDedupOwner, id));
+    CountingWriter dedup_counted(out, profile_[operators_.size() + 1]);
+    ScopedStateWriter dedup(dedup_counted, state_scope(kDedupOwner, id));
     p->dedup.checkpoint(dedup);
     ScopedStateWriter input(out, state_scope(kInputOwner, id));
     input.put("position", encode_position(*p));

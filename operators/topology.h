@@ -100,6 +100,15 @@ class Topology {
   // nothing once their operators' state settled (issue #20).
   void checkpoint(StateWriter& out);
   void checkpoint_committed();
+  // What the last checkpoint() wrote per owner, partition scopes only (diagnostics: bench_e2e's
+  // debug log, benchmarks/RESULTS.md); the tracker and input rows count no bytes.
+  struct WrittenState {
+    std::string_view owner;
+    size_t partitions = 0;  // partitions written (operators)
+    size_t keys = 0;        // puts and removes
+    size_t bytes = 0;       // key + value bytes
+  };
+  const std::vector<WrittenState>& checkpoint_profile() const { return profile_; }
 
   // socialpulse_events_*_total, socialpulse_dlq_messages_total, socialpulse_events_rejected_total.
   void collect_counts(MetricsWriter& out) const;
@@ -144,7 +153,8 @@ class Topology {
   std::vector<OutputRecord> pending_;
   PendingEmitter emitter_{pending_};
   EventTime last_watermark_ = kMinEventTime;
-  bool watermark_moved_ = false;            // since the last committed checkpoint
+  bool watermark_moved_ = false;  // since the last committed checkpoint
+  std::vector<WrittenState> profile_;
   WallTime wall_{};                         // the caller's clock at the last process()/on_idle()
   std::array<uint64_t, 4> dropped_keys_{};  // by DroppedKind
   std::string scratch_;

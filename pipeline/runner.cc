@@ -260,11 +260,16 @@ class RunnerImpl final : public Runner {
       auto us = [](auto d) {
         return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
       };
+      std::string owners;  // owner=partitions/keys/bytes
+      for (const auto& w : topology_.checkpoint_profile()) {
+        if (w.keys == 0) continue;
+        owners += fmt::format(" {}={}/{}/{}", w.owner, w.partitions, w.keys, w.bytes);
+      }
       spdlog::debug(
           "msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} state_us={} commit_us={} "
-          "publish_us={} bytes={}",
+          "publish_us={} bytes={}{}",
           us(started - last_checkpoint_start_), us(t_emit - started), us(t_built - t_emit),
-          us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes);
+          us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes, owners);
       last_checkpoint_start_ = started;
     }
     return {};

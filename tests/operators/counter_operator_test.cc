@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "operators/byte_codec.h"
 #include "tests/operators/kpi_test_support.h"
 #include "tests/operators/state_test_support.h"
 
@@ -148,53 +149,70 @@ TEST(CounterOperator, SnapshotRestoreAndDrop) {
   EXPECT_EQ(collect(b).at("socialpulse_web_visits_total" + kAcmeTwitter), 0.0);
 }
 
-TEST(CounterOperator, StateKeysNameBrandsAndChannels) {
+TEST(CounterOperator, OnePackedKeyPerPartitionNamesBrandsAndChannels) {
   CounterOperator a(vocab(), {});
   Event e = make(EventType::idea);
   e.brand = 1;    // globex
   e.channel = 1;  // blog
+  e.role = Role::employee;
   feed(a, 0, e);
   MemoryState state;
   a.snapshot(PartitionId{0}, state);
   std::vector<std::string> keys;
   for (const auto& [key, value] : state.entries()) keys.push_back(key);
-  EXPECT_EQ(keys, (std::vector<std::string>{"cell/globex/blog", "ideas/globex"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"cells"}));
+  const std::string value = state.get("cells").value().value();
+  EXPECT_NE(value.find("globex"), std::string::npos);
+  EXPECT_NE(value.find("blog"), std::string::npos);
+  EXPECT_NE(value.find("employee"), std::string::npos);  // ideas by role name
+}
+
+// Issue #20: written after the partition counted something, not at every checkpoint.
+TEST(CounterOperator, APartitionIsSnapshotOnlyAfterItCounted) {
+  CounterOperator a(vocab(), {});
+  EXPECT_FALSE(a.needs_snapshot(PartitionId{0}, true));  // no state at all
+  feed(a, 0, make(EventType::like));
+  EXPECT_TRUE(a.needs_snapshot(PartitionId{0}, false));
+  a.saved();
+  EXPECT_FALSE(a.needs_snapshot(PartitionId{0}, true));
+  feed(a, 0, make(EventType::like));
+  EXPECT_TRUE(a.needs_snapshot(PartitionId{0}, false));
+  EXPECT_FALSE(a.needs_snapshot(PartitionId{1}, true));
 }
 
 TEST(CounterOperator, RestoreRejectsCorruptBytesWithoutCrashing) {
   CounterOperator a(vocab(), {});
   Event idea = make(EventType::idea);
   idea.role = Role::employee;
+  Event reply = make(EventType::reply);
+  reply.has_response_time = true;
+  reply.response_time_s = 100;
   feed(a, 0, idea);
+  feed(a, 0, reply);
   MemoryState good;
   a.snapshot(PartitionId{0}, good);
-  const std::string cell = good.get("cell/acme/twitter").value().value();
-  const std::string ideas = good.get("ideas/acme").value().value();
+  const std::string cells = good.get("cells").value().value();
 
-  auto restore_with = [](std::string_view key, const std::string& value) {
+  auto restore_with = [](const std::string& value) {
     MemoryState state;
-    state.put(key, value);
+    state.put("cells", value);
     CounterOperator op(vocab(), {});
     return op.restore(PartitionId{0}, state);
   };
-  for (size_t cut : {size_t{0}, size_t{3}, size_t{8}, size_t{17}, cell.size() - 3}) {
-    EXPECT_FALSE(restore_with("cell/acme/twitter", cell.substr(0, cut))) << cut;
+  for (size_t cut = 0; cut < cells.size(); ++cut) {
+    EXPECT_FALSE(restore_with(cells.substr(0, cut))) << cut;
   }
-  EXPECT_FALSE(restore_with("cell/acme/twitter", cell + "x"));
-  EXPECT_FALSE(restore_with("ideas/acme", ideas.substr(0, ideas.size() - 1)));
-  EXPECT_FALSE(restore_with("cell/acme-twitter", cell));  // no channel in the key
-  // A type count far beyond the bytes present, then an unknown type name: errors, not crashes.
-  std::string huge = cell;
-  huge[8] = '\xff';
-  huge[15] = '\x7f';
-  EXPECT_FALSE(restore_with("cell/acme/twitter", huge));
-  std::string unknown_type = cell;
-  unknown_type.replace(unknown_type.find("idea"), 4, "ibex");
-  const auto refused = restore_with("cell/acme/twitter", unknown_type);
+  EXPECT_FALSE(restore_with(cells + "x"));
+  // A cell count far beyond the bytes present, then an unknown role name: errors, not crashes.
+  std::string huge = cells;
+  huge[1] = '\x7f';
+  EXPECT_FALSE(restore_with(huge));
+  std::string unknown_role = cells;
+  unknown_role.replace(unknown_role.rfind("employee"), 8, "employer");
+  const auto refused = restore_with(unknown_role);
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().message.find("cell/acme/twitter"), std::string::npos)
-      << refused.error().message;
-  EXPECT_TRUE(restore_with("cell/acme/twitter", cell));
+  EXPECT_NE(refused.error().message.find("cells"), std::string::npos) << refused.error().message;
+  EXPECT_TRUE(restore_with(cells));
 }
 
 TEST(CounterOperator, UnknownFormatVersionIsRefusedByName) {
@@ -202,15 +220,70 @@ TEST(CounterOperator, UnknownFormatVersionIsRefusedByName) {
   feed(a, 0, make(EventType::like));
   MemoryState state;
   a.snapshot(PartitionId{0}, state);
-  std::string value = state.get("cell/acme/twitter").value().value();
-  value[0] = 7;  // the version: u64 little-endian, 2 today
-  state.put("cell/acme/twitter", value);
+  std::string value = state.get("cells").value().value();
+  value[0] = 7;  // the version: a varint, 3 today
+  state.put("cells", value);
   CounterOperator b(vocab(), {});
   const auto refused = b.restore(PartitionId{0}, state);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().kind, ErrorKind::fatal);
   EXPECT_NE(refused.error().message.find("version 7"), std::string::npos)
       << refused.error().message;
+}
+
+// Format 2 (one key per cell, per brand's ideas) as the previous release wrote it.
+void put_format_2_cell(MemoryState& state, std::string_view brand, std::string_view channel,
+                       const std::vector<Event>& events, uint64_t care_bucket_0) {
+  Measures m;
+  for (const Event& e : events) m.add(e, derive(e, KpiSettings{}, EmvSettings{}));
+  std::string value;
+  byte_codec::put_u64(value, 2);
+  m.encode_named(value, MeasureSet::all().without(Measure::impressions).without(Measure::engagements));
+  for (size_t k = 0; k < CounterOperator::kCareBuckets; ++k) {
+    byte_codec::put_u64(value, k == 0 ? care_bucket_0 : 0);
+  }
+  byte_codec::put_f64(value, care_bucket_0 != 0 ? 30.0 : 0.0);
+  state.put("cell/" + std::string(brand) + "/" + std::string(channel), value);
+}
+
+TEST(CounterOperator, Format2KeysAreReadAndReplacedByThePackedKey) {
+  Event like = make(EventType::like, 4);
+  like.reach = 70;
+  Event reply = make(EventType::reply);
+  reply.has_response_time = true;
+  reply.response_time_s = 30;
+  Event blog = make(EventType::mention, 2);
+  blog.channel = 1;
+  blog.has_sentiment = true;
+  blog.sentiment = -0.25;
+  Event idea = make(EventType::idea, 3);
+  idea.role = Role::employee;
+  CounterOperator reference(vocab(), {});
+  for (const Event& e : {like, reply, blog, idea}) feed(reference, 0, e);
+
+  MemoryState state;
+  put_format_2_cell(state, "acme", "twitter", {like, reply, idea}, 1);
+  put_format_2_cell(state, "acme", "blog", {blog}, 0);
+  std::string ideas;
+  byte_codec::put_u64(ideas, 2);
+  byte_codec::put_u64(ideas, 1);
+  byte_codec::put_str(ideas, "employee");
+  byte_codec::put_i64(ideas, 3);
+  state.put("ideas/acme", ideas);
+
+  CounterOperator b(vocab(), {});
+  ASSERT_TRUE(b.restore(PartitionId{0}, state));
+  EXPECT_EQ(collect(b).samples, collect(reference).samples);
+  EXPECT_TRUE(b.needs_snapshot(PartitionId{0}, false));
+  b.snapshot(PartitionId{0}, state);
+  b.saved();
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : state.entries()) keys.push_back(key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"cells"}));  // the format 2 keys removed
+  MemoryState expected;
+  reference.snapshot(PartitionId{0}, expected);
+  EXPECT_EQ(state.entries(), expected.entries());
+  EXPECT_FALSE(b.needs_snapshot(PartitionId{0}, true));
 }
 
 // Issue #14: state checkpointed under {acme, globex} x {twitter, facebook}, restored under another
@@ -305,20 +378,23 @@ TEST_F(CounterVocabularyChange, RemovedBrandAndChannelAreDroppedAndReported) {
     EXPECT_EQ(series.find("facebook"), std::string::npos) << series;
   }
   // Partition 0: globex's three cells (the brand is checked first); partition 1: the same plus
-  // ideas/globex. In both, the facebook cells of the brands still configured (acme, other).
+  // globex's ideas. In both, the facebook cells of the brands still configured (acme, other).
   const std::vector<std::string> names = testing::dropped_names(state);
   std::map<std::string, int> counted;
   for (const std::string& n : names) ++counted[n];
   EXPECT_EQ(counted,
             (std::map<std::string, int>{{"brand:globex", 3 + 4}, {"channel:facebook", 2 + 2}}));
-  const std::vector<std::string> keys = testing::dropped_keys(state);
-  EXPECT_EQ(keys.size(), names.size());  // whole keys: removed from the store
-  const std::string p1 = state_scope(b.name(), PartitionId{1});
-  for (const char* key : {"cell/globex/twitter", "cell/globex/facebook", "cell/globex/other",
-                          "ideas/globex", "cell/acme/facebook", "cell/other/facebook"}) {
-    EXPECT_NE(std::find(keys.begin(), keys.end(), p1 + key), keys.end()) << key;
-    EXPECT_FALSE(state.entries().contains(p1 + key)) << key;
+  // Entries inside one packed value: the value is rewritten without them at the next checkpoint.
+  EXPECT_TRUE(testing::dropped_keys(state).empty());
+  for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
+    EXPECT_TRUE(b.needs_snapshot(p, false));
+    testing::checkpoint_into(state, b, p);
   }
+  b.saved();
+  const std::string p1 = state_scope(b.name(), PartitionId{1});
+  const std::string rewritten = state.get(p1 + "cells").value().value();
+  EXPECT_EQ(rewritten.find("globex"), std::string::npos);
+  EXPECT_EQ(rewritten.find("facebook"), std::string::npos);
   // A second restore of what is left drops nothing more.
   state.clear_dropped();
   CounterOperator c(Vocabulary({{"acme", true}}, {"twitter"}), {});

@@ -228,14 +228,17 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   kpi.spike.min_events = 2;
   kpi.grace = Millis{0};  // the buckets close as before kpi.grace: same stream, same state
   MemoryState state = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  // Issue #20: kpi_counters writes one packed key `cells` per partition (format 3) instead of
+  // format 2's key per cell and per brand's ideas (ab7afc8e90731208 with those; still read).
   // Issue #17: the new per-partition key `late` (format 1); every other key is unchanged.
-  EXPECT_EQ(digest(state), "ab7afc8e90731208");
+  EXPECT_EQ(digest(state), "0da88fb96d435f76");
   for (PartitionId p : kScopes) {
     if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
   }
   // Issue #16: detector/<brand> format 3 and the new explain/<brand>, baseline/<brand> keys
-  // (format 1); 244a5f360e19609b was detector format 2.
-  EXPECT_EQ(digest(state), "9136508a533abf72");
+  // (format 1); 244a5f360e19609b was detector format 2 (both with format 2 counters:
+  // 9136508a533abf72 without `late`).
+  EXPECT_EQ(digest(state), "eb0168134f3e34b4");
 }
 
 TEST(StateFormat, TrackerAndDeduplicatorBytesArePinned) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -165,8 +166,11 @@ TEST(IncrementalCheckpoint, APartitionWhosePanesExpiredIsWrittenWithoutInput) {
   later.partition = PartitionId{0};
   later.event.time = later.event.time + std::chrono::hours(30);
   d.pipe(later);
+  d.set_lag(PartitionId{0}, true);  // still reading: never idle
   d.advance_wall_clock(minutes(5));
   EXPECT_TRUE(partitions_written(d).contains("00000001"));
+  const auto& keys = d.last_checkpoint_keys();
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "minute/00000001/panes"), keys.end());
   EXPECT_TRUE(d.snapshot_and_restore());
 }
 
