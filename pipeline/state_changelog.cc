@@ -107,7 +107,7 @@ Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& st
   settings.try_emplace("linger.ms", "5");
   settings.try_emplace("queue.buffering.max.messages", "1000000");
   self->restore_settings_ = settings;
-  add_changelog_producer_settings(settings);
+  add_changelog_producer_settings(settings, self->options_.max_record_bytes);
   auto conf = make_kafka_conf(settings);
   if (!conf) return tl::unexpected(conf.error());
   rd_kafka_conf_set_opaque(conf->get(), self.get());
@@ -132,7 +132,8 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
     std::map<std::string, std::string> admin = options_.properties;
     admin["bootstrap.servers"] = options_.bootstrap;
     if (auto s = ensure_state_topic(admin, topic, options_.input_topics,
-                                    Millis{std::max(1, remaining_ms(deadline))});
+                                    Millis{std::max(1, remaining_ms(deadline))},
+                                    options_.max_record_bytes);
         !s) {
       return s;
     }
@@ -152,6 +153,7 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
         topic, writer_options.retention_bytes);
   }
   writer_options.key_prefix = changelog_key_prefix(options_.group_id);
+  writer_options.max_record_bytes = options_.max_record_bytes;
   writer_ = std::make_unique<ChangelogWriter>(producer_.get(), topic, writer_options);
   restorer_ = std::make_unique<ChangelogRestorer>(restore_settings_, topic,
                                                   changelog_key_prefix(options_.group_id));

@@ -32,6 +32,8 @@ class StateChangelog {
     std::string group_id;                           // kafka.group_id: whose records
     // Input topics (kafka.topics): their partitions of one number share a changelog partition.
     std::vector<std::string> input_topics;
+    // kafka.changelog_max_record_bytes: larger state values are split into chunks.
+    size_t max_record_bytes = kChangelogDefaultMaxRecordBytes;
   };
   enum class Source { local, changelog };
 
