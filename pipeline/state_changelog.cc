@@ -101,6 +101,7 @@ StateChangelog::~StateChangelog() {
 Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& store,
                                                              Options options) {
   std::unique_ptr<StateChangelog> self(new StateChangelog(store, std::move(options)));
+  if (!self->options_.enabled) return self;
   auto settings = self->options_.properties;
   settings["bootstrap.servers"] = self->options_.bootstrap;
   settings.try_emplace("log_level", "4");
@@ -167,6 +168,7 @@ void StateChangelog::delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, voi
 
 StateWriter& StateChangelog::capture(StateWriter& local) {
   captured_.clear();
+  if (!options_.enabled) return local;
   capture_->set_local(local);
   return *capture_;
 }
@@ -214,6 +216,7 @@ void StateChangelog::produce(const Topology& topology) {
 }
 
 void StateChangelog::poll(Millis timeout) {
+  if (!producer_) return;
   rd_kafka_poll(producer_.get(), static_cast<int>(timeout.count()));
 }
 
@@ -223,6 +226,7 @@ uint64_t StateChangelog::failed_total() const { return writer_ ? writer_->failed
 Result<StateChangelog::Source> StateChangelog::prepare(PartitionId pid,
                                                        const std::vector<std::string>& owners,
                                                        SteadyClock::time_point deadline) {
+  if (!options_.enabled) return Source::local;
   if (auto s = connect_topic(std::min(deadline, SteadyClock::now() + Millis{60'000})); !s)
     return tl::unexpected(s.error());
   // Nothing written after this instance's own last writes: the local state is the newest.
