@@ -15,10 +15,11 @@
 //
 // A value too large for one record (Options::max_record_bytes) is split: its chunks 1..n-1 under
 // "chunk/<8 hex pid>:<8 hex index>/<state key>" (not a state key: ':' where a state key has '/'),
-// then the head under the state key itself, carrying chunk 0 and a Kafka header `sp.chunks`
-// (format, n, total size, FNV-1a 64 of the whole value). A reader assembles the value at its head
-// from the chunks read since the pid's last marker and refuses a mismatch, so a chunk left over
-// from an older, longer value (chunk index >= n, or older than the head's own) never shows. The
+// each with a Kafka header `sp.chunk` (format, value id), then the head under the state key
+// itself, carrying chunk 0 and a header `sp.chunks` (format, n, total size, value id; the id is
+// the writer's random id and a count). A reader assembles the value at its head from the chunks
+// read since the pid's last marker that carry the head's id, and refuses a missing one, so a
+// chunk left over from an older, longer value or an abandoned write never shows. The
 // writer tombstones the chunks it knows became stale (a shorter value, a removed key) so that
 // compaction reclaims them; those it cannot know (written by an earlier owner) stay harmless.
 // Records without the header are whole values: changelogs written before chunking still restore.
@@ -214,9 +215,9 @@ class ChangelogWriter final : public StateWriter {
   const Track* find(PartitionId pid) const;
   // One state key's value (null: removed), in one record or as chunks.
   void produce(Track& t, std::string_view state_key, const std::string_view* value);
-  // One record; `chunks_header`: the head of a chunked value.
+  // One record, with one header when header_name is set (a chunked value's head or chunk).
   void produce_record(Track& t, std::string_view key, const std::string_view* value,
-                      const std::string* chunks_header);
+                      const char* header_name = nullptr, std::string_view header = {});
   uint64_t snapshot_interval(uint64_t snapshot_bytes) const;
 
   rd_kafka_t* producer_;
@@ -228,6 +229,10 @@ class ChangelogWriter final : public StateWriter {
   // Estimated bytes this writer added to each changelog partition (records + batch overhead).
   std::map<int32_t, uint64_t> partition_bytes_;
   std::atomic<uint64_t> bytes_total_{0};
+  // Names this writer's chunked values (random per writer, and a count): a head is assembled
+  // only from chunks that carry its id.
+  uint64_t writer_id_ = 0;
+  uint64_t values_chunked_ = 0;
   std::string prefixed_;   // scratch for prefixed keys
   std::string chunk_key_;  // scratch for chunk keys
 };

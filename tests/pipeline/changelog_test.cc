@@ -219,9 +219,17 @@ std::string random_bytes(size_t n, uint32_t seed) {
 struct RawRecord {
   std::string key;
   std::optional<std::string> value;
-  std::optional<std::string> chunks;  // the sp.chunks header
+  std::optional<std::string> chunks;  // the sp.chunks header (a chunked value's head)
+  std::optional<std::string> chunk;   // the sp.chunk header (its other chunks)
   size_t header_bytes = 0;
 };
+
+RawRecord plain(std::string key, std::string value) {
+  RawRecord r;
+  r.key = std::move(key);
+  r.value = std::move(value);
+  return r;
+}
 
 class ChangelogChunkTest : public ChangelogTest {
  protected:
@@ -261,6 +269,7 @@ class ChangelogChunkTest : public ChangelogTest {
           r.header_bytes += std::strlen(name) + size;
           if (std::string_view(name) == "sp.chunks")
             r.chunks.emplace(static_cast<const char*>(v), size);
+          if (std::string_view(name) == "sp.chunk") r.chunk.emplace(static_cast<const char*>(v), size);
         }
       }
       out.push_back(std::move(r));
@@ -271,13 +280,13 @@ class ChangelogChunkTest : public ChangelogTest {
 
   void produce_raw(rd_kafka_t* producer, const std::string& topic, int partition,
                    const RawRecord& r) {
-    rd_kafka_headers_t* headers = nullptr;
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(1);
     if (r.chunks) {
-      headers = rd_kafka_headers_new(1);
       rd_kafka_header_add(headers, "sp.chunks", -1, r.chunks->data(),
                           static_cast<ssize_t>(r.chunks->size()));
-    } else {
-      headers = rd_kafka_headers_new(0);
+    }
+    if (r.chunk) {
+      rd_kafka_header_add(headers, "sp.chunk", -1, r.chunk->data(), static_cast<ssize_t>(r.chunk->size()));
     }
     char* payload = r.value ? const_cast<char*>(r.value->data()) : nullptr;
     const size_t len = r.value ? r.value->size() : 0;
@@ -476,8 +485,8 @@ TEST_F(ChangelogChunkTest, AnAbandonedCheckpointsPartialChunksAreDiscarded) {
   checkpoint(a, model, {{k, random_bytes(250'000, 8)}}, {}, 1, Offset{1});
   ASSERT_TRUE(settle({a}));
   // What the writer of checkpoint 2 produced before it died: chunks 1 and 2 of a new value.
-  produce_raw(producer_.get(), kTopic, 2, {chunk_key(a, 1, k), random_bytes(99'000, 9), {}, 0});
-  produce_raw(producer_.get(), kTopic, 2, {chunk_key(a, 2, k), random_bytes(99'000, 10), {}, 0});
+  produce_raw(producer_.get(), kTopic, 2, plain(chunk_key(a, 1, k), random_bytes(99'000, 9)));
+  produce_raw(producer_.get(), kTopic, 2, plain(chunk_key(a, 2, k), random_bytes(99'000, 10)));
   ASSERT_EQ(rd_kafka_flush(producer_.get(), 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
   const RestoredPartition restored = restore_found(a);
@@ -518,11 +527,22 @@ TEST_F(ChangelogChunkTest, AValueThatCannotBeAssembledIsRefusedNotGuessed) {
   EXPECT_EQ(r.error().kind, ErrorKind::fatal);
   EXPECT_NE(r.error().message.find("chunk 1 of 3 missing"), std::string::npos) << r.error().message;
 
-  auto swapped = log;
-  swapped[1].value = random_bytes(swapped[1].value->size(), 13);
-  auto s = restore_from(swapped, a);
+  // Chunk 1 of another value of the same key (a stale one, or an abandoned write's).
+  auto stale = log;
+  ASSERT_TRUE(stale[1].chunk);
+  (*stale[1].chunk)[10] ^= 1;
+  auto s = restore_from(stale, a);
   ASSERT_FALSE(s);
-  EXPECT_NE(s.error().message.find("do not add up"), std::string::npos) << s.error().message;
+  EXPECT_NE(s.error().message.find("chunk 1 of 3 belongs to another value"), std::string::npos)
+      << s.error().message;
+
+  // A chunk without its header matches no head either.
+  auto bare = log;
+  bare[2].chunk.reset();
+  auto b = restore_from(bare, a);
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message.find("chunk 2 of 3 belongs to another value"), std::string::npos)
+      << b.error().message;
 }
 
 // Upgrade: a changelog written before chunking (one record per value, however large) restores.
@@ -538,10 +558,10 @@ TEST_F(ChangelogChunkTest, AChangelogWrittenOneRecordPerValueStillRestores) {
   const std::string big = random_bytes(2'500'000, 14);
   const std::string format{1, 0, 0, 0};
   const Model model{{key("sessions", a, "sessions"), big}, {key("minute", a, "m"), ""}};
-  produce_raw(old_producer->get(), kTopic, 0, {snapshot_marker_key(a), format, {}, 0});
-  for (const auto& [k, v] : model) produce_raw(old_producer->get(), kTopic, 0, {k, v, {}, 0});
+  produce_raw(old_producer->get(), kTopic, 0, plain(snapshot_marker_key(a), format));
+  for (const auto& [k, v] : model) produce_raw(old_producer->get(), kTopic, 0, plain(k, v));
   produce_raw(old_producer->get(), kTopic, 0,
-              {checkpoint_marker_key(a), encode_checkpoint_marker({5, Offset{50}}), {}, 0});
+              plain(checkpoint_marker_key(a), encode_checkpoint_marker({5, Offset{50}})));
   ASSERT_EQ(rd_kafka_flush(old_producer->get(), 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
 
   const RestoredPartition r = restore_found(a);
