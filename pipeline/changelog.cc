@@ -215,7 +215,7 @@ std::string snapshot_marker_key(PartitionId pid) {
 std::string encode_checkpoint_marker(const CheckpointMarker& marker) {
   std::string out;
   out.reserve(kCheckpointMarkerSize);
-  put_u32(out, kChangelogFormat);
+  put_u32(out, marker.chunked ? kChangelogChunkedFormat : kChangelogFormat);
   put_u64(out, marker.seq);
   put_u64(out, static_cast<uint64_t>(marker.next_offset.value));
   return out;
@@ -227,10 +227,11 @@ Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value) {
                       "changelog checkpoint marker of " + std::to_string(value.size()) + " bytes");
   }
   const auto format = static_cast<uint32_t>(get_le(value, 0, 4));
-  if (format != kChangelogFormat) {
+  if (format != kChangelogFormat && format != kChangelogChunkedFormat) {
     return make_error(ErrorKind::invalid_input,
                       "changelog checkpoint marker in format " + std::to_string(format) +
-                          ", this version reads format " + std::to_string(kChangelogFormat));
+                          ", this version reads formats " + std::to_string(kChangelogFormat) +
+                          " and " + std::to_string(kChangelogChunkedFormat));
   }
   if (value.size() != kCheckpointMarkerSize) {
     return make_error(ErrorKind::invalid_input,
@@ -239,6 +240,7 @@ Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value) {
   CheckpointMarker marker;
   marker.seq = get_le(value, 4, 8);
   marker.next_offset = Offset{static_cast<int64_t>(get_le(value, 12, 8))};
+  marker.chunked = format == kChangelogChunkedFormat;
   return marker;
 }
 
@@ -452,7 +454,8 @@ Status ChangelogWriter::end_checkpoint(PartitionId pid, uint64_t checkpoint_seq,
                                        Offset next_offset) {
   Track& t = track(pid);
   if (t.not_enqueued == 0) {
-    const std::string value = encode_checkpoint_marker({checkpoint_seq, next_offset});
+    const std::string value =
+        encode_checkpoint_marker({checkpoint_seq, next_offset, !t.chunked.empty()});
     const std::string_view v = value;
     produce_record(t, checkpoint_marker_key(pid), &v);
     partition_bytes_[changelog_partition(pid)] += kBatchOverhead;

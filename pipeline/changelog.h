@@ -55,6 +55,11 @@ std::string changelog_key_prefix(const std::string& group_id);
 
 // Version of the marker values; a reader refuses markers of another version.
 inline constexpr uint32_t kChangelogFormat = 1;
+// The checkpoint marker's version when the pid's state holds a chunked value (as far as the
+// writer knows): versions before chunking read format 1 only, so they refuse the partition
+// (logged, the instance stops) instead of restoring a value's first chunk as the whole value,
+// e.g. in a rolling upgrade or a downgrade. This version reads both.
+inline constexpr uint32_t kChangelogChunkedFormat = 2;
 // The largest changelog record by default (key + value + headers;
 // kafka.changelog_max_record_bytes): a default broker takes batches up to max.message.bytes =
 // 1048588, and the batch around one record needs the slack below. Larger values are split into
@@ -78,8 +83,9 @@ std::string checkpoint_marker_key(PartitionId pid);
 std::string snapshot_marker_key(PartitionId pid);
 
 struct CheckpointMarker {
-  uint64_t seq = 0;    // the caller's checkpoint sequence number
-  Offset next_offset;  // the first input offset this state has not seen
+  uint64_t seq = 0;      // the caller's checkpoint sequence number
+  Offset next_offset;    // the first input offset this state has not seen
+  bool chunked = false;  // written as kChangelogChunkedFormat
 };
 std::string encode_checkpoint_marker(const CheckpointMarker& marker);
 Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value);

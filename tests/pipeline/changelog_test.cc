@@ -164,12 +164,24 @@ TEST(ChangelogFormat, CheckpointMarkerRoundTripsLittleEndian) {
 
 TEST(ChangelogFormat, MarkersOfAnotherFormatAreRefused) {
   std::string bytes = encode_checkpoint_marker({1, Offset{1}});
-  bytes[0] = 2;
+  bytes[0] = 3;
   auto marker = decode_checkpoint_marker(bytes);
   ASSERT_FALSE(marker);
-  EXPECT_NE(marker.error().message.find("format 2"), std::string::npos) << marker.error().message;
+  EXPECT_NE(marker.error().message.find("format 3"), std::string::npos) << marker.error().message;
   EXPECT_FALSE(decode_checkpoint_marker(bytes.substr(0, 3)));
   EXPECT_FALSE(decode_checkpoint_marker(encode_checkpoint_marker({1, Offset{1}}) + "x"));
+}
+
+// A checkpoint whose state holds a chunked value is marked format 2, which versions before
+// chunking refuse (instead of restoring the value's first chunk as the whole).
+TEST(ChangelogFormat, AChunkedStatesMarkerIsFormatTwo) {
+  const std::string bytes = encode_checkpoint_marker({7, Offset{9}, true});
+  EXPECT_EQ(bytes.substr(0, 4), std::string("\x02\0\0\0", 4));
+  auto marker = decode_checkpoint_marker(bytes);
+  ASSERT_TRUE(marker);
+  EXPECT_TRUE(marker->chunked);
+  EXPECT_EQ(marker->seq, 7u);
+  EXPECT_FALSE(decode_checkpoint_marker(encode_checkpoint_marker({7, Offset{9}}))->chunked);
 }
 
 // ---- writer and restorer -------------------------------------------------------------------
@@ -376,6 +388,8 @@ TEST_F(ChangelogChunkTest, AValueLargerThanARecordIsSplitAndRestoredByteIdentica
   EXPECT_EQ(heads, 1u);
   EXPECT_EQ(chunks, 2u);  // 2.5 MB: the head and two chunks
   EXPECT_EQ(writer_->produced(a), 6u);
+  ASSERT_EQ(log.back().key, checkpoint_marker_key(a));
+  EXPECT_TRUE(decode_checkpoint_marker(*log.back().value)->chunked);
 
   const RestoredPartition r = restore_found(a);
   ASSERT_TRUE(r.state.entries().contains(k));
@@ -420,6 +434,9 @@ TEST_F(ChangelogChunkTest, AValueThatShrinksLeavesNoStaleChunkThatShows) {
   EXPECT_TRUE(restore_found(a).state.entries() == model);
 
   const auto log = read_all(kTopic, 0);
+  // No chunked value left: readers before chunking could read this checkpoint again.
+  ASSERT_EQ(log.back().key, checkpoint_marker_key(a));
+  EXPECT_FALSE(decode_checkpoint_marker(*log.back().value)->chunked);
   for (const RawRecord& r : compacted(log, false)) {
     // Every chunk was superseded: the cleaner reclaims them all.
     if (r.key.starts_with("chunk/")) {
