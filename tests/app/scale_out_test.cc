@@ -144,7 +144,8 @@ class ScaleOutTest : public ::testing::Test {
   void SetUp() override {
     dir_ = testing::make_temp_dir("sp-scale");
     const std::string broker_config =
-        write("broker.yaml", "kafka:\n  topics: [social.events, ref.windows, scale.windows]\n");
+        write("broker.yaml",
+              "kafka:\n  topics: [social.events, ref.windows, scale.windows, ref.state, scale.state]\n");
     broker_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{kBinary, "broker", "-c", broker_config, "--partitions", std::to_string(kPartitions)},
         dir_ + "/broker");
@@ -185,6 +186,11 @@ class ScaleOutTest : public ::testing::Test {
     return write(name + ".yaml",
         "kafka:\n  bootstrap_servers: " + bootstrap_ + "\n  group_id: " + group + "\n"
         "  output_topic: " + group + ".windows\n"
+        // A state topic per group: the embedded broker keeps ~5 MiB per partition and never
+        // compacts, and a writer sizes its snapshots to that retention counting only its own
+        // records; the reference writing into the same partitions deleted the group's last
+        // complete snapshot of a partition (README "Scaling out").
+        "  state_topic: " + group + ".state\n"
         // The mock coordinator's lowest workable session (recovery_e2e_test.cc): a killed member
         // is evicted within ~5 s.
         "  properties: {session.timeout.ms: '3500', heartbeat.interval.ms: '200'}\n"
