@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <thread>
 #include <tuple>
 
@@ -15,6 +16,17 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::string_view kCheckpointPrefix = "checkpoint/";
 constexpr std::string_view kSnapshotPrefix = "snapshot/";
+constexpr std::string_view kChunkPrefix = "chunk/";
+// "chunk/" + 8 hex pid + ":" + 8 hex index + "/" before the state key.
+constexpr size_t kChunkKeyOverhead = kChunkPrefix.size() + 8 + 1 + 8 + 1;
+// On the head: format, chunk count, total size, value id (writer id, value number).
+constexpr const char* kChunksHeader = "sp.chunks";
+constexpr size_t kChunksHeaderSize = 4 + 4 + 8 + 16;
+// On every other chunk: format, value id.
+constexpr const char* kChunkHeader = "sp.chunk";
+constexpr size_t kChunkHeaderSize = 4 + 16;
+// A record's bytes beyond key, value and header bytes (varints, attributes), kept out of a chunk.
+constexpr size_t kRecordSlack = 64;
 constexpr size_t kPidHexDigits = 8;
 constexpr size_t kCheckpointMarkerSize = 4 + 8 + 8;
 
@@ -84,7 +96,99 @@ int remaining_ms(SteadyClock::time_point deadline) {
   return static_cast<int>(std::clamp<int64_t>(left, 0, 1'000'000'000));
 }
 
+// Names one chunked value: the head and its chunks carry it, so a reader never assembles a
+// head with a chunk of another value (an older, longer one, or an abandoned write). Cheaper than
+// a checksum of the value (3 ms per 2.5 MB at every checkpoint); Kafka's CRCs cover the bytes.
+struct ValueId {
+  uint64_t writer = 0;
+  uint64_t number = 0;
+  bool operator==(const ValueId&) const = default;
+};
+void put_value_id(std::string& out, const ValueId& id) {
+  put_u64(out, id.writer);
+  put_u64(out, id.number);
+}
+ValueId get_value_id(std::string_view in, size_t at) {
+  return {get_le(in, at, 8), get_le(in, at + 8, 8)};
+}
+
+std::string encode_chunk_header(const ValueId& id) {
+  std::string out;
+  out.reserve(kChunkHeaderSize);
+  put_u32(out, kChangelogFormat);
+  put_value_id(out, id);
+  return out;
+}
+// nullopt: not a chunk header of this format (the chunk then matches no head).
+std::optional<ValueId> decode_chunk_header(std::string_view value) {
+  if (value.size() != kChunkHeaderSize || get_le(value, 0, 4) != kChangelogFormat) {
+    return std::nullopt;
+  }
+  return get_value_id(value, 4);
+}
+
+void append_chunk_key(std::string& out, PartitionId pid, uint32_t index,
+                      std::string_view state_key) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%08x:%08x/", static_cast<uint32_t>(pid.value), index);
+  out.append(kChunkPrefix);
+  out.append(buf);
+  out.append(state_key);
+}
+
+struct ChunkKey {
+  PartitionId pid;
+  uint32_t index = 0;
+  std::string_view state_key;
+};
+std::optional<ChunkKey> parse_chunk_key(std::string_view key) {
+  if (key.size() <= kChunkKeyOverhead || !key.starts_with(kChunkPrefix)) return std::nullopt;
+  const std::string_view rest = key.substr(kChunkPrefix.size());
+  if (rest[8] != ':' || rest[17] != '/') return std::nullopt;
+  auto pid = parse_hex8(rest.substr(0, 8));
+  auto index = parse_hex8(rest.substr(9, 8));
+  if (!pid || !index) return std::nullopt;
+  return ChunkKey{PartitionId{static_cast<int32_t>(*pid)}, *index, rest.substr(18)};
+}
+
+struct ChunksHeader {
+  uint32_t count = 0;
+  uint64_t size = 0;
+  ValueId id;
+};
+std::string encode_chunks_header(const ChunksHeader& h) {
+  std::string out;
+  out.reserve(kChunksHeaderSize);
+  put_u32(out, kChangelogFormat);
+  put_u32(out, h.count);
+  put_u64(out, h.size);
+  put_value_id(out, h.id);
+  return out;
+}
+Result<ChunksHeader> decode_chunks_header(std::string_view value) {
+  if (value.size() != kChunksHeaderSize || get_le(value, 0, 4) != kChangelogFormat) {
+    return make_error(ErrorKind::invalid_input,
+                      "changelog chunk header of " + std::to_string(value.size()) +
+                          " bytes, format " +
+                          (value.size() >= 4 ? std::to_string(get_le(value, 0, 4)) : "?") +
+                          " (this version reads format " + std::to_string(kChangelogFormat) + ")");
+  }
+  ChunksHeader h;
+  h.count = static_cast<uint32_t>(get_le(value, 4, 4));
+  h.size = get_le(value, 8, 8);
+  h.id = get_value_id(value, 16);
+  if (h.count < 2) {
+    return make_error(ErrorKind::invalid_input,
+                      "changelog chunk header with " + std::to_string(h.count) + " chunks");
+  }
+  return h;
+}
+
 }  // namespace
+
+size_t changelog_message_max_bytes(size_t max_record_bytes) {
+  return max_record_bytes + kChangelogBatchSlack;
+}
 
 // ---- record format -----------------------------------------------------------------------------
 
@@ -111,7 +215,7 @@ std::string snapshot_marker_key(PartitionId pid) {
 std::string encode_checkpoint_marker(const CheckpointMarker& marker) {
   std::string out;
   out.reserve(kCheckpointMarkerSize);
-  put_u32(out, kChangelogFormat);
+  put_u32(out, marker.chunked ? kChangelogChunkedFormat : kChangelogFormat);
   put_u64(out, marker.seq);
   put_u64(out, static_cast<uint64_t>(marker.next_offset.value));
   return out;
@@ -123,10 +227,11 @@ Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value) {
                       "changelog checkpoint marker of " + std::to_string(value.size()) + " bytes");
   }
   const auto format = static_cast<uint32_t>(get_le(value, 0, 4));
-  if (format != kChangelogFormat) {
+  if (format != kChangelogFormat && format != kChangelogChunkedFormat) {
     return make_error(ErrorKind::invalid_input,
                       "changelog checkpoint marker in format " + std::to_string(format) +
-                          ", this version reads format " + std::to_string(kChangelogFormat));
+                          ", this version reads formats " + std::to_string(kChangelogFormat) +
+                          " and " + std::to_string(kChangelogChunkedFormat));
   }
   if (value.size() != kCheckpointMarkerSize) {
     return make_error(ErrorKind::invalid_input,
@@ -135,16 +240,17 @@ Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value) {
   CheckpointMarker marker;
   marker.seq = get_le(value, 4, 8);
   marker.next_offset = Offset{static_cast<int64_t>(get_le(value, 12, 8))};
+  marker.chunked = format == kChangelogChunkedFormat;
   return marker;
 }
 
-void add_changelog_producer_settings(std::map<std::string, std::string>& settings) {
+void add_changelog_producer_settings(std::map<std::string, std::string>& settings,
+                                     size_t max_record_bytes) {
   settings["enable.idempotence"] = "true";
   settings["acks"] = "all";
-  // One state key is one record, and a partition's sessions (or panes) are one key: with the
-  // 1 MB default a partition past ~1 MB of sessions could never be written, so never moved
-  // (found by bench_recovery's BM_PartitionMovesToANewOwner: 2.5 MB of sessions).
-  settings.try_emplace("message.max.bytes", std::to_string(kChangelogMaxRecordBytes));
+  // Records never exceed max_record_bytes (larger values are chunked), so a default broker
+  // (max.message.bytes 1048588) takes them; a larger setting would only hide a writer bug.
+  settings["message.max.bytes"] = std::to_string(changelog_message_max_bytes(max_record_bytes));
 }
 
 // ---- writer ------------------------------------------------------------------------------------
@@ -171,13 +277,20 @@ struct ChangelogWriter::Track {
   uint64_t pending_bytes = 0;
   uint64_t pending_failed = 0;
   bool warned_too_large = false;
+  // Chunk counts (> 1) of the values this writer produced or restored: their stale chunks are
+  // tombstoned when a value shrinks or is removed.
+  std::map<std::string, uint32_t, std::less<>> chunked;
 };
 
 ChangelogWriter::ChangelogWriter(rd_kafka_t* producer, std::string topic, Options options)
     : producer_(producer),
       topic_name_(std::move(topic)),
       topic_(rd_kafka_topic_new(producer, topic_name_.c_str(), nullptr)),
-      options_(options) {}
+      options_(options) {
+  std::random_device random;
+  writer_id_ = (uint64_t{random()} << 32 | random()) ^
+               static_cast<uint64_t>(SteadyClock::now().time_since_epoch().count());
+}
 
 ChangelogWriter::~ChangelogWriter() = default;
 
@@ -193,11 +306,68 @@ const ChangelogWriter::Track* ChangelogWriter::find(PartitionId pid) const {
 }
 
 void ChangelogWriter::produce(Track& t, std::string_view state_key, const std::string_view* value) {
+  const size_t prefixed_key = options_.key_prefix.size() + state_key.size();
+  uint32_t count = value == nullptr ? 0 : 1;
+  size_t chunk_bytes = 0;
+  if (value != nullptr && prefixed_key + value->size() > options_.max_record_bytes) {
+    // The head (prefixed state key, sp.chunks) or a chunk (its longer key, sp.chunk).
+    const size_t overhead = prefixed_key + kChunkKeyOverhead + std::strlen(kChunksHeader) +
+                            kChunksHeaderSize + kRecordSlack;
+    if (overhead >= options_.max_record_bytes) {
+      t.open = true;
+      if (t.not_enqueued++ == 0) {
+        spdlog::error(
+            "msg=\"changelog record not enqueued, checkpoint abandoned: key too long for "
+            "kafka.changelog_max_record_bytes\" topic={} pid={} key_bytes={} max_record_bytes={}",
+            topic_name_, t.pid.value, prefixed_key, options_.max_record_bytes);
+      }
+      return;
+    }
+    chunk_bytes = options_.max_record_bytes - overhead;
+    const size_t chunks = (value->size() + chunk_bytes - 1) / chunk_bytes;
+    count = static_cast<uint32_t>(std::min<size_t>(chunks, UINT32_MAX));
+  }
+  // Chunks first, the head last: a reader assembles the value at its head.
+  const ValueId id{writer_id_, count > 1 ? ++values_chunked_ : 0};
+  const std::string chunk_header = count > 1 ? encode_chunk_header(id) : std::string();
+  for (uint32_t i = 1; i < count; ++i) {
+    const std::string_view part = value->substr(i * chunk_bytes, chunk_bytes);
+    chunk_key_.clear();
+    append_chunk_key(chunk_key_, t.pid, i, state_key);
+    produce_record(t, chunk_key_, &part, kChunkHeader, chunk_header);
+  }
+  // The chunks the previous value had beyond this one's.
+  auto known = t.chunked.find(state_key);
+  if (known != t.chunked.end()) {
+    for (uint32_t i = std::max<uint32_t>(count, 1); i < known->second; ++i) {
+      chunk_key_.clear();
+      append_chunk_key(chunk_key_, t.pid, i, state_key);
+      produce_record(t, chunk_key_, nullptr);
+    }
+  }
+  if (count > 1) {
+    const std::string header = encode_chunks_header({count, value->size(), id});
+    const std::string_view head = value->substr(0, chunk_bytes);
+    produce_record(t, state_key, &head, kChunksHeader, header);
+    if (known != t.chunked.end()) {
+      known->second = count;
+    } else {
+      t.chunked.emplace(std::string(state_key), count);
+    }
+  } else {
+    produce_record(t, state_key, value);
+    if (known != t.chunked.end()) t.chunked.erase(known);
+  }
+}
+
+void ChangelogWriter::produce_record(Track& t, std::string_view unprefixed,
+                                     const std::string_view* value, const char* header_name,
+                                     std::string_view header) {
   t.open = true;
-  std::string_view key = state_key;
+  std::string_view key = unprefixed;
   if (!options_.key_prefix.empty()) {
     prefixed_.assign(options_.key_prefix);
-    prefixed_.append(state_key);
+    prefixed_.append(unprefixed);
     key = prefixed_;
   }
   if (t.not_enqueued > 0) {  // the checkpoint is lost already: do not queue more of it
@@ -210,13 +380,33 @@ void ChangelogWriter::produce(Track& t, std::string_view state_key, const std::s
     payload = const_cast<char*>(value->empty() ? kEmpty : value->data());
     len = value->size();
   }
+  size_t header_bytes = 0;
+  rd_kafka_headers_t* headers = nullptr;
+  if (header_name != nullptr) {
+    headers = rd_kafka_headers_new(1);
+    rd_kafka_header_add(headers, header_name, -1, header.data(),
+                        static_cast<ssize_t>(header.size()));
+    header_bytes = std::strlen(header_name) + header.size();
+  }
   const auto deadline = SteadyClock::now() + options_.queue_full_timeout;
   for (;;) {
-    const rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_, RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()), RD_KAFKA_V_VALUE(payload, len),
-        RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
+    // librdkafka takes the headers only on success: each attempt gets a copy.
+    rd_kafka_headers_t* attempt = headers ? rd_kafka_headers_copy(headers) : nullptr;
+    rd_kafka_resp_err_t err;
+    if (attempt != nullptr) {
+      err = rd_kafka_producev(
+          producer_, RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()), RD_KAFKA_V_VALUE(payload, len),
+          RD_KAFKA_V_HEADERS(attempt), RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_headers_destroy(attempt);
+    } else {
+      err = rd_kafka_producev(
+          producer_, RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()), RD_KAFKA_V_VALUE(payload, len),
+          RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
+    }
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && SteadyClock::now() < deadline) {
       rd_kafka_poll(producer_, 10);  // serves delivery reports: the queue drains
@@ -227,11 +417,13 @@ void ChangelogWriter::produce(Track& t, std::string_view state_key, const std::s
         "error=\"{}\"",
         topic_name_, t.pid.value, rd_kafka_err2str(err));
     ++t.not_enqueued;
+    if (headers) rd_kafka_headers_destroy(headers);
     return;
   }
+  if (headers) rd_kafka_headers_destroy(headers);
   t.produced.fetch_add(1, std::memory_order_relaxed);
-  bytes_total_.fetch_add(key.size() + len, std::memory_order_relaxed);
-  const uint64_t estimate = key.size() + len + kRecordOverhead;
+  bytes_total_.fetch_add(key.size() + len + header_bytes, std::memory_order_relaxed);
+  const uint64_t estimate = key.size() + len + header_bytes + kRecordOverhead;
   partition_bytes_[changelog_partition(t.pid)] += estimate;
   t.bytes += estimate;
 }
@@ -255,16 +447,17 @@ void ChangelogWriter::begin_snapshot(PartitionId pid) {
   partition_bytes += kBatchOverhead;
   const std::string value = snapshot_marker_value();
   const std::string_view v = value;
-  produce(t, snapshot_marker_key(pid), &v);
+  produce_record(t, snapshot_marker_key(pid), &v);
 }
 
 Status ChangelogWriter::end_checkpoint(PartitionId pid, uint64_t checkpoint_seq,
                                        Offset next_offset) {
   Track& t = track(pid);
   if (t.not_enqueued == 0) {
-    const std::string value = encode_checkpoint_marker({checkpoint_seq, next_offset});
+    const std::string value =
+        encode_checkpoint_marker({checkpoint_seq, next_offset, !t.chunked.empty()});
     const std::string_view v = value;
-    produce(t, checkpoint_marker_key(pid), &v);
+    produce_record(t, checkpoint_marker_key(pid), &v);
     partition_bytes_[changelog_partition(pid)] += kBatchOverhead;
   }
   t.open = false;
@@ -335,6 +528,7 @@ void ChangelogWriter::resume(PartitionId pid, const RestoredPartition& restored)
   t.open = false;
   t.not_enqueued = 0;
   t.abandoned = false;
+  if (restored.pid == pid) t.chunked = restored.chunk_counts;
   // Records of an abandoned checkpoint follow the restored one: deltas written after them would
   // be applied on top of them by a later restore. Only a snapshot discards them.
   if (restored.pid != pid || restored.records_after_checkpoint > 0) {
@@ -354,6 +548,7 @@ void ChangelogWriter::release(PartitionId pid) {
   if (it == tracks_.end()) return;
   Track& t = *it->second;
   t.snapshot_known = false;
+  t.chunked.clear();  // the next owner may rewrite the values: what we wrote says nothing then
   t.abandoned = false;
   t.in_snapshot = false;
   t.open = false;
@@ -469,8 +664,12 @@ class Replay {
  public:
   Replay(PartitionId pid, bool history_complete) : pid_(pid), base_complete_(history_complete) {}
 
-  Status apply(std::string_view key, const std::string_view* value) {
-    const uint64_t size = key.size() + (value ? value->size() : 0) + kRecordOverhead;
+  // `header`: the record's sp.chunks (on a head) or sp.chunk (on a chunk) header, if any;
+  // `header_bytes`: what the record's headers add to its size.
+  Status apply(std::string_view key, const std::string_view* value, const std::string_view* header,
+               uint64_t header_bytes) {
+    const uint64_t size = key.size() + (value ? value->size() : 0) + header_bytes + kRecordOverhead;
+    const std::string_view* chunks_header = header;
     if (auto p = marker_partition(key, kCheckpointPrefix)) {
       partition_bytes_ += kBatchOverhead + size;
       if (*p != pid_) return {};
@@ -478,14 +677,16 @@ class Replay {
       if (value == nullptr) return {};  // never written so; a compaction leftover at most
       auto marker = decode_checkpoint_marker(*value);
       if (!marker) return tl::unexpected(marker.error());
-      commit(*marker);
-      return {};
+      return commit(*marker);
     }
     if (auto p = marker_partition(key, kSnapshotPrefix)) {
       const uint64_t before = partition_bytes_;
       partition_bytes_ += kBatchOverhead + size;
       if (*p != pid_) return {};
       staged_.clear();
+      staged_chunk_counts_.clear();
+      broken_.clear();
+      chunks_.clear();
       staged_clears_ = true;
       staged_records_ = 1;
       staged_snapshot_at_ = before;
@@ -494,15 +695,71 @@ class Replay {
       return {};
     }
     partition_bytes_ += size;
+    if (auto chunk = parse_chunk_key(key)) {
+      if (chunk->pid != pid_) return {};
+      pid_bytes_ += size;
+      ++staged_records_;
+      auto slot = chunks_.find(chunk->state_key);
+      if (value) {
+        if (slot == chunks_.end())
+          slot = chunks_.emplace(std::string(chunk->state_key), Parts{}).first;
+        Part& part = slot->second[chunk->index];
+        part.id = header ? decode_chunk_header(*header) : std::nullopt;
+        part.bytes = std::string(*value);
+      } else if (slot != chunks_.end()) {
+        slot->second.erase(chunk->index);
+      }
+      return {};
+    }
     auto p = state_key_partition(key);
     if (!p || *p != pid_) return {};
     pid_bytes_ += size;
     ++staged_records_;
-    auto& slot = staged_[std::string(key)];
-    if (value) {
+    std::string k(key);
+    auto& slot = staged_[k];
+    broken_.erase(k);
+    staged_chunk_counts_.erase(k);
+    if (!value) {
+      slot.reset();
+    } else if (!chunks_header) {
       slot = std::string(*value);
     } else {
-      slot.reset();
+      auto head = decode_chunks_header(*chunks_header);
+      if (!head) return tl::unexpected(head.error());
+      std::string whole;
+      whole.reserve(std::min<uint64_t>(head->size, uint64_t{value->size()} * head->count));
+      whole.append(*value);
+      auto parts = chunks_.find(key);
+      std::string missing;
+      for (uint32_t i = 1; i < head->count && missing.empty(); ++i) {
+        const Part* part = nullptr;
+        if (parts != chunks_.end()) {
+          if (auto it = parts->second.find(i); it != parts->second.end()) part = &it->second;
+        }
+        if (part == nullptr) {
+          missing =
+              "chunk " + std::to_string(i) + " of " + std::to_string(head->count) + " missing";
+        } else if (part->id != head->id) {
+          missing = "chunk " + std::to_string(i) + " of " + std::to_string(head->count) +
+                    " belongs to another value (stale or abandoned)";
+        } else {
+          whole += part->bytes;
+        }
+      }
+      if (missing.empty() && whole.size() != head->size) {
+        missing = "its chunks add up to " + std::to_string(whole.size()) + " bytes, not " +
+                  std::to_string(head->size);
+      }
+      if (parts != chunks_.end()) chunks_.erase(parts);
+      if (!missing.empty()) {
+        // Fatal only if a usable checkpoint includes it: a head the snapshot after it discards,
+        // or that a later record of the key replaces, does no harm.
+        broken_[k] = std::move(missing);
+        slot.reset();
+      } else {
+        slot = std::move(whole);
+        staged_chunk_counts_[k] = head->count;
+      }
     }
     return {};
   }
@@ -519,13 +776,22 @@ class Replay {
     r.records_after_checkpoint = staged_records_;
     r.snapshot_bytes = snapshot_bytes_;
     r.partition_bytes_since_snapshot = partition_bytes_ - snapshot_at_;
+    r.chunk_counts = std::move(chunk_counts_);
     return r;
   }
 
  private:
-  void commit(const CheckpointMarker& marker) {
+  Status commit(const CheckpointMarker& marker) {
+    if (base_complete_ || staged_clears_) {
+      if (!broken_.empty()) {
+        return make_error(ErrorKind::fatal, "changelog value of key '" + broken_.begin()->first +
+                                                "' in checkpoint " + std::to_string(marker.seq) +
+                                                " cannot be assembled: " + broken_.begin()->second);
+      }
+    }
     if (staged_clears_) {
       state_ = MemoryState{};
+      chunk_counts_.clear();
       base_complete_ = true;
       snapshot_at_ = staged_snapshot_at_;
       snapshot_bytes_ = pid_bytes_ - staged_snapshot_pid_bytes_;
@@ -536,8 +802,16 @@ class Replay {
       } else {
         state_.remove(key);
       }
+      if (auto c = staged_chunk_counts_.find(key); c != staged_chunk_counts_.end()) {
+        chunk_counts_[key] = c->second;
+      } else {
+        chunk_counts_.erase(key);
+      }
     }
     staged_.clear();
+    staged_chunk_counts_.clear();
+    broken_.clear();
+    chunks_.clear();  // a value's chunks precede its head in the same checkpoint
     staged_clears_ = false;
     staged_records_ = 0;
     if (base_complete_) {
@@ -546,12 +820,22 @@ class Replay {
     } else {
       ++unusable_markers_;  // the log starts inside the history of pid, after its snapshot
     }
+    return {};
   }
 
+  struct Part {
+    std::optional<ValueId> id;  // nullopt: no valid sp.chunk header, matches no head
+    std::string bytes;
+  };
+  using Parts = std::map<uint32_t, Part>;
   const PartitionId pid_;
   bool base_complete_;  // the state holds everything from the beginning or from a snapshot
   MemoryState state_;
   std::map<std::string, std::optional<std::string>, std::less<>> staged_;
+  std::map<std::string, uint32_t, std::less<>> staged_chunk_counts_;
+  std::map<std::string, std::string, std::less<>> broken_;  // staged heads that did not assemble
+  std::map<std::string, Parts, std::less<>> chunks_;        // chunks read since the last marker
+  std::map<std::string, uint32_t, std::less<>> chunk_counts_;
   bool staged_clears_ = false;
   uint64_t staged_records_ = 0;
   uint64_t staged_snapshot_at_ = 0;
@@ -727,7 +1011,27 @@ Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
     const std::string_view value(static_cast<const char*>(msg->payload),
                                  msg->payload ? msg->len : 0);
     bytes += key.size() + value.size();
-    if (auto s = replay.apply(key, msg->payload ? &value : nullptr); !s) {
+    // The sp.chunks header of a head, the sp.chunk header of a chunk.
+    std::optional<std::string_view> header;
+    uint64_t header_bytes = 0;
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* h = nullptr;
+      size_t h_size = 0;
+      for (size_t i = 0;
+           rd_kafka_header_get_all(headers, i, &name, &h, &h_size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+           ++i) {
+        header_bytes += std::strlen(name) + h_size;
+        const std::string_view n(name);
+        if (n == kChunksHeader || n == kChunkHeader)
+          header.emplace(h ? static_cast<const char*>(h) : kEmpty, h ? h_size : 0);
+      }
+    }
+    bytes += header_bytes;
+    if (auto s = replay.apply(key, msg->payload ? &value : nullptr, header ? &*header : nullptr,
+                              header_bytes);
+        !s) {
       return make_error(ErrorKind::fatal, "changelog restore " + where() + " at offset " +
                                               std::to_string(msg->offset) + ": " +
                                               s.error().message);
@@ -762,7 +1066,7 @@ Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
 
 // ---- the state topic on a real Kafka -----------------------------------------------------------
 
-StateTopicSpec state_topic_spec(const std::string& topic, int partitions) {
+StateTopicSpec state_topic_spec(const std::string& topic, int partitions, size_t max_record_bytes) {
   StateTopicSpec spec;
   spec.topic = topic;
   spec.partitions = partitions;
@@ -772,7 +1076,7 @@ StateTopicSpec state_topic_spec(const std::string& topic, int partitions) {
   // than this lag, so the next owner's snapshot (written right after its restore) always comes
   // first.
   spec.configs["min.compaction.lag.ms"] = "3600000";
-  spec.configs["max.message.bytes"] = std::to_string(kChangelogMaxRecordBytes);
+  spec.configs["max.message.bytes"] = std::to_string(changelog_message_max_bytes(max_record_bytes));
   return spec;
 }
 
@@ -938,7 +1242,7 @@ Result<std::string> describe_cleanup_policy(rd_kafka_t* rk, const std::string& t
 
 Status ensure_state_topic(const std::map<std::string, std::string>& settings,
                           const std::string& topic, const std::vector<std::string>& input_topics,
-                          Millis timeout) {
+                          Millis timeout, size_t max_record_bytes) {
   const auto deadline = SteadyClock::now() + timeout;
   auto admin_settings = settings;
   admin_settings.try_emplace("log_level", "4");
@@ -973,7 +1277,8 @@ Status ensure_state_topic(const std::map<std::string, std::string>& settings,
                                                 "partition count is unknown");
   }
   if (state_partitions < 0) {
-    auto created = create_state_topic(rk, state_topic_spec(topic, input_partitions), deadline);
+    auto created = create_state_topic(
+        rk, state_topic_spec(topic, input_partitions, max_record_bytes), deadline);
     if (!created) return tl::unexpected(created.error());
     if (*created) {
       spdlog::info("msg=\"state topic created\" topic={} partitions={} cleanup.policy=compact",

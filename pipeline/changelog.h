@@ -13,6 +13,17 @@
 //                                 value = format, checkpoint seq, next input offset (LE)
 // Instance-scope keys (`<owner>/global/...`) are the instance's own (its counters): never produced.
 //
+// A value too large for one record (Options::max_record_bytes) is split: its chunks 1..n-1 under
+// "chunk/<8 hex pid>:<8 hex index>/<state key>" (not a state key: ':' where a state key has '/'),
+// each with a Kafka header `sp.chunk` (format, value id), then the head under the state key
+// itself, carrying chunk 0 and a header `sp.chunks` (format, n, total size, value id; the id is
+// the writer's random id and a count). A reader assembles the value at its head from the chunks
+// read since the pid's last marker that carry the head's id, and refuses a missing one, so a
+// chunk left over from an older, longer value or an abandoned write never shows. The
+// writer tombstones the chunks it knows became stale (a shorter value, a removed key) so that
+// compaction reclaims them; those it cannot know (written by an earlier owner) stay harmless.
+// Records without the header are whole values: changelogs written before chunking still restore.
+//
 // Exactly-once without transactions: a checkpoint counts only once its marker is read, and the
 // records of one pid keep their order (idempotent producer: add_changelog_producer_settings()). A
 // writer that did not itself write the changelog's last complete checkpoint (a new owner, a
@@ -44,10 +55,24 @@ std::string changelog_key_prefix(const std::string& group_id);
 
 // Version of the marker values; a reader refuses markers of another version.
 inline constexpr uint32_t kChangelogFormat = 1;
-// The largest changelog record (one state key and its value): the producer's message.max.bytes
-// and the state topic's max.message.bytes. A larger value cannot be written: its partition's
-// checkpoints stay incomplete in the changelog (logged) and the partition cannot move.
-inline constexpr size_t kChangelogMaxRecordBytes = size_t{64} << 20;
+// The checkpoint marker's version when the pid's state holds a chunked value (as far as the
+// writer knows): versions before chunking read format 1 only, so they refuse the partition
+// (logged, the instance stops) instead of restoring a value's first chunk as the whole value,
+// e.g. in a rolling upgrade or a downgrade. This version reads both.
+inline constexpr uint32_t kChangelogChunkedFormat = 2;
+// The largest changelog record by default (key + value + headers;
+// kafka.changelog_max_record_bytes): a default broker takes batches up to max.message.bytes =
+// 1048588, and the batch around one record needs the slack below. Larger values are split into
+// chunks of this size.
+inline constexpr size_t kChangelogDefaultMaxRecordBytes = 1'000'000;
+// The range kafka.changelog_max_record_bytes accepts: below the minimum, keys and headers leave
+// little for the value; the maximum is the largest record the changelog ever wrote unsplit.
+inline constexpr size_t kChangelogMinRecordBytes = 4096;
+inline constexpr size_t kChangelogMaxRecordBytesLimit = size_t{64} << 20;
+// Room for the record batch (header, record varints) around one record.
+inline constexpr size_t kChangelogBatchSlack = 1024;
+// The producer's message.max.bytes and the created state topic's max.message.bytes.
+size_t changelog_message_max_bytes(size_t max_record_bytes);
 
 // The changelog partition of an input partition: its partition number within its topic.
 int32_t changelog_partition(PartitionId pid);
@@ -58,8 +83,9 @@ std::string checkpoint_marker_key(PartitionId pid);
 std::string snapshot_marker_key(PartitionId pid);
 
 struct CheckpointMarker {
-  uint64_t seq = 0;    // the caller's checkpoint sequence number
-  Offset next_offset;  // the first input offset this state has not seen
+  uint64_t seq = 0;      // the caller's checkpoint sequence number
+  Offset next_offset;    // the first input offset this state has not seen
+  bool chunked = false;  // written as kChangelogChunkedFormat
 };
 std::string encode_checkpoint_marker(const CheckpointMarker& marker);
 Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value);
@@ -67,7 +93,10 @@ Result<CheckpointMarker> decode_checkpoint_marker(std::string_view value);
 // What the changelog needs from the producer it shares (added to the owner's settings): the
 // idempotent producer keeps each partition's records in order and without duplicates across
 // retries, so a checkpoint marker is never acknowledged ahead of a record it covers.
-void add_changelog_producer_settings(std::map<std::string, std::string>& settings);
+// message.max.bytes follows max_record_bytes (kafka.properties cannot raise it past the chunk
+// size).
+void add_changelog_producer_settings(std::map<std::string, std::string>& settings,
+                                     size_t max_record_bytes = kChangelogDefaultMaxRecordBytes);
 
 // One partition's last complete checkpoint, read back from the changelog.
 struct RestoredPartition {
@@ -82,6 +111,9 @@ struct RestoredPartition {
   uint64_t records_after_checkpoint = 0;
   uint64_t snapshot_bytes = 0;
   uint64_t partition_bytes_since_snapshot = 0;
+  // The chunk count of each restored value written in more than one record: the writer that
+  // continues tombstones their stale chunks when a value shrinks or goes.
+  std::map<std::string, uint32_t, std::less<>> chunk_counts;
   // Progress: what was read to get here.
   uint64_t records_read = 0;
   uint64_t bytes_read = 0;
@@ -121,6 +153,9 @@ class ChangelogWriter final : public StateWriter {
     // Put before every key (changelog_key_prefix()): several applications (consumer groups) may
     // share one state topic without reading each other's state.
     std::string key_prefix;
+    // The largest record produced (key + value + headers); larger values are split into chunks.
+    // At most the producer's message.max.bytes (add_changelog_producer_settings()).
+    size_t max_record_bytes = kChangelogDefaultMaxRecordBytes;
   };
 
   ChangelogWriter(rd_kafka_t* producer, std::string topic, Options options);
@@ -184,7 +219,11 @@ class ChangelogWriter final : public StateWriter {
 
   Track& track(PartitionId pid);
   const Track* find(PartitionId pid) const;
-  void produce(Track& t, std::string_view key, const std::string_view* value);
+  // One state key's value (null: removed), in one record or as chunks.
+  void produce(Track& t, std::string_view state_key, const std::string_view* value);
+  // One record, with one header when header_name is set (a chunked value's head or chunk).
+  void produce_record(Track& t, std::string_view key, const std::string_view* value,
+                      const char* header_name = nullptr, std::string_view header = {});
   uint64_t snapshot_interval(uint64_t snapshot_bytes) const;
 
   rd_kafka_t* producer_;
@@ -196,7 +235,12 @@ class ChangelogWriter final : public StateWriter {
   // Estimated bytes this writer added to each changelog partition (records + batch overhead).
   std::map<int32_t, uint64_t> partition_bytes_;
   std::atomic<uint64_t> bytes_total_{0};
-  std::string prefixed_;  // scratch for prefixed keys
+  // Names this writer's chunked values (random per writer, and a count): a head is assembled
+  // only from chunks that carry its id.
+  uint64_t writer_id_ = 0;
+  uint64_t values_chunked_ = 0;
+  std::string prefixed_;   // scratch for prefixed keys
+  std::string chunk_key_;  // scratch for chunk keys
 };
 
 // Reads a changelog partition with a consumer of its own (assigned, never joining a group, never
@@ -229,7 +273,8 @@ struct StateTopicSpec {
   int replication_factor = -1;  // -1: the broker's default.replication.factor
   std::map<std::string, std::string> configs;
 };
-StateTopicSpec state_topic_spec(const std::string& topic, int partitions);
+StateTopicSpec state_topic_spec(const std::string& topic, int partitions,
+                                size_t max_record_bytes = kChangelogDefaultMaxRecordBytes);
 
 struct NewTopicDeleter {
   void operator()(rd_kafka_NewTopic_t* t) const { rd_kafka_NewTopic_destroy(t); }
@@ -248,6 +293,7 @@ Status check_state_topic(const std::string& topic, std::string_view cleanup_poli
 // answers neither request (EmbeddedBroker::create_state_topic()).
 Status ensure_state_topic(const std::map<std::string, std::string>& settings,
                           const std::string& topic, const std::vector<std::string>& input_topics,
-                          Millis timeout);
+                          Millis timeout,
+                          size_t max_record_bytes = kChangelogDefaultMaxRecordBytes);
 
 }  // namespace sp

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "operators/topology.h"
+#include "pipeline/changelog.h"
 
 namespace sp {
 
@@ -87,11 +88,11 @@ KeySchema free_map(std::string_view name, int depth) {
 const KeySchema& config_schema() {
   static const KeySchema schema = section(
       "",
-      {section("kafka",
-               {value("bootstrap_servers"), value("group_id"), value("topics"),
-                value("output_topic"), value("alerts_topic"), value("dlq_topic"),
-                value("state_topic"), value("group_instance_id"), free_map("properties", 1),
-                value("embedded_partitions"), value("ready_timeout")}),
+      {section("kafka", {value("bootstrap_servers"), value("group_id"), value("topics"),
+                         value("output_topic"), value("alerts_topic"), value("dlq_topic"),
+                         value("state_topic"), value("changelog_max_record_bytes"),
+                         value("group_instance_id"), free_map("properties", 1),
+                         value("embedded_partitions"), value("ready_timeout")}),
        section("state", {value("path"), value("checkpoint_interval"), value("sync")}),
        section("metrics",
                {value("listen"), value("max_series"),
@@ -792,6 +793,20 @@ class ConfigParser {
     if (std::find(k.topics.begin(), k.topics.end(), k.state_topic) != k.topics.end()) {
       return fail(present(state_topic) ? state_topic : n,
                   "kafka.state_topic: '" + k.state_topic + "' is also an input topic");
+    }
+    const YAML::Node max_record = child(n, "changelog_max_record_bytes");
+    int64_t record_bytes = 0;
+    if (read_int(max_record, "kafka.changelog_max_record_bytes", record_bytes)) {
+      if (record_bytes < static_cast<int64_t>(kChangelogMinRecordBytes) ||
+          record_bytes > static_cast<int64_t>(kChangelogMaxRecordBytesLimit)) {
+        return fail(max_record,
+                    "kafka.changelog_max_record_bytes: " + std::to_string(record_bytes) +
+                        " is not between " + std::to_string(kChangelogMinRecordBytes) + " and " +
+                        std::to_string(kChangelogMaxRecordBytesLimit) +
+                        " (at most the broker's max.message.bytes minus " +
+                        std::to_string(kChangelogBatchSlack) + ")");
+      }
+      k.changelog_max_record_bytes = static_cast<size_t>(record_bytes);
     }
     // Empty is allowed and means unset, so `${HOSTNAME:-}` can switch static membership off.
     const YAML::Node instance_id = child(n, "group_instance_id");

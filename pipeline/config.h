@@ -26,6 +26,9 @@ struct KafkaConfig {
   std::string dlq_topic = "socialpulse.dlq";
   // Compacted changelog of partition state (SPEC 6 v2): one partition per input partition number.
   std::string state_topic = "socialpulse.state";
+  // The largest changelog record (key + value + headers); larger state values are chunked. Under
+  // the broker's max.message.bytes (default 1048588) minus 1 KiB of batch overhead.
+  size_t changelog_max_record_bytes = 1'000'000;
   // librdkafka group.instance.id (static membership); empty = unset (dynamic membership).
   std::string group_instance_id;
   std::map<std::string, std::string> properties;  // passed to librdkafka as-is

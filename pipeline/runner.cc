@@ -73,6 +73,8 @@ class RunnerImpl final : public Runner {
     changelog_options.topic = config_.kafka.state_topic;
     changelog_options.group_id = config_.kafka.group_id;
     changelog_options.input_topics = config_.kafka.topics;
+    changelog_options.max_record_bytes = config_.kafka.changelog_max_record_bytes;
+    changelog_options.enabled = !hooks.without_changelog;
     auto changelog = StateChangelog::open(*store_, std::move(changelog_options));
     if (!changelog) return tl::unexpected(changelog.error());
     changelog_ = std::move(*changelog);

@@ -31,6 +31,10 @@ struct RunnerTestHooks {
   std::function<void(uint64_t consumed)> on_checkpoint_committed;
   // Benchmarks (bench_e2e): messages handed to the pipeline thread so far, after each batch.
   std::function<void(uint64_t messages)> on_batch_processed;
+  // Benchmarks (bench_e2e --changelog-ab): no state changelog, to measure its cost against the
+  // same build in one run. Not a product setting: without it a partition cannot move with its
+  // state (a new owner would start empty).
+  bool without_changelog = false;
 };
 
 class Runner {

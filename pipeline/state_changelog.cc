@@ -101,13 +101,14 @@ StateChangelog::~StateChangelog() {
 Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& store,
                                                              Options options) {
   std::unique_ptr<StateChangelog> self(new StateChangelog(store, std::move(options)));
+  if (!self->options_.enabled) return self;
   auto settings = self->options_.properties;
   settings["bootstrap.servers"] = self->options_.bootstrap;
   settings.try_emplace("log_level", "4");
   settings.try_emplace("linger.ms", "5");
   settings.try_emplace("queue.buffering.max.messages", "1000000");
   self->restore_settings_ = settings;
-  add_changelog_producer_settings(settings);
+  add_changelog_producer_settings(settings, self->options_.max_record_bytes);
   auto conf = make_kafka_conf(settings);
   if (!conf) return tl::unexpected(conf.error());
   rd_kafka_conf_set_opaque(conf->get(), self.get());
@@ -132,7 +133,8 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
     std::map<std::string, std::string> admin = options_.properties;
     admin["bootstrap.servers"] = options_.bootstrap;
     if (auto s = ensure_state_topic(admin, topic, options_.input_topics,
-                                    Millis{std::max(1, remaining_ms(deadline))});
+                                    Millis{std::max(1, remaining_ms(deadline))},
+                                    options_.max_record_bytes);
         !s) {
       return s;
     }
@@ -152,6 +154,7 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
         topic, writer_options.retention_bytes);
   }
   writer_options.key_prefix = changelog_key_prefix(options_.group_id);
+  writer_options.max_record_bytes = options_.max_record_bytes;
   writer_ = std::make_unique<ChangelogWriter>(producer_.get(), topic, writer_options);
   restorer_ = std::make_unique<ChangelogRestorer>(restore_settings_, topic,
                                                   changelog_key_prefix(options_.group_id));
@@ -165,6 +168,7 @@ void StateChangelog::delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, voi
 
 StateWriter& StateChangelog::capture(StateWriter& local) {
   captured_.clear();
+  if (!options_.enabled) return local;
   capture_->set_local(local);
   return *capture_;
 }
@@ -212,6 +216,7 @@ void StateChangelog::produce(const Topology& topology) {
 }
 
 void StateChangelog::poll(Millis timeout) {
+  if (!producer_) return;
   rd_kafka_poll(producer_.get(), static_cast<int>(timeout.count()));
 }
 
@@ -221,6 +226,7 @@ uint64_t StateChangelog::failed_total() const { return writer_ ? writer_->failed
 Result<StateChangelog::Source> StateChangelog::prepare(PartitionId pid,
                                                        const std::vector<std::string>& owners,
                                                        SteadyClock::time_point deadline) {
+  if (!options_.enabled) return Source::local;
   if (auto s = connect_topic(std::min(deadline, SteadyClock::now() + Millis{60'000})); !s)
     return tl::unexpected(s.error());
   // Nothing written after this instance's own last writes: the local state is the newest.

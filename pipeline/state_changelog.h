@@ -32,6 +32,12 @@ class StateChangelog {
     std::string group_id;                           // kafka.group_id: whose records
     // Input topics (kafka.topics): their partitions of one number share a changelog partition.
     std::vector<std::string> input_topics;
+    // kafka.changelog_max_record_bytes: larger state values are split into chunks.
+    size_t max_record_bytes = kChangelogDefaultMaxRecordBytes;
+    // false: no changelog at all (no producer, nothing produced, every partition keeps its local
+    // state). Only for RunnerTestHooks::without_changelog (bench_e2e's A/B of the changelog's
+    // cost): without it a partition cannot move with its state.
+    bool enabled = true;
   };
   enum class Source { local, changelog };
 

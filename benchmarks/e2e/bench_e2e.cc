@@ -8,6 +8,9 @@
 //     socialpulse_events_consumed_total == N; events/s and the ratio to the reference;
 //  4. event -> /metrics latency under a steady load at a fraction of the measured capacity;
 //  5. peak RSS, scrape time at 20 000 series; a pointer for restart-after-kill -9.
+// --changelog-ab adds, before 3, the same pipeline pass with the state changelog off (another
+// group, fresh state dir; RunnerTestHooks::without_changelog): its ratio beside 3's is the
+// changelog's cost measured in one run, on one machine state.
 // Not a Google Benchmark: the phases share one broker and must run in order.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -62,6 +65,7 @@ struct Options {
   bool smoke = false;              // CI: check counts only, short phases, exit 1 on mismatch
   bool round_robin = false;        // spread every actor over every partition (worst case for state)
   int checkpoint_ms = 0;           // state.checkpoint_interval; 0: the default (1 s)
+  bool changelog_ab = false;       // also a pass with the state changelog off (its cost, same run)
   std::string topic = "bench.events";
 };
 
@@ -69,7 +73,7 @@ struct Options {
   std::fprintf(stderr,
                "usage: %s [--events N] [--partitions P] [--event-rate R] [--latency-seconds S]\n"
                "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin]\n"
-               "          [--checkpoint-ms MS] [--smoke]\n",
+               "          [--checkpoint-ms MS] [--changelog-ab] [--smoke]\n",
                argv0);
   std::exit(2);
 }
@@ -102,6 +106,8 @@ Options parse_args(int argc, char** argv) {
       o.round_robin = v == "round-robin";
     } else if (a == "--smoke") {
       o.smoke = true;
+    } else if (a == "--changelog-ab") {
+      o.changelog_ab = true;
     } else {
       usage(argv[0]);
     }
@@ -428,10 +434,13 @@ struct Sample {
 
 class Pipeline {
  public:
-  Pipeline(const std::string& bootstrap, const Options& o, const std::string& state_dir) {
+  // `changelog`: false only for --changelog-ab's comparison pass.
+  Pipeline(const std::string& bootstrap, const Options& o, const std::string& state_dir, bool changelog = true)
+      : changelog_(changelog) {
     config_.kafka.bootstrap_servers = bootstrap;
     config_.kafka.topics = {o.topic};
-    config_.kafka.group_id = "bench-pipeline-" + std::to_string(::getpid());
+    config_.kafka.group_id =
+        std::string(changelog ? "bench-pipeline-" : "bench-pipeline-no-changelog-") + std::to_string(::getpid());
     config_.state.path = state_dir;
     config_.metrics.listen = "127.0.0.1:0";
     if (o.checkpoint_ms > 0) config_.state.checkpoint_interval = Millis{o.checkpoint_ms};
@@ -457,6 +466,7 @@ class Pipeline {
       so.on_started = [&port](const std::string& url, const std::string&) {
         port.store(std::atoi(url.c_str() + url.rfind(':') + 1));
       };
+      so.runner_hooks.without_changelog = !changelog_;
       so.runner_hooks.on_batch_processed = [this](uint64_t messages) {
         const auto now = Clock::now();
         std::lock_guard lock(commits_mutex_);
@@ -506,6 +516,7 @@ class Pipeline {
   }
 
  private:
+  bool changelog_ = true;
   Config config_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
@@ -840,9 +851,27 @@ int run(const Options& o) {
   const double raw_rate = std::max(raw_poll->rate(), raw_batch->rate());
   std::printf("raw consume: poll %.0f ev/s, batch %.0f ev/s\n", raw_poll->rate(), raw_batch->rate());
 
-  // 3. Pipeline.
+  // 3a. --changelog-ab: the same pass without the state changelog, throughput only.
   const std::string state_dir =
       (std::filesystem::temp_directory_path() / ("socialpulse-bench-e2e-" + std::to_string(::getpid()))).string();
+  std::optional<ThroughputResult> without_changelog;
+  if (o.changelog_ab) {
+    std::filesystem::remove_all(state_dir);
+    Pipeline off(bootstrap, o, state_dir, false);
+    const auto off_started = Clock::now();
+    if (auto s = off.start(); !s) return std::fprintf(stderr, "pipeline: %s\n", s.error().message.c_str()), 1;
+    without_changelog = measure_pipeline(off, o.events, off_started);
+    check(without_changelog->complete, "the pipeline without the changelog did not consume every event");
+    if (auto body = off.scrape()) {
+      check(metric_value(*body, "socialpulse_changelog_bytes_total").value_or(0) == 0,
+            "the changelog was off but produced bytes");
+    }
+    if (auto s = off.stop(); !s) check(false, "pipeline without the changelog stopped with: " + s.error().message);
+    std::printf("pipeline, changelog off: %.0f ev/s first to last message processed; %.0f ev/s between checkpoints\n",
+                without_changelog->rate, without_changelog->checkpoint_rate);
+  }
+
+  // 3. Pipeline.
   std::filesystem::remove_all(state_dir);
   const uint64_t rss_before_pipeline = proc_status_kib("VmRSS:");
   const bool peak_reset = reset_peak_rss();
@@ -913,6 +942,12 @@ int run(const Options& o) {
   std::printf("\n| SPEC 9 figure | target | measured |\n|---|---|---|\n");
   std::printf("| raw librdkafka consume (max of poll, batch) | physical limit | %.0f ev/s |\n", raw_rate);
   std::printf("| end to end, default config | >= 0.6 x raw | %.0f ev/s, ratio **%.2f** |\n", tp.rate, ratio);
+  if (without_changelog && raw_rate > 0) {
+    std::printf("| same, state changelog off (--changelog-ab, same run) | - | %.0f ev/s, ratio %.2f; changelog on / "
+                "off **%.2f** |\n",
+                without_changelog->rate, without_changelog->rate / raw_rate,
+                without_changelog->rate > 0 ? tp.rate / without_changelog->rate : 0.0);
+  }
   if (lat) {
     std::printf("| event -> /metrics latency at %.0f ev/s (%.0f%% of capacity), from broker append | p99 <= %.3f s | "
                 "p50 %.3f s, p99 **%.3f s**, max %.3f s (checkpoints mean %.1f ms) |\n",

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <optional>
@@ -163,12 +164,24 @@ TEST(ChangelogFormat, CheckpointMarkerRoundTripsLittleEndian) {
 
 TEST(ChangelogFormat, MarkersOfAnotherFormatAreRefused) {
   std::string bytes = encode_checkpoint_marker({1, Offset{1}});
-  bytes[0] = 2;
+  bytes[0] = 3;
   auto marker = decode_checkpoint_marker(bytes);
   ASSERT_FALSE(marker);
-  EXPECT_NE(marker.error().message.find("format 2"), std::string::npos) << marker.error().message;
+  EXPECT_NE(marker.error().message.find("format 3"), std::string::npos) << marker.error().message;
   EXPECT_FALSE(decode_checkpoint_marker(bytes.substr(0, 3)));
   EXPECT_FALSE(decode_checkpoint_marker(encode_checkpoint_marker({1, Offset{1}}) + "x"));
+}
+
+// A checkpoint whose state holds a chunked value is marked format 2, which versions before
+// chunking refuse (instead of restoring the value's first chunk as the whole).
+TEST(ChangelogFormat, AChunkedStatesMarkerIsFormatTwo) {
+  const std::string bytes = encode_checkpoint_marker({7, Offset{9}, true});
+  EXPECT_EQ(bytes.substr(0, 4), std::string("\x02\0\0\0", 4));
+  auto marker = decode_checkpoint_marker(bytes);
+  ASSERT_TRUE(marker);
+  EXPECT_TRUE(marker->chunked);
+  EXPECT_EQ(marker->seq, 7u);
+  EXPECT_FALSE(decode_checkpoint_marker(encode_checkpoint_marker({7, Offset{9}}))->chunked);
 }
 
 // ---- writer and restorer -------------------------------------------------------------------
@@ -204,19 +217,374 @@ TEST_F(ChangelogTest, SeveralCheckpointsOfTwoPartitionsRestoreToTheLastOne) {
   EXPECT_EQ(rb.next_offset, Offset{25});
 }
 
-// One state key is one record, and a partition's sessions are one key: found by bench_recovery,
-// 2.5 MB of sessions were refused by the 1 MB default and the partition could never move.
-TEST_F(ChangelogTest, AStateValueOverAMegabyteIsWrittenAndRestored) {
-  const PartitionId a = pid_of(0, 0);
+// ---- values larger than a record ----------------------------------------------------------
+
+// Bytes that differ everywhere, so a chunk in the wrong place or a stale one shows.
+std::string random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string out(n, '\0');
+  for (char& c : out) c = static_cast<char>(rng() & 0xff);
+  return out;
+}
+
+// One record of the state topic as the broker holds it.
+struct RawRecord {
+  std::string key;
+  std::optional<std::string> value;
+  std::optional<std::string> chunks;  // the sp.chunks header (a chunked value's head)
+  std::optional<std::string> chunk;   // the sp.chunk header (its other chunks)
+  size_t header_bytes = 0;
+};
+
+RawRecord plain(std::string key, std::string value) {
+  RawRecord r;
+  r.key = std::move(key);
+  r.value = std::move(value);
+  return r;
+}
+
+class ChangelogChunkTest : public ChangelogTest {
+ protected:
+  // Every record of `partition` of `topic`, in log order.
+  std::vector<RawRecord> read_all(const std::string& topic, int partition) {
+    std::vector<RawRecord> out;
+    std::map<std::string, std::string> settings{{"bootstrap.servers", broker_->bootstrap_servers()},
+                                                {"group.id", "chunk-test"},
+                                                {"enable.partition.eof", "true"},
+                                                {"log_level", "3"}};
+    auto conf = make_kafka_conf(settings);
+    EXPECT_TRUE(conf);
+    if (!conf) return out;
+    auto handle = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
+    EXPECT_TRUE(handle);
+    if (!handle) return out;
+    rd_kafka_t* rk = handle->get();
+    KafkaPartitionList list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    EXPECT_EQ(rd_kafka_assign(rk, list.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
+    const auto deadline = SteadyClock::now() + seconds(30);
+    while (SteadyClock::now() < deadline) {
+      KafkaMessage msg(rd_kafka_consumer_poll(rk, 100));
+      if (!msg) continue;
+      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+      if (msg->err) continue;
+      RawRecord r;
+      r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
+      if (msg->payload) r.value.emplace(static_cast<const char*>(msg->payload), msg->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name = nullptr;
+        const void* v = nullptr;
+        size_t size = 0;
+        for (size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &v, &size) == 0; ++i) {
+          r.header_bytes += std::strlen(name) + size;
+          if (std::string_view(name) == "sp.chunks")
+            r.chunks.emplace(static_cast<const char*>(v), size);
+          if (std::string_view(name) == "sp.chunk") r.chunk.emplace(static_cast<const char*>(v), size);
+        }
+      }
+      out.push_back(std::move(r));
+    }
+    rd_kafka_consumer_close(rk);
+    return out;
+  }
+
+  void produce_raw(rd_kafka_t* producer, const std::string& topic, int partition,
+                   const RawRecord& r) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(1);
+    if (r.chunks) {
+      rd_kafka_header_add(headers, "sp.chunks", -1, r.chunks->data(),
+                          static_cast<ssize_t>(r.chunks->size()));
+    }
+    if (r.chunk) {
+      rd_kafka_header_add(headers, "sp.chunk", -1, r.chunk->data(), static_cast<ssize_t>(r.chunk->size()));
+    }
+    char* payload = r.value ? const_cast<char*>(r.value->data()) : nullptr;
+    const size_t len = r.value ? r.value->size() : 0;
+    const rd_kafka_resp_err_t err = rd_kafka_producev(
+        producer, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(const_cast<char*>(r.key.data()), r.key.size()),
+        RD_KAFKA_V_VALUE(payload, len),
+        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+    ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+  }
+
+  // What a compacted topic can hold after its cleaner ran: the last record of each key, in log
+  // order; `drop_tombstones`: also after delete.retention.ms removed the tombstones.
+  static std::vector<RawRecord> compacted(const std::vector<RawRecord>& log,
+                                          bool drop_tombstones) {
+    std::map<std::string, size_t> last;
+    for (size_t i = 0; i < log.size(); ++i) last[log[i].key] = i;
+    std::vector<RawRecord> out;
+    for (size_t i = 0; i < log.size(); ++i) {
+      if (last[log[i].key] != i || (drop_tombstones && !log[i].value)) continue;
+      out.push_back(log[i]);
+    }
+    return out;
+  }
+
+  // Restores pid from `records` written to a topic of their own (from offset 0, like a
+  // compacted topic).
+  Result<std::optional<RestoredPartition>> restore_from(const std::vector<RawRecord>& records,
+                                                        PartitionId pid) {
+    const std::string topic = "copy" + std::to_string(copies_++);
+    EXPECT_TRUE(broker_->create_topic(topic, kPartitions));
+    const int partition = changelog_partition(pid);
+    for (const RawRecord& r : records) produce_raw(producer_.get(), topic, partition, r);
+    EXPECT_EQ(rd_kafka_flush(producer_.get(), 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ChangelogRestorer restorer({{"bootstrap.servers", broker_->bootstrap_servers()}}, topic);
+    return restorer.restore(pid, SteadyClock::now() + seconds(30));
+  }
+
+  void expect_restored_from(const std::vector<RawRecord>& records, PartitionId pid,
+                            const Model& model) {
+    auto r = restore_from(records, pid);
+    ASSERT_TRUE(r) << r.error().message;
+    ASSERT_TRUE(r->has_value());
+    EXPECT_TRUE((*r)->state.entries() == model);
+  }
+
+  static std::string chunk_key(PartitionId pid, uint32_t index, const std::string& state_key) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "chunk/%08x:%08x/", static_cast<uint32_t>(pid.value), index);
+    return buf + state_key;
+  }
+
+  // The embedded broker keeps ~5 MiB per partition: tests that write several large values use
+  // 100 kB records, so that nothing they need is deleted.
+  void use_small_records() { writer_ = make_writer(); }
+  std::unique_ptr<ChangelogWriter> make_writer() {
+    ChangelogWriter::Options options;
+    options.max_record_bytes = kSmallRecord;
+    return std::make_unique<ChangelogWriter>(producer_.get(), kTopic, options);
+  }
+  static constexpr size_t kSmallRecord = 100'000;
+
+  int copies_ = 0;
+};
+
+TEST_F(ChangelogChunkTest, AValueLargerThanARecordIsSplitAndRestoredByteIdentical) {
+  const PartitionId a = pid_of(1, 2);
+  const std::string k = key("sessions", a, "sessions");
+  const std::string big = random_bytes(2'500'000, 1);
   Model model;
   writer_->begin_snapshot(a);
-  std::string big(3'000'000, 's');
-  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 26);
-  checkpoint(a, model, {{key("sessions", a, "sessions"), big}}, {}, 1, Offset{7});
+  checkpoint(a, model, {{k, big}, {key("minute", a, "small"), "s"}}, {}, 1, Offset{7});
   ASSERT_TRUE(settle({a}));
+
+  const auto log = read_all(kTopic, 2);
+  size_t largest = 0;
+  size_t heads = 0;
+  size_t chunks = 0;
+  for (const RawRecord& r : log) {
+    largest = std::max(largest, r.key.size() + (r.value ? r.value->size() : 0) + r.header_bytes);
+    if (r.chunks) ++heads;
+    if (r.key.starts_with("chunk/")) ++chunks;
+  }
+  EXPECT_LE(largest, kChangelogDefaultMaxRecordBytes);
+  EXPECT_GT(largest, kChangelogDefaultMaxRecordBytes - 1000);  // chunks are as large as allowed
+  EXPECT_EQ(heads, 1u);
+  EXPECT_EQ(chunks, 2u);  // 2.5 MB: the head and two chunks
+  EXPECT_EQ(writer_->produced(a), 6u);
+  ASSERT_EQ(log.back().key, checkpoint_marker_key(a));
+  EXPECT_TRUE(decode_checkpoint_marker(*log.back().value)->chunked);
+
   const RestoredPartition r = restore_found(a);
-  EXPECT_EQ(r.state.entries(), model);
+  ASSERT_TRUE(r.state.entries().contains(k));
+  EXPECT_TRUE(r.state.entries().at(k) == big);
+  EXPECT_TRUE(r.state.entries() == model);
   EXPECT_EQ(r.next_offset, Offset{7});
+  EXPECT_EQ(r.chunk_counts.at(k), 3u);
+}
+
+TEST_F(ChangelogChunkTest, TheRecordLimitFollowsTheOption) {
+  const PartitionId a = pid_of(0, 1);
+  ChangelogWriter::Options options;
+  options.max_record_bytes = 100'000;
+  writer_ = std::make_unique<ChangelogWriter>(producer_.get(), kTopic, options);
+  Model model;
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{key("sessions", a, "s"), random_bytes(1'000'000, 2)}}, {}, 1, Offset{1});
+  ASSERT_TRUE(settle({a}));
+  size_t records = 0;
+  for (const RawRecord& r : read_all(kTopic, 1)) {
+    EXPECT_LE(r.key.size() + (r.value ? r.value->size() : 0) + r.header_bytes, 100'000u);
+    ++records;
+  }
+  EXPECT_EQ(records, 11u + 2u);  // 11 records of < 100 kB, two markers
+  EXPECT_TRUE(restore_found(a).state.entries() == model);
+}
+
+// A value whose chunk count shrinks (3, 2, 1 record, then removed): the writer tombstones the
+// chunks it knows became stale, and what compaction leaves restores to the same state.
+TEST_F(ChangelogChunkTest, AValueThatShrinksLeavesNoStaleChunkThatShows) {
+  const PartitionId a = pid_of(0, 0);
+  const std::string k = key("sessions", a, "sessions");
+  use_small_records();
+  Model model;
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{k, random_bytes(250'000, 3)}}, {}, 1, Offset{1});
+  checkpoint(a, model, {{k, random_bytes(150'000, 4)}}, {}, 2, Offset{2});
+  ASSERT_TRUE(settle({a}));
+  EXPECT_TRUE(restore_found(a).state.entries() == model);
+  checkpoint(a, model, {{k, "small now"}}, {}, 3, Offset{3});
+  ASSERT_TRUE(settle({a}));
+  EXPECT_TRUE(restore_found(a).state.entries() == model);
+
+  const auto log = read_all(kTopic, 0);
+  // No chunked value left: readers before chunking could read this checkpoint again.
+  ASSERT_EQ(log.back().key, checkpoint_marker_key(a));
+  EXPECT_FALSE(decode_checkpoint_marker(*log.back().value)->chunked);
+  for (const RawRecord& r : compacted(log, false)) {
+    // Every chunk was superseded: the cleaner reclaims them all.
+    if (r.key.starts_with("chunk/")) {
+      EXPECT_FALSE(r.value) << "stale chunk kept: " << r.key;
+    }
+  }
+  expect_restored_from(compacted(log, false), a, model);
+  expect_restored_from(compacted(log, true), a, model);
+
+  checkpoint(a, model, {{k, random_bytes(210'000, 5)}}, {}, 4, Offset{4});
+  checkpoint(a, model, {}, {k}, 5, Offset{5});
+  ASSERT_TRUE(settle({a}));
+  EXPECT_TRUE(restore_found(a).state.entries() == model);
+  const auto removed = read_all(kTopic, 0);
+  expect_restored_from(compacted(removed, false), a, model);
+  expect_restored_from(compacted(removed, true), a, model);
+  for (const RawRecord& r : compacted(removed, true)) {
+    EXPECT_FALSE(r.key.starts_with("chunk/")) << "stale chunk kept: " << r.key;
+  }
+}
+
+// A new owner does not know how many chunks the old one wrote: its shorter value leaves stale
+// chunks on a compacted topic, which never show, even once the key is removed and its
+// tombstone is gone.
+TEST_F(ChangelogChunkTest, StaleChunksOfAnEarlierOwnerAreHarmless) {
+  const PartitionId a = pid_of(0, 3);
+  const std::string k = key("sessions", a, "sessions");
+  use_small_records();
+  Model model;
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{k, random_bytes(350'000, 6)}}, {}, 1, Offset{1});
+  ASSERT_TRUE(settle({a}));
+
+  writer_ = make_writer();  // the next owner
+  ASSERT_TRUE(writer_->snapshot_due(a));
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{k, random_bytes(120'000, 7)}}, {}, 2, Offset{2});
+  ASSERT_TRUE(settle({a}));
+  EXPECT_TRUE(restore_found(a).state.entries() == model);
+  const auto log = read_all(kTopic, 3);
+  size_t stale = 0;
+  for (const RawRecord& r : compacted(log, true)) stale += r.key.starts_with("chunk/") ? 1 : 0;
+  EXPECT_EQ(stale, 3u);  // chunk 1 of the new value, chunks 2 and 3 of the first
+  expect_restored_from(compacted(log, false), a, model);
+
+  writer_ = make_writer();
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{key("minute", a, "other"), "x"}}, {k}, 3, Offset{3});
+  ASSERT_TRUE(settle({a}));
+  const auto removed = read_all(kTopic, 3);
+  expect_restored_from(compacted(removed, false), a, model);
+  expect_restored_from(compacted(removed, true), a, model);
+}
+
+// The old owner dies in the middle of a chunked value: its chunks without their head (and
+// without a marker) never mix into the last complete checkpoint, nor into the next owner's.
+TEST_F(ChangelogChunkTest, AnAbandonedCheckpointsPartialChunksAreDiscarded) {
+  const PartitionId a = pid_of(0, 2);
+  const std::string k = key("sessions", a, "sessions");
+  use_small_records();
+  Model model;
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{k, random_bytes(250'000, 8)}}, {}, 1, Offset{1});
+  ASSERT_TRUE(settle({a}));
+  // What the writer of checkpoint 2 produced before it died: chunks 1 and 2 of a new value.
+  produce_raw(producer_.get(), kTopic, 2, plain(chunk_key(a, 1, k), random_bytes(99'000, 9)));
+  produce_raw(producer_.get(), kTopic, 2, plain(chunk_key(a, 2, k), random_bytes(99'000, 10)));
+  ASSERT_EQ(rd_kafka_flush(producer_.get(), 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  const RestoredPartition restored = restore_found(a);
+  EXPECT_TRUE(restored.state.entries() == model);
+  EXPECT_EQ(restored.checkpoint_seq, 1u);
+  EXPECT_EQ(restored.records_after_checkpoint, 2u);
+
+  writer_ = make_writer();  // the next owner
+  writer_->resume(a, restored);
+  ASSERT_TRUE(writer_->snapshot_due(a));
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{k, random_bytes(220'000, 11)}}, {}, 2, Offset{2});
+  checkpoint(a, model, {{key("minute", a, "m"), "1"}}, {}, 3, Offset{3});
+  ASSERT_TRUE(settle({a}));
+  EXPECT_TRUE(restore_found(a).state.entries() == model);
+  const auto log = read_all(kTopic, 2);
+  expect_restored_from(compacted(log, false), a, model);
+  expect_restored_from(compacted(log, true), a, model);
+}
+
+// A complete checkpoint whose chunked value cannot be assembled (a chunk missing, or one of
+// another value) is an error, never a wrong value.
+TEST_F(ChangelogChunkTest, AValueThatCannotBeAssembledIsRefusedNotGuessed) {
+  const PartitionId a = pid_of(0, 1);
+  const std::string k = key("sessions", a, "sessions");
+  writer_->begin_snapshot(a);
+  Model model;
+  checkpoint(a, model, {{k, random_bytes(2'500'000, 12)}}, {}, 1, Offset{1});
+  ASSERT_TRUE(settle({a}));
+  auto log = read_all(kTopic, 1);
+  ASSERT_EQ(log.size(), 5u);  // snapshot, chunk 1, chunk 2, head, checkpoint
+  ASSERT_TRUE(log[1].key.starts_with("chunk/"));
+
+  auto missing = log;
+  missing.erase(missing.begin() + 1);
+  auto r = restore_from(missing, a);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().kind, ErrorKind::fatal);
+  EXPECT_NE(r.error().message.find("chunk 1 of 3 missing"), std::string::npos) << r.error().message;
+
+  // Chunk 1 of another value of the same key (a stale one, or an abandoned write's).
+  auto stale = log;
+  ASSERT_TRUE(stale[1].chunk);
+  (*stale[1].chunk)[10] ^= 1;
+  auto s = restore_from(stale, a);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("chunk 1 of 3 belongs to another value"), std::string::npos)
+      << s.error().message;
+
+  // A chunk without its header matches no head either.
+  auto bare = log;
+  bare[2].chunk.reset();
+  auto b = restore_from(bare, a);
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message.find("chunk 2 of 3 belongs to another value"), std::string::npos)
+      << b.error().message;
+}
+
+// Upgrade: a changelog written before chunking (one record per value, however large) restores.
+TEST_F(ChangelogChunkTest, AChangelogWrittenOneRecordPerValueStillRestores) {
+  const PartitionId a = pid_of(0, 0);
+  std::map<std::string, std::string> settings{{"bootstrap.servers", broker_->bootstrap_servers()},
+                                              {"message.max.bytes", "67108864"},
+                                              {"log_level", "3"}};
+  auto conf = make_kafka_conf(settings);
+  ASSERT_TRUE(conf);
+  auto old_producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  ASSERT_TRUE(old_producer);
+  const std::string big = random_bytes(2'500'000, 14);
+  const std::string format{1, 0, 0, 0};
+  const Model model{{key("sessions", a, "sessions"), big}, {key("minute", a, "m"), ""}};
+  produce_raw(old_producer->get(), kTopic, 0, plain(snapshot_marker_key(a), format));
+  for (const auto& [k, v] : model) produce_raw(old_producer->get(), kTopic, 0, plain(k, v));
+  produce_raw(old_producer->get(), kTopic, 0,
+              plain(checkpoint_marker_key(a), encode_checkpoint_marker({5, Offset{50}})));
+  ASSERT_EQ(rd_kafka_flush(old_producer->get(), 30'000), RD_KAFKA_RESP_ERR_NO_ERROR);
+
+  const RestoredPartition r = restore_found(a);
+  EXPECT_TRUE(r.state.entries() == model);
+  EXPECT_EQ(r.next_offset, Offset{50});
+  EXPECT_TRUE(r.chunk_counts.empty());
 }
 
 TEST_F(ChangelogTest, DeliveryReportsAreCountedPerPartitionAndOnlyTheWritersAreTaken) {
@@ -428,12 +796,16 @@ TEST_F(ChangelogTest, RestoreGivesUpAtTheDeadlineWhenTheBrokerAnswersTooSlowly) 
 
 TEST_F(ChangelogTest, ARecordTheProducerRefusesAbandonsTheCheckpoint) {
   const PartitionId a = pid_of(0, 3);
+  // A writer allowed larger records than its producer's message.max.bytes: the producer refuses.
+  ChangelogWriter::Options options;
+  options.max_record_bytes = kChangelogMaxRecordBytesLimit;
+  writer_ = std::make_unique<ChangelogWriter>(producer_.get(), kTopic, options);
   Model model;
   writer_->begin_snapshot(a);
   checkpoint(a, model, {{key("minute", a, "k"), "v1"}}, {}, 1, Offset{1});
   ASSERT_FALSE(writer_->snapshot_due(a));
   writer_->put(key("minute", a, "k"), "v2");
-  writer_->put(key("minute", a, "huge"), std::string(kChangelogMaxRecordBytes + 1, 'x'));  // too large
+  writer_->put(key("minute", a, "huge"), std::string(2'000'000, 'x'));  // too large
   auto ended = writer_->end_checkpoint(a, 2, Offset{2});
   ASSERT_FALSE(ended);
   EXPECT_EQ(ended.error().kind, ErrorKind::retryable);
@@ -647,6 +1019,10 @@ TEST(StateTopic, IsCreatedCompactedWithTheInputPartitions) {
   EXPECT_EQ(spec.replication_factor, -1);
   EXPECT_EQ(spec.configs.at("cleanup.policy"), "compact");
   EXPECT_TRUE(spec.configs.contains("min.compaction.lag.ms"));
+  // Records are chunked to the limit: a default broker (1048588) takes the batch around one.
+  EXPECT_EQ(spec.configs.at("max.message.bytes"), "1001024");
+  EXPECT_LE(changelog_message_max_bytes(kChangelogDefaultMaxRecordBytes), 1048588u);
+  EXPECT_EQ(state_topic_spec("s", 1, 100'000).configs.at("max.message.bytes"), "101024");
   auto request = make_new_topic(spec);
   ASSERT_TRUE(request) << request.error().message;
   EXPECT_NE(request->get(), nullptr);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/changelog.h"
 #include "pipeline/kafka.h"
 
 namespace sp {
@@ -128,6 +129,7 @@ void expect_same_except_spend(const Config& a, const Config& b) {
   EXPECT_EQ(a.kafka.dlq_topic, b.kafka.dlq_topic);
   EXPECT_EQ(a.kafka.state_topic, b.kafka.state_topic);
   EXPECT_EQ(a.kafka.group_instance_id, b.kafka.group_instance_id);
+  EXPECT_EQ(a.kafka.changelog_max_record_bytes, b.kafka.changelog_max_record_bytes);
   EXPECT_EQ(a.kafka.properties, b.kafka.properties);
   EXPECT_EQ(a.kafka.embedded_partitions, b.kafka.embedded_partitions);
   EXPECT_EQ(a.kafka.ready_timeout, b.kafka.ready_timeout);
@@ -218,6 +220,7 @@ TEST(ConfigDefaults, MatchSpecNumbers) {
   EXPECT_EQ(c.kafka.embedded_partitions, 8);
   EXPECT_EQ(c.kafka.state_topic, "socialpulse.state");
   EXPECT_EQ(c.kafka.group_instance_id, "");  // unset: dynamic membership
+  EXPECT_EQ(c.kafka.changelog_max_record_bytes, kChangelogDefaultMaxRecordBytes);
   EXPECT_EQ(c.state.checkpoint_interval, seconds(1));
   EXPECT_EQ(c.metrics.listen, "0.0.0.0:9464");
   EXPECT_EQ(c.metrics.max_series, 20000u);
@@ -681,6 +684,20 @@ TEST(ConfigScaleOut, StateTopicMustNotBeAnotherTopic) {
   // Without the key, the default collides with the renamed DLQ: the message still names the key.
   expect_error("kafka:\n  dlq_topic: socialpulse.state\n", "test.yaml:2:3",
                "kafka.state_topic: 'socialpulse.state' is also used as another topic");
+}
+
+TEST(ConfigScaleOut, ChangelogMaxRecordBytesParsesWithinItsRange) {
+  EXPECT_EQ(parse_ok("kafka: {changelog_max_record_bytes: 4096}\n").kafka.changelog_max_record_bytes,
+            4096u);
+  EXPECT_EQ(parse_ok("", {"kafka.changelog_max_record_bytes=67108864"})
+                .kafka.changelog_max_record_bytes,
+            size_t{64} << 20);
+  expect_error("kafka:\n  changelog_max_record_bytes: 4095\n", "test.yaml:2:31",
+               "kafka.changelog_max_record_bytes: 4095 is not between 4096 and 67108864");
+  expect_error("kafka:\n  changelog_max_record_bytes: 67108865\n", "test.yaml:2:31",
+               "is not between");
+  expect_error("kafka:\n  changelog_max_record_bytes: 1MB\n", "test.yaml:2:31",
+               "expected an integer");
 }
 
 TEST(ConfigScaleOut, GroupInstanceIdMustBeAValidKafkaName) {
