@@ -388,14 +388,37 @@ class RunnerImpl final : public Runner {
   void on_revoke(rd_kafka_topic_partition_list_t* partitions) {
     spdlog::info("msg=\"partitions revoked\" count={}", partitions->cnt);
     // Their state and offsets must be durable before another instance picks them up (unless
-    // the store failed for good: then the last stored checkpoint is all there is).
+    // the store failed for good: then the last stored checkpoint is all there is). The checkpoint
+    // may wait for DLQ acknowledgements as long as the handover may take.
+    const auto deadline =
+        SteadyClock::now() + std::min<Millis>(config_.shutdown_timeout / 2, Millis{10'000});
+    bool stored = false;
     for (int attempt = 0; attempt < 3 && !abandoned_ && fatal_.message.empty(); ++attempt) {
-      if (checkpoint()) break;
+      if (checkpoint(deadline)) {
+        stored = true;
+        break;
+      }
     }
     std::vector<PartitionId> ids;
     for (int i = 0; i < partitions->cnt; ++i) {
       const auto id = slots_.id_of(partitions->elems[i].topic, partitions->elems[i].partition);
       if (id && topology_.find(*id) != nullptr) ids.push_back(*id);
+    }
+    // Not stored: the next owner resumes from the last stored checkpoint and counts again what
+    // came after it, so this instance must not keep those counts either. Each partition goes
+    // back to its last stored state before its counts are absorbed (nothing after it was
+    // published: /metrics shows committed checkpoints only).
+    if (!stored && !abandoned_) {
+      for (PartitionId id : ids) {
+        topology_.revoke(id);
+        if (auto back = topology_.assign(id, *state_reader_); !back) {
+          spdlog::error("msg=\"revoked partition not rolled back\" pid={} error=\"{}\"", id.value,
+                        back.error().message);
+        }
+      }
+      spdlog::warn(
+          "msg=\"revoked partitions rolled back to their last stored checkpoint\" count={}",
+          ids.size());
     }
     // The next owner restores from the changelog: it must have their last checkpoint.
     if (!abandoned_) {

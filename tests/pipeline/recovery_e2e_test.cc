@@ -433,6 +433,37 @@ TEST_F(RecoveryE2E, TwoInstancesSplitPartitionsAndARebalanceLosesAndDoublesNothi
   EXPECT_EQ(testing::metric_sum(m, "socialpulse_consumer_lag_messages"), 0);
 }
 
+// A revoke whose checkpoint cannot be stored: the partitions' next owner resumes from their last
+// stored checkpoint, so the instance that gave them up must not keep what it counted after it.
+TEST_F(RecoveryE2E, ARevokeWhoseCheckpointFailsKeepsNoCountTheNextOwnerRepeats) {
+  std::atomic<CheckpointStore*> store{nullptr};
+  RunnerTestHooks hooks;
+  hooks.on_store_open = [&](CheckpointStore& s) {
+    s.inject_write_failures(1'000'000);  // nothing of a's can be stored until the test says so
+    store = &s;
+  };
+  produce_data_set();
+  Instance a(config("a"), hooks);
+  a.start();
+  ASSERT_TRUE(testing::wait_until([&] { return a.metric("socialpulse_checkpoint_failures_total") >= 2; }, 30s));
+  Instance b(config("b"));
+  b.start();  // the rebalance revokes a's partitions while a cannot store them
+  ASSERT_TRUE(testing::wait_until([&] {
+    return b.metric("socialpulse_partitions_assigned") > 0 && a.metric("socialpulse_partitions_assigned") > 0;
+  }, 60s));
+  store.load()->inject_write_failures(0);
+  auto summed = [&](const std::string& name) { return a.metric(name) + b.metric(name); };
+  ASSERT_TRUE(testing::wait_until([&] {
+    return summed("socialpulse_events_consumed_total") >= kTotal && a.metric("socialpulse_consumer_lag_messages") == 0 &&
+           b.metric("socialpulse_consumer_lag_messages") == 0;
+  }, 60s)) << a.metric("socialpulse_events_consumed_total") << " + " << b.metric("socialpulse_events_consumed_total");
+  std::map<std::string, double> both;
+  for (const auto& m : {a.scrape(), b.scrape()}) {
+    for (const auto& [k, v] : m) both[k] += v;
+  }
+  expect_exact(both);
+}
+
 // Issue #15 item 4: an instance that leaves takes its series with it, so its last increments
 // count only if a scraper read them. With no periodic checkpoint, everything it counts is in its
 // final checkpoint; it is stopped just after a scrape of a scraper polling every 2 s, so only a
