@@ -66,6 +66,9 @@ class ReputationOperator final : public Operator {
   // retained 5-minute slices do not cover). For the first hour after an upgrade the 1h gauge may
   // thus still count up to 4 minutes of older actors, and for the first day the 24h gauge up to
   // 59 minutes, as the slices did; actors of open minutes inside a closed slice count at once.
+  // A partition restored on an instance whose closed end is behind the writer's brings pairs of
+  // minutes this instance has not closed: windows end at this closed end and skip them, and an
+  // older pair they had pruned is missing from the gauges until this instance closes them too.
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
