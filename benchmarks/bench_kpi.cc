@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "operators/keyed_state.h"
 #include "operators/kpi_operators.h"
 #include "operators/metrics_writer.h"
 
@@ -139,6 +140,47 @@ void BM_KpiCollect(benchmark::State& state) {
   state.counters["state_MB"] = static_cast<double>(bytes) / 1e6;
 }
 BENCHMARK(BM_KpiCollect)->Args({20'000, 1})->Args({20'000, 60})->Unit(benchmark::kMicrosecond);
+
+// The same day of state: one snapshot() of the four partitions (what a checkpoint writes when
+// every partition is dirty), into a MemoryState.
+void BM_KpiSnapshot(benchmark::State& state) {
+  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
+                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                          "blog", "forum", "reviews", "web"});
+  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
+  const auto events = make_events(1 << 20);
+  NullEmitter emitter;
+  constexpr size_t kPerMinute = 20'000;
+  EventTime watermark = kMinEventTime;
+  size_t i = 0;
+  for (int m = 0; m < 24 * 60; ++m) {
+    for (size_t k = 0; k < kPerMinute; ++k, ++i) {
+      const auto& [partition, e] = events[i & (events.size() - 1)];
+      Event shifted = e;
+      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3);
+      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
+                                                      KpiSettings{}, EmvSettings{});
+      for (auto& op : ops) op->process(ctx, shifted);
+    }
+    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3 - 10'000);
+    for (auto& op : ops) op->on_watermark(watermark, emitter);
+  }
+  size_t bytes = 0;
+  for (auto _ : state) {
+    MemoryState out;
+    for (const auto& op : ops) {
+      for (int p = 0; p < 4; ++p) {
+        ScopedStateWriter scoped(out, state_scope(op->name(), PartitionId{p}));
+        op->snapshot(PartitionId{p}, scoped);
+      }
+    }
+    bytes = 0;
+    for (const auto& [key, value] : out.entries()) bytes += value.size();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.counters["checkpoint_MB"] = static_cast<double>(bytes) / 1e6;
+}
+BENCHMARK(BM_KpiSnapshot)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace sp
