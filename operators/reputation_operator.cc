@@ -16,6 +16,9 @@ constexpr uint64_t kPartitionSnapshotVersion = 3;
 constexpr uint64_t kPartitionSnapshotVersionSlices = 2;
 constexpr int64_t kShortSliceMinutes = 5;  // format 2's slices
 constexpr int64_t kLongSliceMinutes = 60;
+// Minute and slice numbers of any event time are far below this; a stored one above is corrupt
+// (and index arithmetic on it could overflow).
+constexpr int64_t kSaneMinute = int64_t{1} << 40;
 constexpr uint64_t kGlobalSnapshotVersion = 2;
 // 3: the v2 detector (warm-up, profile, sentiment baseline, episode). 2 is still read.
 constexpr uint64_t kDetectorVersion = 3;
@@ -615,7 +618,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     }
     if (version == kPartitionSnapshotVersion) {
       read_hll_series(b.open_actors);
-      if (!r.ok()) return corrupt_reputation(key);
+      if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
       auto actors = SlidingHyperLogLog::deserialize(r.rest());
       if (!actors) return corrupt_reputation(key);
       b.actors = std::move(*actors);
@@ -623,9 +626,8 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       Series<HyperLogLog> short_slices, long_slices;
       read_hll_series(short_slices);
       read_hll_series(long_slices);
-      constexpr int64_t kSaneSlice = int64_t{1} << 40;  // slice numbers times 60 cannot overflow
-      if (!r.ok() || std::abs(short_slices.first) > kSaneSlice ||
-          std::abs(long_slices.first) > kSaneSlice) {
+      if (!r.ok() || std::abs(short_slices.first) > kSaneMinute ||
+          std::abs(long_slices.first) > kSaneMinute) {
         return corrupt_reputation(key);
       }
       adopt_slices(b, short_slices, long_slices);
