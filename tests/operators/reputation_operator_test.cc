@@ -375,6 +375,33 @@ TEST(ReputationOperator, RestoresUniqueActorsOfTheSliceFormat) {
   EXPECT_EQ(again.get("brand/acme").value().value()[0], 3);
 }
 
+TEST(ReputationOperator, RestoresDenseSlicesOfTheSliceFormat) {
+  const int64_t m0 = kT0 / kMinute;
+  std::vector<std::string> many;
+  for (int i = 0; i < 3000; ++i) many.push_back("dense-" + std::to_string(i));
+  std::string brand;
+  byte_codec::put_u64(brand, 2);
+  byte_codec::put_i64(brand, m0 + 60);
+  byte_codec::put_u64(brand, 0);
+  brand += slice_series_bytes((m0 + 60) / 5, {many});  // [60, 65), dense
+  brand += slice_series_bytes(m0 / 60, {{}, many});    // [0, 60) empty, [60, 120)
+  std::string closed;
+  byte_codec::put_u64(closed, 2);
+  byte_codec::put_i64(closed, m0 + 66);
+  MemoryState state;
+  state.put(state_scope("kpi_reputation", PartitionId{0}) + "brand/acme", brand);
+  state.put(state_scope("kpi_reputation", kGlobalPartition) + "closed", closed);
+  Harness h;
+  ASSERT_TRUE(testing::restore_from(state, h.op, kGlobalPartition));
+  ASSERT_TRUE(testing::restore_from(state, h.op, PartitionId{0}));
+  EXPECT_LE(std::abs(h.metrics().at(kActors1h) - 3000.0) / 3000.0, 0.02);
+  h.advance_to_minute(124);  // [64, 124): the slice's last minute, 64, is still in
+  EXPECT_LE(std::abs(h.metrics().at(kActors1h) - 3000.0) / 3000.0, 0.02);
+  h.advance_to_minute(125);
+  EXPECT_FALSE(h.metrics().has(kActors1h));
+  EXPECT_LE(std::abs(h.metrics().at(kActors24h) - 3000.0) / 3000.0, 0.02);
+}
+
 TEST(ReputationOperator, GapMinutesFeedZeroToTheDetector) {
   Harness h;
   h.add(opinion(kAcme, 0.5, -1.0));  // x = 1 at minute 0
