@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "operators/keyed_state.h"
 #include "operators/kpi_operators.h"
+#include "operators/metrics_writer.h"
 
 namespace sp {
 namespace {
@@ -81,6 +83,104 @@ void BM_KpiOperators(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_KpiOperators)->MinTime(3.0);
+
+class NullMetricsWriter final : public MetricsWriter {
+ public:
+  void family(std::string_view name, std::string_view, MetricType) override {
+    benchmark::DoNotOptimize(name.data());
+  }
+  void add(std::span<const LabelPair>, double value) override { benchmark::DoNotOptimize(value); }
+  void add_histogram(std::span<const LabelPair>, std::span<const double>,
+                     std::span<const uint64_t> counts, double) override {
+    benchmark::DoNotOptimize(counts.data());
+  }
+};
+
+// One collect() of both KPI operators (what each checkpoint's metrics publish pays) after a day of
+// event time at state.range(0) events per minute over 4 brands x 4 partitions: the unique-actor
+// sketches are dense (200k actors). A minute closes before every state.range(1)-th collect (1:
+// each collect sees a new closed minute, as while catching up; 60: a live pipeline publishing
+// every second), outside the timing.
+void BM_KpiCollect(benchmark::State& state) {
+  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
+                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                          "blog", "forum", "reviews", "web"});
+  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
+  const auto events = make_events(1 << 20);
+  NullEmitter emitter;
+  const auto per_minute = static_cast<size_t>(state.range(0));
+  const int64_t step_ms = 60'000 / static_cast<int64_t>(per_minute);
+  size_t i = 0;
+  EventTime watermark = kMinEventTime;
+  auto feed_minute = [&] {
+    for (size_t k = 0; k < per_minute; ++k, ++i) {
+      const auto& [partition, e] = events[i & (events.size() - 1)];
+      Event shifted = e;
+      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * step_ms);
+      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
+                                                      KpiSettings{}, EmvSettings{});
+      for (auto& op : ops) op->process(ctx, shifted);
+    }
+    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * step_ms - 10'000);
+    for (auto& op : ops) op->on_watermark(watermark, emitter);
+  };
+  for (int m = 0; m < 24 * 60; ++m) feed_minute();
+  NullMetricsWriter out;
+  size_t n = 0;
+  for (auto _ : state) {
+    if (n++ % static_cast<size_t>(state.range(1)) == 0) {
+      state.PauseTiming();
+      feed_minute();
+      state.ResumeTiming();
+    }
+    for (const auto& op : ops) op->collect(out);
+  }
+  size_t bytes = 0;
+  for (const auto& op : ops) bytes += op->state_bytes();
+  state.counters["state_MB"] = static_cast<double>(bytes) / 1e6;
+}
+BENCHMARK(BM_KpiCollect)->Args({20'000, 1})->Args({20'000, 60})->Unit(benchmark::kMicrosecond);
+
+// The same day of state: one snapshot() of the four partitions (what a checkpoint writes when
+// every partition is dirty), into a MemoryState.
+void BM_KpiSnapshot(benchmark::State& state) {
+  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
+                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                          "blog", "forum", "reviews", "web"});
+  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
+  const auto events = make_events(1 << 20);
+  NullEmitter emitter;
+  constexpr size_t kPerMinute = 20'000;
+  EventTime watermark = kMinEventTime;
+  size_t i = 0;
+  for (int m = 0; m < 24 * 60; ++m) {
+    for (size_t k = 0; k < kPerMinute; ++k, ++i) {
+      const auto& [partition, e] = events[i & (events.size() - 1)];
+      Event shifted = e;
+      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3);
+      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
+                                                      KpiSettings{}, EmvSettings{});
+      for (auto& op : ops) op->process(ctx, shifted);
+    }
+    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3 - 10'000);
+    for (auto& op : ops) op->on_watermark(watermark, emitter);
+  }
+  size_t bytes = 0;
+  for (auto _ : state) {
+    MemoryState out;
+    for (const auto& op : ops) {
+      for (int p = 0; p < 4; ++p) {
+        ScopedStateWriter scoped(out, state_scope(op->name(), PartitionId{p}));
+        op->snapshot(PartitionId{p}, scoped);
+      }
+    }
+    bytes = 0;
+    for (const auto& [key, value] : out.entries()) bytes += value.size();
+    benchmark::DoNotOptimize(bytes);
+  }
+  state.counters["checkpoint_MB"] = static_cast<double>(bytes) / 1e6;
+}
+BENCHMARK(BM_KpiSnapshot)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace sp

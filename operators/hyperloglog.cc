@@ -77,11 +77,27 @@ void HyperLogLog::grow() {
   }
 }
 
-void HyperLogLog::add_dense(uint64_t hash) {
-  const size_t index = hash >> (64 - kPrecision);
+uint8_t HyperLogLog::rank_of(uint64_t hash) {
   const uint64_t rest = (hash << kPrecision) | (uint64_t{1} << (kPrecision - 1));
-  const uint8_t rank = static_cast<uint8_t>(std::countl_zero(rest) + 1);
+  return static_cast<uint8_t>(std::countl_zero(rest) + 1);
+}
+
+void HyperLogLog::add_dense(uint64_t hash) {
+  const size_t index = register_of(hash);
+  const uint8_t rank = rank_of(hash);
   if (dense_[index] < rank) dense_[index] = rank;
+}
+
+void HyperLogLog::merge_registers(const uint8_t* ranks) {
+  if (dense_.empty()) densify();
+  max_registers(dense_.data(), ranks);
+}
+
+void HyperLogLog::append_hashes(std::vector<uint64_t>& out) const {
+  if (has_zero_) out.push_back(0);
+  for (uint64_t h : table_) {
+    if (h != 0) out.push_back(h);
+  }
 }
 
 void HyperLogLog::densify() {

@@ -16,12 +16,26 @@ class HyperLogLog {
   static constexpr size_t kRegisters = size_t{1} << kPrecision;
   static constexpr size_t kSparseLimit = 512;
 
+  // The register a hash updates and the rank it offers there (1 + leading zeros of the rest,
+  // 1..kMaxRank).
+  static constexpr int kMaxRank = 64 - kPrecision + 1;
+  static size_t register_of(uint64_t hash) {
+    return static_cast<size_t>(hash >> (64 - kPrecision));
+  }
+  static uint8_t rank_of(uint64_t hash);
+
   void add(uint64_t hash);
   void merge(const HyperLogLog& other);
+  // Densifies, then raises every register to at least ranks[i] (kRegisters entries).
+  void merge_registers(const uint8_t* ranks);
   double estimate() const;
   bool empty() const { return sparse_count() == 0 && dense_.empty(); }
   bool is_dense() const { return !dense_.empty(); }
   void clear();
+  // The registers once dense (kRegisters ranks), else nullptr.
+  const uint8_t* registers() const { return dense_.empty() ? nullptr : dense_.data(); }
+  // Appends the sparse set's hashes, in no particular order (nothing once dense).
+  void append_hashes(std::vector<uint64_t>& out) const;
 
   // Appends a self-delimiting, deterministic encoding (sparse: the hashes in ascending order);
   // deserialize consumes it from `in`.

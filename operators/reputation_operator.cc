@@ -10,8 +10,15 @@
 namespace sp {
 namespace {
 
-// 2: one key per brand, named (1: positional blob per partition, not read).
-constexpr uint64_t kPartitionSnapshotVersion = 2;
+// 3: `brand/<name>` holds the open minutes' actors and the sliding sketch (issue #17); 2 (the HLL
+// slices) is still read; 1 (positional blob per partition) is not.
+constexpr uint64_t kPartitionSnapshotVersion = 3;
+constexpr uint64_t kPartitionSnapshotVersionSlices = 2;
+constexpr int64_t kShortSliceMinutes = 5;  // format 2's slices
+constexpr int64_t kLongSliceMinutes = 60;
+// Minute and slice numbers of any event time are far below this; a stored one above is corrupt
+// (and index arithmetic on it could overflow).
+constexpr int64_t kSaneMinute = int64_t{1} << 40;
 constexpr uint64_t kGlobalSnapshotVersion = 2;
 // 3: the v2 detector (warm-up, profile, sentiment baseline, episode). 2 is still read.
 constexpr uint64_t kDetectorVersion = 3;
@@ -105,10 +112,8 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
     brand.explain.try_emplace(minute, vocabulary_.channel_count())
         .first->second.add(event, d.negative);
   }
-  if (event.has_actor) {
-    brand.short_slices.at(floor_div(minute, kShortSliceMinutes)).add(event.actor_hash);
-    brand.long_slices.at(floor_div(minute, kLongSliceMinutes)).add(event.actor_hash);
-  }
+  // Counted once the minute closes (fold_closed_actors): the gauges hold closed minutes only.
+  if (event.has_actor) brand.open_actors.at(minute).add(event.actor_hash);
 }
 
 void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
@@ -118,15 +123,22 @@ void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
   closed_end_ = new_closed_end;
 
   const int64_t minute_floor = new_closed_end - horizon_minutes_;
-  const int64_t short_floor = floor_div(new_closed_end - kShortHorizonMinutes, kShortSliceMinutes);
-  const int64_t long_floor = floor_div(new_closed_end - kLongHorizonMinutes, kLongSliceMinutes);
   for (auto& [id, p] : partitions_) {
     for (BrandState& b : p.brands) {
       b.minutes.drop_before(minute_floor);
-      // A slice is kept while it still intersects its horizon (see the class comment).
-      b.short_slices.drop_before(short_floor);
-      b.long_slices.drop_before(long_floor);
+      fold_closed_actors(b, new_closed_end);
+      b.actors.expire_before(new_closed_end - kLongHorizonMinutes);
     }
+  }
+  ++actors_version_;
+}
+
+void ReputationOperator::fold_closed_actors(BrandState& brand, int64_t closed_end) {
+  Series<HyperLogLog>& open = brand.open_actors;
+  while (!open.items.empty() && open.first < closed_end) {
+    if (!open.items.front().empty()) brand.actors.add_minute(open.first, open.items.front());
+    open.items.pop_front();
+    ++open.first;
   }
 }
 
@@ -244,25 +256,27 @@ void ReputationOperator::emit_alert(BrandIndex brand, int64_t minute, const Spik
   out.emit(std::move(r));
 }
 
-HyperLogLog ReputationOperator::merged_actors(BrandIndex brand, bool long_horizon,
-                                              bool* any) const {
-  const int64_t slice = long_horizon ? kLongSliceMinutes : kShortSliceMinutes;
-  const int64_t horizon = long_horizon ? kLongHorizonMinutes : kShortHorizonMinutes;
-  const int64_t lo = floor_div(closed_end_ - horizon, slice);  // first slice touching the horizon
-  const int64_t hi = floor_div(closed_end_ - 1, slice);  // slice holding the last closed minute
-  HyperLogLog merged;
-  *any = false;
-  for (const auto& [id, p] : partitions_) {
-    const Series<HyperLogLog>& s =
-        long_horizon ? p.brands[brand].long_slices : p.brands[brand].short_slices;
-    for (int64_t i = std::max(lo, s.first); i <= hi && i < s.end(); ++i) {
-      const HyperLogLog& h = s.items[static_cast<size_t>(i - s.first)];
-      if (h.empty()) continue;
-      merged.merge(h);
-      *any = true;
+const std::vector<std::array<ReputationOperator::ActorGauge, 2>>& ReputationOperator::actor_gauges()
+    const {
+  if (gauges_closed_end_ == closed_end_ && gauges_version_ == actors_version_) return actor_gauges_;
+  const size_t brands = vocabulary_.brand_count();
+  actor_gauges_.assign(brands, {});
+  for (size_t b = 0; b < brands; ++b) {
+    const int64_t horizons[] = {kShortHorizonMinutes, kLongHorizonMinutes};
+    for (size_t h = 0; h < 2; ++h) {
+      HyperLogLog merged;
+      bool any = false;
+      for (const auto& [id, p] : partitions_) {
+        const SlidingHyperLogLog& actors = p.brands[b].actors;
+        if (actors.empty()) continue;
+        any |= actors.merge_window(closed_end_ - horizons[h], closed_end_, merged);
+      }
+      if (any) actor_gauges_[b][h] = {true, merged.estimate()};
     }
   }
-  return merged;
+  gauges_closed_end_ = closed_end_;
+  gauges_version_ = actors_version_;
+  return actor_gauges_;
 }
 
 void ReputationOperator::collect(MetricsWriter& out) const {
@@ -400,14 +414,13 @@ void ReputationOperator::collect(MetricsWriter& out) const {
   {
     LazyFamily family(out, "socialpulse_unique_actors",
                       "Distinct actors (HyperLogLog) over 1h and 24h", MetricType::gauge);
+    const auto& gauges = actor_gauges();
     for (size_t b = 0; b < brands; ++b) {
-      for (bool long_horizon : {false, true}) {
-        bool any = false;
-        const HyperLogLog h = merged_actors(static_cast<BrandIndex>(b), long_horizon, &any);
-        if (!any) continue;
+      for (size_t h = 0; h < 2; ++h) {
+        if (!gauges[b][h].present) continue;
         const LabelPair labels[] = {{"brand", vocabulary_.brand_name(static_cast<BrandIndex>(b))},
-                                    {"horizon", long_horizon ? "24h" : "1h"}};
-        family.add(labels, h.estimate());
+                                    {"horizon", h == 0 ? "1h" : "24h"}};
+        family.add(labels, gauges[b][h].value);
       }
     }
   }
@@ -456,8 +469,8 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
       put_i64(value, k.opinion_events);
       put_i64(value, k.events);
     }
-    put_hll_series(value, b.short_slices.first, b.short_slices.items);
-    put_hll_series(value, b.long_slices.first, b.long_slices.items);
+    put_hll_series(value, b.open_actors.first, b.open_actors.items);
+    b.actors.serialize(value);
     out.put(key.assign("brand/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
             value);
     value.clear();
@@ -568,7 +581,13 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       return {};
     }
     byte_codec::Reader r(bytes);
-    if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
+    const uint64_t version = r.u64();
+    if (!r.ok()) return corrupt_reputation(key);
+    if (version != kPartitionSnapshotVersion && version != kPartitionSnapshotVersionSlices) {
+      return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
+                                              "' has format version " + std::to_string(version) +
+                                              ", this build reads versions 2 and 3");
+    }
     BrandState& b = s.brands[*brand];
     auto read_hll_series = [&r](Series<HyperLogLog>& series) {
       series.first = r.i64();
@@ -597,9 +616,25 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       k.opinion_events = r.i64();
       k.events = r.i64();
     }
-    read_hll_series(b.short_slices);
-    read_hll_series(b.long_slices);
+    if (version == kPartitionSnapshotVersion) {
+      read_hll_series(b.open_actors);
+      if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
+      auto actors = SlidingHyperLogLog::deserialize(r.rest());
+      if (!actors) return corrupt_reputation(key);
+      b.actors = std::move(*actors);
+    } else {
+      Series<HyperLogLog> short_slices, long_slices;
+      read_hll_series(short_slices);
+      read_hll_series(long_slices);
+      if (!r.ok() || std::abs(short_slices.first) > kSaneMinute ||
+          std::abs(long_slices.first) > kSaneMinute) {
+        return corrupt_reputation(key);
+      }
+      adopt_slices(b, short_slices, long_slices);
+    }
     if (!r.done()) return corrupt_reputation(key);
+    // Minutes this instance has closed already (a move from an instance behind it, or format 2).
+    if (closed_end_ != kNothingClosed) fold_closed_actors(b, closed_end_);
     any = true;
     return {};
   });
@@ -637,10 +672,41 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     any = true;
   }
   if (any) partitions_.assign(partition, std::move(s));
+  ++actors_version_;
   return {};
 }
 
-void ReputationOperator::drop(PartitionId partition) { partitions_.erase(partition); }
+void ReputationOperator::adopt_slices(BrandState& brand, const Series<HyperLogLog>& short_slices,
+                                      const Series<HyperLogLog>& long_slices) const {
+  // The 1-hour slices stand in only for minutes before the retained 5-minute slices.
+  const int64_t short_start = short_slices.items.empty() ? std::numeric_limits<int64_t>::max()
+                                                         : short_slices.first * kShortSliceMinutes;
+  auto adopt = [&](int64_t start, int64_t last, const HyperLogLog& h) {
+    if (h.empty()) return;
+    int64_t stamp = last;
+    if (closed_end_ != kNothingClosed && start < closed_end_ && stamp >= closed_end_) {
+      stamp = closed_end_ - 1;  // holds the closed end: counted now, as the slice was
+    }
+    brand.open_actors.at(stamp).merge(h);
+  };
+  for (size_t i = 0; i < long_slices.items.size(); ++i) {
+    const int64_t start = (long_slices.first + static_cast<int64_t>(i)) * kLongSliceMinutes;
+    if (start >= short_start) break;
+    adopt(start, std::min(start + kLongSliceMinutes, short_start) - 1, long_slices.items[i]);
+  }
+  for (size_t i = 0; i < short_slices.items.size(); ++i) {
+    const int64_t start = (short_slices.first + static_cast<int64_t>(i)) * kShortSliceMinutes;
+    adopt(start, start + kShortSliceMinutes - 1, short_slices.items[i]);
+  }
+  if (closed_end_ != kNothingClosed) {
+    brand.actors.expire_before(closed_end_ - kLongHorizonMinutes);
+  }
+}
+
+void ReputationOperator::drop(PartitionId partition) {
+  partitions_.erase(partition);
+  ++actors_version_;
+}
 
 size_t ReputationOperator::state_bytes() const {
   size_t bytes = 0;
@@ -651,8 +717,8 @@ size_t ReputationOperator::state_bytes() const {
   for (const auto& [id, p] : partitions_) {
     for (const BrandState& b : p.brands) {
       bytes += b.minutes.items.size() * sizeof(MinuteBucket);
-      for (const HyperLogLog& h : b.short_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
-      for (const HyperLogLog& h : b.long_slices.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
+      for (const HyperLogLog& h : b.open_actors.items) bytes += sizeof(HyperLogLog) + hll_bytes(h);
+      bytes += b.actors.memory_bytes();
       // Open minutes' contributors: channels, types and two 8-key sketches (~64 B a key).
       bytes += b.explain.size() * (sizeof(ContributionSketch) + 16 * 64 +
                                    vocabulary_.channel_count() * sizeof(double));

@@ -1,6 +1,7 @@
 #pragma once
 // Horizon KPIs over closed 1-minute event-time buckets (SPEC 2): reputation index, share of voice,
 // innovation rate, unique actors (1h/24h) and the per-brand negative-score spike detector.
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <limits>
@@ -12,6 +13,7 @@
 #include "operators/operator.h"
 #include "operators/partition_states.h"
 #include "operators/settings.h"
+#include "operators/sliding_hyperloglog.h"
 #include "operators/spike_detector.h"
 #include "operators/spike_explainer.h"
 #include "operators/vocabulary.h"
@@ -29,17 +31,25 @@ namespace sp {
 // last `reputation_horizon` of closed buckets. An event whose bucket already closed is counted in
 // socialpulse_late_events_total{window="kpi"} (SPEC 2: nothing is excluded silently).
 //
-// Unique actors use HLL slices instead of one HLL per minute: 5-minute slices for the 1h gauge and
-// 1-hour slices for the 24h gauge. A gauge merges every slice that intersects the horizon
-// [closed_end - H, closed_end), so it covers H rounded out to whole slices: up to one slice minus
-// one minute more history at the old end (<= 4m for 1h, <= 59m for 24h), plus the events already
-// seen in the not-yet-closed minutes of the newest slice.
+// Unique actors count over exactly the last 60 and 1440 closed minutes, [closed_end - H,
+// closed_end) in minute indexes (issue #17): per partition and brand, the actors of each open
+// minute go to that minute's HyperLogLog (exact up to 512 ids); when the minute closes it is folded
+// into one SlidingHyperLogLog (sliding_hyperloglog.h) that keeps, per register, the pairs (minute,
+// rank) that can still be a window's maximum and forgets minutes older than 24h of closed minutes.
+// Both gauges are windows of that one sketch, so they hold closed minutes only, the boundaries
+// exactly, and the count within HLL error (exact while a partition's brand has at most 512 actors
+// in the last day). Folding at close keeps every pair older than the closed end, which is what
+// makes the dominance pruning exact for every later window. One sketch per partition and brand
+// replaces the 5-minute slices (1h) and 1-hour slices (24h) of state format 2, whose gauges
+// covered up to 64 min and 24 h 59 min plus the open minutes of the newest slice; a format-2 state
+// is converted on restore (see restore()). Memory: the sketch (435 KiB at 1 M actors a day, where
+// the slices took 592 KiB) plus one HyperLogLog (<= 16 KiB) per open minute: usually two
+// (out-of-orderness + grace), but one per minute a partition runs ahead of the pipeline watermark,
+// where the slices took one per 5 minutes; state_bytes() counts both, for back-pressure.
 class ReputationOperator final : public Operator {
  public:
   static constexpr int64_t kBucketMs = 60'000;
-  static constexpr int64_t kShortSliceMinutes = 5;
   static constexpr int64_t kShortHorizonMinutes = 60;
-  static constexpr int64_t kLongSliceMinutes = 60;
   static constexpr int64_t kLongHorizonMinutes = 24 * 60;
 
   ReputationOperator(Vocabulary vocabulary, KpiSettings kpi);
@@ -53,6 +63,15 @@ class ReputationOperator final : public Operator {
   // Keys: per partition `brand/<name>`, `explain/<name>` and `late`; global `closed`,
   // `detector/<brand>` and `baseline/<brand>` (the explanation baseline).
   void snapshot(PartitionId partition, StateWriter& out) const override;
+  // Reads `brand/<name>` formats 3 and 2. Format 2 held HLL slices (5-minute and 1-hour, see the
+  // class comment): each slice's actors are dated to the slice's last minute (the last closed
+  // minute for the slice that holds the closed end; the 1-hour slices only for the minutes the
+  // retained 5-minute slices do not cover). For the first hour after an upgrade the 1h gauge may
+  // thus still count up to 4 minutes of older actors, and for the first day the 24h gauge up to
+  // 59 minutes, as the slices did; actors of open minutes inside a closed slice count at once.
+  // A partition restored on an instance whose closed end is behind the writer's brings pairs of
+  // minutes this instance has not closed: windows end at this closed end and skip them, and an
+  // older pair they had pruned is missing from the gauges until this instance closes them too.
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
   void collect(MetricsWriter& out) const override;
@@ -88,8 +107,8 @@ class ReputationOperator final : public Operator {
   };
   struct BrandState {
     Series<MinuteBucket> minutes;
-    Series<HyperLogLog> short_slices;  // 5-minute slices, 1h gauge
-    Series<HyperLogLog> long_slices;   // 1-hour slices, 24h gauge
+    Series<HyperLogLog> open_actors;  // per open minute (>= closed end)
+    SlidingHyperLogLog actors;        // closed minutes of the last 24h
     // Who made the negative score of each still-open minute (alert explanations); erased when
     // the minute closes, so it holds the few open minutes only.
     std::map<int64_t, ContributionSketch> explain;
@@ -108,7 +127,18 @@ class ReputationOperator final : public Operator {
   // A bucket that closes more than alerts.max_lag behind the wall clock is replayed history.
   bool is_replay(int64_t minute) const;
   bool catching_up() const;
-  HyperLogLog merged_actors(BrandIndex brand, bool long_horizon, bool* any) const;
+  // Folds the open minutes' actors below `closed_end` into the sliding sketch, oldest first.
+  static void fold_closed_actors(BrandState& brand, int64_t closed_end);
+  // Converts format 2's HLL slices (see restore()).
+  void adopt_slices(BrandState& brand, const Series<HyperLogLog>& short_slices,
+                    const Series<HyperLogLog>& long_slices) const;
+  struct ActorGauge {
+    bool present = false;
+    double value = 0.0;
+  };
+  // Per brand, 1h then 24h, merged over partitions in PartitionId order; cached until a minute
+  // closes or partition state changes (collect() runs at every metrics publish).
+  const std::vector<std::array<ActorGauge, 2>>& actor_gauges() const;
 
   Vocabulary vocabulary_;
   KpiSettings kpi_;
@@ -123,6 +153,13 @@ class ReputationOperator final : public Operator {
   std::vector<uint64_t> spikes_;  // episodes started (live or replayed)
   std::vector<ExplainBaseline> baselines_;
   WallTime wall_{};  // not state: epoch 0 (never told) means live
+
+  // Not state: actor_gauges()'s cache, valid for (closed_end_, actors_version_). collect() is
+  // const and runs on the runner's thread, like every other call.
+  uint64_t actors_version_ = 0;  // bumped when a sketch changes (fold, restore, drop)
+  mutable std::vector<std::array<ActorGauge, 2>> actor_gauges_;
+  mutable int64_t gauges_closed_end_ = kNothingClosed;
+  mutable uint64_t gauges_version_ = UINT64_MAX;
 };
 
 }  // namespace sp

@@ -203,10 +203,12 @@ TEST(ReputationOperator, InnovationRateFollowsConfiguredEngagementTypes) {
   EXPECT_DOUBLE_EQ(h.metrics().at(R"(socialpulse_innovation_rate{brand="acme"})"), 2.0);
 }
 
-// 100 new actors per minute for 24h, each also seen again the next minute, over two partitions.
+// 100 new actors per minute for a day, each also seen again the next minute, over two partitions
+// (churn: the hour's actors are not the day's). The closed end 1443 is off the 5-minute and hour
+// grid: the 1h gauge of the old slices covered [1380, 1443), 6 400 actors, 4.9 % too many.
 TEST(ReputationOperator, UniqueActorsWithinTwoPercentAt1hAnd24h) {
   Harness h;
-  for (int m = 0; m < 1440; ++m) {
+  for (int m = 0; m < 1443; ++m) {
     for (int j = 0; j < 100; ++j) {
       for (int repeat = 0; repeat < 2; ++repeat) {
         const int owner_minute = m - repeat;
@@ -219,11 +221,11 @@ TEST(ReputationOperator, UniqueActorsWithinTwoPercentAt1hAnd24h) {
     }
     if (m % 10 == 9) h.advance_to_minute(m + 1);
   }
-  h.advance_to_minute(1440);
+  h.advance_to_minute(1443);
   const auto w = h.metrics();
-  // Horizon ends on an hour boundary, so the slices cover exactly [23:00, 24:00) and the day.
-  const double exact_1h = 60 * 100 + 100;  // the minute-1379 actors are seen again at 1380
-  const double exact_24h = 1440 * 100;
+  // [1383, 1443): the actors of minutes 1382..1442; [3, 1443): those of minutes 2..1442.
+  const double exact_1h = 61 * 100;
+  const double exact_24h = 1441 * 100;
   const double got_1h = w.at(R"(socialpulse_unique_actors{brand="acme",horizon="1h"})");
   const double got_24h = w.at(R"(socialpulse_unique_actors{brand="acme",horizon="24h"})");
   EXPECT_LE(std::abs(got_1h - exact_1h) / exact_1h, 0.02) << got_1h;
@@ -231,21 +233,173 @@ TEST(ReputationOperator, UniqueActorsWithinTwoPercentAt1hAnd24h) {
   EXPECT_FALSE(w.has(R"(socialpulse_unique_actors{brand="globex",horizon="1h"})"));
 }
 
-TEST(ReputationOperator, UniqueActorsSlicesRoundTheHorizonOut) {
-  Harness h;
-  Event e = make(kAcme, EventType::like, 0.5);
+Event actor_event(BrandIndex brand, double minute, const std::string& actor) {
+  Event e = make(brand, EventType::like, minute);
   e.has_actor = true;
-  e.actor_hash = testing::actor_hash("early");
-  h.add(e);
-  e.time = at_minute(62.5);
-  e.actor_hash = testing::actor_hash("late");
-  h.add(e);
-  h.advance_to_minute(63);
-  // 1h horizon [3, 63) rounds out to 5-minute slices [0, 65): minute 0 still counts.
-  EXPECT_EQ(h.metrics().at(R"(socialpulse_unique_actors{brand="acme",horizon="1h"})"), 2.0);
-  h.advance_to_minute(65);  // [5, 65): slice [0, 5) expired
-  EXPECT_EQ(h.metrics().at(R"(socialpulse_unique_actors{brand="acme",horizon="1h"})"), 1.0);
-  EXPECT_EQ(h.metrics().at(R"(socialpulse_unique_actors{brand="acme",horizon="24h"})"), 2.0);
+  e.actor_hash = testing::actor_hash(actor);
+  return e;
+}
+const std::string kActors1h = R"(socialpulse_unique_actors{brand="acme",horizon="1h"})";
+const std::string kActors24h = R"(socialpulse_unique_actors{brand="acme",horizon="24h"})";
+
+TEST(ReputationOperator, UniqueActorsCoverExactlyTheLastHourOfClosedMinutes) {
+  Harness h;
+  h.add(actor_event(kAcme, 0.5, "at-0"));
+  h.add(actor_event(kAcme, 1.5, "at-1"), /*partition=*/1);
+  h.add(actor_event(kAcme, 60.5, "at-60"));
+  h.advance_to_minute(61);  // closed end 61: the hour is [1, 61)
+  EXPECT_EQ(h.metrics().at(kActors1h), 2.0);
+  EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
+  h.advance_to_minute(62);  // [2, 62): minute 1 left
+  EXPECT_EQ(h.metrics().at(kActors1h), 1.0);
+  EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
+}
+
+TEST(ReputationOperator, UniqueActorsCoverExactlyTheLastDayOfClosedMinutes) {
+  Harness h;
+  h.add(actor_event(kAcme, 0.5, "at-0"));
+  h.add(actor_event(kAcme, 1.5, "at-1"), /*partition=*/1);
+  h.add(actor_event(kAcme, 1440.5, "at-1440"));
+  h.advance_to_minute(1441);  // closed end 1441: the day is [1, 1441)
+  EXPECT_EQ(h.metrics().at(kActors24h), 2.0);
+  EXPECT_EQ(h.metrics().at(kActors1h), 1.0);
+  h.advance_to_minute(1442);
+  EXPECT_EQ(h.metrics().at(kActors24h), 1.0);
+  h.advance_to_minute(1502);  // nobody left in the hour
+  EXPECT_FALSE(h.metrics().has(kActors1h));
+  EXPECT_EQ(h.metrics().at(kActors24h), 1.0);
+  h.advance_to_minute(2881);  // nor in the day
+  EXPECT_FALSE(h.metrics().has(kActors24h));
+}
+
+TEST(ReputationOperator, UniqueActorsOfOpenMinutesCountOnlyOnceTheyClose) {
+  Harness h;
+  h.add(actor_event(kAcme, 0.5, "first"));
+  h.advance_to_minute(1);
+  h.add(actor_event(kAcme, 3.5, "ahead"));  // out of order: minute 3 before minutes 1 and 2
+  h.add(actor_event(kAcme, 1.5, "second"));
+  h.add(actor_event(kAcme, 2.5, "third"), /*partition=*/1);
+  EXPECT_EQ(h.metrics().at(kActors1h), 1.0);
+  EXPECT_EQ(h.metrics().at(kActors24h), 1.0);
+  h.advance_to_minute(3);
+  EXPECT_EQ(h.metrics().at(kActors1h), 3.0);
+  EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
+  h.advance_to_minute(4);
+  EXPECT_EQ(h.metrics().at(kActors1h), 4.0);
+  h.advance_to_minute(62);  // [2, 62): "first" (0) and "second" (1) left
+  EXPECT_EQ(h.metrics().at(kActors1h), 2.0);
+}
+
+TEST(ReputationOperator, LateActorsNeverEnterTheSketch) {
+  Harness h;
+  h.add(actor_event(kAcme, 0.5, "on-time"));
+  h.advance_to_minute(2);
+  h.add(actor_event(kAcme, 1.5, "late"));  // minute 1 closed
+  h.advance_to_minute(3);
+  EXPECT_EQ(h.metrics().at(kActors1h), 1.0);
+  EXPECT_EQ(h.metrics().at(R"(socialpulse_late_events_total{window="kpi"})"), 1.0);
+}
+
+TEST(ReputationOperator, UniqueActorsSurviveARestoreWithOpenMinutes) {
+  Harness h;
+  for (int i = 0; i < 900; ++i) h.add(actor_event(kAcme, 0.5 + i % 3, "a" + std::to_string(i)));
+  h.add(actor_event(kAcme, 3.5, "open"), /*partition=*/1);
+  h.advance_to_minute(2);
+  MemoryState state;
+  for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
+    testing::checkpoint_into(state, h.op, p);
+  }
+  Harness back;
+  for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
+    ASSERT_TRUE(testing::restore_from(state, back.op, p));
+  }
+  EXPECT_EQ(back.metrics().samples, h.metrics().samples);
+  for (Harness* x : {&h, &back}) x->advance_to_minute(4);
+  EXPECT_EQ(back.metrics().samples, h.metrics().samples);
+  const double all = back.metrics().at(kActors1h);
+  EXPECT_LE(std::abs(all - 901.0) / 901.0, 0.02) << all;
+  for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
+    MemoryState a, b;
+    testing::checkpoint_into(a, h.op, p);
+    testing::checkpoint_into(b, back.op, p);
+    EXPECT_EQ(a.entries(), b.entries()) << p.value;
+  }
+}
+
+// State written before issue #17 (`brand/<name>` format 2: minutes, then 5-minute and 1-hour HLL
+// slices) restores: each slice's actors are dated to its last minute, the 1-hour slices only
+// before the 5-minute ones, the slice holding the closed end to the last closed minute.
+std::string slice_series_bytes(int64_t first, const std::vector<std::vector<std::string>>& slices) {
+  std::string v;
+  byte_codec::put_i64(v, first);
+  byte_codec::put_u64(v, slices.size());
+  for (const auto& actors : slices) {
+    HyperLogLog h;
+    for (const auto& a : actors) h.add(testing::actor_hash(a));
+    h.serialize(v);
+  }
+  return v;
+}
+
+TEST(ReputationOperator, RestoresUniqueActorsOfTheSliceFormat) {
+  const int64_t m0 = kT0 / kMinute;  // minute 0 of at_minute(), on an hour boundary
+  std::string brand;
+  byte_codec::put_u64(brand, 2);        // format 2
+  byte_codec::put_i64(brand, m0 + 60);  // minutes: none
+  byte_codec::put_u64(brand, 0);
+  // 5-minute slices [60, 65) and [65, 70); 1-hour slices [0, 60) and [60, 120).
+  brand += slice_series_bytes((m0 + 60) / 5, {{"a"}, {"b", "open"}});
+  brand += slice_series_bytes(m0 / 60, {{"x", "a"}, {"a", "b", "open"}});
+  std::string closed;
+  byte_codec::put_u64(closed, 2);
+  byte_codec::put_i64(closed, m0 + 67);  // minutes < 67 closed
+  MemoryState state;
+  state.put(state_scope("kpi_reputation", PartitionId{0}) + "brand/acme", brand);
+  state.put(state_scope("kpi_reputation", kGlobalPartition) + "closed", closed);
+  Harness h;
+  ASSERT_TRUE(testing::restore_from(state, h.op, kGlobalPartition));
+  ASSERT_TRUE(testing::restore_from(state, h.op, PartitionId{0}));
+  // x at 59, a at 64, b and open at 66 (the slice holding the closed end): all in [7, 67).
+  EXPECT_EQ(h.metrics().at(kActors1h), 4.0);
+  EXPECT_EQ(h.metrics().at(kActors24h), 4.0);
+  h.advance_to_minute(120);  // [60, 120)
+  EXPECT_EQ(h.metrics().at(kActors1h), 3.0);
+  h.advance_to_minute(125);  // [65, 125)
+  EXPECT_EQ(h.metrics().at(kActors1h), 2.0);
+  EXPECT_EQ(h.metrics().at(kActors24h), 4.0);
+  h.advance_to_minute(1500);  // [60, 1500): x (59) left
+  EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
+  // It is written back in the new format.
+  MemoryState again;
+  h.op.snapshot(PartitionId{0}, again);
+  EXPECT_EQ(again.get("brand/acme").value().value()[0], 3);
+}
+
+TEST(ReputationOperator, RestoresDenseSlicesOfTheSliceFormat) {
+  const int64_t m0 = kT0 / kMinute;
+  std::vector<std::string> many;
+  for (int i = 0; i < 3000; ++i) many.push_back("dense-" + std::to_string(i));
+  std::string brand;
+  byte_codec::put_u64(brand, 2);
+  byte_codec::put_i64(brand, m0 + 60);
+  byte_codec::put_u64(brand, 0);
+  brand += slice_series_bytes((m0 + 60) / 5, {many});  // [60, 65), dense
+  brand += slice_series_bytes(m0 / 60, {{}, many});    // [0, 60) empty, [60, 120)
+  std::string closed;
+  byte_codec::put_u64(closed, 2);
+  byte_codec::put_i64(closed, m0 + 66);
+  MemoryState state;
+  state.put(state_scope("kpi_reputation", PartitionId{0}) + "brand/acme", brand);
+  state.put(state_scope("kpi_reputation", kGlobalPartition) + "closed", closed);
+  Harness h;
+  ASSERT_TRUE(testing::restore_from(state, h.op, kGlobalPartition));
+  ASSERT_TRUE(testing::restore_from(state, h.op, PartitionId{0}));
+  EXPECT_LE(std::abs(h.metrics().at(kActors1h) - 3000.0) / 3000.0, 0.02);
+  h.advance_to_minute(124);  // [64, 124): the slice's last minute, 64, is still in
+  EXPECT_LE(std::abs(h.metrics().at(kActors1h) - 3000.0) / 3000.0, 0.02);
+  h.advance_to_minute(125);
+  EXPECT_FALSE(h.metrics().has(kActors1h));
+  EXPECT_LE(std::abs(h.metrics().at(kActors24h) - 3000.0) / 3000.0, 0.02);
 }
 
 TEST(ReputationOperator, GapMinutesFeedZeroToTheDetector) {
@@ -587,7 +741,7 @@ TEST(ReputationOperator, UnknownFormatVersionIsRefusedByName) {
   for (const char* key : {"brand/acme", "closed", "detector/acme"}) {
     MemoryState state = good;
     std::string value = state.get(key).value().value();
-    value[0] = 9;  // the version: u64 little-endian, 2 today
+    value[0] = 9;  // the version: u64 little-endian
     state.put(key, value);
     const PartitionId p = std::string_view(key) == "brand/acme" ? PartitionId{0} : kGlobalPartition;
     ReputationOperator fresh(vocab(), KpiSettings{});
