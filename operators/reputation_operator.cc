@@ -91,6 +91,7 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
   // on_watermark call; either closes it.
   const int64_t closed_end = std::max(closed_end_, closed_end_at(ctx.pipeline_watermark));
   PartitionState& state = state_for(ctx.partition);
+  state.unsaved = true;
   if (minute < closed_end) {
     ++state.late_events;
     return;
@@ -124,6 +125,7 @@ void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
 
   const int64_t minute_floor = new_closed_end - horizon_minutes_;
   for (auto& [id, p] : partitions_) {
+    p.unsaved = true;  // buckets leave the horizon, open minutes fold: once a minute
     for (BrandState& b : p.brands) {
       b.minutes.drop_before(minute_floor);
       fold_closed_actors(b, new_closed_end);
@@ -571,6 +573,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
 
   drop(partition);
   PartitionState s;
+  s.unsaved = false;  // as stored, unless converted or folded below
   s.brands.resize(vocabulary_.brand_count());
   bool any = false;
   auto scanned = in.scan("brand/", [&](std::string_view key, std::string_view bytes) -> Status {
@@ -631,10 +634,13 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
         return corrupt_reputation(key);
       }
       adopt_slices(b, short_slices, long_slices);
+      s.unsaved = true;  // rewritten in the current format
     }
     if (!r.done()) return corrupt_reputation(key);
     // Minutes this instance has closed already (a move from an instance behind it, or format 2).
+    const size_t open_minutes = b.open_actors.items.size();
     if (closed_end_ != kNothingClosed) fold_closed_actors(b, closed_end_);
+    if (b.open_actors.items.size() != open_minutes) s.unsaved = true;
     any = true;
     return {};
   });
@@ -701,6 +707,15 @@ void ReputationOperator::adopt_slices(BrandState& brand, const Series<HyperLogLo
   if (closed_end_ != kNothingClosed) {
     brand.actors.expire_before(closed_end_ - kLongHorizonMinutes);
   }
+}
+
+bool ReputationOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
+  const PartitionState* state = partitions_.find(partition);
+  return state != nullptr && state->unsaved;
+}
+
+void ReputationOperator::saved() {
+  for (auto& [id, p] : partitions_) p.unsaved = false;
 }
 
 void ReputationOperator::drop(PartitionId partition) {

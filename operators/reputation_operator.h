@@ -74,6 +74,9 @@ class ReputationOperator final : public Operator {
   // older pair they had pruned is missing from the gauges until this instance closes them too.
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
+  // A partition is rewritten after an event or a closing minute, not at every watermark.
+  bool needs_snapshot(PartitionId partition, bool touched) const override;
+  void saved() override;
   void collect(MetricsWriter& out) const override;
   size_t state_bytes() const override;
 
@@ -116,6 +119,7 @@ class ReputationOperator final : public Operator {
   struct PartitionState {
     std::vector<BrandState> brands;
     uint64_t late_events = 0;  // events whose minute had closed (key `late`)
+    bool unsaved = true;       // changed since the last saved()
   };
 
   PartitionState& state_for(PartitionId partition);
