@@ -19,15 +19,36 @@ tl::unexpected<Error> from_status(const rocksdb::Status& s, std::string_view wha
 }  // namespace
 
 CheckpointStore::Batch::Batch() = default;
-CheckpointStore::Batch::Batch(CheckpointStore* store)
-    // Sized like the last committed batch: growing a multi-MB batch by doubling copied it several
-    // times per checkpoint (a quarter of the runner thread in bench_e2e).
-    : store_(store),
-      batch_(std::make_unique<rocksdb::WriteBatch>(store->last_batch_bytes_ +
-                                                   store->last_batch_bytes_ / 8)) {}
-CheckpointStore::Batch::~Batch() = default;
+CheckpointStore::Batch::Batch(CheckpointStore* store) : store_(store) {
+  {
+    std::lock_guard lock(store->spare_mu_);
+    batch_ = std::move(store->spare_);
+  }
+  // Sized like the last committed batch: growing a multi-MB batch by doubling copied it several
+  // times per checkpoint (a quarter of the runner thread in bench_e2e).
+  if (!batch_) {
+    batch_ = std::make_unique<rocksdb::WriteBatch>(store->last_batch_bytes_ +
+                                                   store->last_batch_bytes_ / 8);
+  }
+}
+CheckpointStore::Batch::~Batch() { recycle(); }
 CheckpointStore::Batch::Batch(Batch&&) noexcept = default;
-CheckpointStore::Batch& CheckpointStore::Batch::operator=(Batch&&) noexcept = default;
+CheckpointStore::Batch& CheckpointStore::Batch::operator=(Batch&& other) noexcept {
+  if (this != &other) {
+    recycle();
+    store_ = other.store_;
+    batch_ = std::move(other.batch_);
+  }
+  return *this;
+}
+
+void CheckpointStore::Batch::recycle() {
+  if (!batch_ || store_ == nullptr) return;
+  if (batch_->GetDataSize() > (size_t{64} << 20)) return;  // an outlier: not kept around
+  batch_->Clear();                                         // keeps the buffer's capacity
+  std::lock_guard lock(store_->spare_mu_);
+  store_->spare_ = std::move(batch_);
+}
 
 // A WriteBatch without max_bytes refuses only keys or values over 4 GiB: checkpoints have none.
 void CheckpointStore::Batch::put(Column c, std::string_view key, std::string_view value) {

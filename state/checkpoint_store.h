@@ -4,6 +4,7 @@
 // WriteBatch, so state and the offsets that produced it can never disagree after a crash.
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +41,7 @@ class CheckpointStore {
    private:
     friend class CheckpointStore;
     explicit Batch(CheckpointStore* store);
+    void recycle();  // hands the cleared batch back to the store for the next one
     CheckpointStore* store_ = nullptr;
     std::unique_ptr<rocksdb::WriteBatch> batch_;
   };
@@ -71,6 +73,10 @@ class CheckpointStore {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   size_t last_batch_bytes_ = 0;  // reservation for the next batch
+  // The last finished batch, cleared, for the next one: its buffer keeps its capacity, where a
+  // fresh multi-MB buffer each checkpoint took page faults on every page (issue #20).
+  std::mutex spare_mu_;
+  std::unique_ptr<rocksdb::WriteBatch> spare_;
   bool sync_ = true;
   std::atomic<int> injected_failures_{0};
   std::atomic<ErrorKind> injected_kind_{ErrorKind::retryable};
