@@ -117,6 +117,82 @@ void BM_AllDefaultOperators(benchmark::State& state) {
   state.counters["records"] = static_cast<double>(records + topology.pending().size());
   state.counters["state_MB"] = static_cast<double>(topology.state_bytes()) / 1e6;
 }
+// Issue #20: what one checkpoint costs as a function of the partitions owned and of how many had
+// input since the last one (`dirty`, one event each). Each partition first holds ~4 minutes of
+// state (1 500 events). Timed: Topology::checkpoint into a writer that only counts (the store's
+// cost per key and byte is measured by bench_e2e's commit times) and checkpoint_committed.
+class CountingSink final : public StateWriter {
+ public:
+  void put(std::string_view key, std::string_view value) override {
+    ++keys;
+    bytes += key.size() + value.size();
+  }
+  void remove(std::string_view key) override {
+    ++keys;
+    bytes += key.size();
+  }
+  size_t keys = 0;
+  size_t bytes = 0;
+};
+
+void BM_Checkpoint(benchmark::State& state) {
+  const int partitions = static_cast<int>(state.range(0));
+  const int dirty = static_cast<int>(state.range(1));
+  const Vocabulary vocabulary({{"acme", true}, {"globex", false}, {"initech", false}},
+                              {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                               "blog", "forum", "reviews", "web"});
+  std::vector<std::string> ids;
+  const size_t per_partition = 1500;
+  const auto events =
+      make_events(per_partition * static_cast<size_t>(partitions), 10'000, 160 / partitions + 1,
+                  partitions, ids);
+  TopologySpec spec;
+  spec.vocabulary = vocabulary;
+  spec.windows = default_windows();
+  Topology topology(std::move(spec));
+  std::vector<Topology::Partition*> owned;
+  MemoryState none;
+  for (int p = 0; p < partitions; ++p) owned.push_back(*topology.assign(PartitionId{p}, none));
+  const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
+  uint64_t seq = 0;
+  std::vector<const Input*> last(static_cast<size_t>(partitions), nullptr);
+  for (const Input& in : events) {
+    ++seq;
+    topology.process(*owned[static_cast<size_t>(in.partition.value)],
+                     Offset{static_cast<int64_t>(seq)}, in.event,
+                     Deduplicator::Key{seq * 0x9e3779b97f4a7c15ULL, seq}, now);
+    last[static_cast<size_t>(in.partition.value)] = &in;
+  }
+  CountingSink first;
+  topology.checkpoint(first);
+  topology.checkpoint_committed();
+  topology.pending().clear();
+  size_t keys = 0;
+  size_t bytes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int p = 0; p < dirty; ++p) {
+      const Input* in = last[static_cast<size_t>(p)];
+      if (in == nullptr) continue;
+      ++seq;
+      topology.process(*owned[static_cast<size_t>(p)], Offset{static_cast<int64_t>(seq)},
+                       in->event, Deduplicator::Key{seq * 0x9e3779b97f4a7c15ULL, seq}, now);
+    }
+    topology.pending().clear();
+    CountingSink sink;
+    state.ResumeTiming();
+    topology.checkpoint(sink);
+    topology.checkpoint_committed();
+    keys = sink.keys;
+    bytes = sink.bytes;
+  }
+  state.counters["keys"] = static_cast<double>(keys);
+  state.counters["bytes"] = static_cast<double>(bytes);
+  for (const auto& w : topology.checkpoint_profile()) {
+    if (w.bytes > 0) state.counters[std::string(w.owner)] = static_cast<double>(w.bytes);
+  }
+}
+
 // 10k actors. 2 ms of event time per event: sessions stay open, minute windows close every 30k
 // events, hourly ones every 150k. 50 ms per event: session churn (each actor returns every ~8 min
 // of event time, sessions of idle actors close), one closed session per few events.
@@ -129,6 +205,16 @@ void register_benchmarks(int64_t iterations) {
   } else {
     b->MinTime(3.0);
   }
+  benchmark::RegisterBenchmark("BM_Checkpoint", BM_Checkpoint)
+      ->ArgNames({"partitions", "dirty"})
+      ->Args({64, 0})
+      ->Args({64, 8})
+      ->Args({64, 64})
+      ->Args({256, 0})
+      ->Args({256, 8})
+      ->Args({256, 64})
+      ->Args({256, 256})
+      ->Unit(benchmark::kMicrosecond);
 }
 
 }  // namespace
