@@ -354,6 +354,19 @@ Status WindowOperator::restore(PartitionId partition, StateReader& reader) {
   return decode(partition, **bytes, reader);
 }
 
+std::optional<uint32_t> WindowOperator::resolve(std::string_view brand, std::string_view channel,
+                                                StateReader& reader) const {
+  const auto b = vocabulary_.find_brand(brand);
+  const auto c = vocabulary_.find_channel(channel);
+  if (!b) {
+    reader.note_dropped(DroppedKind::brand, brand);
+  } else if (!c) {
+    reader.note_dropped(DroppedKind::channel, channel);
+  }
+  if (!b || !c) return std::nullopt;
+  return pack(*b, *c);
+}
+
 Status WindowOperator::decode(PartitionId partition, std::string_view bytes, StateReader& reader) {
   byte_codec::Reader in(bytes);
   const uint8_t version = in.u8();
@@ -371,16 +384,9 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     const std::string_view brand = in.str();
     const std::string_view channel = in.str();
     if (!in.ok()) return false;
-    const auto b = vocabulary_.find_brand(brand);
-    const auto c = vocabulary_.find_channel(channel);
-    if (!b) {
-      reader.note_dropped(DroppedKind::brand, brand);
-    } else if (!c) {
-      reader.note_dropped(DroppedKind::channel, channel);
-    } else {
-      bc = pack(*b, *c);
-    }
-    return b && c;
+    const auto known = resolve(brand, channel, reader);
+    if (known) bc = *known;
+    return known.has_value();
   };
   if (partition == kGlobalPartition) {
     const int64_t watermark = in.i64();
@@ -450,14 +456,7 @@ Status WindowOperator::decode_packed(PartitionId partition, byte_codec::Reader& 
     const std::string_view channel = in.vstr();
     const uint64_t panes = in.var();
     if (!in.ok()) return corrupt("series");
-    const auto b = vocabulary_.find_brand(brand);
-    const auto c = vocabulary_.find_channel(channel);
-    if (!b) {
-      reader.note_dropped(DroppedKind::brand, brand);
-    } else if (!c) {
-      reader.note_dropped(DroppedKind::channel, channel);
-    }
-    const bool known = b && c;
+    const auto known = resolve(brand, channel, reader);
     if (!known) state.unsaved = true;  // the dropped series leaves the stored value
     int64_t pane_start = 0;
     for (uint64_t i = 0; i < panes; ++i) {
@@ -470,7 +469,7 @@ Status WindowOperator::decode_packed(PartitionId partition, byte_codec::Reader& 
       if (!known) continue;
       pane.aggregate.actors = std::move(*hll);
       bool created = false;
-      Pane& into = pane_at(state, pack(*b, *c), pane_start, created);
+      Pane& into = pane_at(state, *known, pane_start, created);
       if (!created) return corrupt("pane repeated");
       into.aggregate = std::move(pane.aggregate);
       into.dirty = dirty != 0;

@@ -117,6 +117,10 @@ class WindowOperator final : public Operator {
   void encode(PartitionId partition, std::string& out) const;
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
   Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
+  // The brand+channel of stored names; nullopt (reported as dropped) when either is no longer
+  // configured.
+  std::optional<uint32_t> resolve(std::string_view brand, std::string_view channel,
+                                  StateReader& reader) const;
 
   WindowSpec spec_;
   Vocabulary vocabulary_;
