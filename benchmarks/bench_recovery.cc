@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "operators/deduplicator.h"
+#include "operators/keyed_state.h"
 #include "pipeline/config.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/event_generator.h"
@@ -107,14 +108,14 @@ void count_state(StateDir& d) {
     }
   }
   for (int p = 0; p < kPartitions; ++p) {
-    // Partition ids as the runner makes them: topic index 0 in the high bits.
-    char pid[32];
-    std::snprintf(pid, sizeof pid, "%016x", static_cast<unsigned>(p));
-    auto header = (*store)->get(Column::state, std::string("dedup/") + pid);
+    // The runner's keys: state_scope("dedup", pid) + "header" and + "seg/<16 hex>" (partition ids
+    // of topic index 0 are the partition numbers).
+    const std::string scope = state_scope("dedup", PartitionId{p});
+    auto header = (*store)->get(Column::state, scope + "header");
     if (!header || !*header) continue;
     Deduplicator dedup(d.config.dedup.horizon);
     if (!dedup.begin_restore(**header)) continue;
-    auto segments = (*store)->scan(Column::state, std::string("dedup/") + pid + "/");
+    auto segments = (*store)->scan(Column::state, scope + "seg/");
     if (!segments) continue;
     for (const auto& [key, bytes] : *segments) {
       (void)dedup.restore_segment(std::stoull(key.substr(key.rfind('/') + 1), nullptr, 16), bytes);
