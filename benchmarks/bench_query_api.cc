@@ -4,9 +4,11 @@
 // Google Benchmark loop (closed loop, one timing per iteration batch) cannot express.
 // Each query is scheduled at start + i / rate and timed from its scheduled time, so a stalled
 // server shows up as latency of the queries behind it (no coordinated omission).
-// Usage: bench_query_api [--seconds 20] [--rate 1000] [--ingest-rate 0]
+// Usage: bench_query_api [--seconds 20] [--rate 1000] [--ingest-rate 0] [--bootstrap HOST:PORT]
 // --ingest-rate: events per second from the in-process generator (0: as fast as the pipeline
 // takes them; the generator then needs a core of its own).
+// --bootstrap: consume from that broker instead, fed by another process (`socialpulse broker`
+// and `socialpulse produce`): no broker and no generator in this process.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -65,11 +67,13 @@ std::pair<double, double> consumed_total(int port) {
 
 int main(int argc, char** argv) {
   double seconds = 20, rate = 1000, ingest_rate = 0;
+  std::string bootstrap;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--seconds") seconds = std::atof(argv[i + 1]);
     if (a == "--rate") rate = std::atof(argv[i + 1]);
     if (a == "--ingest-rate") ingest_rate = std::atof(argv[i + 1]);
+    if (a == "--bootstrap") bootstrap = argv[i + 1];
   }
   sp::Config config;
   config.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
@@ -78,7 +82,8 @@ int main(int argc, char** argv) {
                        ("socialpulse-bench-api-" + std::to_string(::getpid())))
                           .string();
   sp::ServiceOptions options;
-  options.with_traffic = true;
+  options.with_traffic = bootstrap.empty();
+  if (!bootstrap.empty()) config.kafka.bootstrap_servers = bootstrap;
   options.traffic.rate = ingest_rate;
   std::atomic<int> port{0};
   options.on_started = [&](const std::string& url, const std::string&) {
