@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "operators/byte_codec.h"
 #include "operators/operator.h"
 #include "operators/partition_states.h"
 #include "operators/settings.h"
@@ -48,6 +49,7 @@ class SessionWindowOperator final : public Operator {
  private:
   void encode(PartitionId partition, std::string& out) const;
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
+  Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
   struct SessionKey {
     uint64_t actor_hash = 0;
     BrandIndex brand = 0;
@@ -95,6 +97,8 @@ class SessionWindowOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
+  // Owns `state` as the partition's (timers rebuilt); `unsaved`: to be written again.
+  void adopt(PartitionId partition, PartitionState state, bool unsaved);
   int64_t close_time(const Session& s) const { return s.end + gap_ms_ + grace_ms_; }
   void schedule(PartitionState& state, const SessionKey& key, ActorSessions& actor, int64_t close);
   void emit(const Closed& closed, Emitter& out);

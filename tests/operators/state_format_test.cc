@@ -131,10 +131,11 @@ std::vector<WindowSpec> windows() {
 
 TEST(StateFormat, WindowOperatorBytesArePinned) {
   const MemoryState state = checkpoint_of(make_window_operators(windows(), vocabulary()));
-  // Issue #20: format 3, partition records packed; 5f9dfea09cf4f22a was format 2 (issue #15: a
-  // partition's record ends with the watermark its windows were emitted through) and
-  // df76adfb5a19105f format 1 (both still read).
-  EXPECT_EQ(digest(state), "6ac9393238c93acf");
+  // Issue #20: windows format 3 and sessions format 2, partition records packed (6ac9393238c93acf
+  // with sessions format 1); 5f9dfea09cf4f22a was windows format 2 (issue #15: a partition's record
+  // ends with the watermark its windows were emitted through) and df76adfb5a19105f format 1 (all
+  // still read).
+  EXPECT_EQ(digest(state), "e8d384603ead0525");
 }
 
 // Format 3's partition record rewritten as format 2 (the layout of the previous release): fixed
@@ -195,17 +196,69 @@ std::string window_record_as_format_2(std::string_view v3, const Vocabulary& v) 
   return out;
 }
 
-// Issue #20 packed the window partitions (format 3): state written by the previous release
-// (format 2) restores to the same state, and is rewritten as format 3 at the next checkpoint.
+// Sessions format 2's partition record rewritten as format 1 (the previous release's layout).
+std::string session_record_as_format_1(std::string_view v2) {
+  constexpr size_t kBuckets = 10;  // kDurationBuckets + Inf
+  byte_codec::Reader in(v2);
+  EXPECT_EQ(in.u8(), 2);
+  std::string out;
+  byte_codec::put_u8(out, 1);
+  byte_codec::put_u64(out, in.var());  // late events
+  const uint64_t brands = in.var();
+  byte_codec::put_u64(out, brands);
+  for (uint64_t b = 0; b < brands; ++b) {
+    byte_codec::put_str(out, in.vstr());
+    byte_codec::put_u64(out, in.var());  // sessions
+    const uint64_t present = in.var();
+    for (size_t k = 0; k < kBuckets; ++k) byte_codec::put_u64(out, (present >> k & 1) ? in.var() : 0);
+    byte_codec::put_f64(out, in.f64());
+  }
+  std::string actors;
+  uint64_t n_actors = 0;
+  const uint64_t groups = in.var();
+  for (uint64_t g = 0; g < groups; ++g) {
+    const std::string brand(in.vstr());
+    const uint64_t n = in.var();
+    for (uint64_t a = 0; a < n; ++a, ++n_actors) {
+      byte_codec::put_str(actors, brand);
+      byte_codec::put_str(actors, in.vstr());
+      byte_codec::put_u64(actors, in.u64());  // actor hash
+      const uint64_t sessions = in.var();
+      byte_codec::put_u64(actors, sessions);
+      for (uint64_t k = 0; k < sessions; ++k) {
+        const int64_t start = in.svar();
+        byte_codec::put_i64(actors, start);
+        byte_codec::put_i64(actors, start + static_cast<int64_t>(in.var()));
+        byte_codec::put_i64(actors, static_cast<int64_t>(in.var()));
+      }
+    }
+  }
+  EXPECT_TRUE(in.done());
+  byte_codec::put_u64(out, n_actors);
+  return out + actors;
+}
+
+// Issue #20 packed the window partitions (format 3) and the sessions (format 2): state written by
+// the previous release restores to the same state, and is rewritten packed at the next checkpoint.
 TEST(StateFormat, WindowFormat2StillRestoresToTheSameState) {
   const MemoryState current = checkpoint_of(make_window_operators(windows(), vocabulary()));
   MemoryState previous;
   size_t converted = 0;
+  size_t sessions_converted = 0;
   for (const auto& [key, value] : current.entries()) {
     const bool pane_record = key.size() > 6 && key.compare(key.size() - 6, 6, "/panes") == 0;
-    previous.put(key, pane_record ? window_record_as_format_2(value, vocabulary()) : value);
+    const bool session_record = key.size() > 9 && key.compare(key.size() - 9, 9, "/sessions") == 0;
+    if (pane_record) {
+      previous.put(key, window_record_as_format_2(value, vocabulary()));
+    } else if (session_record) {
+      previous.put(key, session_record_as_format_1(value));
+    } else {
+      previous.put(key, value);
+    }
     converted += pane_record ? 1 : 0;
+    sessions_converted += session_record ? 1 : 0;
   }
+  ASSERT_GT(sessions_converted, 2u);
   ASSERT_GT(converted, 6u);
   auto ops = make_window_operators(windows(), vocabulary());
   MemoryState again;
@@ -213,7 +266,7 @@ TEST(StateFormat, WindowFormat2StillRestoresToTheSameState) {
     for (PartitionId p : kScopes) {
       ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
       // Read from the old format: written again even if nothing else changes.
-      if (p != kGlobalPartition && op->name() != "sessions") {
+      if (p != kGlobalPartition) {
         EXPECT_TRUE(op->needs_snapshot(p, false)) << op->name();
       }
       testing::checkpoint_into(again, *op, p);
