@@ -124,15 +124,12 @@ void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
 }
 
 bool CounterOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
-  const PartitionState* state = partitions_.find(partition);
-  return state != nullptr && state->unsaved;
+  return partitions_.unsaved(partition);
 }
 
 void CounterOperator::saved() {
-  for (auto& [id, s] : partitions_) {
-    s.unsaved = false;
-    s.legacy_keys.clear();
-  }
+  partitions_.mark_all_saved();
+  for (auto& [id, s] : partitions_) s.legacy_keys.clear();
 }
 
 namespace {

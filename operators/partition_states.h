@@ -73,6 +73,16 @@ class PartitionStates {
     by_id_.clear();
   }
 
+  // Incremental checkpoints (Operator::needs_snapshot / saved, issue #20), for a T with a
+  // `bool unsaved` set wherever the partition's stored state goes stale.
+  bool unsaved(PartitionId partition) const {
+    const T* state = find(partition);
+    return state != nullptr && state->unsaved;
+  }
+  void mark_all_saved() {
+    for (auto& [partition, state] : states_) state.unsaved = false;
+  }
+
   size_t size() const { return states_.size(); }
   bool empty() const { return states_.empty(); }
   // (PartitionId, T) pairs in PartitionId order.

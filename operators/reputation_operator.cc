@@ -710,13 +710,10 @@ void ReputationOperator::adopt_slices(BrandState& brand, const Series<HyperLogLo
 }
 
 bool ReputationOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
-  const PartitionState* state = partitions_.find(partition);
-  return state != nullptr && state->unsaved;
+  return partitions_.unsaved(partition);
 }
 
-void ReputationOperator::saved() {
-  for (auto& [id, p] : partitions_) p.unsaved = false;
-}
+void ReputationOperator::saved() { partitions_.mark_all_saved(); }
 
 void ReputationOperator::drop(PartitionId partition) {
   partitions_.erase(partition);

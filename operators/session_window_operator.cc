@@ -428,13 +428,10 @@ void SessionWindowOperator::adopt(PartitionId partition, PartitionState state, b
 void SessionWindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 bool SessionWindowOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
-  const PartitionState* state = partitions_.find(partition);
-  return state != nullptr && state->unsaved;
+  return partitions_.unsaved(partition);
 }
 
-void SessionWindowOperator::saved() {
-  for (auto& [partition, state] : partitions_) state.unsaved = false;
-}
+void SessionWindowOperator::saved() { partitions_.mark_all_saved(); }
 
 uint64_t SessionWindowOperator::late_events() const {
   uint64_t total = 0;

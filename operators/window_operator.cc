@@ -485,13 +485,10 @@ Status WindowOperator::decode_packed(PartitionId partition, byte_codec::Reader& 
 void WindowOperator::drop(PartitionId partition) { partitions_.erase(partition); }
 
 bool WindowOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
-  const PartitionState* state = partitions_.find(partition);
-  return state != nullptr && state->unsaved;
+  return partitions_.unsaved(partition);
 }
 
-void WindowOperator::saved() {
-  for (auto& [partition, state] : partitions_) state.unsaved = false;
-}
+void WindowOperator::saved() { partitions_.mark_all_saved(); }
 
 uint64_t WindowOperator::late_events() const {
   uint64_t total = 0;
