@@ -9,6 +9,9 @@
 // takes them; the generator then needs a core of its own).
 // --bootstrap: consume from that broker instead, fed by another process (`socialpulse broker`
 // and `socialpulse produce`): no broker and no generator in this process.
+// --client-slice 1: the querying thread gets the HTTP thread's short scheduler slice
+// (pipeline/thread_policy.h), as a latency-sensitive client would; 0 (default): an ordinary
+// thread, whose own wait for a core counts in the latency.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -26,13 +29,27 @@
 
 #include "pipeline/config.h"
 #include "pipeline/service.h"
+#include "pipeline/thread_policy.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Where one query's time went (ms): the client's own wake-up after its scheduled time, connect,
+// request sent to the response's first byte (the server's share: its thread's wait for a core and
+// its work), and the rest of the response to close.
+struct Phases {
+  double wake = 0, connect = 0, first_byte = 0, rest = 0;
+};
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
 // One GET on a new connection (the server closes after each response); the status, or 0.
-int get(int port, const std::string& path, std::string* body = nullptr) {
+int get(int port, const std::string& path, std::string* body = nullptr,
+        Phases* phases = nullptr) {
+  const auto t_start = Clock::now();
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -42,12 +59,24 @@ int get(int port, const std::string& path, std::string* body = nullptr) {
     ::close(fd);
     return 0;
   }
+  const auto t_connected = Clock::now();
   const std::string req = "GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n";
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string raw;
   char buf[65536];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, size_t(n));
+  auto t_first = Clock::time_point{};
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+    if (raw.empty()) t_first = Clock::now();
+    raw.append(buf, size_t(n));
+  }
   ::close(fd);
+  if (phases) {
+    const auto t_end = Clock::now();
+    if (raw.empty()) t_first = t_end;
+    phases->connect = ms_between(t_start, t_connected);
+    phases->first_byte = ms_between(t_connected, t_first);
+    phases->rest = ms_between(t_first, t_end);
+  }
   if (body) *body = raw.substr(std::min(raw.size(), raw.find("\r\n\r\n") + 4));
   return raw.starts_with("HTTP/1.1 ") ? std::atoi(raw.c_str() + 9) : 0;
 }
@@ -68,12 +97,14 @@ std::pair<double, double> consumed_total(int port) {
 int main(int argc, char** argv) {
   double seconds = 20, rate = 1000, ingest_rate = 0;
   std::string bootstrap;
+  bool client_slice = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--seconds") seconds = std::atof(argv[i + 1]);
     if (a == "--rate") rate = std::atof(argv[i + 1]);
     if (a == "--ingest-rate") ingest_rate = std::atof(argv[i + 1]);
     if (a == "--bootstrap") bootstrap = argv[i + 1];
+    if (a == "--client-slice") client_slice = std::atoi(argv[i + 1]) != 0;
   }
   sp::Config config;
   config.brands.tracked = {{"acme", true}, {"globex", false}, {"initech", false}};
@@ -104,6 +135,7 @@ int main(int argc, char** argv) {
     service.join();
     return 1;
   }
+  if (client_slice) sp::mark_interactive_thread();
   // Let ingest reach full speed before measuring.
   std::this_thread::sleep_for(std::chrono::seconds(5));
 
@@ -115,13 +147,16 @@ int main(int argc, char** argv) {
   const auto n = static_cast<size_t>(seconds * rate);
   std::vector<double> latency_ms;
   latency_ms.reserve(n);
+  std::vector<Phases> phases(n);
   size_t errors = 0;
   const auto start = Clock::now();
   for (size_t i = 0; i < n; ++i) {
     const auto due = start + std::chrono::duration_cast<Clock::duration>(
                                  std::chrono::duration<double>(static_cast<double>(i) / rate));
     std::this_thread::sleep_until(due);
-    if (const int status = get(port, queries[i % queries.size()]); status != 200) {
+    phases[i].wake = ms_between(due, Clock::now());
+    if (const int status = get(port, queries[i % queries.size()], nullptr, &phases[i]);
+        status != 200) {
       if (errors++ < 5) std::fprintf(stderr, "status %d for %s\n", status, queries[i % queries.size()].c_str());
     }
     latency_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - due).count());
@@ -132,19 +167,30 @@ int main(int argc, char** argv) {
   service.join();
   std::filesystem::remove_all(config.state.path);
 
-  std::sort(latency_ms.begin(), latency_ms.end());
-  auto pct = [&](double p) {
-    return latency_ms[std::min(latency_ms.size() - 1, static_cast<size_t>(p * latency_ms.size()))];
+  auto percentile = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
   };
+  auto phase_p99 = [&](double Phases::*field) {
+    std::vector<double> v;
+    v.reserve(phases.size());
+    for (const Phases& ph : phases) v.push_back(ph.*field);
+    return percentile(std::move(v), 0.99);
+  };
+  std::sort(latency_ms.begin(), latency_ms.end());
+  auto pct = [&](double p) { return percentile(latency_ms, p); };
   std::printf(
       "bench_query_api: %zu queries at %.0f q/s over %.1f s, errors %zu\n"
       "  latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n"
       "  ingest during the run: %.0f events/s (events consumed, from /api/v1/kpis), checkpoints "
       "%.0f..%.0f\n"
+      "  p99 per phase, ms: client wake-up %.3f  connect %.3f  first byte (server) %.3f  rest "
+      "%.3f\n"
       "  p99 <= 5 ms: %s\n",
       latency_ms.size(), rate, elapsed, errors, pct(0.5), pct(0.9), pct(0.99), pct(0.999),
       latency_ms.back(), (consumed_after.first - consumed_before.first) / elapsed,
-      consumed_before.second, consumed_after.second,
+      consumed_before.second, consumed_after.second, phase_p99(&Phases::wake),
+      phase_p99(&Phases::connect), phase_p99(&Phases::first_byte), phase_p99(&Phases::rest),
       pct(0.99) <= 5.0 ? "yes" : "NO");
   if (!status) std::fprintf(stderr, "service: %s\n", status.error().message.c_str());
   return errors == 0 && pct(0.99) <= 5.0 ? 0 : 1;

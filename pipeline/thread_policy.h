@@ -10,6 +10,14 @@
 #include <pthread.h>
 #include <sched.h>
 
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#endif
+
 namespace sp {
 
 inline void set_thread_policy([[maybe_unused]] int policy) {
@@ -27,8 +35,32 @@ inline void mark_throughput_thread() {
 #endif
 }
 
-// The calling thread answers requests: the ordinary time-sharing policy, whatever its creator's.
-inline void mark_interactive_thread() { set_thread_policy(SCHED_OTHER); }
+// The calling thread answers requests: the ordinary time-sharing policy, whatever its creator's,
+// with a short time slice. Linux's EEVDF scheduler (6.6 on) gives a thread an earlier virtual
+// deadline the shorter its slice, and since 6.12 lets a waking thread with a shorter slice preempt
+// the running one: a request then waits for the current thread's next check, not for its whole
+// slice (the throughput threads keep the default slice and their CPU share: nice is unchanged).
+// Older kernels ignore sched_runtime for SCHED_OTHER; unprivileged threads may set it.
+inline void mark_interactive_thread() {
+  set_thread_policy(SCHED_OTHER);
+#if defined(__linux__) && defined(SYS_sched_setattr)
+  struct {  // struct sched_attr, SCHED_ATTR_SIZE_VER0 (glibc 2.36 has no wrapper)
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+  } attr{};
+  attr.size = sizeof attr;
+  attr.sched_policy = SCHED_OTHER;
+  attr.sched_nice = getpriority(PRIO_PROCESS, 0);  // this thread's: kept
+  attr.sched_runtime = 100'000;                    // ns: the shortest slice the kernel accepts
+  (void)syscall(SYS_sched_setattr, 0, &attr, 0U);
+#endif
+}
 
 // Makes the calling thread a throughput thread for a scope, then restores its policy (a test
 // thread that runs a service returns to what it was).

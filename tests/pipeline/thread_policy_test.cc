@@ -1,0 +1,67 @@
+#include "pipeline/thread_policy.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/utsname.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+namespace sp {
+namespace {
+
+// The calling thread's se.slice (ns) from /proc, or -1 where the kernel does not show it.
+long long own_slice_ns() {
+  std::ifstream in("/proc/thread-self/sched");
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("se.slice")) continue;
+    return std::stoll(line.substr(line.find(':') + 1));
+  }
+  return -1;
+}
+
+// Custom slices for SCHED_OTHER: Linux 6.12 on.
+bool kernel_takes_custom_slices() {
+  utsname u{};
+  if (uname(&u) != 0) return false;
+  int major = 0;
+  int minor = 0;
+  if (std::sscanf(u.release, "%d.%d", &major, &minor) != 2) return false;
+  return major > 6 || (major == 6 && minor >= 12);
+}
+
+TEST(ThreadPolicy, ThroughputThreadsAreBatchAndTheInteractiveOneIsOrdinaryWithAShortSlice) {
+  std::thread([] {
+    mark_throughput_thread();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_BATCH);
+    mark_interactive_thread();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    if (kernel_takes_custom_slices()) {
+      EXPECT_EQ(own_slice_ns(), 100'000);
+    }
+  }).join();
+}
+
+TEST(ThreadPolicy, TheInteractiveThreadKeepsItsNiceValue) {
+  std::thread([] {
+    ASSERT_EQ(setpriority(PRIO_PROCESS, 0, 3), 0);  // this thread only (Linux)
+    mark_interactive_thread();
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), 3);
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+  }).join();
+}
+
+TEST(ThreadPolicy, AThroughputScopeRestoresThePolicyItFound) {
+  std::thread([] {
+    {
+      const ThroughputScope scope;
+      EXPECT_EQ(sched_getscheduler(0), SCHED_BATCH);
+    }
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+  }).join();
+}
+
+}  // namespace
+}  // namespace sp
