@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <set>
 #include <thread>
 #include <tuple>
+#include <vector>
 
 namespace sp {
 namespace {
@@ -280,6 +282,12 @@ struct ChangelogWriter::Track {
   // Chunk counts (> 1) of the values this writer produced or restored: their stale chunks are
   // tombstoned when a value shrinks or is removed.
   std::map<std::string, uint32_t, std::less<>> chunked;
+  // The state keys this writer knows to hold a value in the changelog (produced or restored, not
+  // removed since), and those the open snapshot wrote: a snapshot tombstones the known keys it
+  // did not write, so that a compacted topic does not keep a removed key forever (a snapshot
+  // writes the partition's state as it is, without the removals that led there).
+  std::set<std::string, std::less<>> present;
+  std::set<std::string, std::less<>> snapshot_keys;
 };
 
 ChangelogWriter::ChangelogWriter(rd_kafka_t* producer, std::string topic, Options options)
@@ -294,6 +302,15 @@ ChangelogWriter::ChangelogWriter(rd_kafka_t* producer, std::string topic, Option
 
 ChangelogWriter::~ChangelogWriter() = default;
 
+void ChangelogWriter::note_key(Track& t, std::string_view state_key, bool has_value) {
+  if (!has_value) {
+    if (auto it = t.present.find(state_key); it != t.present.end()) t.present.erase(it);
+    return;
+  }
+  if (t.present.find(state_key) == t.present.end()) t.present.emplace(state_key);
+  if (t.in_snapshot) t.snapshot_keys.emplace(state_key);
+}
+
 ChangelogWriter::Track& ChangelogWriter::track(PartitionId pid) {
   auto it = tracks_.find(pid);
   if (it == tracks_.end()) it = tracks_.emplace(pid, std::make_unique<Track>(pid)).first;
@@ -306,6 +323,7 @@ const ChangelogWriter::Track* ChangelogWriter::find(PartitionId pid) const {
 }
 
 void ChangelogWriter::produce(Track& t, std::string_view state_key, const std::string_view* value) {
+  note_key(t, state_key, value != nullptr);
   const size_t prefixed_key = options_.key_prefix.size() + state_key.size();
   uint32_t count = value == nullptr ? 0 : 1;
   size_t chunk_bytes = 0;
@@ -441,6 +459,7 @@ void ChangelogWriter::begin_snapshot(PartitionId pid) {
   if (t.in_snapshot) return;
   uint64_t& partition_bytes = partition_bytes_[changelog_partition(pid)];
   t.in_snapshot = true;
+  t.snapshot_keys.clear();
   t.pending_began_at = partition_bytes;
   t.pending_bytes = t.bytes;
   t.pending_failed = t.failed.load(std::memory_order_relaxed);
@@ -453,6 +472,15 @@ void ChangelogWriter::begin_snapshot(PartitionId pid) {
 Status ChangelogWriter::end_checkpoint(PartitionId pid, uint64_t checkpoint_seq,
                                        Offset next_offset) {
   Track& t = track(pid);
+  if (t.in_snapshot && t.not_enqueued == 0) {
+    // Keys this writer knows of that the snapshot did not write no longer exist.
+    std::vector<std::string> gone;
+    for (const std::string& k : t.present) {
+      if (!t.snapshot_keys.contains(k)) gone.push_back(k);
+    }
+    for (const std::string& k : gone) produce(t, k, nullptr);
+    t.snapshot_keys.clear();
+  }
   if (t.not_enqueued == 0) {
     const std::string value =
         encode_checkpoint_marker({checkpoint_seq, next_offset, !t.chunked.empty()});
@@ -528,7 +556,11 @@ void ChangelogWriter::resume(PartitionId pid, const RestoredPartition& restored)
   t.open = false;
   t.not_enqueued = 0;
   t.abandoned = false;
-  if (restored.pid == pid) t.chunked = restored.chunk_counts;
+  if (restored.pid == pid) {
+    t.chunked = restored.chunk_counts;
+    t.present.clear();
+    for (const auto& [key, value] : restored.state.entries()) t.present.emplace(key);
+  }
   // Records of an abandoned checkpoint follow the restored one: deltas written after them would
   // be applied on top of them by a later restore. Only a snapshot discards them.
   if (restored.pid != pid || restored.records_after_checkpoint > 0) {

@@ -8,7 +8,9 @@
 // changelog partition and are told apart by their keys):
 //   "<owner>/<8 hex pid>/<rest>"  the state key as Topology::checkpoint writes it; value = the
 //                                 bytes, null = removed (a tombstone for compaction)
-//   "snapshot/<8 hex pid>"        the pid's state restarts here: a full copy follows
+//   "snapshot/<8 hex pid>"        the pid's state restarts here: a full copy follows, then a
+//                                 tombstone for each key the writer knows of (written or
+//                                 restored) that the copy no longer has
 //   "checkpoint/<8 hex pid>"      everything of the pid before it is one complete checkpoint;
 //                                 value = format, checkpoint seq, next input offset (LE)
 // Instance-scope keys (`<owner>/global/...`) are the instance's own (its counters): never produced.
@@ -219,6 +221,8 @@ class ChangelogWriter final : public StateWriter {
 
   Track& track(PartitionId pid);
   const Track* find(PartitionId pid) const;
+  // Keeps Track::present (and the open snapshot's keys) up to date for one produced state key.
+  static void note_key(Track& t, std::string_view state_key, bool has_value);
   // One state key's value (null: removed), in one record or as chunks.
   void produce(Track& t, std::string_view state_key, const std::string_view* value);
   // One record, with one header when header_name is set (a chunked value's head or chunk).

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -526,6 +527,50 @@ TEST_F(ChangelogChunkTest, AnAbandonedCheckpointsPartialChunksAreDiscarded) {
 
 // A complete checkpoint whose chunked value cannot be assembled (a chunk missing, or one of
 // another value) is an error, never a wrong value.
+// A snapshot writes the partition's state as it is, not the removals that led there: keys the
+// writer knows of (written or restored) that the snapshot lacks get a tombstone, so a compacted
+// topic keeps nothing of them once its cleaner and delete.retention.ms have run.
+TEST_F(ChangelogChunkTest, ASnapshotTombstonesTheKeysItNoLongerHas) {
+  const PartitionId a = pid_of(0, 2);
+  const int partition = changelog_partition(a);
+  const std::string k1 = key("minute", a, "k1");
+  const std::string k2 = key("minute", a, "k2");
+  const std::string k3 = key("dedup", a, "k3");
+  Model model;
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{k1, "1"}, {k2, "2"}}, {}, 1, Offset{5});
+  checkpoint(a, model, {{k2, "2'"}}, {}, 2, Offset{7});
+  // The state at checkpoint 3 has k2 and k3 only; nothing told the writer k1 went.
+  writer_->begin_snapshot(a);
+  model = {{k2, "2'"}, {k3, "3"}};
+  checkpoint(a, model, model, {}, 3, Offset{9});
+  ASSERT_TRUE(settle({a}));
+  auto keys_of = [](const std::vector<RawRecord>& records) {
+    std::set<std::string> keys;
+    for (const RawRecord& r : records) keys.insert(r.key);
+    return keys;
+  };
+  std::vector<RawRecord> log = read_all(kTopic, partition);
+  EXPECT_FALSE(keys_of(compacted(log, true)).contains(k1));
+  EXPECT_TRUE(keys_of(compacted(log, true)).contains(k2));
+  expect_restored_from(compacted(log, true), a, model);
+
+  // A writer that continues from a restore knows the restored keys: its snapshot without k3
+  // tombstones k3.
+  const RestoredPartition restored = restore_found(a);
+  ASSERT_EQ(restored.state.entries(), model);
+  writer_ = make_writer();
+  writer_->resume(a, restored);
+  writer_->begin_snapshot(a);
+  model = {{k2, "2''"}};
+  checkpoint(a, model, model, {}, 4, Offset{12});
+  ASSERT_TRUE(settle({a}));
+  log = read_all(kTopic, partition);
+  EXPECT_FALSE(keys_of(compacted(log, true)).contains(k3));
+  expect_restored_from(compacted(log, true), a, model);
+  EXPECT_EQ(restore_found(a).state.entries(), model);
+}
+
 TEST_F(ChangelogChunkTest, AValueThatCannotBeAssembledIsRefusedNotGuessed) {
   const PartitionId a = pid_of(0, 1);
   const std::string k = key("sessions", a, "sessions");
