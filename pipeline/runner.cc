@@ -252,9 +252,10 @@ class RunnerImpl final : public Runner {
       hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
     probe_.checkpoint_written(t_committed - started);
-    // Published once the changelog has this checkpoint: a crash before that makes the next owner
-    // count again what /metrics would already have shown.
-    publish_due_ = true;
+    // The values this checkpoint stored, built now (the pipeline consumes on while the changelog
+    // acknowledges) and published once the changelog has the checkpoint: a crash before that makes
+    // the next owner count again what /metrics would already have shown.
+    publish_due_ = prepare_metrics();
     changelog_failed_mark_ = changelog_->failed_total();
     try_publish();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
@@ -280,8 +281,11 @@ class RunnerImpl final : public Runner {
   void try_publish() {
     if (!publish_due_ || !changelog_->settled()) return;
     publish_due_ = false;
-    if (changelog_->failed_total() != changelog_failed_mark_) return;  // the next one snapshots
-    publish_metrics();
+    if (changelog_->failed_total() != changelog_failed_mark_) {
+      probe_.drop_prepared();  // the next checkpoint snapshots, and is published
+      return;
+    }
+    probe_.publish_prepared();
   }
 
   void note_checkpoint_failure(const std::string& why) {
@@ -453,14 +457,21 @@ class RunnerImpl final : public Runner {
   }
 
   // ---- metrics ----------------------------------------------------------------------------
-  void publish_metrics() {
+  // Builds the /metrics snapshot of the Topology as it is; true when there is one to publish.
+  bool prepare_metrics() {
     state_bytes_ = topology_.state_bytes();
     // Not before the first assignment (see init()): a checkpoint while the group join is still
     // pending published the restored counters alone, zero-valued series missing (crash_test).
-    if (!probe_.publishing() || !assigned_once_) return;
-    probe_.publish_metrics(topology_, counters_, slots_, *consumer_,
+    if (!probe_.publishing() || !assigned_once_) return false;
+    probe_.prepare_metrics(topology_, counters_, slots_, *consumer_,
                            state_bytes_ + store_->approximate_bytes(),
                            {changelog_->bytes_total(), slots_.size(), restoring_});
+    return true;
+  }
+  // Publishes the Topology as it is now (stored state only: right after an assignment).
+  void publish_metrics() {
+    publish_due_ = false;
+    if (prepare_metrics()) probe_.publish_prepared();
   }
 
   // ---- shutdown ---------------------------------------------------------------------------

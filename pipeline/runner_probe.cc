@@ -165,14 +165,22 @@ void RunnerProbe::checkpoint_failed() {
 void RunnerProbe::publish_metrics(const Topology& topology, const CounterContinuity& counters,
                                   const PartitionTable& partitions, const ConsumerGroup& consumer,
                                   uint64_t state_bytes, const ChangelogStats& changelog) {
+  prepare_metrics(topology, counters, partitions, consumer, state_bytes, changelog);
+  publish_prepared();
+}
+
+void RunnerProbe::prepare_metrics(const Topology& topology, const CounterContinuity& counters,
+                                  const PartitionTable& partitions, const ConsumerGroup& consumer,
+                                  uint64_t state_bytes, const ChangelogStats& changelog) {
   if (http_ == nullptr) return;
-  const auto now = std::chrono::system_clock::now();
-  const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
-  for (int64_t ts : latency_samples_) {
-    latency_.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
-  }
+  drop_prepared();
+  // The latencies of what this snapshot holds; observed when it is exposed.
+  prepared_latency_samples_ = std::move(latency_samples_);
   latency_samples_.clear();
   latency_seen_ = 0;
+  const double now_s =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const Histogram latency = latency_with(prepared_latency_samples_, now_s);
 
   // The order of the calls below is the exposition order of /metrics.
   registry_.begin();
@@ -203,9 +211,9 @@ void RunnerProbe::publish_metrics(const Topology& topology, const CounterContinu
     registry_.family("socialpulse_checkpoint_failures_total",
                      "Checkpoints that could not be written", MetricType::counter);
     registry_.add({}, static_cast<double>(checkpoint_failures_));
-    registry_.family("socialpulse_event_latency_seconds",
-                     "Message append to value exposed on /metrics", MetricType::histogram);
-    registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
+    registry_.family(kLatencyFamily, "Message append to value exposed on /metrics",
+                     MetricType::histogram);
+    registry_.add_histogram({}, latency.bounds, latency.counts, latency.sum);
     registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB",
                      MetricType::gauge);
     registry_.add({}, static_cast<double>(state_bytes));
@@ -229,9 +237,55 @@ void RunnerProbe::publish_metrics(const Topology& topology, const CounterContinu
                      MetricType::counter);
     registry_.add({}, static_cast<double>(changelog.bytes_total));
   });
-  last_snapshot_ = registry_.finish();
-  http_->publish(last_snapshot_, std::move(alerts_));
+  prepared_ = registry_.finish();
+  prepared_alerts_ = std::move(alerts_);
   alerts_.clear();
+}
+
+RunnerProbe::Histogram RunnerProbe::latency_with(const std::vector<int64_t>& samples,
+                                                 double now_s) const {
+  Histogram h = latency_;
+  for (int64_t ts : samples) h.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
+  return h;
+}
+
+void RunnerProbe::publish_prepared() {
+  if (http_ == nullptr || !prepared_) return;
+  // The sampled latencies end now, when the values become visible: the histogram built with the
+  // snapshot is brought up to this moment (it only ever gains observations).
+  const double now_s =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  latency_ = latency_with(prepared_latency_samples_, now_s);
+  prepared_latency_samples_.clear();
+  auto snapshot = std::const_pointer_cast<MetricsSnapshot>(prepared_);
+  for (auto& family : *snapshot) {
+    if (family.name != kLatencyFamily || family.metric.empty()) continue;
+    auto& h = family.metric.front().histogram;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < h.bucket.size() && i < latency_.counts.size(); ++i) {
+      cumulative += latency_.counts[i];
+      h.bucket[i].cumulative_count = cumulative;
+    }
+    h.sample_count = cumulative;
+    h.sample_sum = latency_.sum;
+  }
+  last_snapshot_ = std::move(prepared_);
+  prepared_.reset();
+  http_->publish(last_snapshot_, std::move(prepared_alerts_));
+  prepared_alerts_.clear();
+}
+
+void RunnerProbe::drop_prepared() {
+  if (!prepared_) return;
+  prepared_.reset();
+  // Not exposed: the next snapshot holds these values, and these alerts and latencies with them.
+  latency_samples_.insert(latency_samples_.end(), prepared_latency_samples_.begin(),
+                          prepared_latency_samples_.end());
+  prepared_latency_samples_.clear();
+  prepared_alerts_.insert(prepared_alerts_.end(), std::make_move_iterator(alerts_.begin()),
+                          std::make_move_iterator(alerts_.end()));
+  alerts_ = std::move(prepared_alerts_);
+  prepared_alerts_.clear();
 }
 
 void RunnerProbe::publish_checkpoint_failures() {

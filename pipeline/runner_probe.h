@@ -76,11 +76,24 @@ class RunnerProbe {
   void partition_restored(std::chrono::steady_clock::duration took);
 
   // A new snapshot for /metrics: the Topology's metrics, the consumer lag of the owned
-  // partitions and the runner's own (state_bytes: in memory plus RocksDB). Observes the sampled
-  // latencies against the wall clock now: the value is exposed from this moment on.
+  // partitions and the runner's own (state_bytes: in memory plus RocksDB), built now and exposed
+  // at once (prepare_metrics() then publish_prepared()).
   void publish_metrics(const Topology& topology, const CounterContinuity& counters,
                        const PartitionTable& partitions, const ConsumerGroup& consumer,
                        uint64_t state_bytes, const ChangelogStats& changelog);
+  // The same snapshot, built now (right after a checkpoint's commit: the values it stored) and
+  // exposed later by publish_prepared(), once the changelog has that checkpoint. The pipeline
+  // goes on consuming meanwhile, and what it counts must not show before it is stored: a kill -9
+  // restarts from the stored checkpoint, and a counter that had shown more would go down.
+  void prepare_metrics(const Topology& topology, const CounterContinuity& counters,
+                       const PartitionTable& partitions, const ConsumerGroup& consumer,
+                       uint64_t state_bytes, const ChangelogStats& changelog);
+  // Exposes the prepared snapshot (nothing when none is); its sampled latencies are observed
+  // against the wall clock now: the values are exposed from this moment on.
+  void publish_prepared();
+  // Forgets the prepared snapshot (its checkpoint did not reach the changelog): its alerts and
+  // latency samples go with the next one.
+  void drop_prepared();
 
   // Shutdown (issue #15 item 4): an instance that leaves takes its series with it, so its last
   // increments count only once a scraper has read them. Waits until the latest snapshot was
@@ -96,6 +109,10 @@ class RunnerProbe {
     explicit Histogram(std::vector<double> b);
     void observe(double v);
   };
+
+  static constexpr std::string_view kLatencyFamily = "socialpulse_event_latency_seconds";
+  // latency_ plus the given samples observed at now_s.
+  Histogram latency_with(const std::vector<int64_t>& samples, double now_s) const;
 
   // While checkpoints fail, /metrics keeps the last stored state (a counter must not run ahead
   // of what a crash would leave) but the failure count itself has to be visible to alerting.
@@ -113,7 +130,12 @@ class RunnerProbe {
   Histogram restore_duration_;
   uint64_t checkpoint_failures_ = 0;
   std::shared_ptr<const MetricsSnapshot> last_snapshot_;
-  std::vector<std::string> alerts_;  // committed, not yet published
+  std::vector<std::string> alerts_;  // committed, not yet in a snapshot
+  // prepare_metrics() -> publish_prepared(): the snapshot (owned here alone until published),
+  // its alerts and its latency samples.
+  std::shared_ptr<const MetricsSnapshot> prepared_;
+  std::vector<std::string> prepared_alerts_;
+  std::vector<int64_t> prepared_latency_samples_;
 };
 
 }  // namespace sp

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "pipeline/embedded_broker.h"
@@ -506,6 +507,68 @@ TEST_F(RecoveryE2E, AGracefulStopWaitsUntilTheFinalValuesWereScraped) {
   scraper.join();
   expect_exact(last);
   EXPECT_LE(took, c.shutdown_timeout);
+}
+
+// /metrics shows a checkpoint's values, not what was consumed while its changelog records were
+// being acknowledged: a kill -9 then restarts from that checkpoint, and a counter that had shown
+// more would go down. Input keeps arriving (paced) and slow round trips make every
+// acknowledgement wait long enough for batches to be consumed meanwhile.
+TEST_F(RecoveryE2E, MetricsNeverShowMoreThanTheLastStoredCheckpoint) {
+  Config c = config("a");
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_rtt(broker_->cluster(), b, 30);
+  std::mutex mu;
+  std::set<double> stored{0.0};  // consumed totals of the committed checkpoints
+  RunnerTestHooks hooks;
+  hooks.on_checkpoint_committed = [&](uint64_t consumed) {
+    std::lock_guard lock(mu);
+    stored.insert(static_cast<double>(consumed));
+  };
+  Instance a(c, hooks);
+  a.start();
+
+  constexpr int kSent = 3000;
+  std::atomic<bool> produced{false};
+  std::thread producer([&] {
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}, {"linger.ms", "1"}});
+    auto handle = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+    EventGenerator gen(GeneratorOptions{});
+    GeneratedEvent e;
+    const EventTime t0 = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - 1h;
+    for (int i = 0; i < kSent; ++i) {
+      gen.next(t0 + Millis{i * 100}, e);
+      e.key += "/" + std::to_string(i % 7);
+      rd_kafka_producev(handle->get(), RD_KAFKA_V_TOPIC("social.events"), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                        RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
+                        RD_KAFKA_V_VALUE(const_cast<char*>(e.value.data()), e.value.size()), RD_KAFKA_V_END);
+      if (i % 10 == 9) {
+        rd_kafka_poll(handle->get(), 0);
+        std::this_thread::sleep_for(5ms);  // pacing the input, not waiting for a condition
+      }
+    }
+    rd_kafka_flush(handle->get(), 20000);
+    produced = true;
+  });
+
+  std::vector<double> ahead;  // scraped values that no checkpoint stored
+  std::set<double> seen;
+  const bool all = testing::wait_until(
+      [&] {
+        const auto m = a.scrape();
+        if (m.empty()) return false;
+        const double v = testing::metric_sum(m, "socialpulse_events_consumed_total");
+        seen.insert(v);
+        std::lock_guard lock(mu);
+        if (!stored.contains(v)) ahead.push_back(v);
+        return produced && v >= kSent;
+      },
+      120s, 5ms);
+  producer.join();
+  ASSERT_TRUE(all) << a.metric("socialpulse_events_consumed_total");
+  EXPECT_GT(seen.size(), 5u) << "too few checkpoints published to tell";
+  EXPECT_TRUE(ahead.empty()) << ahead.size() << " of " << seen.size()
+                             << " scraped values were no stored checkpoint's, first " << ahead.front();
+  a.stop();
+  EXPECT_TRUE(a.status());
 }
 
 // ---- back-pressure ----------------------------------------------------------------------------
