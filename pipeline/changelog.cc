@@ -575,6 +575,16 @@ void ChangelogWriter::resume(PartitionId pid, const RestoredPartition& restored)
   t.failed_before_snapshot = t.failed.load(std::memory_order_relaxed);
 }
 
+void ChangelogWriter::abandon(PartitionId pid) {
+  Track& t = track(pid);
+  if (!t.open && !t.in_snapshot) return;
+  t.open = false;
+  t.in_snapshot = false;
+  t.not_enqueued = 0;
+  t.snapshot_known = false;
+  t.abandoned = true;
+}
+
 void ChangelogWriter::release(PartitionId pid) {
   auto it = tracks_.find(pid);
   if (it == tracks_.end()) return;

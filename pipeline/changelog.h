@@ -189,6 +189,10 @@ class ChangelogWriter final : public StateWriter {
   // The partition left this instance: whatever it writes next for pid starts with a snapshot
   // (another owner may have written in between).
   void release(PartitionId pid);
+  // The checkpoint open for pid (records produced, no marker yet) will never be ended (the local
+  // commit it belonged to failed): its records stay without a marker, so the next checkpoint of
+  // pid must be a snapshot, which discards them.
+  void abandon(PartitionId pid);
 
   // The delivery report hook (see the class comment): true when msg was the writer's.
   bool on_delivery(const rd_kafka_message_t* msg);

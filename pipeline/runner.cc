@@ -230,6 +230,7 @@ class RunnerImpl final : public Runner {
     counters_.checkpoint(topology_, state);
     probe_.checkpoint_series(state);
     const auto outbox = sink_->stage(topology_.pending(), batch);
+    changelog_->send_deltas(topology_);  // the broker takes them while the store commits
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();
@@ -256,6 +257,7 @@ class RunnerImpl final : public Runner {
     // acknowledges) and published once the changelog has the checkpoint: a crash before that makes
     // the next owner count again what /metrics would already have shown.
     publish_due_ = prepare_metrics();
+    prepared_at_ = SteadyClock::now();
     changelog_failed_mark_ = changelog_->failed_total();
     try_publish();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
@@ -286,6 +288,12 @@ class RunnerImpl final : public Runner {
       return;
     }
     probe_.publish_prepared();
+    // How long the changelog took to acknowledge (bench_e2e's debug log): /metrics lags the
+    // commit by this much, and it is the window a kill -9 can fall in (README "Scaling out").
+    spdlog::debug(
+        "msg=\"published\" changelog_wait_us={}",
+        std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - prepared_at_)
+            .count());
   }
 
   void note_checkpoint_failure(const std::string& why) {
@@ -554,7 +562,8 @@ class RunnerImpl final : public Runner {
   std::unique_ptr<StateChangelog> changelog_;
   CounterContinuity counters_;
   bool publish_due_ = false;
-  bool assigned_once_ = false;  // publish nothing before the first assignment
+  SteadyClock::time_point prepared_at_{};  // when the snapshot publish_due_ names was built
+  bool assigned_once_ = false;             // publish nothing before the first assignment
   uint64_t changelog_failed_mark_ = 0;
   size_t restoring_ = 0;  // assigned partitions not restored yet
   PartitionTable slots_;

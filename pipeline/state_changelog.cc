@@ -173,20 +173,47 @@ StateWriter& StateChangelog::capture(StateWriter& local) {
   return *capture_;
 }
 
-void StateChangelog::discard() { captured_.clear(); }
-
-void StateChangelog::produce(const Topology& topology) {
-  ++seq_;
-  if (!writer_) {  // no partition was ever assigned
-    captured_.clear();
-    return;
+void StateChangelog::discard() {
+  if (writer_) {
+    for (PartitionId pid : deltas_sent_) writer_->abandon(pid);
   }
+  deltas_sent_.clear();
+  captured_.clear();
+}
+
+void StateChangelog::send_deltas(const Topology& topology) {
+  ++seq_;
+  deltas_sent_.clear();
+  if (!writer_) return;  // no partition was ever assigned
   for (auto& [pid, entries] : captured_) {
     const auto owned = topology.partitions().find(pid);
     // A partition nothing was consumed from has no offset to resume from: it is written once
     // it has one (its first write is a snapshot).
     if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    if (writer_->snapshot_due(pid)) {
+    if (writer_->snapshot_due(pid)) continue;  // produce() reads it back from the store
+    for (const auto& e : entries) {
+      if (e.removed) {
+        writer_->remove(e.key);
+      } else {
+        writer_->put(e.key, e.value);
+      }
+    }
+    deltas_sent_.push_back(pid);
+  }
+}
+
+void StateChangelog::produce(const Topology& topology) {
+  if (!writer_) {  // no partition was ever assigned
+    captured_.clear();
+    deltas_sent_.clear();
+    return;
+  }
+  for (auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
+    const bool delta =
+        std::find(deltas_sent_.begin(), deltas_sent_.end(), pid) != deltas_sent_.end();
+    if (!delta) {
       writer_->begin_snapshot(pid);
       const std::string scope = pid_hex(pid);
       for (const auto& owner : topology.partition_state_owners()) {
@@ -198,14 +225,6 @@ void StateChangelog::produce(const Topology& topology) {
         }
         for (const auto& [key, value] : *rows) writer_->put(key, value);
       }
-    } else {
-      for (const auto& e : entries) {
-        if (e.removed) {
-          writer_->remove(e.key);
-        } else {
-          writer_->put(e.key, e.value);
-        }
-      }
     }
     if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
@@ -213,6 +232,7 @@ void StateChangelog::produce(const Topology& topology) {
     }
   }
   captured_.clear();
+  deltas_sent_.clear();
 }
 
 void StateChangelog::poll(Millis timeout) {

@@ -52,12 +52,21 @@ class StateChangelog {
 
   // ---- checkpoint -----------------------------------------------------------------------
   // A writer for Topology::checkpoint(): writes through to `local` and remembers the partition
-  // keys, which produce() sends once the local batch is durable.
+  // keys, which send_deltas() and produce() send.
   StateWriter& capture(StateWriter& local);
-  // After the local commit: each partition written in it, as a delta or (when due) as a full
-  // snapshot read back from the store, then its checkpoint marker.
+  // Before the local commit: the changes of each partition written that needs no snapshot, without
+  // their checkpoint markers, so that the broker takes them while the local store commits.
+  // Without its marker a checkpoint does not count in the changelog.
+  void send_deltas(const Topology& topology);
+  // After the local commit: each partition due for one as a full snapshot read back from the
+  // store, then every partition's checkpoint marker. The checkpoint is then complete in the
+  // changelog once the markers are acknowledged: a short wait after the commit (one small record
+  // per partition), which is the window in which a kill -9 leaves the changelog behind the local
+  // store (README "Scaling out").
   void produce(const Topology& topology);
-  // Forgets what capture() recorded (the local commit failed; the next checkpoint rewrites it).
+  // Forgets what capture() recorded (the local commit failed; the next checkpoint rewrites it)
+  // and abandons the deltas send_deltas() produced: their partitions' next checkpoint is a
+  // snapshot.
   void discard();
   void poll(Millis timeout);
   // Every record produced so far has its delivery report; failed_total() counts the records
@@ -101,6 +110,9 @@ class StateChangelog {
     bool removed = false;
   };
   std::map<PartitionId, std::vector<Entry>> captured_;
+  // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
+  // others of captured_ are written as snapshots by produce().
+  std::vector<PartitionId> deltas_sent_;
   uint64_t seq_ = 0;
   uint64_t restored_partitions_ = 0;
 };

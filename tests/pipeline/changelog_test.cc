@@ -946,6 +946,33 @@ TEST_F(ChangelogTest, AfterAnAbandonedCheckpointTheNextOwnerStartsWithASnapshot)
   EXPECT_EQ(r.checkpoint_seq, 3u);
 }
 
+// The runner produces a checkpoint's deltas before its local commit and the marker after it: a
+// commit that fails abandons them, and the same writer's next checkpoint of the partition is a
+// snapshot, which a restore reads instead of the orphans.
+TEST_F(ChangelogTest, AnAbandonedCheckpointIsFollowedByASnapshotOfTheSameWriter) {
+  const PartitionId a = pid_of(0, 3);
+  Model model;
+  writer_->begin_snapshot(a);
+  checkpoint(a, model, {{key("minute", a, "k1"), "1"}}, {}, 1, Offset{10});
+  ASSERT_TRUE(settle({a}));
+  EXPECT_FALSE(writer_->snapshot_due(a));
+  writer_->put(key("minute", a, "k1"), "orphan");  // deltas sent; the local commit then fails
+  writer_->put(key("minute", a, "k9"), "orphan");
+  writer_->abandon(a);
+  EXPECT_TRUE(writer_->snapshot_due(a));
+  EXPECT_TRUE(writer_->open_partitions().empty());
+  EXPECT_FALSE(settle({a})) << "the changelog lacks the abandoned checkpoint";
+  EXPECT_EQ(restore_found(a).checkpoint_seq, 1u);
+
+  writer_->begin_snapshot(a);
+  model = {{key("minute", a, "k1"), "1'"}, {key("minute", a, "k2"), "2"}};
+  checkpoint(a, model, model, {}, 3, Offset{14});
+  ASSERT_TRUE(settle({a}));
+  const RestoredPartition r = restore_found(a);
+  EXPECT_EQ(r.state.entries(), model);
+  EXPECT_EQ(r.checkpoint_seq, 3u);
+}
+
 // Checkpoints of random changes to a state of GetParam() keys of ~1 KB, with full snapshots
 // whenever the writer says so, on a broker that keeps kEmbeddedPartitionRetentionBytes.
 class ChangelogRetentionTest : public ChangelogTest, public ::testing::WithParamInterface<int> {
