@@ -42,11 +42,9 @@ void wait_until(const std::atomic<bool>& stop, SteadyClock::time_point until) {
   }
 }
 
-}  // namespace
-
-Status produce_traffic(const std::string& bootstrap, const std::string& topic,
-                       const std::map<std::string, std::string>& properties,
-                       const TrafficOptions& options, const std::atomic<bool>& stop) {
+// The producer of the demo's and the seasonal history's events (kafka.properties apply).
+Result<KafkaHandle> make_traffic_producer(const std::string& bootstrap,
+                                          const std::map<std::string, std::string>& properties) {
   auto settings = properties;
   settings["bootstrap.servers"] = bootstrap;
   settings.try_emplace("linger.ms", "20");
@@ -54,7 +52,15 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
   settings.try_emplace("log_level", "4");
   auto conf = make_kafka_conf(settings);
   if (!conf) return tl::unexpected(conf.error());
-  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  return make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+}
+
+}  // namespace
+
+Status produce_traffic(const std::string& bootstrap, const std::string& topic,
+                       const std::map<std::string, std::string>& properties,
+                       const TrafficOptions& options, const std::atomic<bool>& stop) {
+  auto producer = make_traffic_producer(bootstrap, properties);
   if (!producer) return tl::unexpected(producer.error());
 
   EventGenerator generator(options.generator);
@@ -117,14 +123,7 @@ Status produce_seasonal(const std::string& bootstrap, const std::string& topic,
                         const std::map<std::string, std::string>& properties,
                         const SeasonalOptions& options, Millis history,
                         const std::atomic<bool>& stop) {
-  auto settings = properties;
-  settings["bootstrap.servers"] = bootstrap;
-  settings.try_emplace("linger.ms", "20");
-  settings.try_emplace("queue.buffering.max.messages", "500000");
-  settings.try_emplace("log_level", "4");
-  auto conf = make_kafka_conf(settings);
-  if (!conf) return tl::unexpected(conf.error());
-  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  auto producer = make_traffic_producer(bootstrap, properties);
   if (!producer) return tl::unexpected(producer.error());
 
   const int64_t end = floor_div(
