@@ -602,11 +602,15 @@ bool ChangelogWriter::on_delivery(const rd_kafka_message_t* msg) {
   auto* t = static_cast<Track*>(msg->_private);
   if (t == nullptr) return true;
   if (msg->err) {
-    t->failed.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn(
-        "msg=\"changelog record not delivered; the next checkpoint of the partition is a "
-        "full snapshot\" topic={} pid={} error=\"{}\"",
-        topic_name_, t->pid.value, rd_kafka_err2str(msg->err));
+    // Logged at the 1st, 2nd, 4th, 8th... failure of the partition: a broker outage fails every
+    // record in flight, and one line each would flood the log.
+    const uint64_t failed = t->failed.fetch_add(1, std::memory_order_relaxed) + 1;
+    if ((failed & (failed - 1)) == 0) {
+      spdlog::warn(
+          "msg=\"changelog record not delivered; the next checkpoint of the partition is a "
+          "full snapshot\" topic={} pid={} error=\"{}\" failed_records={}",
+          topic_name_, t->pid.value, rd_kafka_err2str(msg->err), failed);
+    }
   } else {
     t->acked.fetch_add(1, std::memory_order_relaxed);
     int64_t end = t->acked_end.load(std::memory_order_relaxed);

@@ -79,10 +79,20 @@ class RunnerImpl final : public Runner {
     if (!changelog) return tl::unexpected(changelog.error());
     changelog_ = std::move(*changelog);
 
-    auto consumer = ConsumerGroup::create(
+    const auto consumer_settings =
         pipeline_consumer_settings(bootstrap, config_.kafka.group_id, config_.kafka.properties,
-                                   config_.kafka.group_instance_id),
-        &RunnerImpl::rebalance_cb, this, &RunnerImpl::error_cb, &RunnerImpl::stats_cb);
+                                   config_.kafka.group_instance_id);
+    // After a crash: the changelog gets what the local store has beyond it, before the group can
+    // give those partitions to another member.
+    auto setting_ms = [&](const char* name) {
+      auto it = consumer_settings.find(name);
+      return Millis{it == consumer_settings.end() ? 0 : std::atoll(it->second.c_str())};
+    };
+    changelog_->repair_unconfirmed(topology_.partition_state_owners(),
+                                   setting_ms("session.timeout.ms"),
+                                   setting_ms("heartbeat.interval.ms"));
+    auto consumer = ConsumerGroup::create(consumer_settings, &RunnerImpl::rebalance_cb, this,
+                                          &RunnerImpl::error_cb, &RunnerImpl::stats_cb);
     if (!consumer) return tl::unexpected(consumer.error());
     consumer_ = std::move(*consumer);
 
@@ -231,6 +241,7 @@ class RunnerImpl final : public Runner {
     probe_.checkpoint_series(state);
     const auto outbox = sink_->stage(topology_.pending(), batch);
     changelog_->send_deltas(topology_);  // the broker takes them while the store commits
+    changelog_->record_unconfirmed(topology_, batch);
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "operators/byte_codec.h"
 #include "operators/topology.h"
 #include "pipeline/checkpoint_state.h"
 #include "pipeline/embedded_broker.h"
@@ -28,6 +29,45 @@ std::string pid_hex(PartitionId pid) {
 
 // Meta key: where this instance's changelog writes ended when it last gave pid up.
 std::string end_key(PartitionId pid) { return "changelog_end/" + pid_hex(pid); }
+
+// Meta key: the partitions whose last checkpoints the changelog may lack (record_unconfirmed()).
+constexpr std::string_view kUnconfirmedKey = "changelog_unconfirmed";
+constexpr uint64_t kUnconfirmedVersion = 1;
+// Slack under the dead member's session for the repair's own reads and writes.
+constexpr int64_t kRepairMarginMs = 500;
+
+// The value of kUnconfirmedKey: when it was written (wall clock) and, per partition, the next
+// offset its last marker names.
+struct Unconfirmed {
+  int64_t wall_ms = 0;
+  std::map<PartitionId, Offset> partitions;
+};
+
+std::string encode_unconfirmed(const Unconfirmed& u) {
+  std::string value;
+  byte_codec::put_u64(value, kUnconfirmedVersion);
+  byte_codec::put_i64(value, u.wall_ms);
+  byte_codec::put_u32(value, static_cast<uint32_t>(u.partitions.size()));
+  for (const auto& [pid, offset] : u.partitions) {
+    byte_codec::put_u32(value, static_cast<uint32_t>(pid.value));
+    byte_codec::put_i64(value, offset.value);
+  }
+  return value;
+}
+
+std::optional<Unconfirmed> decode_unconfirmed(std::string_view value) {
+  byte_codec::Reader r(value);
+  const uint64_t version = r.u64();
+  Unconfirmed u;
+  u.wall_ms = r.i64();
+  const uint32_t count = r.u32();
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    const PartitionId pid{static_cast<int32_t>(r.u32())};
+    u.partitions[pid] = Offset{r.i64()};
+  }
+  if (!r.done() || version != kUnconfirmedVersion) return std::nullopt;
+  return u;
+}
 
 // The embedded broker answers no CreateTopics: its topics are created beside it.
 Status wait_for_topic(rd_kafka_t* rk, const std::string& topic, SteadyClock::time_point deadline) {
@@ -230,9 +270,121 @@ void StateChangelog::produce(const Topology& topology) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
                    s.error().message);
     }
+    marker_offsets_[pid] = *owned->second->next_offset;
   }
   captured_.clear();
   deltas_sent_.clear();
+}
+
+void StateChangelog::record_unconfirmed(const Topology& topology, CheckpointStore::Batch& batch) {
+  if (!options_.enabled || !writer_) return;
+  std::map<PartitionId, Offset> unconfirmed;
+  for (const auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    if (owned != topology.partitions().end() && owned->second->next_offset)
+      unconfirmed[pid] = *owned->second->next_offset;
+  }
+  for (const auto& [pid, offset] : marker_offsets_) {
+    if (topology.partitions().contains(pid) && writer_->acked(pid) < writer_->produced(pid))
+      unconfirmed.try_emplace(pid, offset);
+  }
+  if (unconfirmed.empty()) {
+    batch.remove(Column::meta, kUnconfirmedKey);
+    return;
+  }
+  batch.put(Column::meta, kUnconfirmedKey,
+            encode_unconfirmed({std::chrono::duration_cast<Millis>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count(),
+                                unconfirmed}));
+}
+
+void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
+                                        Millis session_timeout, Millis heartbeat_interval) {
+  if (!options_.enabled) return;
+  auto raw = store_.get(Column::meta, kUnconfirmedKey);
+  if (!raw || !*raw) return;
+  const auto record = decode_unconfirmed(**raw);
+  if (!record) {
+    spdlog::warn("msg=\"unreadable record of unconfirmed changelog checkpoints, not repaired\"");
+    return;
+  }
+  const int64_t recorded_ms = record->wall_ms;
+  std::vector<PartitionId> pids;
+  for (const auto& [pid, offset] : record->partitions) pids.push_back(pid);
+  const int64_t now_ms =
+      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const int64_t safe_ms =
+      recorded_ms + session_timeout.count() - heartbeat_interval.count() - kRepairMarginMs;
+  if (now_ms >= safe_ms) {
+    spdlog::warn(
+        "msg=\"the changelog may lack the last checkpoint of partitions this instance owned when "
+        "it stopped, and another member may own them by now: not repaired; their next owner "
+        "counts that checkpoint's events again\" partitions={} since_ms={}",
+        pids.size(), now_ms - recorded_ms);
+    return;
+  }
+  const auto deadline = SteadyClock::now() + Millis{safe_ms - now_ms};
+  if (auto s = connect_topic(deadline); !s) {
+    spdlog::warn(
+        "msg=\"changelog not reachable, unconfirmed checkpoints not repaired\" error=\"{}\"",
+        s.error().message);
+    return;
+  }
+  StoreStateReader local(store_);
+  std::vector<PartitionId> repaired;
+  for (PartitionId pid : pids) {
+    auto local_next = Topology::stored_next_offset(pid, local);
+    if (!local_next || !*local_next) continue;
+    int64_t low = 0;
+    int64_t high = 0;
+    const bool empty =
+        rd_kafka_query_watermark_offsets(
+            producer_.get(), options_.topic.c_str(), changelog_partition(pid), &low, &high,
+            std::max(1, std::min(remaining_ms(deadline), 5000))) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        high <= low;
+    if (!empty) {
+      // Handed over with every record acknowledged, and nothing written after it.
+      auto end = store_.get(Column::meta, end_key(pid));
+      if (end && *end && std::to_string(high) == **end) continue;
+      auto restored = restorer_->restore(pid, deadline);
+      if (!restored) {
+        spdlog::warn("msg=\"unconfirmed checkpoint not checked\" pid={} error=\"{}\"", pid.value,
+                     restored.error().message);
+        continue;
+      }
+      if (*restored && (*restored)->next_offset.value >= (*local_next)->value) continue;
+    }
+    // A snapshot of the local state: a later restore reads it, not the older checkpoint.
+    writer_->release(pid);
+    writer_->begin_snapshot(pid);
+    const std::string scope = pid_hex(pid);
+    for (const auto& owner : owners) {
+      auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
+      if (!rows) continue;
+      for (const auto& [key, value] : *rows) writer_->put(key, value);
+    }
+    (void)writer_->end_checkpoint(pid, ++seq_, **local_next);
+    repaired.push_back(pid);
+  }
+  if (repaired.empty()) return;
+  const bool acked = writer_->wait_acked(repaired, deadline, [this](Millis wait) {
+    rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
+  });
+  // Whoever writes a partition next starts with a snapshot (another member may own it).
+  for (PartitionId pid : repaired) writer_->release(pid);
+  if (acked) {
+    spdlog::info(
+        "msg=\"changelog caught up with the local store after a crash\" partitions={} "
+        "checked={}",
+        repaired.size(), pids.size());
+  } else {
+    spdlog::warn(
+        "msg=\"changelog repair not acknowledged in time; the next owner of these partitions may "
+        "count their last checkpoint again\" partitions={}",
+        repaired.size());
+  }
 }
 
 void StateChangelog::poll(Millis timeout) {
@@ -322,6 +474,17 @@ bool StateChangelog::handover(const std::vector<PartitionId>& pids,
     for (PartitionId pid : pids) {
       if (auto end = writer_->acked_end(pid))
         batch.put(Column::meta, end_key(pid), std::to_string(*end));
+    }
+    // The changelog has them: a restart has nothing to repair for them.
+    if (auto raw = store_.get(Column::meta, kUnconfirmedKey); raw && *raw) {
+      if (auto record = decode_unconfirmed(**raw)) {
+        for (PartitionId pid : pids) record->partitions.erase(pid);
+        if (record->partitions.empty()) {
+          batch.remove(Column::meta, kUnconfirmedKey);
+        } else {
+          batch.put(Column::meta, kUnconfirmedKey, encode_unconfirmed(*record));
+        }
+      }
     }
     if (auto s = store_.commit(batch); !s) {
       spdlog::warn(

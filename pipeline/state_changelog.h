@@ -85,6 +85,22 @@ class StateChangelog {
   bool handover(const std::vector<PartitionId>& pids,
                 std::chrono::steady_clock::time_point deadline);
 
+  // ---- a restart after a crash (kill -9) --------------------------------------------------
+  // Into a checkpoint's local batch, after send_deltas(): the owned partitions whose changelog
+  // records will not all be acknowledged once this checkpoint's are produced (this checkpoint's
+  // and any still in flight), with the wall clock. A crash leaves the local store ahead of the
+  // changelog for exactly these.
+  void record_unconfirmed(const Topology& topology, CheckpointStore::Batch& batch);
+  // At start, before joining the group: the partitions the last run recorded whose changelog is
+  // behind the local store get a snapshot of the local state, acknowledged before this returns.
+  // Otherwise their next owner would restore the older checkpoint and count its events again,
+  // while this instance's restored counters already hold them. Only while the dead member still
+  // holds them in the group (session.timeout.ms less heartbeat.interval.ms since the recorded
+  // time, less a margin): later, another member may have restored them already, and a snapshot
+  // then would be written under its feet (logged, not done).
+  void repair_unconfirmed(const std::vector<std::string>& owners, Millis session_timeout,
+                          Millis heartbeat_interval);
+
   uint64_t bytes_total() const { return writer_ ? writer_->bytes_total() : 0; }
   // Partitions restored from the changelog since start.
   uint64_t restored_partitions() const { return restored_partitions_; }
@@ -113,6 +129,8 @@ class StateChangelog {
   // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
   // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;
+  // The next offset in each partition's last marker produced (record_unconfirmed()).
+  std::map<PartitionId, Offset> marker_offsets_;
   uint64_t seq_ = 0;
   uint64_t restored_partitions_ = 0;
 };

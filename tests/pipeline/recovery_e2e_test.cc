@@ -571,6 +571,102 @@ TEST_F(RecoveryE2E, MetricsNeverShowMoreThanTheLastStoredCheckpoint) {
   EXPECT_TRUE(a.status());
 }
 
+// A crash left the local store ahead of the changelog (its broker went down: the last
+// checkpoints never arrived, the earlier ones did). The restarted instance writes what the
+// changelog lacks before the group can give those partitions to another member, so the member
+// that takes some of them over restores the last checkpoint instead of the older one, from
+// which it would count the newer events again: the sums stay exact.
+TEST_F(RecoveryE2E, ARestartCatchesTheChangelogUpBeforeItsPartitionsMove) {
+  rd_kafka_mock_cluster_t* cluster = broker_->cluster();
+  const std::string state_topic = Config{}.kafka.state_topic;
+  for (int p = 0; p < kPartitions; ++p) {
+    for (const char* t : {"social.events", "socialpulse.windows", "socialpulse.alerts", "socialpulse.dlq"})
+      rd_kafka_mock_partition_set_leader(cluster, t, p, 1 + p % 2);
+    rd_kafka_mock_partition_set_leader(cluster, state_topic.c_str(), p, 3);
+  }
+  rd_kafka_mock_coordinator_set(cluster, "group", "recovery", 2);
+  auto log = capture_log();
+  auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}});
+  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  ASSERT_TRUE(producer);
+  EventGenerator gen(GeneratorOptions{});
+  const EventTime t0 = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now()) - 2h;
+  int sent = 0;
+  auto produce_events = [&](int n) {
+    GeneratedEvent e;
+    for (int i = 0; i < n; ++i, ++sent) {
+      gen.next(t0 + Millis{sent * 400}, e);
+      e.key += "/" + std::to_string(sent % 7);
+      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(e.value.data()), e.value.size()), RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  };
+
+  Config c = config("a");
+  // Records for the down broker expire, so that none arrives late. The restart below comes well
+  // within session.timeout.ms (3.5 s) of the last checkpoint, as a restarted process would.
+  c.kafka.properties["message.timeout.ms"] = "1000";
+  c.shutdown_timeout = 4s;
+  std::atomic<uint64_t> stored{0};
+  RunnerTestHooks hooks;
+  hooks.on_checkpoint_committed = [&](uint64_t consumed) { stored = consumed; };
+  {
+    Instance a(c, hooks);
+    a.start();
+    // The first half reaches the changelog (/metrics shows it only then), the second does not.
+    ASSERT_NO_FATAL_FAILURE(produce_events(600));
+    ASSERT_TRUE(wait_consumed(a, 600));
+    rd_kafka_mock_broker_set_down(cluster, 3);
+    ASSERT_NO_FATAL_FAILURE(produce_events(600));
+    ASSERT_TRUE(testing::wait_until([&] { return stored >= 1200u; }, 60s));
+    a.stop();
+  }
+  // Every record for the down broker expired before the instance's producer went away: none
+  // can arrive once the broker is back (a producer that still held some would say so).
+  EXPECT_EQ(count_lines(*log, "changelog records not acknowledged at exit"), 0);
+  rd_kafka_mock_broker_set_up(cluster, 3);
+
+  Instance a2(c);
+  a2.start();  // serves once the repair is done
+  Instance b(config("b"));
+  b.start();
+  // Settled: both own partitions, every partition's input is consumed and its offset committed
+  // after a stored checkpoint, and each instance then published two more checkpoints.
+  std::vector<int64_t> end_offsets(kPartitions, 0);
+  for (int p = 0; p < kPartitions; ++p) {
+    int64_t low = 0;
+    ASSERT_EQ(rd_kafka_query_watermark_offsets(producer->get(), "social.events", p, &low,
+                                               &end_offsets[static_cast<size_t>(p)], 5000),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        const double assigned_a = a2.metric("socialpulse_partitions_assigned");
+        const double assigned_b = b.metric("socialpulse_partitions_assigned");
+        return assigned_a > 0 && assigned_b > 0 && assigned_a + assigned_b == kPartitions &&
+               committed() == end_offsets;
+      },
+      60s));
+  const double checkpoints_a = a2.metric("socialpulse_checkpoint_duration_seconds_count");
+  const double checkpoints_b = b.metric("socialpulse_checkpoint_duration_seconds_count");
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        return a2.metric("socialpulse_checkpoint_duration_seconds_count") >= checkpoints_a + 2 &&
+               b.metric("socialpulse_checkpoint_duration_seconds_count") >= checkpoints_b + 2;
+      },
+      30s));
+  EXPECT_EQ(count_lines(*log, "changelog caught up with the local store after a crash"), 1);
+  EXPECT_GT(count_lines(*log, "partition restored from the changelog"), 0);
+  for (const char* name : {"socialpulse_events_consumed_total", "socialpulse_events_accepted_total"}) {
+    EXPECT_EQ(testing::metric_sum(a2.scrape(), name) + testing::metric_sum(b.scrape(), name), 1200) << name;
+  }
+  a2.stop();
+  b.stop();
+}
+
 // ---- back-pressure ----------------------------------------------------------------------------
 
 TEST_F(RecoveryE2E, PendingRecordLimitPausesAndResumesAtExactlyTheNextOffset) {
