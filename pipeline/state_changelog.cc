@@ -334,6 +334,17 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
   }
   StoreStateReader local(store_);
   std::vector<PartitionId> repaired;
+  // Where the changelog ends for the partitions it has as new as the local store (end_key(), so
+  // that prepare() takes the local state without reading the changelog a second time).
+  std::map<PartitionId, int64_t> verified;
+  auto record_verified = [&] {
+    if (verified.empty()) return;
+    auto batch = store_.batch();
+    for (const auto& [pid, end] : verified)
+      batch.put(Column::meta, end_key(pid), std::to_string(end));
+    if (auto s = store_.commit(batch); !s)
+      spdlog::warn("msg=\"changelog end not recorded\" error=\"{}\"", s.error().message);
+  };
   for (PartitionId pid : pids) {
     auto local_next = Topology::stored_next_offset(pid, local);
     if (!local_next || !*local_next) continue;
@@ -354,7 +365,11 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
                      restored.error().message);
         continue;
       }
-      if (*restored && (*restored)->next_offset.value >= (*local_next)->value) continue;
+      if (*restored && (*restored)->next_offset.value >= (*local_next)->value) {
+        // Nothing to repair. As new as the local store: the assignment need not read it again.
+        if ((*restored)->next_offset.value == (*local_next)->value) verified[pid] = high;
+        continue;
+      }
     }
     // A snapshot of the local state: a later restore reads it, not the older checkpoint.
     writer_->release(pid);
@@ -368,10 +383,16 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
     (void)writer_->end_checkpoint(pid, ++seq_, **local_next);
     repaired.push_back(pid);
   }
-  if (repaired.empty()) return;
+  if (repaired.empty()) return record_verified();
   const bool acked = writer_->wait_acked(repaired, deadline, [this](Millis wait) {
     rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
   });
+  if (acked) {
+    for (PartitionId pid : repaired) {
+      if (auto end = writer_->acked_end(pid)) verified[pid] = *end;
+    }
+  }
+  record_verified();
   // Whoever writes a partition next starts with a snapshot (another member may own it).
   for (PartitionId pid : repaired) writer_->release(pid);
   if (acked) {
