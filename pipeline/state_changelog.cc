@@ -514,6 +514,9 @@ bool StateChangelog::handover(const std::vector<PartitionId>& pids,
           s.error().message);
     }
   } else {
+    // They stay in the record of unconfirmed partitions: a restart soon after repairs them. After
+    // a revoke or a leave another member may have restored them already; the snapshot the repair
+    // writes then precedes that member's own checkpoints, which rewrite what it changed.
     spdlog::warn("msg=\"changelog not acknowledged before the partitions were given up\" count={}",
                  pids.size());
   }
