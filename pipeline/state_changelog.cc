@@ -490,35 +490,34 @@ bool StateChangelog::handover(const std::vector<PartitionId>& pids,
   const bool complete = writer_->wait_acked(pids, deadline, [this](Millis wait) {
     rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
   });
+  auto batch = store_.batch();
   if (complete) {
-    auto batch = store_.batch();
     for (PartitionId pid : pids) {
       if (auto end = writer_->acked_end(pid))
         batch.put(Column::meta, end_key(pid), std::to_string(*end));
     }
-    // The changelog has them: a restart has nothing to repair for them.
-    if (auto raw = store_.get(Column::meta, kUnconfirmedKey); raw && *raw) {
-      if (auto record = decode_unconfirmed(**raw)) {
-        for (PartitionId pid : pids) record->partitions.erase(pid);
-        if (record->partitions.empty()) {
-          batch.remove(Column::meta, kUnconfirmedKey);
-        } else {
-          batch.put(Column::meta, kUnconfirmedKey, encode_unconfirmed(*record));
-        }
-      }
-    }
-    if (auto s = store_.commit(batch); !s) {
-      spdlog::warn(
-          "msg=\"changelog end not recorded; the next restore reads the changelog\" "
-          "error=\"{}\"",
-          s.error().message);
-    }
   } else {
-    // They stay in the record of unconfirmed partitions: a restart soon after repairs them. After
-    // a revoke or a leave another member may have restored them already; the snapshot the repair
-    // writes then precedes that member's own checkpoints, which rewrite what it changed.
     spdlog::warn("msg=\"changelog not acknowledged before the partitions were given up\" count={}",
                  pids.size());
+  }
+  // Given up: a restart repairs nothing of them (repair_unconfirmed()). Acknowledged, there is
+  // nothing to repair; if not, another member may restore them from now on, and a snapshot
+  // written after that would come under its feet.
+  if (auto raw = store_.get(Column::meta, kUnconfirmedKey); raw && *raw) {
+    if (auto record = decode_unconfirmed(**raw)) {
+      for (PartitionId pid : pids) record->partitions.erase(pid);
+      if (record->partitions.empty()) {
+        batch.remove(Column::meta, kUnconfirmedKey);
+      } else {
+        batch.put(Column::meta, kUnconfirmedKey, encode_unconfirmed(*record));
+      }
+    }
+  }
+  if (auto s = store_.commit(batch); !s) {
+    spdlog::warn(
+        "msg=\"changelog handover not recorded; the next restore reads the changelog\" "
+        "error=\"{}\"",
+        s.error().message);
   }
   for (PartitionId pid : pids) writer_->release(pid);
   return complete;
