@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 #include <thread>
 
 #include "operators/byte_codec.h"
@@ -32,15 +33,14 @@ std::string end_key(PartitionId pid) { return "changelog_end/" + pid_hex(pid); }
 
 // Meta key: the partitions whose last checkpoints the changelog may lack (record_unconfirmed()).
 constexpr std::string_view kUnconfirmedKey = "changelog_unconfirmed";
-constexpr uint64_t kUnconfirmedVersion = 1;
+constexpr uint64_t kUnconfirmedVersion = 2;  // 1: with the markers' offsets, never read
 // Slack under the dead member's session for the repair's own reads and writes.
 constexpr int64_t kRepairMarginMs = 500;
 
-// The value of kUnconfirmedKey: when it was written (wall clock) and, per partition, the next
-// offset its last marker names.
+// The value of kUnconfirmedKey: when it was written (wall clock) and the partitions.
 struct Unconfirmed {
   int64_t wall_ms = 0;
-  std::map<PartitionId, Offset> partitions;
+  std::set<PartitionId> partitions;
 };
 
 std::string encode_unconfirmed(const Unconfirmed& u) {
@@ -48,10 +48,7 @@ std::string encode_unconfirmed(const Unconfirmed& u) {
   byte_codec::put_u64(value, kUnconfirmedVersion);
   byte_codec::put_i64(value, u.wall_ms);
   byte_codec::put_u32(value, static_cast<uint32_t>(u.partitions.size()));
-  for (const auto& [pid, offset] : u.partitions) {
-    byte_codec::put_u32(value, static_cast<uint32_t>(pid.value));
-    byte_codec::put_i64(value, offset.value);
-  }
+  for (PartitionId pid : u.partitions) byte_codec::put_u32(value, static_cast<uint32_t>(pid.value));
   return value;
 }
 
@@ -61,10 +58,8 @@ std::optional<Unconfirmed> decode_unconfirmed(std::string_view value) {
   Unconfirmed u;
   u.wall_ms = r.i64();
   const uint32_t count = r.u32();
-  for (uint32_t i = 0; i < count && r.ok(); ++i) {
-    const PartitionId pid{static_cast<int32_t>(r.u32())};
-    u.partitions[pid] = Offset{r.i64()};
-  }
+  for (uint32_t i = 0; i < count && r.ok(); ++i)
+    u.partitions.insert(PartitionId{static_cast<int32_t>(r.u32())});
   if (!r.done() || version != kUnconfirmedVersion) return std::nullopt;
   return u;
 }
@@ -251,52 +246,49 @@ void StateChangelog::produce(const Topology& topology) {
   for (auto& [pid, entries] : captured_) {
     const auto owned = topology.partitions().find(pid);
     if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    const bool delta =
-        std::find(deltas_sent_.begin(), deltas_sent_.end(), pid) != deltas_sent_.end();
-    if (!delta) {
-      writer_->begin_snapshot(pid);
-      const std::string scope = pid_hex(pid);
-      for (const auto& owner : topology.partition_state_owners()) {
-        auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
-        if (!rows) {
-          spdlog::error("msg=\"changelog snapshot: local scan failed\" pid={} error=\"{}\"",
-                        pid.value, rows.error().message);
-          continue;  // the marker still goes out; the writer cannot tell: logged
-        }
-        for (const auto& [key, value] : *rows) writer_->put(key, value);
-      }
-    }
+    // deltas_sent_ was filled in captured_'s order: sorted.
+    if (!std::binary_search(deltas_sent_.begin(), deltas_sent_.end(), pid))
+      write_snapshot(pid, topology.partition_state_owners());
     if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
                    s.error().message);
     }
-    marker_offsets_[pid] = *owned->second->next_offset;
   }
   captured_.clear();
   deltas_sent_.clear();
 }
 
+void StateChangelog::write_snapshot(PartitionId pid, const std::vector<std::string>& owners) {
+  writer_->begin_snapshot(pid);
+  const std::string scope = pid_hex(pid);
+  for (const auto& owner : owners) {
+    auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
+    if (!rows) {
+      spdlog::error("msg=\"changelog snapshot: local scan failed\" pid={} error=\"{}\"", pid.value,
+                    rows.error().message);
+      continue;  // the marker still goes out; the writer cannot tell: logged
+    }
+    for (const auto& [key, value] : *rows) writer_->put(key, value);
+  }
+}
+
 void StateChangelog::record_unconfirmed(const Topology& topology, CheckpointStore::Batch& batch) {
   if (!options_.enabled || !writer_) return;
-  std::map<PartitionId, Offset> unconfirmed;
-  for (const auto& [pid, entries] : captured_) {
-    const auto owned = topology.partitions().find(pid);
-    if (owned != topology.partitions().end() && owned->second->next_offset)
-      unconfirmed[pid] = *owned->second->next_offset;
+  Unconfirmed unconfirmed;
+  for (const auto& [pid, p] : topology.partitions()) {
+    // Written by this checkpoint (produce() skips a partition without an offset), or with
+    // records of an earlier one still unacknowledged.
+    if ((captured_.contains(pid) && p->next_offset) || writer_->acked(pid) < writer_->produced(pid))
+      unconfirmed.partitions.insert(pid);
   }
-  for (const auto& [pid, offset] : marker_offsets_) {
-    if (topology.partitions().contains(pid) && writer_->acked(pid) < writer_->produced(pid))
-      unconfirmed.try_emplace(pid, offset);
-  }
-  if (unconfirmed.empty()) {
+  if (unconfirmed.partitions.empty()) {
     batch.remove(Column::meta, kUnconfirmedKey);
     return;
   }
-  batch.put(Column::meta, kUnconfirmedKey,
-            encode_unconfirmed({std::chrono::duration_cast<Millis>(
-                                    std::chrono::system_clock::now().time_since_epoch())
-                                    .count(),
-                                unconfirmed}));
+  unconfirmed.wall_ms =
+      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  batch.put(Column::meta, kUnconfirmedKey, encode_unconfirmed(unconfirmed));
 }
 
 void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
@@ -310,8 +302,7 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
     return;
   }
   const int64_t recorded_ms = record->wall_ms;
-  std::vector<PartitionId> pids;
-  for (const auto& [pid, offset] : record->partitions) pids.push_back(pid);
+  const std::set<PartitionId>& pids = record->partitions;
   const int64_t now_ms =
       std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
           .count();
@@ -373,13 +364,7 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
     }
     // A snapshot of the local state: a later restore reads it, not the older checkpoint.
     writer_->release(pid);
-    writer_->begin_snapshot(pid);
-    const std::string scope = pid_hex(pid);
-    for (const auto& owner : owners) {
-      auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
-      if (!rows) continue;
-      for (const auto& [key, value] : *rows) writer_->put(key, value);
-    }
+    write_snapshot(pid, owners);
     (void)writer_->end_checkpoint(pid, ++seq_, **local_next);
     repaired.push_back(pid);
   }

@@ -112,6 +112,9 @@ class StateChangelog {
   Status connect_topic(std::chrono::steady_clock::time_point deadline);
   Status install(PartitionId pid, const RestoredPartition& restored,
                  const std::vector<std::string>& owners);
+  // Produces the snapshot marker and pid's state as the local store holds it (its marker is the
+  // caller's: end_checkpoint()).
+  void write_snapshot(PartitionId pid, const std::vector<std::string>& owners);
 
   CheckpointStore& store_;
   Options options_;
@@ -129,8 +132,6 @@ class StateChangelog {
   // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
   // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;
-  // The next offset in each partition's last marker produced (record_unconfirmed()).
-  std::map<PartitionId, Offset> marker_offsets_;
   uint64_t seq_ = 0;
   uint64_t restored_partitions_ = 0;
 };
