@@ -174,13 +174,13 @@ void RunnerProbe::prepare_metrics(const Topology& topology, const CounterContinu
                                   uint64_t state_bytes, const ChangelogStats& changelog) {
   if (http_ == nullptr) return;
   drop_prepared();
-  // The latencies of what this snapshot holds; observed when it is exposed.
+  // The latencies of what this snapshot holds: observed, and its histogram filled in, when it
+  // is exposed (publish_prepared()).
   prepared_latency_samples_ = std::move(latency_samples_);
   latency_samples_.clear();
   latency_seen_ = 0;
   const double now_s =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const Histogram latency = latency_with(prepared_latency_samples_, now_s);
 
   // The order of the calls below is the exposition order of /metrics.
   registry_.begin();
@@ -213,7 +213,7 @@ void RunnerProbe::prepare_metrics(const Topology& topology, const CounterContinu
     registry_.add({}, static_cast<double>(checkpoint_failures_));
     registry_.family(kLatencyFamily, "Message append to value exposed on /metrics",
                      MetricType::histogram);
-    registry_.add_histogram({}, latency.bounds, latency.counts, latency.sum);
+    registry_.add_histogram({}, latency_.bounds, latency_.counts, latency_.sum);
     registry_.family("socialpulse_state_bytes", "Bytes of state: in memory plus RocksDB",
                      MetricType::gauge);
     registry_.add({}, static_cast<double>(state_bytes));
@@ -242,20 +242,14 @@ void RunnerProbe::prepare_metrics(const Topology& topology, const CounterContinu
   alerts_.clear();
 }
 
-RunnerProbe::Histogram RunnerProbe::latency_with(const std::vector<int64_t>& samples,
-                                                 double now_s) const {
-  Histogram h = latency_;
-  for (int64_t ts : samples) h.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
-  return h;
-}
-
 void RunnerProbe::publish_prepared() {
   if (http_ == nullptr || !prepared_) return;
-  // The sampled latencies end now, when the values become visible: the histogram built with the
-  // snapshot is brought up to this moment (it only ever gains observations).
+  // The sampled latencies end now, when the values become visible; the snapshot's histogram,
+  // built before them, is brought up to this moment.
   const double now_s =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  latency_ = latency_with(prepared_latency_samples_, now_s);
+  for (int64_t ts : prepared_latency_samples_)
+    latency_.observe(std::max(0.0, now_s - static_cast<double>(ts) / 1000.0));
   prepared_latency_samples_.clear();
   auto snapshot = std::const_pointer_cast<MetricsSnapshot>(prepared_);
   for (auto& family : *snapshot) {

@@ -111,8 +111,6 @@ class RunnerProbe {
   };
 
   static constexpr std::string_view kLatencyFamily = "socialpulse_event_latency_seconds";
-  // latency_ plus the given samples observed at now_s.
-  Histogram latency_with(const std::vector<int64_t>& samples, double now_s) const;
 
   // While checkpoints fail, /metrics keeps the last stored state (a counter must not run ahead
   // of what a crash would leave) but the failure count itself has to be visible to alerting.
