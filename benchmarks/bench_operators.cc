@@ -72,24 +72,35 @@ std::vector<Input> make_events(size_t n, size_t actors, int64_t step_ms, int par
   return out;
 }
 
+// The default windows and KPIs over three brands and ten channels.
+TopologySpec default_spec() {
+  TopologySpec spec;
+  spec.vocabulary = Vocabulary({{"acme", true}, {"globex", false}, {"initech", false}},
+                               {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                                "blog", "forum", "reviews", "web"});
+  spec.windows = default_windows();
+  return spec;
+}
+
+// Partitions 0..n-1 of `topology`, assigned with no stored state.
+std::vector<Topology::Partition*> assign_fresh(Topology& topology, int n) {
+  std::vector<Topology::Partition*> out;
+  MemoryState none;
+  for (int p = 0; p < n; ++p) out.push_back(*topology.assign(PartitionId{p}, none));
+  return out;
+}
+
 void BM_AllDefaultOperators(benchmark::State& state) {
   const size_t actors = static_cast<size_t>(state.range(0));
   const int64_t step_ms = state.range(1);  // event time between consecutive events
   constexpr int kPartitions = 4;
-  const Vocabulary vocabulary({{"acme", true}, {"globex", false}, {"initech", false}},
-                              {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
-                               "blog", "forum", "reviews", "web"});
   std::vector<std::string> ids;
   const auto events = make_events(size_t{1} << 20, actors, step_ms, kPartitions, ids);
 
-  TopologySpec spec;
-  spec.vocabulary = vocabulary;
-  spec.windows = default_windows();
+  TopologySpec spec = default_spec();
   spec.spend.entries = {{"acme", "twitter", 150}};
   Topology topology(std::move(spec));
-  std::vector<Topology::Partition*> partitions;
-  MemoryState none;
-  for (int p = 0; p < kPartitions; ++p) partitions.push_back(*topology.assign(PartitionId{p}, none));
+  const std::vector<Topology::Partition*> partitions = assign_fresh(topology, kPartitions);
   const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
   size_t records = 0;
 
@@ -138,21 +149,13 @@ class CountingSink final : public StateWriter {
 void BM_Checkpoint(benchmark::State& state) {
   const int partitions = static_cast<int>(state.range(0));
   const int dirty = static_cast<int>(state.range(1));
-  const Vocabulary vocabulary({{"acme", true}, {"globex", false}, {"initech", false}},
-                              {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
-                               "blog", "forum", "reviews", "web"});
   std::vector<std::string> ids;
   const size_t per_partition = 1500;
   const auto events =
       make_events(per_partition * static_cast<size_t>(partitions), 10'000, 160 / partitions + 1,
                   partitions, ids);
-  TopologySpec spec;
-  spec.vocabulary = vocabulary;
-  spec.windows = default_windows();
-  Topology topology(std::move(spec));
-  std::vector<Topology::Partition*> owned;
-  MemoryState none;
-  for (int p = 0; p < partitions; ++p) owned.push_back(*topology.assign(PartitionId{p}, none));
+  Topology topology(default_spec());
+  const std::vector<Topology::Partition*> owned = assign_fresh(topology, partitions);
   const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
   uint64_t seq = 0;
   std::vector<const Input*> last(static_cast<size_t>(partitions), nullptr);
