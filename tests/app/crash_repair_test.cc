@@ -101,15 +101,7 @@ class CrashRepairTest : public ::testing::Test {
   }
   // The group's committed offsets: an instance commits them after each stored checkpoint.
   std::vector<int64_t> committed() {
-    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}, {"group.id", "crash"}});
-    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(kPartitions));
-    for (int p = 0; p < kPartitions; ++p) rd_kafka_topic_partition_list_add(list.get(), "social.events", p);
-    std::vector<int64_t> out(kPartitions, -1001);
-    if (rd_kafka_committed(consumer->get(), list.get(), 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      for (int i = 0; i < list->cnt; ++i) out[static_cast<size_t>(list->elems[i].partition)] = list->elems[i].offset;
-    }
-    return out;
+    return testing::committed_offsets(broker_->bootstrap_servers(), "crash", "social.events", kPartitions);
   }
   static double metric(int port, const std::string& name) {
     auto r = testing::http_get(port, "/metrics");

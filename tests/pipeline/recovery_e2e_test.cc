@@ -195,15 +195,7 @@ class RecoveryE2E : public ::testing::Test {
 
   // Kafka-committed offsets of the pipeline's group, per partition (-1001 = none).
   std::vector<int64_t> committed() {
-    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}, {"group.id", "recovery"}});
-    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(kPartitions));
-    for (int p = 0; p < kPartitions; ++p) rd_kafka_topic_partition_list_add(list.get(), "social.events", p);
-    std::vector<int64_t> out(kPartitions, -1001);
-    if (rd_kafka_committed(consumer->get(), list.get(), 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      for (int i = 0; i < list->cnt; ++i) out[static_cast<size_t>(list->elems[i].partition)] = list->elems[i].offset;
-    }
-    return out;
+    return testing::committed_offsets(broker_->bootstrap_servers(), "recovery", "social.events", kPartitions);
   }
 
   // Slows consumption to a few hundred messages per second (small fetches, 50 ms round trips),

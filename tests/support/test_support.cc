@@ -1,6 +1,7 @@
 #include "tests/support/test_support.h"
 
 #include <arpa/inet.h>
+#include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,6 +16,30 @@
 #include <thread>
 
 namespace sp::testing {
+
+std::vector<int64_t> committed_offsets(const std::string& bootstrap, const std::string& group,
+                                       const std::string& topic, int partitions) {
+  std::vector<int64_t> out(static_cast<size_t>(partitions), RD_KAFKA_OFFSET_INVALID);
+  char err[256];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap.c_str(), err, sizeof err) !=
+          RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "group.id", group.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    return out;
+  }
+  rd_kafka_t* consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (consumer == nullptr) return out;  // conf is destroyed by a failed rd_kafka_new too
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  if (rd_kafka_committed(consumer, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < list->cnt; ++i)
+      out[static_cast<size_t>(list->elems[i].partition)] = list->elems[i].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy(consumer);
+  return out;
+}
 
 std::optional<HttpResponse> http_get(int port, const std::string& path,
                                      const std::string& authorization) {

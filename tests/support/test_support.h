@@ -2,6 +2,7 @@
 // Helpers shared by the integration tests: HTTP GET, Prometheus text parsing, child processes,
 // and waiting on a condition with a deadline (never a fixed sleep).
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -24,6 +25,11 @@ std::map<std::string, double> parse_metrics(const std::string& text);
 // Sum of all samples of `name` whose label set contains every given `label="value"` pair.
 double metric_sum(const std::map<std::string, double>& samples, const std::string& name,
                   const std::vector<std::string>& label_filters = {});
+
+// The offsets consumer group `group` committed for partitions 0..partitions-1 of `topic`
+// (-1001, RD_KAFKA_OFFSET_INVALID, where none or when the broker does not answer).
+std::vector<int64_t> committed_offsets(const std::string& bootstrap, const std::string& group,
+                                       const std::string& topic, int partitions);
 
 // Polls `condition` until true or the deadline passes; returns the final value.
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds deadline,
