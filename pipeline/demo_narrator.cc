@@ -7,6 +7,7 @@
 
 #include "operators/time.h"
 #include "operators/window_record_format.h"
+#include "pipeline/thread_policy.h"
 
 namespace sp {
 namespace {
@@ -39,7 +40,10 @@ std::string clock_text(int64_t ms) {
 
 DemoNarrator::DemoNarrator(const QueryApi& api, std::FILE* out, std::chrono::milliseconds interval)
     : api_(api), out_(out), interval_(interval), color_(::isatty(::fileno(out)) == 1) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_thread("sp-narrator");
+    run();
+  });
 }
 
 DemoNarrator::~DemoNarrator() {

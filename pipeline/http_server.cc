@@ -783,6 +783,7 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(HttpServerOptions options)
   }
   server->thread_ = std::thread([loop = server->loop_.get()] {
     mark_interactive_thread();  // whatever its creator's policy (thread_policy.h)
+    name_thread("sp-http");
     // OpenSSL writes with write(): a client gone mid-response must be EPIPE, not a SIGPIPE that
     // kills a process which did not ignore it (plain sockets use MSG_NOSIGNAL).
     sigset_t pipe;

@@ -4,6 +4,8 @@
 
 #include <utility>
 
+#include "pipeline/thread_policy.h"
+
 namespace sp {
 
 void SourceWorker::Batch::clear() {
@@ -26,7 +28,10 @@ SourceWorker::~SourceWorker() {
 void SourceWorker::start(rd_kafka_t* consumer) {
   std::lock_guard lock(mutex_);
   consumer_ = consumer;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_thread("sp-source");
+    run();
+  });
   worker_id_ = thread_.get_id();
 }
 

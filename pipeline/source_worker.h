@@ -122,8 +122,12 @@ class SourceWorker {
   rd_kafka_t* consumer_ = nullptr;
   Batch* current_ = nullptr;  // worker thread: being polled into
 
-  // Bounded: at most this many batches exist, so a slow pipeline thread stops the polling.
-  std::array<Batch, 4> batches_;
+  // Bounded: at most this many batches exist, so a slow pipeline thread stops the polling. Enough
+  // for the worker to keep polling and decoding while the pipeline thread writes a checkpoint
+  // (~100 ms at 256 partitions and 250 ms checkpoints, ~60 k messages at full speed): with 4, the
+  // worker stopped within a few ms of each checkpoint, and bench_e2e at 256 partitions / 250 ms
+  // ran ~20 % slower (benchmarks/RESULTS.md). At most 16 x 4096 Items (272 B each), ~18 MB.
+  std::array<Batch, 16> batches_;
   std::mutex mutex_;
   std::condition_variable to_pipeline_;
   std::condition_variable to_worker_;

@@ -62,6 +62,14 @@ inline void mark_interactive_thread() {
 #endif
 }
 
+// Names the calling thread for `top -H`, perf and /proc/<pid>/task/*/comm (at most 15 characters).
+// Never called on the main thread: its name is the process name that ps and pkill match.
+inline void name_thread([[maybe_unused]] const char* name) {
+#if defined(__linux__)
+  (void)pthread_setname_np(pthread_self(), name);
+#endif
+}
+
 // Makes the calling thread a throughput thread for a scope, then restores its policy (a test
 // thread that runs a service returns to what it was).
 class ThroughputScope {
