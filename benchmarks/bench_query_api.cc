@@ -15,10 +15,8 @@
 // --client-fifo 1: the querying thread runs SCHED_FIFO (needs root or CAP_SYS_NICE), standing for
 // a client on a machine of its own: the figure is then the server's, not the load generator's
 // wait for one of the two cores the ingest keeps busy. The server's threads are unchanged.
-#include <arpa/inet.h>
 #include <pthread.h>
 #include <sched.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,6 +34,7 @@
 #include "pipeline/config.h"
 #include "pipeline/service.h"
 #include "pipeline/thread_policy.h"
+#include "tests/support/test_support.h"
 
 namespace {
 
@@ -56,15 +55,8 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
 int get(int port, const std::string& path, std::string* body = nullptr,
         Phases* phases = nullptr) {
   const auto t_start = Clock::now();
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return 0;
-  }
+  const int fd = sp::testing::loopback_connect(port);
+  if (fd < 0) return 0;
   const auto t_connected = Clock::now();
   const std::string req = "GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n";
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);

@@ -12,11 +12,8 @@
 // group, fresh state dir; RunnerTestHooks::without_changelog): its ratio beside 3's is the
 // changelog's cost measured in one run, on one machine state.
 // Not a Google Benchmark: the phases share one broker and must run in order.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +40,7 @@
 #include "pipeline/kafka.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/service.h"
+#include "tests/support/test_support.h"
 
 namespace sp::bench {
 namespace {
@@ -134,36 +132,11 @@ bool reset_peak_rss() {
   return static_cast<bool>(f);
 }
 
-// ---- minimal HTTP client (GET on loopback) -----------------------------------------------------
+// The body of a 200 answer to GET `path` on loopback, or nullopt.
 std::optional<std::string> http_get(int port, const char* path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return std::nullopt;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return std::nullopt;
-  }
-  char req[256];
-  const int len = std::snprintf(req, sizeof req,
-                                "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-  if (::send(fd, req, static_cast<size_t>(len), 0) != len) {
-    ::close(fd);
-    return std::nullopt;
-  }
-  std::string resp;
-  char buf[65536];
-  for (;;) {
-    const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
-    if (r <= 0) break;
-    resp.append(buf, static_cast<size_t>(r));
-  }
-  ::close(fd);
-  const size_t body = resp.find("\r\n\r\n");
-  if (resp.compare(0, 12, "HTTP/1.1 200") != 0 || body == std::string::npos) return std::nullopt;
-  return resp.substr(body + 4);
+  auto r = sp::testing::http_get(port, path);
+  if (!r || r->status != 200) return std::nullopt;
+  return std::move(r->body);
 }
 
 // Value of an unlabelled sample, or of the sum over every label set of `name`.

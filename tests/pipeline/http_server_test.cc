@@ -37,45 +37,6 @@ HttpServerOptions local_options() {
   return o;
 }
 
-// A connected blocking socket whose reads give up after `timeout`.
-int connect_to(int port, Millis timeout = Millis{5000}) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-// Everything the server sends until it closes (or the read timeout).
-std::string read_all(int fd) {
-  std::string raw;
-  char buf[65536];
-  for (;;) {
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    raw.append(buf, static_cast<size_t>(n));
-  }
-  return raw;
-}
-
-std::string round_trip(int port, const std::string& request) {
-  const int fd = connect_to(port);
-  if (fd < 0) return {};
-  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string raw = read_all(fd);
-  ::close(fd);
-  return raw;
-}
-
 int status_of(const std::string& raw) {
   return raw.size() >= 12 && raw.starts_with("HTTP/1.1 ") ? std::atoi(raw.c_str() + 9) : 0;
 }
@@ -183,7 +144,7 @@ TEST(HttpServer, ScrapesAndProbesAnswerWithinASecondUnder200HalfOpenConnections)
   (*server)->publish(snapshot_with(5));
   std::vector<int> flood;
   for (int i = 0; i < 200; ++i) {
-    const int fd = connect_to(port);
+    const int fd = testing::loopback_connect(port);
     ASSERT_GE(fd, 0);
     // Half a request, never finished (slowloris); every other one sends nothing at all.
     if (i % 2 == 0) ::send(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n", 33, MSG_NOSIGNAL);
@@ -191,11 +152,11 @@ TEST(HttpServer, ScrapesAndProbesAnswerWithinASecondUnder200HalfOpenConnections)
   }
   for (const char* path : {"/metrics", "/readyz", "/livez", "/metrics"}) {
     const auto started = Clock::now();
-    const int fd = connect_to(port, Millis{1000});
+    const int fd = testing::loopback_connect(port, Millis{1000});
     ASSERT_GE(fd, 0);
     const std::string req = std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
     ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-    const std::string raw = read_all(fd);
+    const std::string raw = testing::read_until_closed(fd);
     ::close(fd);
     const auto took = Clock::now() - started;
     EXPECT_LT(took, std::chrono::seconds(1)) << path;
@@ -212,14 +173,14 @@ TEST(HttpServer, AnUnfinishedRequestIsAnswered408AndClosedAfterTheRequestTimeout
   o.request_timeout = Millis{300};
   auto server = HttpServer::start(o);
   ASSERT_TRUE(server);
-  const int fd = connect_to((*server)->port());
+  const int fd = testing::loopback_connect((*server)->port());
   ::send(fd, "GET /metrics HTTP/1.1\r\n", 23, MSG_NOSIGNAL);
   const auto started = Clock::now();
-  const std::string raw = read_all(fd);  // returns at the server's close (or 5 s)
+  const std::string raw = testing::read_until_closed(fd);  // returns at the server's close (or 5 s)
   ::close(fd);
   EXPECT_EQ(status_of(raw), 408);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(3));
-  const int silent = connect_to((*server)->port());
+  const int silent = testing::loopback_connect((*server)->port());
   EXPECT_TRUE(closed_by_server(silent, Millis{3000}));
   ::close(silent);
 }
@@ -230,30 +191,30 @@ TEST(HttpServer, OversizedHeadersGet431) {
   auto server = HttpServer::start(o);
   ASSERT_TRUE(server);
   const std::string big = "GET /metrics HTTP/1.1\r\nX-Big: " + std::string(4000, 'a') + "\r\n\r\n";
-  EXPECT_EQ(status_of(round_trip((*server)->port(), big)), 431);
+  EXPECT_EQ(status_of(testing::loopback_exchange((*server)->port(), big)), 431);
   // Without an end of headers at all.
-  EXPECT_EQ(status_of(round_trip((*server)->port(), "GET /metrics HTTP/1.1\r\nX: " +
+  EXPECT_EQ(status_of(testing::loopback_exchange((*server)->port(), "GET /metrics HTTP/1.1\r\nX: " +
                                                       std::string(4000, 'b'))),
             431);
-  EXPECT_EQ(status_of(round_trip((*server)->port(), "GET /livez HTTP/1.1\r\n\r\n")), 200);
+  EXPECT_EQ(status_of(testing::loopback_exchange((*server)->port(), "GET /livez HTTP/1.1\r\n\r\n")), 200);
 }
 
 TEST(HttpServer, MalformedRequestsGet4xxAndTheServerKeepsServing) {
   auto server = HttpServer::start(local_options());
   ASSERT_TRUE(server);
   const int port = (*server)->port();
-  EXPECT_EQ(status_of(round_trip(port, "garbage\r\n\r\n")), 400);
-  EXPECT_EQ(status_of(round_trip(port, "GET /metrics SPDY/9\r\n\r\n")), 400);
-  EXPECT_EQ(status_of(round_trip(port, "GET metrics HTTP/1.1\r\n\r\n")), 400);
-  EXPECT_EQ(status_of(round_trip(port, "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n")), 400);
-  EXPECT_EQ(status_of(round_trip(port, std::string("\0\1\2\3\r\n\r\n", 8))), 400);
-  EXPECT_EQ(status_of(round_trip(port, "GET /nope HTTP/1.1\r\n\r\n")), 404);
-  EXPECT_EQ(status_of(round_trip(port, "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")),
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "garbage\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /metrics SPDY/9\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET metrics HTTP/1.1\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n")), 400);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, std::string("\0\1\2\3\r\n\r\n", 8))), 400);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /nope HTTP/1.1\r\n\r\n")), 404);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")),
             405);
-  const std::string head = round_trip(port, "HEAD /livez HTTP/1.1\r\n\r\n");
+  const std::string head = testing::loopback_exchange(port, "HEAD /livez HTTP/1.1\r\n\r\n");
   EXPECT_EQ(status_of(head), 200);
   EXPECT_EQ(body_of(head), "");
-  EXPECT_EQ(status_of(round_trip(port, "GET /livez?x=1 HTTP/1.0\r\n\r\n")), 200);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /livez?x=1 HTTP/1.0\r\n\r\n")), 200);
 }
 
 TEST(HttpServer, AtThePerClientCapTheLongestWaitingConnectionMakesRoom) {
@@ -263,11 +224,11 @@ TEST(HttpServer, AtThePerClientCapTheLongestWaitingConnectionMakesRoom) {
   ASSERT_TRUE(server);
   const int port = (*server)->port();
   std::vector<int> held;
-  for (int i = 0; i < 20; ++i) held.push_back(connect_to(port));
+  for (int i = 0; i < 20; ++i) held.push_back(testing::loopback_connect(port));
   // The 12 oldest were closed to make room for the newer ones...
   for (int i = 0; i < 12; ++i) EXPECT_TRUE(closed_by_server(held[i], Millis{3000})) << i;
   // ...and a scraper from the same address still gets in.
-  EXPECT_EQ(status_of(round_trip(port, "GET /livez HTTP/1.1\r\n\r\n")), 200);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /livez HTTP/1.1\r\n\r\n")), 200);
   for (int fd : held) ::close(fd);
 }
 
@@ -292,14 +253,14 @@ TEST(HttpServer, ClientsThatNeverReadTheirResponseDoNotLockScrapersOut) {
   (*server)->publish(r.finish());  // ~7 MB: more than a socket buffer holds (4 MB at most)
   std::vector<int> stuck;
   for (int i = 0; i < 40; ++i) {
-    const int fd = connect_to(port);
+    const int fd = testing::loopback_connect(port);
     const int small = 4096;
     ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     ::send(fd, "GET /metrics HTTP/1.1\r\n\r\n", 25, MSG_NOSIGNAL);
     stuck.push_back(fd);
   }
   const auto started = Clock::now();
-  EXPECT_EQ(status_of(round_trip(port, "GET /livez HTTP/1.1\r\n\r\n")), 200);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /livez HTTP/1.1\r\n\r\n")), 200);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
   for (int fd : stuck) ::close(fd);
 }
@@ -310,7 +271,7 @@ TEST(HttpServer, NegotiatesOpenMetrics) {
   const int port = (*server)->port();
   (*server)->publish(snapshot_with(4));
   // What Prometheus 2.42 sends.
-  const std::string om = round_trip(
+  const std::string om = testing::loopback_exchange(
       port,
       "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,"
       "application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;"
@@ -320,10 +281,10 @@ TEST(HttpServer, NegotiatesOpenMetrics) {
   EXPECT_TRUE(body_of(om).ends_with("# EOF\n")) << om;
   EXPECT_NE(body_of(om).find("# TYPE socialpulse_test counter\n"), std::string::npos) << om;
   EXPECT_NE(body_of(om).find("socialpulse_test_total 4\n"), std::string::npos) << om;
-  const std::string text = round_trip(port, "GET /metrics HTTP/1.1\r\nAccept: text/plain\r\n\r\n");
+  const std::string text = testing::loopback_exchange(port, "GET /metrics HTTP/1.1\r\nAccept: text/plain\r\n\r\n");
   EXPECT_NE(text.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
   EXPECT_EQ(body_of(text).find("# EOF"), std::string::npos);
-  const std::string none = round_trip(port, "GET /metrics HTTP/1.1\r\n\r\n");
+  const std::string none = testing::loopback_exchange(port, "GET /metrics HTTP/1.1\r\n\r\n");
   EXPECT_NE(none.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
 }
 
@@ -373,7 +334,7 @@ class HttpServerTls : public ::testing::Test {
       SSL_CTX_use_certificate_file(ctx.get(), (dir_ + "/client.pem").c_str(), SSL_FILETYPE_PEM);
       SSL_CTX_use_PrivateKey_file(ctx.get(), (dir_ + "/client.key").c_str(), SSL_FILETYPE_PEM);
     }
-    const int fd = connect_to(port);
+    const int fd = testing::loopback_connect(port);
     if (fd < 0) return {};
     std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), &SSL_free);
     SSL_set_fd(ssl.get(), fd);
@@ -414,10 +375,10 @@ TEST_F(HttpServerTls, PlainTextAndGarbageHandshakesAreDroppedWithoutHarm) {
   ASSERT_TRUE(server) << server.error().message;
   const int port = (*server)->port();
   // Plain HTTP to the TLS port: never an HTTP answer, and the connection is closed.
-  EXPECT_EQ(status_of(round_trip(port, "GET /metrics HTTP/1.1\r\n\r\n")), 0);
-  EXPECT_EQ(status_of(round_trip(port, std::string(300, '\x16'))), 0);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, "GET /metrics HTTP/1.1\r\n\r\n")), 0);
+  EXPECT_EQ(status_of(testing::loopback_exchange(port, std::string(300, '\x16'))), 0);
   // A client that opens and says nothing is closed after the request timeout.
-  const int silent = connect_to(port);
+  const int silent = testing::loopback_connect(port);
   EXPECT_TRUE(closed_by_server(silent, Millis{3000}));
   ::close(silent);
   EXPECT_EQ(status_of(tls_get(port, "/livez")), 200);

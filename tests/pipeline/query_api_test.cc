@@ -274,30 +274,8 @@ TEST(DemoNarrator, TellsOneLinePerBrandAndHighlightsAlerts) {
 
 // ---- over HTTP ---------------------------------------------------------------------------
 
-int connect_to(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 std::string get(int port, const std::string& path, const std::string& headers = "") {
-  const int fd = connect_to(port);
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n";
-  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-  std::string raw;
-  char buf[65536];
-  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, size_t(n));
-  ::close(fd);
-  return raw;
+  return testing::loopback_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n");
 }
 
 int status_of(const std::string& raw) {
@@ -407,7 +385,7 @@ TEST(ConsoleHttp, StreamPushesOneEventPerCheckpointAndResumesWithLastEventId) {
   auto server = start_server();
   server->publish(metrics({.ri_acme = 1}));
   ASSERT_TRUE(digested(*server, 1));
-  const int fd = connect_to(server->port());
+  const int fd = testing::loopback_connect(server->port());
   const std::string req = "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n";
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string got;
@@ -421,7 +399,7 @@ TEST(ConsoleHttp, StreamPushesOneEventPerCheckpointAndResumesWithLastEventId) {
   server->publish(metrics({.ri_acme = 3}));
   ASSERT_TRUE(digested(*server, 3));
   // A client that saw 2 gets exactly 3.
-  const int again = connect_to(server->port());
+  const int again = testing::loopback_connect(server->port());
   const std::string resume =
       "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nLast-Event-ID: " + run + "2\r\n\r\n";
   ::send(again, resume.data(), resume.size(), MSG_NOSIGNAL);
@@ -437,7 +415,7 @@ TEST(ConsoleHttp, StreamPushesOneEventPerCheckpointAndResumesWithLastEventId) {
 
 TEST(ConsoleHttp, AnIdleStreamGetsHeartbeatsAndStaysOpen) {
   auto server = start_server("", Millis{200});
-  const int fd = connect_to(server->port());
+  const int fd = testing::loopback_connect(server->port());
   const std::string req = "GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n";
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string got;

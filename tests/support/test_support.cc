@@ -41,11 +41,11 @@ std::vector<int64_t> committed_offsets(const std::string& bootstrap, const std::
   return out;
 }
 
-std::optional<HttpResponse> http_get(int port, const std::string& path,
-                                     const std::string& authorization) {
+int loopback_connect(int port, std::chrono::milliseconds read_timeout) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return std::nullopt;
-  timeval tv{5, 0};
+  if (fd < 0) return -1;
+  timeval tv{static_cast<time_t>(read_timeout.count() / 1000),
+             static_cast<suseconds_t>((read_timeout.count() % 1000) * 1000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -53,15 +53,12 @@ std::optional<HttpResponse> http_get(int port, const std::string& path,
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
-    return std::nullopt;
+    return -1;
   }
-  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
-  if (!authorization.empty()) req += "Authorization: " + authorization + "\r\n";
-  req += "\r\n";
-  if (::send(fd, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) {
-    ::close(fd);
-    return std::nullopt;
-  }
+  return fd;
+}
+
+std::string read_until_closed(int fd) {
   std::string raw;
   char buf[65536];
   for (;;) {
@@ -69,7 +66,28 @@ std::optional<HttpResponse> http_get(int port, const std::string& path,
     if (n <= 0) break;
     raw.append(buf, static_cast<size_t>(n));
   }
+  return raw;
+}
+
+std::string loopback_exchange(int port, std::string_view request) {
+  const int fd = loopback_connect(port);
+  if (fd < 0) return {};
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return {};
+  }
+  std::string raw = read_until_closed(fd);
   ::close(fd);
+  return raw;
+}
+
+std::optional<HttpResponse> http_get(int port, const std::string& path,
+                                     const std::string& authorization) {
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!authorization.empty()) req += "Authorization: " + authorization + "\r\n";
+  req += "\r\n";
+  const std::string raw = loopback_exchange(port, req);
   const auto header_end = raw.find("\r\n\r\n");
   if (raw.size() < 12 || header_end == std::string::npos) return std::nullopt;
   HttpResponse r;

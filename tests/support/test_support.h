@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace sp::testing {
@@ -15,6 +16,15 @@ struct HttpResponse {
   int status = 0;
   std::string body;
 };
+
+// A blocking TCP connection to 127.0.0.1:port whose reads give up after `read_timeout`; -1 when
+// the connection fails.
+int loopback_connect(int port, std::chrono::milliseconds read_timeout = std::chrono::seconds(5));
+// Reads everything the server sends on `fd` until it closes (or the read timeout).
+std::string read_until_closed(int fd);
+// Sends `request` as it is on a new loopback connection and returns all the server sent until it
+// closed; empty when the connection fails.
+std::string loopback_exchange(int port, std::string_view request);
 
 // Plain HTTP/1.1 GET on 127.0.0.1:port; nullopt when the connection fails.
 std::optional<HttpResponse> http_get(int port, const std::string& path,
