@@ -63,5 +63,16 @@ TEST(ThreadPolicy, AThroughputScopeRestoresThePolicyItFound) {
   }).join();
 }
 
+TEST(ThreadPolicy, ANamedThreadShowsItsNameToTopAndPerf) {
+  std::string name;
+  std::thread t([&] {
+    name_thread("sp-test-name");
+    std::ifstream comm("/proc/thread-self/comm");
+    std::getline(comm, name);
+  });
+  t.join();
+  EXPECT_EQ(name, "sp-test-name");
+}
+
 }  // namespace
 }  // namespace sp
