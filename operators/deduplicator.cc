@@ -22,12 +22,30 @@ constexpr uint8_t kSnapshotVersion = 1;
 constexpr size_t kHeaderBytes = 4 + 1 + 1 + 8 + 8;
 constexpr size_t kEntryBytes = 8 + 8 + 8;
 // Incremental form: header = magic, version 2, seen_any, max event time, next segment number;
-// segment = magic, version, count, entries (same layout as the full snapshot's).
+// segment = magic, version, count, entries. Version 1 entries have the full snapshot's layout (24
+// bytes); version 2 (written since issue #20's checkpoint bytes work) keep the 16-byte key and
+// store each time as a zigzag varint from the previous entry's (from 0 for the first): times are
+// stream times in insertion order, so nearly every delta is 0 and an entry takes 17 bytes. The
+// ids are most of a checkpoint's bytes under load (one per event), in RocksDB and the changelog.
 constexpr uint8_t kIncrementalVersion = 2;
 constexpr size_t kIncrementalHeaderBytes = 4 + 1 + 1 + 8 + 8;
 constexpr std::string_view kSegmentMagic = "SPDS";
-constexpr uint8_t kSegmentVersion = 1;
+constexpr uint8_t kSegmentFixedVersion = 1;
+constexpr uint8_t kSegmentVersion = 2;
 constexpr size_t kSegmentHeaderBytes = 4 + 1 + 8;
+constexpr size_t kCompactEntryMinBytes = 16 + 1;
+constexpr size_t kCompactEntryMaxBytes = 16 + 10;
+
+// LEB128 of zigzag(v) at p; returns the end.
+char* store_svar(char* p, int64_t v) {
+  uint64_t u = byte_codec::zigzag(v);
+  while (u >= 0x80) {
+    *p++ = static_cast<char>((u & 0x7f) | 0x80);
+    u >>= 7;
+  }
+  *p++ = static_cast<char>(u);
+  return p;
+}
 
 int64_t floor_div(int64_t a, int64_t b) {
   int64_t q = a / b;
@@ -264,22 +282,27 @@ void Deduplicator::prepare_checkpoint(CheckpointDelta& out) const {
   // The header names the next free segment number, so a restore never reuses a stored one.
   put_u64(out.header, next_segment_ + (out.has_segment ? 1 : 0));
   if (!out.has_segment) return;
-  out.segment_bytes.reserve(kSegmentHeaderBytes + live * kEntryBytes);
   out.segment_bytes.append(kSegmentMagic);
   out.segment_bytes.push_back(static_cast<char>(kSegmentVersion));
   put_u64(out.segment_bytes, live);
   // Insertion order: deterministic for a given input, and no sort on the checkpoint path. Sized
-  // once and written in place: three appends per id were most of this function.
+  // once for the longest entries, written in place, then trimmed: appends per id were most of
+  // this function.
   const size_t at = out.segment_bytes.size();
-  out.segment_bytes.resize(at + live * kEntryBytes);
-  char* p = out.segment_bytes.data() + at;
+  out.segment_bytes.resize(at + live * kCompactEntryMaxBytes);
+  char* const begin = out.segment_bytes.data();
+  char* p = begin + at;
+  int64_t previous = 0;
   for (const Row& r : delta_) {
     if (r.time < cutoff) continue;  // remembered and already expired: restore would skip it
     store_u64(p, r.key.high);
     store_u64(p + 8, r.key.low);
-    store_u64(p + 16, static_cast<uint64_t>(r.time));
-    p += kEntryBytes;
+    // Wrapping difference: any two int64 times round-trip, whatever their distance.
+    p = store_svar(p + 16, static_cast<int64_t>(static_cast<uint64_t>(r.time) -
+                                                static_cast<uint64_t>(previous)));
+    previous = r.time;
   }
+  out.segment_bytes.resize(static_cast<size_t>(p - begin));
 }
 
 void Deduplicator::checkpoint_committed(const CheckpointDelta& delta) {
@@ -335,23 +358,37 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
     clear();
     return make_error(ErrorKind::fatal, std::string("deduplicator segment: ") + why);
   };
-  if (bytes.size() < kSegmentHeaderBytes || bytes.substr(0, 4) != kSegmentMagic ||
-      static_cast<uint8_t>(bytes[4]) != kSegmentVersion) {
+  if (bytes.size() < kSegmentHeaderBytes || bytes.substr(0, 4) != kSegmentMagic) {
     return corrupt("bad header");
   }
+  const auto version = static_cast<uint8_t>(bytes[4]);
+  if (version != kSegmentFixedVersion && version != kSegmentVersion) return corrupt("bad header");
+  const bool fixed = version == kSegmentFixedVersion;
   const uint64_t count = load_u64(bytes.data() + 5);
-  if (count > (bytes.size() - kSegmentHeaderBytes) / kEntryBytes ||
-      bytes.size() != kSegmentHeaderBytes + count * kEntryBytes) {
+  const size_t body = bytes.size() - kSegmentHeaderBytes;
+  if (fixed ? count > body / kEntryBytes || body != count * kEntryBytes
+            : count > body / kCompactEntryMinBytes) {
     return corrupt("length does not match entry count");
   }
   if (segment >= next_segment_) return corrupt("segment newer than the header");
   if (!seen_any_ && count != 0) return corrupt("entries without a max event time");
   const int64_t cutoff = cutoff_ms();
   int64_t newest = INT64_MIN;
-  const char* p = bytes.data() + kSegmentHeaderBytes;
-  for (uint64_t i = 0; i < count; ++i, p += kEntryBytes) {
-    const Key key{load_u64(p + 8), load_u64(p)};
-    const auto time = static_cast<int64_t>(load_u64(p + 16));
+  byte_codec::Reader in(bytes.substr(kSegmentHeaderBytes));
+  int64_t previous = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const std::string_view k = in.bytes(16);
+    int64_t time = 0;
+    if (fixed) {
+      time = in.i64();
+    } else {
+      // Wrapping sum, the inverse of prepare_checkpoint's wrapping difference.
+      time =
+          static_cast<int64_t>(static_cast<uint64_t>(previous) + static_cast<uint64_t>(in.svar()));
+      previous = time;
+    }
+    if (!in.ok()) return corrupt("length does not match entry count");
+    const Key key{load_u64(k.data() + 8), load_u64(k.data())};
     if (time > max_time_ms_) return corrupt("entry newer than the max event time");
     newest = std::max(newest, time);
     if (time < cutoff) continue;
@@ -359,6 +396,7 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
     auto [it, inserted] = entries_.try_emplace(key, time);
     if (!inserted) it->second = std::max(it->second, time);
   }
+  if (!in.done()) return corrupt("length does not match entry count");
   // Kept even when expired (a shorter horizon than at write time): the next checkpoint deletes it.
   segments_.push_back({segment, newest});
   return {};
@@ -416,7 +454,9 @@ Status Deduplicator::restore(StateReader& in) {
     if (hex.size() != 16 || parsed.ptr != hex.data() + hex.size()) {
       return make_error(ErrorKind::fatal, "dedup: corrupt segment key '" + std::string(key) + "'");
     }
-    ids += bytes.size() / 24;
+    // The entry count of either segment version, bounded by what the bytes can hold.
+    if (bytes.size() >= kSegmentHeaderBytes)
+      ids += std::min<uint64_t>(load_u64(bytes.data() + 5), bytes.size() / kCompactEntryMinBytes);
     segments.emplace_back(seq, std::string(bytes));
     return {};
   });

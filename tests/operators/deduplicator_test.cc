@@ -1,5 +1,7 @@
 #include "operators/deduplicator.h"
 
+#include "operators/byte_codec.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -396,6 +398,55 @@ TEST(Deduplicator, RestoreRejectsCorruptSegments) {
   ASSERT_TRUE(r.restore_segment(delta.segment, delta.segment_bytes).has_value());
   EXPECT_FALSE(r.finish_restore().has_value());  // the same segment twice
   EXPECT_FALSE(r.begin_restore("SPDD").has_value());
+}
+
+TEST(Deduplicator, SegmentsOfTheFixedLayoutWrittenBeforeStillRestore) {
+  // Version 1 segments (24 bytes an id: key high, key low, time) are what stores and changelogs
+  // written before the compact layout hold.
+  Deduplicator live(kHorizon);
+  std::string v1 = "SPDS";
+  v1.push_back('\x01');
+  const int count = 300;
+  byte_codec::put_u64(v1, count);
+  int64_t stream_time = 0;
+  for (int i = 0; i < count; ++i) {
+    const Owned o{"acme", "id-" + std::to_string(i), i % 7 == 0 ? 500 : 1000 + 10 * i};
+    ASSERT_FALSE(live.is_duplicate(o.view()));
+    stream_time = std::max(stream_time, o.time_ms);
+    const auto key = Deduplicator::key_of(o.view());
+    byte_codec::put_u64(v1, key.high);
+    byte_codec::put_u64(v1, key.low);
+    byte_codec::put_u64(v1, static_cast<uint64_t>(stream_time));
+  }
+  Deduplicator::CheckpointDelta delta;
+  live.prepare_checkpoint(delta);
+  ASSERT_TRUE(delta.has_segment);
+  for (const std::string* bytes : {&v1, &delta.segment_bytes}) {
+    Deduplicator restored(kHorizon);
+    ASSERT_TRUE(restored.begin_restore(delta.header).has_value());
+    ASSERT_TRUE(restored.restore_segment(delta.segment, *bytes).has_value());
+    ASSERT_TRUE(restored.finish_restore().has_value());
+    EXPECT_EQ(snapshot_of(restored), snapshot_of(live));
+  }
+}
+
+TEST(Deduplicator, ASegmentTakesSeventeenBytesAnIdAndRejectsATruncatedOne) {
+  Deduplicator d(kHorizon);
+  const int count = 1000;
+  for (int i = 0; i < count; ++i) dup(d, "acme", std::to_string(i), 1'700'000'000'000 + i / 10);
+  Deduplicator::CheckpointDelta delta;
+  d.prepare_checkpoint(delta);
+  // Header 13 bytes, the first time in full (a varint of up to 10 bytes), then 16 + 1 an id.
+  EXPECT_LE(delta.segment_bytes.size(), 13u + 10 + count * 17u);
+  Deduplicator r(kHorizon);
+  ASSERT_TRUE(r.begin_restore(delta.header).has_value());
+  EXPECT_FALSE(
+      r.restore_segment(delta.segment, delta.segment_bytes.substr(0, delta.segment_bytes.size() - 1))
+          .has_value());
+  std::string wrong_count = delta.segment_bytes;
+  wrong_count[5] = static_cast<char>(wrong_count[5] - 1);  // one entry left over
+  ASSERT_TRUE(r.begin_restore(delta.header).has_value());
+  EXPECT_FALSE(r.restore_segment(delta.segment, wrong_count).has_value());
 }
 
 TEST(Deduplicator, KeyedCheckpointsRestoreTheCommittedIdsAndRemoveExpiredSegments) {
