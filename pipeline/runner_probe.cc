@@ -162,13 +162,6 @@ void RunnerProbe::checkpoint_failed() {
   publish_checkpoint_failures();
 }
 
-void RunnerProbe::publish_metrics(const Topology& topology, const CounterContinuity& counters,
-                                  const PartitionTable& partitions, const ConsumerGroup& consumer,
-                                  uint64_t state_bytes, const ChangelogStats& changelog) {
-  prepare_metrics(topology, counters, partitions, consumer, state_bytes, changelog);
-  publish_prepared();
-}
-
 void RunnerProbe::prepare_metrics(const Topology& topology, const CounterContinuity& counters,
                                   const PartitionTable& partitions, const ConsumerGroup& consumer,
                                   uint64_t state_bytes, const ChangelogStats& changelog) {

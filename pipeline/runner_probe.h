@@ -76,15 +76,11 @@ class RunnerProbe {
   void partition_restored(std::chrono::steady_clock::duration took);
 
   // A new snapshot for /metrics: the Topology's metrics, the consumer lag of the owned
-  // partitions and the runner's own (state_bytes: in memory plus RocksDB), built now and exposed
-  // at once (prepare_metrics() then publish_prepared()).
-  void publish_metrics(const Topology& topology, const CounterContinuity& counters,
-                       const PartitionTable& partitions, const ConsumerGroup& consumer,
-                       uint64_t state_bytes, const ChangelogStats& changelog);
-  // The same snapshot, built now (right after a checkpoint's commit: the values it stored) and
-  // exposed later by publish_prepared(), once the changelog has that checkpoint. The pipeline
-  // goes on consuming meanwhile, and what it counts must not show before it is stored: a kill -9
-  // restarts from the stored checkpoint, and a counter that had shown more would go down.
+  // partitions and the runner's own (state_bytes: in memory plus RocksDB), built now (right after
+  // a checkpoint's commit: the values it stored) and exposed by publish_prepared(), once the
+  // changelog has that checkpoint. The pipeline goes on consuming meanwhile, and what it counts
+  // must not show before it is stored: a kill -9 restarts from the stored checkpoint, and a
+  // counter that had shown more would go down.
   void prepare_metrics(const Topology& topology, const CounterContinuity& counters,
                        const PartitionTable& partitions, const ConsumerGroup& consumer,
                        uint64_t state_bytes, const ChangelogStats& changelog);

@@ -31,6 +31,11 @@ std::string pid_hex(PartitionId pid) {
 // Meta key: where this instance's changelog writes ended when it last gave pid up.
 std::string end_key(PartitionId pid) { return "changelog_end/" + pid_hex(pid); }
 
+int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Meta key: the partitions whose last checkpoints the changelog may lack (record_unconfirmed()).
 constexpr std::string_view kUnconfirmedKey = "changelog_unconfirmed";
 constexpr uint64_t kUnconfirmedVersion = 2;  // 1: with the markers' offsets, never read
@@ -117,9 +122,7 @@ class StateChangelog::Capture final : public StateWriter {
 StateChangelog::StateChangelog(CheckpointStore& store, Options options)
     : store_(store), options_(std::move(options)), capture_(std::make_unique<Capture>(*this)) {
   // Checkpoint markers carry a sequence number that keeps growing across restarts.
-  seq_ = static_cast<uint64_t>(
-      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  seq_ = static_cast<uint64_t>(wall_clock_ms());
 }
 
 StateChangelog::~StateChangelog() {
@@ -285,9 +288,7 @@ void StateChangelog::record_unconfirmed(const Topology& topology, CheckpointStor
     batch.remove(Column::meta, kUnconfirmedKey);
     return;
   }
-  unconfirmed.wall_ms =
-      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  unconfirmed.wall_ms = wall_clock_ms();
   batch.put(Column::meta, kUnconfirmedKey, encode_unconfirmed(unconfirmed));
 }
 
@@ -303,9 +304,7 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
   }
   const int64_t recorded_ms = record->wall_ms;
   const std::set<PartitionId>& pids = record->partitions;
-  const int64_t now_ms =
-      std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  const int64_t now_ms = wall_clock_ms();
   const int64_t safe_ms =
       recorded_ms + session_timeout.count() - heartbeat_interval.count() - kRepairMarginMs;
   if (now_ms >= safe_ms) {
