@@ -708,7 +708,8 @@ using KafkaMetadata = std::unique_ptr<const rd_kafka_metadata_t, MetadataDeleter
 // restored state only at the checkpoint's marker, so an abandoned checkpoint never shows.
 class Replay {
  public:
-  Replay(PartitionId pid, bool history_complete) : pid_(pid), base_complete_(history_complete) {}
+  Replay(PartitionId pid, bool history_complete, const ChangelogRestorer::MarkerObserver& on_marker)
+      : pid_(pid), base_complete_(history_complete), on_marker_(on_marker) {}
 
   // `header`: the record's sp.chunks (on a head) or sp.chunk (on a chunk) header, if any;
   // `header_bytes`: what the record's headers add to its size.
@@ -723,6 +724,7 @@ class Replay {
       if (value == nullptr) return {};  // never written so; a compaction leftover at most
       auto marker = decode_checkpoint_marker(*value);
       if (!marker) return tl::unexpected(marker.error());
+      if (on_marker_) on_marker_(*marker);
       return commit(*marker);
     }
     if (auto p = marker_partition(key, kSnapshotPrefix)) {
@@ -876,6 +878,7 @@ class Replay {
   using Parts = std::map<uint32_t, Part>;
   const PartitionId pid_;
   bool base_complete_;  // the state holds everything from the beginning or from a snapshot
+  const ChangelogRestorer::MarkerObserver& on_marker_;
   MemoryState state_;
   std::map<std::string, std::optional<std::string>, std::less<>> staged_;
   std::map<std::string, uint32_t, std::less<>> staged_chunk_counts_;
@@ -943,7 +946,7 @@ std::string changelog_key_prefix(const std::string& group_id) {
 }
 
 Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
-    PartitionId pid, SteadyClock::time_point deadline) {
+    PartitionId pid, SteadyClock::time_point deadline, const MarkerObserver& on_marker) {
   const auto started = SteadyClock::now();
   const int32_t partition = changelog_partition(pid);
   auto where = [&] {
@@ -1011,7 +1014,7 @@ Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
   }
 
   // Offset 0 still there: the whole history is (compaction keeps the log start where it was).
-  Replay replay(pid, low == 0);
+  Replay replay(pid, low == 0, on_marker);
   uint64_t records = 0;
   uint64_t bytes = 0;
   int64_t position = low;
@@ -1121,7 +1124,7 @@ StateTopicSpec state_topic_spec(const std::string& topic, int partitions, size_t
   // value the last complete checkpoint still needs; the cleaner only uses keys of records older
   // than this lag, so the next owner's snapshot (written right after its restore) always comes
   // first.
-  spec.configs["min.compaction.lag.ms"] = "3600000";
+  spec.configs["min.compaction.lag.ms"] = std::to_string(kStateTopicMinCompactionLagMs);
   spec.configs["max.message.bytes"] = std::to_string(changelog_message_max_bytes(max_record_bytes));
   return spec;
 }

@@ -73,6 +73,9 @@ inline constexpr size_t kChangelogMinRecordBytes = 4096;
 inline constexpr size_t kChangelogMaxRecordBytesLimit = size_t{64} << 20;
 // Room for the record batch (header, record varints) around one record.
 inline constexpr size_t kChangelogBatchSlack = 1024;
+// The created state topic's min.compaction.lag.ms: a record stays at least this long, so a
+// restart within it still finds its own last checkpoint markers (or knows they never arrived).
+inline constexpr int64_t kStateTopicMinCompactionLagMs = 3'600'000;
 // The producer's message.max.bytes and the created state topic's max.message.bytes.
 size_t changelog_message_max_bytes(size_t max_record_bytes);
 
@@ -260,11 +263,16 @@ class ChangelogRestorer {
   ChangelogRestorer(std::map<std::string, std::string> settings, std::string topic,
                     std::string key_prefix = {});
 
+  // Sees every checkpoint marker of the pid read, in log order, usable or not (a restart checks
+  // whether its own last markers reached the changelog: StateChangelog::repair_unconfirmed()).
+  using MarkerObserver = std::function<void(const CheckpointMarker&)>;
+
   // nullopt: pid has no complete checkpoint in the changelog (or the partition or topic does
   // not exist). Errors: retryable when the deadline passed or the log moved under the read;
   // fatal when its first records were deleted and no complete snapshot of pid remains.
   Result<std::optional<RestoredPartition>> restore(PartitionId pid,
-                                                   std::chrono::steady_clock::time_point deadline);
+                                                   std::chrono::steady_clock::time_point deadline,
+                                                   const MarkerObserver& on_marker = {});
 
  private:
   std::map<std::string, std::string> settings_;

@@ -15,6 +15,8 @@ constexpr char kFieldSep = '\x1f';
 constexpr char kValueSep = '\x1e';
 constexpr std::string_view kCounterPrefix = "counter/";
 constexpr std::string_view kHistogramPrefix = "histogram/";
+// Before either: the copy of the values last published.
+constexpr std::string_view kPublishedPrefix = "published/";
 
 // Counted by the instance itself, not summed from its partitions: a rebalance that moves them
 // (state dropped while a partition is restored) is a real count, never absorbed.
@@ -228,6 +230,9 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
         return Status{};
       });
   if (!histograms) return histograms;
+  // What continues counts as published: the first checkpoint stores it as such.
+  published_ = persisted_;
+  persisted_published_.clear();
   // Whatever the Topology counts already (instance-level state) is part of what was exported.
   for (const auto& [key, value] : raw(topology)) {
     if (!instance_counted(key)) accumulate(series_[key].offset, value, -1.0);
@@ -248,9 +253,35 @@ void CounterContinuity::after(const Topology& topology) {
   before_.clear();
 }
 
+bool CounterContinuity::encode(std::string_view prefix, const std::string& key,
+                               const Value& exported, std::string& stored_key,
+                               std::string& value) const {
+  auto it = series_.find(key);
+  if (it == series_.end()) return false;
+  const Series& s = it->second;
+  value.clear();
+  stored_key = prefix;
+  if (!s.histogram) {
+    byte_codec::put_f64(value, exported[0]);
+    byte_codec::put_str(value, s.help);
+    stored_key += kCounterPrefix;
+    stored_key += key;
+    return true;
+  }
+  if (exported.size() != s.bounds.size() + 2) return false;  // bounds changed: not continued
+  byte_codec::put_str(value, s.help);
+  byte_codec::put_u32(value, static_cast<uint32_t>(s.bounds.size()));
+  for (double b : s.bounds) byte_codec::put_f64(value, b);
+  for (double v : exported) byte_codec::put_f64(value, v);
+  stored_key += kHistogramPrefix;
+  stored_key += key;
+  return true;
+}
+
 void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   Values now = raw(topology);
   ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
+  std::string stored_key;
   std::string value;
   for (const auto& [key, s] : series_) {
     Value exported = s.offset;
@@ -260,20 +291,43 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     auto [p, added] = persisted_.try_emplace(key, exported);
     if (!added && p->second == exported) continue;
     p->second = exported;
-    value.clear();
-    if (!s.histogram) {
-      byte_codec::put_f64(value, exported[0]);
-      byte_codec::put_str(value, s.help);
-      scoped.put(std::string(kCounterPrefix) + key, value);
-      continue;
-    }
-    if (exported.size() != s.bounds.size() + 2) continue;  // bounds changed: not continued
-    byte_codec::put_str(value, s.help);
-    byte_codec::put_u32(value, static_cast<uint32_t>(s.bounds.size()));
-    for (double b : s.bounds) byte_codec::put_f64(value, b);
-    for (double v : exported) byte_codec::put_f64(value, v);
-    scoped.put(std::string(kHistogramPrefix) + key, value);
+    if (encode({}, key, exported, stored_key, value)) scoped.put(stored_key, value);
   }
+  for (const auto& [key, exported] : published_) {
+    if (exported.empty()) continue;
+    auto [p, added] = persisted_published_.try_emplace(key, exported);
+    if (!added && p->second == exported) continue;
+    p->second = exported;
+    if (encode(kPublishedPrefix, key, exported, stored_key, value)) scoped.put(stored_key, value);
+  }
+}
+
+void CounterContinuity::published() { published_ = collected_; }
+
+Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& out) {
+  ScopedStateReader reader(in, state_scope(kOwner, kGlobalPartition));
+  ScopedStateWriter writer(out, state_scope(kOwner, kGlobalPartition));
+  // Removes first: a series first counted after the last publish goes (the batch applies in
+  // order, so a key removed and then put again keeps the put).
+  for (std::string_view prefix : {kCounterPrefix, kHistogramPrefix}) {
+    auto removed = reader.scan(prefix, [&](std::string_view key, std::string_view) {
+      writer.remove(key);
+      return Status{};
+    });
+    if (!removed) return removed;
+  }
+  const std::string published_counters =
+      std::string(kPublishedPrefix) + std::string(kCounterPrefix);
+  const std::string published_histograms =
+      std::string(kPublishedPrefix) + std::string(kHistogramPrefix);
+  for (const std::string& prefix : {published_counters, published_histograms}) {
+    auto copied = reader.scan(prefix, [&](std::string_view key, std::string_view value) {
+      writer.put(key.substr(kPublishedPrefix.size()), value);
+      return Status{};
+    });
+    if (!copied) return copied;
+  }
+  return {};
 }
 
 void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
@@ -293,6 +347,7 @@ void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
     never_below(v, floor_[key]);
     exported.emplace(key, std::move(v));
   }
+  collected_ = exported;
   ContinuedWriter writer(out, exported);
   topology.collect_counts(writer);
   between();
@@ -310,6 +365,7 @@ void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
     for (const auto& [k, v] : s.labels) labels.emplace_back(k, v);
     Value v = s.offset;
     never_below(v, floor_[key]);
+    collected_[key] = v;
     if (!s.histogram) {
       out.add(labels, v[0]);
       continue;

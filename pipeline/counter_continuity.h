@@ -39,9 +39,18 @@ class CounterContinuity {
 
   // Writes the Topology's counts and metrics (collect_counts, then `between`, then collect) into
   // `out`, counters continued; series that only the offsets still know (their partitions left)
-  // included.
+  // included. Remembers the counters' values written, for published().
   void collect(const Topology& topology, MetricsWriter& out,
                const std::function<void()>& between) const;
+  // The values of the last collect() are now on /metrics. Every checkpoint also stores the values
+  // last published, so that a restart which finds its last checkpoints missing from the
+  // changelog continues from those (roll_back_to_published()).
+  void published();
+
+  // Into `out`: the exported values a restart continues from become the values last published
+  // (a restart whose last checkpoints another member will count again; StateChangelog::
+  // roll_back()). Before restore().
+  static Status roll_back_to_published(StateReader& in, StateWriter& out);
 
  private:
   // A counter is one value; a histogram its bucket counts (per bucket, +Inf last), then its sum.
@@ -56,6 +65,11 @@ class CounterContinuity {
   };
   using Values = std::map<std::string, Value>;  // encoded series -> value
   Values raw(const Topology& topology);
+  // The stored form of a series' value: its key within the instance scope (`prefix` + kind +
+  // series) and value into `value`; false when it cannot be stored (a histogram whose bounds
+  // changed).
+  bool encode(std::string_view prefix, const std::string& key, const Value& exported,
+              std::string& stored_key, std::string& value) const;
 
   std::map<std::string, Series> series_;  // encoded series
   Values before_;
@@ -64,6 +78,9 @@ class CounterContinuity {
   // exactly only in exact arithmetic, and a real sum recomputed in another order may come out
   // an ulp lower, which a scraper reads as a reset.
   mutable Values floor_;
+  mutable Values collected_;    // the counters' values of the last collect()
+  Values published_;            // ... of the last one published
+  Values persisted_published_;  // published_ as last written
 };
 
 }  // namespace sp

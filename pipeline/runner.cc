@@ -60,13 +60,6 @@ class RunnerImpl final : public Runner {
     hooks_ = hooks;
     if (auto s = check_state_format(*store_, config_.state.path); !s) return s;
     state_reader_ = std::make_unique<StoreStateReader>(*store_);
-    if (auto s = topology_.restore_global(*state_reader_); !s) return s;
-    if (auto s = counters_.restore(*state_reader_, topology_); !s) return s;
-    if (auto s = probe_.restore_series(*state_reader_); !s) return s;
-    auto sink = OutputSink::open(
-        *store_, {config_.kafka.output_topic, config_.kafka.alerts_topic, config_.kafka.dlq_topic});
-    if (!sink) return tl::unexpected(sink.error());
-    sink_ = std::move(*sink);
     StateChangelog::Options changelog_options;
     changelog_options.bootstrap = bootstrap;
     changelog_options.properties = config_.kafka.properties;
@@ -88,9 +81,25 @@ class RunnerImpl final : public Runner {
       auto it = consumer_settings.find(name);
       return Millis{it == consumer_settings.end() ? 0 : std::atoll(it->second.c_str())};
     };
-    changelog_->repair_unconfirmed(topology_.partition_state_owners(),
-                                   setting_ms("session.timeout.ms"),
-                                   setting_ms("heartbeat.interval.ms"));
+    const std::vector<PartitionId> roll_back = changelog_->repair_unconfirmed(
+        topology_.partition_state_owners(), setting_ms("session.timeout.ms"),
+        setting_ms("heartbeat.interval.ms"));
+    if (!roll_back.empty()) {
+      // Another member restores those partitions' older checkpoint and counts the rest again:
+      // neither their newer local state nor the counts /metrics never showed may stay here.
+      auto batch = store_->batch();
+      changelog_->roll_back(roll_back, topology_.partition_state_owners(), batch);
+      BatchStateWriter writer(batch);
+      if (auto s = CounterContinuity::roll_back_to_published(*state_reader_, writer); !s) return s;
+      if (auto s = store_->commit(batch); !s) return s;
+    }
+    if (auto s = topology_.restore_global(*state_reader_); !s) return s;
+    if (auto s = counters_.restore(*state_reader_, topology_); !s) return s;
+    if (auto s = probe_.restore_series(*state_reader_); !s) return s;
+    auto sink = OutputSink::open(
+        *store_, {config_.kafka.output_topic, config_.kafka.alerts_topic, config_.kafka.dlq_topic});
+    if (!sink) return tl::unexpected(sink.error());
+    sink_ = std::move(*sink);
     auto consumer = ConsumerGroup::create(consumer_settings, &RunnerImpl::rebalance_cb, this,
                                           &RunnerImpl::error_cb, &RunnerImpl::stats_cb);
     if (!consumer) return tl::unexpected(consumer.error());
@@ -299,6 +308,7 @@ class RunnerImpl final : public Runner {
       return;
     }
     probe_.publish_prepared();
+    counters_.published();
     // How long the changelog took to acknowledge (bench_e2e's debug log): /metrics lags the
     // commit by this much, and it is the window a kill -9 can fall in (README "Scaling out").
     spdlog::debug(
@@ -490,7 +500,10 @@ class RunnerImpl final : public Runner {
   // Publishes the Topology as it is now (stored state only: right after an assignment).
   void publish_metrics() {
     publish_due_ = false;
-    if (prepare_metrics()) probe_.publish_prepared();
+    if (prepare_metrics()) {
+      probe_.publish_prepared();
+      counters_.published();
+    }
   }
 
   // ---- shutdown ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -38,34 +39,55 @@ int64_t wall_clock_ms() {
 
 // Meta key: the partitions whose last checkpoints the changelog may lack (record_unconfirmed()).
 constexpr std::string_view kUnconfirmedKey = "changelog_unconfirmed";
-constexpr uint64_t kUnconfirmedVersion = 2;  // 1: with the markers' offsets, never read
+// 3: with the writer's run id and each partition's last marker seq; 2: partitions only (a
+// restart cannot check those against the changelog); 1: never read.
+constexpr uint64_t kUnconfirmedVersion = 3;
+constexpr uint64_t kUnconfirmedVersionWithoutSeqs = 2;
 // Slack under the dead member's session for the repair's own reads and writes.
 constexpr int64_t kRepairMarginMs = 500;
+// How long a restart may spend reading the changelog to check its unconfirmed checkpoints.
+constexpr Millis kCheckTimeout{60'000};
 
-// The value of kUnconfirmedKey: when it was written (wall clock) and the partitions.
-struct Unconfirmed {
+}  // namespace
+
+// The value of kUnconfirmedKey: when it was written (wall clock), by which run, and the
+// partitions with the seq of their last marker produced (0: not known).
+struct StateChangelog::Unconfirmed {
   int64_t wall_ms = 0;
-  std::set<PartitionId> partitions;
+  uint32_t run_id = 0;
+  std::map<PartitionId, uint64_t> partitions;
 };
 
-std::string encode_unconfirmed(const Unconfirmed& u) {
+namespace {
+
+std::string encode_unconfirmed(const StateChangelog::Unconfirmed& u) {
   std::string value;
   byte_codec::put_u64(value, kUnconfirmedVersion);
   byte_codec::put_i64(value, u.wall_ms);
+  byte_codec::put_u32(value, u.run_id);
   byte_codec::put_u32(value, static_cast<uint32_t>(u.partitions.size()));
-  for (PartitionId pid : u.partitions) byte_codec::put_u32(value, static_cast<uint32_t>(pid.value));
+  for (const auto& [pid, seq] : u.partitions) {
+    byte_codec::put_u32(value, static_cast<uint32_t>(pid.value));
+    byte_codec::put_u64(value, seq);
+  }
   return value;
 }
 
-std::optional<Unconfirmed> decode_unconfirmed(std::string_view value) {
+std::optional<StateChangelog::Unconfirmed> decode_unconfirmed(std::string_view value) {
   byte_codec::Reader r(value);
   const uint64_t version = r.u64();
-  Unconfirmed u;
+  if (version != kUnconfirmedVersion && version != kUnconfirmedVersionWithoutSeqs)
+    return std::nullopt;
+  const bool with_seqs = version == kUnconfirmedVersion;
+  StateChangelog::Unconfirmed u;
   u.wall_ms = r.i64();
+  if (with_seqs) u.run_id = r.u32();
   const uint32_t count = r.u32();
-  for (uint32_t i = 0; i < count && r.ok(); ++i)
-    u.partitions.insert(PartitionId{static_cast<int32_t>(r.u32())});
-  if (!r.done() || version != kUnconfirmedVersion) return std::nullopt;
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    const PartitionId pid{static_cast<int32_t>(r.u32())};
+    u.partitions[pid] = with_seqs ? r.u64() : 0;
+  }
+  if (!r.done()) return std::nullopt;
   return u;
 }
 
@@ -121,8 +143,9 @@ class StateChangelog::Capture final : public StateWriter {
 
 StateChangelog::StateChangelog(CheckpointStore& store, Options options)
     : store_(store), options_(std::move(options)), capture_(std::make_unique<Capture>(*this)) {
-  // Checkpoint markers carry a sequence number that keeps growing across restarts.
-  seq_ = static_cast<uint64_t>(wall_clock_ms());
+  std::random_device random;
+  while (run_id_ == 0) run_id_ = static_cast<uint32_t>(random());
+  seq_ = uint64_t{run_id_} << 32;
 }
 
 StateChangelog::~StateChangelog() {
@@ -165,6 +188,7 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
     // librdkafka's mock cluster (the embedded broker, also behind `socialpulse broker`) names
     // itself so.
     embedded = std::string_view(id).starts_with("mockCluster");
+    embedded_ = embedded;
     rd_kafka_mem_free(producer_.get(), id);
   }
   if (!embedded) {
@@ -255,6 +279,8 @@ void StateChangelog::produce(const Topology& topology) {
     if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
                    s.error().message);
+    } else {
+      last_marker_seq_[pid] = seq_;
     }
   }
   captured_.clear();
@@ -279,48 +305,48 @@ void StateChangelog::record_unconfirmed(const Topology& topology, CheckpointStor
   if (!options_.enabled || !writer_) return;
   Unconfirmed unconfirmed;
   for (const auto& [pid, p] : topology.partitions()) {
-    // Written by this checkpoint (produce() skips a partition without an offset), or with
-    // records of an earlier one still unacknowledged.
-    if ((captured_.contains(pid) && p->next_offset) || writer_->acked(pid) < writer_->produced(pid))
-      unconfirmed.partitions.insert(pid);
+    // Written by this checkpoint (produce() skips a partition without an offset; its marker
+    // gets this seq), or with records of an earlier one still unacknowledged.
+    if (captured_.contains(pid) && p->next_offset) {
+      unconfirmed.partitions[pid] = seq_;
+    } else if (writer_->acked(pid) < writer_->produced(pid)) {
+      auto last = last_marker_seq_.find(pid);
+      unconfirmed.partitions[pid] = last == last_marker_seq_.end() ? 0 : last->second;
+    }
   }
   if (unconfirmed.partitions.empty()) {
     batch.remove(Column::meta, kUnconfirmedKey);
     return;
   }
   unconfirmed.wall_ms = wall_clock_ms();
+  unconfirmed.run_id = run_id_;
   batch.put(Column::meta, kUnconfirmedKey, encode_unconfirmed(unconfirmed));
 }
 
-void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
-                                        Millis session_timeout, Millis heartbeat_interval) {
-  if (!options_.enabled) return;
+std::vector<PartitionId> StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
+                                                            Millis session_timeout,
+                                                            Millis heartbeat_interval) {
+  if (!options_.enabled) return {};
   auto raw = store_.get(Column::meta, kUnconfirmedKey);
-  if (!raw || !*raw) return;
+  if (!raw || !*raw) return {};
   const auto record = decode_unconfirmed(**raw);
   if (!record) {
     spdlog::warn("msg=\"unreadable record of unconfirmed changelog checkpoints, not repaired\"");
-    return;
+    return {};
   }
   const int64_t recorded_ms = record->wall_ms;
-  const std::set<PartitionId>& pids = record->partitions;
+  std::vector<PartitionId> pids;
+  for (const auto& [pid, seq] : record->partitions) pids.push_back(pid);
   const int64_t now_ms = wall_clock_ms();
   const int64_t safe_ms =
       recorded_ms + session_timeout.count() - heartbeat_interval.count() - kRepairMarginMs;
-  if (now_ms >= safe_ms) {
-    spdlog::warn(
-        "msg=\"the changelog may lack the last checkpoint of partitions this instance owned when "
-        "it stopped, and another member may own them by now: not repaired; their next owner "
-        "counts that checkpoint's events again\" partitions={} since_ms={}",
-        pids.size(), now_ms - recorded_ms);
-    return;
-  }
+  if (now_ms >= safe_ms) return check_unconfirmed(*record, now_ms);
   const auto deadline = SteadyClock::now() + Millis{safe_ms - now_ms};
   if (auto s = connect_topic(deadline); !s) {
     spdlog::warn(
         "msg=\"changelog not reachable, unconfirmed checkpoints not repaired\" error=\"{}\"",
         s.error().message);
-    return;
+    return {};
   }
   StoreStateReader local(store_);
   std::vector<PartitionId> repaired;
@@ -367,7 +393,10 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
     (void)writer_->end_checkpoint(pid, ++seq_, **local_next);
     repaired.push_back(pid);
   }
-  if (repaired.empty()) return record_verified();
+  if (repaired.empty()) {
+    record_verified();
+    return {};
+  }
   const bool acked = writer_->wait_acked(repaired, deadline, [this](Millis wait) {
     rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
   });
@@ -390,6 +419,96 @@ void StateChangelog::repair_unconfirmed(const std::vector<std::string>& owners,
         "count their last checkpoint again\" partitions={}",
         repaired.size());
   }
+  return {};
+}
+
+std::vector<PartitionId> StateChangelog::check_unconfirmed(const Unconfirmed& record,
+                                                           int64_t now_ms) {
+  const int64_t since_ms = now_ms - record.wall_ms;
+  auto keep = [&](const std::string& why) {
+    spdlog::warn(
+        "msg=\"the changelog may lack the last checkpoint of partitions this instance owned when "
+        "it stopped, and another member may own them by now; {}: local state and counters kept, "
+        "their next owner may count that checkpoint's events again\" partitions={} since_ms={}",
+        why, record.partitions.size(), since_ms);
+    return std::vector<PartitionId>{};
+  };
+  if (record.run_id == 0) return keep("recorded by an older version, cannot be checked");
+  const auto deadline = SteadyClock::now() + kCheckTimeout;
+  if (auto s = connect_topic(deadline); !s)
+    return keep("changelog not reachable (" + s.error().message + ")");
+  size_t confirmed = 0;
+  std::vector<PartitionId> missing;
+  for (const auto& [pid, seq] : record.partitions) {
+    if (seq == 0) return keep("a partition's last marker is not known");
+    int64_t low = 0;
+    int64_t high = 0;
+    if (const auto err = rd_kafka_query_watermark_offsets(
+            producer_.get(), options_.topic.c_str(), changelog_partition(pid), &low, &high,
+            std::max(1, std::min(remaining_ms(deadline), 5000)));
+        err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return keep(std::string("changelog offsets not known (") + rd_kafka_err2str(err) + ")");
+    }
+    bool last = false;  // this run's last marker of pid
+    bool ours = false;  // any marker of this run
+    if (high > low) {
+      auto restored = restorer_->restore(pid, deadline, [&](const CheckpointMarker& m) {
+        if ((m.seq >> 32) != record.run_id) return;
+        ours = true;
+        last = last || m.seq == seq;
+      });
+      if (!restored && !last) return keep("changelog not read (" + restored.error().message + ")");
+    }
+    if (last) {
+      ++confirmed;
+      continue;
+    }
+    // Records of one partition are acknowledged in order and removed oldest first (retention)
+    // or older first (compaction): an earlier marker of this run there means the last one never
+    // arrived. None at all means so only if nothing can have been removed since.
+    const bool nothing_removed = embedded_ ? low == 0 : since_ms < kStateTopicMinCompactionLagMs;
+    if (!ours && !nothing_removed)
+      return keep("its records may have been removed since (compaction or retention)");
+    missing.push_back(pid);
+  }
+  if (missing.empty()) {
+    spdlog::info(
+        "msg=\"the changelog has the last checkpoint of every partition this instance owned when "
+        "it stopped\" partitions={} since_ms={}",
+        confirmed, since_ms);
+    return {};
+  }
+  if (confirmed > 0) {
+    return keep("it has " + std::to_string(confirmed) + " of them and lacks " +
+                std::to_string(missing.size()));
+  }
+  spdlog::warn(
+      "msg=\"the changelog lacks the last checkpoint of partitions this instance owned when it "
+      "stopped, and another member may own them by now: their local state is dropped (an "
+      "assignment restores the changelog's) and the counters continue from the values last "
+      "published, which never included that checkpoint\" partitions={} since_ms={}",
+      missing.size(), since_ms);
+  return missing;
+}
+
+void StateChangelog::roll_back(const std::vector<PartitionId>& pids,
+                               const std::vector<std::string>& owners,
+                               CheckpointStore::Batch& batch) {
+  for (PartitionId pid : pids) {
+    const std::string scope = pid_hex(pid);
+    for (const auto& owner : owners) {
+      auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
+      if (!rows) {
+        spdlog::error("msg=\"roll back: local scan failed\" pid={} error=\"{}\"", pid.value,
+                      rows.error().message);
+        continue;
+      }
+      for (const auto& [key, value] : *rows) batch.remove(Column::state, key);
+    }
+    batch.remove(Column::meta, end_key(pid));
+    if (writer_) writer_->release(pid);
+  }
+  batch.remove(Column::meta, kUnconfirmedKey);
 }
 
 void StateChangelog::poll(Millis timeout) {

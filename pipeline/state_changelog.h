@@ -40,6 +40,7 @@ class StateChangelog {
     bool enabled = true;
   };
   enum class Source { local, changelog };
+  struct Unconfirmed;  // what record_unconfirmed() stores
 
   // Creates the producer. The topic is made sure of at the first assignment (the broker may be
   // unreachable at start): on a real Kafka created compacted when missing and checked when present
@@ -91,15 +92,27 @@ class StateChangelog {
   // and any still in flight), with the wall clock. A crash leaves the local store ahead of the
   // changelog for exactly these.
   void record_unconfirmed(const Topology& topology, CheckpointStore::Batch& batch);
-  // At start, before joining the group: the partitions the last run recorded whose changelog is
-  // behind the local store get a snapshot of the local state, acknowledged before this returns.
-  // Otherwise their next owner would restore the older checkpoint and count its events again,
-  // while this instance's restored counters already hold them. Only while the dead member still
-  // holds them in the group (session.timeout.ms less heartbeat.interval.ms since the recorded
-  // time, less a margin): later, another member may have restored them already, and a snapshot
-  // then would be written under its feet (logged, not done).
-  void repair_unconfirmed(const std::vector<std::string>& owners, Millis session_timeout,
-                          Millis heartbeat_interval);
+  // At start, before the counters are restored and before joining the group: the partitions
+  // the last run recorded whose changelog is behind the local store get a snapshot of the local
+  // state, acknowledged before this returns. Otherwise their next owner would restore the older
+  // checkpoint and count its events again, while this instance's restored counters already hold
+  // them. Only while the dead member still holds them in the group (session.timeout.ms less
+  // heartbeat.interval.ms since the recorded time, less a margin).
+  //
+  // Later, another member may have restored them already, and a snapshot then would come under
+  // its feet. The changelog is read instead: when it lacks this instance's last checkpoint of
+  // every recorded partition, those are returned, to be rolled back (roll_back()): the next
+  // owner counts their last checkpoints' events again, so this instance must not. When it has
+  // all of them, nothing is to be done. When it cannot tell (unreachable, records compacted or
+  // deleted, a record of an older version) or has some and not others, it is logged and the
+  // local state kept.
+  std::vector<PartitionId> repair_unconfirmed(const std::vector<std::string>& owners,
+                                              Millis session_timeout, Millis heartbeat_interval);
+  // Into `batch`: drops the local state of pids (an assignment restores the changelog's) and the
+  // record of unconfirmed checkpoints. The caller rolls the counters back in the same batch
+  // (CounterContinuity::roll_back_to_published()).
+  void roll_back(const std::vector<PartitionId>& pids, const std::vector<std::string>& owners,
+                 CheckpointStore::Batch& batch);
 
   uint64_t bytes_total() const { return writer_ ? writer_->bytes_total() : 0; }
   // Partitions restored from the changelog since start.
@@ -112,6 +125,9 @@ class StateChangelog {
   Status connect_topic(std::chrono::steady_clock::time_point deadline);
   Status install(PartitionId pid, const RestoredPartition& restored,
                  const std::vector<std::string>& owners);
+  // repair_unconfirmed() after the dead member's session: which of `record`'s partitions to
+  // roll back (all or none).
+  std::vector<PartitionId> check_unconfirmed(const Unconfirmed& record, int64_t now_ms);
   // Produces the snapshot marker and pid's state as the local store holds it (its marker is the
   // caller's: end_checkpoint()).
   void write_snapshot(PartitionId pid, const std::vector<std::string>& owners);
@@ -132,7 +148,12 @@ class StateChangelog {
   // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
   // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;
+  // Checkpoint markers carry (this run's random id << 32) + a counter: a restart tells its own
+  // markers from any other writer's.
+  uint32_t run_id_ = 0;
   uint64_t seq_ = 0;
+  std::map<PartitionId, uint64_t> last_marker_seq_;  // the seq of each pid's last marker produced
+  bool embedded_ = false;  // the state topic is on the embedded broker (connect_topic())
   uint64_t restored_partitions_ = 0;
 };
 

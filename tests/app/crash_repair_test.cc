@@ -164,5 +164,66 @@ TEST_F(CrashRepairTest, ARestartAfterKillCatchesTheChangelogUpBeforeThePartition
   }
 }
 
+// The same crash, restarted only after another member took every partition over from the older
+// checkpoint and counted the newer events itself: too late to repair the changelog. The restart
+// finds its last markers missing there, drops those partitions' local state and continues its
+// counters from the values it last published (which never held the lost checkpoints), so the
+// sum over both instances still counts each event once and its counters never went down.
+TEST_F(CrashRepairTest, ALateRestartAfterKillRollsBackWhatTheChangelogLacks) {
+  const int port_a = testing::free_port();
+  const std::string config_a = config("a", port_a);
+  ChildProcess* a = &start("a", config_a);
+  ASSERT_NO_FATAL_FAILURE(produce(600));
+  ASSERT_TRUE(testing::wait_until([&] { return metric(port_a, "socialpulse_events_consumed_total") >= 600; }, 60s))
+      << a->stderr_text();
+  const double published_by_a = metric(port_a, "socialpulse_events_consumed_total");
+  rd_kafka_mock_broker_set_down(broker_->cluster(), 3);
+  ASSERT_NO_FATAL_FAILURE(produce(600));
+  const auto ends = end_offsets();
+  ASSERT_TRUE(testing::wait_until([&] { return committed() == ends; }, 60s)) << a->stderr_text();
+  EXPECT_EQ(metric(port_a, "socialpulse_events_consumed_total"), published_by_a);  // not acknowledged
+  a->signal(SIGKILL);
+  ASSERT_EQ(a->wait(10s), 128 + SIGKILL);
+  rd_kafka_mock_broker_set_up(broker_->cluster(), 3);
+
+  // b takes every partition over once a's session expired, from the changelog's older checkpoint.
+  const int port_b = testing::free_port();
+  ChildProcess* b = &start("b", config("b", port_b));
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        return metric(port_b, "socialpulse_partitions_assigned") == kPartitions &&
+               metric(port_b, "socialpulse_events_consumed_total") >= 600;
+      },
+      60s))
+      << b->stderr_text();
+  EXPECT_EQ(metric(port_b, "socialpulse_events_consumed_total"), 600);
+
+  ChildProcess* a2 = &start("a", config_a);  // the same state dir, late
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        const double pa = metric(port_a, "socialpulse_partitions_assigned");
+        const double pb = metric(port_b, "socialpulse_partitions_assigned");
+        return pa > 0 && pb > 0 && pa + pb == kPartitions;
+      },
+      60s))
+      << a2->stderr_text() << b->stderr_text();
+  const double checkpoints_a = metric(port_a, "socialpulse_checkpoint_duration_seconds_count");
+  const double checkpoints_b = metric(port_b, "socialpulse_checkpoint_duration_seconds_count");
+  ASSERT_TRUE(testing::wait_until(
+      [&] {
+        return metric(port_a, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_a + 2 &&
+               metric(port_b, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_b + 2;
+      },
+      30s));
+  EXPECT_NE(a2->stderr_text().find("the changelog lacks the last checkpoint of partitions"), std::string::npos)
+      << a2->stderr_text();
+  EXPECT_NE(a2->stderr_text().find("partition restored from the changelog"), std::string::npos) << a2->stderr_text();
+  // a continues from what it published before the kill, never below it.
+  EXPECT_EQ(metric(port_a, "socialpulse_events_consumed_total"), published_by_a);
+  for (const char* name : {"socialpulse_events_consumed_total", "socialpulse_events_accepted_total"}) {
+    EXPECT_EQ(metric(port_a, name) + metric(port_b, name), 1200) << name;
+  }
+}
+
 }  // namespace
 }  // namespace sp

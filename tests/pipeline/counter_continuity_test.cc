@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "operators/topology.h"
 
@@ -92,6 +95,30 @@ void revoke(CounterContinuity& c, Topology& t, PartitionId pid) {
   t.revoke(pid);
   c.after(t);
 }
+
+// Writes staged against a MemoryState and applied at once, like a store batch (a scan of the
+// state must not see the writes it causes).
+class BatchOf final : public StateWriter {
+ public:
+  explicit BatchOf(MemoryState& into) : into_(into) {}
+  void put(std::string_view key, std::string_view value) override {
+    ops_.emplace_back(std::string(key), std::string(value));
+  }
+  void remove(std::string_view key) override { ops_.emplace_back(std::string(key), std::nullopt); }
+  void apply() {
+    for (const auto& [key, value] : ops_) {
+      if (value) {
+        into_.put(key, *value);
+      } else {
+        into_.remove(key);
+      }
+    }
+  }
+
+ private:
+  MemoryState& into_;
+  std::vector<std::pair<std::string, std::optional<std::string>>> ops_;
+};
 
 void checkpoint(CounterContinuity& c, Topology& t, MemoryState& store) {
   t.checkpoint(store);
@@ -187,6 +214,59 @@ TEST(CounterContinuity, HistogramsStayWithTheInstanceThatObservedAndSurviveARest
   reply(t, PartitionId{1}, 1);
   EXPECT_EQ(care(c, t, "count"), 6);
   EXPECT_EQ(care(c, t, "sum"), 600);
+}
+
+// A restart whose last checkpoints never reached the changelog, after another member took their
+// partitions over (StateChangelog::repair_unconfirmed()): the counters continue from the values
+// last published, histograms included, not from the newer checkpoints /metrics never showed.
+TEST(CounterContinuity, RolledBackToPublishedTheRestartContinuesFromWhatWasShown) {
+  MemoryState store;
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    assign(c, t, PartitionId{0}, store);
+    reject(t, PartitionId{0}, 5);
+    reply(t, PartitionId{0}, 2);
+    checkpoint(c, t, store);
+    Sums shown;
+    c.collect(t, shown, [] {});  // prepared at the checkpoint ...
+    c.published();               // ... and on /metrics once the changelog acknowledged it
+    reject(t, PartitionId{0}, 4);
+    reply(t, PartitionId{0}, 1);
+    checkpoint(c, t, store);  // stored locally; the changelog never acknowledged it
+    Sums unshown;
+    c.collect(t, unshown, [] {});  // prepared, never published
+    reject(t, PartitionId{0}, 3);
+    checkpoint(c, t, store);
+  }
+  {  // a plain restart continues from the last checkpoint
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    EXPECT_EQ(consumed(c, t), 5 + 2 + 4 + 1 + 3);
+  }
+  BatchOf rollback(store);
+  ASSERT_TRUE(CounterContinuity::roll_back_to_published(store, rollback));
+  rollback.apply();
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(consumed(c, t), 5 + 2);
+  EXPECT_EQ(care(c, t, "count"), 2);
+  EXPECT_EQ(care(c, t, "sum"), 200);
+  assign(c, t, PartitionId{0}, store);  // as its next owner left it: nothing jumps
+  reject(t, PartitionId{0}, 1);
+  EXPECT_EQ(consumed(c, t), 5 + 2 + 1);
+  // What continues counts as published: rolled back again, it stays.
+  checkpoint(c, t, store);
+  BatchOf again(store);
+  ASSERT_TRUE(CounterContinuity::roll_back_to_published(store, again));
+  again.apply();
+  Topology t2(spec());
+  CounterContinuity c2;
+  ASSERT_TRUE(c2.restore(store, t2));
+  EXPECT_EQ(consumed(c2, t2), 5 + 2);
 }
 
 }  // namespace
