@@ -88,7 +88,8 @@ class RunnerImpl final : public Runner {
       // Another member restores those partitions' older checkpoint and counts the rest again:
       // neither their newer local state nor the counts /metrics never showed may stay here.
       auto batch = store_->batch();
-      changelog_->roll_back(roll_back, topology_.partition_state_owners(), batch);
+      if (auto s = changelog_->roll_back(roll_back, topology_.partition_state_owners(), batch); !s)
+        return s;
       BatchStateWriter writer(batch);
       if (auto s = CounterContinuity::roll_back_to_published(*state_reader_, writer); !s) return s;
       if (auto s = store_->commit(batch); !s) return s;

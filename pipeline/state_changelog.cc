@@ -491,24 +491,15 @@ std::vector<PartitionId> StateChangelog::check_unconfirmed(const Unconfirmed& re
   return missing;
 }
 
-void StateChangelog::roll_back(const std::vector<PartitionId>& pids,
-                               const std::vector<std::string>& owners,
-                               CheckpointStore::Batch& batch) {
+Status StateChangelog::roll_back(const std::vector<PartitionId>& pids,
+                                 const std::vector<std::string>& owners,
+                                 CheckpointStore::Batch& batch) {
   for (PartitionId pid : pids) {
-    const std::string scope = pid_hex(pid);
-    for (const auto& owner : owners) {
-      auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
-      if (!rows) {
-        spdlog::error("msg=\"roll back: local scan failed\" pid={} error=\"{}\"", pid.value,
-                      rows.error().message);
-        continue;
-      }
-      for (const auto& [key, value] : *rows) batch.remove(Column::state, key);
-    }
-    batch.remove(Column::meta, end_key(pid));
+    if (auto s = remove_local(pid, owners, batch); !s) return s;
     if (writer_) writer_->release(pid);
   }
   batch.remove(Column::meta, kUnconfirmedKey);
+  return {};
 }
 
 void StateChangelog::poll(Millis timeout) {
@@ -575,16 +566,22 @@ Result<StateChangelog::Source> StateChangelog::prepare(PartitionId pid,
 Status StateChangelog::install(PartitionId pid, const RestoredPartition& restored,
                                const std::vector<std::string>& owners) {
   auto batch = store_.batch();
+  if (auto s = remove_local(pid, owners, batch); !s) return s;
+  for (const auto& [key, value] : restored.state.entries()) batch.put(Column::state, key, value);
+  mark_state_format(batch);
+  return store_.commit(batch);
+}
+
+Status StateChangelog::remove_local(PartitionId pid, const std::vector<std::string>& owners,
+                                    CheckpointStore::Batch& batch) {
   const std::string scope = pid_hex(pid);
   for (const auto& owner : owners) {
     auto rows = store_.scan(Column::state, owner + "/" + scope + "/");
     if (!rows) return tl::unexpected(rows.error());
     for (const auto& [key, value] : *rows) batch.remove(Column::state, key);
   }
-  for (const auto& [key, value] : restored.state.entries()) batch.put(Column::state, key, value);
   batch.remove(Column::meta, end_key(pid));
-  mark_state_format(batch);
-  return store_.commit(batch);
+  return {};
 }
 
 bool StateChangelog::handover(const std::vector<PartitionId>& pids,

@@ -111,8 +111,8 @@ class StateChangelog {
   // Into `batch`: drops the local state of pids (an assignment restores the changelog's) and the
   // record of unconfirmed checkpoints. The caller rolls the counters back in the same batch
   // (CounterContinuity::roll_back_to_published()).
-  void roll_back(const std::vector<PartitionId>& pids, const std::vector<std::string>& owners,
-                 CheckpointStore::Batch& batch);
+  Status roll_back(const std::vector<PartitionId>& pids, const std::vector<std::string>& owners,
+                   CheckpointStore::Batch& batch);
 
   uint64_t bytes_total() const { return writer_ ? writer_->bytes_total() : 0; }
   // Partitions restored from the changelog since start.
@@ -125,6 +125,9 @@ class StateChangelog {
   Status connect_topic(std::chrono::steady_clock::time_point deadline);
   Status install(PartitionId pid, const RestoredPartition& restored,
                  const std::vector<std::string>& owners);
+  // Into `batch`: removes every local key of pid and where this instance's writes of it ended.
+  Status remove_local(PartitionId pid, const std::vector<std::string>& owners,
+                      CheckpointStore::Batch& batch);
   // repair_unconfirmed() after the dead member's session: which of `record`'s partitions to
   // roll back (all or none).
   std::vector<PartitionId> check_unconfirmed(const Unconfirmed& record, int64_t now_ms);

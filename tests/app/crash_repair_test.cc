@@ -109,6 +109,27 @@ class CrashRepairTest : public ::testing::Test {
     return testing::metric_sum(testing::parse_metrics(r->body), name);
   }
 
+  // Both instances own partitions and the group's offsets are `ends`, and each published two
+  // more checkpoints after that (there is nothing new to consume).
+  bool settled(int port_a, int port_b, const std::vector<int64_t>& ends) {
+    const bool owned = testing::wait_until(
+        [&] {
+          const double pa = metric(port_a, "socialpulse_partitions_assigned");
+          const double pb = metric(port_b, "socialpulse_partitions_assigned");
+          return pa > 0 && pb > 0 && pa + pb == kPartitions && committed() == ends;
+        },
+        60s);
+    if (!owned) return false;
+    const double checkpoints_a = metric(port_a, "socialpulse_checkpoint_duration_seconds_count");
+    const double checkpoints_b = metric(port_b, "socialpulse_checkpoint_duration_seconds_count");
+    return testing::wait_until(
+        [&] {
+          return metric(port_a, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_a + 2 &&
+                 metric(port_b, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_b + 2;
+        },
+        30s);
+  }
+
   std::string dir_;
   std::unique_ptr<EmbeddedBroker> broker_;
   KafkaHandle producer_;
@@ -138,24 +159,7 @@ TEST_F(CrashRepairTest, ARestartAfterKillCatchesTheChangelogUpBeforeThePartition
   ChildProcess* a2 = &start("a", config_a);  // the same state dir, at once
   const int port_b = testing::free_port();
   ChildProcess* b = &start("b", config("b", port_b));
-  // Settled: both own partitions, and each published two more checkpoints after that (every
-  // offset was committed already: there is nothing new to consume).
-  ASSERT_TRUE(testing::wait_until(
-      [&] {
-        const double pa = metric(port_a, "socialpulse_partitions_assigned");
-        const double pb = metric(port_b, "socialpulse_partitions_assigned");
-        return pa > 0 && pb > 0 && pa + pb == kPartitions && committed() == ends;
-      },
-      60s))
-      << a2->stderr_text() << b->stderr_text();
-  const double checkpoints_a = metric(port_a, "socialpulse_checkpoint_duration_seconds_count");
-  const double checkpoints_b = metric(port_b, "socialpulse_checkpoint_duration_seconds_count");
-  ASSERT_TRUE(testing::wait_until(
-      [&] {
-        return metric(port_a, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_a + 2 &&
-               metric(port_b, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_b + 2;
-      },
-      30s));
+  ASSERT_TRUE(settled(port_a, port_b, ends)) << a2->stderr_text() << b->stderr_text();
   EXPECT_NE(a2->stderr_text().find("changelog caught up with the local store after a crash"), std::string::npos)
       << a2->stderr_text();
   EXPECT_NE(b->stderr_text().find("partition restored from the changelog"), std::string::npos) << b->stderr_text();
@@ -199,22 +203,7 @@ TEST_F(CrashRepairTest, ALateRestartAfterKillRollsBackWhatTheChangelogLacks) {
   EXPECT_EQ(metric(port_b, "socialpulse_events_consumed_total"), 600);
 
   ChildProcess* a2 = &start("a", config_a);  // the same state dir, late
-  ASSERT_TRUE(testing::wait_until(
-      [&] {
-        const double pa = metric(port_a, "socialpulse_partitions_assigned");
-        const double pb = metric(port_b, "socialpulse_partitions_assigned");
-        return pa > 0 && pb > 0 && pa + pb == kPartitions;
-      },
-      60s))
-      << a2->stderr_text() << b->stderr_text();
-  const double checkpoints_a = metric(port_a, "socialpulse_checkpoint_duration_seconds_count");
-  const double checkpoints_b = metric(port_b, "socialpulse_checkpoint_duration_seconds_count");
-  ASSERT_TRUE(testing::wait_until(
-      [&] {
-        return metric(port_a, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_a + 2 &&
-               metric(port_b, "socialpulse_checkpoint_duration_seconds_count") >= checkpoints_b + 2;
-      },
-      30s));
+  ASSERT_TRUE(settled(port_a, port_b, ends)) << a2->stderr_text() << b->stderr_text();
   EXPECT_NE(a2->stderr_text().find("the changelog lacks the last checkpoint of partitions"), std::string::npos)
       << a2->stderr_text();
   EXPECT_NE(a2->stderr_text().find("partition restored from the changelog"), std::string::npos) << a2->stderr_text();
