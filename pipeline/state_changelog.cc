@@ -433,6 +433,13 @@ std::vector<PartitionId> StateChangelog::check_unconfirmed(const Unconfirmed& re
         why, record.partitions.size(), since_ms);
     return std::vector<PartitionId>{};
   };
+  if (options_.broker_in_process) {
+    spdlog::info(
+        "msg=\"unconfirmed changelog checkpoints kept: the embedded broker restarted with this "
+        "process, so no other member restored them\" partitions={} since_ms={}",
+        record.partitions.size(), since_ms);
+    return {};
+  }
   if (record.run_id == 0) return keep("recorded by an older version, cannot be checked");
   const auto deadline = SteadyClock::now() + kCheckTimeout;
   if (auto s = connect_topic(deadline); !s)

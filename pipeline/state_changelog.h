@@ -38,6 +38,9 @@ class StateChangelog {
     // state). Only for RunnerTestHooks::without_changelog (bench_e2e's A/B of the changelog's
     // cost): without it a partition cannot move with its state.
     bool enabled = true;
+    // `bootstrap_servers: embedded`: the broker runs in this process, so it started afresh with
+    // it and no other member can have taken a partition over from it in between.
+    bool broker_in_process = false;
   };
   enum class Source { local, changelog };
   struct Unconfirmed;  // what record_unconfirmed() stores
