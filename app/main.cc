@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "pipeline/config.h"
+#include "pipeline/memory_policy.h"
 #include "pipeline/service.h"
 #include "pipeline/version.h"
 
@@ -100,6 +101,7 @@ int fail(const sp::Error& e) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sp::keep_freed_memory_for_reuse();
   CLI::App app{
       "socialpulse — social interaction events from Kafka to live business KPIs on Prometheus.\n"
       "Product contract: SPEC.md. Exit codes: 0 ok, 1 runtime failure, 78 bad configuration."};

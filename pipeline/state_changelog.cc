@@ -390,7 +390,7 @@ std::vector<PartitionId> StateChangelog::repair_unconfirmed(const std::vector<st
     // A snapshot of the local state: a later restore reads it, not the older checkpoint.
     writer_->release(pid);
     write_snapshot(pid, owners);
-    (void)writer_->end_checkpoint(pid, ++seq_, **local_next);
+    if (writer_->end_checkpoint(pid, ++seq_, **local_next)) last_marker_seq_[pid] = seq_;
     repaired.push_back(pid);
   }
   if (repaired.empty()) {
