@@ -33,6 +33,7 @@
 
 #include "pipeline/config.h"
 #include "pipeline/service.h"
+#include "pipeline/memory_policy.h"
 #include "pipeline/thread_policy.h"
 #include "tests/support/test_support.h"
 
@@ -93,6 +94,7 @@ std::pair<double, double> consumed_total(int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sp::keep_freed_memory_for_reuse();  // as the binary does (app/main.cc)
   double seconds = 20, rate = 1000, ingest_rate = 0;
   std::string bootstrap;
   bool client_slice = false;
