@@ -32,8 +32,8 @@
 #include <vector>
 
 #include "pipeline/config.h"
-#include "pipeline/service.h"
 #include "pipeline/memory_policy.h"
+#include "pipeline/service.h"
 #include "pipeline/thread_policy.h"
 #include "tests/support/test_support.h"
 

@@ -253,12 +253,8 @@ void CounterContinuity::after(const Topology& topology) {
   before_.clear();
 }
 
-bool CounterContinuity::encode(std::string_view prefix, const std::string& key,
-                               const Value& exported, std::string& stored_key,
-                               std::string& value) const {
-  auto it = series_.find(key);
-  if (it == series_.end()) return false;
-  const Series& s = it->second;
+bool CounterContinuity::encode(std::string_view prefix, const std::string& key, const Series& s,
+                               const Value& exported, std::string& stored_key, std::string& value) {
   value.clear();
   stored_key = prefix;
   if (!s.histogram) {
@@ -291,18 +287,20 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     auto [p, added] = persisted_.try_emplace(key, exported);
     if (!added && p->second == exported) continue;
     p->second = exported;
-    if (encode({}, key, exported, stored_key, value)) scoped.put(stored_key, value);
+    if (encode({}, key, s, exported, stored_key, value)) scoped.put(stored_key, value);
   }
   for (const auto& [key, exported] : published_) {
-    if (exported.empty()) continue;
+    auto s = series_.find(key);
+    if (exported.empty() || s == series_.end()) continue;
     auto [p, added] = persisted_published_.try_emplace(key, exported);
     if (!added && p->second == exported) continue;
     p->second = exported;
-    if (encode(kPublishedPrefix, key, exported, stored_key, value)) scoped.put(stored_key, value);
+    if (encode(kPublishedPrefix, key, s->second, exported, stored_key, value))
+      scoped.put(stored_key, value);
   }
 }
 
-void CounterContinuity::published() { published_ = collected_; }
+void CounterContinuity::published() { published_ = std::move(collected_); }
 
 Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& out) {
   ScopedStateReader reader(in, state_scope(kOwner, kGlobalPartition));
@@ -340,15 +338,15 @@ void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
                              std::vector<double> value) { accumulate(totals[key], value, 1.0); });
   topology.collect_counts(capture);
   topology.collect(capture);
-  std::map<std::string, Value> exported;
+  // The exported values, remembered for published().
+  collected_.clear();
   for (const auto& [key, total] : totals) {
     Value v = total;
     if (auto it = series_.find(key); it != series_.end()) accumulate(v, it->second.offset, 1.0);
     never_below(v, floor_[key]);
-    exported.emplace(key, std::move(v));
+    collected_.emplace(key, std::move(v));
   }
-  collected_ = exported;
-  ContinuedWriter writer(out, exported);
+  ContinuedWriter writer(out, collected_);
   topology.collect_counts(writer);
   between();
   topology.collect(writer);

@@ -68,8 +68,8 @@ class CounterContinuity {
   // The stored form of a series' value: its key within the instance scope (`prefix` + kind +
   // series) and value into `value`; false when it cannot be stored (a histogram whose bounds
   // changed).
-  bool encode(std::string_view prefix, const std::string& key, const Value& exported,
-              std::string& stored_key, std::string& value) const;
+  static bool encode(std::string_view prefix, const std::string& key, const Series& s,
+                     const Value& exported, std::string& stored_key, std::string& value);
 
   std::map<std::string, Series> series_;  // encoded series
   Values before_;

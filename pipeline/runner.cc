@@ -82,14 +82,15 @@ class RunnerImpl final : public Runner {
       auto it = consumer_settings.find(name);
       return Millis{it == consumer_settings.end() ? 0 : std::atoll(it->second.c_str())};
     };
-    const std::vector<PartitionId> roll_back = changelog_->repair_unconfirmed(
+    const std::vector<PartitionId> rolled_back = changelog_->repair_unconfirmed(
         topology_.partition_state_owners(), setting_ms("session.timeout.ms"),
         setting_ms("heartbeat.interval.ms"));
-    if (!roll_back.empty()) {
+    if (!rolled_back.empty()) {
       // Another member restores those partitions' older checkpoint and counts the rest again:
       // neither their newer local state nor the counts /metrics never showed may stay here.
       auto batch = store_->batch();
-      if (auto s = changelog_->roll_back(roll_back, topology_.partition_state_owners(), batch); !s)
+      if (auto s = changelog_->roll_back(rolled_back, topology_.partition_state_owners(), batch);
+          !s)
         return s;
       BatchStateWriter writer(batch);
       if (auto s = CounterContinuity::roll_back_to_published(*state_reader_, writer); !s) return s;

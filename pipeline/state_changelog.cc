@@ -367,10 +367,7 @@ std::vector<PartitionId> StateChangelog::repair_unconfirmed(const std::vector<st
     int64_t low = 0;
     int64_t high = 0;
     const bool empty =
-        rd_kafka_query_watermark_offsets(
-            producer_.get(), options_.topic.c_str(), changelog_partition(pid), &low, &high,
-            std::max(1, std::min(remaining_ms(deadline), 5000))) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        high <= low;
+        log_range(pid, deadline, low, high) == RD_KAFKA_RESP_ERR_NO_ERROR && high <= low;
     if (!empty) {
       // Handed over with every record acknowledged, and nothing written after it.
       auto end = store_.get(Column::meta, end_key(pid));
@@ -450,10 +447,7 @@ std::vector<PartitionId> StateChangelog::check_unconfirmed(const Unconfirmed& re
     if (seq == 0) return keep("a partition's last marker is not known");
     int64_t low = 0;
     int64_t high = 0;
-    if (const auto err = rd_kafka_query_watermark_offsets(
-            producer_.get(), options_.topic.c_str(), changelog_partition(pid), &low, &high,
-            std::max(1, std::min(remaining_ms(deadline), 5000)));
-        err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (const auto err = log_range(pid, deadline, low, high); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       return keep(std::string("changelog offsets not known (") + rd_kafka_err2str(err) + ")");
     }
     bool last = false;  // this run's last marker of pid
@@ -509,6 +503,13 @@ Status StateChangelog::roll_back(const std::vector<PartitionId>& pids,
   return {};
 }
 
+rd_kafka_resp_err_t StateChangelog::log_range(PartitionId pid, SteadyClock::time_point deadline,
+                                              int64_t& low, int64_t& high) {
+  return rd_kafka_query_watermark_offsets(producer_.get(), options_.topic.c_str(),
+                                          changelog_partition(pid), &low, &high,
+                                          std::max(1, std::min(remaining_ms(deadline), 5000)));
+}
+
 void StateChangelog::poll(Millis timeout) {
   if (!producer_) return;
   rd_kafka_poll(producer_.get(), static_cast<int>(timeout.count()));
@@ -526,10 +527,7 @@ Result<StateChangelog::Source> StateChangelog::prepare(PartitionId pid,
   // Nothing written after this instance's own last writes: the local state is the newest.
   int64_t low = 0;
   int64_t high = 0;
-  const auto err = rd_kafka_query_watermark_offsets(
-      producer_.get(), options_.topic.c_str(), changelog_partition(pid), &low, &high,
-      std::max(1, std::min(remaining_ms(deadline), 5000)));
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (log_range(pid, deadline, low, high) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (high <= low) return Source::local;
     auto recorded = store_.get(Column::meta, end_key(pid));
     if (recorded && *recorded && std::to_string(high) == **recorded) return Source::local;

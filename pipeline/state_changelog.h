@@ -131,6 +131,9 @@ class StateChangelog {
   // Into `batch`: removes every local key of pid and where this instance's writes of it ended.
   Status remove_local(PartitionId pid, const std::vector<std::string>& owners,
                       CheckpointStore::Batch& batch);
+  // Where pid's changelog partition starts and ends (asked of the broker, at most 5 s).
+  rd_kafka_resp_err_t log_range(PartitionId pid, std::chrono::steady_clock::time_point deadline,
+                                int64_t& low, int64_t& high);
   // repair_unconfirmed() after the dead member's session: which of `record`'s partitions to
   // roll back (all or none).
   std::vector<PartitionId> check_unconfirmed(const Unconfirmed& record, int64_t now_ms);

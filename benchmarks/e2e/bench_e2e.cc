@@ -38,9 +38,9 @@
 #include "pipeline/event_generator.h"
 #include "pipeline/http_server.h"
 #include "pipeline/kafka.h"
+#include "pipeline/memory_policy.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/service.h"
-#include "pipeline/memory_policy.h"
 #include "tests/support/test_support.h"
 
 namespace sp::bench {
