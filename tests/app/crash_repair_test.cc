@@ -109,6 +109,25 @@ class CrashRepairTest : public ::testing::Test {
     return testing::metric_sum(testing::parse_metrics(r->body), name);
   }
 
+  // Instance a (on port_a) consumes a first half that reaches the changelog (/metrics shows values
+  // only then: `published`), then a second half that is consumed and stored locally (its offsets
+  // committed: `ends`) but never reaches the changelog (its broker is down) nor /metrics; then a
+  // is SIGKILLed and the broker comes back.
+  void kill_with_the_changelog_behind(ChildProcess& a, int port_a, std::vector<int64_t>& ends, double& published) {
+    ASSERT_NO_FATAL_FAILURE(produce(600));
+    ASSERT_TRUE(testing::wait_until([&] { return metric(port_a, "socialpulse_events_consumed_total") >= 600; }, 60s))
+        << a.stderr_text();
+    published = metric(port_a, "socialpulse_events_consumed_total");
+    rd_kafka_mock_broker_set_down(broker_->cluster(), 3);
+    ASSERT_NO_FATAL_FAILURE(produce(600));
+    ends = end_offsets();
+    ASSERT_TRUE(testing::wait_until([&] { return committed() == ends; }, 60s)) << a.stderr_text();
+    EXPECT_EQ(metric(port_a, "socialpulse_events_consumed_total"), published);  // not acknowledged
+    a.signal(SIGKILL);
+    ASSERT_EQ(a.wait(10s), 128 + SIGKILL);
+    rd_kafka_mock_broker_set_up(broker_->cluster(), 3);
+  }
+
   // Both instances own partitions and the group's offsets are `ends`, and each published two
   // more checkpoints after that (there is nothing new to consume).
   bool settled(int port_a, int port_b, const std::vector<int64_t>& ends) {
@@ -142,19 +161,9 @@ class CrashRepairTest : public ::testing::Test {
 TEST_F(CrashRepairTest, ARestartAfterKillCatchesTheChangelogUpBeforeThePartitionsMove) {
   const int port_a = testing::free_port();
   const std::string config_a = config("a", port_a);
-  ChildProcess* a = &start("a", config_a);
-  // The first half reaches the changelog (/metrics shows values only then).
-  ASSERT_NO_FATAL_FAILURE(produce(600));
-  ASSERT_TRUE(testing::wait_until([&] { return metric(port_a, "socialpulse_events_consumed_total") >= 600; }, 60s))
-      << a->stderr_text();
-  // The second half is consumed and stored locally (its offsets committed), never in the changelog.
-  rd_kafka_mock_broker_set_down(broker_->cluster(), 3);
-  ASSERT_NO_FATAL_FAILURE(produce(600));
-  const auto ends = end_offsets();
-  ASSERT_TRUE(testing::wait_until([&] { return committed() == ends; }, 60s)) << a->stderr_text();
-  a->signal(SIGKILL);
-  ASSERT_EQ(a->wait(10s), 128 + SIGKILL);
-  rd_kafka_mock_broker_set_up(broker_->cluster(), 3);
+  std::vector<int64_t> ends;
+  double published_by_a = 0;
+  ASSERT_NO_FATAL_FAILURE(kill_with_the_changelog_behind(start("a", config_a), port_a, ends, published_by_a));
 
   ChildProcess* a2 = &start("a", config_a);  // the same state dir, at once
   const int port_b = testing::free_port();
@@ -176,19 +185,9 @@ TEST_F(CrashRepairTest, ARestartAfterKillCatchesTheChangelogUpBeforeThePartition
 TEST_F(CrashRepairTest, ALateRestartAfterKillRollsBackWhatTheChangelogLacks) {
   const int port_a = testing::free_port();
   const std::string config_a = config("a", port_a);
-  ChildProcess* a = &start("a", config_a);
-  ASSERT_NO_FATAL_FAILURE(produce(600));
-  ASSERT_TRUE(testing::wait_until([&] { return metric(port_a, "socialpulse_events_consumed_total") >= 600; }, 60s))
-      << a->stderr_text();
-  const double published_by_a = metric(port_a, "socialpulse_events_consumed_total");
-  rd_kafka_mock_broker_set_down(broker_->cluster(), 3);
-  ASSERT_NO_FATAL_FAILURE(produce(600));
-  const auto ends = end_offsets();
-  ASSERT_TRUE(testing::wait_until([&] { return committed() == ends; }, 60s)) << a->stderr_text();
-  EXPECT_EQ(metric(port_a, "socialpulse_events_consumed_total"), published_by_a);  // not acknowledged
-  a->signal(SIGKILL);
-  ASSERT_EQ(a->wait(10s), 128 + SIGKILL);
-  rd_kafka_mock_broker_set_up(broker_->cluster(), 3);
+  std::vector<int64_t> ends;
+  double published_by_a = 0;
+  ASSERT_NO_FATAL_FAILURE(kill_with_the_changelog_behind(start("a", config_a), port_a, ends, published_by_a));
 
   // b takes every partition over once a's session expired, from the changelog's older checkpoint.
   const int port_b = testing::free_port();
