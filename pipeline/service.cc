@@ -222,18 +222,6 @@ void reload_roi(const Config& running, const ServiceOptions& options, Runner& ru
 }  // namespace
 
 Status run_service(const Config& config, const ServiceOptions& options, std::atomic<bool>& stop) {
-  // Before any thread is created: the broker's, librdkafka's and the pipeline's threads are
-  // throughput threads, the HTTP thread sets itself back (thread_policy.h).
-  const ThroughputScope throughput;
-  std::unique_ptr<EmbeddedBroker> broker;
-  std::string bootstrap = config.kafka.bootstrap_servers;
-  if (bootstrap == "embedded") {
-    auto started = start_embedded(config, config.kafka.embedded_partitions);
-    if (!started) return tl::unexpected(started.error());
-    broker = std::move(*started);
-    bootstrap = broker->bootstrap_servers();
-    spdlog::info("msg=\"embedded broker started\" bootstrap={}", bootstrap);
-  }
   auto password = check_environment(config);
   if (!password) return tl::unexpected(password.error());
   HttpServerOptions http_options;
@@ -254,8 +242,21 @@ Status run_service(const Config& config, const ServiceOptions& options, std::ato
   http_options.brands.emplace_back("other");
   // Inside the state directory (RocksDB, which creates it, ignores files it does not know).
   http_options.series_file = config.state.path + "/console-series";
+  // The HTTP thread first, with this thread's priority; then this thread and every thread it
+  // creates from here on (the broker's, librdkafka's, RocksDB's, the pipeline's) are throughput
+  // threads (thread_policy.h: without CAP_SYS_NICE a thread cannot take a lower priority back).
   auto http = HttpServer::start(http_options);
   if (!http) return tl::unexpected(http.error());
+  const ThroughputScope throughput;
+  std::unique_ptr<EmbeddedBroker> broker;
+  std::string bootstrap = config.kafka.bootstrap_servers;
+  if (bootstrap == "embedded") {
+    auto started = start_embedded(config, config.kafka.embedded_partitions);
+    if (!started) return tl::unexpected(started.error());
+    broker = std::move(*started);
+    bootstrap = broker->bootstrap_servers();
+    spdlog::info("msg=\"embedded broker started\" bootstrap={}", bootstrap);
+  }
   auto runner = Runner::create(config, bootstrap, http->get(), options.runner_hooks);
   if (!runner) return tl::unexpected(runner.error());
 

@@ -1,12 +1,17 @@
 #pragma once
 // Scheduling of the throughput threads. The pipeline, the source worker, librdkafka's threads
-// and the demo's traffic generator run flat out during a backlog; the HTTP thread must still
-// answer a query or a scrape within milliseconds (issue #18: p99 <= 5 ms during full-speed
-// ingest). Linux's SCHED_BATCH leaves those threads their full share of CPU but lets a waking
-// interactive thread (the HTTP event loop, SCHED_OTHER) preempt them at once instead of waiting
-// for a scheduler period. Threads inherit the policy of the thread that creates them, which is
-// how librdkafka's and the embedded broker's threads become throughput threads too.
-// Best effort: where the platform refuses, nothing else changes.
+// and the demo's traffic generator run flat out during a backlog; the HTTP thread, and a client
+// on the same machine, must still get a core within milliseconds (issue #18: p99 <= 5 ms per query
+// during full-speed ingest). Two levers, both on the throughput threads only:
+// - SCHED_BATCH: they never preempt a waking thread;
+// - nice +10 (kThroughputNice): a thread of ordinary priority (the HTTP event loop, a scraper,
+//   a query client) that wakes up gets a core ~9 times sooner in the fair scheduler's terms. On a
+//   machine where nothing else wants the CPU they keep all of it: nice only weighs contention.
+// Threads inherit the policy and nice value of the thread that creates them, which is how
+// librdkafka's, RocksDB's and the embedded broker's threads become throughput threads too.
+// Without CAP_SYS_NICE a thread can raise its nice value but never lower it again: a thread that
+// must stay interactive is created before its creator is marked (run_service starts the HTTP
+// server first). Best effort: where the platform refuses, nothing else changes.
 #include <pthread.h>
 #include <sched.h>
 
@@ -28,10 +33,18 @@ inline void set_thread_policy([[maybe_unused]] int policy) {
 #endif
 }
 
-// The calling thread (and the threads it creates from now on) are throughput threads.
+// How many nice steps below the thread that marks it a throughput thread runs.
+inline constexpr int kThroughputNice = 10;
+
+// The calling thread (and the threads it creates from now on) are throughput threads. Marking a
+// thread that already is one changes nothing.
 inline void mark_throughput_thread() {
 #if defined(__linux__)
+  if (sched_getscheduler(0) == SCHED_BATCH) return;
   set_thread_policy(SCHED_BATCH);
+  // getpriority and setpriority with PRIO_PROCESS and 0 act on the calling thread on Linux.
+  const int nice = getpriority(PRIO_PROCESS, 0);
+  (void)setpriority(PRIO_PROCESS, 0, nice + kThroughputNice > 19 ? 19 : nice + kThroughputNice);
 #endif
 }
 
@@ -39,10 +52,17 @@ inline void mark_throughput_thread() {
 // with a short time slice. Linux's EEVDF scheduler (6.6 on) gives a thread an earlier virtual
 // deadline the shorter its slice, and since 6.12 lets a waking thread with a shorter slice preempt
 // the running one: a request then waits for the current thread's next check, not for its whole
-// slice (the throughput threads keep the default slice and their CPU share: nice is unchanged).
-// Older kernels ignore sched_runtime for SCHED_OTHER; unprivileged threads may set it.
+// slice. Older kernels ignore sched_runtime for SCHED_OTHER; unprivileged threads may set it.
+// A thread created by a throughput thread also gives back the nice steps the mark added where it
+// may (CAP_SYS_NICE); otherwise, and for any other thread, its nice value is kept.
 inline void mark_interactive_thread() {
+#if defined(__linux__)
+  const bool was_throughput = sched_getscheduler(0) == SCHED_BATCH;
   set_thread_policy(SCHED_OTHER);
+  if (was_throughput) {
+    (void)setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) - kThroughputNice);
+  }
+#endif
 #if defined(__linux__) && defined(SYS_sched_setattr)
   struct {  // struct sched_attr, SCHED_ATTR_SIZE_VER0 (glibc 2.36 has no wrapper)
     uint32_t size;
@@ -56,7 +76,7 @@ inline void mark_interactive_thread() {
   } attr{};
   attr.size = sizeof attr;
   attr.sched_policy = SCHED_OTHER;
-  attr.sched_nice = getpriority(PRIO_PROCESS, 0);  // this thread's: kept
+  attr.sched_nice = getpriority(PRIO_PROCESS, 0);  // this thread's, as set above: kept
   attr.sched_runtime = 100'000;                    // ns: the shortest slice the kernel accepts
   (void)syscall(SYS_sched_setattr, 0, &attr, 0U);
 #endif
@@ -70,21 +90,31 @@ inline void name_thread([[maybe_unused]] const char* name) {
 #endif
 }
 
-// Makes the calling thread a throughput thread for a scope, then restores its policy (a test
-// thread that runs a service returns to what it was).
+// Makes the calling thread a throughput thread for a scope, then restores its policy and, where
+// it may (CAP_SYS_NICE), its nice value (a test thread that runs a service returns to what it was;
+// without the capability it keeps the throughput nice value).
 class ThroughputScope {
  public:
   ThroughputScope() {
     sched_param param{};
     if (pthread_getschedparam(pthread_self(), &policy_, &param) != 0) policy_ = SCHED_OTHER;
+#if defined(__linux__)
+    nice_ = getpriority(PRIO_PROCESS, 0);
+#endif
     mark_throughput_thread();
   }
-  ~ThroughputScope() { set_thread_policy(policy_); }
+  ~ThroughputScope() {
+    set_thread_policy(policy_);
+#if defined(__linux__)
+    (void)setpriority(PRIO_PROCESS, 0, nice_);
+#endif
+  }
   ThroughputScope(const ThroughputScope&) = delete;
   ThroughputScope& operator=(const ThroughputScope&) = delete;
 
  private:
   int policy_ = SCHED_OTHER;
+  int nice_ = 0;
 };
 
 }  // namespace sp

@@ -1,16 +1,22 @@
 // End-to-end through the embedded broker, in-process: produce with librdkafka, run the pipeline,
 // read /metrics over HTTP and the output/DLQ topics back with a consumer.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
+#include <string>
 #include <thread>
 
 #include "pipeline/embedded_broker.h"
 #include "pipeline/event_generator.h"
 #include "pipeline/kafka.h"
 #include "pipeline/service.h"
+#include "pipeline/thread_policy.h"
 #include "tests/support/test_support.h"
 
 namespace sp {
@@ -170,6 +176,51 @@ TEST_F(PipelineE2E, CountsExactlyTheProducedEvents) {
   auto ready = testing::http_get(port_, "/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 200);
+}
+
+// Each named thread of this process and its nice value (/proc/self/task/*/stat, field 19).
+std::multimap<std::string, int> thread_nice_values() {
+  std::multimap<std::string, int> out;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream fields(line.substr(close + 2));  // from field 3 (state) on
+    std::string field;
+    for (int i = 3; i < 19 && fields >> field;) ++i;
+    int nice = 0;
+    if (fields >> nice) out.emplace(name, nice);
+  }
+  return out;
+}
+
+// A query or a scrape gets a core within milliseconds while ingest keeps both busy (issue #18):
+// the HTTP thread keeps the caller's priority, the ingest threads run kThroughputNice below it.
+TEST_F(PipelineE2E, TheHttpThreadKeepsItsPriorityAndTheIngestThreadsRunBelowIt) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  start_pipeline();
+  std::multimap<std::string, int> threads;
+  ASSERT_TRUE(testing::wait_until([&] {
+    threads = thread_nice_values();
+    return threads.contains("sp-http") && threads.contains("sp-source");
+  }, 30s));
+  const auto http = threads.equal_range("sp-http");
+  ASSERT_EQ(std::distance(http.first, http.second), 1);
+  EXPECT_EQ(http.first->second, base);
+  EXPECT_EQ(threads.find("sp-source")->second, std::min(19, base + kThroughputNice));
+  // librdkafka names its threads rdk:...; the test's own broker and producer run at the test's
+  // priority, the service's consumer and producers below it.
+  EXPECT_GE(std::count_if(threads.begin(), threads.end(),
+                          [&](const auto& t) {
+                            return t.first == "rdk:main" &&
+                                   t.second == std::min(19, base + kThroughputNice);
+                          }),
+            1);
 }
 
 TEST_F(PipelineE2E, RejectsGoToTheDlqWithReasonsAndTheAccountingHolds) {

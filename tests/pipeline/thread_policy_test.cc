@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <sys/utsname.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -44,6 +45,48 @@ TEST(ThreadPolicy, ThroughputThreadsAreBatchAndTheInteractiveOneIsOrdinaryWithAS
   }).join();
 }
 
+// Whether this process may lower a thread's nice value again (CAP_SYS_NICE or RLIMIT_NICE), tried
+// on a throwaway thread.
+bool may_lower_nice() {
+  bool may = false;
+  std::thread([&] {
+    const int nice = getpriority(PRIO_PROCESS, 0);
+    if (nice >= 19 || setpriority(PRIO_PROCESS, 0, nice + 1) != 0) return;
+    may = setpriority(PRIO_PROCESS, 0, nice) == 0;
+  }).join();
+  return may;
+}
+
+int expected_throughput_nice(int nice) { return std::min(19, nice + kThroughputNice); }
+
+TEST(ThreadPolicy, ThroughputThreadsRunBelowTheirCreatorAndPassItOnOnce) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  std::thread([&] {
+    mark_throughput_thread();
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+    mark_throughput_thread();  // already one: unchanged
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+    std::thread([&] {  // what librdkafka's threads get from the thread that creates them
+      EXPECT_EQ(sched_getscheduler(0), SCHED_BATCH);
+      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+    }).join();
+  }).join();
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), base);  // the creator's own is untouched
+}
+
+TEST(ThreadPolicy, AnInteractiveThreadMadeByAThroughputThreadGivesTheStepsBackWhereItMay) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  const bool may = may_lower_nice();
+  std::thread([&] {
+    mark_throughput_thread();
+    std::thread([&] {
+      mark_interactive_thread();
+      EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), may ? base : expected_throughput_nice(base));
+    }).join();
+  }).join();
+}
+
 TEST(ThreadPolicy, TheInteractiveThreadKeepsItsNiceValue) {
   std::thread([] {
     ASSERT_EQ(setpriority(PRIO_PROCESS, 0, 3), 0);  // this thread only (Linux)
@@ -53,13 +96,17 @@ TEST(ThreadPolicy, TheInteractiveThreadKeepsItsNiceValue) {
   }).join();
 }
 
-TEST(ThreadPolicy, AThroughputScopeRestoresThePolicyItFound) {
-  std::thread([] {
+TEST(ThreadPolicy, AThroughputScopeRestoresThePolicyAndWhereItMayTheNiceValueItFound) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  const bool may = may_lower_nice();
+  std::thread([&] {
     {
       const ThroughputScope scope;
       EXPECT_EQ(sched_getscheduler(0), SCHED_BATCH);
+      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
     }
     EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), may ? base : expected_throughput_nice(base));
   }).join();
 }
 
