@@ -15,6 +15,9 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <atomic>
+
 #if defined(__linux__)
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -33,18 +36,28 @@ inline void set_thread_policy([[maybe_unused]] int policy) {
 #endif
 }
 
-// How many nice steps below the thread that marks it a throughput thread runs.
+// How many nice steps below the process's first marked thread the throughput threads run.
 inline constexpr int kThroughputNice = 10;
 
-// The calling thread (and the threads it creates from now on) are throughput threads. Marking a
-// thread that already is one changes nothing.
+namespace thread_policy_detail {
+inline constexpr int kUnset = 100;
+// The nice value of the first thread marked a throughput thread, before the mark: the priority
+// the process's interactive threads have.
+inline std::atomic<int> base_nice{kUnset};
+}  // namespace thread_policy_detail
+
+// The calling thread (and the threads it creates from now on) are throughput threads: SCHED_BATCH
+// and kThroughputNice below the process's base. Marking one again changes nothing.
 inline void mark_throughput_thread() {
 #if defined(__linux__)
-  if (sched_getscheduler(0) == SCHED_BATCH) return;
   set_thread_policy(SCHED_BATCH);
   // getpriority and setpriority with PRIO_PROCESS and 0 act on the calling thread on Linux.
   const int nice = getpriority(PRIO_PROCESS, 0);
-  (void)setpriority(PRIO_PROCESS, 0, nice + kThroughputNice > 19 ? 19 : nice + kThroughputNice);
+  int base = thread_policy_detail::kUnset;
+  (void)thread_policy_detail::base_nice.compare_exchange_strong(base, nice);
+  base = thread_policy_detail::base_nice.load();
+  const int target = std::min(19, base + kThroughputNice);
+  if (nice < target) (void)setpriority(PRIO_PROCESS, 0, target);
 #endif
 }
 
@@ -53,15 +66,20 @@ inline void mark_throughput_thread() {
 // deadline the shorter its slice, and since 6.12 lets a waking thread with a shorter slice preempt
 // the running one: a request then waits for the current thread's next check, not for its whole
 // slice. Older kernels ignore sched_runtime for SCHED_OTHER; unprivileged threads may set it.
-// A thread created by a throughput thread also gives back the nice steps the mark added where it
+// A thread created by a throughput thread also goes back to the process's base nice value where it
 // may (CAP_SYS_NICE); otherwise, and for any other thread, its nice value is kept.
 inline void mark_interactive_thread() {
 #if defined(__linux__)
+  // Created by a throughput thread: back to the process's base where it may.
   const bool was_throughput = sched_getscheduler(0) == SCHED_BATCH;
   set_thread_policy(SCHED_OTHER);
-  if (was_throughput) {
-    (void)setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) - kThroughputNice);
+  const int base = thread_policy_detail::base_nice.load();
+  if (was_throughput && base != thread_policy_detail::kUnset &&
+      getpriority(PRIO_PROCESS, 0) > base) {
+    (void)setpriority(PRIO_PROCESS, 0, base);
   }
+#else
+  set_thread_policy(SCHED_OTHER);
 #endif
 #if defined(__linux__) && defined(SYS_sched_setattr)
   struct {  // struct sched_attr, SCHED_ATTR_SIZE_VER0 (glibc 2.36 has no wrapper)

@@ -87,6 +87,18 @@ TEST(ThreadPolicy, AnInteractiveThreadMadeByAThroughputThreadGivesTheStepsBackWh
   }).join();
 }
 
+// A process started under SCHED_BATCH (`chrt -b`): its HTTP thread, created before any mark, is
+// not raised above the process's priority.
+TEST(ThreadPolicy, AnInteractiveThreadNeverRisesAboveTheProcessPriority) {
+  const int base = getpriority(PRIO_PROCESS, 0);
+  std::thread([&] {
+    set_thread_policy(SCHED_BATCH);  // inherited, not marked
+    mark_interactive_thread();
+    EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), base);
+  }).join();
+}
+
 TEST(ThreadPolicy, TheInteractiveThreadKeepsItsNiceValue) {
   std::thread([] {
     ASSERT_EQ(setpriority(PRIO_PROCESS, 0, 3), 0);  // this thread only (Linux)
