@@ -92,12 +92,21 @@ Status produce_traffic(const std::string& bootstrap, const std::string& topic,
         continue;
       }
     }
+    if (options.max_ahead > 0 && options.consumed && (sent & 1023) == 0 &&
+        sent > options.consumed() + options.max_ahead) {
+      rd_kafka_poll(producer->get(), 1);
+      continue;
+    }
     // A few seconds of disorder, never before the origin.
     const EventTime t = std::max(origin, clock - Millis{static_cast<int64_t>(jitter() % 3000)});
     generator.next(t, ev);
     for (;;) {
       auto err = rd_kafka_producev(
           producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+          RD_KAFKA_V_PARTITION(
+              options.partitions > 0
+                  ? static_cast<int32_t>(sent % static_cast<uint64_t>(options.partitions))
+                  : RD_KAFKA_PARTITION_UA),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(ev.key.data(), ev.key.size()),
           RD_KAFKA_V_VALUE(ev.value.data(), ev.value.size()), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;

@@ -19,6 +19,14 @@ struct TrafficOptions {
   Millis backfill{0};       // event time starts this far in the past (on a minute boundary)...
   double time_scale = 1.0;  // ...and runs this much faster than the wall clock until it is now,
                             // producing time_scale times `rate` events per wall-clock second
+  // Benchmarks at full speed (rate 0). partitions > 0: events go to partitions 0..partitions-1 in
+  // turn instead of by key (the demo's key is the brand: three partitions would carry all). With
+  // consumed and max_ahead set, the generator waits while it is more than max_ahead events ahead
+  // of consumed() (what the pipeline reports consumed), so that it keeps the pipeline busy
+  // without outrunning the embedded broker's retention (~5 MiB per partition).
+  int partitions = 0;
+  std::function<uint64_t()> consumed;
+  uint64_t max_ahead = 0;
 };
 
 struct ServiceOptions {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -176,6 +177,55 @@ TEST_F(PipelineE2E, CountsExactlyTheProducedEvents) {
   auto ready = testing::http_get(port_, "/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 200);
+}
+
+// High watermark of each partition of social.events (the fixture's topics have 4).
+std::vector<int64_t> high_watermarks(const std::string& bootstrap) {
+  std::vector<int64_t> out;
+  auto conf = make_kafka_conf({{"bootstrap.servers", bootstrap}});
+  if (!conf) return out;
+  auto handle = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+  if (!handle) return out;
+  for (int32_t p = 0; p < 4; ++p) {
+    int64_t lo = 0;
+    int64_t hi = 0;
+    if (rd_kafka_query_watermark_offsets(handle->get(), "social.events", p, &lo, &hi, 5000) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return {};
+    }
+    out.push_back(hi);
+  }
+  return out;
+}
+
+int64_t total(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }
+
+// bench_query_api's full-speed generator: in turn over the partitions, and never more than
+// max_ahead (plus the 1024 events between two checks) ahead of what was consumed, so that it
+// cannot outrun the embedded broker's retention.
+TEST_F(PipelineE2E, AFullSpeedGeneratorGoesRoundRobinAndStaysBoundedAheadOfConsumption) {
+  std::atomic<uint64_t> consumed{0};
+  TrafficOptions traffic;
+  traffic.rate = 0;
+  traffic.events = 6000;
+  traffic.partitions = 4;
+  traffic.max_ahead = 2000;
+  traffic.consumed = [&] { return consumed.load(); };
+  std::atomic<bool> stop{false};
+  Status status;
+  std::thread generator([&] {
+    status = produce_traffic(broker_->bootstrap_servers(), "social.events", {}, traffic, stop);
+  });
+  std::vector<int64_t> hw;
+  ASSERT_TRUE(testing::wait_until([&] { return total(hw = high_watermarks(broker_->bootstrap_servers())) >= 2000; }, 30s))
+      << total(hw);
+  // Held there while nothing is consumed (librdkafka's linger lets a last batch arrive).
+  EXPECT_FALSE(testing::wait_until([&] { return total(hw = high_watermarks(broker_->bootstrap_servers())) > 3072; }, 1s))
+      << total(hw);
+  consumed = 6000;
+  generator.join();
+  ASSERT_TRUE(status) << status.error().message;
+  EXPECT_EQ(high_watermarks(broker_->bootstrap_servers()), (std::vector<int64_t>{1500, 1500, 1500, 1500}));
 }
 
 // Each named thread of this process and its nice value (/proc/self/task/*/stat, field 19).
