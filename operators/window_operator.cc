@@ -1,6 +1,7 @@
 #include "operators/window_operator.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -14,9 +15,34 @@ namespace {
 // 2: a partition's record ends with the watermark its windows were emitted through (issue #15:
 // a moved partition neither re-emits nor skips windows). 3: partition records packed (varints,
 // non-zero measures only, panes grouped by brand+channel with delta starts: a quarter of the
-// bytes, issue #20); the global record is unchanged. 1 and 2 are still read.
-constexpr uint8_t kSnapshotVersion = 3;
+// bytes, issue #20); the global record is unchanged. 4: a partition's panes split into one key
+// per pane start, written only when they changed (issue #20: an hourly window rewrote its whole
+// hour of panes per busy partition and checkpoint); the `panes` key keeps the header alone.
+// 1 to 3 are still read, and written again as format 4 at the next checkpoint.
+constexpr uint8_t kPartitionVersion = 4;
+constexpr uint8_t kGlobalVersion = 3;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+constexpr std::string_view kPanePrefix = "pane/";
+constexpr uint64_t kStartBias = uint64_t{1} << 63;  // key order = start order, negatives included
+
+// `pane/<16 hex digits>`: the start, biased so that the keys sort as the starts do.
+void pane_key(int64_t start, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint64_t biased = static_cast<uint64_t>(start) ^ kStartBias;
+  out.assign(kPanePrefix);
+  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHex[(biased >> shift) & 0xf]);
+}
+
+std::optional<int64_t> parse_pane_key(std::string_view key) {
+  if (key.substr(0, kPanePrefix.size()) != kPanePrefix) return std::nullopt;
+  const std::string_view hex = key.substr(kPanePrefix.size());
+  uint64_t biased = 0;
+  const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), biased, 16);
+  if (hex.size() != 16 || parsed.ec != std::errc{} || parsed.ptr != hex.data() + hex.size()) {
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(biased ^ kStartBias);
+}
 
 // Pane format version 1 predates web visits in the window aggregate: they are not stored.
 constexpr MeasureSet kPaneMeasures = MeasureSet::all().without(Measure::web_visits);
@@ -106,6 +132,7 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   if (created) earliest_due_ = std::min(earliest_due_, next_close_after(pane_start, watermark_));
   pane.aggregate.add(event, ctx.derived);
   pane.dirty = true;
+  pane.unsaved = true;
 }
 
 WindowAggregate WindowOperator::merge_window(int64_t window_start, uint32_t bc) const {
@@ -253,7 +280,7 @@ void WindowOperator::sweep() {
         ++expired;
       }
       if (expired > 0) {
-        state.unsaved = true;
+        for (size_t i = 0; i < expired; ++i) note_stale(state, series.starts[i]);
         series.starts.erase(series.starts.begin(),
                             series.starts.begin() + static_cast<std::ptrdiff_t>(expired));
         series.panes.erase(series.panes.begin(),
@@ -293,54 +320,88 @@ void WindowOperator::on_checkpoint(Emitter& out) {
 
 void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const {
   scratch_.clear();
-  encode(partition, scratch_);
-  writer.put(partition == kGlobalPartition ? "window" : "panes", scratch_);
+  if (partition == kGlobalPartition) {
+    encode_global(scratch_);
+    writer.put("window", scratch_);
+    return;
+  }
+  const PartitionState* state = partitions_.find(partition);
+  encode_header(state, scratch_);
+  writer.put("panes", scratch_);
+  if (state == nullptr) return;
+  // The starts whose key is stale: those of unsaved panes, and those noted stale.
+  starts_.assign(state->stale_starts.begin(), state->stale_starts.end());
+  for (const PaneSeries& series : state->series) {
+    for (size_t i = 0; i < series.panes.size(); ++i) {
+      if (series.panes[i].unsaved) starts_.push_back(series.starts[i]);
+    }
+  }
+  std::sort(starts_.begin(), starts_.end());
+  starts_.erase(std::unique(starts_.begin(), starts_.end()), starts_.end());
+  for (const int64_t start : starts_) {
+    pane_key(start, key_);
+    scratch_.clear();
+    if (encode_slice(*state, start, scratch_)) {
+      writer.put(key_, scratch_);
+    } else {
+      writer.remove(key_);
+    }
+  }
 }
 
-void WindowOperator::encode(PartitionId partition, std::string& out) const {
-  byte_codec::put_u8(out, kSnapshotVersion);
-  if (partition == kGlobalPartition) {
-    byte_codec::put_i64(out, watermark_);
-    byte_codec::put_u64(out, records_total_);
-    byte_codec::put_u64(out, rates_.size());
-    for (const auto& [bc, r] : rates_) {
-      // Names, not indexes: a reordered brand/channel list must not move state between labels.
-      byte_codec::put_str(out, vocabulary_.brand_name(brand_of(bc)));
-      byte_codec::put_str(out, vocabulary_.channel_name(channel_of(bc)));
-      byte_codec::put_i64(out, r.window_start);
-      byte_codec::put_i64(out, r.engagements);
-      byte_codec::put_i64(out, r.impressions);
-    }
-    return;
+void WindowOperator::encode_global(std::string& out) const {
+  byte_codec::put_u8(out, kGlobalVersion);
+  byte_codec::put_i64(out, watermark_);
+  byte_codec::put_u64(out, records_total_);
+  byte_codec::put_u64(out, rates_.size());
+  for (const auto& [bc, r] : rates_) {
+    // Names, not indexes: a reordered brand/channel list must not move state between labels.
+    byte_codec::put_str(out, vocabulary_.brand_name(brand_of(bc)));
+    byte_codec::put_str(out, vocabulary_.channel_name(channel_of(bc)));
+    byte_codec::put_i64(out, r.window_start);
+    byte_codec::put_i64(out, r.engagements);
+    byte_codec::put_i64(out, r.impressions);
   }
-  const PartitionState* found = partitions_.find(partition);
-  if (found == nullptr) {
-    byte_codec::put_var(out, 0);
-    byte_codec::put_svar(out, watermark_);
-    byte_codec::put_var(out, 0);
-    return;
+}
+
+void WindowOperator::encode_header(const PartitionState* state, std::string& out) const {
+  byte_codec::put_u8(out, kPartitionVersion);
+  byte_codec::put_var(out, state == nullptr ? 0 : state->late_events);
+  byte_codec::put_svar(out,
+                       state == nullptr ? watermark_ : state->closed_through.value_or(watermark_));
+}
+
+bool WindowOperator::encode_slice(const PartitionState& state, int64_t start,
+                                  std::string& out) const {
+  // Series in index order: the bytes depend on the state only.
+  size_t count = 0;
+  for (const PaneSeries& series : state.series) {
+    count += std::binary_search(series.starts.begin(), series.starts.end(), start) ? 1 : 0;
   }
-  const PartitionState& state = *found;
-  byte_codec::put_var(out, state.late_events);
-  byte_codec::put_svar(out, state.closed_through.value_or(watermark_));
-  size_t live = 0;
-  for (const PaneSeries& series : state.series) live += series.starts.empty() ? 0 : 1;
-  byte_codec::put_var(out, live);
+  if (count == 0) return false;
+  byte_codec::put_u8(out, kPartitionVersion);
+  byte_codec::put_var(out, count);
   for (size_t index = 0; index < state.series.size(); ++index) {
     const PaneSeries& series = state.series[index];
-    if (series.starts.empty()) continue;
+    const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
+    if (it == series.starts.end() || *it != start) continue;
+    const Pane& pane = series.panes[static_cast<size_t>(it - series.starts.begin())];
     const uint32_t bc = brand_channel_of(index);
     byte_codec::put_vstr(out, vocabulary_.brand_name(brand_of(bc)));
     byte_codec::put_vstr(out, vocabulary_.channel_name(channel_of(bc)));
-    byte_codec::put_var(out, series.starts.size());
-    int64_t previous = 0;
-    for (size_t i = 0; i < series.starts.size(); ++i) {
-      byte_codec::put_svar(out, series.starts[i] - previous);
-      previous = series.starts[i];
-      byte_codec::put_u8(out, series.panes[i].dirty ? 1 : 0);
-      series.panes[i].aggregate.encode_packed(out, kPaneMeasures);
-      series.panes[i].aggregate.actors.serialize(out);
-    }
+    byte_codec::put_u8(out, pane.dirty ? 1 : 0);
+    pane.aggregate.encode_packed(out, kPaneMeasures);
+    pane.aggregate.actors.serialize(out);
+  }
+  return true;
+}
+
+void WindowOperator::note_stale(PartitionState& state, int64_t start) {
+  state.unsaved = true;
+  // Few distinct starts expire between two checkpoints; each series reports the same ones.
+  if (std::find(state.stale_starts.begin(), state.stale_starts.end(), start) ==
+      state.stale_starts.end()) {
+    state.stale_starts.push_back(start);
   }
 }
 
@@ -371,12 +432,13 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
   byte_codec::Reader in(bytes);
   const uint8_t version = in.u8();
   if (!in.ok()) return corrupt("version");
-  if (version != kSnapshotVersion && version != 2 && version != 1) {
+  const uint8_t newest = partition == kGlobalPartition ? kGlobalVersion : kPartitionVersion;
+  if (version < 1 || version > newest) {
     return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': state key '" +
                                             (partition == kGlobalPartition ? "window" : "panes") +
                                             "' has format version " + std::to_string(version) +
-                                            ", this build reads version " +
-                                            std::to_string(kSnapshotVersion));
+                                            ", this build reads versions 1 to " +
+                                            std::to_string(newest));
   }
   // A brand or channel removed from the configuration: its entries are dropped (counted once per
   // entry), never folded into `other`. False for those and on a short read.
@@ -410,7 +472,8 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
     rates_ = std::move(rates);
     return {};
   }
-  if (version >= 3) return decode_packed(partition, in, reader);
+  if (version >= 4) return decode_split(partition, in, reader);
+  if (version == 3) return decode_packed(partition, in, reader);
   PartitionState state;  // unsaved: rewritten in the current format at the next checkpoint
   state.late_events = in.u64();
   const uint64_t n = in.u64();
@@ -445,8 +508,7 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
 
 Status WindowOperator::decode_packed(PartitionId partition, byte_codec::Reader& in,
                                      StateReader& reader) {
-  PartitionState state;
-  state.unsaved = false;  // as stored
+  PartitionState state;  // unsaved, its panes too: written as format 4 at the next checkpoint
   state.late_events = in.var();
   state.closed_through = in.svar();
   const uint64_t series_count = in.var();
@@ -457,28 +519,79 @@ Status WindowOperator::decode_packed(PartitionId partition, byte_codec::Reader& 
     const uint64_t panes = in.var();
     if (!in.ok()) return corrupt("series");
     const auto known = resolve(brand, channel, reader);
-    if (!known) state.unsaved = true;  // the dropped series leaves the stored value
     int64_t pane_start = 0;
     for (uint64_t i = 0; i < panes; ++i) {
       pane_start += in.svar();
-      const uint8_t dirty = in.u8();
-      Pane pane;
-      if (!in.ok() || !pane.aggregate.decode_packed(in, kPaneMeasures)) return corrupt("pane");
-      auto hll = HyperLogLog::deserialize(in.rest());
-      if (!hll) return corrupt("pane actors");
-      if (!known) continue;
-      pane.aggregate.actors = std::move(*hll);
-      bool created = false;
-      Pane& into = pane_at(state, *known, pane_start, created);
-      if (!created) return corrupt("pane repeated");
-      into.aggregate = std::move(pane.aggregate);
-      into.dirty = dirty != 0;
-      earliest_due_ =
-          std::min(earliest_due_, first_window_start(pane_start) + size_ms_ + grace_ms_);
+      if (auto s = read_pane(in, state, known, pane_start); !s) return s;
     }
   }
   if (!in.done()) return corrupt("trailing bytes");
   partitions_.assign(partition, std::move(state));
+  return {};
+}
+
+Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& in,
+                                    StateReader& reader) {
+  PartitionState state;
+  state.unsaved = false;  // as stored
+  state.late_events = in.var();
+  state.closed_through = in.svar();
+  if (!in.ok()) return corrupt("partition header");
+  if (!in.done()) return corrupt("trailing bytes");
+  auto scanned = reader.scan(kPanePrefix, [&](std::string_view key, std::string_view bytes) {
+    const auto start = parse_pane_key(key);
+    if (!start) return corrupt("pane key '" + std::string(key) + "'");
+    return decode_slice(state, *start, bytes, reader);
+  });
+  if (!scanned) return scanned;
+  partitions_.assign(partition, std::move(state));
+  return {};
+}
+
+Status WindowOperator::decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
+                                    StateReader& reader) {
+  byte_codec::Reader in(bytes);
+  const uint8_t version = in.u8();
+  const uint64_t count = in.var();
+  if (!in.ok()) return corrupt("pane header");
+  if (version != kPartitionVersion) {
+    return make_error(ErrorKind::fatal, "window operator '" + spec_.name +
+                                            "': a pane key has format version " +
+                                            std::to_string(version) + ", this build reads " +
+                                            std::to_string(kPartitionVersion));
+  }
+  for (uint64_t k = 0; k < count; ++k) {
+    const std::string_view brand = in.vstr();
+    const std::string_view channel = in.vstr();
+    if (!in.ok()) return corrupt("pane names");
+    const auto known = resolve(brand, channel, reader);
+    if (!known) note_stale(state, start);  // the dropped series leaves the stored value
+    Pane* pane = nullptr;
+    if (auto s = read_pane(in, state, known, start, &pane); !s) return s;
+    if (pane != nullptr) pane->unsaved = false;  // as stored
+  }
+  if (!in.done()) return corrupt("trailing bytes");
+  return {};
+}
+
+Status WindowOperator::read_pane(byte_codec::Reader& in, PartitionState& state,
+                                 std::optional<uint32_t> brand_channel, int64_t start,
+                                 Pane** placed) {
+  const uint8_t dirty = in.u8();
+  Pane pane;
+  if (!in.ok() || !pane.aggregate.decode_packed(in, kPaneMeasures)) return corrupt("pane");
+  auto hll = HyperLogLog::deserialize(in.rest());
+  if (!hll) return corrupt("pane actors");
+  if (!brand_channel) return {};  // dropped: read past it
+  pane.aggregate.actors = std::move(*hll);
+  bool created = false;
+  Pane& into = pane_at(state, *brand_channel, start, created);
+  if (!created) return corrupt("pane repeated");
+  into.aggregate = std::move(pane.aggregate);
+  into.dirty = dirty != 0;
+  // Panes of windows this instance already closed are freed at the next watermark.
+  earliest_due_ = std::min(earliest_due_, first_window_start(start) + size_ms_ + grace_ms_);
+  if (placed != nullptr) *placed = &into;
   return {};
 }
 
@@ -488,7 +601,16 @@ bool WindowOperator::needs_snapshot(PartitionId partition, bool /*touched*/) con
   return partitions_.unsaved(partition);
 }
 
-void WindowOperator::saved() { partitions_.mark_all_saved(); }
+void WindowOperator::saved() {
+  for (auto& [partition, state] : partitions_) {
+    if (!state.unsaved) continue;  // every unsaved pane's partition is unsaved
+    state.unsaved = false;
+    state.stale_starts.clear();
+    for (PaneSeries& series : state.series) {
+      for (Pane& pane : series.panes) pane.unsaved = false;
+    }
+  }
+}
 
 uint64_t WindowOperator::late_events() const {
   uint64_t total = 0;

@@ -47,13 +47,17 @@ class WindowOperator final : public Operator {
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_watermark(EventTime watermark, Emitter& out) override;
   void on_checkpoint(Emitter& out) override;
-  // One key per scope: `panes` (a partition's panes, brands and channels by name) or `window`
-  // (global: watermark, record count, last closed rates).
+  // Global scope: one key `window` (watermark, record count, last closed rates). A partition: the
+  // key `panes` (late events and the watermark its windows were emitted through) and one key
+  // `pane/<start>` per pane start (every brand+channel's pane of that start, by name). Only what
+  // changed since the last saved() is written (issue #20): the panes that had events, and the
+  // keys of panes that expired are removed, so a busy partition's checkpoint costs its current
+  // panes, not the hour of panes an hourly window keeps.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
-  // A partition's `panes` is rewritten only after it changed: an event (late ones included), a
-  // pane that expired, or its closed-through mark settling.
+  // A partition is written only after it changed: an event (late ones included), a pane that
+  // expired, or its closed-through mark settling.
   bool needs_snapshot(PartitionId partition, bool touched) const override;
   void saved() override;
   void collect(MetricsWriter& out) const override;
@@ -66,7 +70,8 @@ class WindowOperator final : public Operator {
  private:
   struct Pane {
     WindowAggregate aggregate;
-    bool dirty = false;  // changed since the last checkpoint (emit mode `update`)
+    bool dirty = false;   // changed since the last checkpoint (emit mode `update`)
+    bool unsaved = true;  // changed since the last saved(): its start's key is rewritten
   };
   // The live panes of one brand+channel in one partition, by ascending pane start. Panes are
   // created in (nearly) event-time order and expire from the front, so a short sorted vector
@@ -85,6 +90,9 @@ class WindowOperator final : public Operator {
     // even those this instance closed for its other partitions).
     std::optional<int64_t> closed_through;
     bool unsaved = true;  // changed since the last saved() (a new partition: never stored)
+    // Pane starts whose stored key is stale although no live pane of that start is unsaved (its
+    // panes expired, or a restore dropped a brand or channel from it): rewritten or removed.
+    std::vector<int64_t> stale_starts;
   };
   struct RateSample {  // the last closed window of a brand+channel
     int64_t window_start = 0;
@@ -114,9 +122,21 @@ class WindowOperator final : public Operator {
   void emit(int64_t window_start, uint32_t brand_channel, const WindowAggregate& agg, bool final,
             Emitter& out);
   void sweep();
-  void encode(PartitionId partition, std::string& out) const;
+  void encode_global(std::string& out) const;
+  void encode_header(const PartitionState* state, std::string& out) const;
+  // Every brand+channel's pane starting at `start`; false when there is none.
+  bool encode_slice(const PartitionState& state, int64_t start, std::string& out) const;
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
   Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
+  // Format 4: the header's fields, then every `pane/` key.
+  Status decode_split(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
+  Status decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
+                      StateReader& reader);
+  // One pane's fields (dirty flag, measures, actors) at `in`, placed at `start` in the series of
+  // brand_channel, or read past when that is nullopt (a dropped brand or channel).
+  Status read_pane(byte_codec::Reader& in, PartitionState& state,
+                   std::optional<uint32_t> brand_channel, int64_t start, Pane** placed = nullptr);
+  static void note_stale(PartitionState& state, int64_t start);
   // The brand+channel of stored names; nullopt (reported as dropped) when either is no longer
   // configured.
   std::optional<uint32_t> resolve(std::string_view brand, std::string_view channel,
@@ -141,6 +161,8 @@ class WindowOperator final : public Operator {
 
   int64_t earliest_due_;         // no window with data closes before this: on_watermark fast path
   mutable std::string scratch_;  // snapshot and record buffer
+  mutable std::string key_;      // snapshot: `pane/<start>`
+  mutable std::vector<int64_t> starts_;  // snapshot: the starts to write
 };
 
 }  // namespace sp

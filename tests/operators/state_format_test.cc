@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -131,11 +132,69 @@ std::vector<WindowSpec> windows() {
 
 TEST(StateFormat, WindowOperatorBytesArePinned) {
   const MemoryState state = checkpoint_of(make_window_operators(windows(), vocabulary()));
-  // Issue #20: windows format 3 and sessions format 2, partition records packed (6ac9393238c93acf
-  // with sessions format 1); 5f9dfea09cf4f22a was windows format 2 (issue #15: a partition's record
-  // ends with the watermark its windows were emitted through) and df76adfb5a19105f format 1 (all
-  // still read).
-  EXPECT_EQ(digest(state), "e8d384603ead0525");
+  // Issue #20: windows format 4, a partition's panes in one key per pane start written when they
+  // change (e8d384603ead0525 was format 3). Before: windows format 3 and sessions format 2,
+  // partition records packed (6ac9393238c93acf with sessions format 1); 5f9dfea09cf4f22a was
+  // windows format 2 (issue #15: a partition's record ends with the watermark its windows were
+  // emitted through) and df76adfb5a19105f format 1 (all still read).
+  EXPECT_EQ(digest(state), "1345be0954782823");
+}
+
+// Format 4's partition state (the `panes` header and its `pane/<start>` keys, relative to the
+// scope) rewritten as format 3's one `panes` record: panes grouped by brand+channel (in
+// configured order) with delta starts.
+std::string window_partition_as_format_3(const std::map<std::string, std::string>& scope,
+                                         const Vocabulary& v) {
+  constexpr MeasureSet kPane = MeasureSet::all().without(Measure::web_visits);
+  byte_codec::Reader header(scope.at("panes"));
+  EXPECT_EQ(header.u8(), 4);
+  const uint64_t late = header.var();
+  const int64_t closed_through = header.svar();
+  EXPECT_TRUE(header.done());
+  struct Series {
+    std::string brand, channel;
+    std::vector<std::pair<int64_t, std::string>> panes;  // start, dirty + measures + actors
+  };
+  std::map<std::pair<BrandIndex, ChannelIndex>, Series> series;
+  for (const auto& [key, value] : scope) {
+    if (key.rfind("pane/", 0) != 0) continue;
+    const int64_t start =
+        static_cast<int64_t>(std::stoull(key.substr(5), nullptr, 16) ^ (uint64_t{1} << 63));
+    byte_codec::Reader in(value);
+    EXPECT_EQ(in.u8(), 4);
+    const uint64_t count = in.var();
+    for (uint64_t k = 0; k < count; ++k) {
+      const std::string brand(in.vstr());
+      const std::string channel(in.vstr());
+      const std::string_view at = in.rest();
+      in.u8();  // dirty
+      Measures m;
+      EXPECT_TRUE(m.decode_packed(in, kPane));
+      EXPECT_TRUE(HyperLogLog::deserialize(in.rest()).has_value());
+      Series& s = series[{*v.find_brand(brand), *v.find_channel(channel)}];
+      s.brand = brand;
+      s.channel = channel;
+      s.panes.emplace_back(start, std::string(at.substr(0, at.size() - in.rest().size())));
+    }
+    EXPECT_TRUE(in.done());
+  }
+  std::string out;
+  byte_codec::put_u8(out, 3);
+  byte_codec::put_var(out, late);
+  byte_codec::put_svar(out, closed_through);
+  byte_codec::put_var(out, series.size());
+  for (const auto& [index, s] : series) {
+    byte_codec::put_vstr(out, s.brand);
+    byte_codec::put_vstr(out, s.channel);
+    byte_codec::put_var(out, s.panes.size());
+    int64_t previous = 0;
+    for (const auto& [start, bytes] : s.panes) {
+      byte_codec::put_svar(out, start - previous);
+      previous = start;
+      out += bytes;
+    }
+  }
+  return out;
 }
 
 // Format 3's partition record rewritten as format 2 (the layout of the previous release): fixed
@@ -238,41 +297,51 @@ std::string session_record_as_format_1(std::string_view v2) {
   return out + actors;
 }
 
-// Issue #20 packed the window partitions (format 3) and the sessions (format 2): state written by
-// the previous release restores to the same state, and is rewritten packed at the next checkpoint.
-TEST(StateFormat, WindowFormat2StillRestoresToTheSameState) {
+// Issue #20 packed the window partitions (format 3) and the sessions (format 2), then split the
+// window partitions into a key per pane start (format 4): state written by the previous releases
+// restores to the same state, and is rewritten in the current format at the next checkpoint.
+TEST(StateFormat, WindowFormats2And3StillRestoreToTheSameState) {
   const MemoryState current = checkpoint_of(make_window_operators(windows(), vocabulary()));
-  MemoryState previous;
-  size_t converted = 0;
-  size_t sessions_converted = 0;
-  for (const auto& [key, value] : current.entries()) {
-    const bool pane_record = key.size() > 6 && key.compare(key.size() - 6, 6, "/panes") == 0;
-    const bool session_record = key.size() > 9 && key.compare(key.size() - 9, 9, "/sessions") == 0;
-    if (pane_record) {
-      previous.put(key, window_record_as_format_2(value, vocabulary()));
-    } else if (session_record) {
-      previous.put(key, session_record_as_format_1(value));
-    } else {
-      previous.put(key, value);
-    }
-    converted += pane_record ? 1 : 0;
-    sessions_converted += session_record ? 1 : 0;
-  }
-  ASSERT_GT(sessions_converted, 2u);
-  ASSERT_GT(converted, 6u);
-  auto ops = make_window_operators(windows(), vocabulary());
-  MemoryState again;
-  for (auto& op : ops) {
-    for (PartitionId p : kScopes) {
-      ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
-      // Read from the old format: written again even if nothing else changes.
-      if (p != kGlobalPartition) {
-        EXPECT_TRUE(op->needs_snapshot(p, false)) << op->name();
+  for (const int format : {3, 2}) {
+    SCOPED_TRACE("window format " + std::to_string(format));
+    MemoryState previous;
+    size_t converted = 0;
+    size_t sessions_converted = 0;
+    for (const auto& [key, value] : current.entries()) {
+      const bool header = key.size() > 6 && key.compare(key.size() - 6, 6, "/panes") == 0;
+      const bool pane = key.find("/pane/") != std::string::npos;
+      const bool session_record = key.size() > 9 && key.compare(key.size() - 9, 9, "/sessions") == 0;
+      if (header) {
+        const std::string scope = key.substr(0, key.size() - 5);
+        const std::string v3 =
+            window_partition_as_format_3(testing::entries_under(current, scope), vocabulary());
+        previous.put(key, format == 3 ? v3 : window_record_as_format_2(v3, vocabulary()));
+        ++converted;
+      } else if (pane) {
+        continue;  // in the header's record
+      } else if (session_record) {
+        previous.put(key, session_record_as_format_1(value));
+        ++sessions_converted;
+      } else {
+        previous.put(key, value);
       }
-      testing::checkpoint_into(again, *op, p);
     }
+    ASSERT_GT(sessions_converted, 2u);
+    ASSERT_GT(converted, 6u);
+    auto ops = make_window_operators(windows(), vocabulary());
+    MemoryState again = previous;
+    for (auto& op : ops) {
+      for (PartitionId p : kScopes) {
+        ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
+        // Read from an old format: written again even if nothing else changes.
+        if (p != kGlobalPartition) {
+          EXPECT_TRUE(op->needs_snapshot(p, false)) << op->name();
+        }
+        testing::checkpoint_into(again, *op, p);
+      }
+    }
+    EXPECT_EQ(again.entries(), current.entries());
   }
-  EXPECT_EQ(again.entries(), current.entries());
 }
 
 TEST(StateFormat, KpiOperatorBytesArePinned) {

@@ -224,6 +224,113 @@ TEST(WindowOperator, PaneFreedOnlyWhenItsLastWindowCloses) {
   EXPECT_EQ(op.records_emitted(), 12u);
 }
 
+class ValueEmitter : public Emitter {
+ public:
+  void emit(OutputRecord r) override { values.push_back(std::move(r.value)); }
+  std::vector<std::string> values;
+};
+
+// Records what a snapshot writes ("put <key>" / "remove <key>") and passes it on to `store`.
+class RecordingWriter final : public StateWriter {
+ public:
+  explicit RecordingWriter(MemoryState& store) : store_(store) {}
+  void put(std::string_view key, std::string_view value) override {
+    writes.push_back("put " + std::string(key));
+    store_.put(key, value);
+  }
+  void remove(std::string_view key) override {
+    writes.push_back("remove " + std::string(key));
+    store_.remove(key);
+  }
+  std::vector<std::string> writes;
+
+ private:
+  MemoryState& store_;
+};
+
+std::vector<std::string> snapshot_writes(const Operator& op, PartitionId p, MemoryState& store) {
+  RecordingWriter w(store);
+  op.snapshot(p, w);
+  return w.writes;
+}
+
+// Issue #20: an hourly window keeps an hour of panes per partition, but a busy partition's
+// checkpoint writes the pane its events went to (and removes the keys of expired panes), not the
+// whole hour again. The store then restores to the same state.
+TEST(WindowOperator, ACheckpointWritesOnlyThePanesThatChanged) {
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  WindowOperator op(hourly, test_vocabulary(), false);
+  NullEmitter out;
+  const PartitionId p{3};
+  for (int m = 0; m < 30; ++m) {
+    for (BrandIndex b = 0; b < 2; ++b) feed(op, like_at(kT0 + minutes(m), b, 100 * m + b), p);
+  }
+  ASSERT_EQ(op.pane_count(), 12u);  // 6 pane starts x 2 brands
+  MemoryState store;
+  auto first = snapshot_writes(op, p, store);
+  EXPECT_EQ(first.size(), 1u + 6u);  // the header and every start
+  op.saved();
+  EXPECT_FALSE(op.needs_snapshot(p, true));
+
+  feed(op, like_at(kT0 + minutes(29), 1, 7), p);  // into the 10:25 pane
+  EXPECT_TRUE(op.needs_snapshot(p, false));
+  const std::string newest = "pane/" + [] {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(
+                      static_cast<uint64_t>(to_epoch_ms(kT0 + minutes(25))) ^ (uint64_t{1} << 63)));
+    return std::string(hex);
+  }();
+  EXPECT_EQ(snapshot_writes(op, p, store),
+            (std::vector<std::string>{"put panes", "put " + newest}));
+  op.saved();
+
+  // The 10:00 pane's last window (10:00-11:00) closes at 11:02: its key goes.
+  op.on_watermark(kT0 + minutes(62), out);
+  EXPECT_EQ(op.pane_count(), 10u);
+  const auto expired = snapshot_writes(op, p, store);
+  ASSERT_EQ(expired.size(), 2u);
+  EXPECT_EQ(expired[0], "put panes");
+  EXPECT_EQ(expired[1].rfind("remove pane/", 0), 0u) << expired[1];
+  op.saved();
+  EXPECT_EQ(store.entries().size(), 1u + 5u);
+
+  // What the store holds is the whole state: a restored operator goes on exactly alike.
+  WindowOperator restored(hourly, test_vocabulary(), false);
+  restored.on_watermark(kT0 + minutes(62), out);
+  ASSERT_TRUE(restored.restore(p, store));
+  EXPECT_EQ(restored.pane_count(), op.pane_count());
+  EXPECT_TRUE(snapshot_writes(restored, p, store) == std::vector<std::string>{"put panes"});
+  ValueEmitter a, b;
+  op.on_watermark(kT0 + minutes(120), a);
+  restored.on_watermark(kT0 + minutes(120), b);
+  ASSERT_EQ(a.values.size(), 2u * 5u);  // the windows starting 10:05 to 10:25, both brands
+  EXPECT_EQ(b.values, a.values);
+  EXPECT_EQ(snapshot_writes(op, p, store).size(), 1u + 5u);  // the header, every key removed
+  EXPECT_EQ(store.entries().size(), 1u);
+}
+
+// A failed commit (no saved()) loses nothing: the next snapshot writes what the failed one did.
+TEST(WindowOperator, PanesNotSavedAreWrittenAgainAtTheNextCheckpoint) {
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(0),           EmitMode::final};
+  WindowOperator op(minute, test_vocabulary(), false);
+  NullEmitter out;
+  feed(op, like_at(kT0, 0, 1));
+  feed(op, like_at(kT0 + minutes(1), 0, 2));
+  MemoryState lost;
+  EXPECT_EQ(snapshot_writes(op, {0}, lost).size(), 3u);
+  op.on_watermark(kT0 + minutes(1), out);  // the 10:00 pane expires; no saved() in between
+  feed(op, like_at(kT0 + minutes(2), 0, 3));
+  MemoryState store;
+  const auto again = snapshot_writes(op, {0}, store);
+  EXPECT_EQ(again.size(), 4u) << "header, 10:00 removed, 10:01 and 10:02 put";
+  EXPECT_EQ(std::count_if(again.begin(), again.end(),
+                          [](const std::string& w) { return w.rfind("remove", 0) == 0; }),
+            1);
+}
+
 TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
   WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
                     Millis{0}, seconds(0),           EmitMode::final};

@@ -229,12 +229,12 @@ TEST_P(WindowVocabularyChange, RemovedBrandAndChannelAreDroppedAndReported) {
   a_metrics.erase(kRecordsTotal);
   EXPECT_EQ(b_metrics, a_metrics);
 
-  // What b checkpoints now no longer holds them: a second restore drops nothing.
-  MemoryState again;
-  for (PartitionId p : kScopes) testing::checkpoint_into(again, *b.op, p);
+  // What b checkpoints into the store no longer holds them: a second restore drops nothing.
+  state.clear_dropped();
+  for (PartitionId p : kScopes) testing::checkpoint_into(state, *b.op, p);
   Driven c(GetParam(), removed());
-  for (PartitionId p : kScopes) ASSERT_TRUE(testing::restore_from(again, *c.op, p));
-  EXPECT_TRUE(again.dropped().empty());
+  for (PartitionId p : kScopes) ASSERT_TRUE(testing::restore_from(state, *c.op, p));
+  EXPECT_TRUE(state.dropped().empty());
 }
 
 TEST_P(WindowVocabularyChange, ReorderedListsGiveIdenticalResults) {
@@ -288,7 +288,8 @@ class WindowStateValues : public ::testing::TestWithParam<Kind> {
 
 TEST_P(WindowStateValues, UnknownFormatVersionIsRefusedByName) {
   const MemoryState good = checkpoint(GetParam());
-  ASSERT_EQ(good.entries().size(), 3u);
+  // Every scope's key; the tumbling and hopping windows also hold a key per pane start.
+  ASSERT_GE(good.entries().size(), 3u);
   for (const auto& [key, value] : good.entries()) {
     MemoryState state = good;
     std::string bumped = value;
@@ -330,13 +331,32 @@ TEST_P(WindowStateValues, CorruptBytesAreErrorsNotCrashes) {
 }
 
 TEST_P(WindowStateValues, RestoreOfTheSameConfigurationIsAFixedPoint) {
-  const MemoryState good = checkpoint(GetParam());
+  Driven a(GetParam(), before());
+  a.play(0, 3);
+  MemoryState good;
+  for (PartitionId p : kScopes) testing::checkpoint_into(good, *a.op, p);
+  a.op->saved();
   Driven b(GetParam(), before());
   MemoryState state = good;
   for (PartitionId p : kScopes) ASSERT_TRUE(testing::restore_from(state, *b.op, p));
-  MemoryState again;
-  for (PartitionId p : kScopes) testing::checkpoint_into(again, *b.op, p);
-  EXPECT_EQ(again.entries(), good.entries());
+  b.watermark = a.watermark;
+  // The next checkpoint into the same store leaves it as it was, and both go on alike.
+  for (PartitionId p : kScopes) testing::checkpoint_into(state, *b.op, p);
+  EXPECT_EQ(state.entries(), good.entries());
+  const size_t cut = a.out.records.size();
+  a.play(3, 6);
+  b.play(3, 6);
+  a.advance(kEnd);
+  b.advance(kEnd);
+  EXPECT_EQ(b.records(), a.records(cut));
+  EXPECT_EQ(b.metrics(), a.metrics());
+  MemoryState after_a = good;
+  MemoryState after_b = good;
+  for (PartitionId p : kScopes) {
+    testing::checkpoint_into(after_a, *a.op, p);
+    testing::checkpoint_into(after_b, *b.op, p);
+  }
+  EXPECT_EQ(after_b.entries(), after_a.entries());
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, WindowStateValues,
