@@ -129,8 +129,9 @@ void BM_AllDefaultOperators(benchmark::State& state) {
   state.counters["state_MB"] = static_cast<double>(topology.state_bytes()) / 1e6;
 }
 // Issue #20: what one checkpoint costs as a function of the partitions owned and of how many had
-// input since the last one (`dirty`, one event each). Each partition first holds ~4 minutes of
-// state (1 500 events). Timed: Topology::checkpoint into a writer that only counts (the store's
+// input since the last one (`dirty`, one event each). Each partition first holds 1 500 events
+// over ~5 minutes of event time, or over `minutes` when that is not 0 (60: an hour of panes in
+// the hourly window, as a long-running instance holds). Timed: Topology::checkpoint into a writer that only counts (the store's
 // cost per key and byte is measured by bench_e2e's commit times) and checkpoint_committed.
 class CountingSink final : public StateWriter {
  public:
@@ -150,10 +151,13 @@ void BM_Checkpoint(benchmark::State& state) {
   const int partitions = static_cast<int>(state.range(0));
   const int dirty = static_cast<int>(state.range(1));
   std::vector<std::string> ids;
+  const int64_t minutes = state.range(2);
   const size_t per_partition = 1500;
-  const auto events =
-      make_events(per_partition * static_cast<size_t>(partitions), 10'000, 160 / partitions + 1,
-                  partitions, ids);
+  const size_t n = per_partition * static_cast<size_t>(partitions);
+  const int64_t step_ms =
+      minutes == 0 ? 160 / partitions + 1
+                   : std::max<int64_t>(1, minutes * 60'000 / static_cast<int64_t>(n));
+  const auto events = make_events(n, 10'000, step_ms, partitions, ids);
   Topology topology(default_spec());
   const std::vector<Topology::Partition*> owned = assign_fresh(topology, partitions);
   const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
@@ -209,14 +213,16 @@ void register_benchmarks(int64_t iterations) {
     b->MinTime(3.0);
   }
   benchmark::RegisterBenchmark("BM_Checkpoint", BM_Checkpoint)
-      ->ArgNames({"partitions", "dirty"})
-      ->Args({64, 0})
-      ->Args({64, 8})
-      ->Args({64, 64})
-      ->Args({256, 0})
-      ->Args({256, 8})
-      ->Args({256, 64})
-      ->Args({256, 256})
+      ->ArgNames({"partitions", "dirty", "minutes"})
+      ->Args({64, 0, 0})
+      ->Args({64, 8, 0})
+      ->Args({64, 64, 0})
+      ->Args({256, 0, 0})
+      ->Args({256, 8, 0})
+      ->Args({256, 64, 0})
+      ->Args({256, 256, 0})
+      ->Args({64, 64, 60})
+      ->Args({256, 256, 60})
       ->Unit(benchmark::kMicrosecond);
 }
 
