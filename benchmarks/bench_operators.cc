@@ -223,6 +223,7 @@ void register_benchmarks(int64_t iterations) {
       ->Args({256, 256, 0})
       ->Args({64, 64, 60})
       ->Args({256, 256, 60})
+      ->Args({64, 64, 1440})
       ->Unit(benchmark::kMicrosecond);
 }
 

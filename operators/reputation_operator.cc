@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cmath>
+#include <optional>
 
 #include "operators/byte_codec.h"
 #include "operators/kpi_metrics.h"
@@ -10,15 +12,25 @@
 namespace sp {
 namespace {
 
-// 3: `brand/<name>` holds the open minutes' actors and the sliding sketch (issue #17); 2 (the HLL
-// slices) is still read; 1 (positional blob per partition) is not.
-constexpr uint64_t kPartitionSnapshotVersion = 3;
+// 4: `brand/<name>` holds the minutes' range and the open minutes' actors; the buckets are in
+// `minutes/<name>/<hour>` and the sliding sketch in `actors/<name>`, each written when it changed
+// (issue #20). 3: `brand/<name>` held every bucket, the open minutes' actors and the sliding
+// sketch (issue #17); 2 (the HLL slices) is still read too; 1 (positional blob per partition) is
+// not.
+constexpr uint64_t kPartitionSnapshotVersion = 4;
+constexpr uint64_t kPartitionSnapshotVersionWhole = 3;
 constexpr uint64_t kPartitionSnapshotVersionSlices = 2;
-constexpr int64_t kShortSliceMinutes = 5;  // format 2's slices
+constexpr int64_t kMinutesPerChunk = 60;  // `minutes/<name>/<hour>`
+constexpr size_t kBucketBytes = 8 * 8;
+constexpr uint64_t kHourBias = uint64_t{1} << 63;  // key order = hour order
+constexpr int64_t kShortSliceMinutes = 5;          // format 2's slices
 constexpr int64_t kLongSliceMinutes = 60;
 // Minute and slice numbers of any event time are far below this; a stored one above is corrupt
 // (and index arithmetic on it could overflow).
 constexpr int64_t kSaneMinute = int64_t{1} << 40;
+// Format 4's bucket count is read before its buckets: above a year of minutes (or four horizons)
+// it is corrupt.
+constexpr uint64_t kSaneBuckets = 366 * 24 * 60;
 constexpr uint64_t kGlobalSnapshotVersion = 2;
 // 3: the v2 detector (warm-up, profile, sentiment baseline, episode). 2 is still read.
 constexpr uint64_t kDetectorVersion = 3;
@@ -30,6 +42,29 @@ constexpr uint64_t kExplainVersion = 1;
 constexpr uint64_t kLateVersion = 1;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
+
+// `minutes/<name>/<16 hex digits>`: the hour, biased so that the keys sort as the hours do.
+void hour_key(std::string_view name, int64_t hour, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const uint64_t biased = static_cast<uint64_t>(hour) ^ kHourBias;
+  out.assign("minutes/").append(name).push_back('/');
+  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHex[(biased >> shift) & 0xf]);
+}
+
+// The brand and hour of a `minutes/` key (relative to the scope); nullopt when malformed.
+std::optional<std::pair<std::string_view, int64_t>> parse_hour_key(std::string_view key) {
+  constexpr std::string_view kPrefix = "minutes/";
+  const size_t slash = key.rfind('/');
+  if (key.substr(0, kPrefix.size()) != kPrefix || slash < kPrefix.size()) return std::nullopt;
+  const std::string_view hex = key.substr(slash + 1);
+  uint64_t biased = 0;
+  const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), biased, 16);
+  if (hex.size() != 16 || parsed.ec != std::errc{} || parsed.ptr != hex.data() + hex.size()) {
+    return std::nullopt;
+  }
+  return std::pair(key.substr(kPrefix.size(), slash - kPrefix.size()),
+                   static_cast<int64_t>(biased ^ kHourBias));
+}
 
 void put_hll_series(std::string& out, int64_t first, const std::deque<HyperLogLog>& items) {
   byte_codec::put_i64(out, first);
@@ -99,6 +134,7 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
 
   BrandState& brand = state.brands[event.brand];
   const Derived& d = ctx.derived;
+  note_unsaved_minute(brand, minute);
   MinuteBucket& b = brand.minutes.at(minute);
   b.positive += d.positive;
   b.negative += d.negative;
@@ -127,7 +163,15 @@ void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
   for (auto& [id, p] : partitions_) {
     p.unsaved = true;  // buckets leave the horizon, open minutes fold: once a minute
     for (BrandState& b : p.brands) {
+      // The hours that lose buckets are rewritten (or removed, once empty).
+      for (int64_t m = b.minutes.first; m < std::min(minute_floor, b.minutes.end());
+           m += kMinutesPerChunk) {
+        note_unsaved_minute(b, m);
+      }
+      if (b.minutes.first < minute_floor && b.minutes.end() > b.minutes.first)
+        note_unsaved_minute(b, std::min(minute_floor, b.minutes.end()) - 1);
       b.minutes.drop_before(minute_floor);
+      b.actors_unsaved = true;  // folds and expires (its bytes hold the horizon): once a minute
       fold_closed_actors(b, new_closed_end);
       b.actors.expire_before(new_closed_end - kLongHorizonMinutes);
     }
@@ -453,15 +497,53 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
   }
   const PartitionState* state = partitions_.find(partition);
   if (state == nullptr) return;
-  // Every brand's key is written, an empty one too: a brand whose minutes all left the horizon
-  // overwrites its old value instead of leaving it behind.
+  // Every brand's `brand/` and `explain/` keys are written, empty ones too: a brand whose minutes
+  // all left the horizon overwrites its old values instead of leaving them behind.
   for (size_t index = 0; index < state->brands.size(); ++index) {
     const BrandState& b = state->brands[index];
+    const std::string& name = vocabulary_.brand_name(static_cast<BrandIndex>(index));
+    snapshot_brand(b, name, out);
+    value.clear();
+    put_u64(value, kExplainVersion);
+    put_u64(value, b.explain.size());
+    for (const auto& [minute, sketch] : b.explain) {
+      put_i64(value, minute);
+      sketch.serialize(value, vocabulary_);
+    }
+    out.put(key.assign("explain/").append(name), value);
+  }
+  value.clear();
+  put_u64(value, kLateVersion);
+  put_u64(value, state->late_events);
+  out.put("late", value);
+}
+
+void ReputationOperator::snapshot_brand(const BrandState& b, const std::string& name,
+                                        StateWriter& out) const {
+  using namespace byte_codec;
+  std::string value;
+  std::string key;
+  put_u64(value, kPartitionSnapshotVersion);
+  put_i64(value, b.minutes.first);
+  put_u64(value, b.minutes.items.size());
+  put_hll_series(value, b.open_actors.first, b.open_actors.items);
+  out.put(key.assign("brand/").append(name), value);
+  std::vector<int64_t> hours = b.unsaved_hours;
+  std::sort(hours.begin(), hours.end());
+  for (const int64_t hour : hours) {
+    hour_key(name, hour, key);
+    const int64_t from = std::max(b.minutes.first, hour * kMinutesPerChunk);
+    const int64_t to = std::min(b.minutes.end(), (hour + 1) * kMinutesPerChunk);
+    if (from >= to) {
+      out.remove(key);
+      continue;
+    }
     value.clear();
     put_u64(value, kPartitionSnapshotVersion);
-    put_i64(value, b.minutes.first);
-    put_u64(value, b.minutes.items.size());
-    for (const MinuteBucket& k : b.minutes.items) {
+    put_i64(value, from);
+    put_u64(value, static_cast<uint64_t>(to - from));
+    for (int64_t m = from; m < to; ++m) {
+      const MinuteBucket& k = *b.minutes.find(m);
       put_f64(value, k.positive);
       put_f64(value, k.negative);
       put_f64(value, k.weight);
@@ -471,24 +553,30 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
       put_i64(value, k.opinion_events);
       put_i64(value, k.events);
     }
-    put_hll_series(value, b.open_actors.first, b.open_actors.items);
-    b.actors.serialize(value);
-    out.put(key.assign("brand/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
-            value);
-    value.clear();
-    put_u64(value, kExplainVersion);
-    put_u64(value, b.explain.size());
-    for (const auto& [minute, sketch] : b.explain) {
-      put_i64(value, minute);
-      sketch.serialize(value, vocabulary_);
-    }
-    out.put(key.assign("explain/").append(vocabulary_.brand_name(static_cast<BrandIndex>(index))),
-            value);
+    out.put(key, value);
   }
-  value.clear();
-  put_u64(value, kLateVersion);
-  put_u64(value, state->late_events);
-  out.put("late", value);
+  if (b.actors_unsaved) {
+    value.clear();
+    put_u64(value, kPartitionSnapshotVersion);
+    b.actors.serialize(value);
+    out.put(key.assign("actors/").append(name), value);
+  }
+}
+
+void ReputationOperator::note_unsaved_minute(BrandState& brand, int64_t minute) {
+  const int64_t hour = floor_div(minute, kMinutesPerChunk);
+  std::vector<int64_t>& hours = brand.unsaved_hours;
+  // Events go to the newest hour almost always: one comparison.
+  if (!hours.empty() && hours.back() == hour) return;
+  if (std::find(hours.begin(), hours.end(), hour) == hours.end()) hours.push_back(hour);
+}
+
+void ReputationOperator::note_all_unsaved(BrandState& brand) {
+  for (int64_t m = brand.minutes.first; m < brand.minutes.end(); m += kMinutesPerChunk) {
+    note_unsaved_minute(brand, m);
+  }
+  if (!brand.minutes.items.empty()) note_unsaved_minute(brand, brand.minutes.end() - 1);
+  brand.actors_unsaved = true;
 }
 
 namespace {
@@ -575,6 +663,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
   PartitionState s;
   s.unsaved = false;  // as stored, unless converted or folded below
   s.brands.resize(vocabulary_.brand_count());
+  std::vector<uint8_t> split(s.brands.size(), 0);  // brands read from format 4
   bool any = false;
   auto scanned = in.scan("brand/", [&](std::string_view key, std::string_view bytes) -> Status {
     const std::string_view name = key.substr(6);
@@ -586,10 +675,11 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     byte_codec::Reader r(bytes);
     const uint64_t version = r.u64();
     if (!r.ok()) return corrupt_reputation(key);
-    if (version != kPartitionSnapshotVersion && version != kPartitionSnapshotVersionSlices) {
+    if (version != kPartitionSnapshotVersion && version != kPartitionSnapshotVersionWhole &&
+        version != kPartitionSnapshotVersionSlices) {
       return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
                                               "' has format version " + std::to_string(version) +
-                                              ", this build reads versions 2 and 3");
+                                              ", this build reads versions 2 to 4");
     }
     BrandState& b = s.brands[*brand];
     auto read_hll_series = [&r](Series<HyperLogLog>& series) {
@@ -606,8 +696,22 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     };
     b.minutes.first = r.i64();
     const uint64_t n = r.u64();
+    if (version == kPartitionSnapshotVersion) {
+      // The buckets are in `minutes/` keys, read below; the range is bounded by the horizon.
+      if (!r.ok() || std::abs(b.minutes.first) > kSaneMinute ||
+          n > std::max<uint64_t>(kSaneBuckets, 4 * static_cast<uint64_t>(horizon_minutes_)))
+        return corrupt_reputation(key);
+      b.minutes.items.resize(n);
+      read_hll_series(b.open_actors);
+      if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
+      if (!r.done()) return corrupt_reputation(key);
+      split[*brand] = 1;
+      b.actors_unsaved = false;
+      any = true;
+      return {};
+    }
     // Bound by the bytes present so a corrupt length cannot allocate without limit.
-    if (n > r.rest().size() / 64) return corrupt_reputation(key);
+    if (n > r.rest().size() / kBucketBytes) return corrupt_reputation(key);
     b.minutes.items.resize(n);
     for (MinuteBucket& k : b.minutes.items) {
       k.positive = r.f64();
@@ -619,7 +723,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       k.opinion_events = r.i64();
       k.events = r.i64();
     }
-    if (version == kPartitionSnapshotVersion) {
+    if (version == kPartitionSnapshotVersionWhole) {
       read_hll_series(b.open_actors);
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
       auto actors = SlidingHyperLogLog::deserialize(r.rest());
@@ -634,17 +738,76 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
         return corrupt_reputation(key);
       }
       adopt_slices(b, short_slices, long_slices);
-      s.unsaved = true;  // rewritten in the current format
     }
     if (!r.done()) return corrupt_reputation(key);
-    // Minutes this instance has closed already (a move from an instance behind it, or format 2).
-    const size_t open_minutes = b.open_actors.items.size();
-    if (closed_end_ != kNothingClosed) fold_closed_actors(b, closed_end_);
-    if (b.open_actors.items.size() != open_minutes) s.unsaved = true;
+    note_all_unsaved(b);  // rewritten in the current format
+    s.unsaved = true;
     any = true;
     return {};
   });
   if (!scanned) return scanned;
+  // Format 4's buckets, an hour a key, into the ranges read above.
+  scanned = in.scan("minutes/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const auto parsed = parse_hour_key(key);
+    if (!parsed) return corrupt_reputation(key);
+    const auto [name, hour] = *parsed;
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, name);
+      return {};
+    }
+    if (!split[*brand]) return corrupt_reputation(key);  // no format 4 `brand/` key
+    byte_codec::Reader r(bytes);
+    if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
+    const int64_t from = r.i64();
+    const uint64_t n = r.u64();
+    Series<MinuteBucket>& minutes = s.brands[*brand].minutes;
+    if (!r.ok() || n == 0 || n > static_cast<uint64_t>(kMinutesPerChunk) || from < minutes.first ||
+        from + static_cast<int64_t>(n) > minutes.end() ||
+        floor_div(from, kMinutesPerChunk) != hour ||
+        floor_div(from + static_cast<int64_t>(n) - 1, kMinutesPerChunk) != hour) {
+      return corrupt_reputation(key);
+    }
+    for (int64_t m = from; m < from + static_cast<int64_t>(n); ++m) {
+      MinuteBucket& k = minutes.items[static_cast<size_t>(m - minutes.first)];
+      k.positive = r.f64();
+      k.negative = r.f64();
+      k.weight = r.f64();
+      k.mentions = r.i64();
+      k.engagements = r.i64();
+      k.ideas = r.i64();
+      k.opinion_events = r.i64();
+      k.events = r.i64();
+    }
+    if (!r.done()) return corrupt_reputation(key);
+    return {};
+  });
+  if (!scanned) return scanned;
+  scanned = in.scan("actors/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const std::string_view name = key.substr(7);
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, name);
+      return {};
+    }
+    if (!split[*brand]) return corrupt_reputation(key);
+    byte_codec::Reader r(bytes);
+    if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
+    auto actors = SlidingHyperLogLog::deserialize(r.rest());
+    if (!actors || !r.done()) return corrupt_reputation(key);
+    s.brands[*brand].actors = std::move(*actors);
+    return {};
+  });
+  if (!scanned) return scanned;
+  for (BrandState& b : s.brands) {
+    // Minutes this instance has closed already (a move from an instance behind it, or format 2).
+    const size_t open_minutes = b.open_actors.items.size();
+    if (closed_end_ != kNothingClosed) fold_closed_actors(b, closed_end_);
+    if (b.open_actors.items.size() != open_minutes) {
+      b.actors_unsaved = true;
+      s.unsaved = true;
+    }
+  }
   scanned = in.scan("explain/", [&](std::string_view key, std::string_view bytes) -> Status {
     const std::string_view name = key.substr(8);
     const auto brand = vocabulary_.find_brand(name);
@@ -713,7 +876,16 @@ bool ReputationOperator::needs_snapshot(PartitionId partition, bool /*touched*/)
   return partitions_.unsaved(partition);
 }
 
-void ReputationOperator::saved() { partitions_.mark_all_saved(); }
+void ReputationOperator::saved() {
+  for (auto& [id, p] : partitions_) {
+    if (!p.unsaved) continue;  // every brand change marks its partition
+    p.unsaved = false;
+    for (BrandState& b : p.brands) {
+      b.unsaved_hours.clear();
+      b.actors_unsaved = false;
+    }
+  }
+}
 
 void ReputationOperator::drop(PartitionId partition) {
   partitions_.erase(partition);

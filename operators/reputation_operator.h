@@ -60,17 +60,22 @@ class ReputationOperator final : public Operator {
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
-  // Keys: per partition `brand/<name>`, `explain/<name>` and `late`; global `closed`,
-  // `detector/<brand>` and `baseline/<brand>` (the explanation baseline).
+  // Keys: per partition `brand/<name>` (the minutes' range and the open minutes' actors),
+  // `minutes/<name>/<hour>` (the minute buckets of one hour), `actors/<name>` (the sliding
+  // sketch), `explain/<name>` and `late`; global `closed`, `detector/<brand>` and
+  // `baseline/<brand>` (the explanation baseline). Only what changed since the last saved() is
+  // written (issue #20): the hours whose buckets had events or left the horizon, and the sketch
+  // once a minute closes, not a day of buckets per busy partition and checkpoint.
   void snapshot(PartitionId partition, StateWriter& out) const override;
-  // Reads `brand/<name>` formats 3 and 2. Format 2 held HLL slices (5-minute and 1-hour, see the
-  // class comment): each slice's actors are dated to the slice's last minute (the last closed
-  // minute for the slice that holds the closed end; the 1-hour slices only for the minutes the
-  // retained 5-minute slices do not cover). For the first hour after an upgrade the 1h gauge may
-  // thus still count up to 4 minutes of older actors, and for the first day the 24h gauge up to
-  // 59 minutes, as the slices did; actors of open minutes inside a closed slice count at once.
-  // A partition restored on an instance whose closed end is behind the writer's brings pairs of
-  // minutes this instance has not closed: windows end at this closed end and skip them, and an
+  // Reads `brand/<name>` formats 4, 3 and 2 (3 and 2 held every bucket and the sketch in the one
+  // key, and are rewritten as format 4 at the next checkpoint). Format 2 held HLL slices (5-minute
+  // and 1-hour, see the class comment): each slice's actors are dated to the slice's last minute
+  // (the last closed minute for the slice that holds the closed end; the 1-hour slices only for the
+  // minutes the retained 5-minute slices do not cover). For the first hour after an upgrade the 1h
+  // gauge may thus still count up to 4 minutes of older actors, and for the first day the 24h gauge
+  // up to 59 minutes, as the slices did; actors of open minutes inside a closed slice count at
+  // once. A partition restored on an instance whose closed end is behind the writer's brings pairs
+  // of minutes this instance has not closed: windows end at this closed end and skip them, and an
   // older pair they had pruned is missing from the gauges until this instance closes them too.
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -115,6 +120,10 @@ class ReputationOperator final : public Operator {
     // Who made the negative score of each still-open minute (alert explanations); erased when
     // the minute closes, so it holds the few open minutes only.
     std::map<int64_t, ContributionSketch> explain;
+    // Changed since the last saved() (format 4): hours (minute / 60) whose stored buckets are
+    // stale, and the sliding sketch.
+    std::vector<int64_t> unsaved_hours;
+    bool actors_unsaved = true;
   };
   struct PartitionState {
     std::vector<BrandState> brands;
@@ -123,6 +132,11 @@ class ReputationOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
+  static void note_unsaved_minute(BrandState& brand, int64_t minute);
+  // Every hour of the brand's buckets and its sketch (restored from an older format).
+  static void note_all_unsaved(BrandState& brand);
+  // The brand's format 4 keys into `out` (`name`: the brand's).
+  void snapshot_brand(const BrandState& brand, const std::string& name, StateWriter& out) const;
   // Every minute before the returned one is closed at `watermark`: its end + grace has passed.
   int64_t closed_end_at(EventTime watermark) const;
   void close_minutes(int64_t new_closed_end, Emitter& out);

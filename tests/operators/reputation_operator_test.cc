@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,15 @@ Vocabulary vocab() {
   return Vocabulary({{"acme", true}, {"globex", false}, {"initech", false}}, {"twitter"});
 }
 constexpr BrandIndex kAcme = 0, kGlobex = 1, kInitech = 2, kOther = 3;
+
+// The state key of a brand's minute buckets of one hour (format 4).
+std::string fmt_hour_key(std::string_view brand, int64_t hour) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx",
+                static_cast<unsigned long long>(static_cast<uint64_t>(hour) ^ (uint64_t{1} << 63)));
+  return "minutes/" + std::string(brand) + "/" + hex;
+}
+
 
 Event make(BrandIndex brand, EventType type, double minute, int64_t count = 1) {
   Event e;
@@ -318,12 +329,86 @@ TEST(ReputationOperator, UniqueActorsSurviveARestoreWithOpenMinutes) {
   EXPECT_EQ(back.metrics().samples, h.metrics().samples);
   const double all = back.metrics().at(kActors1h);
   EXPECT_LE(std::abs(all - 901.0) / 901.0, 0.02) << all;
+  // Written over the store they both started from, they leave the same state.
+  MemoryState a = state;
+  MemoryState b = state;
   for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
-    MemoryState a, b;
     testing::checkpoint_into(a, h.op, p);
     testing::checkpoint_into(b, back.op, p);
-    EXPECT_EQ(a.entries(), b.entries()) << p.value;
   }
+  EXPECT_EQ(a.entries(), b.entries());
+}
+
+// Records the keys a snapshot writes ("put <key>" / "remove <key>") and passes them on.
+class KeyRecorder final : public StateWriter {
+ public:
+  explicit KeyRecorder(MemoryState& store) : store_(store) {}
+  void put(std::string_view key, std::string_view value) override {
+    writes.insert("put " + std::string(key));
+    store_.put(key, value);
+  }
+  void remove(std::string_view key) override {
+    writes.insert("remove " + std::string(key));
+    store_.remove(key);
+  }
+  std::set<std::string> writes;
+
+ private:
+  MemoryState& store_;
+};
+
+// Issue #20: a day of minute buckets per brand and partition is not rewritten at every checkpoint:
+// an event rewrites its hour's buckets, a closing minute the sketch, the horizon's end removes
+// the hours that left it. What is stored restores to the same state.
+TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
+  KpiSettings kpi;
+  kpi.reputation_horizon = std::chrono::hours(2);
+  Harness h(kpi);
+  for (int m = 0; m < 180; m += 7) h.add(actor_event(kAcme, m + 0.5, "a" + std::to_string(m)));
+  h.advance_to_minute(179);  // horizon [59, 179): hour 0 left but minute 59
+  MemoryState store;
+  auto snapshot = [&] {
+    KeyRecorder w(store);
+    h.op.snapshot(PartitionId{0}, w);
+    return w.writes;
+  };
+  const int64_t hour0 = kT0 / kMinute / 60;
+  const std::string h0 = fmt_hour_key("acme", hour0), h1 = fmt_hour_key("acme", hour0 + 1),
+                    h2 = fmt_hour_key("acme", hour0 + 2);
+  const auto first = snapshot();
+  for (const std::string& key : {h0, h1, h2, std::string("actors/acme")})
+    EXPECT_TRUE(first.contains("put " + key)) << key;
+  h.op.saved();
+
+  h.add(actor_event(kAcme, 179.5, "late-comer"));  // minute 179, still open: hour 2
+  const auto event = snapshot();
+  EXPECT_TRUE(event.contains("put " + h2));
+  EXPECT_FALSE(event.contains("put " + h1));
+  EXPECT_FALSE(event.contains("put " + h0));
+  EXPECT_FALSE(event.contains("put actors/acme"));  // no minute closed
+  h.op.saved();
+
+  h.advance_to_minute(181);  // horizon [61, 181): minutes 59 and 60 leave, hour 0 goes
+  const auto closing = snapshot();
+  EXPECT_TRUE(closing.contains("remove " + h0));
+  EXPECT_TRUE(closing.contains("put " + h1));
+  EXPECT_TRUE(closing.contains("put actors/acme"));
+  EXPECT_FALSE(closing.contains("put " + h2));
+  h.op.saved();
+
+  Harness back(kpi);
+  ScopedStateWriter global(store, state_scope(h.op.name(), kGlobalPartition));
+  h.op.snapshot(kGlobalPartition, global);
+  ScopedStateReader global_in(store, state_scope(h.op.name(), kGlobalPartition));
+  ASSERT_TRUE(back.op.restore(kGlobalPartition, global_in));
+  ASSERT_TRUE(back.op.restore(PartitionId{0}, store));
+  back.watermark = h.watermark;
+  EXPECT_EQ(back.metrics().samples, h.metrics().samples);
+  for (Harness* x : {&h, &back}) {
+    x->add(opinion(kAcme, 182.5, -0.5));
+    x->advance_to_minute(200);
+  }
+  EXPECT_EQ(back.metrics().samples, h.metrics().samples);
 }
 
 // State written before issue #17 (`brand/<name>` format 2: minutes, then 5-minute and 1-hour HLL
@@ -369,10 +454,11 @@ TEST(ReputationOperator, RestoresUniqueActorsOfTheSliceFormat) {
   EXPECT_EQ(h.metrics().at(kActors24h), 4.0);
   h.advance_to_minute(1500);  // [60, 1500): x (59) left
   EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
-  // It is written back in the new format.
+  // It is written back in the new format (4: the buckets and the sketch in keys of their own).
   MemoryState again;
   h.op.snapshot(PartitionId{0}, again);
-  EXPECT_EQ(again.get("brand/acme").value().value()[0], 3);
+  EXPECT_EQ(again.get("brand/acme").value().value()[0], 4);
+  EXPECT_TRUE(again.get("actors/acme").value().has_value());
 }
 
 TEST(ReputationOperator, RestoresDenseSlicesOfTheSliceFormat) {
@@ -845,16 +931,19 @@ TEST_F(ReputationVocabularyChange, RemovedBrandIsDroppedAndReported) {
   Harness b(kpi(), Vocabulary({{"acme", true}}, {"twitter"}));
   MemoryState state;
   move_state(a, b, state);
-  // The brand and explain keys per partition, the global detector and explanation baseline keys.
-  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(6, "brand:globex"));
+  // Per partition the brand, minutes (one hour here), actors and explain keys; the global
+  // detector and explanation baseline keys.
+  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(10, "brand:globex"));
   const std::vector<std::string> keys = testing::dropped_keys(state);
-  const std::vector<std::string> want = {
-      state_scope(b.op.name(), kGlobalPartition) + "detector/globex",
-      state_scope(b.op.name(), kGlobalPartition) + "baseline/globex",
-      state_scope(b.op.name(), PartitionId{0}) + "brand/globex",
-      state_scope(b.op.name(), PartitionId{0}) + "explain/globex",
-      state_scope(b.op.name(), PartitionId{1}) + "brand/globex",
-      state_scope(b.op.name(), PartitionId{1}) + "explain/globex"};
+  std::vector<std::string> want = {state_scope(b.op.name(), kGlobalPartition) + "detector/globex",
+                                   state_scope(b.op.name(), kGlobalPartition) + "baseline/globex"};
+  for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
+    const std::string scope = state_scope(b.op.name(), p);
+    const std::string hour = fmt_hour_key("globex", kT0 / kMinute / 60);
+    for (const std::string& key :
+         std::vector<std::string>{"brand/globex", hour, "actors/globex", "explain/globex"})
+      want.push_back(scope + key);
+  }
   EXPECT_EQ(keys, want);
   for (const std::string& key : want) EXPECT_FALSE(state.entries().contains(key)) << key;
 

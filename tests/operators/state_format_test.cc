@@ -354,8 +354,10 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // format 2's key per cell and per brand's ideas (still read). Issue #17 item 5:
   // `brand/<name>` format 3 (the open minutes' actors and the sliding sketch instead of HLL
   // slices; format 2 still read, converted: ReputationOperator.RestoresUniqueActorsOfTheSliceFormat).
-  // ab7afc8e90731208 had both in format 2.
-  EXPECT_EQ(digest(state), "08bf71842ab5d465");
+  // ab7afc8e90731208 had both in format 2. Issue #20: `brand/<name>` format 4 (the buckets in
+  // `minutes/<name>/<hour>` keys and the sketch in `actors/<name>`, written when they change;
+  // format 3 still read: KpiFormat3StillRestoresToTheSameState) instead of 08bf71842ab5d465.
+  EXPECT_EQ(digest(state), "d9cde8814704e715");
   for (PartitionId p : kScopes) {
     if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
   }
@@ -363,7 +365,79 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // (9136508a533abf72 with counters and brand format 2). Issue #16: detector/<brand> format 3 and
   // the new explain/<brand>, baseline/<brand> keys (format 1); 244a5f360e19609b was detector
   // format 2.
-  EXPECT_EQ(digest(state), "abf93b0dc2286aaa");
+  // abf93b0dc2286aaa before format 4.
+  EXPECT_EQ(digest(state), "83397a098e515f6e");
+}
+
+// Format 4's `brand/<name>`, `minutes/<name>/<hour>` and `actors/<name>` keys of one partition
+// scope (relative keys) rewritten as format 3's one `brand/<name>` value per brand.
+std::map<std::string, std::string> reputation_as_format_3(
+    const std::map<std::string, std::string>& scope) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : scope) {
+    if (key.rfind("brand/", 0) != 0) continue;
+    const std::string name = key.substr(6);
+    byte_codec::Reader in(value);
+    EXPECT_EQ(in.u64(), 4u);
+    const int64_t first = in.i64();
+    const uint64_t count = in.u64();
+    const std::string open_actors(in.rest());
+    std::string buckets(count * 64, '\0');
+    for (const auto& [k, chunk] : scope) {
+      if (k.rfind("minutes/" + name + "/", 0) != 0) continue;
+      byte_codec::Reader c(chunk);
+      EXPECT_EQ(c.u64(), 4u);
+      const int64_t from = c.i64();
+      const uint64_t n = c.u64();
+      EXPECT_EQ(c.rest().size(), n * 64);
+      buckets.replace(static_cast<size_t>(from - first) * 64, n * 64, c.rest());
+    }
+    std::string v3;
+    byte_codec::put_u64(v3, 3);
+    byte_codec::put_i64(v3, first);
+    byte_codec::put_u64(v3, count);
+    v3 += buckets;
+    v3 += open_actors;
+    v3 += scope.at("actors/" + name).substr(8);  // after its version
+    out.emplace(key, std::move(v3));
+  }
+  return out;
+}
+
+// Issue #20 split `brand/<name>` (format 4): state of the previous release restores to the same
+// state, and is rewritten as format 4 at the next checkpoint.
+TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
+  KpiSettings kpi;
+  kpi.reputation_horizon = minutes(20);
+  kpi.spike.min_events = 2;
+  const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  MemoryState previous;
+  size_t converted = 0;
+  for (PartitionId p : kScopes) {
+    const std::string scope = state_scope("kpi_reputation", p);
+    if (p == kGlobalPartition) continue;
+    for (const auto& [key, value] : reputation_as_format_3(testing::entries_under(current, scope))) {
+      previous.put(scope + key, value);
+      ++converted;
+    }
+  }
+  ASSERT_GT(converted, 6u);
+  for (const auto& [key, value] : current.entries()) {
+    const bool split = key.find("/minutes/") != std::string::npos ||
+                       key.find("/actors/") != std::string::npos ||
+                       key.find("/brand/") != std::string::npos;
+    if (key.rfind("kpi_reputation/", 0) == 0 && split) continue;
+    previous.put(key, value);
+  }
+  auto ops = make_kpi_operators(vocabulary(), kpi, {});
+  MemoryState again = previous;
+  for (auto& op : ops) {
+    for (PartitionId p : kScopes) {
+      ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
+      testing::checkpoint_into(again, *op, p);
+    }
+  }
+  EXPECT_EQ(again.entries(), current.entries());
 }
 
 TEST(StateFormat, TrackerAndDeduplicatorBytesArePinned) {
