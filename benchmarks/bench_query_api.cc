@@ -94,20 +94,23 @@ double json_number(const std::string& body, std::string_view name) {
   return at == std::string::npos ? 0.0 : std::strtod(body.c_str() + at + key.size(), nullptr);
 }
 
-// What the API last reported consumed: the pace of the in-process generator at full speed.
-std::atomic<uint64_t> g_consumed{0};
-
-void note_consumed(const std::string& kpis_body) {
-  const double c = json_number(kpis_body, "consumed_total");
-  if (c > 0) g_consumed.store(static_cast<uint64_t>(c), std::memory_order_relaxed);
-}
-
 // consumed_total and the checkpoint number of the API's current checkpoint.
 std::pair<double, double> consumed_total(int port) {
   std::string body;
   if (get(port, "/api/v1/kpis", &body) != 200) return {0, 0};
-  note_consumed(body);
   return {json_number(body, "consumed_total"), json_number(body, "checkpoint")};
+}
+
+// What the API last reported consumed: the pace of the in-process generator at full speed (the
+// server process's; the client process only measures).
+std::atomic<uint64_t> g_consumed{0};
+
+// consumed_total(port), also handed to the generator's pacer.
+std::pair<double, double> pace_generator(int port) {
+  const auto reported = consumed_total(port);
+  if (reported.first > 0)
+    g_consumed.store(static_cast<uint64_t>(reported.first), std::memory_order_relaxed);
+  return reported;
 }
 
 struct Options {
@@ -250,17 +253,17 @@ int main(int argc, char** argv) {
 
   // Wait for the first checkpoint on the API.
   const auto ready_deadline = Clock::now() + std::chrono::seconds(60);
-  while (Clock::now() < ready_deadline && (port == 0 || consumed_total(port).second == 0)) {
+  while (Clock::now() < ready_deadline && (port == 0 || pace_generator(port).second == 0)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  const bool ready = port != 0 && consumed_total(port).second != 0;
+  const bool ready = port != 0 && pace_generator(port).second != 0;
   tell_client(ready ? port.load() : 0);
   if (!ready) std::fprintf(stderr, "bench_query_api: no checkpoint within 60 s\n");
   // Pace the generator (20 requests a second of its own, besides the client's 1000) until the
   // client is done.
   int client_status = 0;
   while (::waitpid(client, &client_status, WNOHANG) == 0) {
-    if (ready) (void)consumed_total(port);
+    if (ready) (void)pace_generator(port);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   stop = true;

@@ -39,6 +39,10 @@ inline void set_thread_policy([[maybe_unused]] int policy) {
 // How many nice steps below the process's first marked thread the throughput threads run.
 inline constexpr int kThroughputNice = 10;
 
+// The nice value a throughput thread gets in a process whose base nice value is `base` (19 is the
+// lowest priority there is).
+constexpr int throughput_nice(int base) { return std::min(19, base + kThroughputNice); }
+
 namespace thread_policy_detail {
 inline constexpr int kUnset = 100;
 // The nice value of the first thread marked a throughput thread, before the mark: the priority
@@ -56,7 +60,7 @@ inline void mark_throughput_thread() {
   int base = thread_policy_detail::kUnset;
   (void)thread_policy_detail::base_nice.compare_exchange_strong(base, nice);
   base = thread_policy_detail::base_nice.load();
-  const int target = std::min(19, base + kThroughputNice);
+  const int target = throughput_nice(base);
   if (nice < target) (void)setpriority(PRIO_PROCESS, 0, target);
 #endif
 }

@@ -262,13 +262,13 @@ TEST_F(PipelineE2E, TheHttpThreadKeepsItsPriorityAndTheIngestThreadsRunBelowIt) 
   const auto http = threads.equal_range("sp-http");
   ASSERT_EQ(std::distance(http.first, http.second), 1);
   EXPECT_EQ(http.first->second, base);
-  EXPECT_EQ(threads.find("sp-source")->second, std::min(19, base + kThroughputNice));
+  EXPECT_EQ(threads.find("sp-source")->second, throughput_nice(base));
   // librdkafka names its threads rdk:...; the test's own broker and producer run at the test's
   // priority, the service's consumer and producers below it.
   EXPECT_GE(std::count_if(threads.begin(), threads.end(),
                           [&](const auto& t) {
                             return t.first == "rdk:main" &&
-                                   t.second == std::min(19, base + kThroughputNice);
+                                   t.second == throughput_nice(base);
                           }),
             1);
 }

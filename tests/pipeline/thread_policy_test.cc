@@ -57,18 +57,17 @@ bool may_lower_nice() {
   return may;
 }
 
-int expected_throughput_nice(int nice) { return std::min(19, nice + kThroughputNice); }
 
 TEST(ThreadPolicy, ThroughputThreadsRunBelowTheirCreatorAndPassItOnOnce) {
   const int base = getpriority(PRIO_PROCESS, 0);
   std::thread([&] {
     mark_throughput_thread();
-    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), throughput_nice(base));
     mark_throughput_thread();  // already one: unchanged
-    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), throughput_nice(base));
     std::thread([&] {  // what librdkafka's threads get from the thread that creates them
       EXPECT_EQ(sched_getscheduler(0), SCHED_BATCH);
-      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), throughput_nice(base));
     }).join();
   }).join();
   EXPECT_EQ(getpriority(PRIO_PROCESS, 0), base);  // the creator's own is untouched
@@ -82,7 +81,7 @@ TEST(ThreadPolicy, AnInteractiveThreadMadeByAThroughputThreadGivesTheStepsBackWh
     std::thread([&] {
       mark_interactive_thread();
       EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
-      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), may ? base : expected_throughput_nice(base));
+      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), may ? base : throughput_nice(base));
     }).join();
   }).join();
 }
@@ -115,10 +114,10 @@ TEST(ThreadPolicy, AThroughputScopeRestoresThePolicyAndWhereItMayTheNiceValueItF
     {
       const ThroughputScope scope;
       EXPECT_EQ(sched_getscheduler(0), SCHED_BATCH);
-      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), expected_throughput_nice(base));
+      EXPECT_EQ(getpriority(PRIO_PROCESS, 0), throughput_nice(base));
     }
     EXPECT_EQ(sched_getscheduler(0), SCHED_OTHER);
-    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), may ? base : expected_throughput_nice(base));
+    EXPECT_EQ(getpriority(PRIO_PROCESS, 0), may ? base : throughput_nice(base));
   }).join();
 }
 
