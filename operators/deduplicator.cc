@@ -25,16 +25,20 @@ constexpr size_t kEntryBytes = 8 + 8 + 8;
 // segment = magic, version, count, entries. Version 1 entries have the full snapshot's layout (24
 // bytes); version 2 (written since issue #20's checkpoint bytes work) keep the 16-byte key and
 // store each time as a zigzag varint from the previous entry's (from 0 for the first): times are
-// stream times in insertion order, so nearly every delta is 0 and an entry takes 17 bytes. The
-// ids are most of a checkpoint's bytes under load (one per event), in RocksDB and the changelog.
+// stream times in insertion order, so nearly every delta is 0 and an entry takes 17 bytes.
+// Version 3 stores the key's 96 bits (low word, then the low half of the high word: 12 bytes)
+// and the same time varint: 13 bytes an entry. The ids are most of a checkpoint's bytes under
+// load (one per event), in RocksDB and the changelog.
 constexpr uint8_t kIncrementalVersion = 2;
 constexpr size_t kIncrementalHeaderBytes = 4 + 1 + 1 + 8 + 8;
 constexpr std::string_view kSegmentMagic = "SPDS";
 constexpr uint8_t kSegmentFixedVersion = 1;
-constexpr uint8_t kSegmentVersion = 2;
+constexpr uint8_t kSegmentWideVersion = 2;
+constexpr uint8_t kSegmentVersion = 3;
 constexpr size_t kSegmentHeaderBytes = 4 + 1 + 8;
-constexpr size_t kCompactEntryMinBytes = 16 + 1;
-constexpr size_t kCompactEntryMaxBytes = 16 + 10;
+constexpr size_t kKeyBytes = 8 + 4;
+constexpr size_t kCompactEntryMinBytes = kKeyBytes + 1;
+constexpr size_t kCompactEntryMaxBytes = kKeyBytes + 10;
 
 // LEB128 of zigzag(v) at p; returns the end.
 char* store_svar(char* p, int64_t v) {
@@ -87,14 +91,15 @@ Deduplicator::Key Deduplicator::key_of(const Event& event) {
     XXH3_128bits_update(&state, id.data(), id.size());
     h = XXH3_128bits_digest(&state);
   }
-  return Key{h.low64, h.high64};
+  return normalized(Key{h.low64, h.high64});
 }
 
 int64_t Deduplicator::bucket_of(int64_t time_ms) const {
   return floor_div(time_ms, bucket_width_ms_);
 }
 
-bool Deduplicator::is_duplicate(const Event& event, const Key& key) {
+bool Deduplicator::is_duplicate(const Event& event, const Key& given) {
+  const Key key = normalized(given);  // key_of's already are: one AND
   const int64_t t = to_epoch_ms(event.time);
   if (!seen_any_) {
     seen_any_ = true;
@@ -243,7 +248,7 @@ Status Deduplicator::restore(std::string_view bytes) {
   const int64_t cutoff = cutoff_ms();
   const char* p = bytes.data() + kHeaderBytes;
   for (uint64_t i = 0; i < count; ++i, p += kEntryBytes) {
-    const Key key{load_u64(p + 8), load_u64(p)};
+    const Key key = normalized(Key{load_u64(p + 8), load_u64(p)});
     const auto time = static_cast<int64_t>(load_u64(p + 16));
     if (time > max_time) {
       clear();
@@ -295,11 +300,11 @@ void Deduplicator::prepare_checkpoint(CheckpointDelta& out) const {
   int64_t previous = 0;
   for (const Row& r : delta_) {
     if (r.time < cutoff) continue;  // remembered and already expired: restore would skip it
-    store_u64(p, r.key.high);
-    store_u64(p + 8, r.key.low);
+    store_u64(p, r.key.low);
+    byte_codec::store_u32(p + 8, static_cast<uint32_t>(r.key.high));
     // Wrapping difference: any two int64 times round-trip, whatever their distance.
-    p = store_svar(p + 16, static_cast<int64_t>(static_cast<uint64_t>(r.time) -
-                                                static_cast<uint64_t>(previous)));
+    p = store_svar(p + kKeyBytes, static_cast<int64_t>(static_cast<uint64_t>(r.time) -
+                                                       static_cast<uint64_t>(previous)));
     previous = r.time;
   }
   out.segment_bytes.resize(static_cast<size_t>(p - begin));
@@ -362,8 +367,12 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
     return corrupt("bad header");
   }
   const auto version = static_cast<uint8_t>(bytes[4]);
-  if (version != kSegmentFixedVersion && version != kSegmentVersion) return corrupt("bad header");
+  if (version != kSegmentFixedVersion && version != kSegmentWideVersion &&
+      version != kSegmentVersion) {
+    return corrupt("bad header");
+  }
   const bool fixed = version == kSegmentFixedVersion;
+  const bool wide = version != kSegmentVersion;  // 16-byte keys, high word first
   const uint64_t count = load_u64(bytes.data() + 5);
   const size_t body = bytes.size() - kSegmentHeaderBytes;
   if (fixed ? count > body / kEntryBytes || body != count * kEntryBytes
@@ -377,7 +386,7 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
   byte_codec::Reader in(bytes.substr(kSegmentHeaderBytes));
   int64_t previous = 0;
   for (uint64_t i = 0; i < count; ++i) {
-    const std::string_view k = in.bytes(16);
+    const std::string_view k = in.bytes(wide ? 16 : kKeyBytes);
     int64_t time = 0;
     if (fixed) {
       time = in.i64();
@@ -388,7 +397,8 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
       previous = time;
     }
     if (!in.ok()) return corrupt("length does not match entry count");
-    const Key key{load_u64(k.data() + 8), load_u64(k.data())};
+    const Key key = wide ? normalized(Key{load_u64(k.data() + 8), load_u64(k.data())})
+                         : Key{load_u64(k.data()), byte_codec::load_u32(k.data() + 8)};
     if (time > max_time_ms_) return corrupt("entry newer than the max event time");
     newest = std::max(newest, time);
     if (time < cutoff) continue;

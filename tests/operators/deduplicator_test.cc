@@ -3,6 +3,7 @@
 #include "operators/byte_codec.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <map>
 #include <random>
@@ -400,44 +401,66 @@ TEST(Deduplicator, RestoreRejectsCorruptSegments) {
   EXPECT_FALSE(r.begin_restore("SPDD").has_value());
 }
 
-TEST(Deduplicator, SegmentsOfTheFixedLayoutWrittenBeforeStillRestore) {
-  // Version 1 segments (24 bytes an id: key high, key low, time) are what stores and changelogs
-  // written before the compact layout hold.
+// The full XXH3-128 key of (brand, id), as builds before the 96-bit keys stored it.
+Deduplicator::Key wide_key(const std::string& brand, const std::string& id) {
+  std::string bytes = brand;
+  bytes.push_back('\0');
+  bytes += id;
+  const XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  return {h.low64, h.high64};
+}
+
+TEST(Deduplicator, SegmentsOfTheWideLayoutsWrittenBeforeStillRestore) {
+  // Version 1 segments (24 bytes an id: key high, key low, time) and version 2 (the same 16-byte
+  // key, then the time as a varint from the previous one) hold full 128-bit keys: restored, they
+  // match the 96-bit keys of the same ids.
   Deduplicator live(kHorizon);
   std::string v1 = "SPDS";
   v1.push_back('\x01');
+  std::string v2 = "SPDS";
+  v2.push_back('\x02');
   const int count = 300;
   byte_codec::put_u64(v1, count);
+  byte_codec::put_u64(v2, count);
   int64_t stream_time = 0;
+  int64_t previous = 0;
+  std::vector<Owned> ids;
   for (int i = 0; i < count; ++i) {
     const Owned o{"acme", "id-" + std::to_string(i), i % 7 == 0 ? 500 : 1000 + 10 * i};
     ASSERT_FALSE(live.is_duplicate(o.view()));
+    ids.push_back(o);
     stream_time = std::max(stream_time, o.time_ms);
-    const auto key = Deduplicator::key_of(o.view());
-    byte_codec::put_u64(v1, key.high);
-    byte_codec::put_u64(v1, key.low);
+    const auto key = wide_key(o.brand, o.id);
+    ASSERT_NE(key.high >> 32, 0u) << "the test needs keys wider than 96 bits";
+    for (std::string* v : {&v1, &v2}) {
+      byte_codec::put_u64(*v, key.high);
+      byte_codec::put_u64(*v, key.low);
+    }
     byte_codec::put_u64(v1, static_cast<uint64_t>(stream_time));
+    byte_codec::put_svar(v2, stream_time - previous);
+    previous = stream_time;
   }
   Deduplicator::CheckpointDelta delta;
   live.prepare_checkpoint(delta);
   ASSERT_TRUE(delta.has_segment);
-  for (const std::string* bytes : {&v1, &delta.segment_bytes}) {
+  for (const std::string* bytes : {&v1, &v2, &delta.segment_bytes}) {
     Deduplicator restored(kHorizon);
     ASSERT_TRUE(restored.begin_restore(delta.header).has_value());
     ASSERT_TRUE(restored.restore_segment(delta.segment, *bytes).has_value());
     ASSERT_TRUE(restored.finish_restore().has_value());
     EXPECT_EQ(snapshot_of(restored), snapshot_of(live));
+    for (const Owned& o : ids) EXPECT_TRUE(restored.is_duplicate(o.view())) << o.id;
   }
 }
 
-TEST(Deduplicator, ASegmentTakesSeventeenBytesAnIdAndRejectsATruncatedOne) {
+TEST(Deduplicator, ASegmentTakesThirteenBytesAnIdAndRejectsATruncatedOne) {
   Deduplicator d(kHorizon);
   const int count = 1000;
   for (int i = 0; i < count; ++i) dup(d, "acme", std::to_string(i), 1'700'000'000'000 + i / 10);
   Deduplicator::CheckpointDelta delta;
   d.prepare_checkpoint(delta);
-  // Header 13 bytes, the first time in full (a varint of up to 10 bytes), then 16 + 1 an id.
-  EXPECT_LE(delta.segment_bytes.size(), 13u + 10 + count * 17u);
+  // Header 13 bytes, the first time in full (a varint of up to 10 bytes), then 12 + 1 an id.
+  EXPECT_LE(delta.segment_bytes.size(), 13u + 10 + count * 13u);
   Deduplicator r(kHorizon);
   ASSERT_TRUE(r.begin_restore(delta.header).has_value());
   EXPECT_FALSE(
