@@ -66,6 +66,31 @@ std::optional<std::pair<std::string_view, int64_t>> parse_hour_key(std::string_v
                    static_cast<int64_t>(biased ^ kHourBias));
 }
 
+// A minute bucket's fixed layout (kBucketBytes): the same in formats 2 to 4.
+template <typename Bucket>
+void put_bucket(std::string& out, const Bucket& k) {
+  byte_codec::put_f64(out, k.positive);
+  byte_codec::put_f64(out, k.negative);
+  byte_codec::put_f64(out, k.weight);
+  byte_codec::put_i64(out, k.mentions);
+  byte_codec::put_i64(out, k.engagements);
+  byte_codec::put_i64(out, k.ideas);
+  byte_codec::put_i64(out, k.opinion_events);
+  byte_codec::put_i64(out, k.events);
+}
+
+template <typename Bucket>
+void read_bucket(byte_codec::Reader& r, Bucket& k) {
+  k.positive = r.f64();
+  k.negative = r.f64();
+  k.weight = r.f64();
+  k.mentions = r.i64();
+  k.engagements = r.i64();
+  k.ideas = r.i64();
+  k.opinion_events = r.i64();
+  k.events = r.i64();
+}
+
 void put_hll_series(std::string& out, int64_t first, const std::deque<HyperLogLog>& items) {
   byte_codec::put_i64(out, first);
   byte_codec::put_u64(out, items.size());
@@ -542,17 +567,7 @@ void ReputationOperator::snapshot_brand(const BrandState& b, const std::string& 
     put_u64(value, kPartitionSnapshotVersion);
     put_i64(value, from);
     put_u64(value, static_cast<uint64_t>(to - from));
-    for (int64_t m = from; m < to; ++m) {
-      const MinuteBucket& k = *b.minutes.find(m);
-      put_f64(value, k.positive);
-      put_f64(value, k.negative);
-      put_f64(value, k.weight);
-      put_i64(value, k.mentions);
-      put_i64(value, k.engagements);
-      put_i64(value, k.ideas);
-      put_i64(value, k.opinion_events);
-      put_i64(value, k.events);
-    }
+    for (int64_t m = from; m < to; ++m) put_bucket(value, *b.minutes.find(m));
     out.put(key, value);
   }
   if (b.actors_unsaved) {
@@ -713,16 +728,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     // Bound by the bytes present so a corrupt length cannot allocate without limit.
     if (n > r.rest().size() / kBucketBytes) return corrupt_reputation(key);
     b.minutes.items.resize(n);
-    for (MinuteBucket& k : b.minutes.items) {
-      k.positive = r.f64();
-      k.negative = r.f64();
-      k.weight = r.f64();
-      k.mentions = r.i64();
-      k.engagements = r.i64();
-      k.ideas = r.i64();
-      k.opinion_events = r.i64();
-      k.events = r.i64();
-    }
+    for (MinuteBucket& k : b.minutes.items) read_bucket(r, k);
     if (version == kPartitionSnapshotVersionWhole) {
       read_hll_series(b.open_actors);
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
@@ -768,17 +774,8 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
         floor_div(from + static_cast<int64_t>(n) - 1, kMinutesPerChunk) != hour) {
       return corrupt_reputation(key);
     }
-    for (int64_t m = from; m < from + static_cast<int64_t>(n); ++m) {
-      MinuteBucket& k = minutes.items[static_cast<size_t>(m - minutes.first)];
-      k.positive = r.f64();
-      k.negative = r.f64();
-      k.weight = r.f64();
-      k.mentions = r.i64();
-      k.engagements = r.i64();
-      k.ideas = r.i64();
-      k.opinion_events = r.i64();
-      k.events = r.i64();
-    }
+    for (int64_t m = from; m < from + static_cast<int64_t>(n); ++m)
+      read_bucket(r, minutes.items[static_cast<size_t>(m - minutes.first)]);
     if (!r.done()) return corrupt_reputation(key);
     return {};
   });

@@ -339,24 +339,6 @@ TEST(ReputationOperator, UniqueActorsSurviveARestoreWithOpenMinutes) {
   EXPECT_EQ(a.entries(), b.entries());
 }
 
-// Records the keys a snapshot writes ("put <key>" / "remove <key>") and passes them on.
-class KeyRecorder final : public StateWriter {
- public:
-  explicit KeyRecorder(MemoryState& store) : store_(store) {}
-  void put(std::string_view key, std::string_view value) override {
-    writes.insert("put " + std::string(key));
-    store_.put(key, value);
-  }
-  void remove(std::string_view key) override {
-    writes.insert("remove " + std::string(key));
-    store_.remove(key);
-  }
-  std::set<std::string> writes;
-
- private:
-  MemoryState& store_;
-};
-
 // Issue #20: a day of minute buckets per brand and partition is not rewritten at every checkpoint:
 // an event rewrites its hour's buckets, a closing minute the sketch, the horizon's end removes
 // the hours that left it. What is stored restores to the same state.
@@ -368,32 +350,32 @@ TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
   h.advance_to_minute(179);  // horizon [59, 179): hour 0 left but minute 59
   MemoryState store;
   auto snapshot = [&] {
-    KeyRecorder w(store);
+    testing::RecordingWriter w(store);
     h.op.snapshot(PartitionId{0}, w);
-    return w.writes;
+    return w;
   };
   const int64_t hour0 = kT0 / kMinute / 60;
   const std::string h0 = fmt_hour_key("acme", hour0), h1 = fmt_hour_key("acme", hour0 + 1),
                     h2 = fmt_hour_key("acme", hour0 + 2);
   const auto first = snapshot();
   for (const std::string& key : {h0, h1, h2, std::string("actors/acme")})
-    EXPECT_TRUE(first.contains("put " + key)) << key;
+    EXPECT_TRUE(first.wrote("put " + key)) << key;
   h.op.saved();
 
   h.add(actor_event(kAcme, 179.5, "late-comer"));  // minute 179, still open: hour 2
   const auto event = snapshot();
-  EXPECT_TRUE(event.contains("put " + h2));
-  EXPECT_FALSE(event.contains("put " + h1));
-  EXPECT_FALSE(event.contains("put " + h0));
-  EXPECT_FALSE(event.contains("put actors/acme"));  // no minute closed
+  EXPECT_TRUE(event.wrote("put " + h2));
+  EXPECT_FALSE(event.wrote("put " + h1));
+  EXPECT_FALSE(event.wrote("put " + h0));
+  EXPECT_FALSE(event.wrote("put actors/acme"));  // no minute closed
   h.op.saved();
 
   h.advance_to_minute(181);  // horizon [61, 181): minutes 59 and 60 leave, hour 0 goes
   const auto closing = snapshot();
-  EXPECT_TRUE(closing.contains("remove " + h0));
-  EXPECT_TRUE(closing.contains("put " + h1));
-  EXPECT_TRUE(closing.contains("put actors/acme"));
-  EXPECT_FALSE(closing.contains("put " + h2));
+  EXPECT_TRUE(closing.wrote("remove " + h0));
+  EXPECT_TRUE(closing.wrote("put " + h1));
+  EXPECT_TRUE(closing.wrote("put actors/acme"));
+  EXPECT_FALSE(closing.wrote("put " + h2));
   h.op.saved();
 
   Harness back(kpi);

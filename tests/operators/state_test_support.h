@@ -22,6 +22,31 @@ inline Status restore_from(MemoryState& state, Operator& op, PartitionId partiti
   return op.restore(partition, in);
 }
 
+// Passes what an owner writes on to `store` and records it, in order, as "put <key>" and
+// "remove <key>": which keys a checkpoint writes (issue #20: only those that changed).
+class RecordingWriter final : public StateWriter {
+ public:
+  explicit RecordingWriter(MemoryState& store) : store_(store) {}
+  void put(std::string_view key, std::string_view value) override {
+    writes.push_back("put " + std::string(key));
+    store_.put(key, value);
+  }
+  void remove(std::string_view key) override {
+    writes.push_back("remove " + std::string(key));
+    store_.remove(key);
+  }
+  bool wrote(std::string_view write) const {
+    for (const std::string& w : writes) {
+      if (w == write) return true;
+    }
+    return false;
+  }
+  std::vector<std::string> writes;
+
+ private:
+  MemoryState& store_;
+};
+
 // The entries of one scope (keys relative to it), for "same state" comparisons.
 inline std::map<std::string, std::string> entries_under(const MemoryState& state,
                                                         std::string_view prefix) {

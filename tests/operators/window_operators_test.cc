@@ -11,6 +11,7 @@
 #include "operators/session_window_operator.h"
 #include "operators/window_operator.h"
 #include "tests/operators/allocation_counter.h"
+#include "tests/operators/state_test_support.h"
 #include "tests/operators/topology_driver.h"
 
 namespace sp::testing {
@@ -228,24 +229,6 @@ class ValueEmitter : public Emitter {
  public:
   void emit(OutputRecord r) override { values.push_back(std::move(r.value)); }
   std::vector<std::string> values;
-};
-
-// Records what a snapshot writes ("put <key>" / "remove <key>") and passes it on to `store`.
-class RecordingWriter final : public StateWriter {
- public:
-  explicit RecordingWriter(MemoryState& store) : store_(store) {}
-  void put(std::string_view key, std::string_view value) override {
-    writes.push_back("put " + std::string(key));
-    store_.put(key, value);
-  }
-  void remove(std::string_view key) override {
-    writes.push_back("remove " + std::string(key));
-    store_.remove(key);
-  }
-  std::vector<std::string> writes;
-
- private:
-  MemoryState& store_;
 };
 
 std::vector<std::string> snapshot_writes(const Operator& op, PartitionId p, MemoryState& store) {
