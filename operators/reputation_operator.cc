@@ -578,12 +578,12 @@ void ReputationOperator::snapshot_brand(const BrandState& b, const std::string& 
   }
 }
 
-void ReputationOperator::note_unsaved_minute(BrandState& brand, int64_t minute) {
+void ReputationOperator::note_unsaved_hour(BrandState& brand, int64_t minute) {
   const int64_t hour = floor_div(minute, kMinutesPerChunk);
   std::vector<int64_t>& hours = brand.unsaved_hours;
-  // Events go to the newest hour almost always: one comparison.
-  if (!hours.empty() && hours.back() == hour) return;
   if (std::find(hours.begin(), hours.end(), hour) == hours.end()) hours.push_back(hour);
+  brand.noted_begin = hour * kMinutesPerChunk;
+  brand.noted_end = brand.noted_begin + kMinutesPerChunk;
 }
 
 void ReputationOperator::note_all_unsaved(BrandState& brand) {
@@ -879,6 +879,7 @@ void ReputationOperator::saved() {
     p.unsaved = false;
     for (BrandState& b : p.brands) {
       b.unsaved_hours.clear();
+      b.noted_begin = b.noted_end = 0;
       b.actors_unsaved = false;
     }
   }

@@ -123,6 +123,9 @@ class ReputationOperator final : public Operator {
     // Changed since the last saved() (format 4): hours (minute / 60) whose stored buckets are
     // stale, and the sliding sketch.
     std::vector<int64_t> unsaved_hours;
+    // The minutes [begin, end) of the hour noted last: an event there needs no bookkeeping.
+    int64_t noted_begin = 0;
+    int64_t noted_end = 0;
     bool actors_unsaved = true;
   };
   struct PartitionState {
@@ -132,7 +135,12 @@ class ReputationOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
-  static void note_unsaved_minute(BrandState& brand, int64_t minute);
+  // The per-event check is inline; note_unsaved_hour() runs once per hour and checkpoint.
+  static void note_unsaved_minute(BrandState& brand, int64_t minute) {
+    if (minute >= brand.noted_begin && minute < brand.noted_end) return;
+    note_unsaved_hour(brand, minute);
+  }
+  static void note_unsaved_hour(BrandState& brand, int64_t minute);
   // Every hour of the brand's buckets and its sketch (restored from an older format).
   static void note_all_unsaved(BrandState& brand);
   // The brand's format 4 keys into `out` (`name`: the brand's).
