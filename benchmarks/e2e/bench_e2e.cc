@@ -887,7 +887,14 @@ int run(const Options& o) {
   // 4. Latency at a fraction of the measured capacity.
   std::optional<LatencyResult> lat;
   if (o.latency_seconds > 0 && tp.rate > 0) {
-    auto l = measure_latency(pipeline, bootstrap, o, tp.rate * o.latency_load);
+    // The smoke test checks the phase works, not a figure: its capacity comes from a 20 000-event
+    // backlog (first to last message, hundreds of k/s), and half of that for 2 s on 8 partitions
+    // outran the embedded broker's retention on a busy CI machine (offsets reset, "did not keep
+    // up"). A fixed, modest load keeps it a check of the harness.
+    constexpr double kSmokeLatencyRate = 20'000;
+    const double rate = o.smoke ? std::min(tp.rate * o.latency_load, kSmokeLatencyRate)
+                                : tp.rate * o.latency_load;
+    auto l = measure_latency(pipeline, bootstrap, o, rate);
     if (!l) {
       check(false, "latency: " + l.error().message);
     } else {
@@ -928,7 +935,8 @@ int run(const Options& o) {
   if (lat) {
     std::printf("| event -> /metrics latency at %.0f ev/s (%.0f%% of capacity), from broker append | p99 <= %.3f s | "
                 "p50 %.3f s, p99 **%.3f s**, max %.3f s (checkpoints mean %.1f ms) |\n",
-                lat->produced_rate, o.latency_load * 100, interval_s + 0.05, lat->append_p50, lat->append_p99,
+                lat->produced_rate, tp.rate > 0 ? lat->target_rate / tp.rate * 100 : 0.0, interval_s + 0.05,
+                lat->append_p50, lat->append_p99,
                 lat->append_max, lat->checkpoint_mean_ms);
     std::printf("| same, from the produce call (incl. producer batching: p50 %.3f s, p99 %.3f s) | - | "
                 "p50 %.3f s, p99 %.3f s, max %.3f s (socialpulse_event_latency_seconds: p50 %.3f, p99 %.3f) |\n",
