@@ -22,7 +22,6 @@
 #include "pipeline/source_worker.h"
 #include "pipeline/state_changelog.h"
 #include "state/checkpoint_store.h"
-#include "state/commit_thread.h"
 
 namespace sp {
 namespace {
@@ -124,8 +123,6 @@ class RunnerImpl final : public Runner {
   }
 
   Status run(const std::atomic<bool>& stop) override {
-    // Created here, so that it is a throughput thread like the one running this (thread_policy.h).
-    commit_thread_ = std::make_unique<CommitThread>(*store_, [this] { source_.wake(); });
     auto next_checkpoint = SteadyClock::now() + config_.state.checkpoint_interval;
     auto next_idle_check = SteadyClock::now();
     source_.start(consumer_->handle());
@@ -140,7 +137,6 @@ class RunnerImpl final : public Runner {
       }
       sink_->poll(Millis{0});
       changelog_->poll(Millis{0});
-      poll_commit();
       try_publish();
       const auto now = SteadyClock::now();
       if (now >= next_idle_check) {
@@ -148,19 +144,15 @@ class RunnerImpl final : public Runner {
         check_idle();
         report_lag();
       }
-      // A commit that outlasts the interval delays the next checkpoint until it has ended.
-      if (now >= next_checkpoint && !commit_thread_->busy()) {
+      if (now >= next_checkpoint) {
         next_checkpoint = now + config_.state.checkpoint_interval;
-        start_checkpoint();
+        if (auto s = checkpoint(); !s && s.error().kind == ErrorKind::fatal) return s;
       }
       if (backpressure_.apply(*consumer_,
                               {topology_.pending().size(), state_bytes_, checkpoint_failing_}))
         update_ready();
     }
-    if (!fatal_.message.empty()) {
-      settle_commit();  // the store keeps what it committed; nothing more is done with it
-      return tl::unexpected(fatal_);
-    }
+    if (!fatal_.message.empty()) return tl::unexpected(fatal_);
     return shutdown();
   }
 
@@ -233,73 +225,17 @@ class RunnerImpl final : public Runner {
   }
 
   // ---- checkpoints ------------------------------------------------------------------------
-  // A checkpoint is captured on the pipeline thread (state, offsets, output and the /metrics
-  // values, with no event in between) and committed on commit_thread_, while the pipeline goes
-  // on consuming (issue #20: the commit with its fsync stalled the pipeline at every
-  // checkpoint). What follows the commit (output, changelog markers, publication) uses what the
-  // capture saw. The operators' records of unsaved changes restart at the capture, so a batch
-  // that fails is kept and committed again before anything new is captured: the store only
-  // ever holds whole checkpoints, in order.
-  struct CommitInFlight {
-    CheckpointStore::Batch batch;
-    OutputSink::Staged staged;
-    std::vector<OutputRecord> records;  // its output, produced once the batch is durable
-    KafkaPartitionList offsets;         // committed to Kafka after it (lag monitoring only)
-    uint64_t consumed = 0;              // for RunnerTestHooks::on_checkpoint_committed
-    bool publish = false;               // its /metrics values are prepared
-    bool failed = false;                // failed before: its changelog records were abandoned
-    SteadyClock::time_point started, emitted, built;
-  };
-
-  // Periodic, from the run loop: hands a checkpoint to the commit thread (the one that failed
-  // before, or a new one).
-  void start_checkpoint() {
-    if (!commit_) {
-      if (!capture(SteadyClock::time_point::max())) return;  // noted; retried next interval
-    }
-    commit_thread_->start(commit_->batch);
-  }
-
-  // Run loop: finishes the checkpoint whose commit ended.
-  void poll_commit() {
-    if (!commit_thread_ || !commit_thread_->busy()) return;
-    if (auto s = commit_thread_->poll()) finish_commit(*s);
-  }
-
-  // Waits for the checkpoint in flight, if any (rebalances and shutdown change what it covers).
-  void settle_commit() {
-    if (commit_thread_ && commit_thread_->busy()) finish_commit(commit_thread_->wait());
-  }
-
-  // Synchronous (revoke, shutdown): the checkpoint in flight, the failed one again, then a new
-  // one. `not_after` is the final checkpoint's deadline: it may wait for DLQ acknowledgements
-  // until then (a loaded machine or a slow broker can take longer than a checkpoint interval,
-  // and a final checkpoint that gives up early makes the exit code say "not stored").
-  Status checkpoint(SteadyClock::time_point not_after) {
-    settle_commit();
-    if (commit_) {
-      if (auto s = commit_now(); !s) return s;
-    }
-    if (auto s = capture(not_after); !s) return s;
-    return commit_now();
-  }
-
-  Status commit_now() {
-    Status s = store_->commit(commit_->batch);
-    finish_commit(s);
-    return s;
-  }
-
-  // Builds the next checkpoint into commit_. A periodic checkpoint waits at most one interval
-  // (2 s at most) for the DLQ and is retried.
-  Status capture(SteadyClock::time_point not_after) {
-    CommitInFlight c;
-    c.started = SteadyClock::now();
+  // `not_after` is the final checkpoint's deadline: it may wait for DLQ acknowledgements until
+  // then (a loaded machine or a slow broker can take longer than a checkpoint interval, and a
+  // final checkpoint that gives up early makes the exit code say "not stored"). A periodic
+  // checkpoint waits at most one interval (2 s at most) and is retried.
+  Status checkpoint(SteadyClock::time_point not_after = SteadyClock::time_point::max()) {
+    const auto started = SteadyClock::now();
     // Rejected messages must be in the DLQ before their offsets are stored.
     const auto dlq_deadline =
         not_after != SteadyClock::time_point::max()
             ? not_after
-            : c.started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000});
+            : started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000});
     if (!sink_->drain_dlq(dlq_deadline)) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
@@ -307,58 +243,46 @@ class RunnerImpl final : public Runner {
     topology_.before_checkpoint();
     sink_->resend_failed();
 
-    c.emitted = SteadyClock::now();
-    c.batch = store_->batch();
-    mark_state_format(c.batch);
-    state_reader_->write_drops(c.batch);
-    BatchStateWriter state(c.batch);
+    const auto t_emit = SteadyClock::now();
+    auto batch = store_->batch();
+    mark_state_format(batch);
+    state_reader_->write_drops(batch);
+    BatchStateWriter state(batch);
     topology_.checkpoint(changelog_->capture(state));
     counters_.checkpoint(topology_, state);
     probe_.checkpoint_series(state);
-    c.staged = sink_->stage(topology_.pending(), c.batch);
-    c.records = std::move(topology_.pending());
-    topology_.pending().clear();
-    // Records the changelog fails to deliver from now on keep this checkpoint off /metrics.
-    changelog_failed_mark_ = changelog_->failed_total();
+    const auto outbox = sink_->stage(topology_.pending(), batch);
     changelog_->send_deltas(topology_);  // the broker takes them while the store commits
-    changelog_->record_unconfirmed(topology_, c.batch);
-    topology_.checkpoint_committed();  // events from here on are the next checkpoint's
-    if (!slots_.empty()) c.offsets = slots_.list(true);
-    c.consumed = topology_.total_counts().consumed;
-    // The values this checkpoint stores, published once the store and the changelog have it
-    // (a crash before that makes the next owner count again what /metrics would have shown).
-    // An older checkpoint still waiting for the changelog is superseded: its values go.
-    publish_due_ = false;
-    c.publish = prepare_metrics();
-    c.built = SteadyClock::now();
-    commit_ = std::move(c);
-    return {};
-  }
+    changelog_->record_unconfirmed(topology_, batch);
 
-  void finish_commit(const Status& s) {
-    CommitInFlight& c = *commit_;
-    if (!s) {
-      if (!c.failed) changelog_->discard();  // its partitions' next records are snapshots
-      c.failed = true;
-      c.publish = false;
+    const auto t_built = SteadyClock::now();
+    const size_t batch_bytes = batch.data_bytes();
+    if (auto s = store_->commit(batch); !s) {
+      changelog_->discard();
       note_checkpoint_failure(s.error().message);
       if (s.error().kind == ErrorKind::fatal) fatal_ = s.error();
-      return;
+      return s;
     }
-    const auto committed_at = SteadyClock::now();
     if (checkpoint_failing_) {
       spdlog::info("msg=\"checkpoint recovered\"");
       checkpoint_failing_ = false;
     }
-    changelog_->produce(topology_);  // nothing after a failure: discard() forgot its records
-    probe_.alerts_committed(c.records);
-    sink_->committed(c.staged, c.records);
-    if (c.offsets) consumer_->commit_async(c.offsets.get());
-    if (hooks_.on_checkpoint_committed) hooks_.on_checkpoint_committed(c.consumed);
-    probe_.checkpoint_written(committed_at - c.started);
-    publish_due_ = c.publish;
-    prepared_at_ = committed_at;
-    const size_t batch_bytes = c.batch.data_bytes();
+    topology_.checkpoint_committed();
+    changelog_->produce(topology_);
+    probe_.alerts_committed(topology_.pending());
+    sink_->committed(outbox, topology_.pending());
+    if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
+    if (hooks_.on_checkpoint_committed)
+      hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
+    const auto t_committed = SteadyClock::now();
+    probe_.checkpoint_written(t_committed - started);
+    // The values this checkpoint stored, built now (the pipeline consumes on while the changelog
+    // acknowledges) and published once the changelog has the checkpoint: a crash before that makes
+    // the next owner count again what /metrics would already have shown.
+    publish_due_ = prepare_metrics();
+    prepared_at_ = SteadyClock::now();
+    changelog_failed_mark_ = changelog_->failed_total();
+    try_publish();
     // Where a checkpoint's time goes (bench_e2e prints these with SP_BENCH_DEBUG_LOG).
     if (spdlog::should_log(spdlog::level::debug)) {
       auto us = [](auto d) {
@@ -372,13 +296,11 @@ class RunnerImpl final : public Runner {
       spdlog::debug(
           "msg=\"checkpoint\" since_previous_us={} dlq_and_emit_us={} state_us={} commit_us={} "
           "publish_us={} bytes={}{}",
-          us(c.started - last_checkpoint_start_), us(c.emitted - c.started),
-          us(c.built - c.emitted), us(committed_at - c.built),
-          us(SteadyClock::now() - committed_at), batch_bytes, owners);
-      last_checkpoint_start_ = c.started;
+          us(started - last_checkpoint_start_), us(t_emit - started), us(t_built - t_emit),
+          us(t_committed - t_built), us(SteadyClock::now() - t_committed), batch_bytes, owners);
+      last_checkpoint_start_ = started;
     }
-    commit_.reset();
-    try_publish();
+    return {};
   }
 
   void try_publish() {
@@ -448,7 +370,6 @@ class RunnerImpl final : public Runner {
   }
 
   void on_assign(rd_kafka_topic_partition_list_t* partitions) {
-    settle_commit();
     const auto restore_started = SteadyClock::now();
     restoring_ = static_cast<size_t>(partitions->cnt);
     update_ready();
@@ -524,7 +445,6 @@ class RunnerImpl final : public Runner {
     // back to its last stored state before its counts are absorbed (nothing after it was
     // published: /metrics shows committed checkpoints only).
     if (!stored && !abandoned_) {
-      drop_unstored_checkpoint(ids);
       for (PartitionId id : ids) {
         topology_.revoke(id);
         if (auto back = topology_.assign(id, *state_reader_); !back) {
@@ -548,28 +468,6 @@ class RunnerImpl final : public Runner {
     }
     counters_.after(topology_);
     update_ready();
-  }
-
-  // A revoke whose checkpoint could not be stored: the revoked partitions go back to their last
-  // stored checkpoint, so the failed batch kept for another try (which holds their newer state)
-  // must not be committed after all. The eager assignors revoke every partition at once, and
-  // then nothing in it is needed: the instance-wide keys are rewritten by every checkpoint and
-  // its output goes back to the pending records, to be stored with the next one. Were some
-  // partitions kept, their changes would be in that batch alone: the instance stops (fatal) and
-  // a restart resumes from the store.
-  void drop_unstored_checkpoint(const std::vector<PartitionId>& revoked) {
-    if (!commit_) return;
-    if (revoked.size() < topology_.partitions().size()) {
-      fatal_ = Error{ErrorKind::fatal,
-                     "checkpoint store failing through a rebalance that kept partitions: restart "
-                     "from the last stored checkpoint"};
-      abandoned_ = true;
-      return;
-    }
-    std::vector<OutputRecord>& pending = topology_.pending();
-    pending.insert(pending.begin(), std::make_move_iterator(commit_->records.begin()),
-                   std::make_move_iterator(commit_->records.end()));
-    commit_.reset();
   }
 
   // ---- readiness (/readyz): the facts, reported through the probe ----
@@ -690,11 +588,8 @@ class RunnerImpl final : public Runner {
   std::unique_ptr<OutputSink> sink_;
   std::unique_ptr<StateChangelog> changelog_;
   CounterContinuity counters_;
-  // After store_: a batch goes back to its store when destroyed; the thread before the batch.
-  std::optional<CommitInFlight> commit_;  // captured: being committed, or failed and kept
-  std::unique_ptr<CommitThread> commit_thread_;
   bool publish_due_ = false;
-  SteadyClock::time_point prepared_at_{};  // when the checkpoint publish_due_ names committed
+  SteadyClock::time_point prepared_at_{};  // when the snapshot publish_due_ names was built
   bool assigned_once_ = false;             // publish nothing before the first assignment
   uint64_t changelog_failed_mark_ = 0;
   size_t restoring_ = 0;  // assigned partitions not restored yet

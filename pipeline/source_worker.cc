@@ -38,23 +38,12 @@ void SourceWorker::start(rd_kafka_t* consumer) {
 SourceWorker::Batch* SourceWorker::next(std::chrono::milliseconds timeout,
                                         const RebalanceHandler& handler) {
   std::unique_lock lock(mutex_);
-  if (!to_pipeline_.wait_for(lock, timeout, [this] { return !ready_.empty() || woken_; }))
-    return nullptr;
-  woken_ = false;
-  if (ready_.empty()) return nullptr;
+  if (!to_pipeline_.wait_for(lock, timeout, [this] { return !ready_.empty(); })) return nullptr;
   const Entry entry = ready_.front();
   ready_.pop_front();
   if (entry.batch != nullptr) return entry.batch;
   serve(entry, lock, handler);
   return nullptr;
-}
-
-void SourceWorker::wake() {
-  {
-    std::lock_guard lock(mutex_);
-    woken_ = true;
-  }
-  to_pipeline_.notify_all();
 }
 
 void SourceWorker::release(Batch* batch) {

@@ -79,9 +79,6 @@ class SourceWorker {
   // back with release()), or runs a forwarded rebalance through `handler` and returns null.
   Batch* next(std::chrono::milliseconds timeout, const RebalanceHandler& handler);
   void release(Batch* batch);
-  // Any thread: the pipeline thread's next() returns now (null when nothing is ready), e.g. for
-  // a checkpoint whose commit just ended.
-  void wake();
 
   // Pipeline thread. Stops polling and joins the thread, serving rebalances that arrive
   // meanwhile; every batch still undelivered is passed to `on_batch` (in order) first.
@@ -138,7 +135,6 @@ class SourceWorker {
   std::vector<Batch*> free_;  // processed (or fresh) batches for the worker to reuse
   std::atomic<bool> stop_{false};
   bool exited_ = false;
-  bool woken_ = false;  // wake() since the pipeline thread last returned from next()
   // Forwarded rebalances, and those whose assignment the worker has applied: the pipeline thread
   // waits for the latter, so that no pause/resume of its runs before the assignment it decided.
   uint64_t forwarded_ = 0;

@@ -241,20 +241,17 @@ void StateChangelog::discard() {
   }
   deltas_sent_.clear();
   captured_.clear();
-  marker_offsets_.clear();
 }
 
 void StateChangelog::send_deltas(const Topology& topology) {
   ++seq_;
   deltas_sent_.clear();
-  marker_offsets_.clear();
   if (!writer_) return;  // no partition was ever assigned
   for (auto& [pid, entries] : captured_) {
     const auto owned = topology.partitions().find(pid);
     // A partition nothing was consumed from has no offset to resume from: it is written once
     // it has one (its first write is a snapshot).
     if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    marker_offsets_.emplace(pid, *owned->second->next_offset);
     if (writer_->snapshot_due(pid)) continue;  // produce() reads it back from the store
     for (const auto& e : entries) {
       if (e.removed) {
@@ -271,14 +268,15 @@ void StateChangelog::produce(const Topology& topology) {
   if (!writer_) {  // no partition was ever assigned
     captured_.clear();
     deltas_sent_.clear();
-    marker_offsets_.clear();
     return;
   }
-  for (const auto& [pid, offset] : marker_offsets_) {
+  for (auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
     // deltas_sent_ was filled in captured_'s order: sorted.
     if (!std::binary_search(deltas_sent_.begin(), deltas_sent_.end(), pid))
       write_snapshot(pid, topology.partition_state_owners());
-    if (auto s = writer_->end_checkpoint(pid, seq_, offset); !s) {
+    if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
                    s.error().message);
     } else {
@@ -287,7 +285,6 @@ void StateChangelog::produce(const Topology& topology) {
   }
   captured_.clear();
   deltas_sent_.clear();
-  marker_offsets_.clear();
 }
 
 void StateChangelog::write_snapshot(PartitionId pid, const std::vector<std::string>& owners) {

@@ -66,8 +66,7 @@ class StateChangelog {
   // store, then every partition's checkpoint marker. The checkpoint is then complete in the
   // changelog once the markers are acknowledged: a short wait after the commit (one small record
   // per partition), which is the window in which a kill -9 leaves the changelog behind the local
-  // store (README "Scaling out"). Events may be consumed in between (the markers carry the
-  // offsets send_deltas() saw); the set of owned partitions may not change.
+  // store (README "Scaling out").
   void produce(const Topology& topology);
   // Forgets what capture() recorded (the local commit failed; the next checkpoint rewrites it)
   // and abandons the deltas send_deltas() produced: their partitions' next checkpoint is a
@@ -158,9 +157,6 @@ class StateChangelog {
   // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
   // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;
-  // Each captured partition's next offset when send_deltas() ran: its marker's, produced after
-  // the commit while the pipeline has consumed further (the commit runs on a thread of its own).
-  std::map<PartitionId, Offset> marker_offsets_;
   // Checkpoint markers carry (this run's random id << 32) + a counter: a restart tells its own
   // markers from any other writer's.
   uint32_t run_id_ = 0;

@@ -5,8 +5,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
-#include <thread>
-
 namespace sp {
 namespace {
 const std::vector<std::string> kColumnNames = {rocksdb::kDefaultColumnFamilyName, "state",
@@ -29,8 +27,8 @@ CheckpointStore::Batch::Batch(CheckpointStore* store) : store_(store) {
   // Sized like the last committed batch: growing a multi-MB batch by doubling copied it several
   // times per checkpoint (a quarter of the runner thread in bench_e2e).
   if (!batch_) {
-    const size_t last = store->last_batch_bytes_.load(std::memory_order_relaxed);
-    batch_ = std::make_unique<rocksdb::WriteBatch>(last + last / 8);
+    batch_ = std::make_unique<rocksdb::WriteBatch>(store->last_batch_bytes_ +
+                                                   store->last_batch_bytes_ / 8);
   }
 }
 CheckpointStore::Batch::~Batch() { recycle(); }
@@ -100,10 +98,6 @@ rocksdb::ColumnFamilyHandle* CheckpointStore::handle(Column c) const {
 }
 
 Status CheckpointStore::commit(Batch& batch) {
-  if (const int64_t delay = injected_delay_ms_.load(); delay > 0) {
-    ++delayed_commits_;
-    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-  }
   if (injected_failures_.load() > 0) {
     --injected_failures_;
     if (injected_kind_.load() == ErrorKind::fatal) {
@@ -117,7 +111,7 @@ Status CheckpointStore::commit(Batch& batch) {
   options.sync = sync_;
   rocksdb::Status s = db_->Write(options, batch.batch_.get());
   if (!s.ok()) return from_status(s, "checkpoint commit");
-  last_batch_bytes_.store(batch.batch_->GetDataSize(), std::memory_order_relaxed);
+  last_batch_bytes_ = batch.batch_->GetDataSize();
   return {};
 }
 

@@ -3,8 +3,6 @@
 // checkpoint writes (operator state, input offsets, pending output records) goes into ONE
 // WriteBatch, so state and the offsets that produced it can never disagree after a crash.
 #include <atomic>
-#include <chrono>
-#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -68,20 +66,13 @@ class CheckpointStore {
     injected_kind_.store(kind);
     injected_failures_.store(count);
   }
-  // Test hook: every commit takes at least `delay` longer (a slow disk), to hold a batch in
-  // flight. Callable from another thread.
-  void inject_commit_delay(std::chrono::milliseconds delay) {
-    injected_delay_ms_.store(delay.count());
-  }
-  // Commits that have entered an injected delay so far.
-  int delayed_commits() const { return delayed_commits_.load(); }
 
  private:
   CheckpointStore() = default;
   rocksdb::ColumnFamilyHandle* handle(Column c) const;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
-  std::atomic<size_t> last_batch_bytes_{0};  // reservation for the next batch (CommitThread)
+  size_t last_batch_bytes_ = 0;  // reservation for the next batch
   // The last finished batch, cleared, for the next one: its buffer keeps its capacity, where a
   // fresh multi-MB buffer each checkpoint took page faults on every page (issue #20).
   std::mutex spare_mu_;
@@ -89,8 +80,6 @@ class CheckpointStore {
   bool sync_ = true;
   std::atomic<int> injected_failures_{0};
   std::atomic<ErrorKind> injected_kind_{ErrorKind::retryable};
-  std::atomic<int64_t> injected_delay_ms_{0};
-  std::atomic<int> delayed_commits_{0};
 };
 
 }  // namespace sp

@@ -325,35 +325,6 @@ TEST_F(RecoveryE2E, CheckpointWriteFailurePausesNeverCommitsUnstoredOffsetsAndRe
   EXPECT_TRUE(a.status()) << a.status().error().message;
 }
 
-// Issue #20: the commit runs beside the pipeline. While a checkpoint's commit hangs (a slow
-// disk), what arrives is consumed all the same, and /metrics shows none of it until a checkpoint
-// that holds it is stored.
-TEST_F(RecoveryE2E, ASlowCommitNeitherStopsConsumptionNorShowsWhatIsNotStored) {
-  std::atomic<CheckpointStore*> store{nullptr};
-  std::atomic<uint64_t> processed{0};
-  std::atomic<int> commits{0};
-  RunnerTestHooks hooks;
-  hooks.on_store_open = [&](CheckpointStore& s) { store = &s; };
-  hooks.on_batch_processed = [&](uint64_t messages) { processed = messages; };
-  hooks.on_checkpoint_committed = [&](uint64_t) { ++commits; };
-  Instance a(config("a"), hooks);
-  a.start();
-  ASSERT_TRUE(testing::wait_until([&] { return a.readyz() == 200 && commits > 0; }, 30s));
-  store.load()->inject_commit_delay(8s);
-  ASSERT_TRUE(testing::wait_until([&] { return store.load()->delayed_commits() >= 1; }, 10s));
-  const int commits_before = commits;
-  produce_data_set();
-  ASSERT_TRUE(testing::wait_until([&] { return processed >= static_cast<uint64_t>(kTotal); }, 6s))
-      << processed << " of " << kTotal << " processed while a commit was in flight";
-  EXPECT_EQ(commits.load(), commits_before) << "the slow commit ended before the test could look";
-  EXPECT_EQ(a.metric("socialpulse_events_consumed_total"), 0);
-  store.load()->inject_commit_delay(0ms);
-  ASSERT_TRUE(wait_consumed(a, kTotal));
-  expect_exact(a.scrape());
-  a.stop();
-  EXPECT_TRUE(a.status()) << a.status().error().message;
-}
-
 // Issue 19 item 5: whoever restarts the process must know that input will be read again.
 TEST_F(RecoveryE2E, AStopWhoseFinalCheckpointCannotBeStoredFailsWithTheReason) {
   std::atomic<CheckpointStore*> store{nullptr};
