@@ -60,6 +60,7 @@ struct Options {
   double event_rate = 5000;
   double latency_seconds = 10;     // 0: skip the latency phase
   double latency_load = 0.5;       // fraction of the measured pipeline capacity
+  double latency_rate = 0;         // events/s; > 0: this fixed load instead (A/B of two builds)
   size_t scrape_series = 20000;    // 0: skip the scrape phase
   bool smoke = false;              // CI: check counts only, short phases, exit 1 on mismatch
   bool round_robin = false;        // spread every actor over every partition (worst case for state)
@@ -71,7 +72,7 @@ struct Options {
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s [--events N] [--partitions P] [--event-rate R] [--latency-seconds S]\n"
-               "          [--latency-load F] [--scrape-series N] [--partitioning actor|round-robin]\n"
+               "          [--latency-load F | --latency-rate R] [--scrape-series N] [--partitioning actor|round-robin]\n"
                "          [--checkpoint-ms MS] [--changelog-ab] [--smoke]\n",
                argv0);
   std::exit(2);
@@ -97,6 +98,8 @@ Options parse_args(int argc, char** argv) {
       o.latency_seconds = std::atof(next());
     } else if (a == "--latency-load") {
       o.latency_load = std::atof(next());
+    } else if (a == "--latency-rate") {
+      o.latency_rate = std::atof(next());
     } else if (a == "--scrape-series") {
       o.scrape_series = std::strtoull(next(), nullptr, 10);
     } else if (a == "--partitioning") {
@@ -913,8 +916,9 @@ int run(const Options& o) {
     // outran the embedded broker's retention on a busy CI machine (offsets reset, "did not keep
     // up"). A fixed, modest load keeps it a check of the harness.
     constexpr double kSmokeLatencyRate = 20'000;
-    const double rate = o.smoke ? std::min(tp.rate * o.latency_load, kSmokeLatencyRate)
-                                : tp.rate * o.latency_load;
+    const double rate = o.latency_rate > 0 ? o.latency_rate
+                        : o.smoke          ? std::min(tp.rate * o.latency_load, kSmokeLatencyRate)
+                                           : tp.rate * o.latency_load;
     auto l = measure_latency(pipeline, bootstrap, o, rate);
     if (!l) {
       check(false, "latency: " + l.error().message);
