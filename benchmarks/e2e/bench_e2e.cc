@@ -599,22 +599,21 @@ Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& boot
   // connections and metadata), then appended that second's messages at once, and the pipeline
   // spent the next seconds on a burst of twice the load: the first seconds measured the
   // producer's start, not the pipeline. One message per partition, acknowledged and consumed,
-  // before the clock starts.
-  if (auto warm = p.scrape(); warm) {
-    const double consumed0 = metric_value(*warm, "socialpulse_events_consumed_total").value_or(0);
-    GeneratedEvent ev;
-    for (int32_t part = 0; part < o.partitions; ++part) {
-      const auto now = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
-      make_load_event(templates, 999'999'000'000ULL + static_cast<uint64_t>(part), now, ev);
-      if (auto s = produce_one(producer->get(), o.topic, part, ev); !s) return tl::unexpected(s.error());
-    }
-    rd_kafka_flush(producer->get(), 10'000);
-    const auto until = Clock::now() + std::chrono::seconds(10);
-    while (Clock::now() < until) {
-      const auto body = p.scrape();
-      if (body && metric_value(*body, "socialpulse_events_consumed_total").value_or(0) >= consumed0 + o.partitions) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+  // before the clock starts (unconsumed, they would count as the first load messages).
+  const auto warm_from = p.consumed();
+  if (!warm_from) return make_error(ErrorKind::fatal, "latency warm-up: scrape failed");
+  GeneratedEvent warm_event;
+  for (int32_t part = 0; part < o.partitions; ++part) {
+    const auto now = std::chrono::time_point_cast<Millis>(std::chrono::system_clock::now());
+    make_load_event(templates, 999'999'000'000ULL + static_cast<uint64_t>(part), now, warm_event);
+    if (auto s = produce_one(producer->get(), o.topic, part, warm_event); !s) return tl::unexpected(s.error());
+  }
+  rd_kafka_flush(producer->get(), 10'000);
+  const auto warm_until = Clock::now() + std::chrono::seconds(10);
+  for (;;) {
+    if (p.consumed().value_or(0) >= *warm_from + o.partitions) break;
+    if (Clock::now() >= warm_until) return make_error(ErrorKind::fatal, "latency warm-up: not consumed within 10 s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   const auto before = p.scrape();
   if (!before) return make_error(ErrorKind::fatal, "latency: scrape failed");
