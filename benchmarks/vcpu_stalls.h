@@ -82,6 +82,12 @@ class VcpuStallWatch {
     pids_.clear();
   }
 
+  // Watching is on from start() until disarmed; disarmed, the watchers only check every 50 ms
+  // whether to watch again (so that they cost nothing measurable beside a throughput figure).
+  void arm(bool on) {
+    if (shared_ != nullptr) shared_->armed.store(on, std::memory_order_release);
+  }
+
   // The stalls recorded so far, every CPU's.
   std::vector<VcpuStall> stalls() const {
     std::vector<VcpuStall> out;
@@ -99,6 +105,7 @@ class VcpuStallWatch {
  private:
   struct Shared {
     std::atomic<bool> stop{false};
+    std::atomic<bool> armed{true};
     std::atomic<uint32_t> count[kMaxCpus]{};
     VcpuStall stalls[kMaxCpus][kMaxStalls];
   };
@@ -123,6 +130,11 @@ class VcpuStallWatch {
     const int fd = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
     constexpr int64_t kSleepNs = 1'000'000;
     while (!shared_->stop.load(std::memory_order_acquire)) {
+      if (!shared_->armed.load(std::memory_order_acquire)) {
+        const timespec idle{0, 50'000'000};
+        ::nanosleep(&idle, nullptr);
+        continue;
+      }
       const int64_t delay_before = fd >= 0 ? run_delay_ns(fd) : -1;
       const int64_t t0 = steady_ns();
       const timespec pause{0, kSleepNs};
@@ -149,5 +161,32 @@ class VcpuStallWatch {
   int cpus_ = 0;
   std::vector<pid_t> pids_;
 };
+
+// The stalls the guest did not cause, every CPU's, as sorted disjoint [start, end] intervals.
+inline std::vector<std::pair<int64_t, int64_t>> merged_vcpu_stalls(std::vector<VcpuStall> stalls) {
+  std::sort(stalls.begin(), stalls.end(),
+            [](const VcpuStall& a, const VcpuStall& b) { return a.start_ns < b.start_ns; });
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const VcpuStall& st : stalls) {
+    if (st.guest_waited) continue;
+    if (!out.empty() && st.start_ns <= out.back().second) {
+      out.back().second = std::max(out.back().second, st.end_ns);
+    } else {
+      out.emplace_back(st.start_ns, st.end_ns);
+    }
+  }
+  return out;
+}
+
+// Nanoseconds of [from, to] inside `merged` (merged_vcpu_stalls()).
+inline int64_t stalled_ns(const std::vector<std::pair<int64_t, int64_t>>& merged, int64_t from,
+                          int64_t to) {
+  int64_t sum = 0;
+  for (const auto& [a, b] : merged) {
+    if (a >= to) break;
+    if (b > from) sum += std::min(b, to) - std::max(a, from);
+  }
+  return sum;
+}
 
 }  // namespace sp::bench

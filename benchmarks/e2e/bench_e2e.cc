@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "benchmarks/vcpu_stalls.h"
 #include "pipeline/config.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/event_generator.h"
@@ -576,7 +577,21 @@ struct LatencyResult {
   double append_p50 = NAN, append_p99 = NAN, append_max = NAN;  // broker ack -> counter on /metrics
   double producer_p50 = NAN, producer_p99 = NAN;                // produce call -> broker ack
   bool caught_up = false;
+  // The virtual CPUs' stalls during the phase (vcpu_stalls.h), and the p99 from append with the
+  // time either CPU was stopped subtracted from each event's wait (a lower bound of what a
+  // machine without such stalls would show).
+  size_t host_stalls = 0, guest_stalls = 0;
+  double host_stalled_ms = 0, host_stall_max_ms = 0;
+  double append_p99_unstalled = NAN;
 };
+
+// Watchers of the virtual CPUs' stalls (forked in main() before any thread), armed during the
+// latency phase only; null when they could not start.
+VcpuStallWatch* g_stall_watch = nullptr;
+
+int64_t steady_ns_of(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 // Steady load: produce at `rate` for `seconds` with event time = now while scraping /metrics every
 // 5 ms. Message k's latency is the time from its produce call (its CreateTime) until a scrape shows
@@ -625,6 +640,7 @@ Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& boot
   std::atomic<bool> producing{true};
   Status produce_status;
   const auto t0 = Clock::now();
+  if (g_stall_watch) g_stall_watch->arm(true);
   std::thread producer_thread([&] {
     std::mt19937 jitter(11);
     GeneratedEvent ev;
@@ -677,6 +693,7 @@ Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& boot
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   producer_thread.join();
+  if (g_stall_watch) g_stall_watch->arm(false);
   if (!produce_status) return tl::unexpected(produce_status.error());
   r.produced = produced.load();
   r.produced_rate = static_cast<double>(r.produced) / o.latency_seconds;
@@ -721,6 +738,31 @@ Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& boot
     if (seconds_since(t0, produced_at[k]) < 1.0 || acks.at[k] == Clock::time_point{}) continue;
     from_append.push_back(std::max(0.0, seconds_since(acks.at[k], exposed_at[k])));
     producer_delay.push_back(seconds_since(produced_at[k], acks.at[k]));
+  }
+  if (g_stall_watch && !from_append.empty()) {
+    const int64_t from_ns = steady_ns_of(t0);
+    std::vector<VcpuStall> during;
+    for (const VcpuStall& st : g_stall_watch->stalls()) {
+      if (st.end_ns < from_ns) continue;
+      during.push_back(st);
+      if (st.guest_waited) {
+        ++r.guest_stalls;
+      } else {
+        ++r.host_stalls;
+        r.host_stalled_ms += st.ms();
+        r.host_stall_max_ms = std::max(r.host_stall_max_ms, st.ms());
+      }
+    }
+    const auto merged = merged_vcpu_stalls(std::move(during));
+    std::vector<double> unstalled;
+    unstalled.reserve(from_append.size());
+    for (uint64_t k = 0; k < latencies.size(); ++k) {
+      if (seconds_since(t0, produced_at[k]) < 1.0 || acks.at[k] == Clock::time_point{}) continue;
+      const double stalled =
+          static_cast<double>(stalled_ns(merged, steady_ns_of(acks.at[k]), steady_ns_of(exposed_at[k]))) / 1e9;
+      unstalled.push_back(std::max(0.0, seconds_since(acks.at[k], exposed_at[k]) - stalled));
+    }
+    r.append_p99_unstalled = quantile(unstalled, 0.99);
   }
   if (!from_append.empty()) {
     r.append_p50 = quantile(from_append, 0.5);
@@ -965,6 +1007,12 @@ int run(const Options& o) {
     std::printf("| same, from the produce call (incl. producer batching: p50 %.3f s, p99 %.3f s) | - | "
                 "p50 %.3f s, p99 %.3f s, max %.3f s (socialpulse_event_latency_seconds: p50 %.3f, p99 %.3f) |\n",
                 lat->producer_p50, lat->producer_p99, lat->p50, lat->p99, lat->max, lat->hist_p50, lat->hist_p99);
+    if (g_stall_watch) {
+      std::printf("| same, from append, each wait less the time a virtual CPU was stopped (vCPU stalls the guest did "
+                  "not cause: %zu, %.0f ms in all, longest %.0f ms; %zu behind guest threads) | - | p99 %.3f s |\n",
+                  lat->host_stalls, lat->host_stalled_ms, lat->host_stall_max_ms, lat->guest_stalls,
+                  lat->append_p99_unstalled);
+    }
   }
   std::printf("| peak RSS, pipeline phase (VmHWM after reset%s) | - | %.0f MiB (RSS before: %.0f MiB, of which "
               "broker + topic ~%.0f MiB) |\n",
@@ -988,4 +1036,14 @@ int run(const Options& o) {
 }  // namespace
 }  // namespace sp::bench
 
-int main(int argc, char** argv) { return sp::bench::run(sp::bench::parse_args(argc, argv)); }
+int main(int argc, char** argv) {
+  const sp::bench::Options o = sp::bench::parse_args(argc, argv);
+  // The stall watchers are processes forked while this one has a single thread; disarmed until
+  // the latency phase.
+  sp::bench::VcpuStallWatch watch;
+  if (o.latency_seconds > 0 && !o.smoke && watch.start()) {
+    watch.arm(false);
+    sp::bench::g_stall_watch = &watch;
+  }
+  return sp::bench::run(o);
+}
