@@ -248,11 +248,11 @@ class RunnerImpl final : public Runner {
     mark_state_format(batch);
     state_reader_->write_drops(batch);
     BatchStateWriter state(batch);
-    topology_.checkpoint(changelog_->capture(state, topology_));
+    topology_.checkpoint(changelog_->capture(state));
     counters_.checkpoint(topology_, state);
     probe_.checkpoint_series(state);
     const auto outbox = sink_->stage(topology_.pending(), batch);
-    changelog_->send_deltas(topology_);  // produced while built: the broker takes them meanwhile
+    changelog_->send_deltas(topology_);  // the broker takes them while the store commits
     changelog_->record_unconfirmed(topology_, batch);
 
     const auto t_built = SteadyClock::now();

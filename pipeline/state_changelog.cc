@@ -124,26 +124,21 @@ Status wait_for_topic(rd_kafka_t* rk, const std::string& topic, SteadyClock::tim
 class StateChangelog::Capture final : public StateWriter {
  public:
   explicit Capture(StateChangelog& owner) : owner_(owner) {}
-  void begin(StateWriter& local, const Topology& topology) {
-    local_ = &local;
-    topology_ = &topology;
-  }
-  const Topology& topology() const { return *topology_; }
+  void set_local(StateWriter& local) { local_ = &local; }
   void put(std::string_view key, std::string_view value) override {
     local_->put(key, value);
-    if (auto pid = state_key_partition(key); pid && owner_.streams(*pid))
-      owner_.writer_->put(key, value);
+    if (auto pid = state_key_partition(key))
+      owner_.captured_[*pid].push_back({std::string(key), std::string(value), false});
   }
   void remove(std::string_view key) override {
     local_->remove(key);
-    if (auto pid = state_key_partition(key); pid && owner_.streams(*pid))
-      owner_.writer_->remove(key);
+    if (auto pid = state_key_partition(key))
+      owner_.captured_[*pid].push_back({std::string(key), {}, true});
   }
 
  private:
   StateChangelog& owner_;
   StateWriter* local_ = nullptr;
-  const Topology* topology_ = nullptr;
 };
 
 StateChangelog::StateChangelog(CheckpointStore& store, Options options)
@@ -233,40 +228,11 @@ void StateChangelog::delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, voi
   if (self->writer_) (void)self->writer_->on_delivery(msg);  // every record here is the writer's
 }
 
-StateWriter& StateChangelog::capture(StateWriter& local, const Topology& topology) {
-  ++seq_;
+StateWriter& StateChangelog::capture(StateWriter& local) {
   captured_.clear();
-  deltas_sent_.clear();
-  last_seen_valid_ = false;
   if (!options_.enabled) return local;
-  capture_->begin(local, topology);
+  capture_->set_local(local);
   return *capture_;
-}
-
-bool StateChangelog::streams(PartitionId pid) {
-  if (last_seen_valid_ && last_seen_ == pid) return last_seen_streams_;
-  last_seen_ = pid;
-  last_seen_valid_ = true;
-  // Keys of one partition come together, so a partition seen before in this checkpoint is rare
-  // (a second owner's keys): a linear look through the few partitions seen decides.
-  if (std::find(captured_.begin(), captured_.end(), pid) != captured_.end()) {
-    last_seen_streams_ =
-        std::find(deltas_sent_.begin(), deltas_sent_.end(), pid) != deltas_sent_.end();
-    return last_seen_streams_;
-  }
-  captured_.push_back(pid);
-  last_seen_streams_ = false;
-  if (!writer_) return false;  // no partition was ever assigned
-  const auto& partitions = capture_->topology().partitions();
-  const auto owned = partitions.find(pid);
-  // A partition nothing was consumed from has no offset to resume from: it is written once it
-  // has one (its first write is a snapshot). A partition due for a snapshot is read back from
-  // the store by produce().
-  if (owned == partitions.end() || !owned->second->next_offset || writer_->snapshot_due(pid))
-    return false;
-  deltas_sent_.push_back(pid);
-  last_seen_streams_ = true;
-  return true;
 }
 
 void StateChangelog::discard() {
@@ -275,13 +241,27 @@ void StateChangelog::discard() {
   }
   deltas_sent_.clear();
   captured_.clear();
-  last_seen_valid_ = false;
 }
 
-void StateChangelog::send_deltas(const Topology&) {
-  std::sort(captured_.begin(), captured_.end());
-  std::sort(deltas_sent_.begin(), deltas_sent_.end());
-  last_seen_valid_ = false;
+void StateChangelog::send_deltas(const Topology& topology) {
+  ++seq_;
+  deltas_sent_.clear();
+  if (!writer_) return;  // no partition was ever assigned
+  for (auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    // A partition nothing was consumed from has no offset to resume from: it is written once
+    // it has one (its first write is a snapshot).
+    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
+    if (writer_->snapshot_due(pid)) continue;  // produce() reads it back from the store
+    for (const auto& e : entries) {
+      if (e.removed) {
+        writer_->remove(e.key);
+      } else {
+        writer_->put(e.key, e.value);
+      }
+    }
+    deltas_sent_.push_back(pid);
+  }
 }
 
 void StateChangelog::produce(const Topology& topology) {
@@ -290,10 +270,10 @@ void StateChangelog::produce(const Topology& topology) {
     deltas_sent_.clear();
     return;
   }
-  for (const PartitionId pid : captured_) {
+  for (auto& [pid, entries] : captured_) {
     const auto owned = topology.partitions().find(pid);
     if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    // send_deltas() sorted deltas_sent_.
+    // deltas_sent_ was filled in captured_'s order: sorted.
     if (!std::binary_search(deltas_sent_.begin(), deltas_sent_.end(), pid))
       write_snapshot(pid, topology.partition_state_owners());
     if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
@@ -327,7 +307,7 @@ void StateChangelog::record_unconfirmed(const Topology& topology, CheckpointStor
   for (const auto& [pid, p] : topology.partitions()) {
     // Written by this checkpoint (produce() skips a partition without an offset; its marker
     // gets this seq), or with records of an earlier one still unacknowledged.
-    if (std::binary_search(captured_.begin(), captured_.end(), pid) && p->next_offset) {
+    if (captured_.contains(pid) && p->next_offset) {
       unconfirmed.partitions[pid] = seq_;
     } else if (writer_->acked(pid) < writer_->produced(pid)) {
       auto last = last_marker_seq_.find(pid);

@@ -55,13 +55,12 @@ class StateChangelog {
   StateChangelog& operator=(const StateChangelog&) = delete;
 
   // ---- checkpoint -----------------------------------------------------------------------
-  // A writer for Topology::checkpoint(), which begins a checkpoint: writes through to `local`
-  // and, for each partition written that needs no snapshot, produces the change at once (no copy
-  // kept), without the checkpoint marker, so that the broker takes the changes while the batch is
-  // built and the local store commits. Without its marker a checkpoint does not count in the
-  // changelog. Partitions due for a snapshot are only noted: produce() reads them back.
-  StateWriter& capture(StateWriter& local, const Topology& topology);
-  // After Topology::checkpoint(capture(...)), before the local commit: ends the capture.
+  // A writer for Topology::checkpoint(): writes through to `local` and remembers the partition
+  // keys, which send_deltas() and produce() send.
+  StateWriter& capture(StateWriter& local);
+  // Before the local commit: the changes of each partition written that needs no snapshot, without
+  // their checkpoint markers, so that the broker takes them while the local store commits.
+  // Without its marker a checkpoint does not count in the changelog.
   void send_deltas(const Topology& topology);
   // After the local commit: each partition due for one as a full snapshot read back from the
   // store, then every partition's checkpoint marker. The checkpoint is then complete in the
@@ -149,18 +148,15 @@ class StateChangelog {
   std::unique_ptr<ChangelogRestorer> restorer_;
   std::map<std::string, std::string> restore_settings_;
   std::unique_ptr<Capture> capture_;
-  // The partitions the checkpoint being captured wrote, in the order first written (sorted by
-  // send_deltas()), and those of them whose changes were produced as deltas (their markers follow
-  // in produce()); the others are written as snapshots by produce().
-  std::vector<PartitionId> captured_;
+  struct Entry {
+    std::string key;
+    std::string value;
+    bool removed = false;
+  };
+  std::map<PartitionId, std::vector<Entry>> captured_;
+  // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
+  // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;
-  // Capture's decision for the partition it saw last (a checkpoint writes a partition's keys
-  // together), so that a key costs no lookup.
-  PartitionId last_seen_{};
-  bool last_seen_valid_ = false;
-  bool last_seen_streams_ = false;
-  // Capture: whether pid's changes go out as deltas, decided at its first key of the checkpoint.
-  bool streams(PartitionId pid);
   // Checkpoint markers carry (this run's random id << 32) + a counter: a restart tells its own
   // markers from any other writer's.
   uint32_t run_id_ = 0;
