@@ -134,38 +134,24 @@ struct Options {
 // hypervisor did not run the CPU). Reported beside the whole distribution, never instead of it.
 template <typename Percentile>
 void report_vcpu_stalls(const sp::bench::VcpuStallWatch& watch,
-                        const std::vector<std::pair<int64_t, int64_t>>& spans, int64_t from_ns,
+                        const std::vector<std::pair<int64_t, int64_t>>& spans,
                         Percentile percentile) {
   if (watch.cpus() == 0 || spans.empty()) return;
-  std::vector<sp::bench::VcpuStall> host;
-  size_t guest = 0;
-  double host_ms = 0, host_max = 0, guest_max = 0;
-  for (const auto& st : watch.stalls()) {
-    if (st.end_ns < from_ns || st.start_ns > spans.back().second) continue;
-    if (st.guest_waited) {
-      ++guest;
-      guest_max = std::max(guest_max, st.ms());
-    } else {
-      host.push_back(st);
-      host_ms += st.ms();
-      host_max = std::max(host_max, st.ms());
-    }
-  }
+  const auto stalls =
+      sp::bench::summarize_vcpu_stalls(watch.stalls(), spans.front().first, spans.back().second);
   std::vector<double> clear;
   clear.reserve(spans.size());
   for (const auto& [due, done] : spans) {
-    const bool overlaps = std::any_of(host.begin(), host.end(), [&](const auto& st) {
-      return st.start_ns <= done && due <= st.end_ns;
-    });
-    if (!overlaps) clear.push_back(static_cast<double>(done - due) / 1e6);
+    if (sp::bench::stalled_ns(stalls.host_intervals, due, done) == 0)
+      clear.push_back(static_cast<double>(done - due) / 1e6);
   }
   std::printf(
       "  vCPU stalls (a watcher pinned to each of the %d CPUs woke > 10 ms late): %zu the guest "
       "did not cause (the CPU did not run; %.0f ms in all, longest %.1f ms), %zu behind the "
       "guest's own threads (longest %.1f ms)\n"
       "  queries overlapping none of the first kind: %zu of %zu, p99 %.3f ms\n",
-      watch.cpus(), host.size(), host_ms, host_max, guest, guest_max, clear.size(), spans.size(),
-      percentile(clear, 0.99));
+      watch.cpus(), stalls.host, stalls.host_ms, stalls.host_max_ms, stalls.guest,
+      stalls.guest_max_ms, clear.size(), spans.size(), percentile(clear, 0.99));
 }
 
 // The querying client, in a process of its own (forked before any thread exists): an in-process
@@ -210,9 +196,7 @@ int run_client(int port, Options o, const sp::bench::VcpuStallWatch& watch) {
     }
     const auto done = Clock::now();
     latency_ms.push_back(std::chrono::duration<double, std::milli>(done - due).count());
-    spans.emplace_back(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch()).count(),
-        std::chrono::duration_cast<std::chrono::nanoseconds>(done.time_since_epoch()).count());
+    spans.emplace_back(sp::bench::steady_ns(due), sp::bench::steady_ns(done));
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
   const auto consumed_after = consumed_total(port);
@@ -246,7 +230,7 @@ int run_client(int port, Options o, const sp::bench::VcpuStallWatch& watch) {
       : o.client_slice ? "SCHED_OTHER, short slice"
                        : "SCHED_OTHER (waits for a core like any other process)",
       pct(0.99) <= 5.0 ? "yes" : "NO");
-  report_vcpu_stalls(watch, spans, latency_ms.size() == 0 ? 0 : spans.front().first, percentile);
+  report_vcpu_stalls(watch, spans, percentile);
   std::fflush(stdout);
   return errors == 0 && pct(0.99) <= 5.0 ? 0 : 1;
 }

@@ -34,10 +34,10 @@ struct VcpuStall {
   double ms() const { return static_cast<double>(end_ns - start_ns) / 1e6; }
 };
 
-inline int64_t steady_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+// A steady_clock time as the watchers record it (ns since the clock's epoch).
+inline int64_t steady_ns(
+    std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now()) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
 // One watcher process per CPU, started with start() before the caller has threads (fork).
@@ -162,23 +162,41 @@ class VcpuStallWatch {
   std::vector<pid_t> pids_;
 };
 
-// The stalls the guest did not cause, every CPU's, as sorted disjoint [start, end] intervals.
-inline std::vector<std::pair<int64_t, int64_t>> merged_vcpu_stalls(std::vector<VcpuStall> stalls) {
+// The stalls of every CPU that overlap [from_ns, to_ns], counted by cause; those the guest did
+// not cause also as sorted disjoint intervals (for stalled_ns()).
+struct VcpuStallSummary {
+  size_t host = 0;   // the CPU did not run
+  size_t guest = 0;  // behind the guest's own threads
+  double host_ms = 0, host_max_ms = 0, guest_max_ms = 0;
+  std::vector<std::pair<int64_t, int64_t>> host_intervals;
+};
+
+inline VcpuStallSummary summarize_vcpu_stalls(std::vector<VcpuStall> stalls, int64_t from_ns,
+                                              int64_t to_ns) {
   std::sort(stalls.begin(), stalls.end(),
             [](const VcpuStall& a, const VcpuStall& b) { return a.start_ns < b.start_ns; });
-  std::vector<std::pair<int64_t, int64_t>> out;
+  VcpuStallSummary out;
   for (const VcpuStall& st : stalls) {
-    if (st.guest_waited) continue;
-    if (!out.empty() && st.start_ns <= out.back().second) {
-      out.back().second = std::max(out.back().second, st.end_ns);
+    if (st.end_ns < from_ns || st.start_ns > to_ns) continue;
+    if (st.guest_waited) {
+      ++out.guest;
+      out.guest_max_ms = std::max(out.guest_max_ms, st.ms());
+      continue;
+    }
+    ++out.host;
+    out.host_ms += st.ms();
+    out.host_max_ms = std::max(out.host_max_ms, st.ms());
+    auto& merged = out.host_intervals;
+    if (!merged.empty() && st.start_ns <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, st.end_ns);
     } else {
-      out.emplace_back(st.start_ns, st.end_ns);
+      merged.emplace_back(st.start_ns, st.end_ns);
     }
   }
   return out;
 }
 
-// Nanoseconds of [from, to] inside `merged` (merged_vcpu_stalls()).
+// Nanoseconds of [from, to] inside `merged` (VcpuStallSummary::host_intervals).
 inline int64_t stalled_ns(const std::vector<std::pair<int64_t, int64_t>>& merged, int64_t from,
                           int64_t to) {
   int64_t sum = 0;

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -589,10 +590,6 @@ struct LatencyResult {
 // latency phase only; null when they could not start.
 VcpuStallWatch* g_stall_watch = nullptr;
 
-int64_t steady_ns_of(Clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-}
-
 // Steady load: produce at `rate` for `seconds` with event time = now while scraping /metrics every
 // 5 ms. Message k's latency is the time from its produce call (its CreateTime) until a scrape shows
 // consumed >= base + k: the counter is the first value the pipeline exposes for an event.
@@ -740,26 +737,18 @@ Result<LatencyResult> measure_latency(const Pipeline& p, const std::string& boot
     producer_delay.push_back(seconds_since(produced_at[k], acks.at[k]));
   }
   if (g_stall_watch && !from_append.empty()) {
-    const int64_t from_ns = steady_ns_of(t0);
-    std::vector<VcpuStall> during;
-    for (const VcpuStall& st : g_stall_watch->stalls()) {
-      if (st.end_ns < from_ns) continue;
-      during.push_back(st);
-      if (st.guest_waited) {
-        ++r.guest_stalls;
-      } else {
-        ++r.host_stalls;
-        r.host_stalled_ms += st.ms();
-        r.host_stall_max_ms = std::max(r.host_stall_max_ms, st.ms());
-      }
-    }
-    const auto merged = merged_vcpu_stalls(std::move(during));
+    // The watchers were armed from t0 to the end of the phase only.
+    const auto stalls = summarize_vcpu_stalls(g_stall_watch->stalls(), steady_ns(t0), INT64_MAX);
+    r.host_stalls = stalls.host;
+    r.guest_stalls = stalls.guest;
+    r.host_stalled_ms = stalls.host_ms;
+    r.host_stall_max_ms = stalls.host_max_ms;
     std::vector<double> unstalled;
     unstalled.reserve(from_append.size());
     for (uint64_t k = 0; k < latencies.size(); ++k) {
       if (seconds_since(t0, produced_at[k]) < 1.0 || acks.at[k] == Clock::time_point{}) continue;
       const double stalled =
-          static_cast<double>(stalled_ns(merged, steady_ns_of(acks.at[k]), steady_ns_of(exposed_at[k]))) / 1e9;
+          static_cast<double>(stalled_ns(stalls.host_intervals, steady_ns(acks.at[k]), steady_ns(exposed_at[k]))) / 1e9;
       unstalled.push_back(std::max(0.0, seconds_since(acks.at[k], exposed_at[k]) - stalled));
     }
     r.append_p99_unstalled = quantile(unstalled, 0.99);

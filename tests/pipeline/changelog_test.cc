@@ -2,7 +2,6 @@
 // produces, ChangelogRestorer reads back as the last complete checkpoint, and nothing else.
 #include "pipeline/changelog.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,6 +23,7 @@
 #include "operators/keyed_state.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/kafka.h"
+#include "tests/support/test_support.h"
 
 namespace sp {
 namespace {
@@ -1171,13 +1171,8 @@ TEST(EmbeddedBrokerSockets, TheConnectionsItAcceptsHaveNagleOff) {
   ASSERT_TRUE(broker) << broker.error().message;
   const std::string& bootstraps = (*broker)->bootstrap_servers();
   const int broker_port = std::atoi(bootstraps.c_str() + bootstraps.rfind(':') + 1);
-  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int client = testing::loopback_connect(broker_port);
   ASSERT_GE(client, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(broker_port));
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
   sockaddr_in mine{};
   socklen_t mine_len = sizeof mine;
   ASSERT_EQ(::getsockname(client, reinterpret_cast<sockaddr*>(&mine), &mine_len), 0);
