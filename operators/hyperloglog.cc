@@ -19,25 +19,22 @@ void max_registers(uint8_t* __restrict into, const uint8_t* __restrict from) {
 }
 }  // namespace
 
-void HyperLogLog::add(uint64_t hash) {
-  if (!dense_.empty()) {
-    add_dense(hash);
-    return;
-  }
+bool HyperLogLog::add(uint64_t hash) {
+  if (!dense_.empty()) return add_dense(hash);
   if (hash == 0) {
-    if (has_zero_) return;
+    if (has_zero_) return false;
     if (sparse_count() >= kSparseLimit) {
       densify();
       add_dense(hash);
-      return;
+      return true;
     }
     has_zero_ = true;
-    return;
+    return true;
   }
-  insert_sparse(hash);
+  return insert_sparse(hash);
 }
 
-void HyperLogLog::insert_sparse(uint64_t hash) {
+bool HyperLogLog::insert_sparse(uint64_t hash) {
   if (table_.empty()) {
     table_.assign(kInitialSlots, 0);
     slot_shift_ = static_cast<uint8_t>(64 - std::countr_zero(kInitialSlots));
@@ -46,13 +43,13 @@ void HyperLogLog::insert_sparse(uint64_t hash) {
   size_t i = slot_of(hash);
   for (;; i = (i + 1) & mask) {
     const uint64_t v = table_[i];
-    if (v == hash) return;
+    if (v == hash) return false;
     if (v == 0) break;
   }
   if (sparse_count() >= kSparseLimit) {
     densify();
     add_dense(hash);
-    return;
+    return true;
   }
   if ((size_t{sparse_size_} + 1) * 4 > table_.size() * 3) {
     grow();
@@ -61,6 +58,7 @@ void HyperLogLog::insert_sparse(uint64_t hash) {
   }
   table_[i] = hash;
   ++sparse_size_;
+  return true;
 }
 
 void HyperLogLog::grow() {
@@ -82,10 +80,12 @@ uint8_t HyperLogLog::rank_of(uint64_t hash) {
   return static_cast<uint8_t>(std::countl_zero(rest) + 1);
 }
 
-void HyperLogLog::add_dense(uint64_t hash) {
+bool HyperLogLog::add_dense(uint64_t hash) {
   const size_t index = register_of(hash);
   const uint8_t rank = rank_of(hash);
-  if (dense_[index] < rank) dense_[index] = rank;
+  if (dense_[index] >= rank) return false;
+  dense_[index] = rank;
+  return true;
 }
 
 void HyperLogLog::merge_registers(const uint8_t* ranks) {

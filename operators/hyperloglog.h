@@ -24,7 +24,10 @@ class HyperLogLog {
   }
   static uint8_t rank_of(uint64_t hash);
 
-  void add(uint64_t hash);
+  // True when the hash changed the state (a new hash of the exact set, the switch to registers,
+  // or a raised register): replaying only those hashes onto the state as it was rebuilds the
+  // state as it is (WindowOperator's checkpoint deltas, issue #20).
+  bool add(uint64_t hash);
   void merge(const HyperLogLog& other);
   // Densifies, then raises every register to at least ranks[i] (kRegisters entries).
   void merge_registers(const uint8_t* ranks);
@@ -52,10 +55,10 @@ class HyperLogLog {
   size_t slot_of(uint64_t hash) const {
     return static_cast<size_t>((hash * 0x9e3779b97f4a7c15ULL) >> slot_shift_);
   }
-  void insert_sparse(uint64_t hash);  // hash != 0; inserts if absent; densifies past the limit
+  bool insert_sparse(uint64_t hash);  // hash != 0; inserts if absent; densifies past the limit
   void grow();
   void densify();
-  void add_dense(uint64_t hash);
+  bool add_dense(uint64_t hash);  // true when it raised a register
 
   std::vector<uint64_t> table_;  // sparse slots; empty once dense
   uint32_t sparse_size_ = 0;     // non-zero hashes in table_

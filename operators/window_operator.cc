@@ -18,8 +18,10 @@ namespace {
 // bytes, issue #20); the global record is unchanged. 4: a partition's panes split into one key
 // per pane start, written only when they changed (issue #20: an hourly window rewrote its whole
 // hour of panes per busy partition and checkpoint); the `panes` key keeps the header alone.
-// 1 to 3 are still read, and written again as format 4 at the next checkpoint.
+// 1 to 3 are still read, and written again as format 4 at the next checkpoint. A `pane/<start>/<n>`
+// delta (its own version, kDeltaVersion) holds the changed panes of a start stored in format 4.
 constexpr uint8_t kPartitionVersion = 4;
+constexpr uint8_t kDeltaVersion = 1;
 constexpr uint8_t kGlobalVersion = 3;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 constexpr std::string_view kPanePrefix = "pane/";
@@ -33,15 +35,36 @@ void pane_key(int64_t start, std::string& out) {
   for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHex[(biased >> shift) & 0xf]);
 }
 
-std::optional<int64_t> parse_pane_key(std::string_view key) {
+// `pane/<start>/<4 hex digits>`: delta n of a start (in key order after its base and before the
+// next start's keys).
+void delta_key(int64_t start, uint32_t n, std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  pane_key(start, out);
+  out.push_back('/');
+  for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(n >> shift) & 0xf]);
+}
+
+struct PaneKey {
+  int64_t start = 0;
+  std::optional<uint32_t> delta;  // none: the base key
+};
+
+std::optional<PaneKey> parse_pane_key(std::string_view key) {
   if (key.substr(0, kPanePrefix.size()) != kPanePrefix) return std::nullopt;
-  const std::string_view hex = key.substr(kPanePrefix.size());
+  const std::string_view rest = key.substr(kPanePrefix.size());
+  auto hex_value = [](std::string_view hex, size_t digits, uint64_t& value) {
+    const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), value, 16);
+    return hex.size() == digits && parsed.ec == std::errc{} &&
+           parsed.ptr == hex.data() + hex.size();
+  };
   uint64_t biased = 0;
-  const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), biased, 16);
-  if (hex.size() != 16 || parsed.ec != std::errc{} || parsed.ptr != hex.data() + hex.size()) {
-    return std::nullopt;
-  }
-  return static_cast<int64_t>(biased ^ kStartBias);
+  if (!hex_value(rest.substr(0, 16), 16, biased)) return std::nullopt;
+  PaneKey out{static_cast<int64_t>(biased ^ kStartBias), std::nullopt};
+  if (rest.size() == 16) return out;
+  uint64_t n = 0;
+  if (rest[16] != '/' || !hex_value(rest.substr(17), 4, n)) return std::nullopt;
+  out.delta = static_cast<uint32_t>(n);
+  return out;
 }
 
 // Pane format version 1 predates web visits in the window aggregate: they are not stored.
@@ -130,9 +153,22 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   bool created = false;
   Pane& pane = pane_at(state, pack(event.brand, event.channel), pane_start, created);
   if (created) earliest_due_ = std::min(earliest_due_, next_close_after(pane_start, watermark_));
-  pane.aggregate.add(event, ctx.derived);
+  pane.aggregate.Measures::add(event, ctx.derived);
+  if (event.has_actor && pane.aggregate.actors.add(event.actor_hash)) {
+    note_fresh(pane, event.actor_hash);
+  }
   pane.dirty = true;
   pane.unsaved = true;
+}
+
+void WindowOperator::note_fresh(Pane& pane, uint64_t hash) {
+  if (pane.overflow) return;
+  if (pane.fresh.size() < kFreshLimit) {
+    pane.fresh.push_back(hash);  // capacity kept across checkpoints: no allocation per event
+    return;
+  }
+  pane.overflow = true;
+  pane.fresh.clear();
 }
 
 WindowAggregate WindowOperator::merge_window(int64_t window_start, uint32_t bc) const {
@@ -338,15 +374,70 @@ void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const 
   }
   std::sort(starts_.begin(), starts_.end());
   starts_.erase(std::unique(starts_.begin(), starts_.end()), starts_.end());
+  state->pending.clear();
   for (const int64_t start : starts_) {
+    const auto found = state->stored.find(start);
+    const StoredStart* was = found == state->stored.end() ? nullptr : &found->second;
+    const bool stale = std::find(state->stale_starts.begin(), state->stale_starts.end(), start) !=
+                       state->stale_starts.end();
+    scratch_.clear();
+    if (was != nullptr && !stale && was->deltas < kMaxDeltas &&
+        encode_delta(*state, start, scratch_) &&
+        was->delta_bytes + scratch_.size() <= was->base_bytes) {
+      delta_key(start, was->deltas, delta_key_);
+      writer.put(delta_key_, scratch_);
+      state->pending.emplace_back(
+          start, StoredStart{was->deltas + 1, was->base_bytes, was->delta_bytes + scratch_.size()});
+      continue;
+    }
     pane_key(start, key_);
     scratch_.clear();
-    if (encode_slice(*state, start, scratch_)) {
+    const bool any = encode_slice(*state, start, scratch_);
+    if (any) {
       writer.put(key_, scratch_);
     } else {
       writer.remove(key_);
     }
+    for (uint32_t n = 0; was != nullptr && n < was->deltas; ++n) {
+      delta_key(start, n, delta_key_);
+      writer.remove(delta_key_);
+    }
+    state->pending.emplace_back(
+        start, any ? std::optional<StoredStart>(StoredStart{0, scratch_.size(), 0}) : std::nullopt);
   }
+}
+
+bool WindowOperator::encode_delta(const PartitionState& state, int64_t start,
+                                  std::string& out) const {
+  size_t count = 0;
+  for (const PaneSeries& series : state.series) {
+    const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
+    if (it == series.starts.end() || *it != start) continue;
+    const Pane& pane = series.panes[static_cast<size_t>(it - series.starts.begin())];
+    if (!pane.unsaved) continue;
+    if (pane.overflow) return false;
+    ++count;
+  }
+  if (count == 0) return false;
+  byte_codec::put_u8(out, kDeltaVersion);
+  byte_codec::put_var(out, count);
+  for (size_t index = 0; index < state.series.size(); ++index) {
+    const PaneSeries& series = state.series[index];
+    const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
+    if (it == series.starts.end() || *it != start) continue;
+    const Pane& pane = series.panes[static_cast<size_t>(it - series.starts.begin())];
+    if (!pane.unsaved) continue;
+    const uint32_t bc = brand_channel_of(index);
+    byte_codec::put_vstr(out, vocabulary_.brand_name(brand_of(bc)));
+    byte_codec::put_vstr(out, vocabulary_.channel_name(channel_of(bc)));
+    byte_codec::put_u8(out, pane.dirty ? 1 : 0);
+    pane.aggregate.encode_packed(out, kPaneMeasures);
+    hashes_.assign(pane.fresh.begin(), pane.fresh.end());
+    std::sort(hashes_.begin(), hashes_.end());  // the bytes depend on the state only
+    byte_codec::put_var(out, hashes_.size());
+    for (const uint64_t h : hashes_) byte_codec::put_u64(out, h);
+  }
+  return true;
 }
 
 void WindowOperator::encode_global(std::string& out) const {
@@ -538,10 +629,23 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
   state.closed_through = in.svar();
   if (!in.ok()) return corrupt("partition header");
   if (!in.done()) return corrupt("trailing bytes");
+  // Emitted through the watermark restored for the operator: the same as following it, which is
+  // also how an uninterrupted run holds it (its stored keys then compare equal).
+  if (*state.closed_through == watermark_) state.closed_through.reset();
+  // Key order: each start's base, then its deltas in the order they were written.
   auto scanned = reader.scan(kPanePrefix, [&](std::string_view key, std::string_view bytes) {
-    const auto start = parse_pane_key(key);
-    if (!start) return corrupt("pane key '" + std::string(key) + "'");
-    return decode_slice(state, *start, bytes, reader);
+    const auto parsed = parse_pane_key(key);
+    if (!parsed) return corrupt("pane key '" + std::string(key) + "'");
+    StoredStart& stored = state.stored[parsed->start];
+    if (!parsed->delta) {
+      stored.base_bytes = bytes.size();
+      return decode_slice(state, parsed->start, bytes, reader);
+    }
+    // A delta without its base (never written so) makes delta_bytes exceed base_bytes: the next
+    // checkpoint of the start rewrites it whole and removes the deltas.
+    stored.deltas = std::max(stored.deltas, *parsed->delta + 1);
+    stored.delta_bytes += bytes.size();
+    return decode_delta(state, parsed->start, bytes, reader);
   });
   if (!scanned) return scanned;
   partitions_.assign(partition, std::move(state));
@@ -569,6 +673,46 @@ Status WindowOperator::decode_slice(PartitionState& state, int64_t start, std::s
     Pane* pane = nullptr;
     if (auto s = read_pane(in, state, known, start, &pane); !s) return s;
     if (pane != nullptr) pane->unsaved = false;  // as stored
+  }
+  if (!in.done()) return corrupt("trailing bytes");
+  return {};
+}
+
+Status WindowOperator::decode_delta(PartitionState& state, int64_t start, std::string_view bytes,
+                                    StateReader& reader) {
+  byte_codec::Reader in(bytes);
+  const uint8_t version = in.u8();
+  const uint64_t count = in.var();
+  if (!in.ok()) return corrupt("pane delta header");
+  if (version != kDeltaVersion) {
+    return make_error(ErrorKind::fatal, "window operator '" + spec_.name +
+                                            "': a pane delta key has format version " +
+                                            std::to_string(version) + ", this build reads " +
+                                            std::to_string(kDeltaVersion));
+  }
+  for (uint64_t k = 0; k < count; ++k) {
+    const std::string_view brand = in.vstr();
+    const std::string_view channel = in.vstr();
+    if (!in.ok()) return corrupt("pane delta names");
+    const auto known = resolve(brand, channel, reader);
+    if (!known) note_stale(state, start);  // the dropped series leaves the stored value
+    const uint8_t dirty = in.u8();
+    Measures measures;
+    if (!in.ok() || !measures.decode_packed(in, kPaneMeasures)) return corrupt("pane delta");
+    const uint64_t n = in.var();
+    if (!in.ok() || n > in.remaining() / 8) return corrupt("pane delta actors");
+    bool created = false;
+    Pane* pane = known ? &pane_at(state, *known, start, created) : nullptr;
+    for (uint64_t i = 0; i < n; ++i) {
+      const uint64_t h = in.u64();
+      if (pane != nullptr) pane->aggregate.actors.add(h);
+    }
+    if (!in.ok()) return corrupt("pane delta actors");
+    if (pane == nullptr) continue;
+    static_cast<Measures&>(pane->aggregate) = measures;
+    pane->dirty = dirty != 0;
+    pane->unsaved = false;  // as stored
+    earliest_due_ = std::min(earliest_due_, first_window_start(start) + size_ms_ + grace_ms_);
   }
   if (!in.done()) return corrupt("trailing bytes");
   return {};
@@ -606,8 +750,20 @@ void WindowOperator::saved() {
     if (!state.unsaved) continue;  // every unsaved pane's partition is unsaved
     state.unsaved = false;
     state.stale_starts.clear();
+    for (const auto& [start, stored] : state.pending) {
+      if (stored) {
+        state.stored[start] = *stored;
+      } else {
+        state.stored.erase(start);
+      }
+    }
+    state.pending.clear();
     for (PaneSeries& series : state.series) {
-      for (Pane& pane : series.panes) pane.unsaved = false;
+      for (Pane& pane : series.panes) {
+        pane.unsaved = false;
+        pane.overflow = false;
+        pane.fresh.clear();
+      }
     }
   }
 }
@@ -657,6 +813,7 @@ size_t WindowOperator::state_bytes() const {
     for (const PaneSeries& series : state.series) {
       bytes += series.starts.capacity() * sizeof(int64_t) + series.panes.capacity() * sizeof(Pane);
       for (const Pane& pane : series.panes) {
+        bytes += pane.fresh.capacity() * sizeof(uint64_t);
         const HyperLogLog& h = pane.aggregate.actors;
         bytes += h.is_dense() ? HyperLogLog::kRegisters
                               : static_cast<size_t>(h.estimate()) * sizeof(uint64_t);

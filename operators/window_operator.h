@@ -52,7 +52,11 @@ class WindowOperator final : public Operator {
   // `pane/<start>` per pane start (every brand+channel's pane of that start, by name). Only what
   // changed since the last saved() is written (issue #20): the panes that had events, and the
   // keys of panes that expired are removed, so a busy partition's checkpoint costs its current
-  // panes, not the hour of panes an hourly window keeps.
+  // panes, not the hour of panes an hourly window keeps. A start already stored usually gets a
+  // delta `pane/<start>/<n>` instead of a rewrite: the measures of its changed panes and only the
+  // actor hashes that changed their sets since the last saved(); restore applies the deltas over
+  // the base in order. The base is rewritten (and its deltas removed) after kMaxDeltas of them,
+  // once they outweigh it, or when a pane's changes outgrow kFreshLimit hashes.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -72,6 +76,16 @@ class WindowOperator final : public Operator {
     WindowAggregate aggregate;
     bool dirty = false;   // changed since the last checkpoint (emit mode `update`)
     bool unsaved = true;  // changed since the last saved(): its start's key is rewritten
+    // The actor hashes that changed aggregate.actors since the last saved(), in order, up to
+    // kFreshLimit (then `overflow`: the start's base is rewritten).
+    bool overflow = false;
+    std::vector<uint64_t> fresh;
+  };
+  // What the store holds for one pane start: the base key and the deltas written after it.
+  struct StoredStart {
+    uint32_t deltas = 0;
+    size_t base_bytes = 0;
+    size_t delta_bytes = 0;
   };
   // The live panes of one brand+channel in one partition, by ascending pane start. Panes are
   // created in (nearly) event-time order and expire from the front, so a short sorted vector
@@ -93,6 +107,10 @@ class WindowOperator final : public Operator {
     // Pane starts whose stored key is stale although no live pane of that start is unsaved (its
     // panes expired, or a restore dropped a brand or channel from it): rewritten or removed.
     std::vector<int64_t> stale_starts;
+    std::map<int64_t, StoredStart> stored;  // by start: what the store holds
+    // What the last snapshot() wrote, applied to `stored` by saved() (a commit that failed leaves
+    // `stored` as it was, and the next snapshot() writes the same keys again).
+    mutable std::vector<std::pair<int64_t, std::optional<StoredStart>>> pending;
   };
   struct RateSample {  // the last closed window of a brand+channel
     int64_t window_start = 0;
@@ -100,6 +118,8 @@ class WindowOperator final : public Operator {
     int64_t impressions = 0;
   };
   using WindowKey = std::pair<int64_t, uint32_t>;  // (window start, brand_channel)
+  static constexpr size_t kFreshLimit = 256;       // 2 KiB of hashes per pane between checkpoints
+  static constexpr uint32_t kMaxDeltas = 8;
 
   size_t series_index(uint32_t brand_channel) const {
     return size_t{brand_of(brand_channel)} * channel_count_ + channel_of(brand_channel);
@@ -126,11 +146,17 @@ class WindowOperator final : public Operator {
   void encode_header(const PartitionState* state, std::string& out) const;
   // Every brand+channel's pane starting at `start`; false when there is none.
   bool encode_slice(const PartitionState& state, int64_t start, std::string& out) const;
+  // The unsaved panes of `start` as a delta; false when one of them overflowed (or none is
+  // unsaved): the base is rewritten instead.
+  bool encode_delta(const PartitionState& state, int64_t start, std::string& out) const;
+  static void note_fresh(Pane& pane, uint64_t hash);
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
   Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
   // Format 4: the header's fields, then every `pane/` key.
   Status decode_split(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
   Status decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
+                      StateReader& reader);
+  Status decode_delta(PartitionState& state, int64_t start, std::string_view bytes,
                       StateReader& reader);
   // One pane's fields (dirty flag, measures, actors) at `in`, placed at `start` in the series of
   // brand_channel, or read past when that is nullopt (a dropped brand or channel).
@@ -159,10 +185,12 @@ class WindowOperator final : public Operator {
   uint64_t records_total_ = 0;
   std::map<uint32_t, RateSample> rates_;
 
-  int64_t earliest_due_;         // no window with data closes before this: on_watermark fast path
-  mutable std::string scratch_;  // snapshot and record buffer
-  mutable std::string key_;      // snapshot: `pane/<start>`
-  mutable std::vector<int64_t> starts_;  // snapshot: the starts to write
+  int64_t earliest_due_;           // no window with data closes before this: on_watermark fast path
+  mutable std::string scratch_;    // snapshot and record buffer
+  mutable std::string key_;        // snapshot: `pane/<start>`
+  mutable std::string delta_key_;  // snapshot: `pane/<start>/<n>`
+  mutable std::vector<uint64_t> hashes_;  // snapshot: a pane's fresh hashes, sorted
+  mutable std::vector<int64_t> starts_;   // snapshot: the starts to write
 };
 
 }  // namespace sp

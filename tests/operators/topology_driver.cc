@@ -342,6 +342,11 @@ std::map<std::string, std::string> TopologyDriver::snapshot_all() {
   return ::testing::AssertionSuccess();
 }
 
+void TopologyDriver::checkpoints_of_a_restore() {
+  store_checkpoint();
+  store_checkpoint();  // the restored topology's (its idle timers start afresh: no on_idle here)
+}
+
 std::string TopologyDriver::metrics_text() const {
   TextMetricsWriter writer;
   for (const auto& op : topology_->operators()) op->collect(writer);

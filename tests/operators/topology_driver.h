@@ -65,6 +65,9 @@ class TopologyDriver {
   // Checkpoints into the in-memory store, restores a freshly built Topology from it (replacing the
   // current one), and checks that the restored state checkpoints to the same keys and bytes.
   ::testing::AssertionResult snapshot_and_restore();
+  // The checkpoints snapshot_and_restore() writes, without the restore: a run compared with a
+  // restored one writes the same history of keys (a window's deltas depend on it).
+  void checkpoints_of_a_restore();
   // Checkpoints, then every stored key but the dedup segments (whose boundaries follow the
   // checkpoint times): equal maps = equal state.
   std::map<std::string, std::string> snapshot_all();

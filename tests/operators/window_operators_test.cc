@@ -98,8 +98,11 @@ TEST_P(SnapshotRestore, RestoredRunEqualsUninterruptedRun) {
     d->assign({0});
     d->assign({1});
   }
-  run(straight, events, 0, events.size());
   const size_t cut = GetParam();
+  // Both write the same checkpoints, so their stores compare key for key (below).
+  run(straight, events, 0, cut);
+  straight.checkpoints_of_a_restore();
+  run(straight, events, cut, events.size());
   run(restored, events, 0, cut);
   ASSERT_TRUE(restored.snapshot_and_restore());
   run(restored, events, cut, events.size());
@@ -265,8 +268,9 @@ TEST(WindowOperator, ACheckpointWritesOnlyThePanesThatChanged) {
                       static_cast<uint64_t>(to_epoch_ms(kT0 + minutes(25))) ^ (uint64_t{1} << 63)));
     return std::string(hex);
   }();
+  // Stored already: a delta with the changed pane, not the start's whole key again.
   EXPECT_EQ(snapshot_writes(op, p, store),
-            (std::vector<std::string>{"put panes", "put " + newest}));
+            (std::vector<std::string>{"put panes", "put " + newest + "/0000"}));
   op.saved();
 
   // The 10:00 pane's last window (10:00-11:00) closes at 11:02: its key goes.
@@ -277,7 +281,7 @@ TEST(WindowOperator, ACheckpointWritesOnlyThePanesThatChanged) {
   EXPECT_EQ(expired[0], "put panes");
   EXPECT_EQ(expired[1].rfind("remove pane/", 0), 0u) << expired[1];
   op.saved();
-  EXPECT_EQ(store.entries().size(), 1u + 5u);
+  EXPECT_EQ(store.entries().size(), 1u + 5u + 1u);  // the header, 5 starts, 10:25's delta
 
   // What the store holds is the whole state: a restored operator goes on exactly alike.
   WindowOperator restored(hourly, test_vocabulary(), false);
@@ -290,8 +294,113 @@ TEST(WindowOperator, ACheckpointWritesOnlyThePanesThatChanged) {
   restored.on_watermark(kT0 + minutes(120), b);
   ASSERT_EQ(a.values.size(), 2u * 5u);  // the windows starting 10:05 to 10:25, both brands
   EXPECT_EQ(b.values, a.values);
-  EXPECT_EQ(snapshot_writes(op, p, store).size(), 1u + 5u);  // the header, every key removed
+  EXPECT_EQ(snapshot_writes(op, p, store).size(), 1u + 5u + 1u);  // the header, every key removed
   EXPECT_EQ(store.entries().size(), 1u);
+}
+
+// The windows' records once the watermark passes every window: what a restored operator must
+// reproduce.
+std::vector<std::string> final_records(WindowOperator& op) {
+  ValueEmitter out;
+  op.on_watermark(kT0 + std::chrono::hours(3), out);
+  return out.values;
+}
+
+// Distinct actors with hashes spread over every register, as XXH3's are.
+uint64_t spread(uint64_t actor) { return actor * 0x9e3779b97f4a7c15ULL; }
+
+std::vector<std::string> keys_of(const MemoryState& store) {
+  std::vector<std::string> out;
+  for (const auto& [key, value] : store.entries()) out.push_back(key);
+  return out;
+}
+
+// Issue #20: a pane start already stored gets a delta per checkpoint (the changed panes'
+// measures and the actor hashes that changed their sets), until the deltas would outweigh the
+// base or number kMaxDeltas: then the base is rewritten and the deltas removed. After every
+// checkpoint the store restores to an operator that goes on exactly alike, sparse or dense.
+TEST(WindowOperator, AStoredPaneStartGetsDeltasThenItsBaseIsRewritten) {
+  WindowSpec hourly{"hourly",  WindowKind::tumbling, minutes(60),    minutes(60),
+                    Millis{0}, minutes(2),           EmitMode::final};
+  const PartitionId p{1};
+  WindowOperator op(hourly, test_vocabulary(), false);
+  uint64_t actor = 1;
+  for (; actor <= 300; ++actor) feed(op, like_at(kT0 + seconds(actor), actor % 2, spread(actor)), p);
+  MemoryState store;
+  ASSERT_EQ(snapshot_writes(op, p, store).size(), 2u);  // the header, the 10:00 start
+  op.saved();
+  const std::string base = keys_of(store).front();
+  ASSERT_EQ(base.rfind("pane/", 0), 0u);
+
+  size_t deltas = 0, rewrites = 0;
+  for (int checkpoint = 0; checkpoint < 30; ++checkpoint) {
+    // A few new actors, a repeated one, and from checkpoint 10 on enough to densify brand 0's set.
+    const uint64_t fresh = checkpoint >= 10 && checkpoint < 14 ? 200 : 5;
+    for (uint64_t i = 0; i < fresh; ++i, ++actor) {
+      feed(op, like_at(kT0 + seconds(400 + checkpoint), i % 2 == 0 ? 0 : 1, spread(actor)), p);
+    }
+    feed(op, like_at(kT0 + seconds(400 + checkpoint), 0, spread(1)), p);
+    const auto writes = snapshot_writes(op, p, store);
+    op.saved();
+    ASSERT_GE(writes.size(), 2u);
+    if (writes[1] == "put " + base) {
+      ++rewrites;
+      // Every delta of the start goes with the rewrite.
+      for (size_t i = 2; i < writes.size(); ++i) EXPECT_EQ(writes[i].rfind("remove " + base + "/", 0), 0u);
+      EXPECT_EQ(keys_of(store).size(), 2u);
+    } else {
+      ++deltas;
+      EXPECT_EQ(writes.size(), 2u);
+      EXPECT_EQ(writes[1].rfind("put " + base + "/", 0), 0u) << writes[1];
+    }
+    WindowOperator restored(hourly, test_vocabulary(), false);
+    ASSERT_TRUE(restored.restore(p, store)) << "checkpoint " << checkpoint;
+    EXPECT_EQ(snapshot_writes(restored, p, store), std::vector<std::string>{"put panes"});
+    WindowOperator copy(hourly, test_vocabulary(), false);
+    ASSERT_TRUE(copy.restore(p, store));
+    EXPECT_EQ(final_records(copy), final_records(restored));
+    if (checkpoint == 29) {
+      WindowOperator last(hourly, test_vocabulary(), false);
+      ASSERT_TRUE(last.restore(p, store));
+      const auto expected = final_records(op);
+      ASSERT_EQ(expected.size(), 2u);
+      EXPECT_NE(expected[0].find("\"unique_actors\":"), std::string::npos);
+      EXPECT_EQ(final_records(last), expected);
+    }
+  }
+  EXPECT_GE(deltas, 15u);
+  EXPECT_GE(rewrites, 3u);  // the size rule, the densified sets' changes, kMaxDeltas
+}
+
+// A pane whose set changed by more than kFreshLimit hashes since the last checkpoint is not
+// sent as a delta: its start is rewritten whole. And a start that expires takes its deltas along.
+TEST(WindowOperator, ManyNewActorsRewriteTheStartAndExpiryRemovesItsDeltas) {
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(0),           EmitMode::final};
+  const PartitionId p{0};
+  WindowOperator op(minute, test_vocabulary(), false);
+  NullEmitter out;
+  for (uint64_t a = 1; a <= 1000; ++a) feed(op, like_at(kT0 + seconds(1), 0, spread(a)), p);
+  MemoryState store;
+  snapshot_writes(op, p, store);
+  op.saved();
+  const std::string base = keys_of(store).front();
+  feed(op, like_at(kT0 + seconds(2), 0, 3), p);
+  EXPECT_EQ(snapshot_writes(op, p, store).back(), "put " + base + "/0000");
+  op.saved();
+  for (uint64_t a = 2000; a < 2000 + 3000; ++a) feed(op, like_at(kT0 + seconds(3), 0, spread(a)), p);
+  const auto rewrite = snapshot_writes(op, p, store);
+  EXPECT_EQ(rewrite, (std::vector<std::string>{"put panes", "put " + base, "remove " + base + "/0000"}));
+  op.saved();
+  feed(op, like_at(kT0 + seconds(4), 0, 5), p);
+  EXPECT_EQ(snapshot_writes(op, p, store).back(), "put " + base + "/0000");
+  op.saved();
+  EXPECT_EQ(keys_of(store).size(), 3u);
+  op.on_watermark(kT0 + minutes(2), out);
+  EXPECT_EQ(snapshot_writes(op, p, store),
+            (std::vector<std::string>{"put panes", "remove " + base, "remove " + base + "/0000"}));
+  op.saved();
+  EXPECT_EQ(keys_of(store), std::vector<std::string>{"panes"});
 }
 
 // A failed commit (no saved()) loses nothing: the next snapshot writes what the failed one did.
