@@ -407,32 +407,38 @@ void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const 
   }
 }
 
+const WindowOperator::Pane* WindowOperator::pane_of(const PaneSeries& series, int64_t start) {
+  const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
+  if (it == series.starts.end() || *it != start) return nullptr;
+  return &series.panes[static_cast<size_t>(it - series.starts.begin())];
+}
+
+void WindowOperator::encode_entry_head(size_t series_index, const Pane& pane,
+                                       std::string& out) const {
+  const uint32_t bc = brand_channel_of(series_index);
+  byte_codec::put_vstr(out, vocabulary_.brand_name(brand_of(bc)));
+  byte_codec::put_vstr(out, vocabulary_.channel_name(channel_of(bc)));
+  byte_codec::put_u8(out, pane.dirty ? 1 : 0);
+  pane.aggregate.encode_packed(out, kPaneMeasures);
+}
+
 bool WindowOperator::encode_delta(const PartitionState& state, int64_t start,
                                   std::string& out) const {
   size_t count = 0;
   for (const PaneSeries& series : state.series) {
-    const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
-    if (it == series.starts.end() || *it != start) continue;
-    const Pane& pane = series.panes[static_cast<size_t>(it - series.starts.begin())];
-    if (!pane.unsaved) continue;
-    if (pane.overflow) return false;
+    const Pane* pane = pane_of(series, start);
+    if (pane == nullptr || !pane->unsaved) continue;
+    if (pane->overflow) return false;
     ++count;
   }
   if (count == 0) return false;
   byte_codec::put_u8(out, kDeltaVersion);
   byte_codec::put_var(out, count);
   for (size_t index = 0; index < state.series.size(); ++index) {
-    const PaneSeries& series = state.series[index];
-    const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
-    if (it == series.starts.end() || *it != start) continue;
-    const Pane& pane = series.panes[static_cast<size_t>(it - series.starts.begin())];
-    if (!pane.unsaved) continue;
-    const uint32_t bc = brand_channel_of(index);
-    byte_codec::put_vstr(out, vocabulary_.brand_name(brand_of(bc)));
-    byte_codec::put_vstr(out, vocabulary_.channel_name(channel_of(bc)));
-    byte_codec::put_u8(out, pane.dirty ? 1 : 0);
-    pane.aggregate.encode_packed(out, kPaneMeasures);
-    hashes_.assign(pane.fresh.begin(), pane.fresh.end());
+    const Pane* pane = pane_of(state.series[index], start);
+    if (pane == nullptr || !pane->unsaved) continue;
+    encode_entry_head(index, *pane, out);
+    hashes_.assign(pane->fresh.begin(), pane->fresh.end());
     std::sort(hashes_.begin(), hashes_.end());  // the bytes depend on the state only
     byte_codec::put_var(out, hashes_.size());
     for (const uint64_t h : hashes_) byte_codec::put_u64(out, h);
@@ -466,23 +472,15 @@ bool WindowOperator::encode_slice(const PartitionState& state, int64_t start,
                                   std::string& out) const {
   // Series in index order: the bytes depend on the state only.
   size_t count = 0;
-  for (const PaneSeries& series : state.series) {
-    count += std::binary_search(series.starts.begin(), series.starts.end(), start) ? 1 : 0;
-  }
+  for (const PaneSeries& series : state.series) count += pane_of(series, start) != nullptr ? 1 : 0;
   if (count == 0) return false;
   byte_codec::put_u8(out, kPartitionVersion);
   byte_codec::put_var(out, count);
   for (size_t index = 0; index < state.series.size(); ++index) {
-    const PaneSeries& series = state.series[index];
-    const auto it = std::lower_bound(series.starts.begin(), series.starts.end(), start);
-    if (it == series.starts.end() || *it != start) continue;
-    const Pane& pane = series.panes[static_cast<size_t>(it - series.starts.begin())];
-    const uint32_t bc = brand_channel_of(index);
-    byte_codec::put_vstr(out, vocabulary_.brand_name(brand_of(bc)));
-    byte_codec::put_vstr(out, vocabulary_.channel_name(channel_of(bc)));
-    byte_codec::put_u8(out, pane.dirty ? 1 : 0);
-    pane.aggregate.encode_packed(out, kPaneMeasures);
-    pane.aggregate.actors.serialize(out);
+    const Pane* pane = pane_of(state.series[index], start);
+    if (pane == nullptr) continue;
+    encode_entry_head(index, *pane, out);
+    pane->aggregate.actors.serialize(out);
   }
   return true;
 }
@@ -652,70 +650,67 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
   return {};
 }
 
-Status WindowOperator::decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
-                                    StateReader& reader) {
+Status WindowOperator::read_entries(PartitionState& state, int64_t start, std::string_view bytes,
+                                    uint8_t version, std::string_view what, StateReader& reader,
+                                    const EntryReader& entry) {
   byte_codec::Reader in(bytes);
-  const uint8_t version = in.u8();
+  const uint8_t stored_version = in.u8();
   const uint64_t count = in.var();
-  if (!in.ok()) return corrupt("pane header");
-  if (version != kPartitionVersion) {
-    return make_error(ErrorKind::fatal, "window operator '" + spec_.name +
-                                            "': a pane key has format version " +
-                                            std::to_string(version) + ", this build reads " +
-                                            std::to_string(kPartitionVersion));
+  if (!in.ok()) return corrupt(std::string(what) + " header");
+  if (stored_version != version) {
+    return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': a " +
+                                            std::string(what) + " key has format version " +
+                                            std::to_string(stored_version) + ", this build reads " +
+                                            std::to_string(version));
   }
   for (uint64_t k = 0; k < count; ++k) {
     const std::string_view brand = in.vstr();
     const std::string_view channel = in.vstr();
-    if (!in.ok()) return corrupt("pane names");
+    if (!in.ok()) return corrupt(std::string(what) + " names");
     const auto known = resolve(brand, channel, reader);
     if (!known) note_stale(state, start);  // the dropped series leaves the stored value
-    Pane* pane = nullptr;
-    if (auto s = read_pane(in, state, known, start, &pane); !s) return s;
-    if (pane != nullptr) pane->unsaved = false;  // as stored
+    if (auto s = entry(in, known); !s) return s;
   }
   if (!in.done()) return corrupt("trailing bytes");
   return {};
 }
 
+Status WindowOperator::decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
+                                    StateReader& reader) {
+  return read_entries(state, start, bytes, kPartitionVersion, "pane", reader,
+                      [&](byte_codec::Reader& in, std::optional<uint32_t> known) -> Status {
+                        Pane* pane = nullptr;
+                        if (auto s = read_pane(in, state, known, start, &pane); !s) return s;
+                        if (pane != nullptr) pane->unsaved = false;  // as stored
+                        return {};
+                      });
+}
+
 Status WindowOperator::decode_delta(PartitionState& state, int64_t start, std::string_view bytes,
                                     StateReader& reader) {
-  byte_codec::Reader in(bytes);
-  const uint8_t version = in.u8();
-  const uint64_t count = in.var();
-  if (!in.ok()) return corrupt("pane delta header");
-  if (version != kDeltaVersion) {
-    return make_error(ErrorKind::fatal, "window operator '" + spec_.name +
-                                            "': a pane delta key has format version " +
-                                            std::to_string(version) + ", this build reads " +
-                                            std::to_string(kDeltaVersion));
-  }
-  for (uint64_t k = 0; k < count; ++k) {
-    const std::string_view brand = in.vstr();
-    const std::string_view channel = in.vstr();
-    if (!in.ok()) return corrupt("pane delta names");
-    const auto known = resolve(brand, channel, reader);
-    if (!known) note_stale(state, start);  // the dropped series leaves the stored value
-    const uint8_t dirty = in.u8();
-    Measures measures;
-    if (!in.ok() || !measures.decode_packed(in, kPaneMeasures)) return corrupt("pane delta");
-    const uint64_t n = in.var();
-    if (!in.ok() || n > in.remaining() / 8) return corrupt("pane delta actors");
-    bool created = false;
-    Pane* pane = known ? &pane_at(state, *known, start, created) : nullptr;
-    for (uint64_t i = 0; i < n; ++i) {
-      const uint64_t h = in.u64();
-      if (pane != nullptr) pane->aggregate.actors.add(h);
-    }
-    if (!in.ok()) return corrupt("pane delta actors");
-    if (pane == nullptr) continue;
-    static_cast<Measures&>(pane->aggregate) = measures;
-    pane->dirty = dirty != 0;
-    pane->unsaved = false;  // as stored
-    earliest_due_ = std::min(earliest_due_, first_window_start(start) + size_ms_ + grace_ms_);
-  }
-  if (!in.done()) return corrupt("trailing bytes");
-  return {};
+  return read_entries(state, start, bytes, kDeltaVersion, "pane delta", reader,
+                      [&](byte_codec::Reader& in, std::optional<uint32_t> known) -> Status {
+                        const uint8_t dirty = in.u8();
+                        Measures measures;
+                        if (!in.ok() || !measures.decode_packed(in, kPaneMeasures))
+                          return corrupt("pane delta");
+                        const uint64_t n = in.var();
+                        if (!in.ok() || n > in.remaining() / 8) return corrupt("pane delta actors");
+                        bool created = false;
+                        Pane* pane = known ? &pane_at(state, *known, start, created) : nullptr;
+                        for (uint64_t i = 0; i < n; ++i) {
+                          const uint64_t h = in.u64();
+                          if (pane != nullptr) pane->aggregate.actors.add(h);
+                        }
+                        if (!in.ok()) return corrupt("pane delta actors");
+                        if (pane == nullptr) return {};  // dropped: read past it
+                        static_cast<Measures&>(pane->aggregate) = measures;
+                        pane->dirty = dirty != 0;
+                        pane->unsaved = false;  // as stored
+                        earliest_due_ = std::min(earliest_due_,
+                                                 first_window_start(start) + size_ms_ + grace_ms_);
+                        return {};
+                      });
 }
 
 Status WindowOperator::read_pane(byte_codec::Reader& in, PartitionState& state,

@@ -1,6 +1,7 @@
 #pragma once
 // Tumbling and hopping event-time windows (SPEC 3, 5).
 #include <array>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -146,6 +147,10 @@ class WindowOperator final : public Operator {
   void encode_header(const PartitionState* state, std::string& out) const;
   // Every brand+channel's pane starting at `start`; false when there is none.
   bool encode_slice(const PartitionState& state, int64_t start, std::string& out) const;
+  // The pane of `series` that starts at `start`, or null.
+  static const Pane* pane_of(const PaneSeries& series, int64_t start);
+  // What base and delta entries begin with: names, dirty flag, measures.
+  void encode_entry_head(size_t series_index, const Pane& pane, std::string& out) const;
   // The unsaved panes of `start` as a delta; false when one of them overflowed (or none is
   // unsaved): the base is rewritten instead.
   bool encode_delta(const PartitionState& state, int64_t start, std::string& out) const;
@@ -154,6 +159,11 @@ class WindowOperator final : public Operator {
   Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
   // Format 4: the header's fields, then every `pane/` key.
   Status decode_split(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
+  // A `pane/` key's header (its version must be `version`) and each entry's names, resolved;
+  // `entry` reads the rest of the entry (nullopt: a dropped brand or channel, read past it).
+  using EntryReader = std::function<Status(byte_codec::Reader&, std::optional<uint32_t>)>;
+  Status read_entries(PartitionState& state, int64_t start, std::string_view bytes, uint8_t version,
+                      std::string_view what, StateReader& reader, const EntryReader& entry);
   Status decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
                       StateReader& reader);
   Status decode_delta(PartitionState& state, int64_t start, std::string_view bytes,
