@@ -757,7 +757,14 @@ void WindowOperator::saved() {
       for (Pane& pane : series.panes) {
         pane.unsaved = false;
         pane.overflow = false;
-        pane.fresh.clear();
+        // A pane that had no change to log (no new actor, or past kFreshLimit) gives its log's
+        // memory back: only the panes events go to keep one (up to 2 KiB each), not the hour of
+        // older panes an hourly window holds.
+        if (pane.fresh.empty()) {
+          std::vector<uint64_t>().swap(pane.fresh);
+        } else {
+          pane.fresh.clear();
+        }
       }
     }
   }
