@@ -6,10 +6,13 @@
 // byte by byte, never as a raw struct or host-order memcpy. (GCC and Clang merge the byte loops
 // into one load/store on little-endian hosts.)
 #include <bit>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace sp::byte_codec {
 
@@ -69,6 +72,21 @@ inline void put_svar(std::string& out, int64_t v) { put_var(out, zigzag(v)); }
 inline void put_vstr(std::string& out, std::string_view s) {
   put_var(out, s.size());
   out.append(s);
+}
+
+// State keys: `digits` lowercase hex digits of v, most significant first (fixed width, so keys
+// sort as the values do); parse_hex reads back exactly that many.
+inline void put_hex(std::string& out, uint64_t v, int digits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4)
+    out.push_back(kHex[(v >> shift) & 0xf]);
+}
+inline std::optional<uint64_t> parse_hex(std::string_view hex, size_t digits) {
+  uint64_t v = 0;
+  const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), v, 16);
+  if (hex.size() != digits || parsed.ec != std::errc{} || parsed.ptr != hex.data() + hex.size())
+    return std::nullopt;
+  return v;
 }
 
 // Reads fields in order from the front of a view. A short read latches failure and returns 0 (or

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cmath>
 #include <optional>
 
@@ -45,10 +44,8 @@ int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOper
 
 // `minutes/<name>/<16 hex digits>`: the hour, biased so that the keys sort as the hours do.
 void hour_key(std::string_view name, int64_t hour, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  const uint64_t biased = static_cast<uint64_t>(hour) ^ kHourBias;
   out.assign("minutes/").append(name).push_back('/');
-  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHex[(biased >> shift) & 0xf]);
+  byte_codec::put_hex(out, static_cast<uint64_t>(hour) ^ kHourBias, 16);
 }
 
 // The brand and hour of a `minutes/` key (relative to the scope); nullopt when malformed.
@@ -56,14 +53,10 @@ std::optional<std::pair<std::string_view, int64_t>> parse_hour_key(std::string_v
   constexpr std::string_view kPrefix = "minutes/";
   const size_t slash = key.rfind('/');
   if (key.substr(0, kPrefix.size()) != kPrefix || slash < kPrefix.size()) return std::nullopt;
-  const std::string_view hex = key.substr(slash + 1);
-  uint64_t biased = 0;
-  const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), biased, 16);
-  if (hex.size() != 16 || parsed.ec != std::errc{} || parsed.ptr != hex.data() + hex.size()) {
-    return std::nullopt;
-  }
+  const auto biased = byte_codec::parse_hex(key.substr(slash + 1), 16);
+  if (!biased) return std::nullopt;
   return std::pair(key.substr(kPrefix.size(), slash - kPrefix.size()),
-                   static_cast<int64_t>(biased ^ kHourBias));
+                   static_cast<int64_t>(*biased ^ kHourBias));
 }
 
 // A minute bucket's fixed layout (kBucketBytes): the same in formats 2 to 4.

@@ -1,7 +1,6 @@
 #include "operators/window_operator.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <numeric>
 #include <set>
@@ -29,19 +28,16 @@ constexpr uint64_t kStartBias = uint64_t{1} << 63;  // key order = start order, 
 
 // `pane/<16 hex digits>`: the start, biased so that the keys sort as the starts do.
 void pane_key(int64_t start, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  const uint64_t biased = static_cast<uint64_t>(start) ^ kStartBias;
   out.assign(kPanePrefix);
-  for (int shift = 60; shift >= 0; shift -= 4) out.push_back(kHex[(biased >> shift) & 0xf]);
+  byte_codec::put_hex(out, static_cast<uint64_t>(start) ^ kStartBias, 16);
 }
 
 // `pane/<start>/<4 hex digits>`: delta n of a start (in key order after its base and before the
 // next start's keys).
 void delta_key(int64_t start, uint32_t n, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
   pane_key(start, out);
   out.push_back('/');
-  for (int shift = 12; shift >= 0; shift -= 4) out.push_back(kHex[(n >> shift) & 0xf]);
+  byte_codec::put_hex(out, n, 4);
 }
 
 struct PaneKey {
@@ -52,18 +48,13 @@ struct PaneKey {
 std::optional<PaneKey> parse_pane_key(std::string_view key) {
   if (key.substr(0, kPanePrefix.size()) != kPanePrefix) return std::nullopt;
   const std::string_view rest = key.substr(kPanePrefix.size());
-  auto hex_value = [](std::string_view hex, size_t digits, uint64_t& value) {
-    const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), value, 16);
-    return hex.size() == digits && parsed.ec == std::errc{} &&
-           parsed.ptr == hex.data() + hex.size();
-  };
-  uint64_t biased = 0;
-  if (!hex_value(rest.substr(0, 16), 16, biased)) return std::nullopt;
-  PaneKey out{static_cast<int64_t>(biased ^ kStartBias), std::nullopt};
+  const auto biased = byte_codec::parse_hex(rest.substr(0, 16), 16);
+  if (!biased) return std::nullopt;
+  PaneKey out{static_cast<int64_t>(*biased ^ kStartBias), std::nullopt};
   if (rest.size() == 16) return out;
-  uint64_t n = 0;
-  if (rest[16] != '/' || !hex_value(rest.substr(17), 4, n)) return std::nullopt;
-  out.delta = static_cast<uint32_t>(n);
+  const auto n = rest[16] == '/' ? byte_codec::parse_hex(rest.substr(17), 4) : std::nullopt;
+  if (!n) return std::nullopt;
+  out.delta = static_cast<uint32_t>(*n);
   return out;
 }
 
