@@ -11,9 +11,12 @@ namespace sp {
 namespace {
 
 // 2: partition records packed (varints; actors grouped per brand, brand names once per group;
-// sessions as start, length and events): about half the bytes of 1 (issue #20). The global
-// record keeps its layout. 1 is still read.
-constexpr uint8_t kSnapshotVersion = 2;
+// sessions as start, length and events): about half the bytes of 1 (issue #20). 3: the same
+// layout, with `sessions/<n>` deltas after it (an actor without sessions: removed); a build that
+// reads 2 only would miss the deltas, so it refuses 3. The global record keeps its layout. 1 and
+// 2 are still read.
+constexpr uint8_t kSnapshotVersion = 3;
+constexpr std::string_view kDeltaPrefix = "sessions/";
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
 template <typename Sessions>
@@ -69,6 +72,7 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
     }
     ActorSessions& actor = state.actors.try_emplace(key).first->second;
     actor.actor_id.assign(event.actor_id);
+    mark_changed(state, key, actor);
     actor.sessions.push_back(Session{t, t, 1});
     schedule(state, key, actor, close_time(actor.sessions.back()));
     return;
@@ -97,12 +101,16 @@ void SessionWindowOperator::process(const ProcessContext& ctx, const Event& even
     }
   }
   if (merged_any) erase_empty(sessions);
-  if (joined != nullptr) return;  // closes only moved later: the pending timer still covers them
+  if (joined != nullptr) {
+    mark_changed(state, key, actor);
+    return;  // closes only moved later: the pending timer still covers them
+  }
 
   if (starts_closed) {
     ++state.late_events;
     return;
   }
+  mark_changed(state, key, actor);
   const Session fresh{t, t, 1};
   sessions.insert(
       std::upper_bound(sessions.begin(), sessions.end(), fresh,
@@ -126,17 +134,22 @@ void SessionWindowOperator::on_watermark(EventTime watermark, Emitter& out) {
       if (it == state.actors.end()) continue;  // stale: the actor's sessions already closed
       ActorSessions& actor = it->second;
       int64_t next = kNever;
+      bool closed_any = false;
       for (Session& s : actor.sessions) {
         const int64_t close = close_time(s);
         if (close <= wm) {
           closed_.push_back(Closed{close, timer.key.brand, actor.actor_id, s, partition});
-          state.unsaved = true;
           s.events = 0;
+          closed_any = true;
         } else {
           next = std::min(next, close);
         }
       }
-      erase_empty(actor.sessions);
+      if (closed_any) {
+        state.unsaved = true;
+        erase_empty(actor.sessions);
+        mark_changed(state, timer.key, actor);  // listed before it goes: removed from the store
+      }
       if (actor.sessions.empty()) {
         state.actors.erase(it);
         continue;
@@ -191,9 +204,61 @@ void SessionWindowOperator::emit(const Closed& c, Emitter& out) {
 }
 
 void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer) const {
-  std::string out;
-  encode(partition, out);
-  writer.put(partition == kGlobalPartition ? "window" : "sessions", out);
+  scratch_.clear();
+  if (partition == kGlobalPartition) {
+    byte_codec::put_u8(scratch_, kSnapshotVersion);
+    byte_codec::put_i64(scratch_, watermark_);
+    byte_codec::put_u64(scratch_, records_total_);
+    writer.put("window", scratch_);
+    return;
+  }
+  const PartitionState* state = partitions_.find(partition);
+  if (state == nullptr) {
+    byte_codec::put_u8(scratch_, kSnapshotVersion);
+    for (int i = 0; i < 3; ++i) byte_codec::put_var(scratch_, 0);
+    writer.put("sessions", scratch_);
+    return;
+  }
+  // Restored and not changed since: the store holds it already.
+  if (!state->unsaved && state->stored.base) return;
+  const Stored& was = state->stored;
+  if (was.base && !state->rewrite && was.deltas < kMaxDeltas) {
+    entries_.clear();
+    for (const SessionKey& key : state->changed) entries_.push_back(Entry{key, {}, nullptr});
+    std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
+      return std::tie(a.key.brand, a.key.actor_hash) < std::tie(b.key.brand, b.key.actor_hash);
+    });
+    entries_.erase(std::unique(entries_.begin(), entries_.end(),
+                               [](const Entry& a, const Entry& b) { return a.key == b.key; }),
+                   entries_.end());
+    for (Entry& entry : entries_) {
+      const auto it = state->actors.find(entry.key);
+      if (it == state->actors.end()) continue;  // removed
+      entry.actor = &it->second;
+      entry.actor_id = it->second.actor_id;
+    }
+    encode_packed(*state, entries_, scratch_);
+    if (was.delta_bytes + scratch_.size() <= was.base_bytes) {
+      key_.assign(kDeltaPrefix);
+      byte_codec::put_hex(key_, was.deltas, 4);
+      writer.put(key_, scratch_);
+      state->pending =
+          Stored{true, was.deltas + 1, was.base_bytes, was.delta_bytes + scratch_.size()};
+      return;
+    }
+    scratch_.clear();
+  }
+  entries_.clear();
+  for (const auto& [key, actor] : state->actors)
+    entries_.push_back(Entry{key, actor.actor_id, &actor});
+  encode_packed(*state, entries_, scratch_);
+  writer.put("sessions", scratch_);
+  for (uint32_t n = 0; n < was.deltas; ++n) {
+    key_.assign(kDeltaPrefix);
+    byte_codec::put_hex(key_, n, 4);
+    writer.remove(key_);
+  }
+  state->pending = Stored{true, 0, scratch_.size(), 0};
 }
 
 Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader) {
@@ -203,23 +268,33 @@ Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader
     if (partition != kGlobalPartition) drop(partition);
     return {};
   }
-  return decode(partition, **bytes, reader);
+  PartitionState state;
+  state.brands.resize(vocabulary_.brand_count());
+  bool rewrite = false;
+  if (auto s = decode(partition, **bytes, reader, state, rewrite); !s) return s;
+  if (partition == kGlobalPartition) return {};
+  state.stored.base = true;
+  state.stored.base_bytes = (*bytes)->size();
+  // Key order: the deltas in the order they were written.
+  auto scanned = reader.scan(kDeltaPrefix, [&](std::string_view key, std::string_view value) {
+    const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), 4);
+    if (!n) return corrupt("delta key '" + std::string(key) + "'");
+    byte_codec::Reader in(value);
+    const uint8_t version = in.u8();
+    if (!in.ok() || version != kSnapshotVersion) return corrupt("delta version");
+    state.stored.deltas = std::max(state.stored.deltas, static_cast<uint32_t>(*n) + 1);
+    state.stored.delta_bytes += value.size();
+    return decode_packed(in, state, reader, rewrite);
+  });
+  if (!scanned) return scanned;
+  adopt(partition, std::move(state), rewrite);
+  return {};
 }
 
-void SessionWindowOperator::encode(PartitionId partition, std::string& out) const {
-  byte_codec::put_u8(out, kSnapshotVersion);
-  if (partition == kGlobalPartition) {
-    byte_codec::put_i64(out, watermark_);
-    byte_codec::put_u64(out, records_total_);
-    return;
-  }
-  const PartitionState* found = partitions_.find(partition);
-  if (found == nullptr) {
-    for (int i = 0; i < 3; ++i) byte_codec::put_var(out, 0);
-    return;
-  }
-  const PartitionState& state = *found;
+void SessionWindowOperator::encode_packed(const PartitionState& state, std::vector<Entry>& entries,
+                                          std::string& out) const {
   using namespace byte_codec;
+  put_u8(out, kSnapshotVersion);
   put_var(out, state.late_events);
   uint64_t brands_with_sessions = 0;
   for (const BrandStats& b : state.brands) brands_with_sessions += b.sessions > 0 ? 1 : 0;
@@ -238,30 +313,32 @@ void SessionWindowOperator::encode(PartitionId partition, std::string& out) cons
     }
     put_f64(out, b.duration_sum);
   }
-  std::vector<const std::pair<const SessionKey, ActorSessions>*> sorted;
-  sorted.reserve(state.actors.size());
-  for (const auto& entry : state.actors) sorted.push_back(&entry);
-  std::sort(sorted.begin(), sorted.end(), [](const auto* a, const auto* b) {
-    return std::tie(a->first.brand, a->second.actor_id, a->first.actor_hash) <
-           std::tie(b->first.brand, b->second.actor_id, b->first.actor_hash);
+  // The bytes depend on the state only, not on hash order.
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::tie(a.key.brand, a.actor_id, a.key.actor_hash) <
+           std::tie(b.key.brand, b.actor_id, b.key.actor_hash);
   });
   size_t groups = 0;
-  for (size_t i = 0; i < sorted.size(); ++i) {
-    groups += i == 0 || sorted[i]->first.brand != sorted[i - 1]->first.brand ? 1 : 0;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    groups += i == 0 || entries[i].key.brand != entries[i - 1].key.brand ? 1 : 0;
   }
   put_var(out, groups);
-  for (size_t i = 0; i < sorted.size();) {
-    const BrandIndex brand = sorted[i]->first.brand;
+  for (size_t i = 0; i < entries.size();) {
+    const BrandIndex brand = entries[i].key.brand;
     size_t j = i;
-    while (j < sorted.size() && sorted[j]->first.brand == brand) ++j;
+    while (j < entries.size() && entries[j].key.brand == brand) ++j;
     put_vstr(out, vocabulary_.brand_name(brand));
     put_var(out, j - i);
     for (; i < j; ++i) {
-      const auto& [key, actor] = *sorted[i];
-      put_vstr(out, actor.actor_id);
-      put_u64(out, key.actor_hash);
-      put_var(out, actor.sessions.size());
-      for (const Session& session : actor.sessions) {
+      const Entry& entry = entries[i];
+      put_vstr(out, entry.actor_id);
+      put_u64(out, entry.key.actor_hash);
+      if (entry.actor == nullptr) {
+        put_var(out, 0);
+        continue;
+      }
+      put_var(out, entry.actor->sessions.size());
+      for (const Session& session : entry.actor->sessions) {
         put_svar(out, session.start);
         put_var(out, static_cast<uint64_t>(session.end - session.start));
         put_var(out, static_cast<uint64_t>(session.events));
@@ -270,14 +347,12 @@ void SessionWindowOperator::encode(PartitionId partition, std::string& out) cons
   }
 }
 
-Status SessionWindowOperator::decode_packed(PartitionId partition, byte_codec::Reader& in,
-                                            StateReader& reader) {
-  PartitionState state;
-  bool dropped = false;
-  state.brands.resize(vocabulary_.brand_count());
+Status SessionWindowOperator::decode_packed(byte_codec::Reader& in, PartitionState& state,
+                                            StateReader& reader, bool& rewrite) {
   state.late_events = in.var();
   const uint64_t n_brands = in.var();
   if (!in.ok()) return corrupt("partition header");
+  std::fill(state.brands.begin(), state.brands.end(), BrandStats{});
   for (uint64_t i = 0; i < n_brands && in.ok(); ++i) {
     const std::string_view name = in.vstr();
     BrandStats b;
@@ -290,7 +365,7 @@ Status SessionWindowOperator::decode_packed(PartitionId partition, byte_codec::R
     const auto brand = vocabulary_.find_brand(name);
     if (!brand) {  // removed from the configuration: dropped, never folded into `other`
       reader.note_dropped(DroppedKind::brand, name);
-      dropped = true;
+      rewrite = true;
       continue;
     }
     state.brands[*brand] = b;
@@ -303,7 +378,7 @@ Status SessionWindowOperator::decode_packed(PartitionId partition, byte_codec::R
     const auto brand = vocabulary_.find_brand(brand_name);
     if (!brand) {
       reader.note_dropped(DroppedKind::brand, brand_name);
-      dropped = true;
+      rewrite = true;
     }
     for (uint64_t a = 0; a < n_actors && in.ok(); ++a) {
       const std::string_view actor_id = in.vstr();
@@ -311,10 +386,12 @@ Status SessionWindowOperator::decode_packed(PartitionId partition, byte_codec::R
       const uint64_t n_sessions = in.var();
       if (!in.ok()) return corrupt("actor");
       ActorSessions* actor = nullptr;
-      if (brand) {
-        const SessionKey key{hash, *brand};
-        actor = &state.actors[key];
+      if (brand && n_sessions == 0) {
+        state.actors.erase(SessionKey{hash, *brand});  // removed since the base
+      } else if (brand) {
+        actor = &state.actors[SessionKey{hash, *brand}];
         actor->actor_id.assign(actor_id);
+        actor->sessions.clear();
       }
       for (uint64_t k = 0; k < n_sessions && in.ok(); ++k) {
         Session session;
@@ -331,16 +408,15 @@ Status SessionWindowOperator::decode_packed(PartitionId partition, byte_codec::R
     }
   }
   if (!in.done()) return corrupt("trailing bytes");
-  adopt(partition, std::move(state), dropped);
   return {};
 }
 
 Status SessionWindowOperator::decode(PartitionId partition, std::string_view bytes,
-                                     StateReader& reader) {
+                                     StateReader& reader, PartitionState& state, bool& rewrite) {
   byte_codec::Reader in(bytes);
   const uint8_t version = in.u8();
   if (!in.ok()) return corrupt("version");
-  if (version != kSnapshotVersion && version != 1) {
+  if (version < 1 || version > kSnapshotVersion) {
     return make_error(ErrorKind::fatal,
                       "session window operator '" + spec_.name + "': state key '" +
                           (partition == kGlobalPartition ? "window" : "sessions") +
@@ -355,9 +431,14 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
     records_total_ = records;
     return {};
   }
-  if (version == kSnapshotVersion) return decode_packed(partition, in, reader);
-  PartitionState state;  // format 1
-  state.brands.resize(vocabulary_.brand_count());
+  // Older formats are rewritten in the current one at the next checkpoint.
+  if (version != kSnapshotVersion) rewrite = true;
+  if (version >= 2) return decode_packed(in, state, reader, rewrite);
+  return decode_format_1(in, state, reader);
+}
+
+Status SessionWindowOperator::decode_format_1(byte_codec::Reader& in, PartitionState& state,
+                                              StateReader& reader) {
   state.late_events = in.u64();
   const uint64_t n_brands = in.u64();
   if (!in.ok()) return corrupt("partition header");
@@ -409,11 +490,10 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
               [](const Session& a, const Session& b) { return a.start < b.start; });
   }
   if (!in.done()) return corrupt("trailing bytes");
-  adopt(partition, std::move(state), /*unsaved=*/true);  // rewritten in the current format
   return {};
 }
 
-void SessionWindowOperator::adopt(PartitionId partition, PartitionState state, bool unsaved) {
+void SessionWindowOperator::adopt(PartitionId partition, PartitionState state, bool rewrite) {
   for (auto& [key, actor] : state.actors) {
     int64_t first = kNever;
     for (const Session& s : actor.sessions) first = std::min(first, close_time(s));
@@ -421,7 +501,8 @@ void SessionWindowOperator::adopt(PartitionId partition, PartitionState state, b
     state.timers.push_back(Timer{first, key});
   }
   std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
-  state.unsaved = unsaved;
+  state.unsaved = rewrite;
+  state.rewrite = rewrite;
   partitions_.assign(partition, std::move(state));
 }
 
@@ -431,7 +512,27 @@ bool SessionWindowOperator::needs_snapshot(PartitionId partition, bool /*touched
   return partitions_.unsaved(partition);
 }
 
-void SessionWindowOperator::saved() { partitions_.mark_all_saved(); }
+void SessionWindowOperator::saved() {
+  for (auto& [partition, state] : partitions_) {
+    if (!state.unsaved) continue;
+    state.unsaved = false;
+    state.rewrite = false;
+    if (state.pending) state.stored = *state.pending;
+    state.pending.reset();
+    for (const SessionKey& key : state.changed) {
+      const auto it = state.actors.find(key);
+      if (it != state.actors.end()) it->second.unsaved = false;
+    }
+    state.changed.clear();
+  }
+}
+
+void SessionWindowOperator::mark_changed(PartitionState& state, const SessionKey& key,
+                                         ActorSessions& actor) {
+  if (actor.unsaved) return;
+  actor.unsaved = true;
+  state.changed.push_back(key);
+}
 
 uint64_t SessionWindowOperator::late_events() const {
   uint64_t total = 0;
@@ -484,6 +585,7 @@ size_t SessionWindowOperator::state_bytes() const {
   for (const auto& [partition, state] : partitions_) {
     bytes += state.actors.capacity() * (sizeof(SessionKey) + sizeof(ActorSessions) + 1);
     bytes += state.timers.capacity() * sizeof(Timer);
+    bytes += state.changed.capacity() * sizeof(SessionKey);
     for (const auto& [key, actor] : state.actors) {
       if (actor.sessions.capacity() > 1) bytes += actor.sessions.capacity() * sizeof(Session);
       if (actor.actor_id.capacity() > 15) bytes += actor.actor_id.capacity();

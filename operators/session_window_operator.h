@@ -5,6 +5,7 @@
 
 #include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,11 @@ class SessionWindowOperator final : public Operator {
   std::string_view name() const override { return spec_.name; }
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_watermark(EventTime watermark, Emitter& out) override;
-  // One key per scope: `sessions` (a partition's open sessions and stats, brands by name) or
-  // `window` (global).
+  // Global scope: one key `window`. A partition: the key `sessions` (its open sessions and stats,
+  // brands by name) and, written after it, deltas `sessions/<n>` (issue #20): the stats and only
+  // the actors whose sessions changed since the last saved(), an actor without sessions meaning
+  // removed. Restore applies the deltas over `sessions` in order; `sessions` is rewritten (and the
+  // deltas removed) after kMaxDeltas of them or once they would outweigh it.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -47,9 +51,7 @@ class SessionWindowOperator final : public Operator {
   size_t open_sessions() const;
 
  private:
-  void encode(PartitionId partition, std::string& out) const;
-  Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
-  Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
+  static constexpr uint32_t kMaxDeltas = 8;
   struct SessionKey {
     uint64_t actor_hash = 0;
     BrandIndex brand = 0;
@@ -69,7 +71,8 @@ class SessionWindowOperator final : public Operator {
     // Sorted by start, disjoint; usually one, kept inline: no allocation per actor and no second
     // cache miss per event.
     absl::InlinedVector<Session, 1> sessions;
-    int64_t timer = 0;  // earliest pending timer; <= every session's close time
+    int64_t timer = 0;     // earliest pending timer; <= every session's close time
+    bool unsaved = false;  // changed since the last saved(): listed in PartitionState::changed
   };
   struct Timer {
     int64_t close = 0;
@@ -81,12 +84,33 @@ class SessionWindowOperator final : public Operator {
     std::array<uint64_t, kDurationBuckets.size() + 1> buckets{};  // per bucket, +Inf last
     double duration_sum = 0.0;
   };
+  // What the store holds for a partition: the base `sessions` key and the deltas after it.
+  struct Stored {
+    bool base = false;
+    uint32_t deltas = 0;
+    size_t base_bytes = 0;
+    size_t delta_bytes = 0;
+  };
   struct PartitionState {
     absl::flat_hash_map<SessionKey, ActorSessions> actors;
     std::vector<Timer> timers;  // min-heap on close; stale entries are skipped when popped
     uint64_t late_events = 0;
     std::vector<BrandStats> brands;  // by BrandIndex
     bool unsaved = true;             // changed since the last saved()
+    // The actors changed since the last saved(), once each while flagged; an actor removed since
+    // is listed too (a key may repeat when it was removed and came back).
+    std::vector<SessionKey> changed;
+    bool rewrite = false;  // the stored base is stale (an older format, a dropped brand)
+    Stored stored;
+    // What the last snapshot() wrote, applied to `stored` by saved() (a failed commit leaves
+    // `stored` as it was: the next snapshot() writes the same key again).
+    mutable std::optional<Stored> pending;
+  };
+  // One actor of an encoded record; `actor` null: removed (deltas only).
+  struct Entry {
+    SessionKey key;
+    std::string_view actor_id;
+    const ActorSessions* actor = nullptr;
   };
   struct Closed {
     int64_t close;
@@ -96,9 +120,20 @@ class SessionWindowOperator final : public Operator {
     PartitionId partition;
   };
 
+  // The partition's stats and `entries` (sorted here) in the packed layout.
+  void encode_packed(const PartitionState& state, std::vector<Entry>& entries,
+                     std::string& out) const;
+  Status decode(PartitionId partition, std::string_view bytes, StateReader& reader,
+                PartitionState& state, bool& rewrite);
+  // A packed record (after its version) into `state`: the stats replace state's, each actor
+  // replaces its sessions (none: the actor is removed). `rewrite` is set when a brand was dropped.
+  Status decode_packed(byte_codec::Reader& in, PartitionState& state, StateReader& reader,
+                       bool& rewrite);
+  Status decode_format_1(byte_codec::Reader& in, PartitionState& state, StateReader& reader);
+  static void mark_changed(PartitionState& state, const SessionKey& key, ActorSessions& actor);
   PartitionState& state_for(PartitionId partition);
-  // Owns `state` as the partition's (timers rebuilt); `unsaved`: to be written again.
-  void adopt(PartitionId partition, PartitionState state, bool unsaved);
+  // Owns `state` as the partition's (timers rebuilt); `rewrite`: its stored base is stale.
+  void adopt(PartitionId partition, PartitionState state, bool rewrite);
   int64_t close_time(const Session& s) const { return s.end + gap_ms_ + grace_ms_; }
   void schedule(PartitionState& state, const SessionKey& key, ActorSessions& actor, int64_t close);
   void emit(const Closed& closed, Emitter& out);
@@ -114,7 +149,10 @@ class SessionWindowOperator final : public Operator {
   int64_t watermark_;
   uint64_t records_total_ = 0;
 
-  std::vector<Closed> closed_;  // reused by on_watermark
+  std::vector<Closed> closed_;          // reused by on_watermark
+  mutable std::string scratch_;         // snapshot: a record
+  mutable std::string key_;             // snapshot: `sessions/<n>`
+  mutable std::vector<Entry> entries_;  // snapshot: the actors to write
 };
 
 }  // namespace sp

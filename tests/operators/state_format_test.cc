@@ -132,12 +132,13 @@ std::vector<WindowSpec> windows() {
 
 TEST(StateFormat, WindowOperatorBytesArePinned) {
   const MemoryState state = checkpoint_of(make_window_operators(windows(), vocabulary()));
-  // Issue #20: windows format 4, a partition's panes in one key per pane start written when they
-  // change (e8d384603ead0525 was format 3). Before: windows format 3 and sessions format 2,
+  // Issue #20: sessions format 3, the same layout as 2 with deltas after it (1345be0954782823
+  // was format 2; no deltas in a single checkpoint). Windows format 4, a partition's panes in one
+  // key per pane start written when they change (e8d384603ead0525 was format 3). Before: windows format 3 and sessions format 2,
   // partition records packed (6ac9393238c93acf with sessions format 1); 5f9dfea09cf4f22a was
   // windows format 2 (issue #15: a partition's record ends with the watermark its windows were
   // emitted through) and df76adfb5a19105f format 1 (all still read).
-  EXPECT_EQ(digest(state), "1345be0954782823");
+  EXPECT_EQ(digest(state), "8251abcc384890b7");
 }
 
 // Format 4's partition state (the `panes` header and its `pane/<start>` keys, relative to the
@@ -255,9 +256,16 @@ std::string window_record_as_format_2(std::string_view v3, const Vocabulary& v) 
   return out;
 }
 
-// Sessions format 2's partition record rewritten as format 1 (the previous release's layout).
-std::string session_record_as_format_1(std::string_view v2) {
+// Sessions format 3's base record as format 2: the same layout (2 had no deltas).
+std::string session_record_as_format_2(std::string_view v3) {
+  EXPECT_EQ(v3.at(0), 3);
+  return "\x02" + std::string(v3.substr(1));
+}
+
+// Sessions format 2's partition record rewritten as format 1.
+std::string session_record_as_format_1(std::string_view v3) {
   constexpr size_t kBuckets = 10;  // kDurationBuckets + Inf
+  const std::string v2 = session_record_as_format_2(v3);
   byte_codec::Reader in(v2);
   EXPECT_EQ(in.u8(), 2);
   std::string out;
@@ -298,8 +306,9 @@ std::string session_record_as_format_1(std::string_view v2) {
 }
 
 // Issue #20 packed the window partitions (format 3) and the sessions (format 2), then split the
-// window partitions into a key per pane start (format 4): state written by the previous releases
-// restores to the same state, and is rewritten in the current format at the next checkpoint.
+// window partitions into a key per pane start (format 4) and gave the sessions deltas (format 3):
+// state written by the previous releases restores to the same state, and is rewritten in the
+// current format at the next checkpoint.
 TEST(StateFormat, WindowFormats2And3StillRestoreToTheSameState) {
   const MemoryState current = checkpoint_of(make_window_operators(windows(), vocabulary()));
   for (const int format : {3, 2}) {
@@ -320,7 +329,9 @@ TEST(StateFormat, WindowFormats2And3StillRestoreToTheSameState) {
       } else if (pane) {
         continue;  // in the header's record
       } else if (session_record) {
-        previous.put(key, session_record_as_format_1(value));
+        // Both older sessions formats, one with each older windows format.
+        previous.put(key, format == 3 ? session_record_as_format_2(value)
+                                      : session_record_as_format_1(value));
         ++sessions_converted;
       } else {
         previous.put(key, value);

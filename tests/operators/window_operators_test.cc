@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -585,6 +586,149 @@ TEST(SessionWindowOperator, SameActorOfTwoBrandsHasTwoSessions) {
   op.on_watermark(kT0 + minutes(30), out);
   EXPECT_EQ(out.count, 2u);
   EXPECT_EQ(op.open_sessions(), 0u);
+}
+
+const WindowSpec kSessions{"sessions",  WindowKind::session, Millis{0}, Millis{0},
+                          minutes(30), Millis{0},           EmitMode::final};
+
+// What a session operator holds, as far as anything outside can tell: the records and stats of
+// every session once the watermark passes them all.
+std::string session_outcome(SessionWindowOperator& op) {
+  ValueEmitter out;
+  const size_t open = op.open_sessions();
+  const uint64_t late = op.late_events();
+  op.on_watermark(kT0 + std::chrono::hours(24), out);
+  std::string text = "open " + std::to_string(open) + " late " + std::to_string(late) + "\n";
+  for (const std::string& v : out.values) text += v + "\n";
+  return text;
+}
+
+// Issue #20: the `sessions` key holds every open session of a partition. After a few actors had
+// events, a checkpoint writes a delta with those actors only; sessions that close write their
+// actors' removal. The base and its deltas restore to the same state.
+TEST(SessionWindowOperator, ACheckpointWritesOnlyTheActorsThatChanged) {
+  const PartitionId p{2};
+  SessionWindowOperator op(kSessions, test_vocabulary());
+  for (uint64_t a = 1; a <= 200; ++a) feed(op, like_at(kT0 + seconds(a), a % 2, spread(a)), p);
+  MemoryState store;
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions"});
+  op.saved();
+  EXPECT_FALSE(op.needs_snapshot(p, true));
+  const size_t base_bytes = store.entries().at("sessions").size();
+
+  for (const uint64_t a : {1, 2, 500}) feed(op, like_at(kT0 + minutes(10), a % 2, spread(a)), p);
+  EXPECT_TRUE(op.needs_snapshot(p, false));
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+  EXPECT_LT(store.entries().at("sessions/0000").size() * 10, base_bytes);
+  op.saved();
+
+  // Every session but those of actors 1, 2 and 500 closes: their actors leave the store.
+  NullEmitter out;
+  op.on_watermark(kT0 + minutes(35), out);
+  EXPECT_EQ(out.count, 198u);
+  EXPECT_EQ(op.open_sessions(), 3u);
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0001"});
+  op.saved();
+
+  SessionWindowOperator restored(kSessions, test_vocabulary());
+  ASSERT_TRUE(restored.restore(p, store));
+  EXPECT_EQ(restored.open_sessions(), 3u);
+  EXPECT_FALSE(restored.needs_snapshot(p, false));
+  EXPECT_EQ(session_outcome(restored), session_outcome(op));
+}
+
+// A failed commit (no saved()) loses nothing: the next snapshot writes the same delta key again,
+// with the changes of both intervals.
+TEST(SessionWindowOperator, ADeltaNotSavedIsWrittenAgainWithTheNextChanges) {
+  const PartitionId p{0};
+  SessionWindowOperator op(kSessions, test_vocabulary());
+  for (uint64_t a = 1; a <= 50; ++a) feed(op, like_at(kT0 + seconds(a), 0, spread(a)), p);
+  MemoryState store;
+  snapshot_writes(op, p, store);
+  op.saved();
+  feed(op, like_at(kT0 + minutes(1), 0, spread(7)), p);
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+  feed(op, like_at(kT0 + minutes(2), 1, spread(8)), p);  // the commit failed: no saved()
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+  op.saved();
+  SessionWindowOperator restored(kSessions, test_vocabulary());
+  ASSERT_TRUE(restored.restore(p, store));
+  EXPECT_EQ(session_outcome(restored), session_outcome(op));
+}
+
+// Over many checkpoints of new actors, extended and closing sessions and late events, the store
+// restores after each one to what a run without checkpoints holds; the base is rewritten after
+// kMaxDeltas deltas or once the deltas would outweigh it, and its deltas go with it.
+TEST(SessionWindowOperator, DeltasRestoreLikeAnUninterruptedRunAndTheBaseIsRewritten) {
+  const PartitionId p{1};
+  struct Step {
+    std::optional<Event> event;
+    EventTime watermark;
+  };
+  std::vector<Step> steps;
+  auto replay = [&](SessionWindowOperator& op) {
+    NullEmitter out;
+    for (const Step& s : steps) {
+      if (s.event) {
+        feed(op, *s.event, p, s.watermark);
+      } else {
+        op.on_watermark(s.watermark, out);
+      }
+    }
+  };
+  SessionWindowOperator op(kSessions, test_vocabulary());
+  MemoryState store;
+  std::mt19937_64 rng(7);
+  size_t deltas = 0, rewrites = 0;
+  EventTime watermark = kT0;
+  uint64_t next_actor = 1;
+  size_t fed = 0;  // steps op has had
+  for (int checkpoint = 0; checkpoint < 40; ++checkpoint) {
+    const EventTime now = kT0 + minutes(4 * checkpoint);
+    // New actors (a burst now and then), returning ones, and an event behind the watermark.
+    const uint64_t fresh = checkpoint % 13 == 5 ? 150 : 4;
+    for (uint64_t i = 0; i < fresh; ++i) {
+      steps.push_back({like_at(now + seconds(i), i % 2, spread(next_actor++)), watermark});
+    }
+    for (int i = 0; i < 3; ++i) {
+      const uint64_t back = 1 + rng() % next_actor;
+      steps.push_back({like_at(now + seconds(30 + i), back % 2, spread(back)), watermark});
+    }
+    steps.push_back({like_at(watermark - minutes(45), 0, spread(1)), watermark});
+    watermark = now - minutes(2);
+    steps.push_back({std::nullopt, watermark});
+    NullEmitter out;
+    for (; fed < steps.size(); ++fed) {
+      const Step& s = steps[fed];
+      if (s.event) {
+        feed(op, *s.event, p, s.watermark);
+      } else {
+        op.on_watermark(s.watermark, out);
+      }
+    }
+    const auto writes = snapshot_writes(op, p, store);
+    op.saved();
+    ASSERT_GE(writes.size(), 1u);
+    if (writes[0] == "put sessions") {
+      ++rewrites;
+      for (size_t i = 1; i < writes.size(); ++i) {
+        EXPECT_EQ(writes[i].rfind("remove sessions/", 0), 0u) << writes[i];
+      }
+      EXPECT_EQ(keys_of(store), std::vector<std::string>{"sessions"});
+    } else {
+      ++deltas;
+      ASSERT_EQ(writes.size(), 1u);
+      EXPECT_EQ(writes[0].rfind("put sessions/", 0), 0u) << writes[0];
+    }
+    SessionWindowOperator restored(kSessions, test_vocabulary());
+    restored.on_watermark(watermark, out);  // as the global scope's restore would
+    ASSERT_TRUE(restored.restore(p, store)) << "checkpoint " << checkpoint;
+    SessionWindowOperator straight(kSessions, test_vocabulary());
+    replay(straight);
+    ASSERT_EQ(session_outcome(restored), session_outcome(straight)) << "checkpoint " << checkpoint;
+  }
+  EXPECT_GE(deltas, 20u);
+  EXPECT_GE(rewrites, 4u);  // the first, kMaxDeltas and the bursts' size rule
 }
 
 TEST(WindowOperators, FactoryMakesOneOperatorPerSpecInOrder) {
