@@ -245,9 +245,25 @@ void HyperLogLog::serialize(std::string& out) const {
       byte_codec::store_u64(p, h);
       p += sizeof(uint64_t);
     }
-  } else {
-    byte_codec::put_u32(out, UINT32_MAX);
+    return;
+  }
+  size_t nonzero = 0;
+  for (const uint8_t r : dense_) nonzero += r != 0 ? 1 : 0;
+  if (nonzero * kCompactBytesPerRegister >= kRegisters) {
+    byte_codec::put_u32(out, kDenseMarker);
     out.append(reinterpret_cast<const char*>(dense_.data()), dense_.size());  // one byte each
+    return;
+  }
+  // Few registers set (a set just past the exact limit, or a minute's actors of a partition):
+  // each as the gap from the previous one and its rank, 2-3 bytes instead of 16 KiB in all.
+  byte_codec::put_u32(out, kCompactMarker);
+  byte_codec::put_var(out, nonzero);
+  size_t next = 0;  // the register after the previous one written
+  for (size_t reg = 0; reg < kRegisters; ++reg) {
+    if (dense_[reg] == 0) continue;
+    byte_codec::put_var(out, reg - next);
+    byte_codec::put_u8(out, dense_[reg]);
+    next = reg + 1;
   }
 }
 
@@ -256,10 +272,29 @@ Result<HyperLogLog> HyperLogLog::deserialize(std::string_view& in) {
   if (in.size() < 4) return make_error(ErrorKind::fatal, "hyperloglog: truncated header");
   const uint32_t n = byte_codec::load_u32(in.data());
   in.remove_prefix(4);
-  if (n == UINT32_MAX) {
+  if (n == kDenseMarker) {
     if (in.size() < kRegisters) return make_error(ErrorKind::fatal, "hyperloglog: truncated dense");
     h.dense_.assign(in.begin(), in.begin() + kRegisters);
     in.remove_prefix(kRegisters);
+    return h;
+  }
+  if (n == kCompactMarker) {
+    byte_codec::Reader r(in);
+    const uint64_t nonzero = r.var();
+    if (!r.ok() || nonzero > kRegisters)
+      return make_error(ErrorKind::fatal, "hyperloglog: bad compact length");
+    h.dense_.assign(kRegisters, 0);
+    uint64_t next = 0;
+    for (uint64_t i = 0; i < nonzero; ++i) {
+      const uint64_t reg = next + r.var();
+      const uint8_t rank = r.u8();
+      if (!r.ok() || reg >= kRegisters || rank == 0 || rank > kMaxRank) {
+        return make_error(ErrorKind::fatal, "hyperloglog: bad compact register");
+      }
+      h.dense_[reg] = rank;
+      next = reg + 1;
+    }
+    in = r.rest();
     return h;
   }
   if (n > kSparseLimit || in.size() < n * sizeof(uint64_t)) {

@@ -40,8 +40,10 @@ class HyperLogLog {
   // Appends the sparse set's hashes, in no particular order (nothing once dense).
   void append_hashes(std::vector<uint64_t>& out) const;
 
-  // Appends a self-delimiting, deterministic encoding (sparse: the hashes in ascending order);
-  // deserialize consumes it from `in`.
+  // Appends a self-delimiting, deterministic encoding: a u32 count and the sparse set's hashes in
+  // ascending order, or kDenseMarker and every register, or (fewer than a third of the registers
+  // set) kCompactMarker and the set registers as (gap, rank) pairs. deserialize consumes it from
+  // `in` and reads all three.
   void serialize(std::string& out) const;
   static Result<HyperLogLog> deserialize(std::string_view& in);
 
@@ -50,6 +52,9 @@ class HyperLogLog {
   // hash 0 itself is kept in has_zero_): one probe per add instead of a binary search plus
   // buffered sorted merges. Order does not matter for anything but serialize(), which sorts.
   static constexpr size_t kInitialSlots = 16;
+  static constexpr uint32_t kDenseMarker = UINT32_MAX;
+  static constexpr uint32_t kCompactMarker = UINT32_MAX - 1;  // issue #20: 2-3 bytes a register
+  static constexpr size_t kCompactBytesPerRegister = 3;       // at most: a 2-byte gap and a rank
 
   size_t sparse_count() const { return sparse_size_ + (has_zero_ ? 1 : 0); }
   size_t slot_of(uint64_t hash) const {

@@ -1,5 +1,6 @@
 #include "operators/hyperloglog.h"
 
+#include "operators/byte_codec.h"
 #include "operators/sliding_hyperloglog.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +21,17 @@ namespace {
 uint64_t hash_of(uint64_t i) {
   const std::string s = "actor-" + std::to_string(i);
   return XXH3_64bits(s.data(), s.size());
+}
+
+std::string bytes_of(const HyperLogLog& h) {
+  std::string out;
+  h.serialize(out);
+  return out;
+}
+std::string bytes_of_n(uint64_t n) {
+  HyperLogLog h;
+  for (uint64_t i = 0; i < n; ++i) h.add(hash_of(i));
+  return bytes_of(h);
 }
 
 TEST(HyperLogLog, ExactWhileSparse) {
@@ -67,6 +79,43 @@ TEST(HyperLogLog, SerializeRoundTrip) {
     EXPECT_TRUE(in.empty());
     EXPECT_EQ(back->estimate(), h.estimate());
   }
+}
+
+// Issue #20: a sketch with few registers set (just past the exact limit, as a partition's minute
+// of a brand often is) is written as its set registers, not 16 KiB; one with many as every
+// register. Both read back to the same registers, and the bytes depend on the registers only.
+TEST(HyperLogLog, FewSetRegistersAreWrittenCompactly) {
+  for (const uint64_t n : {600, 2000, 5000, 20000}) {
+    HyperLogLog h;
+    for (uint64_t i = 0; i < n; ++i) h.add(hash_of(i));
+    ASSERT_TRUE(h.is_dense());
+    std::string bytes;
+    h.serialize(bytes);
+    size_t set = 0;
+    for (size_t i = 0; i < HyperLogLog::kRegisters; ++i) set += h.registers()[i] != 0 ? 1 : 0;
+    if (set * 3 < HyperLogLog::kRegisters) {
+      EXPECT_LE(bytes.size(), 4 + 3 + 3 * set) << n;
+    } else {
+      EXPECT_EQ(bytes.size(), 4 + HyperLogLog::kRegisters) << n;
+    }
+    std::string_view in = bytes;
+    auto back = HyperLogLog::deserialize(in);
+    ASSERT_TRUE(back.has_value()) << n;
+    EXPECT_TRUE(in.empty());
+    ASSERT_TRUE(back->is_dense());
+    EXPECT_TRUE(std::equal(h.registers(), h.registers() + HyperLogLog::kRegisters,
+                           back->registers()))
+        << n;
+    // Built another way (merged halves): the same registers, the same bytes.
+    HyperLogLog a, b;
+    for (uint64_t i = 0; i < n; ++i) (i % 2 == 0 ? a : b).add(hash_of(i));
+    a.merge(b);
+    EXPECT_EQ(bytes_of(a), bytes) << n;
+  }
+  EXPECT_LT(bytes_of_n(600).size(), 2000u);  // instead of 16 KiB
+  // Stored state holds these bytes: a change needs a new marker and a reader for this one.
+  const std::string pinned = bytes_of_n(600);
+  EXPECT_EQ(XXH3_64bits(pinned.data(), pinned.size()), 295781630044934556ULL) << pinned.size();
 }
 
 TEST(HyperLogLog, StaysExactUpToTheSparseLimit) {
@@ -134,13 +183,13 @@ TEST(HyperLogLog, DensifiedEqualsDirectlyDense) {
 
 // The estimate as first written: a double sum of 2^-rank in register order.
 double reference_estimate(const HyperLogLog& h) {
-  std::string bytes;
-  h.serialize(bytes);
+  const uint8_t* registers = h.registers();
+  EXPECT_NE(registers, nullptr);
   const double m = static_cast<double>(HyperLogLog::kRegisters);
   double sum = 0.0;
   size_t zeros = 0;
-  for (size_t i = 4; i < bytes.size(); ++i) {
-    const int r = static_cast<unsigned char>(bytes[i]);
+  for (size_t i = 0; i < HyperLogLog::kRegisters; ++i) {
+    const int r = registers[i];
     sum += std::ldexp(1.0, -r);
     zeros += r == 0;
   }
@@ -220,21 +269,42 @@ TEST(HyperLogLog, ReplayingTheReportedChangesRebuildsTheState) {
 }
 
 TEST(HyperLogLog, RejectsTruncatedBytes) {
-  HyperLogLog h;
-  for (uint64_t i = 0; i < 5000; ++i) h.add(hash_of(i));
-  std::string bytes;
-  h.serialize(bytes);
-  std::string_view in(bytes.data(), bytes.size() / 2);
-  EXPECT_FALSE(HyperLogLog::deserialize(in).has_value());
+  for (const uint64_t n : {600, 5000, 20000}) {  // compact and every register
+    const std::string bytes = bytes_of_n(n);
+    std::string_view in(bytes.data(), bytes.size() / 2);
+    EXPECT_FALSE(HyperLogLog::deserialize(in).has_value()) << n;
+  }
+}
+
+TEST(HyperLogLog, RejectsCorruptCompactRegisters) {
+  auto compact = [](std::initializer_list<uint8_t> body) {
+    std::string bytes;
+    byte_codec::put_u32(bytes, UINT32_MAX - 1);
+    for (uint8_t b : body) bytes.push_back(static_cast<char>(b));
+    return bytes;
+  };
+  // Count, then (gap, rank) pairs as varints and bytes.
+  const std::vector<std::string> bad = {
+      compact({0x81, 0x80, 0x01}),     // more registers than there are
+      compact({1, 0x80, 0x80, 1, 3}),  // past the last register
+      compact({1, 5, 0}),              // a set register of rank 0
+      compact({1, 5, 60}),             // a rank above kMaxRank
+      compact({2, 5, 3}),              // fewer pairs than counted
+  };
+  for (const std::string& bytes : bad) {
+    std::string_view in = bytes;
+    EXPECT_FALSE(HyperLogLog::deserialize(in).has_value());
+  }
+  const std::string good = compact({2, 5, 3, 0, 7});  // registers 5 and 6
+  std::string_view in = good;
+  auto h = HyperLogLog::deserialize(in);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->registers()[5], 3);
+  EXPECT_EQ(h->registers()[6], 7);
 }
 
 // --- SlidingHyperLogLog ---
 
-std::string bytes_of(const HyperLogLog& h) {
-  std::string out;
-  h.serialize(out);
-  return out;
-}
 std::string bytes_of(const SlidingHyperLogLog& s) {
   std::string out;
   s.serialize(out);
