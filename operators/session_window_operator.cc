@@ -51,6 +51,7 @@ SessionWindowOperator::PartitionState& SessionWindowOperator::state_for(Partitio
 void SessionWindowOperator::schedule(PartitionState& state, const SessionKey& key,
                                      ActorSessions& actor, int64_t close) {
   actor.timer = close;
+  earliest_due_ = std::min(earliest_due_, close);
   state.timers.push_back(Timer{close, key});
   std::push_heap(state.timers.begin(), state.timers.end(), std::greater<>{});
 }
@@ -123,6 +124,10 @@ void SessionWindowOperator::on_watermark(EventTime watermark, Emitter& out) {
   const int64_t wm = to_epoch_ms(watermark);
   if (wm <= watermark_) return;
   watermark_ = wm;
+  // The watermark moves with nearly every event: without this, each move visited every
+  // partition's timers (11 % of BM_AllDefaultOperators at 50 partitions).
+  if (wm < earliest_due_) return;
+  int64_t earliest = kNever;
   closed_.clear();
   for (auto& [partition, state] : partitions_) {
     auto& timers = state.timers;
@@ -156,7 +161,9 @@ void SessionWindowOperator::on_watermark(EventTime watermark, Emitter& out) {
       }
       if (timer.close == actor.timer) schedule(state, timer.key, actor, next);
     }
+    if (!timers.empty()) earliest = std::min(earliest, timers.front().close);
   }
+  earliest_due_ = earliest;
   // Heap and hash orders are arbitrary: sort so every run emits the same sequence.
   std::sort(closed_.begin(), closed_.end(), [](const Closed& a, const Closed& b) {
     return std::tie(a.close, a.brand, a.actor_id, a.session.start, a.partition) <
@@ -498,6 +505,7 @@ void SessionWindowOperator::adopt(PartitionId partition, PartitionState state, b
     int64_t first = kNever;
     for (const Session& s : actor.sessions) first = std::min(first, close_time(s));
     actor.timer = first;
+    earliest_due_ = std::min(earliest_due_, first);
     state.timers.push_back(Timer{first, key});
   }
   std::make_heap(state.timers.begin(), state.timers.end(), std::greater<>{});

@@ -4,6 +4,7 @@
 #include <absl/container/inlined_vector.h>
 
 #include <array>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -148,6 +149,8 @@ class SessionWindowOperator final : public Operator {
   // Global (kGlobalPartition) state.
   int64_t watermark_;
   uint64_t records_total_ = 0;
+  // No timer of any partition closes before this (a lower bound): on_watermark's fast path.
+  int64_t earliest_due_ = std::numeric_limits<int64_t>::max();
 
   std::vector<Closed> closed_;          // reused by on_watermark
   mutable std::string scratch_;         // snapshot: a record
