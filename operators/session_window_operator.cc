@@ -229,7 +229,10 @@ void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer)
   // Restored and not changed since: the store holds it already.
   if (!state->unsaved && state->stored.base) return;
   const Stored& was = state->stored;
-  if (was.base && !state->rewrite && was.deltas < kMaxDeltas) {
+  // As many listed as there are actors (a busy partition's every actor, each interval): the
+  // delta could not be smaller than the base, so it is not encoded only to be thrown away.
+  if (was.base && !state->rewrite && was.deltas < kMaxDeltas &&
+      state->changed.size() < state->actors.size()) {
     entries_.clear();
     for (const SessionKey& key : state->changed) entries_.push_back(Entry{key, {}, nullptr});
     std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {

@@ -622,18 +622,43 @@ TEST(SessionWindowOperator, ACheckpointWritesOnlyTheActorsThatChanged) {
   EXPECT_LT(store.entries().at("sessions/0000").size() * 10, base_bytes);
   op.saved();
 
-  // Every session but those of actors 1, 2 and 500 closes: their actors leave the store.
+  // The sessions of actors 3 to 10 close (1 and 2 went on): their actors leave the store.
   NullEmitter out;
-  op.on_watermark(kT0 + minutes(35), out);
-  EXPECT_EQ(out.count, 198u);
-  EXPECT_EQ(op.open_sessions(), 3u);
+  op.on_watermark(kT0 + minutes(30) + seconds(10), out);
+  EXPECT_EQ(out.count, 8u);
+  EXPECT_EQ(op.open_sessions(), 193u);
   EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0001"});
   op.saved();
 
   SessionWindowOperator restored(kSessions, test_vocabulary());
   ASSERT_TRUE(restored.restore(p, store));
-  EXPECT_EQ(restored.open_sessions(), 3u);
+  EXPECT_EQ(restored.open_sessions(), 193u);
   EXPECT_FALSE(restored.needs_snapshot(p, false));
+  EXPECT_EQ(session_outcome(restored), session_outcome(op));
+}
+
+// Once most actors changed (or left), the delta would not be smaller: the base is rewritten.
+TEST(SessionWindowOperator, APartitionWhoseActorsAllChangedRewritesItsBase) {
+  const PartitionId p{0};
+  SessionWindowOperator op(kSessions, test_vocabulary());
+  for (uint64_t a = 1; a <= 100; ++a) feed(op, like_at(kT0 + seconds(a), 0, spread(a)), p);
+  MemoryState store;
+  snapshot_writes(op, p, store);
+  op.saved();
+  feed(op, like_at(kT0 + minutes(1), 0, spread(7)), p);
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+  op.saved();
+  for (uint64_t a = 1; a <= 100; ++a) feed(op, like_at(kT0 + minutes(2), 0, spread(a)), p);
+  EXPECT_EQ(snapshot_writes(op, p, store),
+            (std::vector<std::string>{"put sessions", "remove sessions/0000"}));
+  op.saved();
+  NullEmitter out;
+  op.on_watermark(kT0 + minutes(40), out);  // every session closes
+  EXPECT_EQ(out.count, 100u);
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions"});
+  op.saved();
+  SessionWindowOperator restored(kSessions, test_vocabulary());
+  ASSERT_TRUE(restored.restore(p, store));
   EXPECT_EQ(session_outcome(restored), session_outcome(op));
 }
 
