@@ -637,16 +637,30 @@ TEST(SessionWindowOperator, ACheckpointWritesOnlyTheActorsThatChanged) {
   EXPECT_EQ(session_outcome(restored), session_outcome(op));
 }
 
-// Once most actors changed (or left), the delta would not be smaller: the base is rewritten.
-TEST(SessionWindowOperator, APartitionWhoseActorsAllChangedRewritesItsBase) {
-  const PartitionId p{0};
-  SessionWindowOperator op(kSessions, test_vocabulary());
-  for (uint64_t a = 1; a <= 100; ++a) feed(op, like_at(kT0 + seconds(a), 0, spread(a)), p);
-  MemoryState store;
+// An operator restored from `store` holds what `op` holds (both are run to the end).
+void expect_store_restores_it(SessionWindowOperator& op, PartitionId p, MemoryState& store) {
+  SessionWindowOperator restored(kSessions, test_vocabulary());
+  ASSERT_TRUE(restored.restore(p, store));
+  EXPECT_EQ(session_outcome(restored), session_outcome(op));
+}
+
+// Stores `actors` actors' sessions in `store` (saved), then writes the first delta: one more
+// event of actor 7 (not saved).
+void store_actors_then_one_more(SessionWindowOperator& op, PartitionId p, uint64_t actors,
+                                MemoryState& store) {
+  for (uint64_t a = 1; a <= actors; ++a) feed(op, like_at(kT0 + seconds(a), 0, spread(a)), p);
   snapshot_writes(op, p, store);
   op.saved();
   feed(op, like_at(kT0 + minutes(1), 0, spread(7)), p);
   EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+}
+
+// Once most actors changed (or left), the delta would not be smaller: the base is rewritten.
+TEST(SessionWindowOperator, APartitionWhoseActorsAllChangedRewritesItsBase) {
+  const PartitionId p{0};
+  SessionWindowOperator op(kSessions, test_vocabulary());
+  MemoryState store;
+  store_actors_then_one_more(op, p, 100, store);
   op.saved();
   for (uint64_t a = 1; a <= 100; ++a) feed(op, like_at(kT0 + minutes(2), 0, spread(a)), p);
   EXPECT_EQ(snapshot_writes(op, p, store),
@@ -657,9 +671,7 @@ TEST(SessionWindowOperator, APartitionWhoseActorsAllChangedRewritesItsBase) {
   EXPECT_EQ(out.count, 100u);
   EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions"});
   op.saved();
-  SessionWindowOperator restored(kSessions, test_vocabulary());
-  ASSERT_TRUE(restored.restore(p, store));
-  EXPECT_EQ(session_outcome(restored), session_outcome(op));
+  expect_store_restores_it(op, p, store);
 }
 
 // A failed commit (no saved()) loses nothing: the next snapshot writes the same delta key again,
@@ -667,18 +679,12 @@ TEST(SessionWindowOperator, APartitionWhoseActorsAllChangedRewritesItsBase) {
 TEST(SessionWindowOperator, ADeltaNotSavedIsWrittenAgainWithTheNextChanges) {
   const PartitionId p{0};
   SessionWindowOperator op(kSessions, test_vocabulary());
-  for (uint64_t a = 1; a <= 50; ++a) feed(op, like_at(kT0 + seconds(a), 0, spread(a)), p);
   MemoryState store;
-  snapshot_writes(op, p, store);
-  op.saved();
-  feed(op, like_at(kT0 + minutes(1), 0, spread(7)), p);
-  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+  store_actors_then_one_more(op, p, 50, store);
   feed(op, like_at(kT0 + minutes(2), 1, spread(8)), p);  // the commit failed: no saved()
   EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
   op.saved();
-  SessionWindowOperator restored(kSessions, test_vocabulary());
-  ASSERT_TRUE(restored.restore(p, store));
-  EXPECT_EQ(session_outcome(restored), session_outcome(op));
+  expect_store_restores_it(op, p, store);
 }
 
 // Over many checkpoints of new actors, extended and closing sessions and late events, the store
