@@ -143,7 +143,10 @@ void WindowOperator::process(const ProcessContext& ctx, const Event& event) {
   const int64_t pane_start = floor_div(t, pane_ms_) * pane_ms_;
   bool created = false;
   Pane& pane = pane_at(state, pack(event.brand, event.channel), pane_start, created);
-  if (created) earliest_due_ = std::min(earliest_due_, next_close_after(pane_start, watermark_));
+  if (created) {
+    earliest_due_ = std::min(earliest_due_, next_close_after(pane_start, watermark_));
+    pane.overflow = !state.stored.contains(pane_start);  // a new start: written whole, no log
+  }
   pane.aggregate.Measures::add(event, ctx.derived);
   if (event.has_actor && pane.aggregate.actors.add(event.actor_hash)) {
     note_fresh(pane, event.actor_hash);

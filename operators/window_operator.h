@@ -78,7 +78,9 @@ class WindowOperator final : public Operator {
     bool dirty = false;   // changed since the last checkpoint (emit mode `update`)
     bool unsaved = true;  // changed since the last saved(): its start's key is rewritten
     // The actor hashes that changed aggregate.actors since the last saved(), in order, up to
-    // kFreshLimit (then `overflow`: the start's base is rewritten).
+    // kFreshLimit. `overflow`: nothing is logged, the start's base is rewritten at the next
+    // checkpoint (the changes outgrew kFreshLimit, or the start was not stored when the pane was
+    // created: no delta could be written for it anyway).
     bool overflow = false;
     std::vector<uint64_t> fresh;
   };
