@@ -701,6 +701,37 @@ TEST(SessionWindowOperator, APartitionWhoseActorsAllChangedRewritesItsBase) {
   expect_store_restores_it(op, p, store);
 }
 
+// A brand removed from the configuration is dropped wherever it is stored (here in a delta only)
+// and reported; the next checkpoint rewrites the base without it and removes the deltas.
+TEST(SessionWindowOperator, ABrandRemovedFromTheConfigurationLeavesBaseAndDeltas) {
+  const PartitionId p{0};
+  SessionWindowOperator op(kSessions, test_vocabulary());
+  // The base holds acme's actors only; globex appears in the delta.
+  for (uint64_t a = 1; a <= 100; ++a) feed(op, like_at(kT0 + seconds(a), 0, spread(a)), p);
+  MemoryState store;
+  snapshot_writes(op, p, store);
+  op.saved();
+  for (uint64_t a = 200; a < 204; ++a) feed(op, like_at(kT0 + minutes(1), a % 2, spread(a)), p);
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put sessions/0000"});
+  op.saved();
+
+  const Vocabulary acme_only({{"acme", true}}, {"twitter", "facebook", "linkedin"});
+  SessionWindowOperator restored(kSessions, acme_only);
+  ASSERT_TRUE(restored.restore(p, store));
+  EXPECT_FALSE(dropped_names(store).empty());
+  for (const std::string& d : dropped_names(store)) EXPECT_EQ(d, "brand:globex");
+  EXPECT_EQ(restored.open_sessions(), 102u);  // acme's 100 of the base and 2 of the delta
+  EXPECT_TRUE(restored.needs_snapshot(p, false));
+  EXPECT_EQ(snapshot_writes(restored, p, store),
+            (std::vector<std::string>{"put sessions", "remove sessions/0000"}));
+  restored.saved();
+  store.clear_dropped();
+  SessionWindowOperator again(kSessions, acme_only);
+  ASSERT_TRUE(again.restore(p, store));
+  EXPECT_TRUE(store.dropped().empty());
+  EXPECT_EQ(again.open_sessions(), 102u);
+}
+
 // A failed commit (no saved()) loses nothing: the next snapshot writes the same delta key again,
 // with the changes of both intervals.
 TEST(SessionWindowOperator, ADeltaNotSavedIsWrittenAgainWithTheNextChanges) {
