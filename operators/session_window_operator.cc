@@ -17,6 +17,13 @@ namespace {
 // 2 are still read.
 constexpr uint8_t kSnapshotVersion = 3;
 constexpr std::string_view kDeltaPrefix = "sessions/";
+constexpr size_t kDeltaDigits = 4;
+
+// `sessions/<4 hex digits>`: delta n (key order = the order they were written).
+void delta_key(uint32_t n, std::string& out) {
+  out.assign(kDeltaPrefix);
+  byte_codec::put_hex(out, n, kDeltaDigits);
+}
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
 template <typename Sessions>
@@ -234,23 +241,14 @@ void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer)
   if (was.base && !state->rewrite && was.deltas < kMaxDeltas &&
       state->changed.size() < state->actors.size()) {
     entries_.clear();
-    for (const SessionKey& key : state->changed) entries_.push_back(Entry{key, {}, nullptr});
-    std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
-      return std::tie(a.key.brand, a.key.actor_hash) < std::tie(b.key.brand, b.key.actor_hash);
-    });
-    entries_.erase(std::unique(entries_.begin(), entries_.end(),
-                               [](const Entry& a, const Entry& b) { return a.key == b.key; }),
-                   entries_.end());
-    for (Entry& entry : entries_) {
-      const auto it = state->actors.find(entry.key);
-      if (it == state->actors.end()) continue;  // removed
-      entry.actor = &it->second;
-      entry.actor_id = it->second.actor_id;
+    for (const SessionKey& key : state->changed) {
+      const auto it = state->actors.find(key);
+      entries_.push_back(it == state->actors.end() ? Entry{key, {}, nullptr}  // removed
+                                                   : Entry{key, it->second.actor_id, &it->second});
     }
     encode_packed(*state, entries_, scratch_);
     if (was.delta_bytes + scratch_.size() <= was.base_bytes) {
-      key_.assign(kDeltaPrefix);
-      byte_codec::put_hex(key_, was.deltas, 4);
+      delta_key(was.deltas, key_);
       writer.put(key_, scratch_);
       state->pending =
           Stored{true, was.deltas + 1, was.base_bytes, was.delta_bytes + scratch_.size()};
@@ -264,8 +262,7 @@ void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer)
   encode_packed(*state, entries_, scratch_);
   writer.put("sessions", scratch_);
   for (uint32_t n = 0; n < was.deltas; ++n) {
-    key_.assign(kDeltaPrefix);
-    byte_codec::put_hex(key_, n, 4);
+    delta_key(n, key_);
     writer.remove(key_);
   }
   state->pending = Stored{true, 0, scratch_.size(), 0};
@@ -287,7 +284,7 @@ Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader
   state.stored.base_bytes = (*bytes)->size();
   // Key order: the deltas in the order they were written.
   auto scanned = reader.scan(kDeltaPrefix, [&](std::string_view key, std::string_view value) {
-    const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), 4);
+    const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), kDeltaDigits);
     if (!n) return corrupt("delta key '" + std::string(key) + "'");
     byte_codec::Reader in(value);
     const uint8_t version = in.u8();
@@ -323,11 +320,15 @@ void SessionWindowOperator::encode_packed(const PartitionState& state, std::vect
     }
     put_f64(out, b.duration_sum);
   }
-  // The bytes depend on the state only, not on hash order.
+  // The bytes depend on the state only, not on hash order. A key listed twice (an actor removed
+  // and back since the last checkpoint) sorts next to itself and is written once.
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return std::tie(a.key.brand, a.actor_id, a.key.actor_hash) <
            std::tie(b.key.brand, b.actor_id, b.key.actor_hash);
   });
+  entries.erase(std::unique(entries.begin(), entries.end(),
+                            [](const Entry& a, const Entry& b) { return a.key == b.key; }),
+                entries.end());
   size_t groups = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
     groups += i == 0 || entries[i].key.brand != entries[i - 1].key.brand ? 1 : 0;

@@ -121,7 +121,7 @@ class SessionWindowOperator final : public Operator {
     PartitionId partition;
   };
 
-  // The partition's stats and `entries` (sorted here) in the packed layout.
+  // The partition's stats and `entries` (sorted and deduplicated here) in the packed layout.
   void encode_packed(const PartitionState& state, std::vector<Entry>& entries,
                      std::string& out) const;
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader,
