@@ -17,6 +17,18 @@ namespace {
 // sketch (issue #17); 2 (the HLL slices) is still read too; 1 (positional blob per partition) is
 // not.
 constexpr uint64_t kPartitionSnapshotVersion = 4;
+// `actors/<name>`: 5 may have `folds/<name>/<n>` keys beside it (issue #20), which builds that read
+// only 4 would ignore, so they refuse 5; 4 (the whole sketch) is still read, and rewritten as 5.
+constexpr uint64_t kActorsVersion = 5;
+constexpr uint64_t kActorsVersionWhole = 4;
+// `folds/<name>/<n>` (n: kFoldDigits hex digits, from 0 after each base): a checkpoint's sketch
+// steps, each the expiry floor, the number of minutes folded and those (minute, HyperLogLog).
+constexpr uint64_t kFoldsVersion = 1;
+constexpr int kFoldDigits = 4;
+// The base is rewritten after kMinFolds to 2 * kMinFolds - 1 fold keys (by partition and brand,
+// so that the partitions' bases are not all rewritten in the same checkpoint), or as soon as the
+// folds would outweigh it.
+constexpr uint32_t kMinFolds = 32;
 constexpr uint64_t kPartitionSnapshotVersionWhole = 3;
 constexpr uint64_t kPartitionSnapshotVersionSlices = 2;
 constexpr int64_t kMinutesPerChunk = 60;  // `minutes/<name>/<hour>`
@@ -41,6 +53,11 @@ constexpr uint64_t kExplainVersion = 1;
 constexpr uint64_t kLateVersion = 1;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
+
+void fold_key(std::string_view name, uint32_t n, std::string& out) {
+  out.assign("folds/").append(name).push_back('/');
+  byte_codec::put_hex(out, n, kFoldDigits);
+}
 
 // `minutes/<name>/<16 hex digits>`: the hour, biased so that the keys sort as the hours do.
 void hour_key(std::string_view name, int64_t hour, std::string& out) {
@@ -189,9 +206,10 @@ void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
       if (b.minutes.first < minute_floor && b.minutes.end() > b.minutes.first)
         note_unsaved_minute(b, std::min(minute_floor, b.minutes.end()) - 1);
       b.minutes.drop_before(minute_floor);
-      b.actors_unsaved = true;  // folds and expires (its bytes hold the horizon): once a minute
+      const int64_t floor = new_closed_end - kLongHorizonMinutes;
+      note_sketch_step(b, new_closed_end, floor);  // once a minute
       fold_closed_actors(b, new_closed_end);
-      b.actors.expire_before(new_closed_end - kLongHorizonMinutes);
+      b.actors.expire_before(floor);
     }
   }
   ++actors_version_;
@@ -204,6 +222,48 @@ void ReputationOperator::fold_closed_actors(BrandState& brand, int64_t closed_en
     open.items.pop_front();
     ++open.first;
   }
+}
+
+void ReputationOperator::note_sketch_step(BrandState& brand, int64_t closed_end, int64_t floor) {
+  if (brand.actors_rebase) return;
+  const Series<HyperLogLog>& open = brand.open_actors;
+  size_t folded = 0;
+  for (size_t i = 0; i < open.items.size() && open.first + static_cast<int64_t>(i) < closed_end;
+       ++i) {
+    folded += open.items[i].empty() ? 0 : 1;
+  }
+  // Nothing to fold into an empty sketch: the step changes nothing.
+  if (folded == 0 && brand.actors.empty()) return;
+  using namespace byte_codec;
+  std::string& out = brand.unsaved_steps;
+  put_svar(out, floor);
+  put_var(out, folded);
+  for (size_t i = 0; i < open.items.size() && open.first + static_cast<int64_t>(i) < closed_end;
+       ++i) {
+    if (open.items[i].empty()) continue;
+    put_svar(out, open.first + static_cast<int64_t>(i));
+    open.items[i].serialize(out);
+  }
+  ++brand.unsaved_step_count;
+}
+
+bool ReputationOperator::replay_sketch_steps(BrandState& brand, std::string_view steps) {
+  byte_codec::Reader r(steps);
+  const uint64_t count = r.var();
+  for (uint64_t step = 0; step < count && r.ok(); ++step) {
+    const int64_t floor = r.svar();
+    const uint64_t folded = r.var();
+    if (!r.ok() || std::abs(floor) > kSaneMinute || folded > r.remaining()) return false;
+    for (uint64_t i = 0; i < folded; ++i) {
+      const int64_t minute = r.svar();
+      if (!r.ok() || std::abs(minute) > kSaneMinute) return false;
+      auto seen = HyperLogLog::deserialize(r.rest());
+      if (!seen) return false;
+      brand.actors.add_minute(minute, *seen);
+    }
+    brand.actors.expire_before(floor);
+  }
+  return r.done();
 }
 
 void ReputationOperator::close_minutes(int64_t new_closed_end, Emitter& out) {
@@ -520,7 +580,7 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
   for (size_t index = 0; index < state->brands.size(); ++index) {
     const BrandState& b = state->brands[index];
     const std::string& name = vocabulary_.brand_name(static_cast<BrandIndex>(index));
-    snapshot_brand(b, name, out);
+    snapshot_brand(partition, b, name, out);
     value.clear();
     put_u64(value, kExplainVersion);
     put_u64(value, b.explain.size());
@@ -536,8 +596,8 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
   out.put("late", value);
 }
 
-void ReputationOperator::snapshot_brand(const BrandState& b, const std::string& name,
-                                        StateWriter& out) const {
+void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState& b,
+                                        const std::string& name, StateWriter& out) const {
   using namespace byte_codec;
   std::string value;
   std::string key;
@@ -563,12 +623,44 @@ void ReputationOperator::snapshot_brand(const BrandState& b, const std::string& 
     for (int64_t m = from; m < to; ++m) put_bucket(value, *b.minutes.find(m));
     out.put(key, value);
   }
-  if (b.actors_unsaved) {
+  snapshot_actors(partition, b, name, out);
+}
+
+void ReputationOperator::snapshot_actors(PartitionId partition, const BrandState& b,
+                                         const std::string& name, StateWriter& out) const {
+  using namespace byte_codec;
+  b.pending_actors = ActorsWrite::none;
+  if (!b.actors_rebase && b.unsaved_step_count == 0) return;
+  std::string value;
+  std::string key;
+  if (!b.actors_rebase) {
+    // Staggered: partition and brand name decide after how many fold keys the base is rewritten.
+    const uint32_t limit =
+        kMinFolds + (static_cast<uint32_t>(partition.value) * 31 +
+                     static_cast<uint32_t>(name.size()) * 7 + static_cast<uint8_t>(name.back())) %
+                        kMinFolds;
+    put_u64(value, kFoldsVersion);
+    put_var(value, b.unsaved_step_count);
+    value += b.unsaved_steps;
+    if (b.stored_folds < limit &&
+        b.stored_fold_bytes + value.size() <= std::max<size_t>(b.stored_base_bytes, 1024)) {
+      fold_key(name, b.stored_folds, key);
+      out.put(key, value);
+      b.pending_actors = ActorsWrite::folds;
+      b.pending_actors_bytes = value.size();
+      return;
+    }
     value.clear();
-    put_u64(value, kPartitionSnapshotVersion);
-    b.actors.serialize(value);
-    out.put(key.assign("actors/").append(name), value);
   }
+  put_u64(value, kActorsVersion);
+  b.actors.serialize(value);
+  out.put(key.assign("actors/").append(name), value);
+  for (uint32_t n = 0; n < b.stored_folds; ++n) {
+    fold_key(name, n, key);
+    out.remove(key);
+  }
+  b.pending_actors = ActorsWrite::base;
+  b.pending_actors_bytes = value.size();
 }
 
 void ReputationOperator::note_unsaved_hour(BrandState& brand, int64_t minute) {
@@ -584,7 +676,7 @@ void ReputationOperator::note_all_unsaved(BrandState& brand) {
     note_unsaved_minute(brand, m);
   }
   if (!brand.minutes.items.empty()) note_unsaved_minute(brand, brand.minutes.end() - 1);
-  brand.actors_unsaved = true;
+  brand.actors_rebase = true;
 }
 
 namespace {
@@ -713,8 +805,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       read_hll_series(b.open_actors);
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
       if (!r.done()) return corrupt_reputation(key);
-      split[*brand] = 1;
-      b.actors_unsaved = false;
+      split[*brand] = 1;  // the sketch is in `actors/<name>` (a base to write until read)
       any = true;
       return {};
     }
@@ -782,10 +873,46 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     }
     if (!split[*brand]) return corrupt_reputation(key);
     byte_codec::Reader r(bytes);
-    if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
+    const uint64_t version = r.u64();
+    if (!r.ok()) return corrupt_reputation(key);
+    if (version != kActorsVersion && version != kActorsVersionWhole) {
+      return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
+                                              "' has format version " + std::to_string(version) +
+                                              ", this build reads versions 4 and 5");
+    }
     auto actors = SlidingHyperLogLog::deserialize(r.rest());
     if (!actors || !r.done()) return corrupt_reputation(key);
-    s.brands[*brand].actors = std::move(*actors);
+    BrandState& b = s.brands[*brand];
+    b.actors = std::move(*actors);
+    b.stored_base_bytes = bytes.size();
+    // Version 4 is rewritten as 5 before any fold key is written beside it.
+    if (version == kActorsVersionWhole) {
+      s.unsaved = true;
+    } else {
+      b.actors_rebase = false;
+      split[*brand] = 2;  // folds may follow
+    }
+    return {};
+  });
+  if (!scanned) return scanned;
+  // The fold keys after each base, replayed in order (contiguous from 0, or corrupt).
+  scanned = in.scan("folds/", [&](std::string_view key, std::string_view bytes) -> Status {
+    const size_t slash = key.rfind('/');
+    if (slash < 6) return corrupt_reputation(key);
+    const std::string_view name = key.substr(6, slash - 6);
+    const auto brand = vocabulary_.find_brand(name);
+    if (!brand) {
+      in.drop(key, DroppedKind::brand, name);
+      return {};
+    }
+    const auto n = byte_codec::parse_hex(key.substr(slash + 1), kFoldDigits);
+    BrandState& b = s.brands[*brand];
+    if (split[*brand] != 2 || !n || *n != b.stored_folds) return corrupt_reputation(key);
+    byte_codec::Reader r(bytes);
+    if (auto v = check_version(r, kFoldsVersion, key); !v) return v;
+    if (!replay_sketch_steps(b, r.rest())) return corrupt_reputation(key);
+    ++b.stored_folds;
+    b.stored_fold_bytes += bytes.size();
     return {};
   });
   if (!scanned) return scanned;
@@ -794,7 +921,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     const size_t open_minutes = b.open_actors.items.size();
     if (closed_end_ != kNothingClosed) fold_closed_actors(b, closed_end_);
     if (b.open_actors.items.size() != open_minutes) {
-      b.actors_unsaved = true;
+      b.actors_rebase = true;
       s.unsaved = true;
     }
   }
@@ -873,7 +1000,25 @@ void ReputationOperator::saved() {
     for (BrandState& b : p.brands) {
       b.unsaved_hours.clear();
       b.noted_begin = b.noted_end = 0;
-      b.actors_unsaved = false;
+      switch (b.pending_actors) {
+        case ActorsWrite::none:
+          break;
+        case ActorsWrite::base:
+          b.stored_base_bytes = b.pending_actors_bytes;
+          b.stored_folds = 0;
+          b.stored_fold_bytes = 0;
+          b.actors_rebase = false;
+          break;
+        case ActorsWrite::folds:
+          ++b.stored_folds;
+          b.stored_fold_bytes += b.pending_actors_bytes;
+          break;
+      }
+      if (b.pending_actors != ActorsWrite::none) {
+        b.unsaved_steps.clear();
+        b.unsaved_step_count = 0;
+      }
+      b.pending_actors = ActorsWrite::none;
     }
   }
 }

@@ -113,6 +113,7 @@ class ReputationOperator final : public Operator {
     T& at(int64_t index);
     void drop_before(int64_t index);
   };
+  enum class ActorsWrite : uint8_t { none, base, folds };
   struct BrandState {
     Series<MinuteBucket> minutes;
     Series<HyperLogLog> open_actors;  // per open minute (>= closed end)
@@ -121,12 +122,24 @@ class ReputationOperator final : public Operator {
     // the minute closes, so it holds the few open minutes only.
     std::map<int64_t, ContributionSketch> explain;
     // Changed since the last saved() (format 4): hours (minute / 60) whose stored buckets are
-    // stale, and the sliding sketch.
+    // stale.
     std::vector<int64_t> unsaved_hours;
     // The minutes [begin, end) of the hour noted last: an event there needs no bookkeeping.
     int64_t noted_begin = 0;
     int64_t noted_end = 0;
-    bool actors_unsaved = true;
+    // The sliding sketch as stored (issue #20): a base `actors/<name>` and after it a key
+    // `folds/<name>/<n>` per checkpoint whose watermarks changed the sketch, holding those
+    // watermarks' steps (the minutes folded, the expiry floor) to replay on restore, instead of
+    // the whole sketch (up to ~250 KiB) per partition and brand every minute.
+    std::string unsaved_steps;  // encoded steps since saved()
+    uint32_t unsaved_step_count = 0;
+    uint32_t stored_folds = 0;  // folds/<name>/0 .. n-1 beside the base
+    size_t stored_fold_bytes = 0;
+    size_t stored_base_bytes = 0;
+    bool actors_rebase = true;  // the next snapshot writes the base (and removes the folds)
+    // What the last snapshot wrote of the sketch, applied by saved().
+    mutable ActorsWrite pending_actors = ActorsWrite::none;
+    mutable size_t pending_actors_bytes = 0;
   };
   struct PartitionState {
     std::vector<BrandState> brands;
@@ -143,8 +156,18 @@ class ReputationOperator final : public Operator {
   static void note_unsaved_hour(BrandState& brand, int64_t minute);
   // Every hour of the brand's buckets and its sketch (restored from an older format).
   static void note_all_unsaved(BrandState& brand);
-  // The brand's format 4 keys into `out` (`name`: the brand's).
-  void snapshot_brand(const BrandState& brand, const std::string& name, StateWriter& out) const;
+  // The brand's format 4 keys into `out` (`name`: the brand's; `partition` staggers the sketch's
+  // rebases).
+  void snapshot_brand(PartitionId partition, const BrandState& brand, const std::string& name,
+                      StateWriter& out) const;
+  // The sketch's keys: its base, or the steps since saved() as the next fold key.
+  void snapshot_actors(PartitionId partition, const BrandState& brand, const std::string& name,
+                       StateWriter& out) const;
+  // Records the step a watermark is about to take on the brand's sketch (fold the open minutes
+  // below `closed_end`, then expire before `floor`), unless the base is rewritten anyway.
+  static void note_sketch_step(BrandState& brand, int64_t closed_end, int64_t floor);
+  // Replays one `folds/` key's steps onto the restored sketch.
+  static bool replay_sketch_steps(BrandState& brand, std::string_view steps);
   // Every minute before the returned one is closed at `watermark`: its end + grace has passed.
   int64_t closed_end_at(EventTime watermark) const;
   void close_minutes(int64_t new_closed_end, Emitter& out);

@@ -320,6 +320,7 @@ TEST(ReputationOperator, UniqueActorsSurviveARestoreWithOpenMinutes) {
   for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
     testing::checkpoint_into(state, h.op, p);
   }
+  h.op.saved();  // committed: what follows is written relative to it, as the restored copy's
   Harness back;
   for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}}) {
     ASSERT_TRUE(testing::restore_from(state, back.op, p));
@@ -340,8 +341,8 @@ TEST(ReputationOperator, UniqueActorsSurviveARestoreWithOpenMinutes) {
 }
 
 // Issue #20: a day of minute buckets per brand and partition is not rewritten at every checkpoint:
-// an event rewrites its hour's buckets, a closing minute the sketch, the horizon's end removes
-// the hours that left it. What is stored restores to the same state.
+// an event rewrites its hour's buckets, a closing minute adds a fold key to the sketch's, the
+// horizon's end removes the hours that left it. What is stored restores to the same state.
 TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
   KpiSettings kpi;
   kpi.reputation_horizon = std::chrono::hours(2);
@@ -374,7 +375,8 @@ TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
   const auto closing = snapshot();
   EXPECT_TRUE(closing.wrote("remove " + h0));
   EXPECT_TRUE(closing.wrote("put " + h1));
-  EXPECT_TRUE(closing.wrote("put actors/acme"));
+  EXPECT_TRUE(closing.wrote("put folds/acme/0000"));
+  EXPECT_FALSE(closing.wrote("put actors/acme"));
   EXPECT_FALSE(closing.wrote("put " + h2));
   h.op.saved();
 
@@ -391,6 +393,119 @@ TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
     x->advance_to_minute(200);
   }
   EXPECT_EQ(back.metrics().samples, h.metrics().samples);
+}
+
+// Issue #20: a closing minute adds a small `folds/<name>/<n>` key (the minutes folded into the
+// sliding sketch and its expiry floor) instead of rewriting the sketch, dense or not; the base is
+// rewritten after 32 to 63 fold keys, or once they would outweigh it, and the fold keys removed.
+// After every checkpoint, committed or not, the store restores the sketch the run has.
+TEST(ReputationOperator, SketchFoldKeysRestoreLikeAnUninterruptedRun) {
+  KpiSettings kpi;
+  kpi.reputation_horizon = std::chrono::minutes(30);
+  Harness h(kpi);
+  MemoryState store;
+  const std::vector<PartitionId> scopes = {kGlobalPartition, PartitionId{0}, PartitionId{1}};
+  std::vector<std::string> writes;
+  size_t largest_fold = 0, smallest_dense_base = SIZE_MAX;
+  auto checkpoint = [&](bool commit) {
+    for (PartitionId p : scopes) {
+      MemoryState scratch;
+      testing::RecordingWriter w(scratch);
+      h.op.snapshot(p, w);
+      const std::string scope = state_scope(h.op.name(), p);
+      for (const std::string& op : w.writes) {
+        const std::string key = op.substr(op.find(' ') + 1);
+        writes.push_back(op.substr(0, op.find(' ') + 1) + scope + key);
+        if (!commit) continue;  // a failed commit stores nothing
+        if (op.starts_with("remove ")) {
+          store.remove(scope + key);
+          continue;
+        }
+        const std::string& value = scratch.entries().at(key);
+        store.put(scope + key, value);
+        if (p == PartitionId{0} && key.starts_with("folds/acme/"))
+          largest_fold = std::max(largest_fold, value.size());
+        if (p == PartitionId{0} && key == "actors/acme" && value.size() > 16384)
+          smallest_dense_base = std::min(smallest_dense_base, value.size());
+      }
+    }
+    if (commit) h.op.saved();
+  };
+  auto expect_store_restores_the_run = [&](int minute) {
+    Harness back(kpi);
+    for (PartitionId p : scopes) {
+      const auto restored = testing::restore_from(store, back.op, p);
+      ASSERT_TRUE(restored) << "minute " << minute << ": " << restored.error().message;
+    }
+    back.watermark = h.watermark;
+    EXPECT_EQ(back.metrics().samples, h.metrics().samples) << "minute " << minute;
+  };
+  int actor = 0;
+  for (int m = 0; m < 150; ++m) {
+    // acme: 300 new actors a minute on partition 0 (a dense sketch within minutes) and a few on
+    // partition 1; globex: the same 5 actors (an exact sketch that stays small).
+    for (int i = 0; i < 300; ++i)
+      h.add(actor_event(kAcme, m + 0.5, "a" + std::to_string(actor++ % 20000)));
+    h.add(actor_event(kAcme, m + 0.5, "p1-" + std::to_string(m % 7)), /*partition=*/1);
+    h.add(actor_event(kGlobex, m + 0.5, "g" + std::to_string(m % 5)));
+    h.advance_to_minute(m + 1);
+    // Every seventh checkpoint fails (not committed): the next one writes its keys again.
+    checkpoint(/*commit=*/m % 7 != 3);
+    if (m % 7 != 3) expect_store_restores_the_run(m);
+  }
+  auto count = [&](std::string_view what) {
+    return std::count_if(writes.begin(), writes.end(), [&](const std::string& w) {
+      return w.find(what) != std::string::npos;
+    });
+  };
+  // A rebase removed the fold keys; a fold key of the dense sketch is a fraction of its base.
+  EXPECT_GE(count("remove kpi_reputation/00000000/folds/acme/0000"), 1);
+  EXPECT_GE(count("put kpi_reputation/00000000/folds/acme/0010"), 1);
+  ASSERT_NE(smallest_dense_base, SIZE_MAX);
+  EXPECT_LT(largest_fold * 4, smallest_dense_base) << largest_fold;
+  // Never more than 63 fold keys beside a base.
+  size_t folds = 0;
+  for (const auto& [key, value] : store.entries())
+    folds += key.find("/folds/") != std::string::npos ? 1 : 0;
+  EXPECT_LE(folds, 3u * 63u);
+  EXPECT_GT(h.metrics().at(kActors1h), 8000.0);
+}
+
+// A fold key beside a base of the previous version (4) cannot be: such state is corrupt, and so is
+// a gap in the fold keys' numbers.
+TEST(ReputationOperator, FoldKeysNeedABaseOfTheirVersionAndNoGap) {
+  Harness h;
+  for (int m = 0; m < 3; ++m) {
+    for (int i = 0; i < 50; ++i)
+      h.add(actor_event(kAcme, m + 0.5, "a" + std::to_string(m * 50 + i)));
+    h.advance_to_minute(m + 1);
+  }
+  MemoryState store;
+  for (int round = 0; round < 3; ++round) {
+    for (PartitionId p : {kGlobalPartition, PartitionId{0}}) testing::checkpoint_into(store, h.op, p);
+    h.op.saved();
+    h.add(actor_event(kAcme, 3.5 + round, "late-" + std::to_string(round)));
+    h.advance_to_minute(4 + round);
+  }
+  const std::string scope = state_scope(h.op.name(), PartitionId{0});
+  ASSERT_TRUE(store.entries().contains(scope + "folds/acme/0001"));
+  auto restores = [&](const MemoryState& state) {
+    Harness back;
+    MemoryState copy = state;
+    EXPECT_TRUE(testing::restore_from(copy, back.op, kGlobalPartition));
+    return testing::restore_from(copy, back.op, PartitionId{0});
+  };
+  EXPECT_TRUE(restores(store));
+  MemoryState gap = store;
+  gap.remove(scope + "folds/acme/0000");
+  auto s = restores(gap);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("folds/acme/0001"), std::string::npos) << s.error().message;
+  MemoryState old_base = store;
+  std::string base = store.entries().at(scope + "actors/acme");
+  base[0] = 4;  // version 4: the whole sketch, which no fold key follows
+  old_base.put(scope + "actors/acme", base);
+  EXPECT_FALSE(restores(old_base));
 }
 
 // State written before issue #17 (`brand/<name>` format 2: minutes, then 5-minute and 1-hour HLL
@@ -701,11 +816,19 @@ TEST(KpiOperators, SnapshotRestoreEqualsUninterruptedRun) {
 
   auto whole = build();
   RecordingEmitter whole_out;
-  run(whole, 0, stream.size(), whole_out);
+  const size_t half = stream.size() / 2;
+  run(whole, 0, half, whole_out);
+  // The checkpoint the split run restores, committed here too (state is written relative to it).
+  MemoryState committed;
+  for (const auto& op : whole) {
+    for (PartitionId p : {kGlobalPartition, PartitionId{0}, PartitionId{1}, PartitionId{2}})
+      testing::checkpoint_into(committed, *op, p);
+    op->saved();
+  }
+  run(whole, half, stream.size(), whole_out);
 
   auto first = build();
   RecordingEmitter split_out;
-  const size_t half = stream.size() / 2;
   run(first, 0, half, split_out);
   MemoryState state;
   const std::vector<PartitionId> ids_to_save = {kGlobalPartition, PartitionId{0}, PartitionId{1},
