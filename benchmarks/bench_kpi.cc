@@ -182,6 +182,75 @@ void BM_KpiSnapshot(benchmark::State& state) {
 }
 BENCHMARK(BM_KpiSnapshot)->Unit(benchmark::kMicrosecond);
 
+// What a live pipeline writes when a minute closes (issue #20): six hours of event time at 20 000
+// events a minute over 4 brands x 4 partitions (dense unique-actor sketches), checkpointed and
+// saved after every minute as the pipeline does; then, per iteration, one more minute (untimed)
+// and the checkpoint of the four partitions that follows its close (timed), bases rewritten now
+// and then included. Counter: bytes written per minute close.
+void BM_KpiCheckpointOfAMinuteClose(benchmark::State& state) {
+  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
+                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
+                          "blog", "forum", "reviews", "web"});
+  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
+  const auto events = make_events(1 << 20);
+  NullEmitter emitter;
+  constexpr size_t kPerMinute = 20'000;
+  EventTime watermark = kMinEventTime;
+  size_t i = 0;
+  MemoryState store;
+  size_t written = 0;
+  auto feed_minute = [&] {
+    for (size_t k = 0; k < kPerMinute; ++k, ++i) {
+      const auto& [partition, e] = events[i & (events.size() - 1)];
+      Event shifted = e;
+      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3);
+      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
+                                                      KpiSettings{}, EmvSettings{});
+      for (auto& op : ops) op->process(ctx, shifted);
+    }
+    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3 - 10'000);
+    for (auto& op : ops) op->on_watermark(watermark, emitter);
+  };
+  // Counts the value bytes a checkpoint puts.
+  class Counting final : public StateWriter {
+   public:
+    Counting(StateWriter& inner, size_t& bytes) : inner_(inner), bytes_(bytes) {}
+    void put(std::string_view key, std::string_view value) override {
+      bytes_ += value.size();
+      inner_.put(key, value);
+    }
+    void remove(std::string_view key) override { inner_.remove(key); }
+
+   private:
+    StateWriter& inner_;
+    size_t& bytes_;
+  };
+  auto checkpoint = [&] {
+    for (const auto& op : ops) {
+      for (int p = 0; p < 4; ++p) {
+        Counting counted(store, written);
+        ScopedStateWriter scoped(counted, state_scope(op->name(), PartitionId{p}));
+        op->snapshot(PartitionId{p}, scoped);
+      }
+      op->saved();
+    }
+  };
+  for (int m = 0; m < 6 * 60; ++m) {
+    feed_minute();
+    checkpoint();
+  }
+  written = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    feed_minute();
+    state.ResumeTiming();
+    checkpoint();
+  }
+  state.counters["kB_per_minute_close"] =
+      static_cast<double>(written) / 1e3 / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_KpiCheckpointOfAMinuteClose)->Iterations(128)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 }  // namespace sp
 
