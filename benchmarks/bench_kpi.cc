@@ -96,41 +96,57 @@ class NullMetricsWriter final : public MetricsWriter {
   }
 };
 
+// The KPI operators fed minute by minute: `per_minute` events of make_events() spread evenly
+// over each minute of event time, then the watermark that closes it (10 s behind).
+struct MinuteFeed {
+  explicit MinuteFeed(size_t per_minute)
+      : vocab({{"acme", true}, {"globex", false}, {"initech", false}},
+              {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok", "blog",
+               "forum", "reviews", "web"}),
+        ops(make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}})),
+        events(make_events(1 << 20)),
+        per_minute(per_minute),
+        step_ms(60'000 / static_cast<int64_t>(per_minute)) {}
+
+  void feed_minute() {
+    constexpr int64_t kT0 = 1795478400000;
+    for (size_t k = 0; k < per_minute; ++k, ++i) {
+      const auto& [partition, e] = events[i & (events.size() - 1)];
+      Event shifted = e;
+      shifted.time = from_epoch_ms(kT0 + static_cast<int64_t>(i) * step_ms);
+      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
+                                                      KpiSettings{}, EmvSettings{});
+      for (auto& op : ops) op->process(ctx, shifted);
+    }
+    watermark = from_epoch_ms(kT0 + static_cast<int64_t>(i) * step_ms - 10'000);
+    for (auto& op : ops) op->on_watermark(watermark, emitter);
+  }
+
+  Vocabulary vocab;
+  std::vector<std::unique_ptr<Operator>> ops;
+  std::vector<std::pair<PartitionId, Event>> events;
+  size_t per_minute;
+  int64_t step_ms;
+  size_t i = 0;
+  EventTime watermark = kMinEventTime;
+  NullEmitter emitter;
+};
+
 // One collect() of both KPI operators (what each checkpoint's metrics publish pays) after a day of
 // event time at state.range(0) events per minute over 4 brands x 4 partitions: the unique-actor
 // sketches are dense (200k actors). A minute closes before every state.range(1)-th collect (1:
 // each collect sees a new closed minute, as while catching up; 60: a live pipeline publishing
 // every second), outside the timing.
 void BM_KpiCollect(benchmark::State& state) {
-  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
-                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
-                          "blog", "forum", "reviews", "web"});
-  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
-  const auto events = make_events(1 << 20);
-  NullEmitter emitter;
-  const auto per_minute = static_cast<size_t>(state.range(0));
-  const int64_t step_ms = 60'000 / static_cast<int64_t>(per_minute);
-  size_t i = 0;
-  EventTime watermark = kMinEventTime;
-  auto feed_minute = [&] {
-    for (size_t k = 0; k < per_minute; ++k, ++i) {
-      const auto& [partition, e] = events[i & (events.size() - 1)];
-      Event shifted = e;
-      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * step_ms);
-      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
-                                                      KpiSettings{}, EmvSettings{});
-      for (auto& op : ops) op->process(ctx, shifted);
-    }
-    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * step_ms - 10'000);
-    for (auto& op : ops) op->on_watermark(watermark, emitter);
-  };
-  for (int m = 0; m < 24 * 60; ++m) feed_minute();
+  MinuteFeed feed(static_cast<size_t>(state.range(0)));
+  auto& ops = feed.ops;
+  for (int m = 0; m < 24 * 60; ++m) feed.feed_minute();
   NullMetricsWriter out;
   size_t n = 0;
   for (auto _ : state) {
     if (n++ % static_cast<size_t>(state.range(1)) == 0) {
       state.PauseTiming();
-      feed_minute();
+      feed.feed_minute();
       state.ResumeTiming();
     }
     for (const auto& op : ops) op->collect(out);
@@ -144,27 +160,9 @@ BENCHMARK(BM_KpiCollect)->Args({20'000, 1})->Args({20'000, 60})->Unit(benchmark:
 // The same day of state: one snapshot() of the four partitions (what a checkpoint writes when
 // every partition is dirty), into a MemoryState.
 void BM_KpiSnapshot(benchmark::State& state) {
-  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
-                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
-                          "blog", "forum", "reviews", "web"});
-  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
-  const auto events = make_events(1 << 20);
-  NullEmitter emitter;
-  constexpr size_t kPerMinute = 20'000;
-  EventTime watermark = kMinEventTime;
-  size_t i = 0;
-  for (int m = 0; m < 24 * 60; ++m) {
-    for (size_t k = 0; k < kPerMinute; ++k, ++i) {
-      const auto& [partition, e] = events[i & (events.size() - 1)];
-      Event shifted = e;
-      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3);
-      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
-                                                      KpiSettings{}, EmvSettings{});
-      for (auto& op : ops) op->process(ctx, shifted);
-    }
-    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3 - 10'000);
-    for (auto& op : ops) op->on_watermark(watermark, emitter);
-  }
+  MinuteFeed feed(20'000);
+  for (int m = 0; m < 24 * 60; ++m) feed.feed_minute();
+  auto& ops = feed.ops;
   size_t bytes = 0;
   for (auto _ : state) {
     MemoryState out;
@@ -188,29 +186,10 @@ BENCHMARK(BM_KpiSnapshot)->Unit(benchmark::kMicrosecond);
 // and the checkpoint of the four partitions that follows its close (timed), bases rewritten now
 // and then included. Counter: bytes written per minute close.
 void BM_KpiCheckpointOfAMinuteClose(benchmark::State& state) {
-  const Vocabulary vocab({{"acme", true}, {"globex", false}, {"initech", false}},
-                         {"twitter", "facebook", "instagram", "linkedin", "youtube", "tiktok",
-                          "blog", "forum", "reviews", "web"});
-  auto ops = make_kpi_operators(vocab, KpiSettings{}, {{"acme", "twitter", 150}});
-  const auto events = make_events(1 << 20);
-  NullEmitter emitter;
-  constexpr size_t kPerMinute = 20'000;
-  EventTime watermark = kMinEventTime;
-  size_t i = 0;
+  MinuteFeed feed(20'000);
+  auto& ops = feed.ops;
   MemoryState store;
   size_t written = 0;
-  auto feed_minute = [&] {
-    for (size_t k = 0; k < kPerMinute; ++k, ++i) {
-      const auto& [partition, e] = events[i & (events.size() - 1)];
-      Event shifted = e;
-      shifted.time = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3);
-      const ProcessContext ctx = make_process_context(partition, watermark, watermark, shifted,
-                                                      KpiSettings{}, EmvSettings{});
-      for (auto& op : ops) op->process(ctx, shifted);
-    }
-    watermark = from_epoch_ms(1795478400000 + static_cast<int64_t>(i) * 3 - 10'000);
-    for (auto& op : ops) op->on_watermark(watermark, emitter);
-  };
   // Counts the value bytes a checkpoint puts.
   class Counting final : public StateWriter {
    public:
@@ -236,13 +215,13 @@ void BM_KpiCheckpointOfAMinuteClose(benchmark::State& state) {
     }
   };
   for (int m = 0; m < 6 * 60; ++m) {
-    feed_minute();
+    feed.feed_minute();
     checkpoint();
   }
   written = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    feed_minute();
+    feed.feed_minute();
     state.ResumeTiming();
     checkpoint();
   }
