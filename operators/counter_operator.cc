@@ -13,8 +13,18 @@ namespace {
 // cell (`cell/<brand>/<channel>`) and per brand's ideas (`ideas/<brand>`); still read.
 constexpr uint64_t kSnapshotVersion = 2;
 // 3: one packed key `cells` per partition (issue #20: a key costs a checkpoint ~2 us in RocksDB
-// and a changelog record; format 2 wrote ~33 keys of ~380 bytes per partition).
-constexpr uint64_t kPackedVersion = 3;
+// and a changelog record; format 2 wrote ~33 keys of ~380 bytes per partition). 4: the same
+// layout, and `cells/<n>` deltas may follow it (builds that read 3 only would miss them, so they
+// refuse 4); 3 is still read, and rewritten as 4.
+constexpr uint64_t kPackedVersion = 4;
+constexpr uint64_t kPackedVersionAlone = 3;
+constexpr size_t kDeltaDigits = 4;
+constexpr uint32_t kMaxDeltas = 8;
+
+void delta_key(uint32_t n, std::string& out) {
+  out.assign("cells/");
+  byte_codec::put_hex(out, n, kDeltaDigits);
+}
 // Format 2 cells keep no impressions or engagements: the counters export neither.
 constexpr MeasureSet kCellMeasures =
     MeasureSet::all().without(Measure::impressions).without(Measure::engagements);
@@ -48,6 +58,7 @@ CounterOperator::PartitionState CounterOperator::fresh_state() const {
   PartitionState s;
   s.cells.resize(vocabulary_.brand_count() * vocabulary_.channel_count());
   s.ideas.resize(vocabulary_.brand_count() * kRoleCount);
+  s.changed.resize(s.cells.size());
   return s;
 }
 
@@ -55,8 +66,13 @@ void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
   PartitionState& s = partitions_.get_or_create(ctx.partition, [this] { return fresh_state(); });
   s.unsaved = true;
   const Derived& d = ctx.derived;
-  Cell& cell = s.cells[cell_index(event.brand, event.channel)];
+  const size_t index = cell_index(event.brand, event.channel);
+  Cell& cell = s.cells[index];
   cell.add(event, d);
+  if (s.changed[index] == 0) {
+    s.changed[index] = 1;
+    s.changed_cells.push_back(static_cast<uint32_t>(index));  // capacity kept: no allocation
+  }
   if (d.ideas != 0)
     s.ideas[static_cast<size_t>(event.brand) * kRoleCount + static_cast<size_t>(event.role)] +=
         d.ideas;
@@ -73,18 +89,52 @@ void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
 void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
   const PartitionState* state = partitions_.find(partition);
   if (state == nullptr) return;  // no state: nothing to restore
-  using namespace byte_codec;
   const PartitionState& s = *state;
   std::string& value = scratch_;
+  std::string key;
+  s.pending = Write::none;
+  if (!s.rebase && s.changed_cells.empty()) return;  // stored as it is
+  if (!s.rebase && s.stored_deltas < kMaxDeltas) {
+    size_t touched = 0;
+    for (const Cell& c : s.cells) touched += c.touched() ? 1 : 0;
+    if (s.changed_cells.size() * 2 < touched) {
+      value.clear();
+      encode_packed(s, /*only_changed=*/true, value);
+      if (s.stored_delta_bytes + value.size() <= s.stored_base_bytes) {
+        delta_key(s.stored_deltas, key);
+        out.put(key, value);
+        s.pending = Write::delta;
+        s.pending_bytes = value.size();
+        return;
+      }
+    }
+  }
   value.clear();
+  encode_packed(s, /*only_changed=*/false, value);
+  out.put("cells", value);
+  for (uint32_t n = 0; n < s.stored_deltas; ++n) {
+    delta_key(n, key);
+    out.remove(key);
+  }
+  for (const std::string& legacy : s.legacy_keys) out.remove(legacy);
+  s.pending = Write::base;
+  s.pending_bytes = value.size();
+}
+
+void CounterOperator::encode_packed(const PartitionState& s, bool only_changed,
+                                    std::string& value) const {
+  using namespace byte_codec;
   put_var(value, kPackedVersion);
   const size_t channels = vocabulary_.channel_count();
+  auto listed = [&](size_t index) {
+    return only_changed ? s.changed[index] != 0 : s.cells[index].touched();
+  };
   size_t cells = 0;
-  for (const Cell& c : s.cells) cells += c.touched() ? 1 : 0;
+  for (size_t i = 0; i < s.cells.size(); ++i) cells += listed(i) ? 1 : 0;
   put_var(value, cells);
   for (const size_t index : cells_by_name_) {
     const Cell& c = s.cells[index];
-    if (!c.touched()) continue;  // counters only grow: an untouched cell was never written
+    if (!listed(index)) continue;  // counters only grow: an untouched cell was never written
     put_vstr(value, vocabulary_.brand_name(static_cast<BrandIndex>(index / channels)));
     put_vstr(value, vocabulary_.channel_name(static_cast<ChannelIndex>(index % channels)));
     c.encode_packed(value, kCellMeasures);
@@ -96,6 +146,7 @@ void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
     }
     if (buckets != 0) put_f64(value, c.care_sum);
   }
+  // Every brand's ideas, deltas too: a few bytes, and restore just assigns what it reads.
   size_t brands = 0;
   for (size_t b = 0; b < vocabulary_.brand_count(); ++b) {
     for (size_t r = 0; r < kRoleCount; ++r) {
@@ -119,8 +170,6 @@ void CounterOperator::snapshot(PartitionId partition, StateWriter& out) const {
       put_svar(value, v);
     }
   }
-  out.put("cells", value);
-  for (const std::string& key : s.legacy_keys) out.remove(key);
 }
 
 bool CounterOperator::needs_snapshot(PartitionId partition, bool /*touched*/) const {
@@ -128,8 +177,27 @@ bool CounterOperator::needs_snapshot(PartitionId partition, bool /*touched*/) co
 }
 
 void CounterOperator::saved() {
+  for (auto& [id, s] : partitions_) {
+    switch (s.pending) {
+      case Write::none:
+        continue;  // not written since the last saved(): nothing counted
+      case Write::base:
+        s.stored_base_bytes = s.pending_bytes;
+        s.stored_deltas = 0;
+        s.stored_delta_bytes = 0;
+        s.rebase = false;
+        s.legacy_keys.clear();
+        break;
+      case Write::delta:
+        ++s.stored_deltas;
+        s.stored_delta_bytes += s.pending_bytes;
+        break;
+    }
+    s.pending = Write::none;
+    for (const uint32_t index : s.changed_cells) s.changed[index] = 0;
+    s.changed_cells.clear();
+  }
   partitions_.mark_all_saved();
-  for (auto& [id, s] : partitions_) s.legacy_keys.clear();
 }
 
 namespace {
@@ -153,7 +221,24 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
   auto packed = in.get("cells");
   if (!packed) return tl::unexpected(packed.error());
   if (*packed) {
-    if (auto d = decode_packed(**packed, in, s); !d) return d;
+    s.unsaved = false;  // as stored, unless an entry is dropped or the format is older
+    if (auto d = decode_packed("cells", **packed, in, s); !d) return d;
+    s.stored_base_bytes = (*packed)->size();
+    const bool alone = byte_codec::Reader(**packed).var() == kPackedVersionAlone;
+    if (alone) s.unsaved = true;
+    // The deltas, in order: each replaces the cells it lists (contiguous from 0, or corrupt).
+    auto deltas = in.scan("cells/", [&](std::string_view key, std::string_view bytes) -> Status {
+      const auto n = byte_codec::parse_hex(key.substr(6), kDeltaDigits);
+      if (alone || !n || *n != s.stored_deltas || byte_codec::Reader(bytes).var() != kPackedVersion)
+        return corrupt_counters(key);
+      if (auto d = decode_packed(key, bytes, in, s); !d) return d;
+      ++s.stored_deltas;
+      s.stored_delta_bytes += bytes.size();
+      return {};
+    });
+    if (!deltas) return deltas;
+    // Rewritten whole at the next checkpoint when something was dropped or the format is 3.
+    s.rebase = s.unsaved;
     partitions_.assign(partition, std::move(s));
     return {};
   }
@@ -228,26 +313,24 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
   return {};
 }
 
-Status CounterOperator::decode_packed(std::string_view bytes, StateReader& in,
+Status CounterOperator::decode_packed(std::string_view key, std::string_view bytes, StateReader& in,
                                       PartitionState& s) const {
   byte_codec::Reader r(bytes);
   const uint64_t version = r.var();
-  if (!r.ok()) return corrupt_counters("cells");
-  if (version != kPackedVersion) {
-    return make_error(ErrorKind::fatal, "kpi_counters: state key 'cells' has format version " +
-                                            std::to_string(version) +
-                                            ", this build reads version " +
-                                            std::to_string(kPackedVersion));
+  if (!r.ok()) return corrupt_counters(key);
+  if (version != kPackedVersion && version != kPackedVersionAlone) {
+    return make_error(ErrorKind::fatal, "kpi_counters: state key '" + std::string(key) +
+                                            "' has format version " + std::to_string(version) +
+                                            ", this build reads versions 3 and 4");
   }
-  s.unsaved = false;  // as stored, unless an entry is dropped below
   const uint64_t cells = r.var();
   for (uint64_t i = 0; i < cells && r.ok(); ++i) {
     const std::string_view brand_name = r.vstr();
     const std::string_view channel_name = r.vstr();
     Cell c;
-    if (!r.ok() || !c.decode_packed(r, kCellMeasures)) return corrupt_counters("cells");
+    if (!r.ok() || !c.decode_packed(r, kCellMeasures)) return corrupt_counters(key);
     const uint64_t buckets = r.var();
-    if ((buckets >> kCareBuckets) != 0) return corrupt_counters("cells");
+    if ((buckets >> kCareBuckets) != 0) return corrupt_counters(key);
     for (size_t k = 0; k < kCareBuckets; ++k) c.care_buckets[k] = (buckets >> k & 1) ? r.var() : 0;
     if (buckets != 0) c.care_sum = r.f64();
     if (!r.ok()) break;
@@ -279,11 +362,11 @@ Status CounterOperator::decode_packed(std::string_view bytes, StateReader& in,
       const int64_t v = r.svar();
       if (!r.ok()) break;
       const auto role = role_named(role_name);
-      if (!role) return corrupt_counters("cells");
+      if (!role) return corrupt_counters(key);
       if (brand) s.ideas[size_t{*brand} * kRoleCount + static_cast<size_t>(*role)] = v;
     }
   }
-  if (!r.done()) return corrupt_counters("cells");
+  if (!r.done()) return corrupt_counters(key);
   return {};
 }
 

@@ -32,10 +32,13 @@ class CounterOperator final : public Operator {
 
   std::string_view name() const override { return "kpi_counters"; }
   void process(const ProcessContext& ctx, const Event& event) override;
-  // One key per partition, `cells` (byte_codec, packed): every touched brand x channel pair and
-  // each brand's ideas, brands, channels, types and roles by name. Written only after the
-  // partition counted something. Format 2 keys (`cell/<brand>/<channel>`, `ideas/<brand>`) are
-  // still read, and removed when `cells` replaces them.
+  // Per partition `cells` (byte_codec, packed): every touched brand x channel pair and each
+  // brand's ideas, brands, channels, types and roles by name; then (issue #20) `cells/<n>`, the
+  // same layout holding only the cells counted since the previous checkpoint, which restore
+  // applies over it in order. `cells` is rewritten (the deltas removed) after kMaxDeltas, once
+  // they would outweigh it, or when half the touched cells changed. Written only after the
+  // partition counted something. Format 3 (`cells` alone) and format 2 keys
+  // (`cell/<brand>/<channel>`, `ideas/<brand>`) are still read, and rewritten.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   bool needs_snapshot(PartitionId partition, bool touched) const override;
@@ -56,15 +59,32 @@ class CounterOperator final : public Operator {
       care_sum += other.care_sum;
     }
   };
+  enum class Write : uint8_t { none, base, delta };
   struct PartitionState {
     std::vector<Cell> cells;               // brand * channel_count + channel
     std::vector<int64_t> ideas;            // brand * kRoleCount + role
     bool unsaved = true;                   // counted since the last saved()
     std::vector<std::string> legacy_keys;  // format 2 keys restored from: removed when rewritten
+    // Cells counted since the last saved(): a flag per cell and their indexes.
+    std::vector<uint8_t> changed;
+    std::vector<uint32_t> changed_cells;
+    bool rebase = true;          // the next snapshot writes `cells` whole (and removes the deltas)
+    uint32_t stored_deltas = 0;  // cells/<n> beside the stored base, n < stored_deltas
+    size_t stored_base_bytes = 0;
+    size_t stored_delta_bytes = 0;
+    // What the last snapshot wrote, applied by saved().
+    mutable Write pending = Write::none;
+    mutable size_t pending_bytes = 0;
   };
 
   PartitionState fresh_state() const;
-  Status decode_packed(std::string_view bytes, StateReader& in, PartitionState& s) const;
+  // Decodes a `cells` value or delta (`key` names it in errors) over `s`: the cells and ideas it
+  // lists replace those of `s`. Sets s.unsaved when it dropped a brand or channel.
+  Status decode_packed(std::string_view key, std::string_view bytes, StateReader& in,
+                       PartitionState& s) const;
+  // Appends the packed layout of `s`'s touched cells (or, `only_changed`, of those counted since
+  // the last saved()) and its ideas.
+  void encode_packed(const PartitionState& s, bool only_changed, std::string& out) const;
   size_t cell_index(BrandIndex b, ChannelIndex c) const {
     return static_cast<size_t>(b) * vocabulary_.channel_count() + c;
   }

@@ -140,7 +140,8 @@ TEST(CounterOperator, SnapshotRestoreAndDrop) {
   ASSERT_TRUE(testing::restore_from(state, b, PartitionId{0}));
   ASSERT_TRUE(testing::restore_from(state, b, PartitionId{1}));
   EXPECT_EQ(collect(a).samples, collect(b).samples);
-  MemoryState again;
+  // Written over the store it came from, the restored state leaves it as it was.
+  MemoryState again = state;
   testing::checkpoint_into(again, b, PartitionId{0});
   const std::string p0 = state_scope(a.name(), PartitionId{0});
   EXPECT_EQ(testing::entries_under(again, p0), testing::entries_under(state, p0));
@@ -414,10 +415,133 @@ TEST_F(CounterVocabularyChange, ReorderedListsGiveIdenticalMetrics) {
   move_state(a, b, state);
   EXPECT_TRUE(state.dropped().empty());
   EXPECT_EQ(collect(b).samples, collect(a).samples);
-  // And the state written back is the same set of keys and values.
+  // And the state written back whole is the same set of keys and values: restored from format 3
+  // (the same layout, version 3), which is rewritten whole as format 4.
+  MemoryState format_3;
+  for (const auto& [key, value] : state.entries()) {
+    ASSERT_EQ(value[0], '\x4') << key;
+    format_3.put(key, '\x3' + value.substr(1));
+  }
+  CounterOperator c(reordered, {});
   MemoryState again;
-  for (PartitionId p : {PartitionId{0}, PartitionId{1}}) testing::checkpoint_into(again, b, p);
+  for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
+    ASSERT_TRUE(testing::restore_from(format_3, c, p));
+    EXPECT_TRUE(c.needs_snapshot(p, false));
+    testing::checkpoint_into(again, c, p);
+  }
   EXPECT_EQ(again.entries(), state.entries());
+}
+
+// Issue #20: a checkpoint writes a delta `cells/<n>` with the cells counted since the previous
+// one, not the partition's every cell; the base `cells` is rewritten (the deltas removed) after 8
+// deltas, or once half the touched cells changed. After every checkpoint, committed or not, the
+// store restores what the operator counted.
+TEST(CounterOperator, ACheckpointWritesOnlyTheCellsThatChanged) {
+  const Vocabulary v({{"acme", true}, {"globex", false}, {"initech", false}},
+                     {"twitter", "blog", "forum", "news", "video"});
+  CounterOperator a(v, {});
+  auto event = [](int brand, int channel, EventType type, int64_t count) {
+    Event e = make(type, count);
+    e.brand = static_cast<BrandIndex>(brand);
+    e.channel = static_cast<ChannelIndex>(channel);
+    e.reach = 10 * count;
+    return e;
+  };
+  // Every cell of partition 0 counted once: the base lists all of them.
+  for (int b = 0; b < 4; ++b) {
+    for (int c = 0; c < 6; ++c) feed(a, 0, event(b, c, EventType::like, 1));
+  }
+  MemoryState store;
+  std::vector<std::string> written;
+  auto checkpoint = [&](bool commit) {
+    MemoryState scratch;
+    testing::RecordingWriter w(scratch);
+    a.snapshot(PartitionId{0}, w);
+    for (const std::string& op : w.writes) {
+      written.push_back(op);
+      if (!commit) continue;  // a failed commit stores nothing
+      const std::string key = op.substr(op.find(' ') + 1);
+      if (op.starts_with("remove ")) {
+        store.remove(key);
+      } else {
+        store.put(key, scratch.get(key).value().value());
+      }
+    }
+    if (commit) a.saved();
+    return w.writes;
+  };
+  auto expect_store_restores_it = [&](int round) {
+    CounterOperator back(v, {});
+    ASSERT_TRUE(back.restore(PartitionId{0}, store)) << round;
+    EXPECT_EQ(collect(back).samples, collect(a).samples) << round;
+  };
+  EXPECT_EQ(checkpoint(true), (std::vector<std::string>{"put cells"}));
+  const size_t base_bytes = store.get("cells").value()->size();
+  for (int round = 0; round < 30; ++round) {
+    // Two cells a round (one of them an idea: every delta carries the ideas too).
+    feed(a, 0, event(round % 4, round % 6, EventType::mention, round + 1));
+    Event idea = event((round + 1) % 4, 5, EventType::idea, 1);
+    idea.role = Role::customer;
+    feed(a, 0, idea);
+    const bool commit = round % 5 != 2;
+    const auto writes = checkpoint(commit);
+    ASSERT_FALSE(writes.empty());
+    EXPECT_TRUE(writes.front().starts_with("put cells")) << writes.front();
+    if (commit) expect_store_restores_it(round);
+  }
+  // Deltas were written (each well under the base), then the base again with its deltas removed.
+  auto wrote = [&](std::string_view what) {
+    return std::count(written.begin(), written.end(), std::string(what));
+  };
+  EXPECT_GE(wrote("put cells/0000"), 3);
+  EXPECT_GE(wrote("put cells/0003"), 1);
+  EXPECT_EQ(wrote("put cells/0008"), 0);
+  EXPECT_GE(wrote("remove cells/0000"), 2);
+  EXPECT_GE(wrote("put cells"), 3);
+  for (const auto& [key, value] : store.entries()) {
+    if (key != "cells") {
+      EXPECT_LT(value.size() * 4, base_bytes) << key;
+    }
+  }
+  // Half the touched cells counted: the base, not a delta.
+  for (int b = 0; b < 4; ++b) {
+    for (int c = 0; c < 3; ++c) feed(a, 0, event(b, c, EventType::share, 2));
+  }
+  EXPECT_EQ(checkpoint(true).front(), "put cells");
+  expect_store_restores_it(99);
+}
+
+// A delta beside a base of format 3, or after a gap in the numbers, is corrupt state.
+TEST(CounterOperator, DeltasNeedABaseOfTheirFormatAndNoGap) {
+  CounterOperator a(vocab(), {});
+  for (int i = 0; i < 4; ++i) {
+    Event e = make(EventType::like, i + 1);
+    e.brand = static_cast<BrandIndex>(i % 3);
+    e.channel = static_cast<ChannelIndex>(i % 2);
+    feed(a, 0, e);
+  }
+  MemoryState store;
+  for (int round = 0; round < 3; ++round) {
+    a.snapshot(PartitionId{0}, store);
+    a.saved();
+    feed(a, 0, make(EventType::mention, round + 1));
+  }
+  ASSERT_TRUE(store.get("cells/0001").value());
+  auto restores = [](const MemoryState& state) {
+    MemoryState copy = state;
+    CounterOperator b(vocab(), {});
+    return b.restore(PartitionId{0}, copy);
+  };
+  EXPECT_TRUE(restores(store));
+  MemoryState gap = store;
+  gap.remove("cells/0000");
+  const auto refused = restores(gap);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("cells/0001"), std::string::npos)
+      << refused.error().message;
+  MemoryState old_base = store;
+  old_base.put("cells", '\x3' + store.get("cells").value()->substr(1));
+  EXPECT_FALSE(restores(old_base));
 }
 
 }  // namespace
