@@ -169,6 +169,7 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
 
   BrandState& brand = state.brands[event.brand];
   const Derived& d = ctx.derived;
+  brand.unsaved = true;
   note_unsaved_minute(brand, minute);
   MinuteBucket& b = brand.minutes.at(minute);
   b.positive += d.positive;
@@ -206,6 +207,7 @@ void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
       if (b.minutes.first < minute_floor && b.minutes.end() > b.minutes.first)
         note_unsaved_minute(b, std::min(minute_floor, b.minutes.end()) - 1);
       b.minutes.drop_before(minute_floor);
+      b.unsaved = true;  // its range, open minutes and explanations move on
       const int64_t floor = new_closed_end - kLongHorizonMinutes;
       note_sketch_step(b, new_closed_end, floor);  // once a minute
       fold_closed_actors(b, new_closed_end);
@@ -575,12 +577,14 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
   }
   const PartitionState* state = partitions_.find(partition);
   if (state == nullptr) return;
-  // Every brand's `brand/` and `explain/` keys are written, empty ones too: a brand whose minutes
-  // all left the horizon overwrites its old values instead of leaving them behind.
+  // A brand's `brand/` and `explain/` keys are written after it changed (an event, a closing
+  // minute), empty ones too: a brand whose minutes all left the horizon overwrites its old
+  // values instead of leaving them behind.
   for (size_t index = 0; index < state->brands.size(); ++index) {
     const BrandState& b = state->brands[index];
     const std::string& name = vocabulary_.brand_name(static_cast<BrandIndex>(index));
     snapshot_brand(partition, b, name, out);
+    if (!b.unsaved) continue;
     value.clear();
     put_u64(value, kExplainVersion);
     put_u64(value, b.explain.size());
@@ -601,11 +605,13 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
   using namespace byte_codec;
   std::string value;
   std::string key;
-  put_u64(value, kPartitionSnapshotVersion);
-  put_i64(value, b.minutes.first);
-  put_u64(value, b.minutes.items.size());
-  put_hll_series(value, b.open_actors.first, b.open_actors.items);
-  out.put(key.assign("brand/").append(name), value);
+  if (b.unsaved) {
+    put_u64(value, kPartitionSnapshotVersion);
+    put_i64(value, b.minutes.first);
+    put_u64(value, b.minutes.items.size());
+    put_hll_series(value, b.open_actors.first, b.open_actors.items);
+    out.put(key.assign("brand/").append(name), value);
+  }
   std::vector<int64_t> hours = b.unsaved_hours;
   std::sort(hours.begin(), hours.end());
   for (const int64_t hour : hours) {
@@ -677,6 +683,7 @@ void ReputationOperator::note_all_unsaved(BrandState& brand) {
   }
   if (!brand.minutes.items.empty()) note_unsaved_minute(brand, brand.minutes.end() - 1);
   brand.actors_rebase = true;
+  brand.unsaved = true;
 }
 
 namespace {
@@ -806,6 +813,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
       if (!r.done()) return corrupt_reputation(key);
       split[*brand] = 1;  // the sketch is in `actors/<name>` (a base to write until read)
+      b.unsaved = false;  // as stored
       any = true;
       return {};
     }
@@ -922,6 +930,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     if (closed_end_ != kNothingClosed) fold_closed_actors(b, closed_end_);
     if (b.open_actors.items.size() != open_minutes) {
       b.actors_rebase = true;
+      b.unsaved = true;
       s.unsaved = true;
     }
   }
@@ -998,6 +1007,7 @@ void ReputationOperator::saved() {
     if (!p.unsaved) continue;  // every brand change marks its partition
     p.unsaved = false;
     for (BrandState& b : p.brands) {
+      b.unsaved = false;
       b.unsaved_hours.clear();
       b.noted_begin = b.noted_end = 0;
       switch (b.pending_actors) {

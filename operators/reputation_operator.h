@@ -121,6 +121,9 @@ class ReputationOperator final : public Operator {
     // Who made the negative score of each still-open minute (alert explanations); erased when
     // the minute closes, so it holds the few open minutes only.
     std::map<int64_t, ContributionSketch> explain;
+    // `brand/<name>` and `explain/<name>` changed since the last saved() (an event, a closing
+    // minute, a conversion).
+    bool unsaved = true;
     // Changed since the last saved() (format 4): hours (minute / 60) whose stored buckets are
     // stale.
     std::vector<int64_t> unsaved_hours;

@@ -395,6 +395,50 @@ TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
   EXPECT_EQ(back.metrics().samples, h.metrics().samples);
 }
 
+// Issue #20: an event rewrites its own brand's `brand/` and `explain/` keys only; a closing
+// minute changes every brand's (their ranges and open minutes move), so it rewrites them all.
+TEST(ReputationOperator, ACheckpointWritesOnlyTheBrandsThatChanged) {
+  Harness h;
+  for (BrandIndex b : {kAcme, kGlobex}) {
+    h.add(actor_event(b, 0.5, "a"));
+    h.add(opinion(b, 0.5, -0.5));
+  }
+  h.advance_to_minute(0.5);
+  MemoryState store;
+  auto snapshot = [&] {
+    testing::RecordingWriter w(store);
+    h.op.snapshot(PartitionId{0}, w);
+    h.op.saved();
+    return w;
+  };
+  const auto first = snapshot();
+  for (const char* key : {"brand/acme", "brand/globex", "explain/acme", "explain/globex"})
+    EXPECT_TRUE(first.wrote(std::string("put ") + key)) << key;
+
+  h.add(opinion(kAcme, 0.7, -0.9));
+  const auto event = snapshot();
+  EXPECT_TRUE(event.wrote("put brand/acme"));
+  EXPECT_TRUE(event.wrote("put explain/acme"));
+  EXPECT_FALSE(event.wrote("put brand/globex"));
+  EXPECT_FALSE(event.wrote("put explain/globex"));
+
+  h.advance_to_minute(1);
+  const auto closing = snapshot();
+  for (const char* key : {"brand/acme", "brand/globex", "explain/acme", "explain/globex"})
+    EXPECT_TRUE(closing.wrote(std::string("put ") + key)) << key;
+
+  h.add(actor_event(kGlobex, 1.5, "b"));
+  snapshot();
+  Harness back;
+  MemoryState global;
+  testing::checkpoint_into(global, h.op, kGlobalPartition);
+  ASSERT_TRUE(testing::restore_from(global, back.op, kGlobalPartition));
+  ASSERT_TRUE(back.op.restore(PartitionId{0}, store));
+  back.watermark = h.watermark;
+  for (Harness* x : {&h, &back}) x->advance_to_minute(3);
+  EXPECT_EQ(back.metrics().samples, h.metrics().samples);
+}
+
 // Issue #20: a closing minute adds a small `folds/<name>/<n>` key (the minutes folded into the
 // sliding sketch and its expiry floor) instead of rewriting the sketch, dense or not; the base is
 // rewritten after 32 to 63 fold keys, or once they would outweigh it, and the fold keys removed.
