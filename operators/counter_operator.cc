@@ -209,7 +209,7 @@ std::optional<Role> role_named(std::string_view name) {
   return std::nullopt;
 }
 
-Status corrupt_counters(std::string_view key) {
+tl::unexpected<Error> corrupt_counters(std::string_view key) {
   return make_error(ErrorKind::fatal, "kpi_counters: corrupt state key '" + std::string(key) + "'");
 }
 
@@ -222,16 +222,18 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
   if (!packed) return tl::unexpected(packed.error());
   if (*packed) {
     s.unsaved = false;  // as stored, unless an entry is dropped or the format is older
-    if (auto d = decode_packed("cells", **packed, in, s); !d) return d;
+    const auto base = decode_packed("cells", **packed, in, s);
+    if (!base) return tl::unexpected(base.error());
     s.stored_base_bytes = (*packed)->size();
-    const bool alone = byte_codec::Reader(**packed).var() == kPackedVersionAlone;
+    const bool alone = *base == kPackedVersionAlone;
     if (alone) s.unsaved = true;
     // The deltas, in order: each replaces the cells it lists (contiguous from 0, or corrupt).
     auto deltas = in.scan("cells/", [&](std::string_view key, std::string_view bytes) -> Status {
       const auto n = byte_codec::parse_hex(key.substr(6), kDeltaDigits);
-      if (alone || !n || *n != s.stored_deltas || byte_codec::Reader(bytes).var() != kPackedVersion)
-        return corrupt_counters(key);
-      if (auto d = decode_packed(key, bytes, in, s); !d) return d;
+      if (alone || !n || *n != s.stored_deltas) return corrupt_counters(key);
+      const auto delta = decode_packed(key, bytes, in, s);
+      if (!delta) return tl::unexpected(delta.error());
+      if (*delta != kPackedVersion) return corrupt_counters(key);
       ++s.stored_deltas;
       s.stored_delta_bytes += bytes.size();
       return {};
@@ -313,8 +315,8 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
   return {};
 }
 
-Status CounterOperator::decode_packed(std::string_view key, std::string_view bytes, StateReader& in,
-                                      PartitionState& s) const {
+Result<uint64_t> CounterOperator::decode_packed(std::string_view key, std::string_view bytes,
+                                                StateReader& in, PartitionState& s) const {
   byte_codec::Reader r(bytes);
   const uint64_t version = r.var();
   if (!r.ok()) return corrupt_counters(key);
@@ -367,7 +369,7 @@ Status CounterOperator::decode_packed(std::string_view key, std::string_view byt
     }
   }
   if (!r.done()) return corrupt_counters(key);
-  return {};
+  return version;
 }
 
 void CounterOperator::drop(PartitionId partition) { partitions_.erase(partition); }

@@ -79,9 +79,10 @@ class CounterOperator final : public Operator {
 
   PartitionState fresh_state() const;
   // Decodes a `cells` value or delta (`key` names it in errors) over `s`: the cells and ideas it
-  // lists replace those of `s`. Sets s.unsaved when it dropped a brand or channel.
-  Status decode_packed(std::string_view key, std::string_view bytes, StateReader& in,
-                       PartitionState& s) const;
+  // lists replace those of `s`. Sets s.unsaved when it dropped a brand or channel. Returns the
+  // format version it read.
+  Result<uint64_t> decode_packed(std::string_view key, std::string_view bytes, StateReader& in,
+                                 PartitionState& s) const;
   // Appends the packed layout of `s`'s touched cells (or, `only_changed`, of those counted since
   // the last saved()) and its ideas.
   void encode_packed(const PartitionState& s, bool only_changed, std::string& out) const;

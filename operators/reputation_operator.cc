@@ -688,18 +688,29 @@ void ReputationOperator::note_all_unsaved(BrandState& brand) {
 
 namespace {
 
-Status corrupt_reputation(std::string_view key) {
+tl::unexpected<Error> corrupt_reputation(std::string_view key) {
   return make_error(ErrorKind::fatal,
                     "kpi_reputation: corrupt state key '" + std::string(key) + "'");
 }
 
-Status check_version(byte_codec::Reader& in, uint64_t expected, std::string_view key) {
+// The key's format version, one of [oldest, newest]; any other is refused by number.
+Result<uint64_t> read_version(byte_codec::Reader& in, uint64_t oldest, uint64_t newest,
+                              std::string_view key) {
   const uint64_t version = in.u64();
   if (!in.ok()) return corrupt_reputation(key);
-  if (version == expected) return {};
+  if (version >= oldest && version <= newest) return version;
+  const std::string readable =
+      oldest == newest ? "version " + std::to_string(newest)
+                       : "versions " + std::to_string(oldest) + " to " + std::to_string(newest);
   return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
                                           "' has format version " + std::to_string(version) +
-                                          ", this build reads version " + std::to_string(expected));
+                                          ", this build reads " + readable);
+}
+
+Status check_version(byte_codec::Reader& in, uint64_t expected, std::string_view key) {
+  auto version = read_version(in, expected, expected, key);
+  if (!version) return tl::unexpected(version.error());
+  return {};
 }
 
 }  // namespace
@@ -780,14 +791,10 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       return {};
     }
     byte_codec::Reader r(bytes);
-    const uint64_t version = r.u64();
-    if (!r.ok()) return corrupt_reputation(key);
-    if (version != kPartitionSnapshotVersion && version != kPartitionSnapshotVersionWhole &&
-        version != kPartitionSnapshotVersionSlices) {
-      return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
-                                              "' has format version " + std::to_string(version) +
-                                              ", this build reads versions 2 to 4");
-    }
+    const auto read =
+        read_version(r, kPartitionSnapshotVersionSlices, kPartitionSnapshotVersion, key);
+    if (!read) return tl::unexpected(read.error());
+    const uint64_t version = *read;
     BrandState& b = s.brands[*brand];
     auto read_hll_series = [&r](Series<HyperLogLog>& series) {
       series.first = r.i64();
@@ -881,20 +888,15 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     }
     if (!split[*brand]) return corrupt_reputation(key);
     byte_codec::Reader r(bytes);
-    const uint64_t version = r.u64();
-    if (!r.ok()) return corrupt_reputation(key);
-    if (version != kActorsVersion && version != kActorsVersionWhole) {
-      return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
-                                              "' has format version " + std::to_string(version) +
-                                              ", this build reads versions 4 and 5");
-    }
+    const auto version = read_version(r, kActorsVersionWhole, kActorsVersion, key);
+    if (!version) return tl::unexpected(version.error());
     auto actors = SlidingHyperLogLog::deserialize(r.rest());
     if (!actors || !r.done()) return corrupt_reputation(key);
     BrandState& b = s.brands[*brand];
     b.actors = std::move(*actors);
     b.stored_base_bytes = bytes.size();
     // Version 4 is rewritten as 5 before any fold key is written beside it.
-    if (version == kActorsVersionWhole) {
+    if (*version == kActorsVersionWhole) {
       s.unsaved = true;
     } else {
       b.actors_rebase = false;
