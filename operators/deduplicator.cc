@@ -64,7 +64,7 @@ using byte_codec::store_u64;
 }  // namespace
 
 Deduplicator::Deduplicator(Millis horizon)
-    : horizon_(std::max(horizon, Millis{0})),
+    : horizon_(std::clamp(horizon, Millis{0}, kMaxHorizon)),
       bucket_width_ms_(
           std::max<int64_t>(1, (horizon_.count() + kBucketsPerHorizon - 1) / kBucketsPerHorizon)) {
   // Live buckets span [bucket(max - horizon), bucket(max)]: at most horizon/width + 2 of them.
@@ -104,6 +104,7 @@ bool Deduplicator::is_duplicate(const Event& event, const Key& given) {
   if (!seen_any_) {
     seen_any_ = true;
     max_time_ms_ = t;
+    time_base_ms_ = cutoff_ms();
     oldest_bucket_ = bucket_of(cutoff_ms());
   } else if (t > max_time_ms_) {
     advance(t);
@@ -112,10 +113,12 @@ bool Deduplicator::is_duplicate(const Event& event, const Key& given) {
   // event is remembered for a whole horizon of stream time like any other, so its retry is a
   // duplicate too (SPEC 1, dedup v2).
   const int64_t seen = max_time_ms_;
-  auto [it, inserted] = entries_.try_emplace(key, seen);
+  auto [it, inserted] =
+      entries_.insert(Entry{key.low, static_cast<uint32_t>(key.high), since_base(seen)});
   if (!inserted) {
-    if (it->second >= cutoff_ms()) return true;
-    it->second = seen;  // expired but not yet reclaimed (its bucket straddles the cutoff)
+    if (time_of(*it) >= cutoff_ms()) return true;
+    it->since_base =
+        since_base(seen);  // expired but not yet reclaimed (its bucket straddles the cutoff)
   }
   remember(key, seen);
   note_delta(key, seen);
@@ -141,10 +144,29 @@ void Deduplicator::remember(const Key& key, int64_t time_ms) {
     if (slot.id != INT64_MIN) expire_bucket(slot);
     slot.id = b;
   }
-  slot.keys.push_back(key);
+  slot.keys.push_back({key.low, static_cast<uint32_t>(key.high)});
+}
+
+bool Deduplicator::put_entry(const Key& key, int64_t time_ms) {
+  auto [it, inserted] =
+      entries_.insert(Entry{key.low, static_cast<uint32_t>(key.high), since_base(time_ms)});
+  if (!inserted && time_of(*it) < time_ms) it->since_base = since_base(time_ms);
+  return inserted;
+}
+
+void Deduplicator::rebase_for(int64_t time_ms) {
+  if (time_ms - time_base_ms_ <= int64_t{UINT32_MAX}) return;
+  // Every 49 days of stream time or so, or after a jump: the entries older than the new cutoff
+  // are expired (is_duplicate() would treat them as absent), the others fit from the cutoff on.
+  const int64_t base = time_ms - horizon_.count();
+  const int64_t shift = base - time_base_ms_;
+  absl::erase_if(entries_, [&](const Entry& e) { return time_of(e) < base; });
+  for (const Entry& e : entries_) e.since_base = static_cast<uint32_t>(e.since_base - shift);
+  time_base_ms_ = base;
 }
 
 void Deduplicator::advance(int64_t time_ms) {
+  rebase_for(time_ms);
   max_time_ms_ = time_ms;
   const int64_t live_from = bucket_of(cutoff_ms());
   if (live_from <= oldest_bucket_) return;
@@ -165,10 +187,11 @@ void Deduplicator::advance(int64_t time_ms) {
 
 void Deduplicator::expire_bucket(Bucket& bucket) {
   const int64_t cutoff = cutoff_ms();
-  for (const Key& key : bucket.keys) {
+  for (const PackedKey& packed : bucket.keys) {
+    const Key key{packed.low, packed.high};
     // A key may have been refreshed into a newer bucket after it expired; keep it then.
     auto it = entries_.find(key);
-    if (it != entries_.end() && it->second < cutoff) entries_.erase(it);
+    if (it != entries_.end() && time_of(*it) < cutoff) entries_.erase(it);
   }
   bucket.keys.clear();
   bucket.id = INT64_MIN;
@@ -182,6 +205,7 @@ void Deduplicator::clear() {
   }
   seen_any_ = false;
   max_time_ms_ = 0;
+  time_base_ms_ = 0;
   oldest_bucket_ = 0;
   delta_.clear();
   segments_.clear();
@@ -190,9 +214,9 @@ void Deduplicator::clear() {
 
 size_t Deduplicator::memory_bytes() const {
   // flat_hash_map: one slot plus one control byte per bucket of capacity.
-  size_t bytes = sizeof(*this) + entries_.capacity() * (sizeof(std::pair<const Key, int64_t>) + 1);
+  size_t bytes = sizeof(*this) + entries_.capacity() * (sizeof(Entry) + 1);
   bytes += ring_.capacity() * sizeof(Bucket);
-  for (const Bucket& slot : ring_) bytes += slot.keys.capacity() * sizeof(Key);
+  for (const Bucket& slot : ring_) bytes += slot.keys.capacity() * sizeof(PackedKey);
   bytes += delta_.capacity() * sizeof(Row) + segments_.size() * sizeof(Segment);
   return bytes;
 }
@@ -201,8 +225,9 @@ void Deduplicator::snapshot(std::string& out) const {
   std::vector<Row> rows;
   rows.reserve(entries_.size());
   const int64_t cutoff = cutoff_ms();
-  for (const auto& [key, time] : entries_) {
-    if (time >= cutoff) rows.push_back({key, time});
+  for (const Entry& e : entries_) {
+    const int64_t time = time_of(e);
+    if (time >= cutoff) rows.push_back({Key{e.low, e.high}, time});
   }
   // Hash-map order depends on the process (absl seeds its tables); sorting makes bytes stable.
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
@@ -243,6 +268,7 @@ Status Deduplicator::restore(std::string_view bytes) {
   if (!seen_any) return {};
   seen_any_ = true;
   max_time_ms_ = max_time;
+  time_base_ms_ = cutoff_ms();
   oldest_bucket_ = bucket_of(cutoff_ms());
   entries_.reserve(count);
   const int64_t cutoff = cutoff_ms();
@@ -256,7 +282,7 @@ Status Deduplicator::restore(std::string_view bytes) {
     }
     // A shorter configured horizon than at snapshot time: those entries are already expired.
     if (time < cutoff) continue;
-    if (!entries_.try_emplace(key, time).second) {
+    if (!put_entry(key, time)) {
       clear();
       return corrupt("duplicate key");
     }
@@ -354,6 +380,7 @@ Status Deduplicator::begin_restore(std::string_view header) {
   if (!seen_any) return {};
   seen_any_ = true;
   max_time_ms_ = max_time;
+  time_base_ms_ = cutoff_ms();
   oldest_bucket_ = bucket_of(cutoff_ms());
   return {};
 }
@@ -403,8 +430,7 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
     newest = std::max(newest, time);
     if (time < cutoff) continue;
     // A key re-seen after it expired is in a later segment with a later time: the latest wins.
-    auto [it, inserted] = entries_.try_emplace(key, time);
-    if (!inserted) it->second = std::max(it->second, time);
+    put_entry(key, time);
   }
   if (!in.done()) return corrupt("length does not match entry count");
   // Kept even when expired (a shorter horizon than at write time): the next checkpoint deletes it.
@@ -422,7 +448,7 @@ Status Deduplicator::finish_restore() {
     }
   }
   // Bucket contents only steer reclamation, so hash-map order here is harmless.
-  for (const auto& [key, time] : entries_) remember(key, time);
+  for (const Entry& e : entries_) remember(Key{e.low, e.high}, time_of(e));
   return {};
 }
 

@@ -5,7 +5,7 @@
 // per input partition; single-threaded, like every operator's state. Deterministic on replay (it
 // depends on the partition's events in offset order only); memory holds the ids seen during one
 // horizon of stream time.
-#include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -23,7 +23,11 @@ namespace sp {
 
 class Deduplicator {
  public:
+  // Horizons longer than kMaxHorizon are held as kMaxHorizon (the configuration refuses them).
   explicit Deduplicator(Millis horizon);
+  // In memory a remembered time is 32 bits of milliseconds from a base that moves with stream
+  // time, so two remembered times can be at most this far apart.
+  static constexpr Millis kMaxHorizon{49LL * 24 * 3600 * 1000};
 
   // Returns true for a duplicate (and changes nothing); otherwise remembers the event, stamped
   // with the stream time now, and returns false. The id stays remembered until stream time has
@@ -94,17 +98,59 @@ class Deduplicator {
   Status restore(StateReader& in);
 
  private:
-  // Keys are already XXH3-128 outputs: re-hashing them would only cost time.
-  struct KeyHash {
-    size_t operator()(const Key& k) const { return static_cast<size_t>(k.low ^ (k.high >> 7)); }
+  // One remembered id: the key's 96 bits and the stream time it was seen at, as milliseconds
+  // from time_base_ms_. 16 bytes a slot, not the 24 of a Key -> int64 map: the table is most of
+  // the state's memory under load, and growing it (fresh pages, every slot moved) was a fifth of
+  // the pipeline thread in bench_e2e.
+  struct Entry {
+    uint64_t low = 0;
+    uint32_t high = 0;
+    mutable uint32_t since_base = 0;  // not part of the key: updated in place
   };
+  // Keys are already XXH3-128 outputs: re-hashing them would only cost time. Entries and keys
+  // hash and compare alike (lookups by Key build no Entry).
+  struct EntryHash {
+    using is_transparent = void;
+    static size_t mix(uint64_t low, uint64_t high) {
+      return static_cast<size_t>(low ^ (high >> 7));
+    }
+    size_t operator()(const Entry& e) const { return mix(e.low, e.high); }
+    size_t operator()(const Key& k) const { return mix(k.low, k.high); }
+  };
+  struct EntryEq {
+    using is_transparent = void;
+    bool operator()(const Entry& a, const Entry& b) const {
+      return a.low == b.low && a.high == b.high;
+    }
+    bool operator()(const Entry& a, const Key& b) const {
+      return a.low == b.low && a.high == b.high;
+    }
+    bool operator()(const Key& a, const Entry& b) const {
+      return b.low == a.low && b.high == a.high;
+    }
+  };
+  // A key's 96 bits in 12 bytes, for the expiry ring (one per remembered id).
+  struct __attribute__((packed)) PackedKey {
+    uint64_t low;
+    uint32_t high;
+  };
+  static_assert(sizeof(PackedKey) == 12);
   struct Bucket {
-    int64_t id = INT64_MIN;  // stream time / bucket width; INT64_MIN = unused slot
-    std::vector<Key> keys;   // cleared, never shrunk: steady state allocates nothing
+    int64_t id = INT64_MIN;       // stream time / bucket width; INT64_MIN = unused slot
+    std::vector<PackedKey> keys;  // cleared, never shrunk: steady state allocates nothing
   };
 
   int64_t bucket_of(int64_t time_ms) const;
   int64_t cutoff_ms() const { return max_time_ms_ - horizon_.count(); }
+  int64_t time_of(const Entry& e) const { return time_base_ms_ + e.since_base; }
+  uint32_t since_base(int64_t time_ms) const {
+    return static_cast<uint32_t>(time_ms - time_base_ms_);
+  }
+  // Remembers (key, time) when absent, or sets its time when it is later: true if inserted.
+  bool put_entry(const Key& key, int64_t time_ms);
+  // Moves time_base_ms_ so that `time_ms` (the new max) is representable; drops the entries
+  // that are expired at that max (the representable span is longer than the horizon).
+  void rebase_for(int64_t time_ms);
   void remember(const Key& key, int64_t time_ms);
   void advance(int64_t time_ms);
   void expire_bucket(Bucket& bucket);
@@ -115,9 +161,10 @@ class Deduplicator {
   int64_t bucket_width_ms_;
   bool seen_any_ = false;
   int64_t max_time_ms_ = 0;
-  int64_t oldest_bucket_ = 0;                           // every live entry's bucket is >= this
-  absl::flat_hash_map<Key, int64_t, KeyHash> entries_;  // key -> stream time (ms) when seen
-  std::vector<Bucket> ring_;                            // bucket b lives in slot b mod ring_.size()
+  int64_t oldest_bucket_ = 0;  // every live entry's bucket is >= this
+  int64_t time_base_ms_ = 0;   // <= every remembered time; max_time_ms_ - base < 2^32
+  absl::flat_hash_set<Entry, EntryHash, EntryEq> entries_;
+  std::vector<Bucket> ring_;  // bucket b lives in slot b mod ring_.size()
 
   struct Row {
     Key key;

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <utility>
 
+#include "operators/deduplicator.h"
 #include "operators/topology.h"
 #include "pipeline/changelog.h"
 
@@ -1059,7 +1060,12 @@ class ConfigParser {
   }
 
   void read_dedup(const YAML::Node& n) {
-    read_duration(child(n, "horizon"), "dedup.horizon", config_.dedup.horizon);
+    const YAML::Node h = child(n, "horizon");
+    Millis d = config_.dedup.horizon;
+    if (!read_duration(h, "dedup.horizon", d)) return;
+    // A remembered id's time is held in 32 bits of milliseconds (operators/deduplicator.h).
+    if (d > Deduplicator::kMaxHorizon) return fail(h, "dedup.horizon: must be at most 49d");
+    config_.dedup.horizon = d;
   }
 
   void read_kpi(const YAML::Node& n) {

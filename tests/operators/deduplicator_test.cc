@@ -93,6 +93,41 @@ TEST(Deduplicator, LateIdIsRememberedForOneHorizonOfStreamTime) {
   EXPECT_TRUE(dup(d, "acme", "late", 0));
 }
 
+// Remembered times are 32-bit offsets from a base that moves with stream time: crossing the
+// point where the base moves keeps what is within the horizon, exactly, and drops only what
+// expired; a snapshot taken after it restores to the same bytes.
+TEST(Deduplicator, StreamTimeRunningPastThe32BitSpanKeepsTheHorizonExact) {
+  const int64_t h = 30'000;
+  Deduplicator d(Millis{h});
+  const int64_t t0 = 1'000'000;
+  EXPECT_FALSE(dup(d, "acme", "old", t0));
+  // The base starts one horizon before the first event; the span ends 2^32 ms after it.
+  const int64_t end_of_span = t0 - h + int64_t{UINT32_MAX};
+  const int64_t t1 = end_of_span - 100;
+  EXPECT_FALSE(dup(d, "acme", "x", t1));
+  EXPECT_FALSE(dup(d, "acme", "y", end_of_span + 100));  // past the span: the base moves
+  EXPECT_TRUE(dup(d, "acme", "x", 0));                     // 200 ms old: still held
+  EXPECT_FALSE(dup(d, "acme", "old", 0));                  // expired long ago
+  std::string before;
+  d.snapshot(before);
+  Deduplicator restored(Millis{h});
+  ASSERT_TRUE(restored.restore(before));
+  std::string after;
+  restored.snapshot(after);
+  EXPECT_EQ(after, before);
+  for (Deduplicator* each : {&d, &restored}) {
+    EXPECT_FALSE(dup(*each, "acme", "tick", t1 + h));
+    EXPECT_TRUE(dup(*each, "acme", "x", 0));  // exactly one horizon after it was seen
+    EXPECT_FALSE(dup(*each, "acme", "tick2", t1 + h + 1));
+    EXPECT_FALSE(dup(*each, "acme", "x", 0));  // one millisecond more: expired
+  }
+  // A jump of many spans at once.
+  EXPECT_FALSE(dup(d, "acme", "far", t1 + 40 * int64_t{UINT32_MAX}));
+  EXPECT_TRUE(dup(d, "acme", "far", 0));
+  EXPECT_FALSE(dup(d, "acme", "y", 0));
+  EXPECT_EQ(d.size(), 2u);
+}
+
 TEST(Deduplicator, RetryAfterTheHorizonOfStreamTimeIsAccepted) {
   Deduplicator d(Millis{60'000});
   EXPECT_FALSE(dup(d, "acme", "a", 1'000'000));

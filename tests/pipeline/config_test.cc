@@ -377,6 +377,13 @@ TEST(ConfigErrors, UnknownTopLevelKeyWithTransposition) {
             "test.yaml:2:1: unknown key 'kafak' (did you mean 'kafka'?)");
 }
 
+// A remembered id's time is 32 bits of milliseconds in memory: longer horizons are refused, not
+// shortened.
+TEST(ConfigErrors, ADedupHorizonOver49DaysIsRefused) {
+  expect_error("dedup: {horizon: 50d}\n", "test.yaml:1:18", "dedup.horizon: must be at most 49d");
+  EXPECT_EQ(parse_ok("dedup: {horizon: 49d}\n").dedup.horizon, std::chrono::hours(49 * 24));
+}
+
 TEST(ConfigErrors, UnknownKeyFarFromAnyListsTheChoices) {
   expect_error("dedup: {zzzzzzzz: 1m}\n", "test.yaml:1:9", "(expected one of: horizon)");
 }
