@@ -3,6 +3,7 @@
 // checkpoint writes (operator state, input offsets, pending output records) goes into ONE
 // WriteBatch, so state and the offsets that produced it can never disagree after a crash.
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -24,6 +25,9 @@ namespace sp {
 // The RocksDB column family a key lives in: `Column`, so that `Family` keeps its one meaning in
 // this code base (a Prometheus metric family, pipeline/).
 enum class Column : int { meta = 0, state = 1, outbox = 2 };
+
+// The live write-ahead log a restart replays stays about this size (checkpoint_store.cc).
+inline constexpr uint64_t kMaxTotalWalBytes = uint64_t{64} << 20;
 
 class CheckpointStore {
  public:
