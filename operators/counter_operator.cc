@@ -5,6 +5,7 @@
 
 #include "operators/byte_codec.h"
 #include "operators/kpi_metrics.h"
+#include "operators/state_version.h"
 
 namespace sp {
 namespace {
@@ -251,10 +252,8 @@ Status CounterOperator::restore(PartitionId partition, StateReader& in) {
     const uint64_t version = r.u64();
     if (!r.ok()) return corrupt_counters(key);
     if (version != kSnapshotVersion) {
-      return make_error(ErrorKind::fatal, "kpi_counters: state key '" + std::string(key) +
-                                              "' has format version " + std::to_string(version) +
-                                              ", this build reads version " +
-                                              std::to_string(kSnapshotVersion));
+      return unreadable_format("kpi_counters: state key '" + std::string(key) + "'", version,
+                               kSnapshotVersion, kSnapshotVersion);
     }
     return {};
   };
@@ -321,9 +320,8 @@ Result<uint64_t> CounterOperator::decode_packed(std::string_view key, std::strin
   const uint64_t version = r.var();
   if (!r.ok()) return corrupt_counters(key);
   if (version != kPackedVersion && version != kPackedVersionAlone) {
-    return make_error(ErrorKind::fatal, "kpi_counters: state key '" + std::string(key) +
-                                            "' has format version " + std::to_string(version) +
-                                            ", this build reads versions 3 and 4");
+    return unreadable_format("kpi_counters: state key '" + std::string(key) + "'", version,
+                             kPackedVersionAlone, kPackedVersion);
   }
   const uint64_t cells = r.var();
   for (uint64_t i = 0; i < cells && r.ok(); ++i) {

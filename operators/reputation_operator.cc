@@ -7,6 +7,7 @@
 
 #include "operators/byte_codec.h"
 #include "operators/kpi_metrics.h"
+#include "operators/state_version.h"
 
 namespace sp {
 namespace {
@@ -699,12 +700,8 @@ Result<uint64_t> read_version(byte_codec::Reader& in, uint64_t oldest, uint64_t 
   const uint64_t version = in.u64();
   if (!in.ok()) return corrupt_reputation(key);
   if (version >= oldest && version <= newest) return version;
-  const std::string readable =
-      oldest == newest ? "version " + std::to_string(newest)
-                       : "versions " + std::to_string(oldest) + " to " + std::to_string(newest);
-  return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
-                                          "' has format version " + std::to_string(version) +
-                                          ", this build reads " + readable);
+  return unreadable_format("kpi_reputation: state key '" + std::string(key) + "'", version, oldest,
+                           newest);
 }
 
 Status check_version(byte_codec::Reader& in, uint64_t expected, std::string_view key) {
@@ -744,10 +741,9 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
           } else if (version == kDetectorVersion) {
             if (!detectors[*brand].deserialize(r)) return corrupt_reputation(key);
           } else {
-            return make_error(ErrorKind::fatal, "kpi_reputation: state key '" + std::string(key) +
-                                                    "' has detector format version " +
-                                                    std::to_string(version) +
-                                                    ", this build reads versions 2 and 3");
+            return unreadable_format(
+                "kpi_reputation: state key '" + std::string(key) + "', its spike detector", version,
+                kDetectorVersionEwmaOnly, kDetectorVersion);
           }
           spikes[*brand] = r.u64();
           if (!r.done()) return corrupt_reputation(key);

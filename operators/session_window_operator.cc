@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "operators/byte_codec.h"
+#include "operators/state_version.h"
 #include "operators/window_record_format.h"
 
 namespace sp {
@@ -428,11 +429,9 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
   const uint8_t version = in.u8();
   if (!in.ok()) return corrupt("version");
   if (version < 1 || version > kSnapshotVersion) {
-    return make_error(ErrorKind::fatal,
-                      "session window operator '" + spec_.name + "': state key '" +
-                          (partition == kGlobalPartition ? "window" : "sessions") +
-                          "' has format version " + std::to_string(version) +
-                          ", this build reads version " + std::to_string(kSnapshotVersion));
+    return unreadable_format("session window operator '" + spec_.name + "': state key '" +
+                                 (partition == kGlobalPartition ? "window" : "sessions") + "'",
+                             version, 1, kSnapshotVersion);
   }
   if (partition == kGlobalPartition) {
     const int64_t watermark = in.i64();

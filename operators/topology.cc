@@ -5,6 +5,7 @@
 #include "operators/byte_codec.h"
 #include "operators/kpi_metrics.h"
 #include "operators/kpi_operators.h"
+#include "operators/state_version.h"
 #include "operators/window_operators.h"
 
 namespace sp {
@@ -39,9 +40,7 @@ Status decode_position(std::string_view bytes, Topology::Partition& p) {
   byte_codec::Reader in(bytes);
   const uint64_t version = in.u64();
   if (version != kPositionVersion) {
-    return make_error(ErrorKind::fatal, "input position has format version " +
-                                            std::to_string(version) + ", this build reads " +
-                                            std::to_string(kPositionVersion));
+    return unreadable_format("input position", version, kPositionVersion, kPositionVersion);
   }
   const bool has_offset = in.u64() != 0;
   const int64_t offset = in.i64();

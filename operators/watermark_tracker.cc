@@ -4,6 +4,7 @@
 
 #include "operators/byte_codec.h"
 #include "operators/operator.h"
+#include "operators/state_version.h"
 
 namespace sp {
 namespace {
@@ -127,10 +128,8 @@ Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
   byte_codec::Reader in(**stored);
   const uint8_t version = in.u8();
   if (in.ok() && version != kSnapshotVersion) {
-    return make_error(ErrorKind::fatal, std::string("watermark tracker: state key '") + key +
-                                            "' has format version " + std::to_string(version) +
-                                            ", this build reads version " +
-                                            std::to_string(kSnapshotVersion));
+    return unreadable_format(std::string("watermark tracker: state key '") + key + "'", version,
+                             kSnapshotVersion, kSnapshotVersion);
   }
   const int64_t ms = in.i64();
   if (!in.done()) {

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "operators/byte_codec.h"
+#include "operators/state_version.h"
 #include "operators/window_record_format.h"
 
 namespace sp {
@@ -517,11 +518,9 @@ Status WindowOperator::decode(PartitionId partition, std::string_view bytes, Sta
   if (!in.ok()) return corrupt("version");
   const uint8_t newest = partition == kGlobalPartition ? kGlobalVersion : kPartitionVersion;
   if (version < 1 || version > newest) {
-    return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': state key '" +
-                                            (partition == kGlobalPartition ? "window" : "panes") +
-                                            "' has format version " + std::to_string(version) +
-                                            ", this build reads versions 1 to " +
-                                            std::to_string(newest));
+    return unreadable_format("window operator '" + spec_.name + "': state key '" +
+                                 (partition == kGlobalPartition ? "window" : "panes") + "'",
+                             version, 1, newest);
   }
   // A brand or channel removed from the configuration: its entries are dropped (counted once per
   // entry), never folded into `other`. False for those and on a short read.
@@ -652,10 +651,9 @@ Status WindowOperator::read_entries(PartitionState& state, int64_t start, std::s
   const uint64_t count = in.var();
   if (!in.ok()) return corrupt(std::string(what) + " header");
   if (stored_version != version) {
-    return make_error(ErrorKind::fatal, "window operator '" + spec_.name + "': a " +
-                                            std::string(what) + " key has format version " +
-                                            std::to_string(stored_version) + ", this build reads " +
-                                            std::to_string(version));
+    return unreadable_format(
+        "window operator '" + spec_.name + "': a " + std::string(what) + " key", stored_version,
+        version, version);
   }
   for (uint64_t k = 0; k < count; ++k) {
     const std::string_view brand = in.vstr();

@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "operators/byte_codec.h"
+#include "operators/state_version.h"
 
 namespace sp {
 namespace {
@@ -283,9 +284,7 @@ Status MetricsRegistry::restore_admitted(const std::vector<std::string>& chunks)
     byte_codec::Reader in(chunks[c]);
     const uint64_t version = in.u64();
     if (in.ok() && version != kAdmittedVersion) {
-      return make_error(ErrorKind::fatal, "admitted series have format version " +
-                                              std::to_string(version) + ", this build reads " +
-                                              std::to_string(kAdmittedVersion));
+      return unreadable_format("the admitted series", version, kAdmittedVersion, kAdmittedVersion);
     }
     const uint64_t n = in.u64();
     // Every chunk but the last is full: anything else is a chunk missing or out of order.

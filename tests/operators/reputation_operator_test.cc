@@ -797,9 +797,9 @@ TEST(ReputationOperator, RefusesAnUnknownDetectorFormatWithItsVersion) {
   Harness h;
   const Status s = testing::restore_from(state, h.op, kGlobalPartition);
   ASSERT_FALSE(s);
-  EXPECT_NE(s.error().message.find("detector format version 9"), std::string::npos)
+  EXPECT_NE(s.error().message.find("spike detector has format version 9"), std::string::npos)
       << s.error().message;
-  EXPECT_NE(s.error().message.find("reads versions 2 and 3"), std::string::npos);
+  EXPECT_NE(s.error().message.find("reads versions 2 to 3"), std::string::npos);
 }
 
 TEST(ReputationOperator, NoSpikeOnLowVolume) {
