@@ -213,7 +213,7 @@ void Deduplicator::clear() {
 }
 
 size_t Deduplicator::memory_bytes() const {
-  // flat_hash_map: one slot plus one control byte per bucket of capacity.
+  // flat_hash_set: one 16-byte entry plus one control byte per slot of capacity.
   size_t bytes = sizeof(*this) + entries_.capacity() * (sizeof(Entry) + 1);
   bytes += ring_.capacity() * sizeof(Bucket);
   for (const Bucket& slot : ring_) bytes += slot.keys.capacity() * sizeof(PackedKey);
