@@ -245,6 +245,13 @@ class RunnerImpl final : public Runner {
         not_after != SteadyClock::time_point::max()
             ? not_after
             : started + std::min<Millis>(config_.state.checkpoint_interval, Millis{2000});
+    // One checkpoint waits for the disk at a time: the previous one's output records go out
+    // before this one stages its own (normally its sync finished long ago).
+    if (!settle_sync(dlq_deadline)) {
+      if (!fatal_.message.empty()) return tl::unexpected(fatal_);
+      note_checkpoint_failure("the previous checkpoint is not yet on stable storage");
+      return make_error(ErrorKind::retryable, "previous checkpoint not synced");
+    }
     if (!sink_->drain_dlq(dlq_deadline)) {
       note_checkpoint_failure("dead-letter messages not yet acknowledged by the broker");
       return make_error(ErrorKind::retryable, "dlq not drained");
@@ -266,7 +273,12 @@ class RunnerImpl final : public Runner {
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();
-    if (auto s = store_->commit(batch); !s) {
+    // Written, not yet on stable storage: the store's sync thread does that while this thread
+    // consumes on. What others can see of this checkpoint (its output records, its /metrics
+    // values) waits for the sync (settle_sync, try_publish), so a power cut cannot take back
+    // anything shown; the state's own bookkeeping goes on now, as a killed process keeps a
+    // written batch.
+    if (auto s = store_->write(batch); !s) {
       changelog_->discard();
       note_checkpoint_failure(s.error().message);
       if (s.error().kind == ErrorKind::fatal) fatal_ = s.error();
@@ -276,15 +288,16 @@ class RunnerImpl final : public Runner {
       spdlog::info("msg=\"checkpoint recovered\"");
       checkpoint_failing_ = false;
     }
+    syncing_ = Syncing{store_->sync_async(), started, outbox, {}};
+    syncing_->records.swap(topology_.pending());
     topology_.checkpoint_committed();
     changelog_->produce(topology_);
-    probe_.alerts_committed(topology_.pending());
-    sink_->committed(outbox, topology_.pending());
+    probe_.alerts_committed(syncing_->records);
     if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
     if (hooks_.on_checkpoint_committed)
       hooks_.on_checkpoint_committed(topology_.total_counts().consumed);
     const auto t_committed = SteadyClock::now();
-    probe_.checkpoint_written(t_committed - started);
+    settle_sync(SteadyClock::time_point::min());  // at once without state.sync
     // The values this checkpoint stored, built now (the pipeline consumes on while the changelog
     // acknowledges) and published once the changelog has the checkpoint: a crash before that makes
     // the next owner count again what /metrics would already have shown.
@@ -312,8 +325,34 @@ class RunnerImpl final : public Runner {
     return {};
   }
 
+  // Once the last checkpoint is on stable storage (by `wait_until` at the latest; min: only
+  // look), sends its output records and records its duration; true when nothing waits for a
+  // sync. A failed sync is fatal: the store cannot say any more what it holds.
+  bool settle_sync(SteadyClock::time_point wait_until) {
+    if (!syncing_) return true;
+    const auto result = wait_until == SteadyClock::time_point::min()
+                            ? store_->sync_result(syncing_->ticket)
+                            : store_->wait_synced(syncing_->ticket, wait_until);
+    if (!result) return false;
+    Syncing done = std::move(*syncing_);
+    syncing_.reset();
+    if (!*result) {
+      fatal_ = result->error();
+      spdlog::critical("msg=\"checkpoint not on stable storage\" error=\"{}\"", fatal_.message);
+      update_ready();
+      return false;
+    }
+    sink_->committed(done.outbox, done.records);
+    const auto took = SteadyClock::now() - done.started;
+    probe_.checkpoint_written(took);
+    spdlog::debug("msg=\"synced\" since_cut_us={}",
+                  std::chrono::duration_cast<std::chrono::microseconds>(took).count());
+    return true;
+  }
+
   void try_publish() {
-    if (!publish_due_ || !changelog_->settled()) return;
+    if (!publish_due_ || !settle_sync(SteadyClock::time_point::min()) || !changelog_->settled())
+      return;
     publish_due_ = false;
     if (changelog_->failed_total() != changelog_failed_mark_) {
       probe_.drop_prepared();  // the next checkpoint snapshots, and is published
@@ -379,6 +418,8 @@ class RunnerImpl final : public Runner {
   }
 
   void on_assign(rd_kafka_topic_partition_list_t* partitions) {
+    // It ends by publishing the state as it is, the last checkpoint's included.
+    settle_sync(SteadyClock::now() + config_.shutdown_timeout / 2);
     const auto restore_started = SteadyClock::now();
     restoring_ = static_cast<size_t>(partitions->cnt);
     update_ready();
@@ -536,6 +577,11 @@ class RunnerImpl final : public Runner {
       if ((stored = s.has_value())) break;
       not_stored_why = s.error().message;
     }
+    if (stored && !settle_sync(checkpoint_deadline)) {
+      stored = false;
+      not_stored_why =
+          fatal_.message.empty() ? "not on stable storage before the deadline" : fatal_.message;
+    }
     spdlog::info("msg=\"shutdown: final checkpoint\" stored={}", stored);
     // Its values go to /metrics once the changelog has it (bounded like the rest).
     while (publish_due_ && SteadyClock::now() < checkpoint_deadline) {
@@ -558,6 +604,7 @@ class RunnerImpl final : public Runner {
       changelog_->poll(Millis{10});
       try_publish();
     }
+    settle_sync(budget.deadline());  // the revoke's checkpoint: its records, if any, go out
     probe_.wait_final_scrape(budget.deadline());
     spdlog::info("msg=\"stopped\"");
     // What was consumed since the last stored checkpoint will be read again: the exit code says
@@ -598,6 +645,14 @@ class RunnerImpl final : public Runner {
   std::unique_ptr<StateChangelog> changelog_;
   CounterContinuity counters_;
   bool publish_due_ = false;
+  // The last checkpoint while its sync runs: what waits for it.
+  struct Syncing {
+    uint64_t ticket = 0;
+    SteadyClock::time_point started{};
+    OutputSink::Staged outbox;
+    std::vector<OutputRecord> records;  // staged in its outbox, sent once it is durable
+  };
+  std::optional<Syncing> syncing_;
   SteadyClock::time_point prepared_at_{};  // when the snapshot publish_due_ names was built
   bool assigned_once_ = false;             // publish nothing before the first assignment
   uint64_t changelog_failed_mark_ = 0;

@@ -1,7 +1,10 @@
 #include "state/checkpoint_store.h"
 
+#include <pthread.h>
 #include <rocksdb/db.h>
+#include <rocksdb/iostats_context.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
@@ -91,6 +94,7 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::open(const std::string
 }
 
 CheckpointStore::~CheckpointStore() {
+  stop_sync_thread();  // syncs what was written and not yet synced, then the DB can close
   // Nothing to do about a failed close here: every committed batch is in the WAL already, and
   // the next open recovers from it.
   for (auto* h : handles_) {
@@ -103,7 +107,11 @@ rocksdb::ColumnFamilyHandle* CheckpointStore::handle(Column c) const {
   return handles_[static_cast<size_t>(c)];
 }
 
-Status CheckpointStore::commit(Batch& batch) {
+Status CheckpointStore::commit(Batch& batch) { return apply(batch, sync_); }
+
+Status CheckpointStore::write(Batch& batch) { return apply(batch, false); }
+
+Status CheckpointStore::apply(Batch& batch, bool sync) {
   if (injected_failures_.load() > 0) {
     --injected_failures_;
     if (injected_kind_.load() == ErrorKind::fatal) {
@@ -114,11 +122,99 @@ Status CheckpointStore::commit(Batch& batch) {
                        "checkpoint commit");
   }
   rocksdb::WriteOptions options;
-  options.sync = sync_;
+  options.sync = sync;
   rocksdb::Status s = db_->Write(options, batch.batch_.get());
   if (!s.ok()) return from_status(s, "checkpoint commit");
   last_batch_bytes_ = batch.batch_->GetDataSize();
   return {};
+}
+
+uint64_t CheckpointStore::sync_async() {
+  std::lock_guard lock(sync_mu_);
+  const uint64_t ticket = ++sync_requested_;
+  if (!sync_) {
+    sync_done_ = ticket;
+    return ticket;
+  }
+  if (!sync_thread_.joinable()) {
+    sync_thread_ = std::thread([this] {
+#if defined(__linux__)
+      (void)pthread_setname_np(pthread_self(), "sp-sync");  // for top -H and perf
+#endif
+      sync_loop();
+    });
+  }
+  sync_cv_.notify_all();
+  return ticket;
+}
+
+std::optional<Status> CheckpointStore::sync_result(uint64_t ticket) {
+  std::lock_guard lock(sync_mu_);
+  if (ticket > sync_done_) return std::nullopt;
+  if (sync_error_) return Status(tl::unexpected(*sync_error_));
+  return Status{};
+}
+
+std::optional<Status> CheckpointStore::wait_synced(uint64_t ticket, Deadline deadline) {
+  std::unique_lock lock(sync_mu_);
+  if (!sync_cv_.wait_until(lock, deadline, [&] { return ticket <= sync_done_; })) {
+    return std::nullopt;
+  }
+  if (sync_error_) return Status(tl::unexpected(*sync_error_));
+  return Status{};
+}
+
+void CheckpointStore::hold_syncs(bool hold) {
+  std::lock_guard lock(sync_mu_);
+  sync_hold_ = hold;
+  sync_cv_.notify_all();
+}
+
+void CheckpointStore::fail_next_sync() {
+  std::lock_guard lock(sync_mu_);
+  sync_fail_next_ = true;
+}
+
+// One fsync covers every batch written before it: requests that pile up while a sync runs are
+// answered together by the next.
+void CheckpointStore::sync_loop() {
+  std::unique_lock lock(sync_mu_);
+  for (;;) {
+    sync_cv_.wait(lock, [&] {
+      return sync_done_ < sync_requested_ ? (sync_stop_ || !sync_hold_) : sync_stop_;
+    });
+    if (sync_done_ == sync_requested_) return;  // stopping, nothing outstanding
+    const uint64_t upto = sync_requested_;
+    const bool fail = std::exchange(sync_fail_next_, false);
+    lock.unlock();
+    rocksdb::Status s;
+    if (fail) {
+      s = rocksdb::Status::IOError("injected: fsync failed");
+    } else {
+      rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+      rocksdb::get_iostats_context()->Reset();
+      s = db_->SyncWAL();
+      sync_fsync_nanos_ += rocksdb::get_iostats_context()->fsync_nanos;
+      rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+    }
+    lock.lock();
+    // A WAL that could not be synced may have lost writes the store already acknowledged: the
+    // store is failed from here on (RocksDB refuses further writes too).
+    if (!s.ok() && !sync_error_) {
+      sync_error_ = Error{ErrorKind::fatal, "checkpoint sync: " + s.ToString()};
+    }
+    sync_done_ = upto;
+    sync_cv_.notify_all();
+  }
+}
+
+void CheckpointStore::stop_sync_thread() {
+  {
+    std::lock_guard lock(sync_mu_);
+    sync_stop_ = true;
+    sync_cv_.notify_all();
+  }
+  if (sync_thread_.joinable()) sync_thread_.join();
 }
 
 Result<std::optional<std::string>> CheckpointStore::get(Column c, std::string_view key) {

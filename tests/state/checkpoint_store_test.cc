@@ -12,6 +12,8 @@
 namespace sp {
 namespace {
 
+using namespace std::chrono_literals;
+
 class CheckpointStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { dir_ = testing::make_temp_dir("sp-store"); }
@@ -47,6 +49,80 @@ TEST_F(CheckpointStoreTest, CommitsAreFsyncedByDefaultAndNotWhenSyncIsOff) {
   auto unsynced = CheckpointStore::open(dir_, false);
   ASSERT_TRUE(unsynced);
   EXPECT_EQ(fsync_nanos_of_a_commit(**unsynced), 0u);
+}
+
+// Writes one small batch without waiting for the disk.
+bool write_one(CheckpointStore& store) {
+  auto batch = store.batch();
+  batch.put(Column::state, "op/0001", "state-bytes");
+  return store.write(batch).has_value();
+}
+
+// Issue #20: write() returns before the fsync, which the store's sync thread does; a ticket
+// says when a written batch is on stable storage.
+TEST_F(CheckpointStoreTest, AWrittenBatchIsSyncedByTheSyncThreadAndItsTicketSaysWhen) {
+  auto store = open();
+  ASSERT_NE(store, nullptr);
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+  rocksdb::get_iostats_context()->Reset();
+  ASSERT_TRUE(write_one(*store));
+  EXPECT_EQ(rocksdb::get_iostats_context()->fsync_nanos, 0u) << "write() waited for the disk";
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  store->hold_syncs(true);  // a slow disk
+  const uint64_t ticket = store->sync_async();
+  EXPECT_FALSE(store->sync_result(ticket).has_value());
+  EXPECT_FALSE(store->wait_synced(ticket, std::chrono::steady_clock::now() + 50ms).has_value());
+  auto value = store->get(Column::state, "op/0001");  // readable before it is durable
+  ASSERT_TRUE(value && *value);
+  store->hold_syncs(false);
+  auto synced = store->wait_synced(ticket, std::chrono::steady_clock::now() + 20s);
+  ASSERT_TRUE(synced.has_value());
+  EXPECT_TRUE(*synced);
+  EXPECT_GT(store->sync_thread_fsync_nanos(), 0u);
+  auto again = store->sync_result(ticket);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(*again);
+}
+
+TEST_F(CheckpointStoreTest, WithoutSyncATicketIsDoneAtOnceAndNothingIsFsynced) {
+  auto store = CheckpointStore::open(dir_, false);
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(write_one(**store));
+  auto done = (*store)->sync_result((*store)->sync_async());
+  ASSERT_TRUE(done.has_value());
+  EXPECT_TRUE(*done);
+  EXPECT_EQ((*store)->sync_thread_fsync_nanos(), 0u);
+}
+
+TEST_F(CheckpointStoreTest, AFailedSyncFailsItsTicketAndEveryLaterOne) {
+  auto store = open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(write_one(*store));
+  store->fail_next_sync();
+  auto failed = store->wait_synced(store->sync_async(), std::chrono::steady_clock::now() + 20s);
+  ASSERT_TRUE(failed.has_value());
+  ASSERT_FALSE(*failed);
+  EXPECT_EQ(failed->error().kind, ErrorKind::fatal);
+  EXPECT_NE(failed->error().message.find("checkpoint sync"), std::string::npos)
+      << failed->error().message;
+  auto later = store->wait_synced(store->sync_async(), std::chrono::steady_clock::now() + 20s);
+  ASSERT_TRUE(later.has_value());
+  EXPECT_FALSE(*later);
+}
+
+// Closing the store syncs what was written and is still waiting for it.
+TEST_F(CheckpointStoreTest, ClosingWithASyncHeldStillSyncsAndReturns) {
+  {
+    auto store = open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(write_one(*store));
+    store->hold_syncs(true);
+    (void)store->sync_async();
+  }  // must return: the held sync runs on close
+  auto store = open();
+  auto value = store->get(Column::state, "op/0001");
+  ASSERT_TRUE(value && *value);
+  EXPECT_EQ(**value, "state-bytes");
 }
 
 uint64_t wal_bytes(const std::string& dir) {
