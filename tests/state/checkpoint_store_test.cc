@@ -110,8 +110,9 @@ TEST_F(CheckpointStoreTest, AFailedSyncFailsItsTicketAndEveryLaterOne) {
   EXPECT_FALSE(*later);
 }
 
-// Closing the store syncs what was written and is still waiting for it.
-TEST_F(CheckpointStoreTest, ClosingWithASyncHeldStillSyncsAndReturns) {
+// Closing the store runs a sync still waiting (held or not) instead of hanging on it; the batch
+// is there after reopening.
+TEST_F(CheckpointStoreTest, ClosingWithASyncHeldReturnsAndKeepsTheBatch) {
   {
     auto store = open();
     ASSERT_NE(store, nullptr);
