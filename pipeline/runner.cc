@@ -330,9 +330,7 @@ class RunnerImpl final : public Runner {
   // sync. A failed sync is fatal: the store cannot say any more what it holds.
   bool settle_sync(SteadyClock::time_point wait_until) {
     if (!syncing_) return true;
-    const auto result = wait_until == SteadyClock::time_point::min()
-                            ? store_->sync_result(syncing_->ticket)
-                            : store_->wait_synced(syncing_->ticket, wait_until);
+    const auto result = store_->wait_synced(syncing_->ticket, wait_until);
     if (!result) return false;
     Syncing done = std::move(*syncing_);
     syncing_.reset();

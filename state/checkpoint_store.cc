@@ -149,10 +149,7 @@ uint64_t CheckpointStore::sync_async() {
 }
 
 std::optional<Status> CheckpointStore::sync_result(uint64_t ticket) {
-  std::lock_guard lock(sync_mu_);
-  if (ticket > sync_done_) return std::nullopt;
-  if (sync_error_) return Status(tl::unexpected(*sync_error_));
-  return Status{};
+  return wait_synced(ticket, Deadline::min());
 }
 
 std::optional<Status> CheckpointStore::wait_synced(uint64_t ticket, Deadline deadline) {
