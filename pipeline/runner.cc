@@ -348,8 +348,11 @@ class RunnerImpl final : public Runner {
     return true;
   }
 
+  // Called every loop turn: a checkpoint's records go out, and its duration is recorded, as soon
+  // as it is synced, whether or not there are values to publish (none before the first
+  // assignment), not when the next checkpoint looks.
   void try_publish() {
-    if (!publish_due_ || !settle_sync(SteadyClock::time_point::min()) || !changelog_->settled())
+    if (!settle_sync(SteadyClock::time_point::min()) || !publish_due_ || !changelog_->settled())
       return;
     publish_due_ = false;
     if (changelog_->failed_total() != changelog_failed_mark_) {

@@ -361,6 +361,26 @@ TEST_F(RecoveryE2E, NothingOfACheckpointIsShownBeforeItIsOnStableStorage) {
   EXPECT_TRUE(a.status()) << a.status().error().message;
 }
 
+// A checkpoint is done when its sync is: the duration histogram (and the records it sends) must
+// not wait for the next checkpoint to notice, as they did for the checkpoints written while the
+// group join is pending (nothing to publish then). The mock coordinator holds the first join
+// for 3 s: at 700 ms, four checkpoints fall before it.
+TEST_F(RecoveryE2E, ACheckpointIsDoneWhenItIsSyncedNotWhenTheNextOneLooks) {
+  produce_data_set();
+  Config c = config("a");
+  c.state.checkpoint_interval = 700ms;
+  ASSERT_TRUE(c.state.sync);
+  Instance a(c);
+  a.start();
+  ASSERT_TRUE(wait_consumed(a, kTotal));
+  const auto m = a.scrape();
+  const double count = testing::metric_sum(m, "socialpulse_checkpoint_duration_seconds_count");
+  ASSERT_GE(count, 4);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_checkpoint_duration_seconds_bucket", {"le=\"0.5\""}),
+            count)
+      << "sum " << testing::metric_sum(m, "socialpulse_checkpoint_duration_seconds_sum") << " s";
+}
+
 // A checkpoint that cannot be synced may be lost to a power cut: the process stops with the
 // reason, having shown nothing of it, and a restart counts every event once.
 TEST_F(RecoveryE2E, AFailedCheckpointSyncStopsWithTheReasonAndARestartLosesNothing) {
