@@ -273,12 +273,11 @@ class RunnerImpl final : public Runner {
 
     const auto t_built = SteadyClock::now();
     const size_t batch_bytes = batch.data_bytes();
-    // Written, not yet on stable storage: the store's sync thread writes its log and syncs it
-    // while this thread consumes on. What others can see of this checkpoint (its output records,
-    // its changelog markers, its /metrics values) waits for the sync (settle_sync, try_publish),
-    // so neither a kill -9 nor a power cut can take back anything shown; the state's own
-    // bookkeeping goes on now (a lost write is a restart's business: it resumes from the last
-    // checkpoint on disk, which nothing shown is ahead of).
+    // Written, not yet on stable storage: the store's sync thread does that while this thread
+    // consumes on. What others can see of this checkpoint (its output records, its /metrics
+    // values) waits for the sync (settle_sync, try_publish), so a power cut cannot take back
+    // anything shown; the state's own bookkeeping goes on now, as a killed process keeps a
+    // written batch.
     if (auto s = store_->write(batch); !s) {
       changelog_->discard();
       note_checkpoint_failure(s.error().message);
@@ -292,7 +291,7 @@ class RunnerImpl final : public Runner {
     syncing_ = Syncing{store_->sync_async(), started, outbox, {}};
     syncing_->records.swap(topology_.pending());
     topology_.checkpoint_committed();
-    changelog_->stage_markers(topology_);
+    changelog_->produce(topology_);
     probe_.alerts_committed(syncing_->records);
     if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());
     if (hooks_.on_checkpoint_committed)
@@ -327,9 +326,8 @@ class RunnerImpl final : public Runner {
   }
 
   // Once the last checkpoint is on stable storage (by `wait_until` at the latest; min: only
-  // look), produces its changelog markers, sends its output records and records its duration;
-  // true when nothing waits for a sync. A failed sync is fatal: the store cannot say any more
-  // what it holds.
+  // look), sends its output records and records its duration; true when nothing waits for a
+  // sync. A failed sync is fatal: the store cannot say any more what it holds.
   bool settle_sync(SteadyClock::time_point wait_until) {
     if (!syncing_) return true;
     const auto result = store_->wait_synced(syncing_->ticket, wait_until);
@@ -342,7 +340,6 @@ class RunnerImpl final : public Runner {
       update_ready();
       return false;
     }
-    changelog_->produce(topology_);
     sink_->committed(done.outbox, done.records);
     const auto took = SteadyClock::now() - done.started;
     probe_.checkpoint_written(took);
@@ -489,8 +486,6 @@ class RunnerImpl final : public Runner {
         break;
       }
     }
-    // On disk, and its changelog markers produced (handover() waits for them), or not stored.
-    if (stored && !settle_sync(deadline)) stored = false;
     std::vector<PartitionId> ids;
     for (int i = 0; i < partitions->cnt; ++i) {
       const auto id = slots_.id_of(partitions->elems[i].topic, partitions->elems[i].partition);

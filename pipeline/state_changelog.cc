@@ -241,7 +241,6 @@ void StateChangelog::discard() {
   }
   deltas_sent_.clear();
   captured_.clear();
-  staged_.clear();
 }
 
 void StateChangelog::send_deltas(const Topology& topology) {
@@ -265,30 +264,19 @@ void StateChangelog::send_deltas(const Topology& topology) {
   }
 }
 
-void StateChangelog::stage_markers(const Topology& topology) {
-  staged_.clear();
-  if (!writer_) return;
-  for (const auto& [pid, entries] : captured_) {
-    const auto owned = topology.partitions().find(pid);
-    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    staged_.push_back({pid, *owned->second->next_offset});
-  }
-}
-
 void StateChangelog::produce(const Topology& topology) {
   if (!writer_) {  // no partition was ever assigned
     captured_.clear();
     deltas_sent_.clear();
-    staged_.clear();
     return;
   }
-  const std::vector<std::string> owners = topology.partition_state_owners();
-  for (const auto& [pid, next_offset] : staged_) {
-    if (!topology.partitions().contains(pid)) continue;  // revoked since the write
+  for (auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
     // deltas_sent_ was filled in captured_'s order: sorted.
     if (!std::binary_search(deltas_sent_.begin(), deltas_sent_.end(), pid))
-      write_snapshot(pid, owners);
-    if (auto s = writer_->end_checkpoint(pid, seq_, next_offset); !s) {
+      write_snapshot(pid, topology.partition_state_owners());
+    if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
                    s.error().message);
     } else {
@@ -297,7 +285,6 @@ void StateChangelog::produce(const Topology& topology) {
   }
   captured_.clear();
   deltas_sent_.clear();
-  staged_.clear();
 }
 
 void StateChangelog::write_snapshot(PartitionId pid, const std::vector<std::string>& owners) {

@@ -9,7 +9,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -63,16 +62,11 @@ class StateChangelog {
   // their checkpoint markers, so that the broker takes them while the local store commits.
   // Without its marker a checkpoint does not count in the changelog.
   void send_deltas(const Topology& topology);
-  // Right after the local write: which partitions get a marker, at which input offset (the
-  // pipeline consumes on before produce()).
-  void stage_markers(const Topology& topology);
-  // Once the local write is on stable storage (CheckpointStore::sync_async; the changelog is never
-  // ahead of the local store, which a kill -9 before the store's sync thread wrote the log takes
-  // back): each staged partition due for one as a full snapshot read back from the store, then
-  // every staged partition's checkpoint marker. The checkpoint is then complete in the changelog
-  // once the markers are acknowledged: a short wait after the sync (one small record per
-  // partition), which is the window in which a kill -9 leaves the changelog behind the local
-  // store (README "Scaling out"). Partitions revoked since the write are left out.
+  // After the local commit: each partition due for one as a full snapshot read back from the
+  // store, then every partition's checkpoint marker. The checkpoint is then complete in the
+  // changelog once the markers are acknowledged: a short wait after the commit (one small record
+  // per partition), which is the window in which a kill -9 leaves the changelog behind the local
+  // store (README "Scaling out").
   void produce(const Topology& topology);
   // Forgets what capture() recorded (the local commit failed; the next checkpoint rewrites it)
   // and abandons the deltas send_deltas() produced: their partitions' next checkpoint is a
@@ -163,8 +157,6 @@ class StateChangelog {
   // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
   // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;
-  // stage_markers(): the partitions whose markers produce() writes, with their input offsets.
-  std::vector<std::pair<PartitionId, Offset>> staged_;
   // Checkpoint markers carry (this run's random id << 32) + a counter: a restart tells its own
   // markers from any other writer's.
   uint32_t run_id_ = 0;

@@ -77,12 +77,6 @@ Result<std::unique_ptr<CheckpointStore>> CheckpointStore::open(const std::string
   // under load, and a restart then replayed all of it (seconds; SPEC 9: ready <= 2 s). Past this
   // bound the columns that hold the oldest WAL are flushed and it is deleted.
   db_options.max_total_wal_size = kMaxTotalWalBytes;
-  // The write-ahead log is written by FlushWAL, not by each Write: a checkpoint's write() only
-  // appends its batch to the log's buffer (and the memtables), and the store's sync thread writes
-  // and syncs the buffer (issue #20: the write() syscalls into fresh page-cache pages were a tenth
-  // of the pipeline thread at 256 partitions). The buffer holds a checkpoint's batch.
-  db_options.manual_wal_flush = true;
-  db_options.writable_file_max_buffer_size = kWalBufferBytes;
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.OptimizeLevelStyleCompaction(64 << 20);
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -113,13 +107,11 @@ rocksdb::ColumnFamilyHandle* CheckpointStore::handle(Column c) const {
   return handles_[static_cast<size_t>(c)];
 }
 
-Status CheckpointStore::commit(Batch& batch) { return apply(batch, true, sync_); }
+Status CheckpointStore::commit(Batch& batch) { return apply(batch, sync_); }
 
-// With sync off, the log is written at once (a killed process keeps the batch); with it, the sync
-// thread writes it (sync_async).
-Status CheckpointStore::write(Batch& batch) { return apply(batch, !sync_, false); }
+Status CheckpointStore::write(Batch& batch) { return apply(batch, false); }
 
-Status CheckpointStore::apply(Batch& batch, bool flush, bool sync) {
+Status CheckpointStore::apply(Batch& batch, bool sync) {
   if (injected_failures_.load() > 0) {
     --injected_failures_;
     if (injected_kind_.load() == ErrorKind::fatal) {
@@ -129,12 +121,10 @@ Status CheckpointStore::apply(Batch& batch, bool flush, bool sync) {
     return from_status(rocksdb::Status::NoSpace("injected: no space left on device"),
                        "checkpoint commit");
   }
-  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), batch.batch_.get());
+  rocksdb::WriteOptions options;
+  options.sync = sync;
+  rocksdb::Status s = db_->Write(options, batch.batch_.get());
   if (!s.ok()) return from_status(s, "checkpoint commit");
-  if (flush) {
-    s = db_->FlushWAL(sync);
-    if (!s.ok()) return from_status(s, "checkpoint commit");
-  }
   last_batch_bytes_ = batch.batch_->GetDataSize();
   return {};
 }
@@ -200,7 +190,7 @@ void CheckpointStore::sync_loop() {
     } else {
       rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
       rocksdb::get_iostats_context()->Reset();
-      s = db_->FlushWAL(true);  // writes what write() left in the log's buffer, then syncs
+      s = db_->SyncWAL();
       sync_fsync_nanos_ += rocksdb::get_iostats_context()->fsync_nanos;
       rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
     }

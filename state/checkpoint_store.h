@@ -31,9 +31,6 @@ enum class Column : int { meta = 0, state = 1, outbox = 2 };
 
 // The live write-ahead log a restart replays stays about this size (checkpoint_store.cc).
 inline constexpr uint64_t kMaxTotalWalBytes = uint64_t{64} << 20;
-// The write-ahead log's buffer (RocksDB writable_file_max_buffer_size; it also bounds the buffer of
-// each table file being written): a checkpoint batch up to this size waits in it for FlushWAL.
-inline constexpr size_t kWalBufferBytes = size_t{16} << 20;
 
 class CheckpointStore {
  public:
@@ -100,8 +97,7 @@ class CheckpointStore {
  private:
   CheckpointStore() = default;
   rocksdb::ColumnFamilyHandle* handle(Column c) const;
-  // `flush`: write the log's buffer now (FlushWAL), `sync`: and fsync it.
-  Status apply(Batch& batch, bool flush, bool sync);
+  Status apply(Batch& batch, bool sync);
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   size_t last_batch_bytes_ = 0;  // reservation for the next batch

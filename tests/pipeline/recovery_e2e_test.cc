@@ -193,33 +193,6 @@ class RecoveryE2E : public ::testing::Test {
     return total;
   }
 
-  // Checkpoint markers on the state changelog (pipeline/changelog.h: "checkpoint/<pid>" keys).
-  size_t count_changelog_markers() {
-    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()},
-                                 {"group.id", "marker-reader"},
-                                 {"enable.partition.eof", "true"}});
-    auto consumer = make_kafka_handle(RD_KAFKA_CONSUMER, std::move(*conf));
-    KafkaPartitionList list(rd_kafka_topic_partition_list_new(kPartitions));
-    for (int p = 0; p < kPartitions; ++p) {
-      rd_kafka_topic_partition_list_add(list.get(), Config{}.kafka.state_topic.c_str(), p)->offset =
-          RD_KAFKA_OFFSET_BEGINNING;
-    }
-    EXPECT_EQ(rd_kafka_assign(consumer->get(), list.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
-    size_t markers = 0;
-    int at_end = 0;
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (at_end < kPartitions && std::chrono::steady_clock::now() < deadline) {
-      KafkaMessage msg(rd_kafka_consumer_poll(consumer->get(), 100));
-      if (!msg) continue;
-      if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) ++at_end;
-      if (msg->err) continue;
-      const std::string_view key(static_cast<const char*>(msg->key), msg->key_len);
-      markers += key.find("checkpoint/") != std::string_view::npos;
-    }
-    EXPECT_EQ(at_end, kPartitions) << "state topic not read to its end";
-    return markers;
-  }
-
   // Kafka-committed offsets of the pipeline's group, per partition (-1001 = none).
   std::vector<int64_t> committed() {
     return testing::committed_offsets(broker_->bootstrap_servers(), "recovery", "social.events", kPartitions);
@@ -380,13 +353,9 @@ TEST_F(RecoveryE2E, NothingOfACheckpointIsShownBeforeItIsOnStableStorage) {
       [&] { return a.metric("socialpulse_checkpoint_failures_total") >= 2; }, 30s));
   EXPECT_EQ(a.metric("socialpulse_events_consumed_total"), 0) << "published before its sync";
   EXPECT_EQ(count_topic("socialpulse.windows"), 0u) << "records sent before their sync";
-  // The changelog is never ahead of the local store: a kill -9 now loses the written checkpoint
-  // (its log is the sync thread's to write), and a restart must not find it completed there.
-  EXPECT_EQ(count_changelog_markers(), 0u) << "changelog checkpoint marked before its sync";
   store.load()->hold_syncs(false);
   ASSERT_TRUE(wait_consumed(a, kTotal));
   expect_exact(a.scrape());
-  EXPECT_GT(count_changelog_markers(), 0u);
   ASSERT_TRUE(testing::wait_until([&] { return count_topic("socialpulse.windows") > 0; }, 30s));
   a.stop();
   EXPECT_TRUE(a.status()) << a.status().error().message;

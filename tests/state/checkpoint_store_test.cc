@@ -131,40 +131,6 @@ uint64_t wal_bytes(const std::string& dir) {
   return bytes;
 }
 
-// Issue #20: with state.sync, write() leaves the batch's write-ahead log in the store's buffer
-// and the sync thread writes it (the write() syscalls into fresh page-cache pages were the
-// pipeline thread's); without state.sync, write() puts it in the file at once, so that a killed
-// process keeps the batch.
-TEST_F(CheckpointStoreTest, TheSyncThreadWritesTheLogOfAWrittenBatch) {
-  const std::string big(1 << 20, 'x');
-  auto write_big = [&](CheckpointStore& store) {
-    auto batch = store.batch();
-    batch.put(Column::state, "op/big", big);
-    return store.write(batch).has_value();
-  };
-  {
-    auto store = open();
-    ASSERT_NE(store, nullptr);
-    store->hold_syncs(true);
-    const uint64_t before = wal_bytes(dir_);
-    ASSERT_TRUE(write_big(*store));
-    EXPECT_LT(wal_bytes(dir_), before + big.size()) << "write() wrote the log itself";
-    auto value = store->get(Column::state, "op/big");  // readable all the same
-    ASSERT_TRUE(value && *value);
-    const uint64_t ticket = store->sync_async();
-    store->hold_syncs(false);
-    auto synced = store->wait_synced(ticket, std::chrono::steady_clock::now() + 20s);
-    ASSERT_TRUE(synced.has_value() && *synced);
-    EXPECT_GE(wal_bytes(dir_), before + big.size());
-  }
-  const std::string unsynced_dir = dir_ + "/unsynced";
-  auto unsynced = CheckpointStore::open(unsynced_dir, false);
-  ASSERT_TRUE(unsynced);
-  const uint64_t before = wal_bytes(unsynced_dir);
-  ASSERT_TRUE(write_big(**unsynced));
-  EXPECT_GE(wal_bytes(unsynced_dir), before + big.size());
-}
-
 // A restart replays every live WAL file: with checkpoints that touch the meta column each time
 // (the input offsets) and the state column heavily, the WAL must not pile up until RocksDB's own
 // bound (~1.1 GiB), which took a restart seconds. 192 MiB written in 1 MiB checkpoints.
