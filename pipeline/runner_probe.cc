@@ -134,16 +134,10 @@ void RunnerProbe::partition_restored(std::chrono::steady_clock::duration took) {
 }
 
 void RunnerProbe::sample_latency(const rd_kafka_message_t& msg) {
-  rd_kafka_timestamp_type_t type;
-  const int64_t ts = rd_kafka_message_timestamp(&msg, &type);
-  if (ts <= 0) return;
-  ++latency_seen_;
-  if (latency_samples_.size() < kLatencySampleCap) {
-    latency_samples_.push_back(ts);
-  } else {
-    const uint64_t j = latency_rng_() % latency_seen_;
-    if (j < kLatencySampleCap) latency_samples_[j] = ts;
-  }
+  latency_samples_.offer([&msg] {
+    rd_kafka_timestamp_type_t type;
+    return rd_kafka_message_timestamp(&msg, &type);
+  });
 }
 
 void RunnerProbe::alerts_committed(const std::vector<OutputRecord>& records) {
@@ -169,9 +163,7 @@ void RunnerProbe::prepare_metrics(const Topology& topology, const CounterContinu
   drop_prepared();
   // The latencies of what this snapshot holds: observed, and its histogram filled in, when it
   // is exposed (publish_prepared()).
-  prepared_latency_samples_ = std::move(latency_samples_);
-  latency_samples_.clear();
-  latency_seen_ = 0;
+  prepared_latency_samples_ = latency_samples_.take();
   const double now_s =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
@@ -266,8 +258,7 @@ void RunnerProbe::drop_prepared() {
   if (!prepared_) return;
   prepared_.reset();
   // Not exposed: the next snapshot holds these values, and these alerts and latencies with them.
-  latency_samples_.insert(latency_samples_.end(), prepared_latency_samples_.begin(),
-                          prepared_latency_samples_.end());
+  latency_samples_.put_back(prepared_latency_samples_);
   prepared_latency_samples_.clear();
   prepared_alerts_.insert(prepared_alerts_.end(), std::make_move_iterator(alerts_.begin()),
                           std::make_move_iterator(alerts_.end()));

@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "operators/operator.h"
 #include "pipeline/metrics_registry.h"
 #include "pipeline/source_worker.h"
+#include "pipeline/timestamp_sample.h"
 
 namespace sp {
 
@@ -116,9 +116,7 @@ class RunnerProbe {
   HttpServer* http_;
   const bool label_topics_;
   MetricsRegistry registry_;
-  std::vector<int64_t> latency_samples_;  // append timestamps, ms since the epoch
-  uint64_t latency_seen_ = 0;
-  std::minstd_rand latency_rng_{7};
+  TimestampSample latency_samples_{kLatencySampleCap, 7};  // append times, ms since the epoch
   Histogram latency_;
   Histogram checkpoint_duration_;
   Histogram restore_duration_;
