@@ -30,13 +30,8 @@ PartitionSlot* PartitionTable::find(const char* topic, int32_t partition) {
     last_topic_name_ = topic;
     last_topic_index_ = *t;
   }
-  const int32_t id = make_partition_id(last_topic_index_, partition).value;
-  if (last_slot_ != nullptr && id == last_id_) return last_slot_;
-  auto it = slots_.find(id);
-  if (it == slots_.end()) return nullptr;
-  last_id_ = id;
-  last_slot_ = &it->second;
-  return last_slot_;
+  auto it = slots_.find(make_partition_id(last_topic_index_, partition).value);
+  return it == slots_.end() ? nullptr : &it->second;
 }
 
 PartitionSlot* PartitionTable::find(PartitionId id) {
@@ -52,7 +47,6 @@ bool PartitionTable::remove(PartitionId id) {
   auto it = slots_.find(id.value);
   if (it == slots_.end()) return false;
   const bool state_paused = it->second.state_paused;
-  if (last_slot_ == &it->second) last_slot_ = nullptr;
   slots_.erase(it);
   return state_paused;
 }

@@ -61,10 +61,6 @@ class PartitionTable {
   Slots slots_;
   const char* last_topic_name_ = nullptr;  // find() cache
   size_t last_topic_index_ = 0;
-  // The slot find() returned last: messages come in runs of one partition (a fetch response's
-  // message set), and each map lookup is a few cache misses at hundreds of partitions.
-  int32_t last_id_ = 0;
-  PartitionSlot* last_slot_ = nullptr;
 };
 
 }  // namespace sp

@@ -133,13 +133,6 @@ void RunnerProbe::partition_restored(std::chrono::steady_clock::duration took) {
   restore_duration_.observe(std::chrono::duration<double>(took).count());
 }
 
-void RunnerProbe::sample_latency(const rd_kafka_message_t& msg) {
-  latency_samples_.offer([&msg] {
-    rd_kafka_timestamp_type_t type;
-    return rd_kafka_message_timestamp(&msg, &type);
-  });
-}
-
 void RunnerProbe::alerts_committed(const std::vector<OutputRecord>& records) {
   if (http_ == nullptr) return;
   for (const OutputRecord& r : records) {

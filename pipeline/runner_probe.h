@@ -43,8 +43,11 @@ class RunnerProbe {
 
   bool publishing() const { return http_ != nullptr; }
 
-  // Hot path: keeps a uniform sample of the append timestamps consumed since the last publish.
-  void sample_latency(const rd_kafka_message_t& msg);
+  // Hot path: keeps a uniform sample of the append timestamps (ms since the epoch, <= 0: none)
+  // of the messages consumed since the last publish.
+  void sample_latency(int64_t append_ms) {
+    latency_samples_.offer([append_ms] { return append_ms; });
+  }
   void checkpoint_written(std::chrono::steady_clock::duration took);
   // Counts a checkpoint that could not be written and republishes the last snapshot with it.
   void checkpoint_failed();

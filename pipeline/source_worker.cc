@@ -214,10 +214,16 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
     rd_kafka_message_t* msg = batch.messages_[i];
     Item& item = batch.items_[i];
     item.message = msg;
+    item.topic = msg->rkt;
+    item.partition = msg->partition;
+    item.offset = msg->offset;
     if (msg->err) {
+      item.timestamp = 0;
       item.outcome = Outcome::kafka_error;
       continue;
     }
+    rd_kafka_timestamp_type_t timestamp_type;
+    item.timestamp = rd_kafka_message_timestamp(msg, &timestamp_type);
     headers_.clear();
     rd_kafka_headers_t* hdrs = nullptr;
     if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {

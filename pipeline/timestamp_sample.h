@@ -2,9 +2,9 @@
 // A uniform sample of at most `capacity` timestamps out of a stream of unknown length (reservoir
 // sampling, Li's "Algorithm L", ACM TOMS 20(4), 1994). Once the reservoir is full, how many offers
 // to pass over before the next one replaces a random slot is drawn at once, so an offer passed over
-// costs an increment and a compare: its timestamp is not even read. The runner offers every
-// consumed message (RunnerProbe::sample_latency, on the pipeline thread), and reading the append
-// timestamp, drawing a random number and dividing by the count per message was 2-3 % of that
+// costs an increment and a compare (its timestamp is not even computed). The runner offers every
+// consumed message (RunnerProbe::sample_latency, on the pipeline thread), where a random number and
+// a division by the count per message were, with the read of the append time, 4-8 % of that
 // thread (issue #20).
 #include <cmath>
 #include <cstdint>
