@@ -24,7 +24,7 @@ TEST(PartitionTableTest, FindsOwnedPartitionsByTopicNameAndNumberOnly) {
   table.add(*a, slot_of("events", 3));
   table.add(*b, slot_of("more", 3));
   const std::string events = "events";  // another pointer to the same name
-  for (int round = 0; round < 2; ++round) {  // the second round is served by find()'s caches
+  for (int round = 0; round < 2; ++round) {  // the second round: find()'s topic-name cache
     PartitionSlot* s = table.find(events.c_str(), 3);
     ASSERT_NE(s, nullptr);
     EXPECT_EQ(s->topic, "events");
