@@ -4,6 +4,7 @@
 
 #include <utility>
 
+#include "pipeline/kafka.h"
 #include "pipeline/thread_policy.h"
 
 namespace sp {
@@ -226,7 +227,8 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
     item.timestamp = rd_kafka_message_timestamp(msg, &timestamp_type);
     headers_.clear();
     rd_kafka_headers_t* hdrs = nullptr;
-    if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
+    if (may_carry_headers(*msg) &&
+        rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
       const char* name = nullptr;
       const void* value = nullptr;
       size_t size = 0;

@@ -182,6 +182,23 @@ class SourceWorkerTest : public ::testing::Test {
     ++produced_[static_cast<size_t>(partition)];
   }
 
+  // Binary-mode CloudEvents carry their envelope in headers (name, value).
+  void produce_with_headers(int32_t partition, const std::string& value,
+                            const std::vector<std::pair<std::string, std::string>>& headers) {
+    KafkaHeaders h(rd_kafka_headers_new(headers.size()));
+    for (const auto& [name, v] : headers) {
+      rd_kafka_header_add(h.get(), name.c_str(), -1, v.data(), static_cast<ssize_t>(v.size()));
+    }
+    ASSERT_EQ(rd_kafka_producev(
+                  producer_.get(), RD_KAFKA_V_TOPIC(kTopic), RD_KAFKA_V_PARTITION(partition),
+                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                  RD_KAFKA_V_HEADERS(h.get()), RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+    h.release();  // owned by the message now
+    ++produced_[static_cast<size_t>(partition)];
+  }
+
   void flush() {
     ASSERT_EQ(rd_kafka_flush(producer_.get(), 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     ASSERT_EQ(failed_deliveries_.load(), 0);
@@ -417,6 +434,44 @@ TEST_F(SourceWorkerTest, RejectsMalformedMessagesInOrderWithTheValidOnes) {
   EXPECT_EQ(delivered_[3].detail, "id: required");
   EXPECT_EQ(delivered_[4].outcome, Outcome::event);
   EXPECT_EQ(delivered_[4].id, "v-4");
+}
+
+// The headers reach the decoder: the source asks librdkafka for them only when a message may
+// carry some (may_carry_headers), so messages with and without headers are interleaved here.
+TEST_F(SourceWorkerTest, PassesCloudEventsBinaryModeHeadersToTheDecoder) {
+  const std::string no_id_no_time =
+      "{\"brand\":\"acme\",\"channel\":\"twitter\",\"type\":\"like\"}";
+  produce(2, event_json("plain-0", "acme", "u-0"));
+  produce_with_headers(2, no_id_no_time,
+                       {{"ce_specversion", "1.0"}, {"ce_id", "hdr-1"}, {"ce_time", kEventTime}});
+  produce(2, event_json("plain-2", "acme", "u-2"));
+  // A plain-looking body is still a binary-mode event when the header says so.
+  produce_with_headers(2, event_json("body-3", "acme", "u-3"), {{"ce_specversion", "0.3"}});
+  produce_with_headers(2, event_json("body-4", "globex", "u-4"), {{"x-trace", "t"}});
+  produce(2, no_id_no_time);
+  flush();
+  worker_.start(consumer_.get());
+
+  ASSERT_TRUE(drain_until([&] { return received_ >= produced_total(); }))
+      << "received " << received_ << " of " << produced_total();
+  stop_worker();
+
+  ASSERT_EQ(delivered_.size(), 6u);
+  EXPECT_EQ(delivered_[0].outcome, Outcome::event);
+  EXPECT_EQ(delivered_[0].id, "plain-0");
+  ASSERT_EQ(delivered_[1].outcome, Outcome::event) << delivered_[1].detail;
+  EXPECT_EQ(delivered_[1].id, "hdr-1");
+  EXPECT_EQ(delivered_[2].outcome, Outcome::event);
+  EXPECT_EQ(delivered_[2].id, "plain-2");
+  ASSERT_EQ(delivered_[3].outcome, Outcome::rejected);
+  EXPECT_EQ(delivered_[3].reason, RejectReason::schema);
+  EXPECT_EQ(delivered_[3].detail, "ce_specversion: must be \"1.0\"");
+  EXPECT_EQ(delivered_[4].outcome, Outcome::event);
+  EXPECT_EQ(delivered_[4].id, "body-4");
+  EXPECT_EQ(delivered_[4].brand_name, "globex");
+  ASSERT_EQ(delivered_[5].outcome, Outcome::rejected);
+  EXPECT_EQ(delivered_[5].reason, RejectReason::schema);
+  EXPECT_EQ(delivered_[5].detail, "id: required");
 }
 
 TEST_F(SourceWorkerTest, ForwardsTheAssignmentToThePipelineThreadBeforeAnyBatch) {
