@@ -643,8 +643,8 @@ Got EventDecoder::Impl::validate(V& v, int depth) {
       od::object o;
       if (auto e = v.get_object().get(o)) return fatal(e);
       for (auto fr : o) {
-        od::field f;
-        if (auto e = std::move(fr).get(f)) return fatal(e);
+        if (auto e = fr.error()) return fatal(e);
+        od::field&& f = std::move(fr).value_unsafe();
         std::string_view key;
         if (auto e = f.unescaped_key().get(key)) return fatal(e);
         if (Got g = validate(f.value(), depth + 1); g != Got::ok) return g;
@@ -842,8 +842,8 @@ Got EventDecoder::Impl::read_actor(od::value& v, Scope& s, int depth) {
   uint32_t present = 0;
   bool id_ok = false;
   for (auto fr : obj) {
-    od::field f;
-    if (auto e = std::move(fr).get(f)) return fatal(e);
+    if (auto e = fr.error()) return fatal(e);
+    od::field&& f = std::move(fr).value_unsafe();  // in place: no copy of the field
     const char* raw = f.key().raw();
     uint32_t which = raw_is(raw, "id\"")          ? kId
                      : raw_is(raw, "role\"")      ? kRole
@@ -1012,8 +1012,8 @@ Got EventDecoder::Impl::read_field(Key k, od::value& v, Scope& s, int depth) {
 
 bool EventDecoder::Impl::decode_object(od::object& obj, Scope& s, bool top_level, int depth) {
   for (auto fr : obj) {
-    od::field f;
-    if (auto e = std::move(fr).get(f)) return fail(e);
+    if (auto e = fr.error()) return fail(e);
+    od::field&& f = std::move(fr).value_unsafe();  // in place: no copy of the field
     // Fast path: keys without escapes are compared in place; escaped keys ("\u0069d") are
     // unescaped so that they mean what any other JSON parser thinks they mean.
     const char* raw = f.key().raw();
