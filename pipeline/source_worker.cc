@@ -245,15 +245,18 @@ void SourceWorker::decode(Batch& batch, EventTime wall_now) {
       item.rejection = std::move(decoded.error());
       continue;
     }
+    // Read from the decoder's event (in this core's cache), not from the item: the item's lines
+    // were last written by the pipeline thread, and reading them back right after the copy
+    // waited for them.
+    const Event& event = **decoded;
     item.outcome = Outcome::event;
-    item.event = **decoded;
-    item.dedup_key = Deduplicator::key_of(item.event);
+    item.dedup_key = Deduplicator::key_of(event);
     Span& s = spans_[i];
-    keep(item.event.id, s.id, s.id_len);
-    keep(item.event.actor_id, s.actor, s.actor_len);
-    keep(item.event.brand_name, s.brand, s.brand_len);
-    for (size_t t = 0; t < item.event.tag_count; ++t)
-      keep(item.event.tags[t], s.tag[t], s.tag_len[t]);
+    keep(event.id, s.id, s.id_len);
+    keep(event.actor_id, s.actor, s.actor_len);
+    keep(event.brand_name, s.brand, s.brand_len);
+    for (size_t t = 0; t < event.tag_count; ++t) keep(event.tags[t], s.tag[t], s.tag_len[t]);
+    item.event = event;
   }
   const char* base = batch.arena_.data();
   for (size_t i = 0; i < batch.item_count_; ++i) {
