@@ -115,18 +115,24 @@ void SourceWorker::forward_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err,
     to_worker_.wait(lock, [&r] { return r.done; });
   }
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    // Keep the pipeline's back-pressure decision in force for the new partitions. librdkafka keeps
+    // an application pause across an unassign, so a partition paused under the previous
+    // assignment (and revoked before the resume) must be resumed explicitly: before the assign.
+    // Every pause or resume call starts a new version of the partition's fetch state, and one
+    // made after the assign outdated the offset lookups the assign had just sent: each partition
+    // whose reply was still in flight waited librdkafka's 500 ms retry timer before its first
+    // fetch (243 of 256 partitions in the benchmark). A pause has to follow the assign (a
+    // partition not yet known to the consumer cannot be paused), and a paused partition does not
+    // fetch anyway. Neither call fails as a whole; per-partition errors go into a copy of the list
+    // so that the assign sees the list as the group gave it.
+    if (!r.pause) {
+      KafkaPartitionList resumed(rd_kafka_topic_partition_list_copy(partitions));
+      (void)rd_kafka_resume_partitions(rk, resumed.get());
+    }
     if (auto e = rd_kafka_assign(rk, partitions); e) {
       spdlog::error("msg=\"assign failed\" error=\"{}\"", rd_kafka_err2str(e));
     }
-    // Keep the pipeline's back-pressure decision in force for the new partitions. librdkafka keeps
-    // an application pause across an unassign, so a partition paused under the previous
-    // assignment (and revoked before the resume) must be resumed explicitly. Neither call fails
-    // as a whole (per-partition errors stay in the list: nothing to act on).
-    if (r.pause) {
-      (void)rd_kafka_pause_partitions(rk, partitions);
-    } else {
-      (void)rd_kafka_resume_partitions(rk, partitions);
-    }
+    if (r.pause) (void)rd_kafka_pause_partitions(rk, partitions);
   } else {
     if (auto e = rd_kafka_assign(rk, nullptr); e) {
       spdlog::error("msg=\"unassign failed\" error=\"{}\"", rd_kafka_err2str(e));
