@@ -236,6 +236,15 @@ class SourceWorkerTest : public ::testing::Test {
     }
   }
 
+  // Starts the worker and plays the pipeline thread until every produced message was received;
+  // then stops the worker (whatever was polled beyond, a duplicate, is counted too).
+  void deliver_everything_produced() {
+    worker_.start(consumer_.get());
+    ASSERT_TRUE(drain_until([&] { return received_ >= produced_total(); }))
+        << "received " << received_ << " of " << produced_total();
+    stop_worker();
+  }
+
   // Each batch is read only after the next one was returned (so decoded after it) or at the end.
   void take(SourceWorker::Batch* batch) {
     received_ += batch->items().size();
@@ -352,11 +361,7 @@ TEST_F(SourceWorkerTest, DeliversEveryMessageOnceInOffsetOrderPerPartition) {
       produce(p, event_json(id_for(p, i), brand_of(p, i), actor_of(p, i)));
   }
   flush();
-  worker_.start(consumer_.get());
-
-  ASSERT_TRUE(drain_until([&] { return received_ >= produced_total(); }))
-      << "received " << received_ << " of " << produced_total();
-  stop_worker();  // whatever was polled beyond (a duplicate) is counted too
+  ASSERT_NO_FATAL_FAILURE(deliver_everything_produced());
 
   ASSERT_EQ(delivered_.size(), produced_total());
   const auto parts = by_partition();
@@ -417,11 +422,7 @@ TEST_F(SourceWorkerTest, RejectsMalformedMessagesInOrderWithTheValidOnes) {
   produce(1, missing_id);
   produce(1, event_json("v-4", "acme", "u-4"));
   flush();
-  worker_.start(consumer_.get());
-
-  ASSERT_TRUE(drain_until([&] { return received_ >= produced_total(); }))
-      << "received " << received_ << " of " << produced_total();
-  stop_worker();
+  ASSERT_NO_FATAL_FAILURE(deliver_everything_produced());
 
   ASSERT_EQ(delivered_.size(), 5u);
   for (size_t i = 0; i < delivered_.size(); ++i) {
@@ -455,11 +456,7 @@ TEST_F(SourceWorkerTest, PassesCloudEventsBinaryModeHeadersToTheDecoder) {
   produce_with_headers(2, event_json("body-4", "globex", "u-4"), {{"x-trace", "t"}});
   produce(2, no_id_no_time);
   flush();
-  worker_.start(consumer_.get());
-
-  ASSERT_TRUE(drain_until([&] { return received_ >= produced_total(); }))
-      << "received " << received_ << " of " << produced_total();
-  stop_worker();
+  ASSERT_NO_FATAL_FAILURE(deliver_everything_produced());
 
   ASSERT_EQ(delivered_.size(), 6u);
   EXPECT_EQ(delivered_[0].outcome, Outcome::event);
@@ -517,10 +514,7 @@ TEST_F(SourceWorkerOffsetLookupTest, AssignedPartitionsStartWithoutOutdatingThei
   };
   // Every answer takes 50 ms: the lookups are still in flight when the assign returns.
   ASSERT_EQ(rd_kafka_mock_broker_set_rtt(broker_->cluster(), 1, 50), RD_KAFKA_RESP_ERR_NO_ERROR);
-  worker_.start(consumer_.get());
-  ASSERT_TRUE(drain_until([&] { return received_ >= produced_total(); }))
-      << "received " << received_ << " of " << produced_total();
-  stop_worker();
+  ASSERT_NO_FATAL_FAILURE(deliver_everything_produced());
   EXPECT_GE(answered_.load(), kPartitions) << "the debug log did not show the offset lookups";
   EXPECT_EQ(outdated_.load(), 0) << "offset lookups thrown away as outdated (each waits 500 ms)";
 }
