@@ -1064,7 +1064,9 @@ Result<std::optional<RestoredPartition>> ChangelogRestorer::restore(
     std::optional<std::string_view> header;
     uint64_t header_bytes = 0;
     rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    // Most records carry no header: asking librdkafka about those allocates (may_carry_headers).
+    if (may_carry_headers(*msg) &&
+        rd_kafka_message_headers(msg.get(), &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       const char* name = nullptr;
       const void* h = nullptr;
       size_t h_size = 0;
