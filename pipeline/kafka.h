@@ -66,8 +66,9 @@ using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaErrorDeleter>;
 // preceded by its length as a 4-byte big-endian integer, and a v2 record's varint length never
 // matches one for a non-empty value (both readable: a record has at least six bytes before its
 // value). tests/pipeline/kafka_headers_test.cc checks this against librdkafka for every shape.
+// A message with an error is not a record (its payload, if any, is the error text): true.
 inline bool may_carry_headers(const rd_kafka_message_t& msg) {
-  if (msg.payload == nullptr || msg.len == 0) return true;
+  if (msg.err != RD_KAFKA_RESP_ERR_NO_ERROR || msg.payload == nullptr || msg.len == 0) return true;
   const auto* value = static_cast<const unsigned char*>(msg.payload);
   const size_t len = msg.len;
   const bool v0_v1_length = len <= 0x7fffffff && value[-4] == ((len >> 24) & 0xff) &&

@@ -287,6 +287,16 @@ TEST(KafkaHeadersLayoutTest, RecordFormatsV0AndV1AreNeverReadPastNorMistakenForV
     }
   }
   EXPECT_GE(checked, 2 * 4 * 10);
+
+  // An error's payload is its text, an allocation of its own: nothing past it may be read (here
+  // the text ends where the guard page starts).
+  const std::string text = "Broker: Offset out of range";
+  unsigned char* at = buffer.place_at_end(text);
+  rd_kafka_message_t error{};
+  error.err = RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE;
+  error.payload = at;
+  error.len = text.size();
+  EXPECT_TRUE(may_carry_headers(error));
 }
 
 }  // namespace
