@@ -100,24 +100,15 @@ class KafkaHeadersTest : public ::testing::Test {
         }
       }
       const bool null_key = s.key == "<null>";
-      rd_kafka_resp_err_t err;
-      if (headers) {
-        err = rd_kafka_producev(
-            producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(null_key ? nullptr : const_cast<char*>(s.key.data()),
-                           null_key ? 0 : s.key.size()),
-            RD_KAFKA_V_VALUE(value.data(), value.size()), RD_KAFKA_V_HEADERS(headers.get()),
-            RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) headers.release();  // owned by the message now
-      } else {
-        err = rd_kafka_producev(
-            producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(null_key ? nullptr : const_cast<char*>(s.key.data()),
-                           null_key ? 0 : s.key.size()),
-            RD_KAFKA_V_VALUE(value.data(), value.size()), RD_KAFKA_V_END);
-      }
+      // RD_KAFKA_V_HEADERS(nullptr) produces a record without headers.
+      const rd_kafka_resp_err_t err = rd_kafka_producev(
+          producer->get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(null_key ? nullptr : const_cast<char*>(s.key.data()),
+                         null_key ? 0 : s.key.size()),
+          RD_KAFKA_V_VALUE(value.data(), value.size()), RD_KAFKA_V_HEADERS(headers.get()),
+          RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) (void)headers.release();  // owned by the message now
       EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << "message " << i;
     }
     EXPECT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
