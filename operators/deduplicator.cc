@@ -209,6 +209,7 @@ void Deduplicator::clear() {
   oldest_bucket_ = 0;
   delta_.clear();
   segments_.clear();
+  stale_segments_.clear();
   next_segment_ = 0;
 }
 
@@ -304,24 +305,32 @@ void Deduplicator::prepare_checkpoint(CheckpointDelta& out) const {
   for (const Segment& seg : segments_) {
     if (seg.newest_ms < cutoff) out.expired_segments.push_back(seg.seq);
   }
+  // Written ahead for a checkpoint that never committed (found by the last restore): deleted
+  // with this header, which names segment numbers past theirs.
+  out.expired_segments.insert(out.expired_segments.end(), stale_segments_.begin(),
+                              stale_segments_.end());
+  std::sort(out.expired_segments.begin(), out.expired_segments.end());
   out.delta_count = delta_.size();
-  out.segment_bytes.clear();
-  size_t live = 0;
-  for (const Row& r : delta_) live += r.time >= cutoff ? 1 : 0;
-  out.has_segment = live > 0;
+  out.has_segment = build_segment(cutoff, out.segment_bytes);
   out.segment = next_segment_;
   // The header names the next free segment number, so a restore never reuses a stored one.
   put_u64(out.header, next_segment_ + (out.has_segment ? 1 : 0));
-  if (!out.has_segment) return;
-  out.segment_bytes.append(kSegmentMagic);
-  out.segment_bytes.push_back(static_cast<char>(kSegmentVersion));
-  put_u64(out.segment_bytes, live);
+}
+
+bool Deduplicator::build_segment(int64_t cutoff, std::string& bytes) const {
+  bytes.clear();
+  size_t live = 0;
+  for (const Row& r : delta_) live += r.time >= cutoff ? 1 : 0;
+  if (live == 0) return false;
+  bytes.append(kSegmentMagic);
+  bytes.push_back(static_cast<char>(kSegmentVersion));
+  put_u64(bytes, live);
   // Insertion order: deterministic for a given input, and no sort on the checkpoint path. Sized
   // once for the longest entries, written in place, then trimmed: appends per id were most of
   // this function.
-  const size_t at = out.segment_bytes.size();
-  out.segment_bytes.resize(at + live * kCompactEntryMaxBytes);
-  char* const begin = out.segment_bytes.data();
+  const size_t at = bytes.size();
+  bytes.resize(at + live * kCompactEntryMaxBytes);
+  char* const begin = bytes.data();
   char* p = begin + at;
   int64_t previous = 0;
   for (const Row& r : delta_) {
@@ -333,7 +342,8 @@ void Deduplicator::prepare_checkpoint(CheckpointDelta& out) const {
                                                        static_cast<uint64_t>(previous)));
     previous = r.time;
   }
-  out.segment_bytes.resize(static_cast<size_t>(p - begin));
+  bytes.resize(static_cast<size_t>(p - begin));
+  return true;
 }
 
 void Deduplicator::checkpoint_committed(const CheckpointDelta& delta) {
@@ -345,10 +355,11 @@ void Deduplicator::checkpoint_committed(const CheckpointDelta& delta) {
   }
   delta_.erase(delta_.begin(), delta_.begin() + static_cast<std::ptrdiff_t>(n));
   if (!delta.expired_segments.empty()) {
-    std::erase_if(segments_, [&](const Segment& seg) {
-      return std::binary_search(delta.expired_segments.begin(), delta.expired_segments.end(),
-                                seg.seq);
-    });
+    auto deleted = [&](uint64_t seq) {
+      return std::binary_search(delta.expired_segments.begin(), delta.expired_segments.end(), seq);
+    };
+    std::erase_if(segments_, [&](const Segment& seg) { return deleted(seg.seq); });
+    std::erase_if(stale_segments_, deleted);
   }
   if (delta.has_segment) {
     segments_.push_back({delta.segment, newest});
@@ -390,6 +401,12 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
     clear();
     return make_error(ErrorKind::fatal, std::string("deduplicator segment: ") + why);
   };
+  if (segment >= next_segment_) {
+    // Written ahead for a checkpoint that never committed: its ids came after this header's
+    // offsets, so they are not restored (nor read); the next checkpoint deletes it.
+    stale_segments_.push_back(segment);
+    return {};
+  }
   if (bytes.size() < kSegmentHeaderBytes || bytes.substr(0, 4) != kSegmentMagic) {
     return corrupt("bad header");
   }
@@ -406,7 +423,6 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
             : count > body / kCompactEntryMinBytes) {
     return corrupt("length does not match entry count");
   }
-  if (segment >= next_segment_) return corrupt("segment newer than the header");
   if (!seen_any_ && count != 0) return corrupt("entries without a max event time");
   const int64_t cutoff = cutoff_ms();
   int64_t newest = INT64_MIN;
@@ -441,12 +457,19 @@ Status Deduplicator::restore_segment(uint64_t segment, std::string_view bytes) {
 Status Deduplicator::finish_restore() {
   std::sort(segments_.begin(), segments_.end(),
             [](const Segment& a, const Segment& b) { return a.seq < b.seq; });
-  for (size_t i = 1; i < segments_.size(); ++i) {
-    if (segments_[i].seq == segments_[i - 1].seq) {
-      clear();
-      return make_error(ErrorKind::fatal, "deduplicator segment: stored twice");
-    }
+  std::sort(stale_segments_.begin(), stale_segments_.end());
+  const bool twice =
+      std::adjacent_find(segments_.begin(), segments_.end(),
+                         [](const Segment& a, const Segment& b) { return a.seq == b.seq; }) !=
+          segments_.end() ||
+      std::adjacent_find(stale_segments_.begin(), stale_segments_.end()) != stale_segments_.end();
+  if (twice) {
+    clear();
+    return make_error(ErrorKind::fatal, "deduplicator segment: stored twice");
   }
+  // New segments are numbered past the stale ones: the checkpoint that deletes those may write
+  // a segment in the same batch.
+  if (!stale_segments_.empty()) next_segment_ = std::max(next_segment_, stale_segments_.back() + 1);
   // Bucket contents only steer reclamation, so hash-map order here is harmless.
   for (const Entry& e : entries_) remember(Key{e.low, e.high}, time_of(e));
   return {};
@@ -473,12 +496,26 @@ void Deduplicator::checkpoint(StateWriter& out) {
   for (uint64_t seq : pending_delta_.expired_segments) out.remove(segment_key(seq));
 }
 
+bool Deduplicator::write_ahead(StateWriter& out) {
+  pending_delta_.header.clear();
+  pending_delta_.expired_segments.clear();
+  pending_delta_.delta_count = delta_.size();
+  pending_delta_.has_segment = build_segment(cutoff_ms(), pending_delta_.segment_bytes);
+  pending_delta_.segment = next_segment_;
+  if (!pending_delta_.has_segment) return false;
+  out.put(segment_key(pending_delta_.segment), pending_delta_.segment_bytes);
+  return true;
+}
+
 Status Deduplicator::restore(StateReader& in) {
   auto header = in.get("header");
   if (!header) return tl::unexpected(header.error());
   clear();
-  if (!*header) return {};
-  if (auto s = begin_restore(**header); !s) return s;
+  // Without a header no checkpoint of this partition committed: any segment found was written
+  // ahead of one that did not, and is stale.
+  if (*header) {
+    if (auto s = begin_restore(**header); !s) return s;
+  }
   // Segments are collected first to size the table once (24 bytes an id, an upper bound: some
   // may have expired): no rehash while restoring 1 M ids.
   std::vector<std::pair<uint64_t, std::string>> segments;
@@ -489,6 +526,10 @@ Status Deduplicator::restore(StateReader& in) {
     const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), seq, 16);
     if (hex.size() != 16 || parsed.ptr != hex.data() + hex.size()) {
       return make_error(ErrorKind::fatal, "dedup: corrupt segment key '" + std::string(key) + "'");
+    }
+    if (seq >= next_segment_) {  // stale (restore_segment()): neither read nor kept
+      segments.emplace_back(seq, std::string());
+      return {};
     }
     // The entry count of either segment version, bounded by what the bytes can hold.
     if (bytes.size() >= kSegmentHeaderBytes)

@@ -82,7 +82,9 @@ class Deduplicator {
   void checkpoint_committed(const CheckpointDelta& delta);
   // Restore: begin_restore(header) — which also accepts a full snapshot() from before segments
   // existed, whose ids then go into the next segment — then restore_segment() for every stored
-  // segment, then finish_restore(). Ids are exactly those of the last committed checkpoint.
+  // segment, then finish_restore(). Ids are exactly those of the last committed checkpoint: a
+  // segment numbered at or past the header's next number was written ahead (write_ahead()) for a
+  // checkpoint that never committed, and is left out.
   Status begin_restore(std::string_view header);
   Status restore_segment(uint64_t segment, std::string_view bytes);
   // Optional, between begin_restore() and the segments: sizes the table once (no rehashing).
@@ -96,6 +98,19 @@ class Deduplicator {
   void checkpoint(StateWriter& out);
   void checkpoint_committed() { checkpoint_committed(pending_delta_); }
   Status restore(StateReader& in);
+
+  // Write-ahead (issue #20): the ids remembered since the last segment go into a segment of their
+  // own now, ahead of the checkpoint whose header will name it, so that the checkpoint itself
+  // writes only the ids remembered since. Nothing else is written: a restore from an earlier
+  // header finds the segment numbered past that header and leaves it out (its ids came after
+  // that checkpoint's offsets); the next checkpoint deletes it. False when there is nothing to
+  // write. Call write_ahead_committed() once `out`'s batch is written, with no event in between;
+  // after a failed write, simply not (the ids stay for the next segment).
+  bool write_ahead(StateWriter& out);
+  void write_ahead_committed() { checkpoint_committed(pending_delta_); }
+  // Ids not yet in any segment (what write_ahead() or the next checkpoint would write, expired
+  // ones included).
+  size_t unwritten_ids() const { return delta_.size(); }
 
  private:
   // One remembered id: the key's 96 bits and the stream time it was seen at, as milliseconds
@@ -155,6 +170,9 @@ class Deduplicator {
   void advance(int64_t time_ms);
   void expire_bucket(Bucket& bucket);
   void note_delta(const Key& key, int64_t time_ms);
+  // The segment of delta_'s ids not expired at `cutoff` into `bytes`; false (bytes empty) when
+  // there is none.
+  bool build_segment(int64_t cutoff, std::string& bytes) const;
   void clear();
 
   Millis horizon_;
@@ -177,6 +195,9 @@ class Deduplicator {
   std::vector<Row> delta_;        // remembered since the last committed checkpoint, in order
   std::deque<Segment> segments_;  // stored segments, by sequence number
   uint64_t next_segment_ = 0;
+  // Segments the last restore found numbered past its header (written ahead for a checkpoint
+  // that never committed): deleted by the next checkpoint.
+  std::vector<uint64_t> stale_segments_;
   CheckpointDelta pending_delta_;  // written by checkpoint(), applied by checkpoint_committed()
   static constexpr size_t kMinDeltaCompaction = 4096;
   size_t delta_compact_at_ = kMinDeltaCompaction;

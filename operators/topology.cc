@@ -338,6 +338,28 @@ void Topology::checkpoint_committed() {
   watermark_moved_ = false;
 }
 
+size_t Topology::write_ahead(StateWriter& out) {
+  written_ahead_.clear();
+  for (auto& [id, p] : owned_) {
+    // Only partitions the next checkpoint writes (dirty): their headers name the segment.
+    if (!p->dirty) continue;
+    ScopedStateWriter dedup(out, state_scope(kDedupOwner, id));
+    if (p->dedup.write_ahead(dedup)) written_ahead_.push_back(p.get());
+  }
+  return written_ahead_.size();
+}
+
+void Topology::write_ahead_committed() {
+  for (Partition* p : written_ahead_) p->dedup.write_ahead_committed();
+  written_ahead_.clear();
+}
+
+size_t Topology::dedup_unwritten_ids() const {
+  size_t ids = 0;
+  for (const auto& [id, p] : owned_) ids += p->dirty ? p->dedup.unwritten_ids() : 0;
+  return ids;
+}
+
 MessageCounts Topology::total_counts() const {
   MessageCounts total;
   for (const auto& [id, p] : owned_) total.add(p->counts);

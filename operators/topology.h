@@ -100,6 +100,15 @@ class Topology {
   // nothing once their operators' state settled (issue #20).
   void checkpoint(StateWriter& out);
   void checkpoint_committed();
+  // Ahead of the next checkpoint (issue #20): the dedup ids of every partition with input since
+  // the last committed checkpoint, as segments that checkpoint's headers will name
+  // (Deduplicator::write_ahead()), so that the checkpoint itself, which what /metrics shows waits
+  // for, writes only the ids remembered after this. Returns the partitions written;
+  // write_ahead_committed() once `out`'s batch is written, with no event in between.
+  size_t write_ahead(StateWriter& out);
+  void write_ahead_committed();
+  // Dedup ids of partitions with input not yet in any segment (what write_ahead() would write).
+  size_t dedup_unwritten_ids() const;
   // What the last checkpoint() wrote per owner, partition scopes only (diagnostics: bench_e2e's
   // debug log, benchmarks/RESULTS.md); the tracker and input rows count no bytes.
   struct WrittenState {
@@ -155,6 +164,7 @@ class Topology {
   EventTime last_watermark_ = kMinEventTime;
   bool watermark_moved_ = false;  // since the last committed checkpoint
   std::vector<WrittenState> profile_;
+  std::vector<Partition*> written_ahead_;   // by the last write_ahead(), until committed
   WallTime wall_{};                         // the caller's clock at the last process()/on_idle()
   std::array<uint64_t, 4> dropped_keys_{};  // by DroppedKind
   std::string scratch_;

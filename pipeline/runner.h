@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -35,6 +36,11 @@ struct RunnerTestHooks {
   // same build in one run. Not a product setting: without it a partition cannot move with its
   // state (a new owner would start empty).
   bool without_changelog = false;
+  // Tests: the fewest unwritten dedup ids the runner writes ahead of a checkpoint (1: whenever
+  // there is one), instead of its default.
+  std::optional<size_t> write_ahead_min_ids;
+  // Called on the runner thread once a write-ahead batch is written, with its partition count.
+  std::function<void(size_t partitions)> on_write_ahead;
 };
 
 class Runner {

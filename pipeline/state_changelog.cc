@@ -123,26 +123,28 @@ Status wait_for_topic(rd_kafka_t* rk, const std::string& topic, SteadyClock::tim
 
 class StateChangelog::Capture final : public StateWriter {
  public:
-  explicit Capture(StateChangelog& owner) : owner_(owner) {}
-  void set_local(StateWriter& local) { local_ = &local; }
+  using Captured = std::map<PartitionId, std::vector<Entry>>;
+  void set(StateWriter& local, Captured& into) {
+    local_ = &local;
+    into_ = &into;
+  }
   void put(std::string_view key, std::string_view value) override {
     local_->put(key, value);
     if (auto pid = state_key_partition(key))
-      owner_.captured_[*pid].push_back({std::string(key), std::string(value), false});
+      (*into_)[*pid].push_back({std::string(key), std::string(value), false});
   }
   void remove(std::string_view key) override {
     local_->remove(key);
-    if (auto pid = state_key_partition(key))
-      owner_.captured_[*pid].push_back({std::string(key), {}, true});
+    if (auto pid = state_key_partition(key)) (*into_)[*pid].push_back({std::string(key), {}, true});
   }
 
  private:
-  StateChangelog& owner_;
   StateWriter* local_ = nullptr;
+  Captured* into_ = nullptr;
 };
 
 StateChangelog::StateChangelog(CheckpointStore& store, Options options)
-    : store_(store), options_(std::move(options)), capture_(std::make_unique<Capture>(*this)) {
+    : store_(store), options_(std::move(options)), capture_(std::make_unique<Capture>()) {
   std::random_device random;
   while (run_id_ == 0) run_id_ = static_cast<uint32_t>(random());
   seq_ = uint64_t{run_id_} << 32;
@@ -231,15 +233,48 @@ void StateChangelog::delivery_cb(rd_kafka_t*, const rd_kafka_message_t* msg, voi
 StateWriter& StateChangelog::capture(StateWriter& local) {
   captured_.clear();
   if (!options_.enabled) return local;
-  capture_->set_local(local);
+  capture_->set(local, captured_);
   return *capture_;
+}
+
+StateWriter& StateChangelog::capture_ahead(StateWriter& local) {
+  ahead_captured_.clear();
+  if (!options_.enabled) return local;
+  capture_->set(local, ahead_captured_);
+  return *capture_;
+}
+
+void StateChangelog::send_ahead(const Topology& topology) {
+  if (!writer_) {  // no partition was ever assigned
+    ahead_captured_.clear();
+    return;
+  }
+  for (const auto& [pid, entries] : ahead_captured_) {
+    const auto owned = topology.partitions().find(pid);
+    // As send_deltas(): a partition without an offset, or due for a snapshot, is written whole
+    // by the next checkpoint (its snapshot reads what this wrote back from the store).
+    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
+    if (writer_->snapshot_due(pid)) continue;
+    for (const auto& e : entries) {
+      if (e.removed) {
+        writer_->remove(e.key);
+      } else {
+        writer_->put(e.key, e.value);
+      }
+    }
+    if (!std::binary_search(ahead_sent_.begin(), ahead_sent_.end(), pid))
+      ahead_sent_.insert(std::upper_bound(ahead_sent_.begin(), ahead_sent_.end(), pid), pid);
+  }
+  ahead_captured_.clear();
 }
 
 void StateChangelog::discard() {
   if (writer_) {
     for (PartitionId pid : deltas_sent_) writer_->abandon(pid);
+    for (PartitionId pid : ahead_sent_) writer_->abandon(pid);
   }
   deltas_sent_.clear();
+  ahead_sent_.clear();
   captured_.clear();
 }
 
@@ -268,8 +303,16 @@ void StateChangelog::produce(const Topology& topology) {
   if (!writer_) {  // no partition was ever assigned
     captured_.clear();
     deltas_sent_.clear();
+    ahead_sent_.clear();
     return;
   }
+  // Write-ahead records are covered by their partition's marker below. A partition written ahead
+  // is one with input, which this checkpoint captured; should one not be, its records are
+  // abandoned (its next checkpoint is a snapshot) rather than left before a later marker.
+  for (PartitionId pid : ahead_sent_) {
+    if (!captured_.contains(pid)) writer_->abandon(pid);
+  }
+  ahead_sent_.clear();
   for (auto& [pid, entries] : captured_) {
     const auto owned = topology.partitions().find(pid);
     if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
@@ -624,7 +667,10 @@ bool StateChangelog::handover(const std::vector<PartitionId>& pids,
         "error=\"{}\"",
         s.error().message);
   }
-  for (PartitionId pid : pids) writer_->release(pid);
+  for (PartitionId pid : pids) {
+    writer_->release(pid);
+    std::erase(ahead_sent_, pid);
+  }
   return complete;
 }
 

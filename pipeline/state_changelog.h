@@ -69,9 +69,20 @@ class StateChangelog {
   // store (README "Scaling out").
   void produce(const Topology& topology);
   // Forgets what capture() recorded (the local commit failed; the next checkpoint rewrites it)
-  // and abandons the deltas send_deltas() produced: their partitions' next checkpoint is a
-  // snapshot.
+  // and abandons the deltas send_deltas() and send_ahead() produced: their partitions' next
+  // checkpoint is a snapshot.
   void discard();
+
+  // ---- write-ahead (Topology::write_ahead()) ----------------------------------------------
+  // A writer for Topology::write_ahead(): writes through to `local` and remembers the partition
+  // keys for send_ahead().
+  StateWriter& capture_ahead(StateWriter& local);
+  // Once the local batch is written: its records go out now, without markers, as part of the
+  // next checkpoint (whose markers cover them: a restore leaves them out until then). Partitions
+  // due for a snapshot send nothing: the next checkpoint's snapshot reads them from the store.
+  void send_ahead(const Topology& topology);
+  // The local write failed: forgets what capture_ahead() recorded.
+  void drop_ahead() { ahead_captured_.clear(); }
   void poll(Millis timeout);
   // Every record produced so far has its delivery report; failed_total() counts the records
   // that were not delivered.
@@ -154,6 +165,10 @@ class StateChangelog {
     bool removed = false;
   };
   std::map<PartitionId, std::vector<Entry>> captured_;
+  std::map<PartitionId, std::vector<Entry>> ahead_captured_;  // by capture_ahead()
+  // Partitions whose write-ahead records went out since their last marker: the next
+  // checkpoint's marker covers them (or discard() abandons them).
+  std::vector<PartitionId> ahead_sent_;
   // Partitions whose deltas send_deltas() produced (their markers follow in produce()); the
   // others of captured_ are written as snapshots by produce().
   std::vector<PartitionId> deltas_sent_;

@@ -427,8 +427,11 @@ TEST(Deduplicator, RestoreRejectsCorruptSegments) {
   Deduplicator r(kHorizon);
   ASSERT_TRUE(r.begin_restore(delta.header).has_value());
   EXPECT_FALSE(r.restore_segment(delta.segment, delta.segment_bytes + "x").has_value());
+  // Numbered past the header: written ahead for a checkpoint that never committed, left out.
   ASSERT_TRUE(r.begin_restore(delta.header).has_value());
-  EXPECT_FALSE(r.restore_segment(delta.segment + 1, delta.segment_bytes).has_value());  // not yet written
+  ASSERT_TRUE(r.restore_segment(delta.segment + 1, delta.segment_bytes).has_value());
+  ASSERT_TRUE(r.finish_restore().has_value());
+  EXPECT_EQ(r.size(), 0u);
   ASSERT_TRUE(r.begin_restore(delta.header).has_value());
   ASSERT_TRUE(r.restore_segment(delta.segment, delta.segment_bytes).has_value());
   ASSERT_TRUE(r.restore_segment(delta.segment, delta.segment_bytes).has_value());
@@ -534,6 +537,176 @@ TEST(Deduplicator, KeyedCheckpointsRestoreTheCommittedIdsAndRemoveExpiredSegment
   for (size_t i = cut; i < stream.size(); ++i) {
     ASSERT_EQ(restored.is_duplicate(stream[i].view()), expected[i]) << i;
   }
+}
+
+// A store's batch: applied, or dropped as a failed write.
+struct Batch final : StateWriter {
+  struct Op {
+    std::string key, value;
+    bool removed;
+  };
+  std::vector<Op> ops;
+  void put(std::string_view key, std::string_view value) override {
+    ops.push_back({std::string(key), std::string(value), false});
+  }
+  void remove(std::string_view key) override { ops.push_back({std::string(key), {}, true}); }
+  void apply(MemoryState& store) const {
+    for (const Op& op : ops) {
+      if (op.removed) {
+        store.remove(op.key);
+      } else {
+        store.put(op.key, op.value);
+      }
+    }
+  }
+};
+
+size_t segment_keys(const MemoryState& store) {
+  size_t n = 0;
+  for (const auto& [key, value] : store.entries()) n += key.starts_with("seg/") ? 1 : 0;
+  return n;
+}
+
+// Issue #20: the runner writes a partition's new ids ahead of its checkpoint. Those segments
+// count once a committed checkpoint's header names them; until then a restore (a crash at any
+// moment, a failed write either way) gives exactly the last committed checkpoint's ids, and a
+// run continued from there decides every event as one that never stopped.
+TEST(Deduplicator, SegmentsWrittenAheadCountOnlyOnceACommittedHeaderNamesThem) {
+  const auto stream = random_stream(20000, 23);
+  for (Millis horizon : {kHorizon, Millis{30'000}}) {
+    SCOPED_TRACE(horizon.count());
+    Deduplicator uninterrupted(horizon);
+    std::vector<bool> expected;
+    for (const auto& o : stream) expected.push_back(uninterrupted.is_duplicate(o.view()));
+    Deduplicator live(horizon);
+    MemoryState store;
+    std::string committed = snapshot_of(Deduplicator(horizon));
+    size_t committed_at = 0;  // events in the last committed checkpoint
+    std::mt19937 rng(5);
+    auto chance = [&](int in) { return std::uniform_int_distribution<int>(0, in - 1)(rng) == 0; };
+    size_t written_ahead = 0, checkpoints = 0, crashes = 0;
+    for (size_t i = 0; i < stream.size(); ++i) {
+      ASSERT_EQ(live.is_duplicate(stream[i].view()), expected[i]) << i;
+      if (!chance(40)) continue;
+      Batch batch;
+      const bool ok = !chance(4);  // one write in four fails
+      if (chance(2)) {
+        if (!live.write_ahead(batch)) continue;
+        if (ok) {
+          batch.apply(store);
+          live.write_ahead_committed();
+          ++written_ahead;
+        }
+      } else {
+        live.checkpoint(batch);
+        if (ok) {
+          batch.apply(store);
+          live.checkpoint_committed();
+          committed = snapshot_of(live);
+          committed_at = i + 1;
+          ++checkpoints;
+        }
+      }
+      Deduplicator restored(horizon);
+      ASSERT_TRUE(restored.restore(store)) << i;
+      ASSERT_EQ(snapshot_of(restored), committed) << i;
+      if (!chance(10)) continue;
+      // A crash now: the restored instance goes on from the committed offset, checkpointing
+      // into its own copy of the store, then a later restore of that copy goes on again.
+      ++crashes;
+      MemoryState after = store;
+      const size_t until = std::min(stream.size(), committed_at + 3000);
+      for (size_t j = committed_at; j < until; ++j) {
+        ASSERT_EQ(restored.is_duplicate(stream[j].view()), expected[j]) << i << " " << j;
+        if (j % 500 == 0 || j + 1 == until) {
+          Batch b;
+          if (j % 1000 == 0 && restored.write_ahead(b)) {
+            b.apply(after);
+            restored.write_ahead_committed();
+          }
+          Batch c;
+          restored.checkpoint(c);
+          c.apply(after);
+          restored.checkpoint_committed();
+          // Stale segments are gone once a checkpoint committed.
+          ASSERT_EQ(segment_keys(after), restored.segment_count()) << i << " " << j;
+        }
+      }
+      Deduplicator again(horizon);
+      ASSERT_TRUE(again.restore(after)) << i;
+      ASSERT_EQ(snapshot_of(again), snapshot_of(restored)) << i;
+    }
+    EXPECT_GT(written_ahead, 50u);
+    EXPECT_GT(checkpoints, 50u);
+    EXPECT_GT(crashes, 5u);
+  }
+}
+
+// Segments written ahead of a checkpoint that never committed are numbered past the restored
+// header. The next checkpoint deletes them in the batch that may also write a new segment: the
+// new one is numbered past them, or the deletion would take it too.
+TEST(Deduplicator, StaleSegmentsAreDeletedAndNeverTakeANewSegmentWithThem) {
+  Deduplicator live(kHorizon);
+  MemoryState store;
+  for (int i = 0; i < 10; ++i) dup(live, "acme", "a" + std::to_string(i), 1000 + i);
+  Batch first;
+  live.checkpoint(first);
+  first.apply(store);
+  live.checkpoint_committed();
+  const std::string committed = snapshot_of(live);
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 10; ++i) dup(live, "acme", "b" + std::to_string(round * 10 + i), 2000 + i);
+    Batch ahead;
+    ASSERT_TRUE(live.write_ahead(ahead));
+    ahead.apply(store);
+    live.write_ahead_committed();
+  }
+  ASSERT_EQ(segment_keys(store), 3u);  // then a crash: the checkpoint naming two of them is lost
+
+  Deduplicator restored(kHorizon);
+  ASSERT_TRUE(restored.restore(store));
+  EXPECT_EQ(snapshot_of(restored), committed);
+  EXPECT_EQ(restored.segment_count(), 1u);
+  EXPECT_FALSE(dup(restored, "acme", "b0", 3000)) << "an id of a segment written ahead";
+  Batch next;
+  restored.checkpoint(next);
+  next.apply(store);
+  restored.checkpoint_committed();
+  EXPECT_EQ(segment_keys(store), 2u);
+  Deduplicator again(kHorizon);
+  ASSERT_TRUE(again.restore(store));
+  EXPECT_EQ(snapshot_of(again), snapshot_of(restored));
+  EXPECT_TRUE(dup(again, "acme", "b0", 3001));
+  EXPECT_FALSE(dup(again, "acme", "b1", 3001));
+}
+
+// A partition whose first checkpoint never committed has segments written ahead and no header:
+// nothing is restored, and its first checkpoint deletes them.
+TEST(Deduplicator, SegmentsWrittenAheadOfAFirstCheckpointThatNeverCommittedAreStale) {
+  Deduplicator live(kHorizon);
+  MemoryState store;
+  dup(live, "acme", "a", 1000);
+  Batch ahead;
+  ASSERT_TRUE(live.write_ahead(ahead));
+  ahead.apply(store);
+  live.write_ahead_committed();
+  Batch nothing;
+  EXPECT_FALSE(live.write_ahead(nothing)) << "no id left to write ahead";
+  EXPECT_TRUE(nothing.ops.empty());
+
+  Deduplicator restored(kHorizon);
+  ASSERT_TRUE(restored.restore(store));
+  EXPECT_EQ(restored.size(), 0u);
+  EXPECT_EQ(restored.segment_count(), 0u);
+  EXPECT_FALSE(dup(restored, "acme", "a", 2000));
+  Batch first;
+  restored.checkpoint(first);
+  first.apply(store);
+  restored.checkpoint_committed();
+  EXPECT_EQ(segment_keys(store), 1u);
+  Deduplicator again(kHorizon);
+  ASSERT_TRUE(again.restore(store));
+  EXPECT_TRUE(dup(again, "acme", "a", 2001));
 }
 
 TEST(Deduplicator, KeyedRestoreOfNothingIsEmptyAndBadKeysAreErrors) {

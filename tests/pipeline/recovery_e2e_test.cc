@@ -124,7 +124,9 @@ class RecoveryE2E : public ::testing::Test {
 
   // A fixed data set: generated events two hours in the past, ~10 minutes of event time (so
   // minute windows close and produce records), plus exact re-sends and malformed messages.
-  void produce_data_set() {
+  // `after_chunk`, when given, is called after every `chunk` messages, delivered (with how many
+  // went out so far).
+  void produce_data_set(const std::function<void(int sent)>& after_chunk = {}, int chunk = 0) {
     auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}});
     ASSERT_TRUE(conf);
     auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
@@ -139,6 +141,7 @@ class RecoveryE2E : public ::testing::Test {
       // spread by a key suffix so every partition has data. A duplicate reuses its original's key.
       e.key += "/" + std::to_string(i % 7);
     }
+    int sent = 0;
     auto send = [&](const std::string& key, const std::string& value) {
       ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -146,6 +149,10 @@ class RecoveryE2E : public ::testing::Test {
                                   RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
                                   RD_KAFKA_V_END),
                 RD_KAFKA_RESP_ERR_NO_ERROR);
+      if (after_chunk && ++sent % chunk == 0) {
+        ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+        after_chunk(sent);
+      }
     };
     int dup = 0, bad = 0;
     for (int i = 0; i < kGenerated; ++i) {
@@ -163,6 +170,37 @@ class RecoveryE2E : public ::testing::Test {
     }
     for (; dup < kDuplicates; ++dup) send(events[static_cast<size_t>(dup)].key, events[static_cast<size_t>(dup)].value);
     while (bad < kMalformed) send("acme", "not json " + std::to_string(bad++));
+    ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    generated_ = std::move(events);
+  }
+
+  // The data set in chunks of 200 messages, each sent once a stored checkpoint holds the last
+  // (`stored`: the consumed count of the last one), or once `stop` says so: input that spans
+  // many checkpoints, whose dedup ids are written ahead of them.
+  void produce_in_checkpointed_chunks(const std::atomic<uint64_t>& stored,
+                                      const std::function<bool()>& stop) {
+    produce_data_set(
+        [&](int sent) {
+          ASSERT_TRUE(testing::wait_until(
+              [&] { return stop() || stored.load() >= static_cast<uint64_t>(sent); }, 30s));
+        },
+        200);
+  }
+
+  // The data set's generated events once more, each to its partition (all duplicates).
+  void resend_generated() {
+    auto conf = make_kafka_conf({{"bootstrap.servers", broker_->bootstrap_servers()}});
+    ASSERT_TRUE(conf);
+    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+    ASSERT_TRUE(producer);
+    for (const auto& e : generated_) {
+      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                  RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
+                                  RD_KAFKA_V_VALUE(const_cast<char*>(e.value.data()), e.value.size()),
+                                  RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
     ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
 
@@ -219,6 +257,7 @@ class RecoveryE2E : public ::testing::Test {
 
   std::unique_ptr<EmbeddedBroker> broker_;
   std::string base_dir_;
+  std::vector<GeneratedEvent> generated_;  // by produce_data_set()
 };
 
 // ---- request and broker faults ---------------------------------------------------------------
@@ -457,6 +496,73 @@ TEST_F(RecoveryE2E, FatalStorageErrorStopsWithAClearErrorAndARestartLosesNothing
   b.start();
   ASSERT_TRUE(wait_consumed(b, kTotal));
   expect_exact(b.scrape());
+}
+
+// ---- dedup ids written ahead of a checkpoint (issue #20) --------------------------------------
+
+// The runner writes an interval's new dedup ids ahead of its checkpoint. A crash between that
+// write and the checkpoint (here the store failing for good at the checkpoint) must not make a
+// restart take those ids for seen: the input after the last stored checkpoint is read again and
+// each of its events counts once. The write that fails follows stored checkpoints with events.
+TEST_F(RecoveryE2E, DedupIdsWrittenAheadOfACheckpointThatNeverCommitsAreNotRestored) {
+  std::atomic<CheckpointStore*> store{nullptr};
+  std::atomic<uint64_t> stored{0};
+  std::atomic<size_t> written_ahead{0};
+  RunnerTestHooks hooks;
+  hooks.write_ahead_min_ids = 1;
+  hooks.on_store_open = [&](CheckpointStore& s) { store = &s; };
+  hooks.on_checkpoint_committed = [&](uint64_t consumed) { stored = consumed; };
+  hooks.on_write_ahead = [&](size_t partitions) {
+    if (stored.load() < 400 || written_ahead.fetch_add(partitions) > 0) return;
+    store.load()->inject_write_failures(1'000'000, ErrorKind::fatal);  // from the checkpoint on
+  };
+  {
+    Instance a(config("a"), hooks);
+    a.start();
+    produce_in_checkpointed_chunks(stored, [&] { return a.done(); });
+    ASSERT_TRUE(testing::wait_until([&] { return a.done(); }, 30s));
+    ASSERT_FALSE(a.status());
+    EXPECT_NE(a.status().error().message.find("Corruption"), std::string::npos)
+        << a.status().error().message;
+  }
+  ASSERT_GT(written_ahead.load(), 0u);
+  ASSERT_LT(stored.load(), static_cast<uint64_t>(kTotal));
+  RunnerTestHooks restart;
+  restart.write_ahead_min_ids = 1;
+  Instance b(config("a"), restart);
+  b.start();
+  ASSERT_TRUE(wait_consumed(b, kTotal));
+  expect_exact(b.scrape());
+}
+
+// A partition that moves takes the ids written ahead of its checkpoints with it: they go to the
+// changelog before the checkpoint's marker. Its next owner must find every generated event,
+// sent again, a duplicate.
+TEST_F(RecoveryE2E, APartitionMovesWithTheDedupIdsWrittenAheadOfItsCheckpoints) {
+  std::atomic<uint64_t> stored{0};
+  std::atomic<size_t> write_aheads{0};
+  RunnerTestHooks hooks;
+  hooks.write_ahead_min_ids = 1;
+  hooks.on_checkpoint_committed = [&](uint64_t consumed) { stored = consumed; };
+  hooks.on_write_ahead = [&](size_t) { ++write_aheads; };
+  {
+    Instance a(config("a"), hooks);
+    a.start();
+    produce_in_checkpointed_chunks(stored, [] { return false; });
+    ASSERT_TRUE(wait_consumed(a, kTotal));
+    expect_exact(a.scrape());
+    a.stop();
+    ASSERT_TRUE(a.status()) << a.status().error().message;
+  }
+  ASSERT_GE(write_aheads.load(), 3u);
+  resend_generated();
+  Instance b(config("b"));  // another state dir: the partitions' state comes from the changelog
+  b.start();
+  ASSERT_TRUE(wait_consumed(b, kGenerated));
+  const auto m = b.scrape();
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_consumed_total"), kGenerated);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_duplicate_total"), kGenerated);
+  EXPECT_EQ(testing::metric_sum(m, "socialpulse_events_accepted_total"), 0);
 }
 
 // ---- scale-out --------------------------------------------------------------------------------
