@@ -316,6 +316,49 @@ struct SegmentStore {
   }
 };
 
+// A store's batch: applied, or dropped as a failed write.
+struct Batch final : StateWriter {
+  struct Op {
+    std::string key, value;
+    bool removed;
+  };
+  std::vector<Op> ops;
+  void put(std::string_view key, std::string_view value) override {
+    ops.push_back({std::string(key), std::string(value), false});
+  }
+  void remove(std::string_view key) override { ops.push_back({std::string(key), {}, true}); }
+  void apply(MemoryState& store) const {
+    for (const Op& op : ops) {
+      if (op.removed) {
+        store.remove(op.key);
+      } else {
+        store.put(op.key, op.value);
+      }
+    }
+  }
+};
+
+size_t segment_keys(const MemoryState& store) {
+  size_t n = 0;
+  for (const auto& [key, value] : store.entries()) n += key.starts_with("seg/") ? 1 : 0;
+  return n;
+}
+
+// A checkpoint, or a write-ahead, of `d` committed to `store`.
+void commit_checkpoint(Deduplicator& d, MemoryState& store) {
+  Batch batch;
+  d.checkpoint(batch);
+  batch.apply(store);
+  d.checkpoint_committed();
+}
+bool commit_write_ahead(Deduplicator& d, MemoryState& store) {
+  Batch batch;
+  if (!d.write_ahead(batch)) return false;
+  batch.apply(store);
+  d.write_ahead_committed();
+  return true;
+}
+
 std::string snapshot_of(const Deduplicator& d) {
   std::string out;
   d.snapshot(out);
@@ -526,8 +569,7 @@ TEST(Deduplicator, KeyedCheckpointsRestoreTheCommittedIdsAndRemoveExpiredSegment
       live.checkpoint_committed();
     }
   }
-  size_t segments = 0;
-  for (const auto& [key, value] : state.entries()) segments += key.starts_with("seg/") ? 1 : 0;
+  const size_t segments = segment_keys(state);
   EXPECT_EQ(segments, live.segment_count());
   EXPECT_LT(segments, cut / 500);  // expired segments were removed, not only forgotten
 
@@ -537,34 +579,6 @@ TEST(Deduplicator, KeyedCheckpointsRestoreTheCommittedIdsAndRemoveExpiredSegment
   for (size_t i = cut; i < stream.size(); ++i) {
     ASSERT_EQ(restored.is_duplicate(stream[i].view()), expected[i]) << i;
   }
-}
-
-// A store's batch: applied, or dropped as a failed write.
-struct Batch final : StateWriter {
-  struct Op {
-    std::string key, value;
-    bool removed;
-  };
-  std::vector<Op> ops;
-  void put(std::string_view key, std::string_view value) override {
-    ops.push_back({std::string(key), std::string(value), false});
-  }
-  void remove(std::string_view key) override { ops.push_back({std::string(key), {}, true}); }
-  void apply(MemoryState& store) const {
-    for (const Op& op : ops) {
-      if (op.removed) {
-        store.remove(op.key);
-      } else {
-        store.put(op.key, op.value);
-      }
-    }
-  }
-};
-
-size_t segment_keys(const MemoryState& store) {
-  size_t n = 0;
-  for (const auto& [key, value] : store.entries()) n += key.starts_with("seg/") ? 1 : 0;
-  return n;
 }
 
 // Issue #20: the runner writes a partition's new ids ahead of its checkpoint. Those segments
@@ -619,15 +633,8 @@ TEST(Deduplicator, SegmentsWrittenAheadCountOnlyOnceACommittedHeaderNamesThem) {
       for (size_t j = committed_at; j < until; ++j) {
         ASSERT_EQ(restored.is_duplicate(stream[j].view()), expected[j]) << i << " " << j;
         if (j % 500 == 0 || j + 1 == until) {
-          Batch b;
-          if (j % 1000 == 0 && restored.write_ahead(b)) {
-            b.apply(after);
-            restored.write_ahead_committed();
-          }
-          Batch c;
-          restored.checkpoint(c);
-          c.apply(after);
-          restored.checkpoint_committed();
+          if (j % 1000 == 0) commit_write_ahead(restored, after);
+          commit_checkpoint(restored, after);
           // Stale segments are gone once a checkpoint committed.
           ASSERT_EQ(segment_keys(after), restored.segment_count()) << i << " " << j;
         }
@@ -649,17 +656,11 @@ TEST(Deduplicator, StaleSegmentsAreDeletedAndNeverTakeANewSegmentWithThem) {
   Deduplicator live(kHorizon);
   MemoryState store;
   for (int i = 0; i < 10; ++i) dup(live, "acme", "a" + std::to_string(i), 1000 + i);
-  Batch first;
-  live.checkpoint(first);
-  first.apply(store);
-  live.checkpoint_committed();
+  commit_checkpoint(live, store);
   const std::string committed = snapshot_of(live);
   for (int round = 0; round < 2; ++round) {
     for (int i = 0; i < 10; ++i) dup(live, "acme", "b" + std::to_string(round * 10 + i), 2000 + i);
-    Batch ahead;
-    ASSERT_TRUE(live.write_ahead(ahead));
-    ahead.apply(store);
-    live.write_ahead_committed();
+    ASSERT_TRUE(commit_write_ahead(live, store));
   }
   ASSERT_EQ(segment_keys(store), 3u);  // then a crash: the checkpoint naming two of them is lost
 
@@ -668,10 +669,7 @@ TEST(Deduplicator, StaleSegmentsAreDeletedAndNeverTakeANewSegmentWithThem) {
   EXPECT_EQ(snapshot_of(restored), committed);
   EXPECT_EQ(restored.segment_count(), 1u);
   EXPECT_FALSE(dup(restored, "acme", "b0", 3000)) << "an id of a segment written ahead";
-  Batch next;
-  restored.checkpoint(next);
-  next.apply(store);
-  restored.checkpoint_committed();
+  commit_checkpoint(restored, store);
   EXPECT_EQ(segment_keys(store), 2u);
   Deduplicator again(kHorizon);
   ASSERT_TRUE(again.restore(store));
@@ -686,10 +684,7 @@ TEST(Deduplicator, SegmentsWrittenAheadOfAFirstCheckpointThatNeverCommittedAreSt
   Deduplicator live(kHorizon);
   MemoryState store;
   dup(live, "acme", "a", 1000);
-  Batch ahead;
-  ASSERT_TRUE(live.write_ahead(ahead));
-  ahead.apply(store);
-  live.write_ahead_committed();
+  ASSERT_TRUE(commit_write_ahead(live, store));
   Batch nothing;
   EXPECT_FALSE(live.write_ahead(nothing)) << "no id left to write ahead";
   EXPECT_TRUE(nothing.ops.empty());
@@ -699,10 +694,7 @@ TEST(Deduplicator, SegmentsWrittenAheadOfAFirstCheckpointThatNeverCommittedAreSt
   EXPECT_EQ(restored.size(), 0u);
   EXPECT_EQ(restored.segment_count(), 0u);
   EXPECT_FALSE(dup(restored, "acme", "a", 2000));
-  Batch first;
-  restored.checkpoint(first);
-  first.apply(store);
-  restored.checkpoint_committed();
+  commit_checkpoint(restored, store);
   EXPECT_EQ(segment_keys(store), 1u);
   Deduplicator again(kHorizon);
   ASSERT_TRUE(again.restore(store));
