@@ -338,11 +338,11 @@ void Topology::checkpoint_committed() {
   watermark_moved_ = false;
 }
 
-size_t Topology::write_ahead(StateWriter& out) {
+size_t Topology::write_ahead(StateWriter& out, size_t min_ids) {
   written_ahead_.clear();
   for (auto& [id, p] : owned_) {
     // Only partitions the next checkpoint writes (dirty): their headers name the segment.
-    if (!p->dirty) continue;
+    if (!p->dirty || p->dedup.unwritten_ids() < std::max<size_t>(min_ids, 1)) continue;
     ScopedStateWriter dedup(out, state_scope(kDedupOwner, id));
     if (p->dedup.write_ahead(dedup)) written_ahead_.push_back(p.get());
   }
@@ -354,9 +354,12 @@ void Topology::write_ahead_committed() {
   written_ahead_.clear();
 }
 
-size_t Topology::dedup_unwritten_ids() const {
+size_t Topology::dedup_unwritten_ids(size_t min_ids) const {
   size_t ids = 0;
-  for (const auto& [id, p] : owned_) ids += p->dirty ? p->dedup.unwritten_ids() : 0;
+  for (const auto& [id, p] : owned_) {
+    const size_t n = p->dedup.unwritten_ids();
+    if (p->dirty && n >= std::max<size_t>(min_ids, 1)) ids += n;
+  }
   return ids;
 }
 

@@ -101,14 +101,16 @@ class Topology {
   void checkpoint(StateWriter& out);
   void checkpoint_committed();
   // Ahead of the next checkpoint (issue #20): the dedup ids of every partition with input since
-  // the last committed checkpoint, as segments that checkpoint's headers will name
-  // (Deduplicator::write_ahead()), so that the checkpoint itself, which what /metrics shows waits
-  // for, writes only the ids remembered after this. Returns the partitions written;
-  // write_ahead_committed() once `out`'s batch is written, with no event in between.
-  size_t write_ahead(StateWriter& out);
+  // the last committed checkpoint and at least `min_ids` of them, as segments that checkpoint's
+  // headers will name (Deduplicator::write_ahead()), so that the checkpoint itself, which what
+  // /metrics shows waits for, writes only the ids remembered after this. A partition with fewer
+  // is left to the checkpoint: a segment of a few ids would cost a key (and a changelog record)
+  // for the whole horizon. Returns the partitions written; write_ahead_committed() once `out`'s
+  // batch is written, with no event in between.
+  size_t write_ahead(StateWriter& out, size_t min_ids);
   void write_ahead_committed();
-  // Dedup ids of partitions with input not yet in any segment (what write_ahead() would write).
-  size_t dedup_unwritten_ids() const;
+  // The dedup ids write_ahead(out, min_ids) would write.
+  size_t dedup_unwritten_ids(size_t min_ids) const;
   // What the last checkpoint() wrote per owner, partition scopes only (diagnostics: bench_e2e's
   // debug log, benchmarks/RESULTS.md); the tracker and input rows count no bytes.
   struct WrittenState {

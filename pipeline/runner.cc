@@ -361,11 +361,14 @@ class RunnerImpl final : public Runner {
   // of an event's wait past the interval). A failed write is left to the checkpoint, as are a
   // few ids (not worth a write of their own).
   void write_ahead() {
-    if (checkpoint_failing_ || topology_.dedup_unwritten_ids() < write_ahead_min_ids_) return;
+    const size_t per_partition = std::min(write_ahead_min_ids_, kWriteAheadMinPartitionIds);
+    if (checkpoint_failing_ || topology_.dedup_unwritten_ids(per_partition) < write_ahead_min_ids_)
+      return;
     const auto started = SteadyClock::now();
     auto batch = store_->batch();
     BatchStateWriter state(batch);
-    const size_t partitions = topology_.write_ahead(changelog_->capture_ahead(state));
+    const size_t partitions =
+        topology_.write_ahead(changelog_->capture_ahead(state), per_partition);
     if (partitions == 0) {
       changelog_->drop_ahead();
       return;
@@ -691,8 +694,11 @@ class RunnerImpl final : public Runner {
 
   static constexpr size_t kDedupLookahead = 8;
   static constexpr Millis kRestoreTimeout{10 * 60 * 1000};
-  // Fewer unwritten dedup ids than this (~50 kB) are left to the checkpoint.
+  // Fewer unwritten dedup ids than this (~50 kB) are left to the checkpoint, and so are those of
+  // a partition with fewer than kWriteAheadMinPartitionIds (~3 kB): a segment is a key (and a
+  // changelog record) for the whole horizon, and a restart reads every one.
   static constexpr size_t kWriteAheadMinIds = 4096;
+  static constexpr size_t kWriteAheadMinPartitionIds = 256;
   SteadyClock::time_point last_checkpoint_start_{};
   uint64_t batch_messages_ = 0;  // for RunnerTestHooks::on_batch_processed
 
