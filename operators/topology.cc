@@ -338,11 +338,15 @@ void Topology::checkpoint_committed() {
   watermark_moved_ = false;
 }
 
+bool Topology::writes_ahead(const Partition& p, size_t min_ids) {
+  // Only partitions the next checkpoint writes (dirty): their headers name the segment.
+  return p.dirty && p.dedup.unwritten_ids() >= std::max<size_t>(min_ids, 1);
+}
+
 size_t Topology::write_ahead(StateWriter& out, size_t min_ids) {
   written_ahead_.clear();
   for (auto& [id, p] : owned_) {
-    // Only partitions the next checkpoint writes (dirty): their headers name the segment.
-    if (!p->dirty || p->dedup.unwritten_ids() < std::max<size_t>(min_ids, 1)) continue;
+    if (!writes_ahead(*p, min_ids)) continue;
     ScopedStateWriter dedup(out, state_scope(kDedupOwner, id));
     if (p->dedup.write_ahead(dedup)) written_ahead_.push_back(p.get());
   }
@@ -356,10 +360,8 @@ void Topology::write_ahead_committed() {
 
 size_t Topology::dedup_unwritten_ids(size_t min_ids) const {
   size_t ids = 0;
-  for (const auto& [id, p] : owned_) {
-    const size_t n = p->dedup.unwritten_ids();
-    if (p->dirty && n >= std::max<size_t>(min_ids, 1)) ids += n;
-  }
+  for (const auto& [id, p] : owned_)
+    ids += writes_ahead(*p, min_ids) ? p->dedup.unwritten_ids() : 0;
   return ids;
 }
 

@@ -166,7 +166,9 @@ class Topology {
   EventTime last_watermark_ = kMinEventTime;
   bool watermark_moved_ = false;  // since the last committed checkpoint
   std::vector<WrittenState> profile_;
-  std::vector<Partition*> written_ahead_;   // by the last write_ahead(), until committed
+  std::vector<Partition*> written_ahead_;  // by the last write_ahead(), until committed
+  // Whether write_ahead(out, min_ids) writes p's dedup ids.
+  static bool writes_ahead(const Partition& p, size_t min_ids);
   WallTime wall_{};                         // the caller's clock at the last process()/on_idle()
   std::array<uint64_t, 4> dropped_keys_{};  // by DroppedKind
   std::string scratch_;

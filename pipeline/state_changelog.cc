@@ -250,18 +250,9 @@ void StateChangelog::send_ahead(const Topology& topology) {
     return;
   }
   for (const auto& [pid, entries] : ahead_captured_) {
-    const auto owned = topology.partitions().find(pid);
-    // As send_deltas(): a partition without an offset, or due for a snapshot, is written whole
-    // by the next checkpoint (its snapshot reads what this wrote back from the store).
-    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    if (writer_->snapshot_due(pid)) continue;
-    for (const auto& e : entries) {
-      if (e.removed) {
-        writer_->remove(e.key);
-      } else {
-        writer_->put(e.key, e.value);
-      }
-    }
+    // A partition not sent (no offset yet, or due for a snapshot) is written whole by the next
+    // checkpoint: its snapshot reads what this wrote back from the store.
+    if (!send_entries(topology, pid, entries)) continue;
     if (!std::binary_search(ahead_sent_.begin(), ahead_sent_.end(), pid))
       ahead_sent_.insert(std::upper_bound(ahead_sent_.begin(), ahead_sent_.end(), pid), pid);
   }
@@ -283,20 +274,25 @@ void StateChangelog::send_deltas(const Topology& topology) {
   deltas_sent_.clear();
   if (!writer_) return;  // no partition was ever assigned
   for (auto& [pid, entries] : captured_) {
-    const auto owned = topology.partitions().find(pid);
-    // A partition nothing was consumed from has no offset to resume from: it is written once
-    // it has one (its first write is a snapshot).
-    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
-    if (writer_->snapshot_due(pid)) continue;  // produce() reads it back from the store
-    for (const auto& e : entries) {
-      if (e.removed) {
-        writer_->remove(e.key);
-      } else {
-        writer_->put(e.key, e.value);
-      }
-    }
-    deltas_sent_.push_back(pid);
+    if (send_entries(topology, pid, entries)) deltas_sent_.push_back(pid);
   }
+}
+
+bool StateChangelog::send_entries(const Topology& topology, PartitionId pid,
+                                  const std::vector<Entry>& entries) {
+  const auto owned = topology.partitions().find(pid);
+  // A partition nothing was consumed from has no offset to resume from: it is written once it
+  // has one (its first write is a snapshot).
+  if (owned == topology.partitions().end() || !owned->second->next_offset) return false;
+  if (writer_->snapshot_due(pid)) return false;  // produce() reads it back from the store
+  for (const auto& e : entries) {
+    if (e.removed) {
+      writer_->remove(e.key);
+    } else {
+      writer_->put(e.key, e.value);
+    }
+  }
+  return true;
 }
 
 void StateChangelog::produce(const Topology& topology) {

@@ -164,6 +164,9 @@ class StateChangelog {
     std::string value;
     bool removed = false;
   };
+  // Produces pid's captured entries without a marker, unless pid has no offset yet or is due
+  // for a snapshot (then false: produce() writes it whole, read back from the store).
+  bool send_entries(const Topology& topology, PartitionId pid, const std::vector<Entry>& entries);
   std::map<PartitionId, std::vector<Entry>> captured_;
   std::map<PartitionId, std::vector<Entry>> ahead_captured_;  // by capture_ahead()
   // Partitions whose write-ahead records went out since their last marker: the next

@@ -122,6 +122,16 @@ class RecoveryE2E : public ::testing::Test {
     return c;
   }
 
+  // One message to the input topic (partitioned by its key).
+  static void send_input(rd_kafka_t* producer, const std::string& key, const std::string& value) {
+    ASSERT_EQ(rd_kafka_producev(producer, RD_KAFKA_V_TOPIC("social.events"),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_KEY(key.data(), key.size()),
+                                RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+                                RD_KAFKA_V_END),
+              RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
   // A fixed data set: generated events two hours in the past, ~10 minutes of event time (so
   // minute windows close and produce records), plus exact re-sends and malformed messages.
   // `after_chunk`, when given, is called after every `chunk` messages, delivered (with how many
@@ -143,12 +153,7 @@ class RecoveryE2E : public ::testing::Test {
     }
     int sent = 0;
     auto send = [&](const std::string& key, const std::string& value) {
-      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(key.data(), key.size()),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
-                                  RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
+      ASSERT_NO_FATAL_FAILURE(send_input(producer->get(), key, value));
       if (after_chunk && ++sent % chunk == 0) {
         ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
         after_chunk(sent);
@@ -193,14 +198,7 @@ class RecoveryE2E : public ::testing::Test {
     ASSERT_TRUE(conf);
     auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
     ASSERT_TRUE(producer);
-    for (const auto& e : generated_) {
-      ASSERT_EQ(rd_kafka_producev(producer->get(), RD_KAFKA_V_TOPIC("social.events"),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
-                                  RD_KAFKA_V_VALUE(const_cast<char*>(e.value.data()), e.value.size()),
-                                  RD_KAFKA_V_END),
-                RD_KAFKA_RESP_ERR_NO_ERROR);
-    }
+    for (const auto& e : generated_) ASSERT_NO_FATAL_FAILURE(send_input(producer->get(), e.key, e.value));
     ASSERT_EQ(rd_kafka_flush(producer->get(), 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
   }
 
