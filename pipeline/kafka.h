@@ -33,6 +33,9 @@ struct KafkaQueueDeleter {
 struct KafkaEventDeleter {
   void operator()(rd_kafka_event_t* e) const { rd_kafka_event_destroy(e); }
 };
+struct KafkaTopicDeleter {
+  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
+};
 struct KafkaErrorDeleter {
   void operator()(rd_kafka_error_t* e) const { rd_kafka_error_destroy(e); }
 };
@@ -42,6 +45,8 @@ using KafkaConf = std::unique_ptr<rd_kafka_conf_t, KafkaConfDeleter>;
 using KafkaPartitionList =
     std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaTopicPartitionListDeleter>;
 using KafkaMessage = std::unique_ptr<rd_kafka_message_t, KafkaMessageDeleter>;
+// From rd_kafka_topic_new; destroy it before the handle it belongs to.
+using KafkaTopic = std::unique_ptr<rd_kafka_topic_t, KafkaTopicDeleter>;
 // From rd_kafka_headers_new/_copy. rd_kafka_producev(RD_KAFKA_V_HEADERS) takes ownership only
 // when it returns RD_KAFKA_RESP_ERR_NO_ERROR: release() then, keep (and free) on an error.
 // Not for rd_kafka_message_headers(): those stay owned by the message.

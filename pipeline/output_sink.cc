@@ -14,6 +14,9 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
+// How long connect() waits for the output topics' metadata.
+constexpr int kTopicMetadataTimeoutMs = 2000;
+
 // Outbox keys: the sequence number in fixed-width hex, so that a scan returns them in order.
 std::string outbox_key(uint64_t seq) {
   char buf[32];
@@ -92,6 +95,27 @@ Status OutputSink::connect(const std::string& bootstrap,
   auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
   if (!producer) return tl::unexpected(producer.error());
   producer_ = std::move(*producer);
+  for (auto [slot, name] :
+       {std::pair{&windows_topic_, &topics_.windows}, std::pair{&alerts_topic_, &topics_.alerts},
+        std::pair{&dlq_topic_, &topics_.dlq}}) {
+    slot->reset(rd_kafka_topic_new(producer_.get(), name->c_str(), nullptr));
+    if (!*slot) {
+      return make_error(ErrorKind::fatal,
+                        "output topic " + *name + ": " + rd_kafka_err2str(rd_kafka_last_error()));
+    }
+  }
+  // Their partitions and leaders, asked for now: librdkafka asks for a topic it has not seen
+  // only on its once-a-second scan, so the first dead letter (which the next checkpoint waits
+  // for) or record would wait up to a second for it. Not fatal: without an answer here the scan
+  // finds them.
+  const rd_kafka_metadata_t* metadata = nullptr;
+  if (const auto err =
+          rd_kafka_metadata(producer_.get(), 0, nullptr, &metadata, kTopicMetadataTimeoutMs);
+      err) {
+    spdlog::warn("msg=\"output topics not yet known\" error=\"{}\"", rd_kafka_err2str(err));
+  } else {
+    rd_kafka_metadata_destroy(metadata);
+  }
   return {};
 }
 
@@ -137,8 +161,7 @@ void OutputSink::produce_dlq(const void* key, size_t key_len, const void* value,
   for (;;) {
     // On success the message owns the headers; on failure they stay ours.
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_.get(), RD_KAFKA_V_TOPIC(topics_.dlq.c_str()),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        producer_.get(), RD_KAFKA_V_RKT(dlq_topic_.get()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(const_cast<void*>(key), key ? key_len : 0),
         RD_KAFKA_V_VALUE(const_cast<void*>(value), value ? len : 0),
         RD_KAFKA_V_HEADERS(headers.get()), RD_KAFKA_V_OPAQUE(nullptr), RD_KAFKA_V_END);
@@ -156,11 +179,11 @@ void OutputSink::produce_dlq(const void* key, size_t key_len, const void* value,
 }
 
 void OutputSink::produce_record(uint64_t seq, const OutputRecord& r) {
-  const std::string& topic =
-      r.topic == OutputRecord::Topic::alerts ? topics_.alerts : topics_.windows;
+  rd_kafka_topic_t* topic =
+      r.topic == OutputRecord::Topic::alerts ? alerts_topic_.get() : windows_topic_.get();
   for (;;) {
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        producer_.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        producer_.get(), RD_KAFKA_V_RKT(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(const_cast<char*>(r.key.data()), r.key.size()),
         RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
         RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(seq))), RD_KAFKA_V_END);

@@ -88,7 +88,11 @@ class OutputSink {
   std::vector<uint64_t> delivered_records_;
   std::vector<uint64_t> failed_records_;
   int64_t dlq_inflight_ = 0;
-  KafkaHandle producer_;  // last: destroyed first, before the state its callback touches
+  KafkaHandle producer_;  // destroyed before the state its callback touches
+  // The topics produced to, from connect(); destroyed before the producer.
+  KafkaTopic windows_topic_;
+  KafkaTopic alerts_topic_;
+  KafkaTopic dlq_topic_;
 };
 
 }  // namespace sp
