@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 #include <thread>
@@ -527,27 +528,68 @@ std::vector<PartitionId> ChangelogWriter::open_partitions() const {
   return out;
 }
 
-uint64_t ChangelogWriter::snapshot_interval(uint64_t snapshot_bytes) const {
-  uint64_t interval = std::max(options_.min_snapshot_interval_bytes,
-                               options_.snapshot_growth_factor * snapshot_bytes);
-  if (options_.retention_bytes > 0) {
-    // The last complete snapshot must survive until the next one is complete: it, the records
-    // after it and the next snapshot (about as large, after one more checkpoint of changes) must
-    // fit in the retention, with a margin for the estimate.
-    const uint64_t budget = options_.retention_bytes - options_.retention_bytes / 10;
-    const uint64_t cap = budget > 2 * snapshot_bytes ? budget - 2 * snapshot_bytes : 0;
-    interval = std::min(interval, cap);
-  }
-  return interval;
+uint64_t ChangelogWriter::snapshot_limit(uint64_t snapshot_bytes) const {
+  if (options_.retention_bytes == 0) return std::numeric_limits<uint64_t>::max();
+  // The last complete snapshot must survive until the next one is complete: it, the records
+  // after it and the next snapshot (about as large, after one more checkpoint of changes) must
+  // fit in the retention, with a margin for the estimate.
+  const uint64_t budget = options_.retention_bytes - options_.retention_bytes / 10;
+  return budget > 2 * snapshot_bytes ? budget - 2 * snapshot_bytes : 0;
 }
 
-bool ChangelogWriter::snapshot_due(PartitionId pid) const {
+uint64_t ChangelogWriter::snapshot_interval(uint64_t snapshot_bytes) const {
+  const uint64_t interval = std::max(options_.min_snapshot_interval_bytes,
+                                     options_.snapshot_growth_factor * snapshot_bytes);
+  // Due a quarter of the limit early: room for the checkpoints a snapshot may be put off.
+  const uint64_t limit = snapshot_limit(snapshot_bytes);
+  return std::min(interval, limit - limit / 4);
+}
+
+uint64_t ChangelogWriter::bytes_since_snapshot(const Track& t) const {
+  const auto it = partition_bytes_.find(changelog_partition(t.pid));
+  const uint64_t now = it == partition_bytes_.end() ? 0 : it->second;
+  return now - t.snapshot_began_at;
+}
+
+bool ChangelogWriter::snapshot_required(PartitionId pid) const {
   const Track* t = find(pid);
   if (t == nullptr || !t->snapshot_known) return true;
   if (t->failed.load(std::memory_order_relaxed) > t->failed_before_snapshot) return true;
-  const auto it = partition_bytes_.find(changelog_partition(pid));
-  const uint64_t now = it == partition_bytes_.end() ? 0 : it->second;
-  return now - t->snapshot_began_at > snapshot_interval(t->snapshot_bytes);
+  return bytes_since_snapshot(*t) > snapshot_limit(t->snapshot_bytes);
+}
+
+bool ChangelogWriter::snapshot_due(PartitionId pid) const {
+  if (snapshot_required(pid)) return true;
+  const Track& t = *find(pid);
+  return bytes_since_snapshot(t) > snapshot_interval(t.snapshot_bytes);
+}
+
+double ChangelogWriter::snapshot_overdue(PartitionId pid) const {
+  const Track* t = find(pid);
+  if (t == nullptr || !t->snapshot_known) return std::numeric_limits<double>::infinity();
+  const uint64_t interval = snapshot_interval(t->snapshot_bytes);
+  const uint64_t grown = bytes_since_snapshot(*t);
+  if (interval == 0) return grown > 0 ? std::numeric_limits<double>::infinity() : 0;
+  return static_cast<double>(grown) / static_cast<double>(interval);
+}
+
+std::vector<PartitionId> ChangelogWriter::snapshots_to_take(
+    const std::vector<PartitionId>& candidates, size_t spread) const {
+  std::vector<PartitionId> take;
+  std::vector<std::pair<double, PartitionId>> due;  // (how overdue, pid)
+  for (PartitionId pid : candidates) {
+    if (snapshot_required(pid)) {
+      take.push_back(pid);
+    } else if (const double overdue = snapshot_overdue(pid); overdue > 1) {
+      due.emplace_back(overdue, pid);
+    }
+  }
+  const size_t n = (due.size() + spread - 1) / std::max<size_t>(spread, 1);
+  std::partial_sort(due.begin(), due.begin() + static_cast<std::ptrdiff_t>(n), due.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; i < n; ++i) take.push_back(due[i].second);
+  std::sort(take.begin(), take.end());
+  return take;
 }
 
 void ChangelogWriter::resume(PartitionId pid, const RestoredPartition& restored) {

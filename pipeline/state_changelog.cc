@@ -250,9 +250,11 @@ void StateChangelog::send_ahead(const Topology& topology) {
     return;
   }
   for (const auto& [pid, entries] : ahead_captured_) {
-    // A partition not sent (no offset yet, or due for a snapshot) is written whole by the next
-    // checkpoint: its snapshot reads what this wrote back from the store.
-    if (!send_entries(topology, pid, entries)) continue;
+    // A partition not sent (no offset yet, or its next checkpoint must be a snapshot) is written
+    // whole by the next checkpoint: its snapshot reads what this wrote back from the store. One
+    // whose snapshot is only due may be put off (choose_snapshots()): sent now; should its
+    // snapshot follow, the snapshot discards these records.
+    if (writer_->snapshot_required(pid) || !send_entries(topology, pid, entries)) continue;
     if (!std::binary_search(ahead_sent_.begin(), ahead_sent_.end(), pid))
       ahead_sent_.insert(std::upper_bound(ahead_sent_.begin(), ahead_sent_.end(), pid), pid);
   }
@@ -273,9 +275,21 @@ void StateChangelog::send_deltas(const Topology& topology) {
   ++seq_;
   deltas_sent_.clear();
   if (!writer_) return;  // no partition was ever assigned
+  choose_snapshots(topology);
   for (auto& [pid, entries] : captured_) {
+    if (std::binary_search(snapshots_.begin(), snapshots_.end(), pid)) continue;
     if (send_entries(topology, pid, entries)) deltas_sent_.push_back(pid);
   }
+}
+
+void StateChangelog::choose_snapshots(const Topology& topology) {
+  std::vector<PartitionId> candidates;
+  for (const auto& [pid, entries] : captured_) {
+    const auto owned = topology.partitions().find(pid);
+    if (owned != topology.partitions().end() && owned->second->next_offset)
+      candidates.push_back(pid);
+  }
+  snapshots_ = writer_->snapshots_to_take(candidates, kSnapshotSpread);
 }
 
 bool StateChangelog::send_entries(const Topology& topology, PartitionId pid,
@@ -284,7 +298,6 @@ bool StateChangelog::send_entries(const Topology& topology, PartitionId pid,
   // A partition nothing was consumed from has no offset to resume from: it is written once it
   // has one (its first write is a snapshot).
   if (owned == topology.partitions().end() || !owned->second->next_offset) return false;
-  if (writer_->snapshot_due(pid)) return false;  // produce() reads it back from the store
   for (const auto& e : entries) {
     if (e.removed) {
       writer_->remove(e.key);

@@ -58,11 +58,12 @@ class StateChangelog {
   // A writer for Topology::checkpoint(): writes through to `local` and remembers the partition
   // keys, which send_deltas() and produce() send.
   StateWriter& capture(StateWriter& local);
-  // Before the local commit: the changes of each partition written that needs no snapshot, without
-  // their checkpoint markers, so that the broker takes them while the local store commits.
-  // Without its marker a checkpoint does not count in the changelog.
+  // Before the local commit: the changes of each partition written that this checkpoint does
+  // not write whole (choose_snapshots()), without their checkpoint markers, so that the broker
+  // takes them while the local store commits. Without its marker a checkpoint does not count in
+  // the changelog.
   void send_deltas(const Topology& topology);
-  // After the local commit: each partition due for one as a full snapshot read back from the
+  // After the local commit: each partition chosen for one as a full snapshot read back from the
   // store, then every partition's checkpoint marker. The checkpoint is then complete in the
   // changelog once the markers are acknowledged: a short wait after the commit (one small record
   // per partition), which is the window in which a kill -9 leaves the changelog behind the local
@@ -79,7 +80,8 @@ class StateChangelog {
   StateWriter& capture_ahead(StateWriter& local);
   // Once the local batch is written: its records go out now, without markers, as part of the
   // next checkpoint (whose markers cover them: a restore leaves them out until then). Partitions
-  // due for a snapshot send nothing: the next checkpoint's snapshot reads them from the store.
+  // whose snapshot is required send nothing: the next checkpoint's snapshot reads them from the
+  // store.
   void send_ahead(const Topology& topology);
   // The local write failed: forgets what capture_ahead() recorded.
   void drop_ahead() { ahead_captured_.clear(); }
@@ -164,9 +166,14 @@ class StateChangelog {
     std::string value;
     bool removed = false;
   };
-  // Produces pid's captured entries without a marker, unless pid has no offset yet or is due
-  // for a snapshot (then false: produce() writes it whole, read back from the store).
+  // Produces pid's captured entries without a marker, unless pid has no offset yet (then false:
+  // a later checkpoint writes it whole).
   bool send_entries(const Topology& topology, PartitionId pid, const std::vector<Entry>& entries);
+  // The captured partitions (with an offset) this checkpoint writes whole, into snapshots_:
+  // ChangelogWriter::snapshots_to_take(), at most an eighth of those merely due.
+  void choose_snapshots(const Topology& topology);
+  static constexpr size_t kSnapshotSpread = 8;
+  std::vector<PartitionId> snapshots_;
   std::map<PartitionId, std::vector<Entry>> captured_;
   std::map<PartitionId, std::vector<Entry>> ahead_captured_;  // by capture_ahead()
   // Partitions whose write-ahead records went out since their last marker: the next

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -996,9 +997,12 @@ class ChangelogRetentionTest : public ChangelogTest, public ::testing::WithParam
   }
 
   // One checkpoint; `model`, `seq` and `snapshots` follow what the changelog holds once it ends.
+  // With put_off_, a snapshot only once it is required, as a checkpoint that puts a due one off
+  // for as long as it may (ChangelogWriter::snapshots_to_take()).
   void checkpoint_step(PartitionId pid) {
     ++seq_;
-    if (seq_ == 1 || writer_->snapshot_due(pid)) {
+    if (seq_ == 1 ||
+        (put_off_ ? writer_->snapshot_required(pid) : writer_->snapshot_due(pid))) {
       writer_->begin_snapshot(pid);
       for (const auto& [k, v] : model_) put(k, v);
       ++snapshots_;
@@ -1034,6 +1038,7 @@ class ChangelogRetentionTest : public ChangelogTest, public ::testing::WithParam
   uint64_t seq_ = 0;
   uint64_t written_ = 0;
   int snapshots_ = 0;
+  bool put_off_ = false;
 };
 
 // 300 keys: a snapshot every max(1 MiB, 4 x ~0.3 MiB); 1500 keys: 4 x ~1.5 MiB would not fit in
@@ -1061,7 +1066,87 @@ TEST_P(ChangelogRetentionTest, APartitionPastTheBrokersRetentionRestoresThroughI
   EXPECT_EQ(r.records_after_checkpoint, model_.size());  // the marker and all keys but one
 }
 
+// A due snapshot put off until it is required still comes before the broker deletes the last
+// complete one: the limit, not the interval, keeps a partition restorable.
+TEST_P(ChangelogRetentionTest, SnapshotsPutOffUntilRequiredStillKeepThePartitionRestorable) {
+  put_off_ = true;
+  const PartitionId a = pid_of(0, 1);
+  while (written_ < 4 * kEmbeddedPartitionRetentionBytes) {
+    checkpoint_step(a);
+    if (seq_ % 8 == 0) {
+      ASSERT_TRUE(settle({a}));
+      expect_last_checkpoint(restore_found(a));
+    }
+  }
+  ASSERT_GT(watermarks(1).first, 0) << "the broker deleted nothing: this would not test retention";
+  EXPECT_GE(snapshots_, 2);
+  ASSERT_TRUE(settle({a}));
+  expect_last_checkpoint(restore_found(a));
+}
+
 INSTANTIATE_TEST_SUITE_P(StateSizes, ChangelogRetentionTest, ::testing::Values(300, 1500));
+
+// Sixteen partitions with the same input come due for a snapshot together. A checkpoint writes
+// whole the ones that require it (the first: nothing written yet) and at most an eighth of those
+// merely due, most overdue first; the others send deltas until their turn. Every partition still
+// restores to its last checkpoint.
+TEST_F(ChangelogTest, PartitionsDueTogetherTakeTheirSnapshotsInTurn) {
+  TearDown();
+  ChangelogWriter::Options options;
+  options.retention_bytes = kEmbeddedPartitionRetentionBytes;
+  options.min_snapshot_interval_bytes = 48 << 10;
+  start(options);
+  std::vector<PartitionId> pids;
+  for (int t = 0; t < 4; ++t) {
+    for (int p = 0; p < kPartitions; ++p) pids.push_back(pid_of(t, p));
+  }
+  std::sort(pids.begin(), pids.end());
+  std::map<PartitionId, Model> models;
+  std::map<PartitionId, int> snapshots;
+  std::mt19937 rng(7);
+  constexpr uint64_t kCheckpoints = 60;
+  size_t most_due = 0;
+  for (uint64_t seq = 1; seq <= kCheckpoints; ++seq) {
+    size_t due = 0;
+    for (PartitionId pid : pids) {
+      if (writer_->snapshot_required(pid)) {
+        ASSERT_EQ(seq, 1u) << "pid " << pid.value << " was put off until required";
+      } else if (writer_->snapshot_due(pid)) {
+        ++due;
+      }
+    }
+    most_due = std::max(most_due, due);
+    const std::vector<PartitionId> take = writer_->snapshots_to_take(pids, 8);
+    if (seq == 1) {
+      EXPECT_EQ(take, pids) << "nothing written yet: every snapshot is required";
+    } else {
+      EXPECT_EQ(take.size(), (due + 7) / 8) << "checkpoint " << seq << ": " << due << " due";
+    }
+    for (PartitionId pid : pids) {
+      Model& model = models[pid];
+      if (std::binary_search(take.begin(), take.end(), pid)) {
+        writer_->begin_snapshot(pid);
+        for (const auto& [k, v] : model) writer_->put(k, v);
+        ++snapshots[pid];
+      }
+      Model puts;
+      for (int i = 0; i < 4; ++i) {
+        puts[key("minute", pid, "k" + std::to_string(rng() % 20))] =
+            std::string(400 + rng() % 200, static_cast<char>('a' + rng() % 26));
+      }
+      checkpoint(pid, model, puts, {}, seq, Offset{static_cast<int64_t>(seq)});
+    }
+    poll(Millis{0});
+  }
+  EXPECT_GE(most_due, 8u) << "the partitions never came due together: this tests nothing";
+  ASSERT_TRUE(settle(pids));
+  for (PartitionId pid : pids) {
+    EXPECT_GE(snapshots[pid], 2) << "pid " << pid.value;
+    const RestoredPartition r = restore_found(pid);
+    EXPECT_EQ(r.state.entries(), models[pid]) << "pid " << pid.value;
+    EXPECT_EQ(r.checkpoint_seq, kCheckpoints);
+  }
+}
 
 TEST_F(ChangelogTest, APartitionTruncatedBeforeAnySnapshotIsReportedNotGuessed) {
   TearDown();
