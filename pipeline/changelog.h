@@ -239,10 +239,6 @@ class ChangelogWriter final : public StateWriter {
 
  private:
   struct Track;
-  struct TopicDeleter {
-    void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
-  };
-
   Track& track(PartitionId pid);
   const Track* find(PartitionId pid) const;
   // Keeps Track::present (and the open snapshot's keys) up to date for one produced state key.
@@ -260,7 +256,7 @@ class ChangelogWriter final : public StateWriter {
 
   rd_kafka_t* producer_;
   std::string topic_name_;
-  std::unique_ptr<rd_kafka_topic_t, TopicDeleter> topic_;
+  KafkaTopic topic_;
   Options options_;
   // Stable addresses: each in-flight record's opaque points at its Track.
   std::map<PartitionId, std::unique_ptr<Track>> tracks_;
