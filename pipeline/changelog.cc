@@ -738,9 +738,6 @@ struct RestoreConsumerDeleter {
 };
 using RestoreConsumer = std::unique_ptr<rd_kafka_t, RestoreConsumerDeleter>;
 
-struct TopicHandleDeleter {
-  void operator()(rd_kafka_topic_t* t) const { rd_kafka_topic_destroy(t); }
-};
 struct MetadataDeleter {
   void operator()(const rd_kafka_metadata_t* m) const { rd_kafka_metadata_destroy(m); }
 };
@@ -946,8 +943,7 @@ Result<std::optional<std::pair<int64_t, int64_t>>> log_range(rd_kafka_t* rk,
                                                              const std::string& topic,
                                                              int32_t partition,
                                                              SteadyClock::time_point deadline) {
-  std::unique_ptr<rd_kafka_topic_t, TopicHandleDeleter> rkt(
-      rd_kafka_topic_new(rk, topic.c_str(), nullptr));
+  KafkaTopic rkt(rd_kafka_topic_new(rk, topic.c_str(), nullptr));
   const rd_kafka_metadata_t* raw = nullptr;
   const rd_kafka_resp_err_t err =
       rd_kafka_metadata(rk, 0, rkt.get(), &raw, std::max(remaining_ms(deadline), 1));

@@ -119,6 +119,15 @@ Status wait_for_topic(rd_kafka_t* rk, const std::string& topic, SteadyClock::tim
   }
 }
 
+// Where pid's input resumes: null when this instance does not own pid or has consumed nothing
+// from it yet (no offset to resume from: its changelog is written once it has one, starting with
+// a snapshot).
+const Offset* resume_offset(const Topology& topology, PartitionId pid) {
+  const auto owned = topology.partitions().find(pid);
+  if (owned == topology.partitions().end() || !owned->second->next_offset) return nullptr;
+  return &*owned->second->next_offset;
+}
+
 }  // namespace
 
 class StateChangelog::Capture final : public StateWriter {
@@ -285,19 +294,14 @@ void StateChangelog::send_deltas(const Topology& topology) {
 void StateChangelog::choose_snapshots(const Topology& topology) {
   std::vector<PartitionId> candidates;
   for (const auto& [pid, entries] : captured_) {
-    const auto owned = topology.partitions().find(pid);
-    if (owned != topology.partitions().end() && owned->second->next_offset)
-      candidates.push_back(pid);
+    if (resume_offset(topology, pid) != nullptr) candidates.push_back(pid);
   }
   snapshots_ = writer_->snapshots_to_take(candidates, kSnapshotSpread);
 }
 
 bool StateChangelog::send_entries(const Topology& topology, PartitionId pid,
                                   const std::vector<Entry>& entries) {
-  const auto owned = topology.partitions().find(pid);
-  // A partition nothing was consumed from has no offset to resume from: it is written once it
-  // has one (its first write is a snapshot).
-  if (owned == topology.partitions().end() || !owned->second->next_offset) return false;
+  if (resume_offset(topology, pid) == nullptr) return false;
   for (const auto& e : entries) {
     if (e.removed) {
       writer_->remove(e.key);
@@ -323,12 +327,12 @@ void StateChangelog::produce(const Topology& topology) {
   }
   ahead_sent_.clear();
   for (auto& [pid, entries] : captured_) {
-    const auto owned = topology.partitions().find(pid);
-    if (owned == topology.partitions().end() || !owned->second->next_offset) continue;
+    const Offset* next = resume_offset(topology, pid);
+    if (next == nullptr) continue;
     // deltas_sent_ was filled in captured_'s order: sorted.
     if (!std::binary_search(deltas_sent_.begin(), deltas_sent_.end(), pid))
       write_snapshot(pid, topology.partition_state_owners());
-    if (auto s = writer_->end_checkpoint(pid, seq_, *owned->second->next_offset); !s) {
+    if (auto s = writer_->end_checkpoint(pid, seq_, *next); !s) {
       spdlog::warn("msg=\"changelog checkpoint not written\" pid={} error=\"{}\"", pid.value,
                    s.error().message);
     } else {
