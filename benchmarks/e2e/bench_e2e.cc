@@ -608,12 +608,13 @@ Result<SustainedResult> measure_sustained(const Pipeline& p, const std::string& 
   std::atomic<bool> stop{false};
   std::atomic<bool> held{false};
   Status produce_status;
+  // Of `sent` messages handed to the producer, those the broker acknowledged.
+  auto acked = [&](uint64_t sent) { return sent - static_cast<uint64_t>(rd_kafka_outq_len(producer->get())); };
   std::thread producer_thread([&] {
     GeneratedEvent ev;
     uint64_t k = 0;
     while (!stop.load(std::memory_order_relaxed)) {
-      const uint64_t acked = k - static_cast<uint64_t>(rd_kafka_outq_len(producer->get()));
-      if (acked > p.processed() - base + max_lead) {
+      if (acked(k) > p.processed() - base + max_lead) {
         held.store(true, std::memory_order_relaxed);
         rd_kafka_poll(producer->get(), 1);
         continue;
@@ -633,17 +634,14 @@ Result<SustainedResult> measure_sustained(const Pipeline& p, const std::string& 
     rd_kafka_flush(producer->get(), 30'000);
     produced.store(k);
   });
-  auto acked_now = [&] {
-    return produced.load() - static_cast<uint64_t>(rd_kafka_outq_len(producer->get()));
-  };
   const auto t0 = Clock::now();
   std::this_thread::sleep_until(t0 + std::chrono::seconds(1));
   const auto t1 = Clock::now();
-  const uint64_t processed1 = p.processed(), acked1 = acked_now();
+  const uint64_t processed1 = p.processed(), acked1 = acked(produced.load());
   held.store(false);
   std::this_thread::sleep_until(t0 + std::chrono::duration<double>(seconds));
   const auto t2 = Clock::now();
-  const uint64_t processed2 = p.processed(), acked2 = acked_now();
+  const uint64_t processed2 = p.processed(), acked2 = acked(produced.load());
   r.producer_held = held.load();
   stop.store(true);
   producer_thread.join();
