@@ -291,17 +291,23 @@ struct ChangelogWriter::Track {
   std::set<std::string, std::less<>> snapshot_keys;
 };
 
-ChangelogWriter::ChangelogWriter(rd_kafka_t* producer, std::string topic, Options options)
-    : producer_(producer),
-      topic_name_(std::move(topic)),
-      topic_(rd_kafka_topic_new(producer, topic_name_.c_str(), nullptr)),
-      options_(options) {
+ChangelogWriter::ChangelogWriter(std::vector<rd_kafka_t*> producers, std::string topic,
+                                 Options options)
+    : topic_name_(std::move(topic)), options_(options) {
+  for (rd_kafka_t* producer : producers) {
+    lanes_.push_back(
+        {producer, KafkaTopic(rd_kafka_topic_new(producer, topic_name_.c_str(), nullptr))});
+  }
   std::random_device random;
   writer_id_ = (uint64_t{random()} << 32 | random()) ^
                static_cast<uint64_t>(SteadyClock::now().time_since_epoch().count());
 }
 
 ChangelogWriter::~ChangelogWriter() = default;
+
+const ChangelogWriter::Lane& ChangelogWriter::lane_of(const Track& t) const {
+  return lanes_[static_cast<size_t>(changelog_partition(t.pid)) % lanes_.size()];
+}
 
 void ChangelogWriter::note_key(Track& t, std::string_view state_key, bool has_value) {
   if (!has_value) {
@@ -407,28 +413,31 @@ void ChangelogWriter::produce_record(Track& t, std::string_view unprefixed,
                         static_cast<ssize_t>(header.size()));
     header_bytes = std::strlen(header_name) + header.size();
   }
+  const Lane& lane = lane_of(t);
   const auto deadline = SteadyClock::now() + options_.queue_full_timeout;
   for (;;) {
     // librdkafka takes the headers only on success: each attempt gets a copy.
     rd_kafka_headers_t* attempt = headers ? rd_kafka_headers_copy(headers) : nullptr;
     rd_kafka_resp_err_t err;
     if (attempt != nullptr) {
-      err = rd_kafka_producev(
-          producer_, RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()), RD_KAFKA_V_VALUE(payload, len),
-          RD_KAFKA_V_HEADERS(attempt), RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
+      err = rd_kafka_producev(lane.producer, RD_KAFKA_V_RKT(lane.topic.get()),
+                              RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                              RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_HEADERS(attempt),
+                              RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) rd_kafka_headers_destroy(attempt);
     } else {
-      err = rd_kafka_producev(
-          producer_, RD_KAFKA_V_RKT(topic_.get()), RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()), RD_KAFKA_V_VALUE(payload, len),
-          RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
+      err =
+          rd_kafka_producev(lane.producer, RD_KAFKA_V_RKT(lane.topic.get()),
+                            RD_KAFKA_V_PARTITION(changelog_partition(t.pid)),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(const_cast<char*>(key.data()), key.size()),
+                            RD_KAFKA_V_VALUE(payload, len), RD_KAFKA_V_OPAQUE(&t), RD_KAFKA_V_END);
     }
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && SteadyClock::now() < deadline) {
-      rd_kafka_poll(producer_, 10);  // serves delivery reports: the queue drains
+      rd_kafka_poll(lane.producer, 10);  // serves delivery reports: the queue drains
       continue;
     }
     spdlog::error(

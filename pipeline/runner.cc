@@ -69,6 +69,7 @@ class RunnerImpl final : public Runner {
     changelog_options.input_topics = config_.kafka.topics;
     changelog_options.max_record_bytes = config_.kafka.changelog_max_record_bytes;
     changelog_options.enabled = !hooks.without_changelog;
+    if (hooks.changelog_lanes > 0) changelog_options.lanes = hooks.changelog_lanes;
     changelog_options.broker_in_process = config_.kafka.bootstrap_servers == "embedded";
     auto changelog = StateChangelog::open(*store_, std::move(changelog_options));
     if (!changelog) return tl::unexpected(changelog.error());

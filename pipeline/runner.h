@@ -36,6 +36,9 @@ struct RunnerTestHooks {
   // same build in one run. Not a product setting: without it a partition cannot move with its
   // state (a new owner would start empty).
   bool without_changelog = false;
+  // Benchmarks (bench_e2e --changelog-lanes): the changelog's producers, instead of
+  // kChangelogLanes (0: that default).
+  size_t changelog_lanes = 0;
   // Tests: the fewest unwritten dedup ids the runner writes ahead of a checkpoint (1: whenever
   // there is one), instead of its default.
   std::optional<size_t> write_ahead_min_ids;

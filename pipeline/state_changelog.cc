@@ -160,14 +160,30 @@ StateChangelog::StateChangelog(CheckpointStore& store, Options options)
 }
 
 StateChangelog::~StateChangelog() {
-  if (!producer_) return;
-  // The writer must outlive every delivery report of its records.
-  if (rd_kafka_flush(producer_.get(), 2000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (producers_.empty()) return;
+  // The writer must outlive every delivery report of its records: 2 s for all lanes together.
+  const auto deadline = SteadyClock::now() + Millis{2000};
+  int unacknowledged = 0;
+  for (KafkaHandle& producer : producers_) {
+    if (rd_kafka_flush(producer.get(), std::max(0, remaining_ms(deadline))) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+      unacknowledged += rd_kafka_outq_len(producer.get());
+  }
+  if (unacknowledged > 0) {
     spdlog::warn("msg=\"changelog records not acknowledged at exit\" unacknowledged={}",
-                 rd_kafka_outq_len(producer_.get()));
-    (void)producer_.release();  // left to process exit: its reports would reach a dead writer
+                 unacknowledged);
+    // Left to process exit: their reports would reach a dead writer.
+    for (KafkaHandle& producer : producers_) (void)producer.release();
     (void)writer_.release();
   }
+}
+
+void StateChangelog::poll_lanes(Millis timeout) {
+  if (producers_.empty()) return;
+  // One lane may block for the wait; the others are served first without blocking.
+  for (size_t i = 1; i < producers_.size(); ++i) rd_kafka_poll(producers_[i].get(), 0);
+  const Millis wait = producers_.size() > 1 ? std::min(timeout, Millis{1}) : timeout;
+  rd_kafka_poll(producers_[0].get(), static_cast<int>(wait.count()));
 }
 
 Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& store,
@@ -181,13 +197,15 @@ Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& st
   settings.try_emplace("queue.buffering.max.messages", "1000000");
   self->restore_settings_ = settings;
   add_changelog_producer_settings(settings, self->options_.max_record_bytes);
-  auto conf = make_kafka_conf(settings);
-  if (!conf) return tl::unexpected(conf.error());
-  rd_kafka_conf_set_opaque(conf->get(), self.get());
-  rd_kafka_conf_set_dr_msg_cb(conf->get(), &StateChangelog::delivery_cb);
-  auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
-  if (!producer) return tl::unexpected(producer.error());
-  self->producer_ = std::move(*producer);
+  for (size_t lane = 0; lane < std::max<size_t>(1, self->options_.lanes); ++lane) {
+    auto conf = make_kafka_conf(settings);
+    if (!conf) return tl::unexpected(conf.error());
+    rd_kafka_conf_set_opaque(conf->get(), self.get());
+    rd_kafka_conf_set_dr_msg_cb(conf->get(), &StateChangelog::delivery_cb);
+    auto producer = make_kafka_handle(RD_KAFKA_PRODUCER, std::move(*conf));
+    if (!producer) return tl::unexpected(producer.error());
+    self->producers_.push_back(std::move(*producer));
+  }
   return self;
 }
 
@@ -195,12 +213,13 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
   if (writer_) return {};
   const auto& topic = options_.topic;
   bool embedded = false;
-  if (char* id = rd_kafka_clusterid(producer_.get(), std::max(1, remaining_ms(deadline)))) {
+  if (char* id =
+          rd_kafka_clusterid(producers_.front().get(), std::max(1, remaining_ms(deadline)))) {
     // librdkafka's mock cluster (the embedded broker, also behind `socialpulse broker`) names
     // itself so.
     embedded = std::string_view(id).starts_with("mockCluster");
     embedded_ = embedded;
-    rd_kafka_mem_free(producer_.get(), id);
+    rd_kafka_mem_free(producers_.front().get(), id);
   }
   if (!embedded) {
     std::map<std::string, std::string> admin = options_.properties;
@@ -211,7 +230,7 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
         !s) {
       return s;
     }
-  } else if (auto s = wait_for_topic(producer_.get(), topic, deadline); !s) {
+  } else if (auto s = wait_for_topic(producers_.front().get(), topic, deadline); !s) {
     return s;
   }
 
@@ -228,7 +247,9 @@ Status StateChangelog::connect_topic(SteadyClock::time_point deadline) {
   }
   writer_options.key_prefix = changelog_key_prefix(options_.group_id);
   writer_options.max_record_bytes = options_.max_record_bytes;
-  writer_ = std::make_unique<ChangelogWriter>(producer_.get(), topic, writer_options);
+  std::vector<rd_kafka_t*> lanes;
+  for (const KafkaHandle& producer : producers_) lanes.push_back(producer.get());
+  writer_ = std::make_unique<ChangelogWriter>(std::move(lanes), topic, writer_options);
   restorer_ = std::make_unique<ChangelogRestorer>(restore_settings_, topic,
                                                   changelog_key_prefix(options_.group_id));
   return {};
@@ -450,9 +471,8 @@ std::vector<PartitionId> StateChangelog::repair_unconfirmed(const std::vector<st
     record_verified();
     return {};
   }
-  const bool acked = writer_->wait_acked(repaired, deadline, [this](Millis wait) {
-    rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
-  });
+  const bool acked =
+      writer_->wait_acked(repaired, deadline, [this](Millis wait) { poll_lanes(wait); });
   if (acked) {
     for (PartitionId pid : repaired) {
       if (auto end = writer_->acked_end(pid)) verified[pid] = *end;
@@ -561,15 +581,12 @@ Status StateChangelog::roll_back(const std::vector<PartitionId>& pids,
 
 rd_kafka_resp_err_t StateChangelog::log_range(PartitionId pid, SteadyClock::time_point deadline,
                                               int64_t& low, int64_t& high) {
-  return rd_kafka_query_watermark_offsets(producer_.get(), options_.topic.c_str(),
+  return rd_kafka_query_watermark_offsets(producers_.front().get(), options_.topic.c_str(),
                                           changelog_partition(pid), &low, &high,
                                           std::max(1, std::min(remaining_ms(deadline), 5000)));
 }
 
-void StateChangelog::poll(Millis timeout) {
-  if (!producer_) return;
-  rd_kafka_poll(producer_.get(), static_cast<int>(timeout.count()));
-}
+void StateChangelog::poll(Millis timeout) { poll_lanes(timeout); }
 
 bool StateChangelog::settled() const { return !writer_ || writer_->settled(); }
 uint64_t StateChangelog::failed_total() const { return writer_ ? writer_->failed_total() : 0; }
@@ -648,9 +665,8 @@ Status StateChangelog::remove_local(PartitionId pid, const std::vector<std::stri
 bool StateChangelog::handover(const std::vector<PartitionId>& pids,
                               SteadyClock::time_point deadline) {
   if (pids.empty() || !writer_) return true;
-  const bool complete = writer_->wait_acked(pids, deadline, [this](Millis wait) {
-    rd_kafka_poll(producer_.get(), static_cast<int>(wait.count()));
-  });
+  const bool complete =
+      writer_->wait_acked(pids, deadline, [this](Millis wait) { poll_lanes(wait); });
   auto batch = store_.batch();
   if (complete) {
     for (PartitionId pid : pids) {

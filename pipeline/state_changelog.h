@@ -38,6 +38,9 @@ class StateChangelog {
     // state). Only for RunnerTestHooks::without_changelog (bench_e2e's A/B of the changelog's
     // cost): without it a partition cannot move with its state.
     bool enabled = true;
+    // Producers the changelog is written through (ChangelogWriter's lanes). Only
+    // RunnerTestHooks::changelog_lanes changes it (bench_e2e --changelog-lanes, an A/B).
+    size_t lanes = kChangelogLanes;
     // `bootstrap_servers: embedded`: the broker runs in this process, so it started afresh with
     // it and no other member can have taken a partition over from it in between.
     bool broker_in_process = false;
@@ -156,7 +159,11 @@ class StateChangelog {
 
   CheckpointStore& store_;
   Options options_;
-  KafkaHandle producer_;
+  // Serves the lanes' delivery reports for up to `timeout` (wait loops: a few ms at a time).
+  void poll_lanes(Millis timeout);
+
+  // The writer's lanes (ChangelogWriter): each an idempotent producer of its own.
+  std::vector<KafkaHandle> producers_;
   std::unique_ptr<ChangelogWriter> writer_;
   std::unique_ptr<ChangelogRestorer> restorer_;
   std::map<std::string, std::string> restore_settings_;

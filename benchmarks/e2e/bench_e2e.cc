@@ -71,6 +71,7 @@ struct Options {
   bool round_robin = false;        // spread every actor over every partition (worst case for state)
   int checkpoint_ms = 0;           // state.checkpoint_interval; 0: the default (1 s)
   bool changelog_ab = false;       // also a pass with the state changelog off (its cost, same run)
+  size_t changelog_lanes = 0;      // the changelog's producers; 0: the product's (kChangelogLanes)
   std::string topic = "bench.events";
 };
 
@@ -79,7 +80,7 @@ struct Options {
                "usage: %s [--events N] [--partitions P] [--event-rate R] [--latency-seconds S]\n"
                "          [--latency-load F | --latency-rate R] [--sustained-seconds S] [--scrape-series N]\n"
                "          [--partitioning actor|round-robin]\n"
-               "          [--checkpoint-ms MS] [--changelog-ab] [--smoke]\n",
+               "          [--checkpoint-ms MS] [--changelog-ab] [--changelog-lanes N] [--smoke]\n",
                argv0);
   std::exit(2);
 }
@@ -118,6 +119,9 @@ Options parse_args(int argc, char** argv) {
       o.smoke = true;
     } else if (a == "--changelog-ab") {
       o.changelog_ab = true;
+    } else if (a == "--changelog-lanes") {
+      o.changelog_lanes = std::strtoull(next(), nullptr, 10);
+      if (o.changelog_lanes == 0) usage(argv[0]);
     } else {
       usage(argv[0]);
     }
@@ -421,7 +425,7 @@ class Pipeline {
  public:
   // `changelog`: false only for --changelog-ab's comparison pass.
   Pipeline(const std::string& bootstrap, const Options& o, const std::string& state_dir, bool changelog = true)
-      : changelog_(changelog) {
+      : changelog_(changelog), changelog_lanes_(o.changelog_lanes) {
     config_.kafka.bootstrap_servers = bootstrap;
     config_.kafka.topics = {o.topic};
     config_.kafka.group_id =
@@ -452,6 +456,7 @@ class Pipeline {
         port.store(std::atoi(url.c_str() + url.rfind(':') + 1));
       };
       so.runner_hooks.without_changelog = !changelog_;
+      so.runner_hooks.changelog_lanes = changelog_lanes_;
       so.runner_hooks.on_batch_processed = [this](uint64_t messages) {
         const auto now = Clock::now();
         std::lock_guard lock(commits_mutex_);
@@ -507,6 +512,7 @@ class Pipeline {
 
  private:
   bool changelog_ = true;
+  size_t changelog_lanes_ = 0;
   Config config_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

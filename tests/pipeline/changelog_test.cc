@@ -82,9 +82,12 @@ class ChangelogTest : public ::testing::Test {
   }
 
   // The owner's delivery callback: the writer's reports first, as the runner must do.
-  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* msg, void* opaque) {
+  static void on_delivery(rd_kafka_t* rk, const rd_kafka_message_t* msg, void* opaque) {
     auto* self = static_cast<ChangelogTest*>(opaque);
-    if (self->writer_ && self->writer_->on_delivery(msg)) return;
+    if (self->writer_ && self->writer_->on_delivery(msg)) {
+      self->partitions_by_producer_[rk].insert(msg->partition);
+      return;
+    }
     ++self->own_reports_;
   }
 
@@ -137,6 +140,8 @@ class ChangelogTest : public ::testing::Test {
   KafkaHandle producer_;
   std::unique_ptr<ChangelogWriter> writer_;
   int own_reports_ = 0;
+  // The changelog partitions each producer delivered the writer's records to.
+  std::map<rd_kafka_t*, std::set<int32_t>> partitions_by_producer_;
 };
 
 // ---- record format -------------------------------------------------------------------------
@@ -224,6 +229,56 @@ TEST_F(ChangelogTest, SeveralCheckpointsOfTwoPartitionsRestoreToTheLastOne) {
   EXPECT_EQ(rb.state.entries(), model_b);
   EXPECT_EQ(rb.checkpoint_seq, 2u);
   EXPECT_EQ(rb.next_offset, Offset{25});
+}
+
+// A writer with several producers (StateChangelog's lanes) sends each pid's records through one
+// of them, its changelog partition modulo their number: one producer per partition keeps the
+// records in order (a marker never overtakes a record it covers), and every lane takes a share.
+TEST_F(ChangelogTest, EachPartitionsRecordsGoThroughOneOfSeveralProducers) {
+  std::vector<KafkaHandle> lanes;
+  for (int i = 0; i < 3; ++i) {
+    lanes.push_back(make_producer());
+    ASSERT_TRUE(lanes.back());
+  }
+  writer_ = std::make_unique<ChangelogWriter>(
+      std::vector<rd_kafka_t*>{lanes[0].get(), lanes[1].get(), lanes[2].get()}, kTopic,
+      ChangelogWriter::Options{});
+  std::vector<PartitionId> pids;
+  std::map<PartitionId, Model> models;
+  for (int p = 0; p < kPartitions; ++p) {
+    pids.push_back(pid_of(0, p));
+    writer_->begin_snapshot(pids.back());
+  }
+  for (uint64_t seq = 1; seq <= 20; ++seq) {
+    for (PartitionId pid : pids) {
+      const std::string n = std::to_string(seq);
+      checkpoint(pid, models[pid], {{key("minute", pid, "k" + n), "v" + n},
+                                    {key("minute", pid, "last"), n}},
+                 seq > 1 ? std::vector<std::string>{key("minute", pid, "k" + std::to_string(seq - 1))}
+                         : std::vector<std::string>{},
+                 seq, Offset{static_cast<int64_t>(seq * 10)});
+    }
+  }
+  ASSERT_TRUE(writer_->wait_acked(pids, SteadyClock::now() + seconds(30), [&](Millis w) {
+    for (auto& lane : lanes) rd_kafka_poll(lane.get(), 0);
+    std::this_thread::sleep_for(std::min(w, Millis{1}));
+  }));
+  for (PartitionId pid : pids) {
+    const RestoredPartition r = restore_found(pid);
+    EXPECT_EQ(r.state.entries(), models[pid]) << "pid " << pid.value;
+    EXPECT_EQ(r.checkpoint_seq, 20u);
+    EXPECT_EQ(r.next_offset, Offset{200});
+  }
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    std::set<int32_t> expected;
+    for (int p = 0; p < kPartitions; ++p) {
+      if (static_cast<size_t>(p) % lanes.size() == i) expected.insert(p);
+    }
+    EXPECT_EQ(partitions_by_producer_[lanes[i].get()], expected) << "producer " << i;
+  }
+  EXPECT_EQ(partitions_by_producer_[producer_.get()], std::set<int32_t>{});
+  for (auto& lane : lanes) rd_kafka_flush(lane.get(), 10'000);
+  writer_.reset();
 }
 
 // ---- values larger than a record ----------------------------------------------------------
