@@ -88,6 +88,7 @@ class StateChangelog {
   void send_ahead(const Topology& topology);
   // The local write failed: forgets what capture_ahead() recorded.
   void drop_ahead() { ahead_captured_.clear(); }
+  // Serves delivery reports, waiting up to `timeout` (1 ms at most with several lanes).
   void poll(Millis timeout);
   // Every record produced so far has its delivery report; failed_total() counts the records
   // that were not delivered.
@@ -156,12 +157,12 @@ class StateChangelog {
   // Produces the snapshot marker and pid's state as the local store holds it (its marker is the
   // caller's: end_checkpoint()).
   void write_snapshot(PartitionId pid, const std::vector<std::string>& owners);
+  // Serves the lanes' delivery reports for up to `timeout` (with several lanes, 1 ms at most: a
+  // caller that waits longer loops).
+  void poll_lanes(Millis timeout);
 
   CheckpointStore& store_;
   Options options_;
-  // Serves the lanes' delivery reports for up to `timeout` (wait loops: a few ms at a time).
-  void poll_lanes(Millis timeout);
-
   // The writer's lanes (ChangelogWriter): each an idempotent producer of its own.
   std::vector<KafkaHandle> producers_;
   std::unique_ptr<ChangelogWriter> writer_;
