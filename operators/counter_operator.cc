@@ -66,6 +66,7 @@ CounterOperator::PartitionState CounterOperator::fresh_state() const {
 void CounterOperator::process(const ProcessContext& ctx, const Event& event) {
   PartitionState& s = partitions_.get_or_create(ctx.partition, [this] { return fresh_state(); });
   s.unsaved = true;
+  total_valid_ = false;
   const Derived& d = ctx.derived;
   const size_t index = cell_index(event.brand, event.channel);
   Cell& cell = s.cells[index];
@@ -370,16 +371,23 @@ Result<uint64_t> CounterOperator::decode_packed(std::string_view key, std::strin
   return version;
 }
 
-void CounterOperator::drop(PartitionId partition) { partitions_.erase(partition); }
+void CounterOperator::drop(PartitionId partition) {
+  partitions_.erase(partition);
+  total_valid_ = false;
+}
 
 void CounterOperator::collect(MetricsWriter& out) const {
-  PartitionState total = fresh_state();
-  for (const auto& [id, s] : partitions_) {
-    for (size_t i = 0; i < s.cells.size(); ++i) {
-      total.cells[i].merge(s.cells[i]);
+  if (!total_valid_) {
+    total_ = fresh_state();
+    for (const auto& [id, s] : partitions_) {
+      for (size_t i = 0; i < s.cells.size(); ++i) {
+        total_.cells[i].merge(s.cells[i]);
+      }
+      for (size_t i = 0; i < s.ideas.size(); ++i) total_.ideas[i] += s.ideas[i];
     }
-    for (size_t i = 0; i < s.ideas.size(); ++i) total.ideas[i] += s.ideas[i];
+    total_valid_ = true;
   }
+  const PartitionState& total = total_;
 
   // MetricsWriter takes one family at a time, so each family gets its own pass over the cells.
   // A brand x channel series is exported once that pair has seen an event: series start at 0

@@ -122,6 +122,24 @@ TEST(CounterOperator, DailySpendOnlyWhenConfigured) {
   EXPECT_EQ(w.at("socialpulse_daily_spend" + kAcmeTwitter), 150.0);
 }
 
+// collect() keeps its sum over the partitions between calls (issue #20): every change in between
+// still shows in the next one.
+TEST(CounterOperator, EachCollectShowsWhatChangedSinceThePrevious) {
+  const std::string visits = "socialpulse_web_visits_total" + kAcmeTwitter;
+  CounterOperator op(vocab(), {});
+  feed(op, 0, make(EventType::click, 3));
+  EXPECT_EQ(collect(op).at(visits), 3.0);
+  EXPECT_EQ(collect(op).at(visits), 3.0);  // nothing counted in between
+  feed(op, 1, make(EventType::click, 2));
+  EXPECT_EQ(collect(op).at(visits), 5.0);
+  MemoryState state;
+  testing::checkpoint_into(state, op, PartitionId{1});
+  op.drop(PartitionId{1});
+  EXPECT_EQ(collect(op).at(visits), 3.0);
+  ASSERT_TRUE(testing::restore_from(state, op, PartitionId{1}));
+  EXPECT_EQ(collect(op).at(visits), 5.0);
+}
+
 TEST(CounterOperator, SnapshotRestoreAndDrop) {
   CounterOperator a(vocab(), {});
   Event e = make(EventType::mention, 2);
