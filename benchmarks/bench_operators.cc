@@ -226,7 +226,10 @@ void BM_CheckpointCommit(benchmark::State& state) {
   char dir[] = "/tmp/sp-bench-commit-XXXXXX";
   if (mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp");
   auto store = CheckpointStore::open(dir, /*sync=*/false);
-  if (!store) return state.SkipWithError(store.error().message.c_str());
+  if (!store) {
+    std::filesystem::remove_all(dir);
+    return state.SkipWithError(store.error().message.c_str());
+  }
   uint64_t seq = 0;
   size_t next = 0;
   int64_t pass_offset = 0;
