@@ -24,19 +24,19 @@ bool instance_counted(std::string_view key) {
   return key.starts_with("socialpulse_state_dropped_keys_total");
 }
 
-std::string encode_series(std::string_view family, std::span<const LabelPair> labels) {
-  std::string key(family);
+// Into `key` (a buffer kept by the caller: no allocation per sample once it is large enough).
+void encode_series(std::string& key, std::string_view family, std::span<const LabelPair> labels) {
+  key.assign(family);
   for (const auto& [k, v] : labels) {
     key += kFieldSep;
     key += k;
     key += kValueSep;
     key += v;
   }
-  return key;
 }
 
 // into += sign x v, element by element (into grows to v's size).
-void accumulate(std::vector<double>& into, const std::vector<double>& v, double sign) {
+void add_scaled(std::vector<double>& into, std::span<const double> v, double sign) {
   if (into.size() < v.size()) into.resize(v.size(), 0.0);
   for (size_t i = 0; i < v.size(); ++i) into[i] += sign * v[i];
 }
@@ -48,20 +48,19 @@ bool all_zero(const std::vector<double>& v) {
   return true;
 }
 
-std::vector<double> histogram_value(std::span<const uint64_t> bucket_counts, double sum) {
-  std::vector<double> v;
-  v.reserve(bucket_counts.size() + 1);
+void histogram_value(std::span<const uint64_t> bucket_counts, double sum, std::vector<double>& v) {
+  v.clear();
   for (uint64_t c : bucket_counts) v.push_back(static_cast<double>(c));
   v.push_back(sum);
-  return v;
 }
 
 // The counters' and histograms' samples of a collect pass, by encoded series; gauges ignored.
 class CounterCapture final : public MetricsWriter {
  public:
-  using OnSample = std::function<void(const std::string& key, std::string_view family,
-                                      std::string_view help, std::span<const LabelPair> labels,
-                                      std::span<const double> bounds, std::vector<double> value)>;
+  using OnSample =
+      std::function<void(const std::string& key, std::string_view family, std::string_view help,
+                         std::span<const LabelPair> labels, std::span<const double> bounds,
+                         std::span<const double> value)>;
   explicit CounterCapture(OnSample on) : on_(std::move(on)) {}
   void family(std::string_view name, std::string_view help, MetricType type) override {
     family_ = name;
@@ -69,17 +68,22 @@ class CounterCapture final : public MetricsWriter {
     type_ = type;
   }
   void add(std::span<const LabelPair> labels, double value) override {
-    if (type_ == MetricType::counter)
-      on_(encode_series(family_, labels), family_, help_, labels, {}, {value});
+    if (type_ != MetricType::counter) return;
+    encode_series(key_, family_, labels);
+    const double v[] = {value};
+    on_(key_, family_, help_, labels, {}, v);
   }
   void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                      std::span<const uint64_t> bucket_counts, double sum) override {
-    on_(encode_series(family_, labels), family_, help_, labels, bounds,
-        histogram_value(bucket_counts, sum));
+    encode_series(key_, family_, labels);
+    histogram_value(bucket_counts, sum, value_);
+    on_(key_, family_, help_, labels, bounds, value_);
   }
 
  private:
   OnSample on_;
+  std::string key_;            // the sample's series
+  std::vector<double> value_;  // a histogram's value
   std::string family_;
   std::string help_;
   MetricType type_ = MetricType::gauge;
@@ -112,18 +116,18 @@ class ContinuedWriter final : public MetricsWriter {
   }
   void add(std::span<const LabelPair> labels, double value) override {
     if (counter_) {
-      std::string key = encode_series(family_, labels);
-      auto it = exported_.find(key);
-      const bool first = seen_.insert(std::move(key)).second;
+      encode_series(key_, family_, labels);
+      auto it = exported_.find(key_);
+      const bool first = seen_.insert(key_).second;  // copied only when new
       if (it != exported_.end() && !it->second.empty()) value = first ? it->second[0] : 0.0;
     }
     out_.add(labels, value);
   }
   void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                      std::span<const uint64_t> bucket_counts, double sum) override {
-    std::string key = encode_series(family_, labels);
-    auto it = exported_.find(key);
-    const bool first = seen_.insert(std::move(key)).second;
+    encode_series(key_, family_, labels);
+    auto it = exported_.find(key_);
+    const bool first = seen_.insert(key_).second;
     if (it == exported_.end() || it->second.size() != bucket_counts.size() + 1) {
       out_.add_histogram(labels, bounds, bucket_counts, sum);
       return;
@@ -142,6 +146,7 @@ class ContinuedWriter final : public MetricsWriter {
   std::string family_;
   bool counter_ = false;
   std::set<std::string> seen_;
+  std::string key_;  // the sample's series
 };
 
 // family and labels of an encoded series.
@@ -167,8 +172,8 @@ CounterContinuity::Values CounterContinuity::raw(const Topology& topology) {
   Values values;
   CounterCapture capture([&](const std::string& key, std::string_view family, std::string_view help,
                              std::span<const LabelPair> labels, std::span<const double> bounds,
-                             std::vector<double> value) {
-    accumulate(values[key], value, 1.0);
+                             std::span<const double> value) {
+    add_scaled(values[key], value, 1.0);
     auto [it, added] = series_.try_emplace(key);
     if (added) {
       it->second.family = family;
@@ -235,7 +240,7 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
   persisted_published_.clear();
   // Whatever the Topology counts already (instance-level state) is part of what was exported.
   for (const auto& [key, value] : raw(topology)) {
-    if (!instance_counted(key)) accumulate(series_[key].offset, value, -1.0);
+    if (!instance_counted(key)) add_scaled(series_[key].offset, value, -1.0);
   }
   return {};
 }
@@ -245,10 +250,10 @@ void CounterContinuity::before(const Topology& topology) { before_ = raw(topolog
 void CounterContinuity::after(const Topology& topology) {
   Values now = raw(topology);
   for (const auto& [key, value] : before_) {
-    if (!instance_counted(key)) accumulate(series_[key].offset, value, 1.0);
+    if (!instance_counted(key)) add_scaled(series_[key].offset, value, 1.0);
   }
   for (const auto& [key, value] : now) {
-    if (!instance_counted(key)) accumulate(series_[key].offset, value, -1.0);
+    if (!instance_counted(key)) add_scaled(series_[key].offset, value, -1.0);
   }
   before_.clear();
 }
@@ -281,7 +286,7 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   std::string value;
   for (const auto& [key, s] : series_) {
     Value exported = s.offset;
-    if (auto it = now.find(key); it != now.end()) accumulate(exported, it->second, 1.0);
+    if (auto it = now.find(key); it != now.end()) add_scaled(exported, it->second, 1.0);
     if (exported.empty()) continue;
     never_below(exported, floor_[key]);  // what a restart continues from was exported
     auto [p, added] = persisted_.try_emplace(key, exported);
@@ -333,16 +338,17 @@ void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
   // The Topology's totals per series first: the exported value is total + offset, never below
   // what was exported before.
   Values totals;
-  CounterCapture capture([&](const std::string& key, std::string_view, std::string_view,
-                             std::span<const LabelPair>, std::span<const double>,
-                             std::vector<double> value) { accumulate(totals[key], value, 1.0); });
+  CounterCapture capture(
+      [&](const std::string& key, std::string_view, std::string_view, std::span<const LabelPair>,
+          std::span<const double>,
+          std::span<const double> value) { add_scaled(totals[key], value, 1.0); });
   topology.collect_counts(capture);
   topology.collect(capture);
   // The exported values, remembered for published().
   collected_.clear();
   for (const auto& [key, total] : totals) {
     Value v = total;
-    if (auto it = series_.find(key); it != series_.end()) accumulate(v, it->second.offset, 1.0);
+    if (auto it = series_.find(key); it != series_.end()) add_scaled(v, it->second.offset, 1.0);
     never_below(v, floor_[key]);
     collected_.emplace(key, std::move(v));
   }

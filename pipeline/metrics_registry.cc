@@ -28,21 +28,24 @@ prometheus::MetricType to_prometheus(MetricType t) {
 // Only the unbounded-by-configuration labels fold; type, role, reason... are fixed small sets.
 bool foldable(const std::string& label) { return label == "brand" || label == "channel"; }
 
-std::string encode(std::span<const LabelPair> labels) {
-  std::string key;
+void append_encoded(std::string& key, std::span<const LabelPair> labels) {
   for (const auto& [k, v] : labels) {
     key.append(k).push_back('\x1f');
     key.append(v).push_back('\x1e');
   }
-  return key;
 }
 
-std::string encode(const std::vector<prometheus::ClientMetric::Label>& labels) {
-  std::string key;
+void append_encoded(std::string& key, const std::vector<prometheus::ClientMetric::Label>& labels) {
   for (const auto& l : labels) {
     key.append(l.name).push_back('\x1f');
     key.append(l.value).push_back('\x1e');
   }
+}
+
+template <typename Labels>
+std::string encode(const Labels& labels) {
+  std::string key;
+  append_encoded(key, labels);
   return key;
 }
 
@@ -106,13 +109,14 @@ void MetricsRegistry::family(std::string_view name, std::string_view help, Metri
 
 prometheus::ClientMetric* MetricsRegistry::series(std::span<const LabelPair> labels) {
   auto& fam = (*building_)[current_->position];
-  std::string key = encode(labels);
-  auto it = current_->series.find(key);
+  key_.clear();  // a buffer kept between calls: no allocation for a series already added
+  append_encoded(key_, labels);
+  auto it = current_->series.find(key_);
   if (it != current_->series.end()) return &fam.metric[it->second];
   prometheus::ClientMetric m;
   for (const auto& [k, v] : labels) m.label.push_back({std::string(k), std::string(v)});
   fam.metric.push_back(std::move(m));
-  current_->series.emplace(std::move(key), fam.metric.size() - 1);
+  current_->series.emplace(key_, fam.metric.size() - 1);
   return &fam.metric.back();
 }
 
@@ -153,13 +157,25 @@ bool is_gauge(const prometheus::MetricFamily& f) { return f.type == prometheus::
 
 // Needs room under the cap: a brand/channel series other than a counter's own `other` (which
 // always has room reserved, as it receives the folds).
+// (A counter's own `other` is the series whose foldable labels all say "other".)
 bool takes_budget(const prometheus::MetricFamily& f, const prometheus::ClientMetric& m) {
-  if (!has_foldable(m)) return false;
-  return is_gauge(f) || encode(m.label) != encode(folded_labels(m).label);
+  if (is_gauge(f)) return has_foldable(m);
+  for (const auto& l : m.label) {
+    if (foldable(l.name) && l.value != "other") return true;
+  }
+  return false;
+}
+
+void series_key_into(std::string& key, const prometheus::MetricFamily& f,
+                     const prometheus::ClientMetric& m) {
+  key.assign(f.name).push_back('\x1d');
+  append_encoded(key, m.label);
 }
 
 std::string series_key(const prometheus::MetricFamily& f, const prometheus::ClientMetric& m) {
-  return f.name + '\x1d' + encode(m.label);
+  std::string key;
+  series_key_into(key, f, m);
+  return key;
 }
 
 }  // namespace
@@ -169,8 +185,10 @@ void MetricsRegistry::admit_all() {
     for (const auto& m : fam.metric) {
       if (admitted_.size() >= max_series_) return;
       if (!takes_budget(fam, m)) continue;
-      std::string key = series_key(fam, m);
-      if (admitted_set_.insert(key).second) admitted_.push_back(std::move(key));
+      series_key_into(key_, fam, m);  // every series, every snapshot: no allocation when known
+      if (admitted_set_.contains(key_)) continue;
+      admitted_set_.insert(key_);
+      admitted_.push_back(key_);
     }
   }
 }

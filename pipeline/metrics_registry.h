@@ -67,6 +67,7 @@ class MetricsRegistry final : public MetricsWriter {
   std::vector<std::string> admitted_;  // family + encoded labels, first seen first
   std::unordered_set<std::string> admitted_set_;
   size_t admitted_written_ = 0;
+  std::string key_;  // series() and admit_all(): the key being looked up
 };
 
 }  // namespace sp
