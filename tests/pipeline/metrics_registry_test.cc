@@ -4,6 +4,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <array>
+#include <map>
 
 namespace sp {
 namespace {
@@ -59,6 +60,24 @@ TEST(MetricsRegistry, FoldsSeriesBeyondTheCapIntoOther) {
   EXPECT_EQ(folded->metric[0].counter.value, 3);
   EXPECT_EQ(folded->metric[1].label[0].value, "dropped");
   EXPECT_EQ(folded->metric[1].counter.value, 0);
+}
+
+// A counter's own `other` series (every foldable label "other") has its room reserved: it never
+// takes a place that a brand's series could keep, even when it was exposed first.
+TEST(MetricsRegistry, ACountersOwnOtherSeriesTakesNoRoomFromTheBrands) {
+  MetricsRegistry r(5);  // folded_total{kind} x 2, `other` reserved: two places for brands
+  r.begin();
+  r.family("y_total", "help", MetricType::counter);
+  for (const char* b : {"a", "other", "b", "c"}) {
+    const std::array<LabelPair, 1> labels{{{"brand", b}}};
+    r.add(labels, 1);
+  }
+  auto snap = r.finish();
+  const auto* f = find(*snap, "y_total");
+  ASSERT_NE(f, nullptr);
+  std::map<std::string, double> got;
+  for (const auto& m : f->metric) got[m.label[0].value] = m.counter.value;
+  EXPECT_EQ(got, (std::map<std::string, double>{{"a", 1}, {"b", 1}, {"other", 2}}));
 }
 
 // One snapshot of a counter and a gauge family over `brands`, in that exposition order.
