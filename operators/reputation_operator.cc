@@ -12,12 +12,15 @@
 namespace sp {
 namespace {
 
-// 4: `brand/<name>` holds the minutes' range and the open minutes' actors; the buckets are in
-// `minutes/<name>/<hour>` and the sliding sketch in `actors/<name>`, each written when it changed
-// (issue #20). 3: `brand/<name>` held every bucket, the open minutes' actors and the sliding
-// sketch (issue #17); 2 (the HLL slices) is still read too; 1 (positional blob per partition) is
-// not.
-constexpr uint64_t kPartitionSnapshotVersion = 4;
+// 5: `brand/<name>` holds the minutes' range and the open minutes' actors; the buckets are in
+// `chunks/<name>/<chunk>`, kMinutesPerChunk minutes a key, and the sliding sketch in
+// `actors/<name>`, each written when it changed (issue #20: format 4 kept an hour of buckets a
+// key, `minutes/<name>/<hour>`, so one changed minute rewrote up to 60 buckets; its keys are
+// still read, and replaced at the next checkpoint). 3: `brand/<name>` held every bucket, the open
+// minutes' actors and the sliding sketch (issue #17); 2 (the HLL slices) is still read too; 1
+// (positional blob per partition) is not.
+constexpr uint64_t kPartitionSnapshotVersion = 5;
+constexpr uint64_t kPartitionSnapshotVersionHours = 4;
 // `actors/<name>`: 5 may have `folds/<name>/<n>` keys beside it (issue #20), which builds that read
 // only 4 would ignore, so they refuse 5; 4 (the whole sketch) is still read, and rewritten as 5.
 constexpr uint64_t kActorsVersion = 5;
@@ -32,7 +35,8 @@ constexpr int kFoldDigits = 4;
 constexpr uint32_t kMinFolds = 32;
 constexpr uint64_t kPartitionSnapshotVersionWhole = 3;
 constexpr uint64_t kPartitionSnapshotVersionSlices = 2;
-constexpr int64_t kMinutesPerChunk = 60;  // `minutes/<name>/<hour>`
+constexpr int64_t kMinutesPerChunk = 10;    // `chunks/<name>/<chunk>`
+constexpr int64_t kMinutesPerHourKey = 60;  // format 4's `minutes/<name>/<hour>`
 constexpr size_t kBucketBytes = 8 * 8;
 constexpr uint64_t kHourBias = uint64_t{1} << 63;  // key order = hour order
 constexpr int64_t kShortSliceMinutes = 5;          // format 2's slices
@@ -60,24 +64,29 @@ void fold_key(std::string_view name, uint32_t n, std::string& out) {
   byte_codec::put_hex(out, n, kFoldDigits);
 }
 
-// `minutes/<name>/<16 hex digits>`: the hour, biased so that the keys sort as the hours do.
-void hour_key(std::string_view name, int64_t hour, std::string& out) {
-  out.assign("minutes/").append(name).push_back('/');
-  byte_codec::put_hex(out, static_cast<uint64_t>(hour) ^ kHourBias, 16);
+constexpr std::string_view kChunkPrefix = "chunks/";
+constexpr std::string_view kHourPrefix = "minutes/";  // format 4
+
+// `chunks/<name>/<16 hex digits>` (or format 4's `minutes/<name>/<16 hex digits>`): the chunk
+// (hour), biased so that the keys sort as the chunks do.
+void bucket_key(std::string_view prefix, std::string_view name, int64_t chunk, std::string& out) {
+  out.assign(prefix).append(name).push_back('/');
+  byte_codec::put_hex(out, static_cast<uint64_t>(chunk) ^ kHourBias, 16);
 }
 
-// The brand and hour of a `minutes/` key (relative to the scope); nullopt when malformed.
-std::optional<std::pair<std::string_view, int64_t>> parse_hour_key(std::string_view key) {
-  constexpr std::string_view kPrefix = "minutes/";
+// The brand and chunk (hour) of a `chunks/` (`minutes/`) key relative to the scope; nullopt when
+// malformed.
+std::optional<std::pair<std::string_view, int64_t>> parse_bucket_key(std::string_view prefix,
+                                                                     std::string_view key) {
   const size_t slash = key.rfind('/');
-  if (key.substr(0, kPrefix.size()) != kPrefix || slash < kPrefix.size()) return std::nullopt;
+  if (key.substr(0, prefix.size()) != prefix || slash < prefix.size()) return std::nullopt;
   const auto biased = byte_codec::parse_hex(key.substr(slash + 1), 16);
   if (!biased) return std::nullopt;
-  return std::pair(key.substr(kPrefix.size(), slash - kPrefix.size()),
+  return std::pair(key.substr(prefix.size(), slash - prefix.size()),
                    static_cast<int64_t>(*biased ^ kHourBias));
 }
 
-// A minute bucket's fixed layout (kBucketBytes): the same in formats 2 to 4.
+// A minute bucket's fixed layout (kBucketBytes): the same in formats 2 to 5.
 template <typename Bucket>
 void put_bucket(std::string& out, const Bucket& k) {
   byte_codec::put_f64(out, k.positive);
@@ -200,7 +209,7 @@ void ReputationOperator::on_watermark(EventTime watermark, Emitter& out) {
   for (auto& [id, p] : partitions_) {
     p.unsaved = true;  // buckets leave the horizon, open minutes fold: once a minute
     for (BrandState& b : p.brands) {
-      // The hours that lose buckets are rewritten (or removed, once empty).
+      // The chunks that lose buckets are rewritten (or removed, once empty).
       for (int64_t m = b.minutes.first; m < std::min(minute_floor, b.minutes.end());
            m += kMinutesPerChunk) {
         note_unsaved_minute(b, m);
@@ -613,12 +622,12 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
     put_hll_series(value, b.open_actors.first, b.open_actors.items);
     out.put(key.assign("brand/").append(name), value);
   }
-  std::vector<int64_t> hours = b.unsaved_hours;
-  std::sort(hours.begin(), hours.end());
-  for (const int64_t hour : hours) {
-    hour_key(name, hour, key);
-    const int64_t from = std::max(b.minutes.first, hour * kMinutesPerChunk);
-    const int64_t to = std::min(b.minutes.end(), (hour + 1) * kMinutesPerChunk);
+  std::vector<int64_t> chunks = b.unsaved_chunks;
+  std::sort(chunks.begin(), chunks.end());
+  for (const int64_t chunk : chunks) {
+    bucket_key(kChunkPrefix, name, chunk, key);
+    const int64_t from = std::max(b.minutes.first, chunk * kMinutesPerChunk);
+    const int64_t to = std::min(b.minutes.end(), (chunk + 1) * kMinutesPerChunk);
     if (from >= to) {
       out.remove(key);
       continue;
@@ -629,6 +638,11 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
     put_u64(value, static_cast<uint64_t>(to - from));
     for (int64_t m = from; m < to; ++m) put_bucket(value, *b.minutes.find(m));
     out.put(key, value);
+  }
+  // Format 4's hour keys, read at the restore: their buckets are in the chunks written above.
+  for (const int64_t hour : b.hour_keys) {
+    bucket_key(kHourPrefix, name, hour, key);
+    out.remove(key);
   }
   snapshot_actors(partition, b, name, out);
 }
@@ -670,21 +684,25 @@ void ReputationOperator::snapshot_actors(PartitionId partition, const BrandState
   b.pending_actors_bytes = value.size();
 }
 
-void ReputationOperator::note_unsaved_hour(BrandState& brand, int64_t minute) {
-  const int64_t hour = floor_div(minute, kMinutesPerChunk);
-  std::vector<int64_t>& hours = brand.unsaved_hours;
-  if (std::find(hours.begin(), hours.end(), hour) == hours.end()) hours.push_back(hour);
-  brand.noted_begin = hour * kMinutesPerChunk;
+void ReputationOperator::note_unsaved_chunk(BrandState& brand, int64_t minute) {
+  const int64_t chunk = floor_div(minute, kMinutesPerChunk);
+  std::vector<int64_t>& chunks = brand.unsaved_chunks;
+  if (std::find(chunks.begin(), chunks.end(), chunk) == chunks.end()) chunks.push_back(chunk);
+  brand.noted_begin = chunk * kMinutesPerChunk;
   brand.noted_end = brand.noted_begin + kMinutesPerChunk;
 }
 
-void ReputationOperator::note_all_unsaved(BrandState& brand) {
+void ReputationOperator::note_all_buckets_unsaved(BrandState& brand) {
   for (int64_t m = brand.minutes.first; m < brand.minutes.end(); m += kMinutesPerChunk) {
     note_unsaved_minute(brand, m);
   }
   if (!brand.minutes.items.empty()) note_unsaved_minute(brand, brand.minutes.end() - 1);
-  brand.actors_rebase = true;
   brand.unsaved = true;
+}
+
+void ReputationOperator::note_all_unsaved(BrandState& brand) {
+  note_all_buckets_unsaved(brand);
+  brand.actors_rebase = true;
 }
 
 namespace {
@@ -777,7 +795,8 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
   PartitionState s;
   s.unsaved = false;  // as stored, unless converted or folded below
   s.brands.resize(vocabulary_.brand_count());
-  std::vector<uint8_t> split(s.brands.size(), 0);  // brands read from format 4
+  std::vector<uint8_t> split(s.brands.size(), 0);           // brands read from format 4 or 5
+  std::vector<uint64_t> bucket_format(s.brands.size(), 0);  // 4 or 5: where their buckets are
   bool any = false;
   auto scanned = in.scan("brand/", [&](std::string_view key, std::string_view bytes) -> Status {
     const std::string_view name = key.substr(6);
@@ -806,8 +825,9 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     };
     b.minutes.first = r.i64();
     const uint64_t n = r.u64();
-    if (version == kPartitionSnapshotVersion) {
-      // The buckets are in `minutes/` keys, read below; the range is bounded by the horizon.
+    if (version >= kPartitionSnapshotVersionHours) {
+      // The buckets are in `chunks/` (format 4: `minutes/`) keys, read below; the range is
+      // bounded by the horizon.
       if (!r.ok() || std::abs(b.minutes.first) > kSaneMinute ||
           n > std::max<uint64_t>(kSaneBuckets, 4 * static_cast<uint64_t>(horizon_minutes_)))
         return corrupt_reputation(key);
@@ -816,7 +836,12 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
       if (!r.done()) return corrupt_reputation(key);
       split[*brand] = 1;  // the sketch is in `actors/<name>` (a base to write until read)
+      bucket_format[*brand] = version;
       b.unsaved = false;  // as stored
+      if (version == kPartitionSnapshotVersionHours) {
+        note_all_buckets_unsaved(b);  // the next checkpoint writes chunks, removes the hours
+        s.unsaved = true;
+      }
       any = true;
       return {};
     }
@@ -847,33 +872,42 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     return {};
   });
   if (!scanned) return scanned;
-  // Format 4's buckets, an hour a key, into the ranges read above.
-  scanned = in.scan("minutes/", [&](std::string_view key, std::string_view bytes) -> Status {
-    const auto parsed = parse_hour_key(key);
-    if (!parsed) return corrupt_reputation(key);
-    const auto [name, hour] = *parsed;
-    const auto brand = vocabulary_.find_brand(name);
-    if (!brand) {
-      in.drop(key, DroppedKind::brand, name);
-      return {};
-    }
-    if (!split[*brand]) return corrupt_reputation(key);  // no format 4 `brand/` key
-    byte_codec::Reader r(bytes);
-    if (auto v = check_version(r, kPartitionSnapshotVersion, key); !v) return v;
-    const int64_t from = r.i64();
-    const uint64_t n = r.u64();
-    Series<MinuteBucket>& minutes = s.brands[*brand].minutes;
-    if (!r.ok() || n == 0 || n > static_cast<uint64_t>(kMinutesPerChunk) || from < minutes.first ||
-        from + static_cast<int64_t>(n) > minutes.end() ||
-        floor_div(from, kMinutesPerChunk) != hour ||
-        floor_div(from + static_cast<int64_t>(n) - 1, kMinutesPerChunk) != hour) {
-      return corrupt_reputation(key);
-    }
-    for (int64_t m = from; m < from + static_cast<int64_t>(n); ++m)
-      read_bucket(r, minutes.items[static_cast<size_t>(m - minutes.first)]);
-    if (!r.done()) return corrupt_reputation(key);
-    return {};
-  });
+  // The buckets, a chunk a key (format 4: an hour a key), into the ranges read above.
+  auto read_buckets = [&](std::string_view prefix, uint64_t format, int64_t per_key) {
+    return in.scan(
+        prefix,
+        [&, prefix, format, per_key](std::string_view key, std::string_view bytes) -> Status {
+          const auto parsed = parse_bucket_key(prefix, key);
+          if (!parsed) return corrupt_reputation(key);
+          const auto [name, chunk] = *parsed;
+          const auto brand = vocabulary_.find_brand(name);
+          if (!brand) {
+            in.drop(key, DroppedKind::brand, name);
+            return {};
+          }
+          // Only beside a `brand/` key of the same format.
+          if (bucket_format[*brand] != format) return corrupt_reputation(key);
+          byte_codec::Reader r(bytes);
+          if (auto v = check_version(r, format, key); !v) return v;
+          const int64_t from = r.i64();
+          const uint64_t n = r.u64();
+          BrandState& b = s.brands[*brand];
+          Series<MinuteBucket>& minutes = b.minutes;
+          if (!r.ok() || n == 0 || n > static_cast<uint64_t>(per_key) || from < minutes.first ||
+              from + static_cast<int64_t>(n) > minutes.end() || floor_div(from, per_key) != chunk ||
+              floor_div(from + static_cast<int64_t>(n) - 1, per_key) != chunk) {
+            return corrupt_reputation(key);
+          }
+          for (int64_t m = from; m < from + static_cast<int64_t>(n); ++m)
+            read_bucket(r, minutes.items[static_cast<size_t>(m - minutes.first)]);
+          if (!r.done()) return corrupt_reputation(key);
+          if (format == kPartitionSnapshotVersionHours) b.hour_keys.push_back(chunk);
+          return {};
+        });
+  };
+  scanned = read_buckets(kChunkPrefix, kPartitionSnapshotVersion, kMinutesPerChunk);
+  if (!scanned) return scanned;
+  scanned = read_buckets(kHourPrefix, kPartitionSnapshotVersionHours, kMinutesPerHourKey);
   if (!scanned) return scanned;
   scanned = in.scan("actors/", [&](std::string_view key, std::string_view bytes) -> Status {
     const std::string_view name = key.substr(7);
@@ -1006,7 +1040,8 @@ void ReputationOperator::saved() {
     p.unsaved = false;
     for (BrandState& b : p.brands) {
       b.unsaved = false;
-      b.unsaved_hours.clear();
+      b.unsaved_chunks.clear();
+      b.hour_keys.clear();
       b.noted_begin = b.noted_end = 0;
       switch (b.pending_actors) {
         case ActorsWrite::none:

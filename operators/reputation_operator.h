@@ -61,14 +61,15 @@ class ReputationOperator final : public Operator {
   void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
   // Keys: per partition `brand/<name>` (the minutes' range and the open minutes' actors),
-  // `minutes/<name>/<hour>` (the minute buckets of one hour), `actors/<name>` (the sliding
+  // `chunks/<name>/<chunk>` (the buckets of ten minutes), `actors/<name>` (the sliding
   // sketch), `explain/<name>` and `late`; global `closed`, `detector/<brand>` and
   // `baseline/<brand>` (the explanation baseline). Only what changed since the last saved() is
-  // written (issue #20): the hours whose buckets had events or left the horizon, and the sketch
+  // written (issue #20): the chunks whose buckets had events or left the horizon, and the sketch
   // once a minute closes, not a day of buckets per busy partition and checkpoint.
   void snapshot(PartitionId partition, StateWriter& out) const override;
-  // Reads `brand/<name>` formats 4, 3 and 2 (3 and 2 held every bucket and the sketch in the one
-  // key, and are rewritten as format 4 at the next checkpoint). Format 2 held HLL slices (5-minute
+  // Reads `brand/<name>` formats 5, 4, 3 and 2 (4 kept its buckets in hour keys,
+  // `minutes/<name>/<hour>`; 3 and 2 held every bucket and the sketch in the one key; all are
+  // rewritten as format 5 at the next checkpoint). Format 2 held HLL slices (5-minute
   // and 1-hour, see the class comment): each slice's actors are dated to the slice's last minute
   // (the last closed minute for the slice that holds the closed end; the 1-hour slices only for the
   // minutes the retained 5-minute slices do not cover). For the first hour after an upgrade the 1h
@@ -124,10 +125,13 @@ class ReputationOperator final : public Operator {
     // `brand/<name>` and `explain/<name>` changed since the last saved() (an event, a closing
     // minute, a conversion).
     bool unsaved = true;
-    // Changed since the last saved() (format 4): hours (minute / 60) whose stored buckets are
-    // stale.
-    std::vector<int64_t> unsaved_hours;
-    // The minutes [begin, end) of the hour noted last: an event there needs no bookkeeping.
+    // Changed since the last saved() (format 5): chunks (minute / kMinutesPerChunk) whose stored
+    // buckets are stale.
+    std::vector<int64_t> unsaved_chunks;
+    // Format 4's hour keys the restore read: removed by the next snapshot, which writes their
+    // buckets as chunks.
+    std::vector<int64_t> hour_keys;
+    // The minutes [begin, end) of the chunk noted last: an event there needs no bookkeeping.
     int64_t noted_begin = 0;
     int64_t noted_end = 0;
     // The sliding sketch as stored (issue #20): a base `actors/<name>` and after it a key
@@ -151,12 +155,14 @@ class ReputationOperator final : public Operator {
   };
 
   PartitionState& state_for(PartitionId partition);
-  // The per-event check is inline; note_unsaved_hour() runs once per hour and checkpoint.
+  // The per-event check is inline; note_unsaved_chunk() runs once per chunk and checkpoint.
   static void note_unsaved_minute(BrandState& brand, int64_t minute) {
     if (minute >= brand.noted_begin && minute < brand.noted_end) return;
-    note_unsaved_hour(brand, minute);
+    note_unsaved_chunk(brand, minute);
   }
-  static void note_unsaved_hour(BrandState& brand, int64_t minute);
+  static void note_unsaved_chunk(BrandState& brand, int64_t minute);
+  // Every chunk of the brand's buckets (restored from format 4's hour keys).
+  static void note_all_buckets_unsaved(BrandState& brand);
   // Every hour of the brand's buckets and its sketch (restored from an older format).
   static void note_all_unsaved(BrandState& brand);
   // The brand's format 4 keys into `out` (`name`: the brand's; `partition` staggers the sketch's

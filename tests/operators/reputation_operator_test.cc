@@ -31,12 +31,16 @@ Vocabulary vocab() {
 }
 constexpr BrandIndex kAcme = 0, kGlobex = 1, kInitech = 2, kOther = 3;
 
-// The state key of a brand's minute buckets of one hour (format 4).
-std::string fmt_hour_key(std::string_view brand, int64_t hour) {
+// The state key of a brand's minute buckets of one chunk of ten minutes (format 5), or of one
+// hour (format 4's `minutes/`).
+std::string fmt_bucket_key(std::string_view prefix, std::string_view brand, int64_t chunk) {
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
-                static_cast<unsigned long long>(static_cast<uint64_t>(hour) ^ (uint64_t{1} << 63)));
-  return "minutes/" + std::string(brand) + "/" + hex;
+                static_cast<unsigned long long>(static_cast<uint64_t>(chunk) ^ (uint64_t{1} << 63)));
+  return std::string(prefix) + std::string(brand) + "/" + hex;
+}
+std::string fmt_chunk_key(std::string_view brand, int64_t chunk) {
+  return fmt_bucket_key("chunks/", brand, chunk);
 }
 
 
@@ -341,43 +345,43 @@ TEST(ReputationOperator, UniqueActorsSurviveARestoreWithOpenMinutes) {
 }
 
 // Issue #20: a day of minute buckets per brand and partition is not rewritten at every checkpoint:
-// an event rewrites its hour's buckets, a closing minute adds a fold key to the sketch's, the
-// horizon's end removes the hours that left it. What is stored restores to the same state.
-TEST(ReputationOperator, ACheckpointWritesOnlyTheHoursThatChanged) {
+// an event rewrites its ten minutes' buckets (format 5; format 4 rewrote its hour's), a closing
+// minute adds a fold key to the sketch's, the horizon's end removes the chunks that left it. What
+// is stored restores to the same state.
+TEST(ReputationOperator, ACheckpointWritesOnlyTheChunksThatChanged) {
   KpiSettings kpi;
   kpi.reputation_horizon = std::chrono::hours(2);
   Harness h(kpi);
   for (int m = 0; m < 180; m += 7) h.add(actor_event(kAcme, m + 0.5, "a" + std::to_string(m)));
-  h.advance_to_minute(179);  // horizon [59, 179): hour 0 left but minute 59
+  h.advance_to_minute(179);  // horizon [59, 179): chunk 5 (minutes 50-59) keeps minute 59 only
   MemoryState store;
   auto snapshot = [&] {
     testing::RecordingWriter w(store);
     h.op.snapshot(PartitionId{0}, w);
     return w;
   };
-  const int64_t hour0 = kT0 / kMinute / 60;
-  const std::string h0 = fmt_hour_key("acme", hour0), h1 = fmt_hour_key("acme", hour0 + 1),
-                    h2 = fmt_hour_key("acme", hour0 + 2);
+  const int64_t c0 = kT0 / kMinute / 10;  // chunk of minute 0
+  auto chunk = [&](int64_t c) { return fmt_chunk_key("acme", c0 + c); };
   const auto first = snapshot();
-  for (const std::string& key : {h0, h1, h2, std::string("actors/acme")})
-    EXPECT_TRUE(first.wrote("put " + key)) << key;
+  for (int64_t c = 5; c <= 17; ++c) EXPECT_TRUE(first.wrote("put " + chunk(c))) << c;
+  EXPECT_FALSE(first.wrote("put " + chunk(4)));
+  EXPECT_TRUE(first.wrote("put actors/acme"));
   h.op.saved();
 
-  h.add(actor_event(kAcme, 179.5, "late-comer"));  // minute 179, still open: hour 2
+  h.add(actor_event(kAcme, 179.5, "late-comer"));  // minute 179, still open: chunk 17
   const auto event = snapshot();
-  EXPECT_TRUE(event.wrote("put " + h2));
-  EXPECT_FALSE(event.wrote("put " + h1));
-  EXPECT_FALSE(event.wrote("put " + h0));
+  EXPECT_TRUE(event.wrote("put " + chunk(17)));
+  for (int64_t c = 5; c <= 16; ++c) EXPECT_FALSE(event.wrote("put " + chunk(c))) << c;
   EXPECT_FALSE(event.wrote("put actors/acme"));  // no minute closed
   h.op.saved();
 
-  h.advance_to_minute(181);  // horizon [61, 181): minutes 59 and 60 leave, hour 0 goes
+  h.advance_to_minute(181);  // horizon [61, 181): minutes 59 and 60 leave, chunk 5 goes
   const auto closing = snapshot();
-  EXPECT_TRUE(closing.wrote("remove " + h0));
-  EXPECT_TRUE(closing.wrote("put " + h1));
+  EXPECT_TRUE(closing.wrote("remove " + chunk(5)));
+  EXPECT_TRUE(closing.wrote("put " + chunk(6)));
   EXPECT_TRUE(closing.wrote("put folds/acme/0000"));
   EXPECT_FALSE(closing.wrote("put actors/acme"));
-  EXPECT_FALSE(closing.wrote("put " + h2));
+  for (int64_t c = 7; c <= 18; ++c) EXPECT_FALSE(closing.wrote("put " + chunk(c))) << c;
   h.op.saved();
 
   Harness back(kpi);
@@ -595,10 +599,10 @@ TEST(ReputationOperator, RestoresUniqueActorsOfTheSliceFormat) {
   EXPECT_EQ(h.metrics().at(kActors24h), 4.0);
   h.advance_to_minute(1500);  // [60, 1500): x (59) left
   EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
-  // It is written back in the new format (4: the buckets and the sketch in keys of their own).
+  // It is written back in the new format (5: the buckets and the sketch in keys of their own).
   MemoryState again;
   h.op.snapshot(PartitionId{0}, again);
-  EXPECT_EQ(again.get("brand/acme").value().value()[0], 4);
+  EXPECT_EQ(again.get("brand/acme").value().value()[0], 5);
   EXPECT_TRUE(again.get("actors/acme").value().has_value());
 }
 
@@ -1080,17 +1084,18 @@ TEST_F(ReputationVocabularyChange, RemovedBrandIsDroppedAndReported) {
   Harness b(kpi(), Vocabulary({{"acme", true}}, {"twitter"}));
   MemoryState state;
   move_state(a, b, state);
-  // Per partition the brand, minutes (one hour here), actors and explain keys; the global
-  // detector and explanation baseline keys.
-  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(10, "brand:globex"));
+  // Per partition the brand, bucket chunks (minutes 0-9 and 10-11 here), actors and explain keys;
+  // the global detector and explanation baseline keys.
+  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(12, "brand:globex"));
   const std::vector<std::string> keys = testing::dropped_keys(state);
   std::vector<std::string> want = {state_scope(b.op.name(), kGlobalPartition) + "detector/globex",
                                    state_scope(b.op.name(), kGlobalPartition) + "baseline/globex"};
   for (PartitionId p : {PartitionId{0}, PartitionId{1}}) {
     const std::string scope = state_scope(b.op.name(), p);
-    const std::string hour = fmt_hour_key("globex", kT0 / kMinute / 60);
-    for (const std::string& key :
-         std::vector<std::string>{"brand/globex", hour, "actors/globex", "explain/globex"})
+    const int64_t chunk0 = kT0 / kMinute / 10;
+    for (const std::string& key : std::vector<std::string>{
+             "brand/globex", fmt_chunk_key("globex", chunk0), fmt_chunk_key("globex", chunk0 + 1),
+             "actors/globex", "explain/globex"})
       want.push_back(scope + key);
   }
   EXPECT_EQ(keys, want);

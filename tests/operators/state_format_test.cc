@@ -371,8 +371,11 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // Issue #20: `actors/<name>` version 5 (fold keys may follow it; a first checkpoint writes
   // none): only that number differs from d9cde8814704e715 (version 4, still read). Then
   // kpi_counters `cells` version 4 (deltas `cells/<n>` may follow; a first checkpoint writes
-  // none): only that number differs from f2cf74ce47f63eaa (version 3, still read).
-  EXPECT_EQ(digest(state), "9e66b3605c09e187");
+  // none): only that number differs from f2cf74ce47f63eaa (version 3, still read). Then
+  // `brand/<name>` format 5: the buckets ten minutes a key in `chunks/<name>/<chunk>` instead of
+  // an hour a key in `minutes/<name>/<hour>` (9e66b3605c09e187; format 4 still read:
+  // KpiFormat4StillRestoresToTheSameState).
+  EXPECT_EQ(digest(state), "c6991a08a1727097");
   for (PartitionId p : kScopes) {
     if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
   }
@@ -381,11 +384,11 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // the new explain/<brand>, baseline/<brand> keys (format 1); 244a5f360e19609b was detector
   // format 2.
   // abf93b0dc2286aaa before format 4, 83397a098e515f6e with `actors/<name>` version 4,
-  // 2be65b57bd329129 with `cells` version 3.
-  EXPECT_EQ(digest(state), "330e5faefa26e5b6");
+  // 2be65b57bd329129 with `cells` version 3, 330e5faefa26e5b6 with `brand/<name>` format 4.
+  EXPECT_EQ(digest(state), "fddfa3df78227a8b");
 }
 
-// Format 4's `brand/<name>`, `minutes/<name>/<hour>` and `actors/<name>` keys of one partition
+// Format 5's `brand/<name>`, `chunks/<name>/<chunk>` and `actors/<name>` keys of one partition
 // scope (relative keys) rewritten as format 3's one `brand/<name>` value per brand.
 std::map<std::string, std::string> reputation_as_format_3(
     const std::map<std::string, std::string>& scope) {
@@ -394,15 +397,15 @@ std::map<std::string, std::string> reputation_as_format_3(
     if (key.rfind("brand/", 0) != 0) continue;
     const std::string name = key.substr(6);
     byte_codec::Reader in(value);
-    EXPECT_EQ(in.u64(), 4u);
+    EXPECT_EQ(in.u64(), 5u);
     const int64_t first = in.i64();
     const uint64_t count = in.u64();
     const std::string open_actors(in.rest());
     std::string buckets(count * 64, '\0');
     for (const auto& [k, chunk] : scope) {
-      if (k.rfind("minutes/" + name + "/", 0) != 0) continue;
+      if (k.rfind("chunks/" + name + "/", 0) != 0) continue;
       byte_codec::Reader c(chunk);
-      EXPECT_EQ(c.u64(), 4u);
+      EXPECT_EQ(c.u64(), 5u);
       const int64_t from = c.i64();
       const uint64_t n = c.u64();
       EXPECT_EQ(c.rest().size(), n * 64);
@@ -439,12 +442,100 @@ TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
   }
   ASSERT_GT(converted, 6u);
   for (const auto& [key, value] : current.entries()) {
-    const bool split = key.find("/minutes/") != std::string::npos ||
+    const bool split = key.find("/chunks/") != std::string::npos ||
                        key.find("/actors/") != std::string::npos ||
                        key.find("/brand/") != std::string::npos;
     if (key.rfind("kpi_reputation/", 0) == 0 && split) continue;
     previous.put(key, value);
   }
+  auto ops = make_kpi_operators(vocabulary(), kpi, {});
+  MemoryState again = previous;
+  for (auto& op : ops) {
+    for (PartitionId p : kScopes) {
+      ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
+      testing::checkpoint_into(again, *op, p);
+    }
+  }
+  EXPECT_EQ(again.entries(), current.entries());
+}
+
+// Format 5's `brand/<name>` and `chunks/<name>/<chunk>` keys of one partition scope (relative
+// keys) as format 4 wrote them: the same `brand/<name>` with version 4, the buckets an hour a key
+// in `minutes/<name>/<hour>`; every other key as it is.
+std::map<std::string, std::string> reputation_as_format_4(
+    const std::map<std::string, std::string>& scope) {
+  std::map<std::string, std::string> out;
+  struct Hour {
+    int64_t from = 0;
+    uint64_t n = 0;
+    std::string buckets;
+  };
+  std::map<std::string, Hour> hours;  // hour key -> its buckets, in order
+  for (const auto& [key, value] : scope) {
+    if (key.rfind("brand/", 0) == 0) {
+      byte_codec::Reader in(value);
+      EXPECT_EQ(in.u64(), 5u);
+      std::string v4;
+      byte_codec::put_u64(v4, 4);
+      v4 += in.rest();
+      out.emplace(key, std::move(v4));
+      continue;
+    }
+    if (key.rfind("chunks/", 0) != 0) {
+      out.emplace(key, value);
+      continue;
+    }
+    const size_t slash = key.rfind('/');
+    const std::string name = key.substr(7, slash - 7);
+    const uint64_t chunk = std::stoull(key.substr(slash + 1), nullptr, 16) ^ (uint64_t{1} << 63);
+    const int64_t hour = static_cast<int64_t>(chunk) * 10 / 60;
+    byte_codec::Reader c(value);
+    EXPECT_EQ(c.u64(), 5u);
+    const int64_t from = c.i64();
+    const uint64_t n = c.u64();
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(static_cast<uint64_t>(hour) ^ (uint64_t{1} << 63)));
+    Hour& h = hours["minutes/" + name + "/" + hex];  // chunks come in key order: minute order
+    if (h.n == 0) h.from = from;
+    EXPECT_EQ(h.from + static_cast<int64_t>(h.n), from);
+    h.n += n;
+    h.buckets += c.rest();
+  }
+  for (const auto& [key, h] : hours) {
+    std::string v4;
+    byte_codec::put_u64(v4, 4);
+    byte_codec::put_i64(v4, h.from);
+    byte_codec::put_u64(v4, h.n);
+    v4 += h.buckets;
+    out.emplace(key, std::move(v4));
+  }
+  return out;
+}
+
+// Issue #20 keeps the buckets ten minutes a key (format 5): state written with an hour a key
+// (format 4) restores to the same state, and the next checkpoint writes it as format 5 and
+// removes the hour keys.
+TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
+  KpiSettings kpi;
+  kpi.reputation_horizon = minutes(20);
+  kpi.spike.min_events = 2;
+  const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  MemoryState previous;
+  size_t hour_keys = 0;
+  for (const auto& [key, value] : current.entries()) {
+    if (key.rfind("kpi_reputation/", 0) != 0) previous.put(key, value);
+  }
+  for (PartitionId p : kScopes) {
+    const std::string scope = state_scope("kpi_reputation", p);
+    const auto entries = testing::entries_under(current, scope);
+    const auto converted = p == kGlobalPartition ? entries : reputation_as_format_4(entries);
+    for (const auto& [key, value] : converted) {
+      previous.put(scope + key, value);
+      if (key.rfind("minutes/", 0) == 0) ++hour_keys;
+    }
+  }
+  ASSERT_GT(hour_keys, 2u);
   auto ops = make_kpi_operators(vocabulary(), kpi, {});
   MemoryState again = previous;
   for (auto& op : ops) {
