@@ -423,12 +423,33 @@ std::map<std::string, std::string> reputation_as_format_3(
   return out;
 }
 
-// Issue #20 split `brand/<name>` (format 4): state of the previous release restores to the same
-// state, and is rewritten as format 4 at the next checkpoint.
-TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
+// The KPI settings of the older-format tests below.
+KpiSettings older_format_kpi() {
   KpiSettings kpi;
   kpi.reputation_horizon = minutes(20);
   kpi.spike.min_events = 2;
+  return kpi;
+}
+
+// Every KPI operator restored from `previous` (an older format) and checkpointed over it leaves
+// exactly `current` (the state the current format wrote).
+void expect_restores_and_rewrites_as(MemoryState& previous, const MemoryState& current,
+                                     const KpiSettings& kpi) {
+  auto ops = make_kpi_operators(vocabulary(), kpi, {});
+  MemoryState again = previous;
+  for (auto& op : ops) {
+    for (PartitionId p : kScopes) {
+      ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
+      testing::checkpoint_into(again, *op, p);
+    }
+  }
+  EXPECT_EQ(again.entries(), current.entries());
+}
+
+// Issue #20 split `brand/<name>` (format 4): state of the previous release restores to the same
+// state, and is rewritten as format 4 at the next checkpoint.
+TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
+  const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   MemoryState previous;
   size_t converted = 0;
@@ -448,15 +469,7 @@ TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
     if (key.rfind("kpi_reputation/", 0) == 0 && split) continue;
     previous.put(key, value);
   }
-  auto ops = make_kpi_operators(vocabulary(), kpi, {});
-  MemoryState again = previous;
-  for (auto& op : ops) {
-    for (PartitionId p : kScopes) {
-      ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
-      testing::checkpoint_into(again, *op, p);
-    }
-  }
-  EXPECT_EQ(again.entries(), current.entries());
+  expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
 // Format 5's `brand/<name>` and `chunks/<name>/<chunk>` keys of one partition scope (relative
@@ -517,9 +530,7 @@ std::map<std::string, std::string> reputation_as_format_4(
 // (format 4) restores to the same state, and the next checkpoint writes it as format 5 and
 // removes the hour keys.
 TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
-  KpiSettings kpi;
-  kpi.reputation_horizon = minutes(20);
-  kpi.spike.min_events = 2;
+  const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   MemoryState previous;
   size_t hour_keys = 0;
@@ -536,15 +547,7 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
     }
   }
   ASSERT_GT(hour_keys, 2u);
-  auto ops = make_kpi_operators(vocabulary(), kpi, {});
-  MemoryState again = previous;
-  for (auto& op : ops) {
-    for (PartitionId p : kScopes) {
-      ASSERT_TRUE(testing::restore_from(previous, *op, p).has_value()) << op->name();
-      testing::checkpoint_into(again, *op, p);
-    }
-  }
-  EXPECT_EQ(again.entries(), current.entries());
+  expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
 TEST(StateFormat, TrackerAndDeduplicatorBytesArePinned) {
