@@ -178,7 +178,7 @@ StateChangelog::~StateChangelog() {
   }
 }
 
-void StateChangelog::poll_lanes(Millis timeout) {
+void StateChangelog::poll(Millis timeout) {
   if (producers_.empty()) return;
   // One lane may block for the wait; the others are served first without blocking.
   for (size_t i = 1; i < producers_.size(); ++i) rd_kafka_poll(producers_[i].get(), 0);
@@ -471,8 +471,7 @@ std::vector<PartitionId> StateChangelog::repair_unconfirmed(const std::vector<st
     record_verified();
     return {};
   }
-  const bool acked =
-      writer_->wait_acked(repaired, deadline, [this](Millis wait) { poll_lanes(wait); });
+  const bool acked = writer_->wait_acked(repaired, deadline, [this](Millis wait) { poll(wait); });
   if (acked) {
     for (PartitionId pid : repaired) {
       if (auto end = writer_->acked_end(pid)) verified[pid] = *end;
@@ -586,8 +585,6 @@ rd_kafka_resp_err_t StateChangelog::log_range(PartitionId pid, SteadyClock::time
                                           std::max(1, std::min(remaining_ms(deadline), 5000)));
 }
 
-void StateChangelog::poll(Millis timeout) { poll_lanes(timeout); }
-
 bool StateChangelog::settled() const { return !writer_ || writer_->settled(); }
 uint64_t StateChangelog::failed_total() const { return writer_ ? writer_->failed_total() : 0; }
 
@@ -665,8 +662,7 @@ Status StateChangelog::remove_local(PartitionId pid, const std::vector<std::stri
 bool StateChangelog::handover(const std::vector<PartitionId>& pids,
                               SteadyClock::time_point deadline) {
   if (pids.empty() || !writer_) return true;
-  const bool complete =
-      writer_->wait_acked(pids, deadline, [this](Millis wait) { poll_lanes(wait); });
+  const bool complete = writer_->wait_acked(pids, deadline, [this](Millis wait) { poll(wait); });
   auto batch = store_.batch();
   if (complete) {
     for (PartitionId pid : pids) {

@@ -88,7 +88,8 @@ class StateChangelog {
   void send_ahead(const Topology& topology);
   // The local write failed: forgets what capture_ahead() recorded.
   void drop_ahead() { ahead_captured_.clear(); }
-  // Serves delivery reports, waiting up to `timeout` (1 ms at most with several lanes).
+  // Serves every lane's delivery reports, waiting up to `timeout` (with several lanes 1 ms at
+  // most: a caller that waits longer loops).
   void poll(Millis timeout);
   // Every record produced so far has its delivery report; failed_total() counts the records
   // that were not delivered.
@@ -157,9 +158,6 @@ class StateChangelog {
   // Produces the snapshot marker and pid's state as the local store holds it (its marker is the
   // caller's: end_checkpoint()).
   void write_snapshot(PartitionId pid, const std::vector<std::string>& owners);
-  // Serves the lanes' delivery reports for up to `timeout` (with several lanes, 1 ms at most: a
-  // caller that waits longer loops).
-  void poll_lanes(Millis timeout);
 
   CheckpointStore& store_;
   Options options_;
