@@ -116,18 +116,14 @@ class ContinuedWriter final : public MetricsWriter {
   }
   void add(std::span<const LabelPair> labels, double value) override {
     if (counter_) {
-      encode_series(key_, family_, labels);
-      auto it = exported_.find(key_);
-      const bool first = seen_.insert(key_).second;  // copied only when new
+      const auto [it, first] = look_up(labels);
       if (it != exported_.end() && !it->second.empty()) value = first ? it->second[0] : 0.0;
     }
     out_.add(labels, value);
   }
   void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                      std::span<const uint64_t> bucket_counts, double sum) override {
-    encode_series(key_, family_, labels);
-    auto it = exported_.find(key_);
-    const bool first = seen_.insert(key_).second;
+    const auto [it, first] = look_up(labels);
     if (it == exported_.end() || it->second.size() != bucket_counts.size() + 1) {
       out_.add_histogram(labels, bounds, bucket_counts, sum);
       return;
@@ -141,8 +137,16 @@ class ContinuedWriter final : public MetricsWriter {
   const std::set<std::string>& seen() const { return seen_; }
 
  private:
+  using Exported = std::map<std::string, std::vector<double>>;
+  // The sample's series in `exported`, and whether it is the series' first sample (seen_ copies
+  // the key only then).
+  std::pair<Exported::const_iterator, bool> look_up(std::span<const LabelPair> labels) {
+    encode_series(key_, family_, labels);
+    return {exported_.find(key_), seen_.insert(key_).second};
+  }
+
   MetricsWriter& out_;
-  const std::map<std::string, std::vector<double>>& exported_;
+  const Exported& exported_;
   std::string family_;
   bool counter_ = false;
   std::set<std::string> seen_;
