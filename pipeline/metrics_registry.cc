@@ -155,9 +155,9 @@ namespace {
 
 bool is_gauge(const prometheus::MetricFamily& f) { return f.type == prometheus::MetricType::Gauge; }
 
-// Needs room under the cap: a brand/channel series other than a counter's own `other` (which
-// always has room reserved, as it receives the folds).
-// (A counter's own `other` is the series whose foldable labels all say "other".)
+// Needs room under the cap: a brand/channel series other than a counter's own `other` (the
+// series whose foldable labels all say "other": it always has room reserved, as it receives the
+// folds).
 bool takes_budget(const prometheus::MetricFamily& f, const prometheus::ClientMetric& m) {
   if (is_gauge(f)) return has_foldable(m);
   for (const auto& l : m.label) {
