@@ -4,9 +4,12 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -459,6 +462,61 @@ TEST_F(DecoderTest, TimeFormatsRejected) {
     expect_schema(R"({"id":"e","brand":"acme","channel":"web","type":"like","time":)" + std::string(bad) + "}",
                   "time: must be an RFC 3339 date-time or integer epoch milliseconds");
   }
+}
+
+// An independent reading of the same grammar (regex + <chrono> calendar) for the test below.
+std::optional<int64_t> rfc3339_oracle(const std::string& text) {
+  static const std::regex kGrammar(
+      R"(^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, kGrammar)) return std::nullopt;
+  auto num = [&](int group) { return std::stoi(m[group].str()); };
+  const std::chrono::year_month_day day{std::chrono::year(num(1)), std::chrono::month(static_cast<unsigned>(num(2))),
+                                        std::chrono::day(static_cast<unsigned>(num(3)))};
+  if (num(1) < 1 || !day.ok() || num(4) > 23 || num(5) > 59 || num(6) > 59) return std::nullopt;
+  int64_t offset_min = 0;
+  if (m[9].matched) {
+    if (num(10) > 23 || num(11) > 59) return std::nullopt;
+    offset_min = (m[9].str() == "+" ? 1 : -1) * (num(10) * 60 + num(11));
+  }
+  const int64_t ms = m[7].matched ? std::stoi((m[7].str() + "00").substr(0, 3)) : 0;
+  const int64_t days = std::chrono::sys_days(day).time_since_epoch().count();
+  return ((days * 24 + num(4)) * 60 + num(5) - offset_min) * 60'000 + int64_t{num(6)} * 1000 + ms;
+}
+
+// Every printable byte at every position of the usual time shapes (the decoder reads the fixed
+// parts eight bytes at a time): accepted exactly when the oracle accepts, at the oracle's time.
+TEST(DecoderTimeGrammar, EverySingleByteChangeAgreesWithAnIndependentParser) {
+  const Vocabulary vocab = test_vocabulary();
+  EventDecoder decoder(vocab, DecoderOptions{});
+  // Far enough ahead that no year up to 9999 is rejected as a future time.
+  const EventTime wall_now = from_epoch_ms(253402300799999);
+  size_t accepted = 0, rejected = 0;
+  for (const std::string base : {"2024-02-29T23:59:59.999Z", "2026-11-24T10:00:00Z", "2026-11-24t10:00:00.5+01:30",
+                                 "1999-12-31T00:00:00.12345-00:00"}) {
+    for (size_t pos = 0; pos < base.size(); ++pos) {
+      for (int c = 0x20; c < 0x7F; ++c) {
+        if (c == '"' || c == '\\') continue;  // would change the JSON around the string
+        std::string text = base;
+        text[pos] = static_cast<char>(c);
+        const std::optional<int64_t> want = rfc3339_oracle(text);
+        const std::string payload = R"({"id":"e","brand":"acme","channel":"web","type":"like","time":")" + text + "\"}";
+        const auto got = decoder.decode(payload, {}, wall_now);
+        SCOPED_TRACE(text);
+        ASSERT_EQ(got.has_value(), want.has_value()) << (got ? "" : got.error().detail);
+        if (want) {
+          EXPECT_EQ(to_epoch_ms((*got)->time), *want);
+          ++accepted;
+        } else {
+          EXPECT_TRUE(got.error().detail.starts_with("time: ")) << got.error().detail;
+          ++rejected;
+        }
+      }
+    }
+  }
+  // Both outcomes were exercised (a digit for a digit keeps most times valid).
+  EXPECT_GT(accepted, 500u);
+  EXPECT_GT(rejected, 5000u);
 }
 
 TEST_F(DecoderTest, FutureTimeIsRejectedAfterMaxFuture) {
