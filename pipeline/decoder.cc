@@ -1242,10 +1242,14 @@ tl::expected<const Event*, Rejection> EventDecoder::Impl::finish(Scope& s, std::
       s.valid |= bit(Key::time);
     }
   }
-  for (Key k : {Key::id, Key::time, Key::brand, Key::channel, Key::type}) {
-    if (!s.has(k))
-      return reject(RejectReason::schema, prefix, kKeyPath[static_cast<size_t>(k)],
-                    kProblemRequired);
+  constexpr uint32_t kRequired =
+      bit(Key::id) | bit(Key::time) | bit(Key::brand) | bit(Key::channel) | bit(Key::type);
+  if ((s.valid & kRequired) != kRequired) {
+    for (Key k : {Key::id, Key::time, Key::brand, Key::channel, Key::type}) {
+      if (!s.has(k))
+        return reject(RejectReason::schema, prefix, kKeyPath[static_cast<size_t>(k)],
+                      kProblemRequired);
+    }
   }
 
   Event& ev = event;
