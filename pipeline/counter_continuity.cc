@@ -6,6 +6,7 @@
 #include <set>
 
 #include "operators/byte_codec.h"
+#include "operators/state_version.h"
 #include "operators/topology.h"
 
 namespace sp {
@@ -13,10 +14,87 @@ namespace {
 
 constexpr char kFieldSep = '\x1f';
 constexpr char kValueSep = '\x1e';
+// Format 2 (issue #20): the exported values and the copy of those last published, in segments:
+// `continued/base` and the deltas written after it, `continued/delta/<8 hex digits>`, one key a
+// checkpoint. Format 1 kept one key per series and kind (`counter/`, `histogram/`, and
+// `published/` before either, the copy last published): at 256 partitions it was ~1 300 of a
+// checkpoint's ~2 700 RocksDB inserts. Its keys are still read, and replaced by a base at the
+// next checkpoint.
 constexpr std::string_view kCounterPrefix = "counter/";
 constexpr std::string_view kHistogramPrefix = "histogram/";
-// Before either: the copy of the values last published.
 constexpr std::string_view kPublishedPrefix = "published/";
+constexpr std::string_view kBaseKey = "continued/base";
+constexpr std::string_view kDeltaPrefix = "continued/delta/";
+constexpr int kDeltaDigits = 8;
+constexpr uint8_t kSegmentVersion = 2;
+// A base is rewritten before the deltas since it would number more than kMaxDeltas or add up to
+// more than kDeltaBytesPerBase times the base (a restore reads them all).
+constexpr uint32_t kMaxDeltas = 64;
+constexpr size_t kDeltaBytesPerBase = 4;
+constexpr size_t kMinBaseBytes = 4096;
+constexpr uint8_t kEntryCounter = 0;
+constexpr uint8_t kEntryHistogram = 1;
+
+void delta_key(uint32_t n, std::string& key) {
+  key.assign(kDeltaPrefix);
+  byte_codec::put_hex(key, n, kDeltaDigits);
+}
+
+tl::unexpected<Error> corrupt_counters(std::string_view key) {
+  return make_error(ErrorKind::fatal,
+                    "instance counters: corrupt state key '" + std::string(key) + "'");
+}
+
+// One stored value of a segment (views into the segment's bytes).
+struct StoredEntry {
+  std::string_view raw;  // the whole entry, as stored
+  std::string_view series;
+  std::string_view help;
+  bool histogram = false;
+  std::vector<double> bounds;
+  std::vector<double> value;
+};
+
+// Calls visit(published, entry) for each entry of a segment, exported ones first. A segment of
+// another version is refused by number; bytes that are not a whole segment are corrupt.
+Status read_segment(std::string_view key, std::string_view bytes,
+                    const std::function<void(bool, const StoredEntry&)>& visit) {
+  byte_codec::Reader r(bytes);
+  const uint8_t version = r.u8();
+  if (!r.ok()) return corrupt_counters(key);
+  if (version != kSegmentVersion) {
+    return unreadable_format("instance counters: state key '" + std::string(key) + "'", version,
+                             kSegmentVersion, kSegmentVersion);
+  }
+  StoredEntry e;
+  for (const bool published : {false, true}) {
+    const uint64_t n = r.var();
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      const char* start = r.rest().data();
+      const uint8_t kind = r.u8();
+      e.series = r.vstr();
+      e.help = r.vstr();
+      e.histogram = kind == kEntryHistogram;
+      e.bounds.clear();
+      e.value.clear();
+      if (kind == kEntryCounter) {
+        e.value.push_back(r.f64());
+      } else if (kind == kEntryHistogram) {
+        const uint64_t bounds = r.var();
+        if (bounds > r.remaining() / 8) return corrupt_counters(key);
+        for (uint64_t b = 0; b < bounds; ++b) e.bounds.push_back(r.f64());
+        for (uint64_t v = 0; v < bounds + 2; ++v) e.value.push_back(r.f64());
+      } else {
+        return corrupt_counters(key);
+      }
+      if (!r.ok()) return corrupt_counters(key);
+      e.raw = std::string_view(start, static_cast<size_t>(r.rest().data() - start));
+      visit(published, e);
+    }
+  }
+  if (!r.done()) return corrupt_counters(key);
+  return {};
+}
 
 // Counted by the instance itself, not summed from its partitions: a rebalance that moves them
 // (state dropped while a partition is restored) is a real count, never absorbed.
@@ -198,9 +276,7 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
   ScopedStateReader scoped(in, state_scope(kOwner, kGlobalPartition));
   // One persisted series: its exported value is where it continues, unless a brand or channel
   // it is labelled with left the configuration (its counters go with its state).
-  auto restore_one = [&](std::string_view key, std::string_view prefix, Series loaded,
-                         Value exported) {
-    std::string series(key.substr(key.find(prefix) + prefix.size()));
+  auto restore_one = [&](std::string series, Series loaded, Value exported) {
     decode_series(series, loaded.family, loaded.labels);
     for (const auto& [k, v] : loaded.labels) {
       if ((k == "brand" && !topology.vocabulary().find_brand(v)) ||
@@ -214,18 +290,21 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
     persisted_[series] = std::move(exported);
     series_[series] = std::move(loaded);
   };
+  legacy_keys_.clear();
   auto counters = scoped.scan(kCounterPrefix, [&](std::string_view key, std::string_view value) {
+    legacy_keys_.emplace_back(key);
     byte_codec::Reader r(value);
     const double exported = r.f64();
     Series s;
     s.help = std::string(r.str());
     if (!r.done()) return Status{};  // unreadable: that series starts again from the Topology
-    restore_one(key, kCounterPrefix, std::move(s), {exported});
+    restore_one(std::string(key.substr(kCounterPrefix.size())), std::move(s), {exported});
     return Status{};
   });
   if (!counters) return counters;
   auto histograms =
       scoped.scan(kHistogramPrefix, [&](std::string_view key, std::string_view value) {
+        legacy_keys_.emplace_back(key);
         byte_codec::Reader r(value);
         Series s;
         s.histogram = true;
@@ -235,10 +314,49 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
         Value exported;
         for (uint32_t i = 0; i < bounds + 2 && r.ok(); ++i) exported.push_back(r.f64());
         if (!r.done()) return Status{};
-        restore_one(key, kHistogramPrefix, std::move(s), std::move(exported));
+        restore_one(std::string(key.substr(kHistogramPrefix.size())), std::move(s),
+                    std::move(exported));
         return Status{};
       });
   if (!histograms) return histograms;
+  auto published = scoped.scan(kPublishedPrefix, [&](std::string_view key, std::string_view) {
+    legacy_keys_.emplace_back(key);
+    return Status{};
+  });
+  if (!published) return published;
+  // Format 2: the base, then the deltas in the order they were written; the last value of a
+  // series wins.
+  std::map<std::string, std::pair<Series, Value>> loaded;
+  auto load = [&](std::string_view key, std::string_view bytes) {
+    return read_segment(key, bytes, [&](bool is_published, const StoredEntry& e) {
+      if (is_published) return;  // what continues counts as published (below)
+      auto& [series, value] = loaded[std::string(e.series)];
+      series.help = std::string(e.help);
+      series.histogram = e.histogram;
+      series.bounds = e.bounds;
+      value = e.value;
+    });
+  };
+  stored_ = Stored{};
+  auto base = scoped.get(kBaseKey);
+  if (!base) return tl::unexpected(base.error());
+  if (*base) {
+    if (auto s = load(kBaseKey, **base); !s) return s;
+    stored_.base = true;
+    stored_.base_bytes = (*base)->size();
+  }
+  auto deltas = scoped.scan(kDeltaPrefix, [&](std::string_view key, std::string_view bytes) {
+    const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), kDeltaDigits);
+    if (!n) return Status(corrupt_counters(key));
+    if (auto s = load(key, bytes); !s) return s;
+    stored_.deltas = std::max(stored_.deltas, static_cast<uint32_t>(*n) + 1);
+    stored_.delta_bytes += bytes.size();
+    return Status{};
+  });
+  if (!deltas) return deltas;
+  for (auto& [series, entry] : loaded) {
+    restore_one(series, std::move(entry.first), std::move(entry.second));
+  }
   // What continues counts as published: the first checkpoint stores it as such.
   published_ = persisted_;
   persisted_published_.clear();
@@ -262,51 +380,106 @@ void CounterContinuity::after(const Topology& topology) {
   before_.clear();
 }
 
-bool CounterContinuity::encode(std::string_view prefix, const std::string& key, const Series& s,
-                               const Value& exported, std::string& stored_key, std::string& value) {
-  value.clear();
-  stored_key = prefix;
+bool CounterContinuity::put_entry(std::string& out, const std::string& key, const Series& s,
+                                  const Value& value) {
+  using namespace byte_codec;
   if (!s.histogram) {
-    byte_codec::put_f64(value, exported[0]);
-    byte_codec::put_str(value, s.help);
-    stored_key += kCounterPrefix;
-    stored_key += key;
+    if (value.empty()) return false;
+    put_u8(out, kEntryCounter);
+    put_vstr(out, key);
+    put_vstr(out, s.help);
+    put_f64(out, value[0]);
     return true;
   }
-  if (exported.size() != s.bounds.size() + 2) return false;  // bounds changed: not continued
-  byte_codec::put_str(value, s.help);
-  byte_codec::put_u32(value, static_cast<uint32_t>(s.bounds.size()));
-  for (double b : s.bounds) byte_codec::put_f64(value, b);
-  for (double v : exported) byte_codec::put_f64(value, v);
-  stored_key += kHistogramPrefix;
-  stored_key += key;
+  if (value.size() != s.bounds.size() + 2) return false;  // bounds changed: not continued
+  put_u8(out, kEntryHistogram);
+  put_vstr(out, key);
+  put_vstr(out, s.help);
+  put_var(out, s.bounds.size());
+  for (double b : s.bounds) put_f64(out, b);
+  for (double v : value) put_f64(out, v);
   return true;
+}
+
+void CounterContinuity::put_segment(std::string& out, const Changes& exported,
+                                    const Changes& published) const {
+  byte_codec::put_u8(out, kSegmentVersion);
+  std::string entries;
+  for (const Changes* list : {&exported, &published}) {
+    entries.clear();
+    uint64_t n = 0;
+    for (const auto& [key, value] : *list) {
+      const auto s = series_.find(key);
+      if (s != series_.end() && put_entry(entries, key, s->second, value)) ++n;
+    }
+    byte_codec::put_var(out, n);
+    out += entries;
+  }
 }
 
 void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   Values now = raw(topology);
-  ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
-  std::string stored_key;
-  std::string value;
+  pending_exported_.clear();
+  pending_published_.clear();
   for (const auto& [key, s] : series_) {
     Value exported = s.offset;
     if (auto it = now.find(key); it != now.end()) add_scaled(exported, it->second, 1.0);
     if (exported.empty()) continue;
     never_below(exported, floor_[key]);  // what a restart continues from was exported
-    auto [p, added] = persisted_.try_emplace(key, exported);
-    if (!added && p->second == exported) continue;
-    p->second = exported;
-    if (encode({}, key, s, exported, stored_key, value)) scoped.put(stored_key, value);
+    if (auto p = persisted_.find(key); p != persisted_.end() && p->second == exported) continue;
+    pending_exported_.emplace_back(key, std::move(exported));
   }
   for (const auto& [key, exported] : published_) {
-    auto s = series_.find(key);
-    if (exported.empty() || s == series_.end()) continue;
-    auto [p, added] = persisted_published_.try_emplace(key, exported);
-    if (!added && p->second == exported) continue;
-    p->second = exported;
-    if (encode(kPublishedPrefix, key, s->second, exported, stored_key, value))
-      scoped.put(stored_key, value);
+    if (exported.empty() || !series_.contains(key)) continue;
+    if (auto p = persisted_published_.find(key);
+        p != persisted_published_.end() && p->second == exported)
+      continue;
+    pending_published_.emplace_back(key, exported);
   }
+  pending_stored_ = stored_;
+  legacy_pending_ = false;
+  if (pending_exported_.empty() && pending_published_.empty() && legacy_keys_.empty()) return;
+  ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
+  segment_.clear();
+  put_segment(segment_, pending_exported_, pending_published_);
+  const bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas ||
+                      stored_.delta_bytes + segment_.size() >
+                          kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
+  std::string key;
+  if (!rebase) {
+    delta_key(stored_.deltas, key);
+    scoped.put(key, segment_);
+    pending_stored_.deltas = stored_.deltas + 1;
+    pending_stored_.delta_bytes = stored_.delta_bytes + segment_.size();
+    return;
+  }
+  // A base: every value as it is after this checkpoint.
+  auto merged = [](const Values& stored, const Changes& changes) {
+    Values values = stored;
+    for (const auto& [k, v] : changes) values[k] = v;
+    return Changes(values.begin(), values.end());
+  };
+  segment_.clear();
+  put_segment(segment_, merged(persisted_, pending_exported_),
+              merged(persisted_published_, pending_published_));
+  scoped.put(kBaseKey, segment_);
+  for (uint32_t n = 0; n < stored_.deltas; ++n) {
+    delta_key(n, key);
+    scoped.remove(key);
+  }
+  for (const std::string& legacy : legacy_keys_) scoped.remove(legacy);
+  legacy_pending_ = true;
+  pending_stored_ = Stored{true, 0, segment_.size(), 0};
+}
+
+void CounterContinuity::committed() {
+  for (auto& [key, value] : pending_exported_) persisted_[key] = std::move(value);
+  for (auto& [key, value] : pending_published_) persisted_published_[key] = std::move(value);
+  pending_exported_.clear();
+  pending_published_.clear();
+  stored_ = pending_stored_;
+  if (legacy_pending_) legacy_keys_.clear();
+  legacy_pending_ = false;
 }
 
 void CounterContinuity::published() { published_ = std::move(collected_); }
@@ -334,6 +507,31 @@ Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& o
     });
     if (!copied) return copied;
   }
+  // Format 2: a new base whose exported values are the published ones; the deltas go.
+  std::map<std::string, std::string> published;  // series -> its stored entry
+  auto keep_published = [&](bool is_published, const StoredEntry& e) {
+    if (is_published) published[std::string(e.series)] = std::string(e.raw);
+  };
+  auto base = reader.get(kBaseKey);
+  if (!base) return tl::unexpected(base.error());
+  if (*base) {
+    if (auto s = read_segment(kBaseKey, **base, keep_published); !s) return s;
+  }
+  std::vector<std::string> deltas;
+  auto scanned = reader.scan(kDeltaPrefix, [&](std::string_view key, std::string_view bytes) {
+    deltas.emplace_back(key);
+    return read_segment(key, bytes, keep_published);
+  });
+  if (!scanned) return scanned;
+  if (!*base && deltas.empty()) return {};
+  std::string segment;
+  byte_codec::put_u8(segment, kSegmentVersion);
+  for (int list = 0; list < 2; ++list) {  // exported, then published: the same values
+    byte_codec::put_var(segment, published.size());
+    for (const auto& [series, entry] : published) segment += entry;
+  }
+  writer.put(kBaseKey, segment);
+  for (const std::string& key : deltas) writer.remove(key);
   return {};
 }
 

@@ -34,8 +34,13 @@ class CounterContinuity {
   // Call before() then change the owned partitions then after(): the change is absorbed.
   void before(const Topology& topology);
   void after(const Topology& topology);
-  // The exported values that changed since the last checkpoint (full keys, instance scope).
+  // The exported values that changed since the last checkpoint (full keys, instance scope): one
+  // key a checkpoint, a delta, or now and then a base with every value (issue #20: one key per
+  // changed series was half of a checkpoint's RocksDB inserts).
   void checkpoint(const Topology& topology, StateWriter& out);
+  // The keys of the last checkpoint() were written: they are now what the store holds. Without
+  // it (a failed write) the next checkpoint() writes the same changes again.
+  void committed();
 
   // Writes the Topology's counts and metrics (collect_counts, then `between`, then collect) into
   // `out`, counters continued; series that only the offsets still know (their partitions left)
@@ -64,12 +69,21 @@ class CounterContinuity {
     Value offset;
   };
   using Values = std::map<std::string, Value>;  // encoded series -> value
+  using Changes = std::vector<std::pair<std::string, Value>>;
   Values raw(const Topology& topology);
-  // The stored form of a series' value: its key within the instance scope (`prefix` + kind +
-  // series) and value into `value`; false when it cannot be stored (a histogram whose bounds
-  // changed).
-  static bool encode(std::string_view prefix, const std::string& key, const Series& s,
-                     const Value& exported, std::string& stored_key, std::string& value);
+  // One series' value as stored in a segment (after `out`); false, and nothing appended, when it
+  // cannot be stored (a histogram whose bounds changed).
+  static bool put_entry(std::string& out, const std::string& key, const Series& s,
+                        const Value& value);
+  // A segment: the exported values, then the published ones.
+  void put_segment(std::string& out, const Changes& exported, const Changes& published) const;
+  // Where the stored values are: a base key and the deltas written after it.
+  struct Stored {
+    bool base = false;
+    uint32_t deltas = 0;
+    size_t base_bytes = 0;
+    size_t delta_bytes = 0;
+  };
 
   std::map<std::string, Series> series_;  // encoded series
   Values before_;
@@ -81,6 +95,16 @@ class CounterContinuity {
   mutable Values collected_;    // the counters' values of the last collect()
   Values published_;            // ... of the last one published
   Values persisted_published_;  // published_ as last written
+  Stored stored_;
+  // What the last checkpoint() wrote, for committed().
+  Stored pending_stored_;
+  Changes pending_exported_;
+  Changes pending_published_;
+  // Format 1 keys (one per series) read by restore(): the next checkpoint writes a base and
+  // removes them.
+  std::vector<std::string> legacy_keys_;
+  bool legacy_pending_ = false;  // the last checkpoint() removed legacy_keys_
+  std::string segment_;
 };
 
 }  // namespace sp

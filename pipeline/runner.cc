@@ -321,6 +321,7 @@ class RunnerImpl final : public Runner {
     syncing_ = Syncing{store_->sync_async(), started, outbox, {}};
     syncing_->records.swap(topology_.pending());
     topology_.checkpoint_committed();
+    counters_.committed();
     changelog_->produce(topology_);
     probe_.alerts_committed(syncing_->records);
     if (!slots_.empty()) consumer_->commit_async(slots_.list(true).get());

@@ -5,12 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "operators/byte_codec.h"
 #include "operators/topology.h"
 
 namespace sp {
@@ -124,6 +126,7 @@ void checkpoint(CounterContinuity& c, Topology& t, MemoryState& store) {
   t.checkpoint(store);
   c.checkpoint(t, store);
   t.checkpoint_committed();
+  c.committed();
 }
 
 TEST(CounterContinuity, APartitionArrivingWithItsHistoryDoesNotMoveTheCounter) {
@@ -267,6 +270,136 @@ TEST(CounterContinuity, RolledBackToPublishedTheRestartContinuesFromWhatWasShown
   CounterContinuity c2;
   ASSERT_TRUE(c2.restore(store, t2));
   EXPECT_EQ(consumed(c2, t2), 5 + 2);
+}
+
+// Puts and removes into another writer, counted by key prefix within the instance scope.
+class Counted final : public StateWriter {
+ public:
+  explicit Counted(StateWriter& inner) : inner_(inner) {}
+  void put(std::string_view key, std::string_view value) override {
+    puts.emplace_back(key.substr(scope().size()));
+    inner_.put(key, value);
+  }
+  void remove(std::string_view key) override {
+    removes.emplace_back(key.substr(scope().size()));
+    inner_.remove(key);
+  }
+  static std::string scope() { return state_scope(CounterContinuity::kOwner, kGlobalPartition); }
+  std::vector<std::string> puts, removes;
+
+ private:
+  StateWriter& inner_;
+};
+
+size_t keys_under(MemoryState& store, const std::string& prefix) {
+  size_t n = 0;
+  EXPECT_TRUE(store.scan(Counted::scope() + prefix, [&](std::string_view, std::string_view) {
+    ++n;
+    return Status{};
+  }));
+  return n;
+}
+
+// Issue #20: the instance's values went out as one key per changed series (half of a loaded
+// checkpoint's RocksDB inserts); now one key a checkpoint, whatever changed.
+TEST(CounterContinuity, ACheckpointWritesOneKeyHoweverManySeriesChanged) {
+  MemoryState store;
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  assign(c, t, PartitionId{0}, store);
+  reject(t, PartitionId{0}, 3);
+  checkpoint(c, t, store);  // the first writes the base
+  Sums shown;
+  c.collect(t, shown, [] {});
+  c.published();
+  reject(t, PartitionId{0}, 2);
+  reply(t, PartitionId{0}, 4);  // interactions, care histogram, consumed, rejected ... all move
+  Counted counted(store);
+  t.checkpoint(store);
+  c.checkpoint(t, counted);
+  t.checkpoint_committed();
+  c.committed();
+  ASSERT_EQ(counted.puts.size(), 1u);
+  EXPECT_TRUE(counted.puts[0].starts_with("continued/delta/")) << counted.puts[0];
+  EXPECT_TRUE(counted.removes.empty());
+  Topology t2(spec());
+  CounterContinuity c2;
+  ASSERT_TRUE(c2.restore(store, t2));
+  EXPECT_EQ(consumed(c2, t2), 3 + 2 + 4);
+  EXPECT_EQ(care(c2, t2, "count"), 4);
+}
+
+// Deltas pile up to a bound, then a base replaces them; a restart reads the last values.
+TEST(CounterContinuity, ManyCheckpointsKeepABoundedNumberOfDeltas) {
+  MemoryState store;
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    assign(c, t, PartitionId{0}, store);
+    size_t most = 0;
+    for (int i = 0; i < 150; ++i) {
+      reject(t, PartitionId{0}, 1);
+      checkpoint(c, t, store);
+      most = std::max(most, keys_under(store, "continued/delta/"));
+    }
+    EXPECT_GT(most, 4u);    // deltas were written ...
+    EXPECT_LE(most, 64u);   // ... and folded into a base before there were too many
+  }
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(consumed(c, t), 150);
+}
+
+// A checkpoint whose write failed (committed() never called) is not taken as stored: the next
+// one writes its changes again, even if nothing changed since.
+TEST(CounterContinuity, AFailedWriteIsWrittenAgainByTheNextCheckpoint) {
+  MemoryState store;
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    assign(c, t, PartitionId{0}, store);
+    checkpoint(c, t, store);
+    reject(t, PartitionId{0}, 5);
+    MemoryState lost;  // the batch that never reached the store
+    c.checkpoint(t, lost);
+    checkpoint(c, t, store);
+  }
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(consumed(c, t), 5);
+}
+
+// Stores written before issue #20's segments: one key per series (`counter/<series>`: the value,
+// then the help text) and its published copy. Restored as they were, then replaced by a base.
+TEST(CounterContinuity, Format1KeysRestoreAndAreReplacedByABase) {
+  MemoryState store;
+  std::string value;
+  byte_codec::put_f64(value, 7);
+  byte_codec::put_str(value, "Messages consumed");
+  store.put(Counted::scope() + "counter/socialpulse_events_consumed_total", value);
+  store.put(Counted::scope() + "published/counter/socialpulse_events_consumed_total", value);
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    EXPECT_EQ(consumed(c, t), 7);
+    assign(c, t, PartitionId{0}, store);
+    checkpoint(c, t, store);  // nothing counted since: still rewritten, as a base
+    EXPECT_EQ(keys_under(store, "counter/"), 0u);
+    EXPECT_EQ(keys_under(store, "published/"), 0u);
+    EXPECT_EQ(keys_under(store, "continued/base"), 1u);
+    reject(t, PartitionId{0}, 2);
+    checkpoint(c, t, store);
+  }
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(consumed(c, t), 9);
 }
 
 }  // namespace
