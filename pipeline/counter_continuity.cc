@@ -401,19 +401,40 @@ bool CounterContinuity::put_entry(std::string& out, const std::string& key, cons
   return true;
 }
 
-void CounterContinuity::put_segment(std::string& out, const Changes& exported,
-                                    const Changes& published) const {
+void CounterContinuity::put_segment(std::string& out, const EntryRefs& exported,
+                                    const EntryRefs& published) const {
   byte_codec::put_u8(out, kSegmentVersion);
   std::string entries;
-  for (const Changes* list : {&exported, &published}) {
+  for (const EntryRefs* list : {&exported, &published}) {
     entries.clear();
     uint64_t n = 0;
     for (const auto& [key, value] : *list) {
-      const auto s = series_.find(key);
-      if (s != series_.end() && put_entry(entries, key, s->second, value)) ++n;
+      const auto s = series_.find(*key);
+      if (s != series_.end() && put_entry(entries, *key, s->second, *value)) ++n;
     }
     byte_codec::put_var(out, n);
     out += entries;
+  }
+}
+
+void CounterContinuity::refs_after(const Values* stored, const Changes& changes, EntryRefs& out) {
+  out.clear();
+  if (stored == nullptr) {
+    for (const auto& [key, value] : changes) out.emplace_back(key, &value);
+    return;
+  }
+  // Both in key order: a merge, a change replacing the stored value of its series.
+  auto it = stored->begin();
+  size_t i = 0;
+  while (it != stored->end() || i < changes.size()) {
+    if (i < changes.size() && (it == stored->end() || *changes[i].first <= it->first)) {
+      if (it != stored->end() && it->first == *changes[i].first) ++it;
+      out.emplace_back(changes[i].first, &changes[i].second);
+      ++i;
+    } else {
+      out.emplace_back(&it->first, &it->second);
+      ++it;
+    }
   }
 }
 
@@ -427,21 +448,24 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     if (exported.empty()) continue;
     never_below(exported, floor_[key]);  // what a restart continues from was exported
     if (auto p = persisted_.find(key); p != persisted_.end() && p->second == exported) continue;
-    pending_exported_.emplace_back(key, std::move(exported));
+    pending_exported_.emplace_back(&key, std::move(exported));
   }
   for (const auto& [key, exported] : published_) {
-    if (exported.empty() || !series_.contains(key)) continue;
+    const auto s = series_.find(key);
+    if (exported.empty() || s == series_.end()) continue;
     if (auto p = persisted_published_.find(key);
         p != persisted_published_.end() && p->second == exported)
       continue;
-    pending_published_.emplace_back(key, exported);
+    pending_published_.emplace_back(&s->first, exported);
   }
   pending_stored_ = stored_;
   legacy_pending_ = false;
   if (pending_exported_.empty() && pending_published_.empty() && legacy_keys_.empty()) return;
   ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
   segment_.clear();
-  put_segment(segment_, pending_exported_, pending_published_);
+  refs_after(nullptr, pending_exported_, exported_refs_);
+  refs_after(nullptr, pending_published_, published_refs_);
+  put_segment(segment_, exported_refs_, published_refs_);
   const bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas ||
                       stored_.delta_bytes + segment_.size() >
                           kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
@@ -454,14 +478,10 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     return;
   }
   // A base: every value as it is after this checkpoint.
-  auto merged = [](const Values& stored, const Changes& changes) {
-    Values values = stored;
-    for (const auto& [k, v] : changes) values[k] = v;
-    return Changes(values.begin(), values.end());
-  };
+  refs_after(&persisted_, pending_exported_, exported_refs_);
+  refs_after(&persisted_published_, pending_published_, published_refs_);
   segment_.clear();
-  put_segment(segment_, merged(persisted_, pending_exported_),
-              merged(persisted_published_, pending_published_));
+  put_segment(segment_, exported_refs_, published_refs_);
   scoped.put(kBaseKey, segment_);
   for (uint32_t n = 0; n < stored_.deltas; ++n) {
     delta_key(n, key);
@@ -473,8 +493,8 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
 }
 
 void CounterContinuity::committed() {
-  for (auto& [key, value] : pending_exported_) persisted_[key] = std::move(value);
-  for (auto& [key, value] : pending_published_) persisted_published_[key] = std::move(value);
+  for (auto& [key, value] : pending_exported_) persisted_[*key] = std::move(value);
+  for (auto& [key, value] : pending_published_) persisted_published_[*key] = std::move(value);
   pending_exported_.clear();
   pending_published_.clear();
   stored_ = pending_stored_;

@@ -69,14 +69,19 @@ class CounterContinuity {
     Value offset;
   };
   using Values = std::map<std::string, Value>;  // encoded series -> value
-  using Changes = std::vector<std::pair<std::string, Value>>;
+  // Series (keys of series_) and their new values, in key order.
+  using Changes = std::vector<std::pair<const std::string*, Value>>;
+  // What a segment lists: series (keys of series_) and values, in key order.
+  using EntryRefs = std::vector<std::pair<const std::string*, const Value*>>;
   Values raw(const Topology& topology);
   // One series' value as stored in a segment (after `out`); false, and nothing appended, when it
   // cannot be stored (a histogram whose bounds changed).
   static bool put_entry(std::string& out, const std::string& key, const Series& s,
                         const Value& value);
   // A segment: the exported values, then the published ones.
-  void put_segment(std::string& out, const Changes& exported, const Changes& published) const;
+  void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published) const;
+  // The values after `changes`: `stored` with them applied (a base), or the changes alone.
+  static void refs_after(const Values* stored, const Changes& changes, EntryRefs& out);
   // Where the stored values are: a base key and the deltas written after it.
   struct Stored {
     bool base = false;
@@ -105,6 +110,8 @@ class CounterContinuity {
   std::vector<std::string> legacy_keys_;
   bool legacy_pending_ = false;  // the last checkpoint() removed legacy_keys_
   std::string segment_;
+  EntryRefs exported_refs_;
+  EntryRefs published_refs_;
 };
 
 }  // namespace sp
