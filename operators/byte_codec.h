@@ -81,6 +81,11 @@ inline void put_hex(std::string& out, uint64_t v, int digits) {
   for (int shift = 4 * (digits - 1); shift >= 0; shift -= 4)
     out.push_back(kHex[(v >> shift) & 0xf]);
 }
+// A numbered key (a delta or fold n): `prefix`, then n as put_hex.
+inline void numbered_key(std::string& out, std::string_view prefix, uint64_t n, int digits) {
+  out.assign(prefix);
+  put_hex(out, n, digits);
+}
 inline std::optional<uint64_t> parse_hex(std::string_view hex, size_t digits) {
   uint64_t v = 0;
   const auto parsed = std::from_chars(hex.data(), hex.data() + hex.size(), v, 16);

@@ -23,8 +23,7 @@ constexpr size_t kDeltaDigits = 4;
 constexpr uint32_t kMaxDeltas = 8;
 
 void delta_key(uint32_t n, std::string& out) {
-  out.assign("cells/");
-  byte_codec::put_hex(out, n, kDeltaDigits);
+  byte_codec::numbered_key(out, "cells/", n, static_cast<int>(kDeltaDigits));
 }
 // Format 2 cells keep no impressions or engagements: the counters export neither.
 constexpr MeasureSet kCellMeasures =

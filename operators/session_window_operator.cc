@@ -22,8 +22,7 @@ constexpr size_t kDeltaDigits = 4;
 
 // `sessions/<4 hex digits>`: delta n (key order = the order they were written).
 void delta_key(uint32_t n, std::string& out) {
-  out.assign(kDeltaPrefix);
-  byte_codec::put_hex(out, n, kDeltaDigits);
+  byte_codec::numbered_key(out, kDeltaPrefix, n, static_cast<int>(kDeltaDigits));
 }
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 

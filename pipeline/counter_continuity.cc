@@ -35,11 +35,6 @@ constexpr size_t kMinBaseBytes = 4096;
 constexpr uint8_t kEntryCounter = 0;
 constexpr uint8_t kEntryHistogram = 1;
 
-void delta_key(uint32_t n, std::string& key) {
-  key.assign(kDeltaPrefix);
-  byte_codec::put_hex(key, n, kDeltaDigits);
-}
-
 tl::unexpected<Error> corrupt_counters(std::string_view key) {
   return make_error(ErrorKind::fatal,
                     "instance counters: corrupt state key '" + std::string(key) + "'");
@@ -471,7 +466,7 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
                           kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
   std::string key;
   if (!rebase) {
-    delta_key(stored_.deltas, key);
+    byte_codec::numbered_key(key, kDeltaPrefix, stored_.deltas, kDeltaDigits);
     scoped.put(key, segment_);
     pending_stored_.deltas = stored_.deltas + 1;
     pending_stored_.delta_bytes = stored_.delta_bytes + segment_.size();
@@ -484,7 +479,7 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   put_segment(segment_, exported_refs_, published_refs_);
   scoped.put(kBaseKey, segment_);
   for (uint32_t n = 0; n < stored_.deltas; ++n) {
-    delta_key(n, key);
+    byte_codec::numbered_key(key, kDeltaPrefix, n, kDeltaDigits);
     scoped.remove(key);
   }
   for (const std::string& legacy : legacy_keys_) scoped.remove(legacy);
