@@ -52,8 +52,11 @@ constexpr uint64_t kGlobalSnapshotVersion = 2;
 constexpr uint64_t kDetectorVersion = 3;
 constexpr uint64_t kDetectorVersionEwmaOnly = 2;
 // Keys `explain/<brand>` (partition) and `baseline/<brand>` (global), new with the detector v2: a
-// state without them restores empty explanations.
+// state without them restores empty explanations. 2 (`explain/` only): the sketches packed,
+// counts, lengths and reach as varints (issue #20: every checkpoint rewrites a busy partition's
+// explanations, ~1.6 KB a brand in format 1); 1 is still read, and rewritten as 2.
 constexpr uint64_t kExplainVersion = 1;
+constexpr uint64_t kExplainPackedVersion = 2;
 // Key `late` (partition), new with kpi.grace: a state without it restores 0.
 constexpr uint64_t kLateVersion = 1;
 
@@ -596,11 +599,11 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     snapshot_brand(partition, b, name, out);
     if (!b.unsaved) continue;
     value.clear();
-    put_u64(value, kExplainVersion);
-    put_u64(value, b.explain.size());
+    put_u64(value, kExplainPackedVersion);
+    put_var(value, b.explain.size());
     for (const auto& [minute, sketch] : b.explain) {
-      put_i64(value, minute);
-      sketch.serialize(value, vocabulary_);
+      put_svar(value, minute);
+      sketch.serialize(value, vocabulary_, /*packed=*/true);
     }
     out.put(key.assign("explain/").append(name), value);
   }
@@ -974,17 +977,24 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       return {};
     }
     byte_codec::Reader r(bytes);
-    if (auto v = check_version(r, kExplainVersion, key); !v) return v;
-    const uint64_t n = r.u64();
+    auto version = read_version(r, kExplainVersion, kExplainPackedVersion, key);
+    if (!version) return tl::unexpected(version.error());
+    const bool packed = *version == kExplainPackedVersion;
+    const uint64_t n = packed ? r.var() : r.u64();
     if (n > r.rest().size()) return corrupt_reputation(key);
     auto& explain = s.brands[*brand].explain;
     for (uint64_t i = 0; i < n && r.ok(); ++i) {
-      const int64_t minute = r.i64();
+      const int64_t minute = packed ? r.svar() : r.i64();
       ContributionSketch sketch(vocabulary_.channel_count());
-      if (!sketch.deserialize(r, vocabulary_)) return corrupt_reputation(key);
+      if (!sketch.deserialize(r, vocabulary_, packed)) return corrupt_reputation(key);
       explain.emplace(minute, std::move(sketch));
     }
     if (!r.done()) return corrupt_reputation(key);
+    // Format 1: rewritten packed at the next checkpoint.
+    if (!packed) {
+      s.brands[*brand].unsaved = true;
+      s.unsaved = true;
+    }
     any = true;
     return {};
   });

@@ -44,28 +44,44 @@ double SpaceSaving::weight_of(std::string_view key) const {
   return 0.0;
 }
 
-void SpaceSaving::serialize(std::string& out) const {
+namespace {
+
+// The two encodings of counts, strings and signed integers (SpaceSaving::serialize).
+void put_count(std::string& out, uint64_t n, bool packed) {
+  packed ? byte_codec::put_var(out, n) : byte_codec::put_u64(out, n);
+}
+void put_text(std::string& out, std::string_view s, bool packed) {
+  packed ? byte_codec::put_vstr(out, s) : byte_codec::put_str(out, s);
+}
+uint64_t read_count(byte_codec::Reader& in, bool packed) { return packed ? in.var() : in.u64(); }
+std::string_view read_text(byte_codec::Reader& in, bool packed) {
+  return packed ? in.vstr() : in.str();
+}
+
+}  // namespace
+
+void SpaceSaving::serialize(std::string& out, bool packed) const {
   std::vector<const Entry*> sorted;
   for (const Entry& e : entries_) sorted.push_back(&e);
   std::sort(sorted.begin(), sorted.end(),
             [](const Entry* a, const Entry* b) { return a->key < b->key; });
-  byte_codec::put_u64(out, sorted.size());
+  put_count(out, sorted.size(), packed);
   for (const Entry* e : sorted) {
-    byte_codec::put_str(out, e->key);
+    put_text(out, e->key, packed);
     byte_codec::put_f64(out, e->weight);
-    byte_codec::put_i64(out, e->reach);
+    packed ? byte_codec::put_svar(out, e->reach) : byte_codec::put_i64(out, e->reach);
   }
 }
 
-bool SpaceSaving::deserialize(byte_codec::Reader& in) {
+bool SpaceSaving::deserialize(byte_codec::Reader& in, bool packed) {
   entries_.clear();
-  const uint64_t n = in.u64();
+  const uint64_t n = read_count(in, packed);
   if (n > capacity_) return false;
   for (uint64_t i = 0; i < n && in.ok(); ++i) {
     Entry e;
-    e.key.assign(in.str());
+    e.key.assign(read_text(in, packed));
     e.weight = in.f64();
-    e.reach = in.i64();
+    e.reach = packed ? in.svar() : in.i64();
     entries_.push_back(std::move(e));
   }
   return in.ok();
@@ -92,47 +108,49 @@ bool ContributionSketch::empty() const {
          std::all_of(types.begin(), types.end(), [](double v) { return v == 0.0; });
 }
 
-void ContributionSketch::serialize(std::string& out, const Vocabulary& vocabulary) const {
+void ContributionSketch::serialize(std::string& out, const Vocabulary& vocabulary,
+                                   bool packed) const {
   using namespace byte_codec;
   size_t nonzero = 0;
   for (double v : channels) nonzero += v != 0.0;
-  put_u64(out, nonzero);
+  put_count(out, nonzero, packed);
   for (size_t c = 0; c < channels.size(); ++c) {
     if (channels[c] == 0.0) continue;
-    put_str(out, vocabulary.channel_name(static_cast<ChannelIndex>(c)));
+    put_text(out, vocabulary.channel_name(static_cast<ChannelIndex>(c)), packed);
     put_f64(out, channels[c]);
   }
   nonzero = 0;
   for (double v : types) nonzero += v != 0.0;
-  put_u64(out, nonzero);
+  put_count(out, nonzero, packed);
   for (size_t t = 0; t < types.size(); ++t) {
     if (types[t] == 0.0) continue;
-    put_str(out, to_string(static_cast<EventType>(t)));
+    put_text(out, to_string(static_cast<EventType>(t)), packed);
     put_f64(out, types[t]);
   }
-  authors.serialize(out);
-  tags.serialize(out);
+  authors.serialize(out, packed);
+  tags.serialize(out, packed);
 }
 
-bool ContributionSketch::deserialize(byte_codec::Reader& in, const Vocabulary& vocabulary) {
+bool ContributionSketch::deserialize(byte_codec::Reader& in, const Vocabulary& vocabulary,
+                                     bool packed) {
   channels.assign(vocabulary.channel_count(), 0.0);
   types.fill(0.0);
-  const uint64_t n_channels = in.u64();
+  const uint64_t n_channels = read_count(in, packed);
   for (uint64_t i = 0; i < n_channels && in.ok(); ++i) {
-    const std::string_view name = in.str();
+    const std::string_view name = read_text(in, packed);
     const double v = in.f64();
     // A channel no longer configured: its share of the baseline is forgotten.
     if (auto c = vocabulary.find_channel(name)) channels[*c] += v;
   }
-  const uint64_t n_types = in.u64();
+  const uint64_t n_types = read_count(in, packed);
   for (uint64_t i = 0; i < n_types && in.ok(); ++i) {
-    const std::string_view name = in.str();
+    const std::string_view name = read_text(in, packed);
     const double v = in.f64();
     const auto t = parse_event_type(name);
     if (!t) return false;
     types[static_cast<size_t>(*t)] = v;
   }
-  return authors.deserialize(in) && tags.deserialize(in);
+  return authors.deserialize(in, packed) && tags.deserialize(in, packed);
 }
 
 void ExplainBaseline::update(const ContributionSketch& minute, double alpha) {

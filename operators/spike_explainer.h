@@ -32,8 +32,11 @@ class SpaceSaving {
   void scale(double factor);  // exponential decay of a baseline
   const std::vector<Entry>& entries() const { return entries_; }
   double weight_of(std::string_view key) const;
-  void serialize(std::string& out) const;  // sorted by key: byte-identical for identical content
-  bool deserialize(byte_codec::Reader& in);
+  // Sorted by key: byte-identical for identical content. `packed`: counts, lengths and reach as
+  // varints (issue #20: a partition's explanation sketches are rewritten every checkpoint);
+  // otherwise 8 bytes each (the baseline, and partition state written before).
+  void serialize(std::string& out, bool packed = false) const;
+  bool deserialize(byte_codec::Reader& in, bool packed = false);
 
  private:
   size_t capacity_;
@@ -52,9 +55,10 @@ struct ContributionSketch {
   void add(const Event& e, double negative);
   void merge(const ContributionSketch& other);
   bool empty() const;
-  // Channels and types by name (configuration changes keep the meaning).
-  void serialize(std::string& out, const Vocabulary& vocabulary) const;
-  bool deserialize(byte_codec::Reader& in, const Vocabulary& vocabulary);
+  // Channels and types by name (configuration changes keep the meaning); `packed` as for
+  // SpaceSaving.
+  void serialize(std::string& out, const Vocabulary& vocabulary, bool packed = false) const;
+  bool deserialize(byte_codec::Reader& in, const Vocabulary& vocabulary, bool packed = false);
 };
 
 // A brand's usual negative score per minute by channel, type and tag (EWMA over the minutes that

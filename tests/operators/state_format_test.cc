@@ -16,6 +16,7 @@
 #include "operators/deduplicator.h"
 #include "operators/hyperloglog.h"
 #include "operators/measures.h"
+#include "operators/spike_explainer.h"
 #include "operators/kpi_operators.h"
 #include "operators/watermark_tracker.h"
 #include "operators/window_operators.h"
@@ -374,8 +375,9 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // none): only that number differs from f2cf74ce47f63eaa (version 3, still read). Then
   // `brand/<name>` format 5: the buckets ten minutes a key in `chunks/<name>/<chunk>` instead of
   // an hour a key in `minutes/<name>/<hour>` (9e66b3605c09e187; format 4 still read:
-  // KpiFormat4StillRestoresToTheSameState).
-  EXPECT_EQ(digest(state), "c6991a08a1727097");
+  // KpiFormat4StillRestoresToTheSameState). Then `explain/<name>` format 2, the sketches packed
+  // (c6991a08a1727097 with format 1, still read: KpiExplainFormat1StillRestoresToTheSameState).
+  EXPECT_EQ(digest(state), "4258ca0ae71d2d26");
   for (PartitionId p : kScopes) {
     if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
   }
@@ -384,8 +386,9 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // the new explain/<brand>, baseline/<brand> keys (format 1); 244a5f360e19609b was detector
   // format 2.
   // abf93b0dc2286aaa before format 4, 83397a098e515f6e with `actors/<name>` version 4,
-  // 2be65b57bd329129 with `cells` version 3, 330e5faefa26e5b6 with `brand/<name>` format 4.
-  EXPECT_EQ(digest(state), "fddfa3df78227a8b");
+  // 2be65b57bd329129 with `cells` version 3, 330e5faefa26e5b6 with `brand/<name>` format 4,
+  // fddfa3df78227a8b with `explain/<name>` format 1.
+  EXPECT_EQ(digest(state), "3848c50adb0786ad");
 }
 
 // Format 5's `brand/<name>`, `chunks/<name>/<chunk>` and `actors/<name>` keys of one partition
@@ -547,6 +550,55 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
     }
   }
   ASSERT_GT(hour_keys, 2u);
+  expect_restores_and_rewrites_as(previous, current, kpi);
+}
+
+// Format 2's packed `explain/<name>` values of one partition scope as format 1 wrote them (8-byte
+// counts, lengths, minutes and reach); every other key as it is.
+std::map<std::string, std::string> explain_as_format_1(
+    const std::map<std::string, std::string>& scope, size_t& converted) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : scope) {
+    if (key.rfind("explain/", 0) != 0) {
+      out.emplace(key, value);
+      continue;
+    }
+    byte_codec::Reader in(value);
+    EXPECT_EQ(in.u64(), 2u);
+    const uint64_t n = in.var();
+    std::string v1;
+    byte_codec::put_u64(v1, 1);
+    byte_codec::put_u64(v1, n);
+    for (uint64_t i = 0; i < n; ++i) {
+      byte_codec::put_i64(v1, in.svar());
+      ContributionSketch sketch(vocabulary().channel_count());
+      EXPECT_TRUE(sketch.deserialize(in, vocabulary(), /*packed=*/true));
+      sketch.serialize(v1, vocabulary(), /*packed=*/false);
+      ++converted;
+    }
+    EXPECT_TRUE(in.done());
+    out.emplace(key, std::move(v1));
+  }
+  return out;
+}
+
+// Issue #20 packs the explanation sketches (`explain/<name>` format 2): state written with format
+// 1 restores to the same state, and the next checkpoint rewrites it packed.
+TEST(StateFormat, KpiExplainFormat1StillRestoresToTheSameState) {
+  const KpiSettings kpi = older_format_kpi();
+  const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  MemoryState previous;
+  size_t sketches = 0;
+  for (const auto& [key, value] : current.entries()) {
+    if (key.rfind("kpi_reputation/", 0) != 0) previous.put(key, value);
+  }
+  for (PartitionId p : kScopes) {
+    const std::string scope = state_scope("kpi_reputation", p);
+    const auto entries = testing::entries_under(current, scope);
+    const auto converted = p == kGlobalPartition ? entries : explain_as_format_1(entries, sketches);
+    for (const auto& [key, value] : converted) previous.put(scope + key, value);
+  }
+  ASSERT_GT(sketches, 0u);
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
