@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include "operators/byte_codec.h"
@@ -89,6 +90,22 @@ Status read_segment(std::string_view key, std::string_view bytes,
   }
   if (!r.done()) return corrupt_counters(key);
   return {};
+}
+
+// Format 2's segments in the order they were written: visit(key, bytes, n) for the base (n
+// nullopt), then for each delta n.
+Status scan_segments(StateReader& in, const std::function<Status(std::string_view, std::string_view,
+                                                                 std::optional<uint32_t>)>& visit) {
+  auto base = in.get(kBaseKey);
+  if (!base) return tl::unexpected(base.error());
+  if (*base) {
+    if (auto s = visit(kBaseKey, **base, std::nullopt); !s) return s;
+  }
+  return in.scan(kDeltaPrefix, [&](std::string_view key, std::string_view bytes) {
+    const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), kDeltaDigits);
+    if (!n) return Status(corrupt_counters(key));
+    return visit(key, bytes, static_cast<uint32_t>(*n));
+  });
 }
 
 // Counted by the instance itself, not summed from its partitions: a rebalance that moves them
@@ -333,22 +350,19 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
     });
   };
   stored_ = Stored{};
-  auto base = scoped.get(kBaseKey);
-  if (!base) return tl::unexpected(base.error());
-  if (*base) {
-    if (auto s = load(kBaseKey, **base); !s) return s;
-    stored_.base = true;
-    stored_.base_bytes = (*base)->size();
-  }
-  auto deltas = scoped.scan(kDeltaPrefix, [&](std::string_view key, std::string_view bytes) {
-    const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), kDeltaDigits);
-    if (!n) return Status(corrupt_counters(key));
-    if (auto s = load(key, bytes); !s) return s;
-    stored_.deltas = std::max(stored_.deltas, static_cast<uint32_t>(*n) + 1);
-    stored_.delta_bytes += bytes.size();
-    return Status{};
-  });
-  if (!deltas) return deltas;
+  auto segments = scan_segments(
+      scoped, [&](std::string_view key, std::string_view bytes, std::optional<uint32_t> delta) {
+        if (auto s = load(key, bytes); !s) return s;
+        if (!delta) {
+          stored_.base = true;
+          stored_.base_bytes = bytes.size();
+        } else {
+          stored_.deltas = std::max(stored_.deltas, *delta + 1);
+          stored_.delta_bytes += bytes.size();
+        }
+        return Status{};
+      });
+  if (!segments) return segments;
   for (auto& [series, entry] : loaded) {
     restore_one(series, std::move(entry.first), std::move(entry.second));
   }
@@ -457,13 +471,15 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   legacy_pending_ = false;
   if (pending_exported_.empty() && pending_published_.empty() && legacy_keys_.empty()) return;
   ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
-  segment_.clear();
-  refs_after(nullptr, pending_exported_, exported_refs_);
-  refs_after(nullptr, pending_published_, published_refs_);
-  put_segment(segment_, exported_refs_, published_refs_);
-  const bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas ||
-                      stored_.delta_bytes + segment_.size() >
-                          kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
+  bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas;
+  if (!rebase) {  // a delta, unless it would make the deltas outweigh the base
+    segment_.clear();
+    refs_after(nullptr, pending_exported_, exported_refs_);
+    refs_after(nullptr, pending_published_, published_refs_);
+    put_segment(segment_, exported_refs_, published_refs_);
+    rebase = stored_.delta_bytes + segment_.size() >
+             kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
+  }
   std::string key;
   if (!rebase) {
     byte_codec::numbered_key(key, kDeltaPrefix, stored_.deltas, kDeltaDigits);
@@ -527,18 +543,16 @@ Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& o
   auto keep_published = [&](bool is_published, const StoredEntry& e) {
     if (is_published) published[std::string(e.series)] = std::string(e.raw);
   };
-  auto base = reader.get(kBaseKey);
-  if (!base) return tl::unexpected(base.error());
-  if (*base) {
-    if (auto s = read_segment(kBaseKey, **base, keep_published); !s) return s;
-  }
+  bool any = false;
   std::vector<std::string> deltas;
-  auto scanned = reader.scan(kDeltaPrefix, [&](std::string_view key, std::string_view bytes) {
-    deltas.emplace_back(key);
-    return read_segment(key, bytes, keep_published);
-  });
-  if (!scanned) return scanned;
-  if (!*base && deltas.empty()) return {};
+  auto segments = scan_segments(
+      reader, [&](std::string_view key, std::string_view bytes, std::optional<uint32_t> delta) {
+        any = true;
+        if (delta) deltas.emplace_back(key);
+        return read_segment(key, bytes, keep_published);
+      });
+  if (!segments) return segments;
+  if (!any) return {};
   std::string segment;
   byte_codec::put_u8(segment, kSegmentVersion);
   for (int list = 0; list < 2; ++list) {  // exported, then published: the same values
