@@ -38,8 +38,8 @@ constexpr uint64_t kPartitionSnapshotVersionSlices = 2;
 constexpr int64_t kMinutesPerChunk = 10;    // `chunks/<name>/<chunk>`
 constexpr int64_t kMinutesPerHourKey = 60;  // format 4's `minutes/<name>/<hour>`
 constexpr size_t kBucketBytes = 8 * 8;
-constexpr uint64_t kHourBias = uint64_t{1} << 63;  // key order = hour order
-constexpr int64_t kShortSliceMinutes = 5;          // format 2's slices
+constexpr uint64_t kChunkBias = uint64_t{1} << 63;  // key order = chunk (hour) order
+constexpr int64_t kShortSliceMinutes = 5;           // format 2's slices
 constexpr int64_t kLongSliceMinutes = 60;
 // Minute and slice numbers of any event time are far below this; a stored one above is corrupt
 // (and index arithmetic on it could overflow).
@@ -74,7 +74,7 @@ constexpr std::string_view kHourPrefix = "minutes/";  // format 4
 // (hour), biased so that the keys sort as the chunks do.
 void bucket_key(std::string_view prefix, std::string_view name, int64_t chunk, std::string& out) {
   out.assign(prefix).append(name).push_back('/');
-  byte_codec::put_hex(out, static_cast<uint64_t>(chunk) ^ kHourBias, 16);
+  byte_codec::put_hex(out, static_cast<uint64_t>(chunk) ^ kChunkBias, 16);
 }
 
 // The brand and chunk (hour) of a `chunks/` (`minutes/`) key relative to the scope; nullopt when
@@ -86,7 +86,7 @@ std::optional<std::pair<std::string_view, int64_t>> parse_bucket_key(std::string
   const auto biased = byte_codec::parse_hex(key.substr(slash + 1), 16);
   if (!biased) return std::nullopt;
   return std::pair(key.substr(prefix.size(), slash - prefix.size()),
-                   static_cast<int64_t>(*biased ^ kHourBias));
+                   static_cast<int64_t>(*biased ^ kChunkBias));
 }
 
 // A minute bucket's fixed layout (kBucketBytes): the same in formats 2 to 5.

@@ -163,9 +163,9 @@ class ReputationOperator final : public Operator {
   static void note_unsaved_chunk(BrandState& brand, int64_t minute);
   // Every chunk of the brand's buckets (restored from format 4's hour keys).
   static void note_all_buckets_unsaved(BrandState& brand);
-  // Every hour of the brand's buckets and its sketch (restored from an older format).
+  // Every chunk of the brand's buckets and its sketch (restored from an older format).
   static void note_all_unsaved(BrandState& brand);
-  // The brand's format 4 keys into `out` (`name`: the brand's; `partition` staggers the sketch's
+  // The brand's format 5 keys into `out` (`name`: the brand's; `partition` staggers the sketch's
   // rebases).
   void snapshot_brand(PartitionId partition, const BrandState& brand, const std::string& name,
                       StateWriter& out) const;
