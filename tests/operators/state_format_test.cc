@@ -475,6 +475,23 @@ TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
+// `current` with each kpi_reputation partition scope (relative keys) passed through `convert`;
+// the global scope and the other owners as they are.
+template <typename Convert>
+MemoryState with_reputation_scopes(const MemoryState& current, Convert convert) {
+  MemoryState previous;
+  for (const auto& [key, value] : current.entries()) {
+    if (key.rfind("kpi_reputation/", 0) != 0) previous.put(key, value);
+  }
+  for (PartitionId p : kScopes) {
+    const std::string scope = state_scope("kpi_reputation", p);
+    const auto entries = testing::entries_under(current, scope);
+    for (const auto& [key, value] : p == kGlobalPartition ? entries : convert(entries))
+      previous.put(scope + key, value);
+  }
+  return previous;
+}
+
 // Format 5's `brand/<name>` and `chunks/<name>/<chunk>` keys of one partition scope (relative
 // keys) as format 4 wrote them: the same `brand/<name>` with version 4, the buckets an hour a key
 // in `minutes/<name>/<hour>`; every other key as it is.
@@ -535,19 +552,11 @@ std::map<std::string, std::string> reputation_as_format_4(
 TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous;
+  MemoryState previous = with_reputation_scopes(current, reputation_as_format_4);
   size_t hour_keys = 0;
-  for (const auto& [key, value] : current.entries()) {
-    if (key.rfind("kpi_reputation/", 0) != 0) previous.put(key, value);
-  }
-  for (PartitionId p : kScopes) {
-    const std::string scope = state_scope("kpi_reputation", p);
-    const auto entries = testing::entries_under(current, scope);
-    const auto converted = p == kGlobalPartition ? entries : reputation_as_format_4(entries);
-    for (const auto& [key, value] : converted) {
-      previous.put(scope + key, value);
-      if (key.rfind("minutes/", 0) == 0) ++hour_keys;
-    }
+  for (const auto& [key, value] : previous.entries()) {
+    if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/minutes/") != std::string::npos)
+      ++hour_keys;
   }
   ASSERT_GT(hour_keys, 2u);
   expect_restores_and_rewrites_as(previous, current, kpi);
@@ -587,17 +596,10 @@ std::map<std::string, std::string> explain_as_format_1(
 TEST(StateFormat, KpiExplainFormat1StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous;
   size_t sketches = 0;
-  for (const auto& [key, value] : current.entries()) {
-    if (key.rfind("kpi_reputation/", 0) != 0) previous.put(key, value);
-  }
-  for (PartitionId p : kScopes) {
-    const std::string scope = state_scope("kpi_reputation", p);
-    const auto entries = testing::entries_under(current, scope);
-    const auto converted = p == kGlobalPartition ? entries : explain_as_format_1(entries, sketches);
-    for (const auto& [key, value] : converted) previous.put(scope + key, value);
-  }
+  MemoryState previous = with_reputation_scopes(current, [&](const auto& scope) {
+    return explain_as_format_1(scope, sketches);
+  });
   ASSERT_GT(sketches, 0u);
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
