@@ -175,6 +175,12 @@ bool raw_key_has_escape(const char* r) {
 
 constexpr bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+// `s` without the JSON whitespace at its end (a token runs up to the next one).
+constexpr std::string_view trim_json_space(std::string_view s) {
+  while (!s.empty() && is_json_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
 bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
@@ -280,10 +286,7 @@ const char* describe(error_code e) {
 // tokens ("01", "1.") and for well-formed numbers it cannot represent (1e400); only the former
 // is malformed JSON, the latter is a schema (range) problem.
 bool is_json_number(std::string_view s) {
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
+  s = trim_json_space(s);
   size_t i = 0;
   const size_t n = s.size();
   auto digit = [&](size_t j) { return j < n && s[j] >= '0' && s[j] <= '9'; };
@@ -760,10 +763,7 @@ Got EventDecoder::Impl::validate(V& v, int depth) {
         std::string_view token;
         if (v.raw_json_token().get(token)) return fatal(simdjson::N_ATOM_ERROR);
         const bool at_end = token.data() + token.size() == buffer.get() + payload_size;
-        while (!token.empty() && (token.back() == ' ' || token.back() == '\t' ||
-                                  token.back() == '\n' || token.back() == '\r')) {
-          token.remove_suffix(1);
-        }
+        token = trim_json_space(token);
         if (token != "null" && token != "true" && token != "false")
           return fatal(simdjson::N_ATOM_ERROR);
         if (!at_end) return fatal(simdjson::TRAILING_CONTENT);
@@ -793,10 +793,9 @@ Got EventDecoder::Impl::skip_string(od::value& v, int depth) {
   // byte before the next token but whitespace (stage 1 found it; a search is the fallback).
   const char* p = raw.raw();
   const char* end = buffer.get() + payload_size;
-  const std::string_view token = v.raw_json_token();
+  const std::string_view token = trim_json_space(v.raw_json_token());
   const char* quote = token.data() + token.size() - 1;
-  while (quote > p && is_json_space(*quote)) --quote;
-  if (quote < p || *quote != '"') {
+  if (token.size() < 2 || *quote != '"') {
     quote = static_cast<const char*>(std::memchr(p, '"', static_cast<size_t>(end - p)));
     if (quote == nullptr) return fatal(simdjson::UNCLOSED_STRING);
   }
