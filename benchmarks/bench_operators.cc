@@ -23,6 +23,7 @@
 #include "operators/vocabulary.h"
 #include "operators/window_operators.h"
 #include "pipeline/checkpoint_state.h"
+#include "pipeline/counter_continuity.h"
 #include "state/checkpoint_store.h"
 
 namespace sp {
@@ -285,6 +286,75 @@ void BM_CheckpointCommit(benchmark::State& state) {
   std::filesystem::remove_all(dir);
 }
 
+// The instance's continued counters at a loaded checkpoint (pipeline/counter_continuity.h): every
+// partition takes N new events, then the runner's two calls, CounterContinuity::checkpoint (the
+// changed exported values into a segment) and, for /metrics, CounterContinuity::collect (here
+// into a writer that only counts the samples). Timed: those two; the Topology's own collect
+// passes are part of both.
+void BM_InstanceCounters(benchmark::State& state) {
+  struct CountingWriter final : MetricsWriter {
+    size_t samples = 0;
+    void family(std::string_view, std::string_view, MetricType) override {}
+    void add(std::span<const LabelPair>, double) override { ++samples; }
+    void add_histogram(std::span<const LabelPair>, std::span<const double>,
+                       std::span<const uint64_t>, double) override {
+      ++samples;
+    }
+  };
+  struct NullStateWriter final : StateWriter {
+    size_t bytes = 0;
+    void put(std::string_view key, std::string_view value) override {
+      bytes += key.size() + value.size();
+    }
+    void remove(std::string_view key) override { bytes += key.size(); }
+  };
+  const int partitions = static_cast<int>(state.range(0));
+  const auto per_partition = static_cast<size_t>(state.range(1));
+  std::vector<std::string> ids;
+  const size_t n = per_partition * static_cast<size_t>(partitions) * 16;
+  const auto events = make_events(n, 10'000, 5, partitions, ids);
+  Topology topology(default_spec());
+  const std::vector<Topology::Partition*> owned = assign_fresh(topology, partitions);
+  const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
+  CounterContinuity counters;
+  uint64_t seq = 0;
+  size_t next = 0;
+  auto feed = [&](size_t count) {
+    for (size_t i = 0; i < count; ++i, next = (next + 1) % events.size()) {
+      const Input& in = events[next];
+      ++seq;
+      topology.process(*owned[static_cast<size_t>(in.partition.value)],
+                       Offset{static_cast<int64_t>(seq)}, in.event,
+                       Deduplicator::Key{seq * 0x9e3779b97f4a7c15ULL, seq}, now);
+    }
+    topology.pending().clear();
+  };
+  CountingWriter metrics;
+  NullStateWriter stored;
+  auto checkpoint = [&] {
+    counters.checkpoint(topology, stored);
+    counters.committed();
+    metrics.samples = 0;
+    counters.collect(topology, metrics, [] {});
+    counters.published();
+  };
+  const size_t per_checkpoint = per_partition * static_cast<size_t>(partitions);
+  for (int warm = 0; warm < 4; ++warm) {
+    feed(per_checkpoint);
+    checkpoint();
+  }
+  stored.bytes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    feed(per_checkpoint);
+    state.ResumeTiming();
+    checkpoint();
+  }
+  state.counters["series"] = static_cast<double>(metrics.samples);
+  state.counters["bytes"] =
+      static_cast<double>(stored.bytes) / static_cast<double>(state.iterations());
+}
+
 // 10k actors. 2 ms of event time per event: sessions stay open, minute windows close every 30k
 // events, hourly ones every 150k. 50 ms per event: session churn (each actor returns every ~8 min
 // of event time, sessions of idle actors close), one closed session per few events.
@@ -311,6 +381,11 @@ void register_benchmarks(int64_t iterations) {
       ->Args({64, 64, 1440})
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("BM_CheckpointCommit", BM_CheckpointCommit)
+      ->ArgNames({"partitions", "events"})
+      ->Args({64, 1000})
+      ->Args({256, 200})
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_InstanceCounters", BM_InstanceCounters)
       ->ArgNames({"partitions", "events"})
       ->Args({64, 1000})
       ->Args({256, 200})
