@@ -23,6 +23,9 @@ class MetricsWriter {
   // bucket_counts are per bucket (not cumulative), one per upper bound, plus +Inf last.
   virtual void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                              std::span<const uint64_t> bucket_counts, double sum) = 0;
+  // False for a writer that ignores gauges (one that reads the counters only): gauges that cost
+  // work to compute may then be left out.
+  virtual bool wants_gauges() const { return true; }
 };
 
 }  // namespace sp

@@ -439,6 +439,7 @@ void ReputationOperator::collect(MetricsWriter& out) const {
       family.add(labels, static_cast<double>(spikes_[b]));
     }
   }
+  if (!out.wants_gauges()) return;  // the rest are gauges (the horizon's sums, actor sketches)
   {
     LazyFamily family(out, "socialpulse_reputation_anomaly_zscore",
                       "z-score of the last closed minute's negative score", MetricType::gauge);

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <functional>
 #include <optional>
-#include <set>
 
 #include "operators/byte_codec.h"
 #include "operators/state_version.h"
@@ -152,6 +151,7 @@ class CounterCapture final : public MetricsWriter {
                          std::span<const LabelPair> labels, std::span<const double> bounds,
                          std::span<const double> value)>;
   explicit CounterCapture(OnSample on) : on_(std::move(on)) {}
+  bool wants_gauges() const override { return false; }
   void family(std::string_view name, std::string_view help, MetricType type) override {
     family_ = name;
     help_ = help;
@@ -194,11 +194,12 @@ void never_below(std::vector<double>& value, std::vector<double>& floor) {
 // Forwards everything; a counter or histogram series is written whole with its first sample
 // (its exported value) and as zero by the later ones (samples of one label set are summed:
 // several operators may write one series), so the total is the exported value exactly.
-// Remembers which series it saw.
+// `look_up(key)` gives a series' exported value (null: none) and whether this is its first
+// sample.
 class ContinuedWriter final : public MetricsWriter {
  public:
-  ContinuedWriter(MetricsWriter& out, const std::map<std::string, std::vector<double>>& exported)
-      : out_(out), exported_(exported) {}
+  using LookUp = std::function<std::pair<const std::vector<double>*, bool>(const std::string&)>;
+  ContinuedWriter(MetricsWriter& out, LookUp look_up) : out_(out), look_up_(std::move(look_up)) {}
   void family(std::string_view name, std::string_view help, MetricType type) override {
     family_ = name;
     counter_ = type == MetricType::counter;
@@ -206,41 +207,34 @@ class ContinuedWriter final : public MetricsWriter {
   }
   void add(std::span<const LabelPair> labels, double value) override {
     if (counter_) {
-      const auto [it, first] = look_up(labels);
-      if (it != exported_.end() && !it->second.empty()) value = first ? it->second[0] : 0.0;
+      encode_series(key_, family_, labels);
+      const auto [exported, first] = look_up_(key_);
+      if (exported != nullptr && !exported->empty()) value = first ? (*exported)[0] : 0.0;
     }
     out_.add(labels, value);
   }
   void add_histogram(std::span<const LabelPair> labels, std::span<const double> bounds,
                      std::span<const uint64_t> bucket_counts, double sum) override {
-    const auto [it, first] = look_up(labels);
-    if (it == exported_.end() || it->second.size() != bucket_counts.size() + 1) {
+    encode_series(key_, family_, labels);
+    const auto [exported, first] = look_up_(key_);
+    if (exported == nullptr || exported->size() != bucket_counts.size() + 1) {
       out_.add_histogram(labels, bounds, bucket_counts, sum);
       return;
     }
-    std::vector<uint64_t> counts(bucket_counts.size(), 0);
-    if (!first) return out_.add_histogram(labels, bounds, counts, 0.0);
-    for (size_t i = 0; i < counts.size(); ++i)
-      counts[i] = static_cast<uint64_t>(std::max<long long>(0, std::llround(it->second[i])));
-    out_.add_histogram(labels, bounds, counts, it->second.back());
+    counts_.assign(bucket_counts.size(), 0);
+    if (!first) return out_.add_histogram(labels, bounds, counts_, 0.0);
+    for (size_t i = 0; i < counts_.size(); ++i)
+      counts_[i] = static_cast<uint64_t>(std::max<long long>(0, std::llround((*exported)[i])));
+    out_.add_histogram(labels, bounds, counts_, exported->back());
   }
-  const std::set<std::string>& seen() const { return seen_; }
 
  private:
-  using Exported = std::map<std::string, std::vector<double>>;
-  // The sample's series in `exported`, and whether it is the series' first sample (seen_ copies
-  // the key only then).
-  std::pair<Exported::const_iterator, bool> look_up(std::span<const LabelPair> labels) {
-    encode_series(key_, family_, labels);
-    return {exported_.find(key_), seen_.insert(key_).second};
-  }
-
   MetricsWriter& out_;
-  const Exported& exported_;
+  LookUp look_up_;
   std::string family_;
   bool counter_ = false;
-  std::set<std::string> seen_;
-  std::string key_;  // the sample's series
+  std::string key_;               // the sample's series
+  std::vector<uint64_t> counts_;  // a histogram's bucket counts
 };
 
 // family and labels of an encoded series.
@@ -262,25 +256,50 @@ void decode_series(std::string_view series, std::string& family,
 
 }  // namespace
 
-CounterContinuity::Values CounterContinuity::raw(const Topology& topology) {
-  Values values;
+CounterContinuity::Series& CounterContinuity::series_at(const std::string& key) const {
+  if (auto it = index_.find(key); it != index_.end()) return *it->second;
+  auto [it, added] = series_.try_emplace(key);
+  index_.emplace(it->first, &it->second);
+  return it->second;
+}
+
+void CounterContinuity::erase_series(const std::string& key) {
+  index_.erase(key);
+  series_.erase(key);
+}
+
+void CounterContinuity::gather(const Topology& topology) const {
+  ++pass_;
   CounterCapture capture([&](const std::string& key, std::string_view family, std::string_view help,
                              std::span<const LabelPair> labels, std::span<const double> bounds,
                              std::span<const double> value) {
-    add_scaled(values[key], value, 1.0);
-    auto [it, added] = series_.try_emplace(key);
-    if (added) {
-      it->second.family = family;
-      it->second.help = help;
-      for (const auto& [k, v] : labels) it->second.labels.emplace_back(k, v);
+    const size_t known = series_.size();
+    Series& s = series_at(key);
+    if (series_.size() != known) {
+      s.family = family;
+      s.help = help;
+      for (const auto& [k, v] : labels) s.labels.emplace_back(k, v);
     }
-    if (!bounds.empty() && it->second.bounds.empty()) {
-      it->second.histogram = true;
-      it->second.bounds.assign(bounds.begin(), bounds.end());
+    if (!bounds.empty() && s.bounds.empty()) {
+      s.histogram = true;
+      s.bounds.assign(bounds.begin(), bounds.end());
     }
+    if (s.now_pass != pass_) {
+      s.now.clear();
+      s.now_pass = pass_;
+    }
+    add_scaled(s.now, value, 1.0);
   });
   topology.collect_counts(capture);
   topology.collect(capture);
+}
+
+CounterContinuity::Values CounterContinuity::raw(const Topology& topology) {
+  gather(topology);
+  Values values;
+  for (const auto& [key, s] : series_) {
+    if (s.now_pass == pass_) values.emplace(key, s.now);
+  }
   return values;
 }
 
@@ -293,14 +312,15 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
     for (const auto& [k, v] : loaded.labels) {
       if ((k == "brand" && !topology.vocabulary().find_brand(v)) ||
           (k == "channel" && !topology.vocabulary().find_channel(v))) {
-        series_.erase(series);
+        erase_series(series);
         return;
       }
     }
     loaded.offset = exported;
-    floor_[series] = exported;
-    persisted_[series] = std::move(exported);
-    series_[series] = std::move(loaded);
+    loaded.floor = exported;
+    loaded.persisted = std::move(exported);
+    loaded.is_persisted = true;
+    series_at(series) = std::move(loaded);
   };
   legacy_keys_.clear();
   auto counters = scoped.scan(kCounterPrefix, [&](std::string_view key, std::string_view value) {
@@ -367,11 +387,18 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
     restore_one(series, std::move(entry.first), std::move(entry.second));
   }
   // What continues counts as published: the first checkpoint stores it as such.
-  published_ = persisted_;
-  persisted_published_.clear();
+  for (auto& [key, s] : series_) {
+    if (s.is_persisted) {
+      s.published = s.persisted;
+    } else {
+      s.published.clear();
+    }
+    s.persisted_published.clear();
+    s.is_persisted_published = false;
+  }
   // Whatever the Topology counts already (instance-level state) is part of what was exported.
   for (const auto& [key, value] : raw(topology)) {
-    if (!instance_counted(key)) add_scaled(series_[key].offset, value, -1.0);
+    if (!instance_counted(key)) add_scaled(series_at(key).offset, value, -1.0);
   }
   return {};
 }
@@ -381,10 +408,10 @@ void CounterContinuity::before(const Topology& topology) { before_ = raw(topolog
 void CounterContinuity::after(const Topology& topology) {
   Values now = raw(topology);
   for (const auto& [key, value] : before_) {
-    if (!instance_counted(key)) add_scaled(series_[key].offset, value, 1.0);
+    if (!instance_counted(key)) add_scaled(series_at(key).offset, value, 1.0);
   }
   for (const auto& [key, value] : now) {
-    if (!instance_counted(key)) add_scaled(series_[key].offset, value, -1.0);
+    if (!instance_counted(key)) add_scaled(series_at(key).offset, value, -1.0);
   }
   before_.clear();
 }
@@ -411,61 +438,56 @@ bool CounterContinuity::put_entry(std::string& out, const std::string& key, cons
 }
 
 void CounterContinuity::put_segment(std::string& out, const EntryRefs& exported,
-                                    const EntryRefs& published) const {
+                                    const EntryRefs& published) {
   byte_codec::put_u8(out, kSegmentVersion);
   std::string entries;
   for (const EntryRefs* list : {&exported, &published}) {
     entries.clear();
     uint64_t n = 0;
-    for (const auto& [key, value] : *list) {
-      const auto s = series_.find(*key);
-      if (s != series_.end() && put_entry(entries, *key, s->second, *value)) ++n;
+    for (const EntryRef& e : *list) {
+      if (put_entry(entries, *e.key, *e.series, *e.value)) ++n;
     }
     byte_codec::put_var(out, n);
     out += entries;
   }
 }
 
-void CounterContinuity::refs_after(const Values* stored, const Changes& changes, EntryRefs& out) {
+void CounterContinuity::refs_after(bool with_stored, const Changes& changes, Value Series::*stored,
+                                   bool Series::*stored_flag, EntryRefs& out) const {
   out.clear();
-  if (stored == nullptr) {
-    for (const auto& [key, value] : changes) out.emplace_back(key, &value);
+  if (!with_stored) {
+    for (const Change& c : changes) out.push_back({c.key, c.series, &c.value});
     return;
   }
-  // Both in key order: a merge, a change replacing the stored value of its series.
-  auto it = stored->begin();
+  // Both in key order: a change replaces the stored value of its series.
   size_t i = 0;
-  while (it != stored->end() || i < changes.size()) {
-    if (i < changes.size() && (it == stored->end() || *changes[i].first <= it->first)) {
-      if (it != stored->end() && it->first == *changes[i].first) ++it;
-      out.emplace_back(changes[i].first, &changes[i].second);
+  for (const auto& [key, s] : series_) {
+    if (i < changes.size() && changes[i].series == &s) {
+      out.push_back({&key, &s, &changes[i].value});
       ++i;
-    } else {
-      out.emplace_back(&it->first, &it->second);
-      ++it;
+    } else if (s.*stored_flag) {
+      out.push_back({&key, &s, &(s.*stored)});
     }
   }
 }
 
 void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
-  Values now = raw(topology);
+  gather(topology);
   pending_exported_.clear();
   pending_published_.clear();
-  for (const auto& [key, s] : series_) {
-    Value exported = s.offset;
-    if (auto it = now.find(key); it != now.end()) add_scaled(exported, it->second, 1.0);
+  for (auto& [key, s] : series_) {
+    Value& exported = scratch_;
+    exported = s.offset;
+    if (s.now_pass == pass_) add_scaled(exported, s.now, 1.0);
     if (exported.empty()) continue;
-    never_below(exported, floor_[key]);  // what a restart continues from was exported
-    if (auto p = persisted_.find(key); p != persisted_.end() && p->second == exported) continue;
-    pending_exported_.emplace_back(&key, std::move(exported));
+    never_below(exported, s.floor);  // what a restart continues from was exported
+    if (s.is_persisted && s.persisted == exported) continue;
+    pending_exported_.push_back({&key, &s, exported});
   }
-  for (const auto& [key, exported] : published_) {
-    const auto s = series_.find(key);
-    if (exported.empty() || s == series_.end()) continue;
-    if (auto p = persisted_published_.find(key);
-        p != persisted_published_.end() && p->second == exported)
-      continue;
-    pending_published_.emplace_back(&s->first, exported);
+  for (auto& [key, s] : series_) {
+    if (s.published.empty()) continue;
+    if (s.is_persisted_published && s.persisted_published == s.published) continue;
+    pending_published_.push_back({&key, &s, s.published});
   }
   pending_stored_ = stored_;
   legacy_pending_ = false;
@@ -474,8 +496,9 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas;
   if (!rebase) {  // a delta, unless it would make the deltas outweigh the base
     segment_.clear();
-    refs_after(nullptr, pending_exported_, exported_refs_);
-    refs_after(nullptr, pending_published_, published_refs_);
+    refs_after(false, pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
+    refs_after(false, pending_published_, &Series::persisted_published,
+               &Series::is_persisted_published, published_refs_);
     put_segment(segment_, exported_refs_, published_refs_);
     rebase = stored_.delta_bytes + segment_.size() >
              kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
@@ -489,8 +512,9 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     return;
   }
   // A base: every value as it is after this checkpoint.
-  refs_after(&persisted_, pending_exported_, exported_refs_);
-  refs_after(&persisted_published_, pending_published_, published_refs_);
+  refs_after(true, pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
+  refs_after(true, pending_published_, &Series::persisted_published,
+             &Series::is_persisted_published, published_refs_);
   segment_.clear();
   put_segment(segment_, exported_refs_, published_refs_);
   scoped.put(kBaseKey, segment_);
@@ -504,8 +528,14 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
 }
 
 void CounterContinuity::committed() {
-  for (auto& [key, value] : pending_exported_) persisted_[*key] = std::move(value);
-  for (auto& [key, value] : pending_published_) persisted_published_[*key] = std::move(value);
+  for (Change& c : pending_exported_) {
+    c.series->persisted = std::move(c.value);
+    c.series->is_persisted = true;
+  }
+  for (Change& c : pending_published_) {
+    c.series->persisted_published = std::move(c.value);
+    c.series->is_persisted_published = true;
+  }
   pending_exported_.clear();
   pending_published_.clear();
   stored_ = pending_stored_;
@@ -513,7 +543,16 @@ void CounterContinuity::committed() {
   legacy_pending_ = false;
 }
 
-void CounterContinuity::published() { published_ = std::move(collected_); }
+void CounterContinuity::published() {
+  for (auto& [key, s] : series_) {
+    if (s.collected_pass == collect_pass_) {
+      s.published = s.collected;
+    } else {
+      s.published.clear();
+    }
+  }
+  ++collect_pass_;  // published once
+}
 
 Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& out) {
   ScopedStateReader reader(in, state_scope(kOwner, kGlobalPartition));
@@ -567,45 +606,49 @@ Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& o
 void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
                                 const std::function<void()>& between) const {
   // The Topology's totals per series first: the exported value is total + offset, never below
-  // what was exported before.
-  Values totals;
-  CounterCapture capture(
-      [&](const std::string& key, std::string_view, std::string_view, std::span<const LabelPair>,
-          std::span<const double>,
-          std::span<const double> value) { add_scaled(totals[key], value, 1.0); });
-  topology.collect_counts(capture);
-  topology.collect(capture);
-  // The exported values, remembered for published().
-  collected_.clear();
-  for (const auto& [key, total] : totals) {
-    Value v = total;
-    if (auto it = series_.find(key); it != series_.end()) add_scaled(v, it->second.offset, 1.0);
-    never_below(v, floor_[key]);
-    collected_.emplace(key, std::move(v));
+  // what was exported before. Remembered for published().
+  gather(topology);
+  const uint64_t pass = ++collect_pass_;
+  for (auto& [key, s] : series_) {
+    if (s.now_pass != pass_) continue;
+    s.collected = s.now;
+    add_scaled(s.collected, s.offset, 1.0);
+    never_below(s.collected, s.floor);
+    s.collected_pass = pass;
   }
-  ContinuedWriter writer(out, collected_);
+  ContinuedWriter writer(out, [&](const std::string& key) {
+    const auto it = index_.find(key);
+    if (it == index_.end()) return std::pair<const Value*, bool>(nullptr, false);
+    Series& s = *it->second;
+    const bool first = s.seen_pass != pass;
+    s.seen_pass = pass;
+    return std::pair<const Value*, bool>(s.collected_pass == pass ? &s.collected : nullptr, first);
+  });
   topology.collect_counts(writer);
   between();
   topology.collect(writer);
   // Series whose partitions all left: the instance still exports what it counted.
   std::string family;
-  for (const auto& [key, s] : series_) {
-    if (all_zero(s.offset) || writer.seen().count(key) > 0) continue;
+  std::vector<LabelPair> labels;
+  std::vector<uint64_t> counts;
+  for (auto& [key, s] : series_) {
+    if (all_zero(s.offset) || s.seen_pass == pass) continue;
     if (s.histogram && s.offset.size() != s.bounds.size() + 2) continue;
     if (s.family != family) {
       family = s.family;
       out.family(s.family, s.help, s.histogram ? MetricType::histogram : MetricType::counter);
     }
-    std::vector<LabelPair> labels;
+    labels.clear();
     for (const auto& [k, v] : s.labels) labels.emplace_back(k, v);
-    Value v = s.offset;
-    never_below(v, floor_[key]);
-    collected_[key] = v;
+    s.collected = s.offset;
+    never_below(s.collected, s.floor);
+    s.collected_pass = pass;
+    const Value& v = s.collected;
     if (!s.histogram) {
       out.add(labels, v[0]);
       continue;
     }
-    std::vector<uint64_t> counts;
+    counts.clear();
     for (size_t i = 0; i + 1 < v.size(); ++i)
       counts.push_back(static_cast<uint64_t>(std::max<long long>(0, std::llround(v[i]))));
     out.add_histogram(labels, s.bounds, counts, v.back());

@@ -7,6 +7,9 @@
 // moved), and the exported values are durable state of the instance, so a restart continues from
 // them. No exported counter ever goes down; summed over instances, increase() counts each event
 // once, wherever its partition went.
+#include <absl/container/flat_hash_map.h>
+
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -60,6 +63,9 @@ class CounterContinuity {
  private:
   // A counter is one value; a histogram its bucket counts (per bucket, +Inf last), then its sum.
   using Value = std::vector<double>;
+  // One series and what is known of it. The working values are fields, not maps rebuilt each
+  // pass (issue #20: at 64 partitions the maps' allocations and string comparisons cost more
+  // than the Topology's own collect); a pass number says which of them the last pass set.
   struct Series {
     std::string family;
     std::string help;
@@ -67,21 +73,53 @@ class CounterContinuity {
     bool histogram = false;
     std::vector<double> bounds;  // histograms
     Value offset;
+    // The highest value the series was exported with: offsets absorb a moved partition's sums
+    // exactly only in exact arithmetic, and a real sum recomputed in another order may come out
+    // an ulp lower, which a scraper reads as a reset.
+    Value floor;
+    Value now;  // the Topology's value, when now_pass is the last gather()'s
+    uint64_t now_pass = 0;
+    Value collected;  // exported by the collect() numbered collected_pass
+    uint64_t collected_pass = 0;
+    uint64_t seen_pass = 0;  // written by the Topology in that collect()
+    Value published;         // on /metrics (empty: not published)
+    Value persisted;         // exported value as last written (when is_persisted)
+    bool is_persisted = false;
+    Value persisted_published;  // published as last written (when is_persisted_published)
+    bool is_persisted_published = false;
   };
   using Values = std::map<std::string, Value>;  // encoded series -> value
-  // Series (keys of series_) and their new values, in key order.
-  using Changes = std::vector<std::pair<const std::string*, Value>>;
-  // What a segment lists: series (keys of series_) and values, in key order.
-  using EntryRefs = std::vector<std::pair<const std::string*, const Value*>>;
+  // Series and their new values, in key order.
+  struct Change {
+    const std::string* key;
+    Series* series;
+    Value value;
+  };
+  using Changes = std::vector<Change>;
+  // What a segment lists, in key order.
+  struct EntryRef {
+    const std::string* key;
+    const Series* series;
+    const Value* value;
+  };
+  using EntryRefs = std::vector<EntryRef>;
+  // The series of `key`, added (unknown so far) with nothing but its key.
+  Series& series_at(const std::string& key) const;
+  void erase_series(const std::string& key);
+  // One Topology pass (collect_counts, then collect, gauges skipped): each series' `now`.
+  void gather(const Topology& topology) const;
+  // gather(), as a map (restore and rebalances, not every checkpoint).
   Values raw(const Topology& topology);
   // One series' value as stored in a segment (after `out`); false, and nothing appended, when it
   // cannot be stored (a histogram whose bounds changed).
   static bool put_entry(std::string& out, const std::string& key, const Series& s,
                         const Value& value);
   // A segment: the exported values, then the published ones.
-  void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published) const;
-  // The values after `changes`: `stored` with them applied (a base), or the changes alone.
-  static void refs_after(const Values* stored, const Changes& changes, EntryRefs& out);
+  static void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published);
+  // The values after `changes`: every stored one (`persisted` of `Series::*stored_flag` series)
+  // with the changes applied, a base; or the changes alone (`with_stored` false).
+  void refs_after(bool with_stored, const Changes& changes, Value Series::*stored,
+                  bool Series::*stored_flag, EntryRefs& out) const;
   // Where the stored values are: a base key and the deltas written after it.
   struct Stored {
     bool base = false;
@@ -90,16 +128,12 @@ class CounterContinuity {
     size_t delta_bytes = 0;
   };
 
-  std::map<std::string, Series> series_;  // encoded series
+  // Encoded series; collect() adds the series it meets first (const: its passes are bookkeeping).
+  mutable std::map<std::string, Series> series_;
+  mutable absl::flat_hash_map<std::string_view, Series*> index_;  // series_ by key
+  mutable uint64_t pass_ = 0;                                     // gather() passes
+  mutable uint64_t collect_pass_ = 1;  // collect() calls (published() ends one)
   Values before_;
-  Values persisted_;  // exported values as last written
-  // The highest value each series was exported with: offsets absorb a moved partition's sums
-  // exactly only in exact arithmetic, and a real sum recomputed in another order may come out
-  // an ulp lower, which a scraper reads as a reset.
-  mutable Values floor_;
-  mutable Values collected_;    // the counters' values of the last collect()
-  Values published_;            // ... of the last one published
-  Values persisted_published_;  // published_ as last written
   Stored stored_;
   // What the last checkpoint() wrote, for committed().
   Stored pending_stored_;
@@ -112,6 +146,7 @@ class CounterContinuity {
   std::string segment_;
   EntryRefs exported_refs_;
   EntryRefs published_refs_;
+  Value scratch_;
 };
 
 }  // namespace sp

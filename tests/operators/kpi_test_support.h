@@ -21,7 +21,10 @@ namespace sp::testing {
 class FakeMetricsWriter final : public MetricsWriter {
  public:
   std::map<std::string, double> samples;
+  std::map<std::string, MetricType> types;  // of each sample's family
+  bool gauges = true;                        // wants_gauges()
 
+  bool wants_gauges() const override { return gauges; }
   void family(std::string_view name, std::string_view, MetricType type) override {
     name_ = name;
     type_ = type;
@@ -74,6 +77,7 @@ class FakeMetricsWriter final : public MetricsWriter {
     // Several operators may share a family, but one series must be written once per collect.
     EXPECT_EQ(samples.count(k), 0u) << "series written twice: " << k;
     samples[k] = v;
+    types[k] = type_;
   }
   std::string name_;
   MetricType type_ = MetricType::counter;

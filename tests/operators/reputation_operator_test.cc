@@ -97,6 +97,27 @@ TEST(ReputationOperator, NoGaugesBeforeTheFirstBucketCloses) {
   EXPECT_DOUBLE_EQ(h.metrics().at(kRiAcme), 90.0);
 }
 
+// A writer that reads the counters only (the instance's continued counters, issue #20) is spared
+// the gauges, which cost sketch merges, and still gets every counter.
+TEST(ReputationOperator, AWriterOfCountersOnlyGetsEveryCounterAndNoGauge) {
+  Harness h;
+  for (int m = 0; m < 8; ++m) h.add(opinion(kAcme, m + 0.5, m < 7 ? 0.5 : -1.0, m < 7 ? 1 : 50));
+  h.advance_to_minute(9);
+  h.add(opinion(kAcme, 0.5, 0.5));  // late
+  const FakeMetricsWriter all = h.metrics();
+  FakeMetricsWriter counters;
+  counters.gauges = false;
+  h.op.collect(counters);
+  std::map<std::string, double> expected;
+  for (const auto& [key, value] : all.samples) {
+    if (all.types.at(key) != MetricType::gauge) expected[key] = value;
+  }
+  EXPECT_TRUE(all.has(kRiAcme));  // there were gauges to leave out
+  EXPECT_TRUE(expected.contains(R"(socialpulse_reputation_spikes_total{brand="acme"})"));
+  EXPECT_TRUE(expected.contains(R"(socialpulse_late_events_total{window="kpi"})"));
+  EXPECT_EQ(counters.samples, expected);
+}
+
 TEST(ReputationOperator, ReputationIndexExpiresWithTheHorizon) {
   KpiSettings kpi;
   kpi.reputation_horizon = std::chrono::minutes(10);
