@@ -177,6 +177,7 @@ void ReputationOperator::process(const ProcessContext& ctx, const Event& event) 
   state.unsaved = true;
   if (minute < closed_end) {
     ++state.late_events;
+    state.late_unsaved = true;
     return;
   }
 
@@ -608,6 +609,7 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
     }
     out.put(key.assign("explain/").append(name), value);
   }
+  if (!state->late_unsaved) return;  // most checkpoints: rewriting it was a key a partition
   value.clear();
   put_u64(value, kLateVersion);
   put_u64(value, state->late_events);
@@ -1007,6 +1009,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
     if (auto v = check_version(r, kLateVersion, "late"); !v) return v;
     s.late_events = r.u64();
     if (!r.done()) return corrupt_reputation("late");
+    s.late_unsaved = false;
     any = true;
   }
   if (any) partitions_.assign(partition, std::move(s));
@@ -1049,6 +1052,7 @@ void ReputationOperator::saved() {
   for (auto& [id, p] : partitions_) {
     if (!p.unsaved) continue;  // every brand change marks its partition
     p.unsaved = false;
+    p.late_unsaved = false;
     for (BrandState& b : p.brands) {
       b.unsaved = false;
       b.unsaved_chunks.clear();

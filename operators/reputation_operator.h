@@ -152,6 +152,7 @@ class ReputationOperator final : public Operator {
     std::vector<BrandState> brands;
     uint64_t late_events = 0;  // events whose minute had closed (key `late`)
     bool unsaved = true;       // changed since the last saved()
+    bool late_unsaved = true;  // late_events too (`late` is written only then)
   };
 
   PartitionState& state_for(PartitionId partition);

@@ -181,6 +181,36 @@ TEST(ReputationOperator, LateCountSurvivesARestore) {
   EXPECT_EQ(w.at(R"(socialpulse_late_events_total{window="kpi"})"), 1.0);
 }
 
+// Issue #20: `late` was rewritten by every checkpoint of a busy partition, one key a partition,
+// though late events are rare. Written when the count changed, and again after a write that
+// failed (no saved()); a restore continues from it.
+TEST(ReputationOperator, TheLateCountIsWrittenWhenItChanged) {
+  Harness h;
+  h.advance_to_minute(2);
+  MemoryState store;
+  auto checkpoint = [&](bool stored) {
+    testing::RecordingWriter w(store);
+    h.op.snapshot(PartitionId{3}, w);
+    if (stored) h.op.saved();
+    return w.wrote("put late");
+  };
+  h.add(opinion(kAcme, 2.5, 0.5), /*partition=*/3);
+  EXPECT_TRUE(checkpoint(true));  // a new partition's first checkpoint
+  h.add(opinion(kAcme, 2.6, 0.5), /*partition=*/3);
+  EXPECT_FALSE(checkpoint(true));  // no late event since
+  h.add(opinion(kAcme, 0.5, 0.5), /*partition=*/3);
+  EXPECT_TRUE(checkpoint(false));  // a late one; this write fails
+  h.add(opinion(kAcme, 2.7, 0.5), /*partition=*/3);
+  EXPECT_TRUE(checkpoint(true));  // so the next writes it again
+  h.add(opinion(kAcme, 2.8, 0.5), /*partition=*/3);
+  EXPECT_FALSE(checkpoint(true));
+  ReputationOperator fresh(vocab(), KpiSettings{});
+  ASSERT_TRUE(fresh.restore(PartitionId{3}, store).has_value());
+  FakeMetricsWriter w;
+  fresh.collect(w);
+  EXPECT_EQ(w.at(R"(socialpulse_late_events_total{window="kpi"})"), 1.0);
+}
+
 TEST(ReputationOperator, ContextWatermarkAheadOfOnWatermarkAlsoCloses) {
   Harness h;
   h.add(opinion(kAcme, 0.5, 0.5));
