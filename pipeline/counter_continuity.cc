@@ -26,7 +26,12 @@ constexpr std::string_view kPublishedPrefix = "published/";
 constexpr std::string_view kBaseKey = "continued/base";
 constexpr std::string_view kDeltaPrefix = "continued/delta/";
 constexpr int kDeltaDigits = 8;
-constexpr uint8_t kSegmentVersion = 2;
+// Format 3: a delta may name a series by its position among the base's exported values (kinds
+// 2 and 3: the position, then the value) instead of by its encoded key and help text (~120 of
+// an entry's ~130 bytes; every series changes under load, so a delta was the size of a base).
+// A base lists every series whole.
+constexpr uint8_t kSegmentVersion = 3;
+constexpr uint8_t kOldestSegmentVersion = 2;
 // A base is rewritten before the deltas since it would number more than kMaxDeltas or add up to
 // more than kDeltaBytesPerBase times the base (a restore reads them all).
 constexpr uint32_t kMaxDeltas = 64;
@@ -34,62 +39,109 @@ constexpr size_t kDeltaBytesPerBase = 4;
 constexpr size_t kMinBaseBytes = 4096;
 constexpr uint8_t kEntryCounter = 0;
 constexpr uint8_t kEntryHistogram = 1;
+constexpr uint8_t kEntryCounterAt = 2;    // format 3, deltas only
+constexpr uint8_t kEntryHistogramAt = 3;  // format 3, deltas only
 
 tl::unexpected<Error> corrupt_counters(std::string_view key) {
   return make_error(ErrorKind::fatal,
                     "instance counters: corrupt state key '" + std::string(key) + "'");
 }
 
-// One stored value of a segment (views into the segment's bytes).
+// One stored value of a segment (views into the segment's bytes, or into its base's).
 struct StoredEntry {
-  std::string_view raw;  // the whole entry, as stored
   std::string_view series;
   std::string_view help;
   bool histogram = false;
   std::vector<double> bounds;
   std::vector<double> value;
+  std::optional<size_t> base_position;  // a base's exported value: its position
 };
 
-// Calls visit(published, entry) for each entry of a segment, exported ones first. A segment of
-// another version is refused by number; bytes that are not a whole segment are corrupt.
-Status read_segment(std::string_view key, std::string_view bytes,
-                    const std::function<void(bool, const StoredEntry&)>& visit) {
-  byte_codec::Reader r(bytes);
-  const uint8_t version = r.u8();
-  if (!r.ok()) return corrupt_counters(key);
-  if (version != kSegmentVersion) {
-    return unreadable_format("instance counters: state key '" + std::string(key) + "'", version,
-                             kSegmentVersion, kSegmentVersion);
+// A complete entry.
+void put_whole_entry(std::string& out, std::string_view series, std::string_view help,
+                     bool histogram, std::span<const double> bounds,
+                     std::span<const double> value) {
+  using namespace byte_codec;
+  put_u8(out, histogram ? kEntryHistogram : kEntryCounter);
+  put_vstr(out, series);
+  put_vstr(out, help);
+  if (histogram) {
+    put_var(out, bounds.size());
+    for (double b : bounds) put_f64(out, b);
   }
-  StoredEntry e;
-  for (const bool published : {false, true}) {
-    const uint64_t n = r.var();
-    for (uint64_t i = 0; i < n && r.ok(); ++i) {
-      const char* start = r.rest().data();
-      const uint8_t kind = r.u8();
-      e.series = r.vstr();
-      e.help = r.vstr();
-      e.histogram = kind == kEntryHistogram;
-      e.bounds.clear();
-      e.value.clear();
-      if (kind == kEntryCounter) {
-        e.value.push_back(r.f64());
-      } else if (kind == kEntryHistogram) {
-        const uint64_t bounds = r.var();
-        if (bounds > r.remaining() / 8) return corrupt_counters(key);
-        for (uint64_t b = 0; b < bounds; ++b) e.bounds.push_back(r.f64());
-        for (uint64_t v = 0; v < bounds + 2; ++v) e.value.push_back(r.f64());
-      } else {
-        return corrupt_counters(key);
-      }
-      if (!r.ok()) return corrupt_counters(key);
-      e.raw = std::string_view(start, static_cast<size_t>(r.rest().data() - start));
-      visit(published, e);
-    }
-  }
-  if (!r.done()) return corrupt_counters(key);
-  return {};
+  for (double v : value) put_f64(out, v);
 }
+
+// Reads a base, then the deltas written after it, in order: a delta's entries may name a series
+// by its position among the base's exported values.
+class SegmentReader {
+ public:
+  // Calls visit(published, entry) for each entry of a segment, exported ones first. A segment
+  // of another version is refused by number; bytes that are not a whole segment are corrupt.
+  Status read(std::string_view key, std::string_view bytes, bool is_base,
+              const std::function<void(bool, const StoredEntry&)>& visit) {
+    byte_codec::Reader r(bytes);
+    const uint8_t version = r.u8();
+    if (!r.ok()) return corrupt_counters(key);
+    if (version < kOldestSegmentVersion || version > kSegmentVersion) {
+      return unreadable_format("instance counters: state key '" + std::string(key) + "'", version,
+                               kOldestSegmentVersion, kSegmentVersion);
+    }
+    if (is_base) base_.clear();
+    StoredEntry e;
+    for (const bool published : {false, true}) {
+      const uint64_t n = r.var();
+      for (uint64_t i = 0; i < n && r.ok(); ++i) {
+        const uint8_t kind = r.u8();
+        e.bounds.clear();
+        e.value.clear();
+        e.base_position.reset();
+        if (kind == kEntryCounter || kind == kEntryHistogram) {
+          e.series = r.vstr();
+          e.help = r.vstr();
+          e.histogram = kind == kEntryHistogram;
+          if (e.histogram) {
+            const uint64_t bounds = r.var();
+            if (bounds > r.remaining() / 8) return corrupt_counters(key);
+            for (uint64_t b = 0; b < bounds; ++b) e.bounds.push_back(r.f64());
+          }
+        } else if ((kind == kEntryCounterAt || kind == kEntryHistogramAt) && version >= 3 &&
+                   !is_base) {
+          const uint64_t position = r.var();
+          if (!r.ok() || position >= base_.size()) return corrupt_counters(key);
+          const Named& named = base_[position];
+          if (named.histogram != (kind == kEntryHistogramAt)) return corrupt_counters(key);
+          e.series = named.series;
+          e.help = named.help;
+          e.histogram = named.histogram;
+          e.bounds = named.bounds;
+        } else {
+          return corrupt_counters(key);
+        }
+        const size_t values = e.histogram ? e.bounds.size() + 2 : 1;
+        if (values > r.remaining() / 8) return corrupt_counters(key);
+        for (size_t v = 0; v < values; ++v) e.value.push_back(r.f64());
+        if (!r.ok()) return corrupt_counters(key);
+        if (is_base && !published) {
+          e.base_position = base_.size();
+          base_.push_back({std::string(e.series), std::string(e.help), e.histogram, e.bounds});
+        }
+        visit(published, e);
+      }
+    }
+    if (!r.done()) return corrupt_counters(key);
+    return {};
+  }
+
+ private:
+  struct Named {
+    std::string series;
+    std::string help;
+    bool histogram = false;
+    std::vector<double> bounds;
+  };
+  std::vector<Named> base_;  // the base's exported values' series, by position
+};
 
 // Format 2's segments in the order they were written: visit(key, bytes, n) for the base (n
 // nullopt), then for each delta n.
@@ -359,20 +411,23 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
   // Format 2: the base, then the deltas in the order they were written; the last value of a
   // series wins.
   std::map<std::string, std::pair<Series, Value>> loaded;
-  auto load = [&](std::string_view key, std::string_view bytes) {
-    return read_segment(key, bytes, [&](bool is_published, const StoredEntry& e) {
+  std::map<std::string, size_t> base_positions;  // what later deltas may name series by
+  SegmentReader segment_reader;
+  auto load = [&](std::string_view key, std::string_view bytes, bool is_base) {
+    return segment_reader.read(key, bytes, is_base, [&](bool is_published, const StoredEntry& e) {
       if (is_published) return;  // what continues counts as published (below)
       auto& [series, value] = loaded[std::string(e.series)];
       series.help = std::string(e.help);
       series.histogram = e.histogram;
       series.bounds = e.bounds;
       value = e.value;
+      if (e.base_position) base_positions[std::string(e.series)] = *e.base_position;
     });
   };
   stored_ = Stored{};
   auto segments = scan_segments(
       scoped, [&](std::string_view key, std::string_view bytes, std::optional<uint32_t> delta) {
-        if (auto s = load(key, bytes); !s) return s;
+        if (auto s = load(key, bytes, !delta); !s) return s;
         if (!delta) {
           stored_.base = true;
           stored_.base_bytes = bytes.size();
@@ -385,6 +440,10 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
   if (!segments) return segments;
   for (auto& [series, entry] : loaded) {
     restore_one(series, std::move(entry.first), std::move(entry.second));
+  }
+  for (auto& [key, s] : series_) {
+    const auto position = base_positions.find(key);
+    s.base_position = position == base_positions.end() ? kNoPosition : position->second;
   }
   // What continues counts as published: the first checkpoint stores it as such.
   for (auto& [key, s] : series_) {
@@ -417,35 +476,34 @@ void CounterContinuity::after(const Topology& topology) {
 }
 
 bool CounterContinuity::put_entry(std::string& out, const std::string& key, const Series& s,
-                                  const Value& value) {
+                                  const Value& value, bool by_position) {
   using namespace byte_codec;
-  if (!s.histogram) {
-    if (value.empty()) return false;
-    put_u8(out, kEntryCounter);
-    put_vstr(out, key);
-    put_vstr(out, s.help);
-    put_f64(out, value[0]);
+  if (s.histogram ? value.size() != s.bounds.size() + 2 : value.empty()) {
+    return false;  // a histogram whose bounds changed: not continued
+  }
+  const std::span<const double> values =
+      s.histogram ? std::span<const double>(value) : std::span<const double>(value.data(), 1);
+  if (by_position && s.base_position != kNoPosition) {
+    put_u8(out, s.histogram ? kEntryHistogramAt : kEntryCounterAt);
+    put_var(out, s.base_position);
+    for (double v : values) put_f64(out, v);
     return true;
   }
-  if (value.size() != s.bounds.size() + 2) return false;  // bounds changed: not continued
-  put_u8(out, kEntryHistogram);
-  put_vstr(out, key);
-  put_vstr(out, s.help);
-  put_var(out, s.bounds.size());
-  for (double b : s.bounds) put_f64(out, b);
-  for (double v : value) put_f64(out, v);
+  put_whole_entry(out, key, s.help, s.histogram, s.bounds, values);
   return true;
 }
 
 void CounterContinuity::put_segment(std::string& out, const EntryRefs& exported,
-                                    const EntryRefs& published) {
+                                    const EntryRefs& published, bool base) {
   byte_codec::put_u8(out, kSegmentVersion);
   std::string entries;
   for (const EntryRefs* list : {&exported, &published}) {
     entries.clear();
     uint64_t n = 0;
     for (const EntryRef& e : *list) {
-      if (put_entry(entries, *e.key, *e.series, *e.value)) ++n;
+      if (!put_entry(entries, *e.key, *e.series, *e.value, /*by_position=*/!base)) continue;
+      if (base && list == &exported) e.series->pending_position = n;
+      ++n;
     }
     byte_codec::put_var(out, n);
     out += entries;
@@ -461,7 +519,7 @@ void CounterContinuity::refs_after(bool with_stored, const Changes& changes, Val
   }
   // Both in key order: a change replaces the stored value of its series.
   size_t i = 0;
-  for (const auto& [key, s] : series_) {
+  for (auto& [key, s] : series_) {
     if (i < changes.size() && changes[i].series == &s) {
       out.push_back({&key, &s, &changes[i].value});
       ++i;
@@ -491,6 +549,7 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   }
   pending_stored_ = stored_;
   legacy_pending_ = false;
+  pending_base_ = false;
   if (pending_exported_.empty() && pending_published_.empty() && legacy_keys_.empty()) return;
   ScopedStateWriter scoped(out, state_scope(kOwner, kGlobalPartition));
   bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas;
@@ -499,7 +558,7 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     refs_after(false, pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
     refs_after(false, pending_published_, &Series::persisted_published,
                &Series::is_persisted_published, published_refs_);
-    put_segment(segment_, exported_refs_, published_refs_);
+    put_segment(segment_, exported_refs_, published_refs_, /*base=*/false);
     rebase = stored_.delta_bytes + segment_.size() >
              kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
   }
@@ -515,8 +574,9 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   refs_after(true, pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
   refs_after(true, pending_published_, &Series::persisted_published,
              &Series::is_persisted_published, published_refs_);
+  for (auto& [key, s] : series_) s.pending_position = kNoPosition;
   segment_.clear();
-  put_segment(segment_, exported_refs_, published_refs_);
+  put_segment(segment_, exported_refs_, published_refs_, /*base=*/true);
   scoped.put(kBaseKey, segment_);
   for (uint32_t n = 0; n < stored_.deltas; ++n) {
     byte_codec::numbered_key(key, kDeltaPrefix, n, kDeltaDigits);
@@ -525,6 +585,7 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   for (const std::string& legacy : legacy_keys_) scoped.remove(legacy);
   legacy_pending_ = true;
   pending_stored_ = Stored{true, 0, segment_.size(), 0};
+  pending_base_ = true;
 }
 
 void CounterContinuity::committed() {
@@ -541,6 +602,10 @@ void CounterContinuity::committed() {
   stored_ = pending_stored_;
   if (legacy_pending_) legacy_keys_.clear();
   legacy_pending_ = false;
+  if (pending_base_) {  // the positions later deltas name series by
+    for (auto& [key, s] : series_) s.base_position = s.pending_position;
+  }
+  pending_base_ = false;
 }
 
 void CounterContinuity::published() {
@@ -578,17 +643,21 @@ Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& o
     if (!copied) return copied;
   }
   // Format 2: a new base whose exported values are the published ones; the deltas go.
-  std::map<std::string, std::string> published;  // series -> its stored entry
+  std::map<std::string, std::string> published;  // series -> its entry, whole
   auto keep_published = [&](bool is_published, const StoredEntry& e) {
-    if (is_published) published[std::string(e.series)] = std::string(e.raw);
+    if (!is_published) return;
+    std::string& entry = published[std::string(e.series)];
+    entry.clear();
+    put_whole_entry(entry, e.series, e.help, e.histogram, e.bounds, e.value);
   };
   bool any = false;
   std::vector<std::string> deltas;
+  SegmentReader segment_reader;
   auto segments = scan_segments(
       reader, [&](std::string_view key, std::string_view bytes, std::optional<uint32_t> delta) {
         any = true;
         if (delta) deltas.emplace_back(key);
-        return read_segment(key, bytes, keep_published);
+        return segment_reader.read(key, bytes, !delta, keep_published);
       });
   if (!segments) return segments;
   if (!any) return {};

@@ -87,7 +87,12 @@ class CounterContinuity {
     bool is_persisted = false;
     Value persisted_published;  // published as last written (when is_persisted_published)
     bool is_persisted_published = false;
+    // Its position among the stored base's exported values (a delta names it by that), and in
+    // the base the last checkpoint() wrote.
+    size_t base_position = kNoPosition;
+    size_t pending_position = kNoPosition;
   };
+  static constexpr size_t kNoPosition = SIZE_MAX;
   using Values = std::map<std::string, Value>;  // encoded series -> value
   // Series and their new values, in key order.
   struct Change {
@@ -99,7 +104,7 @@ class CounterContinuity {
   // What a segment lists, in key order.
   struct EntryRef {
     const std::string* key;
-    const Series* series;
+    Series* series;
     const Value* value;
   };
   using EntryRefs = std::vector<EntryRef>;
@@ -110,12 +115,15 @@ class CounterContinuity {
   void gather(const Topology& topology) const;
   // gather(), as a map (restore and rebalances, not every checkpoint).
   Values raw(const Topology& topology);
-  // One series' value as stored in a segment (after `out`); false, and nothing appended, when it
-  // cannot be stored (a histogram whose bounds changed).
+  // One series' value as stored in a segment (after `out`), by its base position when
+  // `by_position` and it has one; false, and nothing appended, when it cannot be stored (a
+  // histogram whose bounds changed).
   static bool put_entry(std::string& out, const std::string& key, const Series& s,
-                        const Value& value);
-  // A segment: the exported values, then the published ones.
-  static void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published);
+                        const Value& value, bool by_position);
+  // A segment: the exported values, then the published ones. A base lists every series whole
+  // and numbers its exported ones (pending_position); a delta names them by base position.
+  static void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published,
+                          bool base);
   // The values after `changes`: every stored one (`persisted` of `Series::*stored_flag` series)
   // with the changes applied, a base; or the changes alone (`with_stored` false).
   void refs_after(bool with_stored, const Changes& changes, Value Series::*stored,
@@ -143,6 +151,7 @@ class CounterContinuity {
   // removes them.
   std::vector<std::string> legacy_keys_;
   bool legacy_pending_ = false;  // the last checkpoint() removed legacy_keys_
+  bool pending_base_ = false;    // the last checkpoint() wrote a base
   std::string segment_;
   EntryRefs exported_refs_;
   EntryRefs published_refs_;

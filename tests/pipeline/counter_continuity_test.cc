@@ -402,5 +402,76 @@ TEST(CounterContinuity, Format1KeysRestoreAndAreReplacedByABase) {
   EXPECT_EQ(consumed(c, t), 9);
 }
 
+// Format 3 (issue #20): under load every series changes every checkpoint, and a delta that named
+// each by its encoded key and help text was as large as a base. A delta names the base's series
+// by position; one first counted after the base is written whole.
+TEST(CounterContinuity, ADeltaNamesTheBaseSeriesByPosition) {
+  MemoryState store;
+  const std::string scope = Counted::scope();
+  auto value_of = [&](const std::string& key) {
+    std::string out;
+    EXPECT_TRUE(store.scan(scope + key, [&](std::string_view, std::string_view v) {
+      out = std::string(v);
+      return Status{};
+    }));
+    return out;
+  };
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    assign(c, t, PartitionId{0}, store);
+    reject(t, PartitionId{0}, 3);
+    checkpoint(c, t, store);  // the base
+    Sums shown;
+    c.collect(t, shown, [] {});
+    c.published();
+    reject(t, PartitionId{0}, 2);
+    checkpoint(c, t, store);  // a delta: the consumed and rejected counters moved
+    const std::string base = value_of("continued/base");
+    const std::string delta = value_of("continued/delta/");
+    ASSERT_FALSE(delta.empty());
+    EXPECT_NE(base.find("socialpulse_events_consumed_total"), std::string::npos);
+    EXPECT_EQ(delta.find("socialpulse_events_consumed_total"), std::string::npos);
+    EXPECT_LT(delta.size() * 4, base.size());
+    reply(t, PartitionId{0}, 4);  // the care histogram: not in the base, written whole
+    checkpoint(c, t, store);
+  }
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(consumed(c, t), 3 + 2 + 4);
+  EXPECT_EQ(care(c, t, "count"), 4);
+  EXPECT_EQ(care(c, t, "sum"), 400);
+}
+
+// A base written by format 2 (every entry whole) gives the positions the next deltas name.
+TEST(CounterContinuity, AFormat2BaseRestoresAndLaterDeltasNameItsSeries) {
+  MemoryState store;
+  std::string base;
+  byte_codec::put_u8(base, 2);
+  byte_codec::put_var(base, 1);  // exported
+  byte_codec::put_u8(base, 0);   // a counter
+  byte_codec::put_vstr(base, "socialpulse_events_consumed_total");
+  byte_codec::put_vstr(base, "Messages consumed");
+  byte_codec::put_f64(base, 7);
+  byte_codec::put_var(base, 0);  // published
+  store.put(Counted::scope() + "continued/base", base);
+  {
+    Topology t(spec());
+    CounterContinuity c;
+    ASSERT_TRUE(c.restore(store, t));
+    EXPECT_EQ(consumed(c, t), 7);
+    assign(c, t, PartitionId{0}, store);
+    reject(t, PartitionId{0}, 2);
+    checkpoint(c, t, store);
+    EXPECT_EQ(keys_under(store, "continued/delta/"), 1u);
+  }
+  Topology t(spec());
+  CounterContinuity c;
+  ASSERT_TRUE(c.restore(store, t));
+  EXPECT_EQ(consumed(c, t), 9);
+}
+
 }  // namespace
 }  // namespace sp
