@@ -208,34 +208,17 @@ void BM_Checkpoint(benchmark::State& state) {
   }
 }
 
-// Issue #20: a loaded checkpoint's build and commit into a real state store: every partition
-// takes `events` new events (new ids, event time moving on) between two checkpoints, then
-// Topology::checkpoint writes into a store batch and CheckpointStore::write applies it (no
-// fsync: the store's thread does that in the runner). Timed: both; `write_us` is the apply
-// alone (RocksDB's WAL append and memtable inserts), per checkpoint. The store is new for each
-// case, so the memtable holds the earlier checkpoints' versions of the same keys, as a running
-// instance's does.
-void BM_CheckpointCommit(benchmark::State& state) {
-  const int partitions = static_cast<int>(state.range(0));
-  const auto per_partition = static_cast<size_t>(state.range(1));
-  std::vector<std::string> ids;
-  const size_t n = per_partition * static_cast<size_t>(partitions) * 16;
-  const auto events = make_events(n, 10'000, 5, partitions, ids);
-  Topology topology(default_spec());
-  const std::vector<Topology::Partition*> owned = assign_fresh(topology, partitions);
-  const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
-  char dir[] = "/tmp/sp-bench-commit-XXXXXX";
-  if (mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp");
-  auto store = CheckpointStore::open(dir, /*sync=*/false);
-  if (!store) {
-    std::filesystem::remove_all(dir);
-    return state.SkipWithError(store.error().message.c_str());
-  }
-  uint64_t seq = 0;
-  size_t next = 0;
-  int64_t pass_offset = 0;
-  auto feed = [&](size_t count) {
-    for (size_t i = 0; i < count; ++i) {
+// `partitions` partitions of a default Topology that take `per_partition` new events each between
+// two checkpoints (new ids; the event time moves on with every pass over the generated events).
+struct LoadedTopology {
+  LoadedTopology(int partitions, size_t per_partition)
+      : events(make_events(per_partition * static_cast<size_t>(partitions) * 16, 10'000, 5,
+                           partitions, ids)),
+        owned(assign_fresh(topology, partitions)),
+        per_checkpoint(per_partition * static_cast<size_t>(partitions)) {}
+  // One checkpoint interval's events.
+  void feed() {
+    for (size_t i = 0; i < per_checkpoint; ++i) {
       const Input& in = events[next];
       Event e = in.event;
       e.time += Millis{pass_offset};
@@ -249,7 +232,36 @@ void BM_CheckpointCommit(benchmark::State& state) {
       }
     }
     topology.pending().clear();
-  };
+  }
+
+  std::vector<std::string> ids;
+  const std::vector<Input> events;
+  Topology topology{default_spec()};
+  const std::vector<Topology::Partition*> owned;
+  const size_t per_checkpoint;
+  const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
+  uint64_t seq = 0;
+  size_t next = 0;
+  int64_t pass_offset = 0;
+};
+
+// Issue #20: a loaded checkpoint's build and commit into a real state store: every partition
+// takes `events` new events (new ids, event time moving on) between two checkpoints, then
+// Topology::checkpoint writes into a store batch and CheckpointStore::write applies it (no
+// fsync: the store's thread does that in the runner). Timed: both; `write_us` is the apply
+// alone (RocksDB's WAL append and memtable inserts), per checkpoint. The store is new for each
+// case, so the memtable holds the earlier checkpoints' versions of the same keys, as a running
+// instance's does.
+void BM_CheckpointCommit(benchmark::State& state) {
+  LoadedTopology load(static_cast<int>(state.range(0)), static_cast<size_t>(state.range(1)));
+  Topology& topology = load.topology;
+  char dir[] = "/tmp/sp-bench-commit-XXXXXX";
+  if (mkdtemp(dir) == nullptr) return state.SkipWithError("mkdtemp");
+  auto store = CheckpointStore::open(dir, /*sync=*/false);
+  if (!store) {
+    std::filesystem::remove_all(dir);
+    return state.SkipWithError(store.error().message.c_str());
+  }
   auto checkpoint = [&](double* write_us) {
     auto batch = (*store)->batch();
     BatchStateWriter writer(batch);
@@ -263,16 +275,15 @@ void BM_CheckpointCommit(benchmark::State& state) {
     topology.checkpoint_committed();
     return std::pair(batch.count(), batch.data_bytes());
   };
-  const size_t per_checkpoint = per_partition * static_cast<size_t>(partitions);
   for (int warm = 0; warm < 4; ++warm) {  // the first checkpoints write every partition whole
-    feed(per_checkpoint);
+    load.feed();
     checkpoint(nullptr);
   }
   double write_us = 0;
   std::pair<size_t, size_t> written{};
   for (auto _ : state) {
     state.PauseTiming();
-    feed(per_checkpoint);
+    load.feed();
     state.ResumeTiming();
     written = checkpoint(&write_us);
   }
@@ -308,27 +319,9 @@ void BM_InstanceCounters(benchmark::State& state) {
     }
     void remove(std::string_view key) override { bytes += key.size(); }
   };
-  const int partitions = static_cast<int>(state.range(0));
-  const auto per_partition = static_cast<size_t>(state.range(1));
-  std::vector<std::string> ids;
-  const size_t n = per_partition * static_cast<size_t>(partitions) * 16;
-  const auto events = make_events(n, 10'000, 5, partitions, ids);
-  Topology topology(default_spec());
-  const std::vector<Topology::Partition*> owned = assign_fresh(topology, partitions);
-  const WallTime now{std::chrono::milliseconds(1'795'000'000'000)};
+  LoadedTopology load(static_cast<int>(state.range(0)), static_cast<size_t>(state.range(1)));
+  const Topology& topology = load.topology;
   CounterContinuity counters;
-  uint64_t seq = 0;
-  size_t next = 0;
-  auto feed = [&](size_t count) {
-    for (size_t i = 0; i < count; ++i, next = (next + 1) % events.size()) {
-      const Input& in = events[next];
-      ++seq;
-      topology.process(*owned[static_cast<size_t>(in.partition.value)],
-                       Offset{static_cast<int64_t>(seq)}, in.event,
-                       Deduplicator::Key{seq * 0x9e3779b97f4a7c15ULL, seq}, now);
-    }
-    topology.pending().clear();
-  };
   CountingWriter metrics;
   NullStateWriter stored;
   auto checkpoint = [&] {
@@ -338,15 +331,14 @@ void BM_InstanceCounters(benchmark::State& state) {
     counters.collect(topology, metrics, [] {});
     counters.published();
   };
-  const size_t per_checkpoint = per_partition * static_cast<size_t>(partitions);
   for (int warm = 0; warm < 4; ++warm) {
-    feed(per_checkpoint);
+    load.feed();
     checkpoint();
   }
   stored.bytes = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    feed(per_checkpoint);
+    load.feed();
     state.ResumeTiming();
     checkpoint();
   }
