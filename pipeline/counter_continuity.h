@@ -28,6 +28,11 @@ class Topology;
 // Contract: one thread; rebalance() around every Topology::assign()/revoke() batch.
 class CounterContinuity {
  public:
+  CounterContinuity() = default;
+  // Its index points into its own series: never copied.
+  CounterContinuity(const CounterContinuity&) = delete;
+  CounterContinuity& operator=(const CounterContinuity&) = delete;
+
   // Instance-scope state owner of the exported values (kReservedStateOwners).
   static constexpr std::string_view kOwner = "instance";
 
@@ -124,8 +129,9 @@ class CounterContinuity {
   // and numbers its exported ones (pending_position); a delta names them by base position.
   static void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published,
                           bool base);
-  // The values after `changes`: every stored one (`persisted` of `Series::*stored_flag` series)
-  // with the changes applied, a base; or the changes alone (`with_stored` false).
+  // The values after `changes`: with_stored, every stored value (`Series::*stored` of each series
+  // whose `Series::*stored_flag` is set) with the changes applied, for a base; else the changes
+  // alone, for a delta.
   void refs_after(bool with_stored, const Changes& changes, Value Series::*stored,
                   bool Series::*stored_flag, EntryRefs& out) const;
   // Where the stored values are: a base key and the deltas written after it.
