@@ -14,9 +14,9 @@ namespace {
 
 constexpr char kFieldSep = '\x1f';
 constexpr char kValueSep = '\x1e';
-// Format 2 (issue #20): the exported values and the copy of those last published, in segments:
-// `continued/base` and the deltas written after it, `continued/delta/<8 hex digits>`, one key a
-// checkpoint. Format 1 kept one key per series and kind (`counter/`, `histogram/`, and
+// Formats 2 and 3 (issue #20): the exported values and the copy of those last published, in
+// segments: `continued/base` and the deltas written after it, `continued/delta/<8 hex digits>`,
+// one key a checkpoint. Format 1 kept one key per series and kind (`counter/`, `histogram/`, and
 // `published/` before either, the copy last published): at 256 partitions it was ~1 300 of a
 // checkpoint's ~2 700 RocksDB inserts. Its keys are still read, and replaced by a base at the
 // next checkpoint.
@@ -143,8 +143,8 @@ class SegmentReader {
   std::vector<Named> base_;  // the base's exported values' series, by position
 };
 
-// Format 2's segments in the order they were written: visit(key, bytes, n) for the base (n
-// nullopt), then for each delta n.
+// The segments (formats 2 and 3) in the order they were written: visit(key, bytes, n) for the base
+// (n nullopt), then for each delta n.
 Status scan_segments(StateReader& in, const std::function<Status(std::string_view, std::string_view,
                                                                  std::optional<uint32_t>)>& visit) {
   auto base = in.get(kBaseKey);
@@ -193,6 +193,14 @@ void histogram_value(std::span<const uint64_t> bucket_counts, double sum, std::v
   v.clear();
   for (uint64_t c : bucket_counts) v.push_back(static_cast<double>(c));
   v.push_back(sum);
+}
+
+// The inverse: a histogram value's bucket counts (every element but the last, the sum), rounded
+// and never negative.
+void bucket_counts_of(const std::vector<double>& value, std::vector<uint64_t>& counts) {
+  counts.clear();
+  for (size_t i = 0; i + 1 < value.size(); ++i)
+    counts.push_back(static_cast<uint64_t>(std::max<long long>(0, std::llround(value[i]))));
 }
 
 // The counters' and histograms' samples of a collect pass, by encoded series; gauges ignored.
@@ -273,10 +281,11 @@ class ContinuedWriter final : public MetricsWriter {
       out_.add_histogram(labels, bounds, bucket_counts, sum);
       return;
     }
-    counts_.assign(bucket_counts.size(), 0);
-    if (!first) return out_.add_histogram(labels, bounds, counts_, 0.0);
-    for (size_t i = 0; i < counts_.size(); ++i)
-      counts_[i] = static_cast<uint64_t>(std::max<long long>(0, std::llround((*exported)[i])));
+    if (!first) {
+      counts_.assign(bucket_counts.size(), 0);
+      return out_.add_histogram(labels, bounds, counts_, 0.0);
+    }
+    bucket_counts_of(*exported, counts_);
     out_.add_histogram(labels, bounds, counts_, exported->back());
   }
 
@@ -308,11 +317,16 @@ void decode_series(std::string_view series, std::string& family,
 
 }  // namespace
 
-CounterContinuity::Series& CounterContinuity::series_at(const std::string& key) const {
-  if (auto it = index_.find(key); it != index_.end()) return *it->second;
+std::pair<CounterContinuity::Series&, bool> CounterContinuity::find_or_add(
+    const std::string& key) const {
+  if (auto it = index_.find(key); it != index_.end()) return {*it->second, false};
   auto [it, added] = series_.try_emplace(key);
   index_.emplace(it->first, &it->second);
-  return it->second;
+  return {it->second, true};
+}
+
+CounterContinuity::Series& CounterContinuity::series_at(const std::string& key) const {
+  return find_or_add(key).first;
 }
 
 void CounterContinuity::erase_series(const std::string& key) {
@@ -325,9 +339,8 @@ void CounterContinuity::gather(const Topology& topology) const {
   CounterCapture capture([&](const std::string& key, std::string_view family, std::string_view help,
                              std::span<const LabelPair> labels, std::span<const double> bounds,
                              std::span<const double> value) {
-    const size_t known = series_.size();
-    Series& s = series_at(key);
-    if (series_.size() != known) {
+    auto [s, added] = find_or_add(key);
+    if (added) {
       s.family = family;
       s.help = help;
       for (const auto& [k, v] : labels) s.labels.emplace_back(k, v);
@@ -408,7 +421,7 @@ Status CounterContinuity::restore(StateReader& in, const Topology& topology) {
     return Status{};
   });
   if (!published) return published;
-  // Format 2: the base, then the deltas in the order they were written; the last value of a
+  // Formats 2 and 3: the base, then the deltas in the order they were written; the last value of a
   // series wins.
   std::map<std::string, std::pair<Series, Value>> loaded;
   std::map<std::string, size_t> base_positions;  // what later deltas may name series by
@@ -510,13 +523,14 @@ void CounterContinuity::put_segment(std::string& out, const EntryRefs& exported,
   }
 }
 
-void CounterContinuity::refs_after(bool with_stored, const Changes& changes, Value Series::*stored,
+void CounterContinuity::refs_of(const Changes& changes, EntryRefs& out) {
+  out.clear();
+  for (const Change& c : changes) out.push_back({c.key, c.series, &c.value});
+}
+
+void CounterContinuity::refs_after(const Changes& changes, Value Series::*stored,
                                    bool Series::*stored_flag, EntryRefs& out) const {
   out.clear();
-  if (!with_stored) {
-    for (const Change& c : changes) out.push_back({c.key, c.series, &c.value});
-    return;
-  }
   // Both in key order: a change replaces the stored value of its series.
   size_t i = 0;
   for (auto& [key, s] : series_) {
@@ -555,9 +569,8 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
   bool rebase = !legacy_keys_.empty() || !stored_.base || stored_.deltas >= kMaxDeltas;
   if (!rebase) {  // a delta, unless it would make the deltas outweigh the base
     segment_.clear();
-    refs_after(false, pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
-    refs_after(false, pending_published_, &Series::persisted_published,
-               &Series::is_persisted_published, published_refs_);
+    refs_of(pending_exported_, exported_refs_);
+    refs_of(pending_published_, published_refs_);
     put_segment(segment_, exported_refs_, published_refs_, /*base=*/false);
     rebase = stored_.delta_bytes + segment_.size() >
              kDeltaBytesPerBase * std::max(stored_.base_bytes, kMinBaseBytes);
@@ -571,9 +584,9 @@ void CounterContinuity::checkpoint(const Topology& topology, StateWriter& out) {
     return;
   }
   // A base: every value as it is after this checkpoint.
-  refs_after(true, pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
-  refs_after(true, pending_published_, &Series::persisted_published,
-             &Series::is_persisted_published, published_refs_);
+  refs_after(pending_exported_, &Series::persisted, &Series::is_persisted, exported_refs_);
+  refs_after(pending_published_, &Series::persisted_published, &Series::is_persisted_published,
+             published_refs_);
   for (auto& [key, s] : series_) s.pending_position = kNoPosition;
   segment_.clear();
   put_segment(segment_, exported_refs_, published_refs_, /*base=*/true);
@@ -642,7 +655,7 @@ Status CounterContinuity::roll_back_to_published(StateReader& in, StateWriter& o
     });
     if (!copied) return copied;
   }
-  // Format 2: a new base whose exported values are the published ones; the deltas go.
+  // Formats 2 and 3: a new base whose exported values are the published ones; the deltas go.
   std::map<std::string, std::string> published;  // series -> its entry, whole
   auto keep_published = [&](bool is_published, const StoredEntry& e) {
     if (!is_published) return;
@@ -717,9 +730,7 @@ void CounterContinuity::collect(const Topology& topology, MetricsWriter& out,
       out.add(labels, v[0]);
       continue;
     }
-    counts.clear();
-    for (size_t i = 0; i + 1 < v.size(); ++i)
-      counts.push_back(static_cast<uint64_t>(std::max<long long>(0, std::llround(v[i]))));
+    bucket_counts_of(v, counts);
     out.add_histogram(labels, s.bounds, counts, v.back());
   }
 }

@@ -113,7 +113,8 @@ class CounterContinuity {
     const Value* value;
   };
   using EntryRefs = std::vector<EntryRef>;
-  // The series of `key`, added (unknown so far) with nothing but its key.
+  // The series of `key`, added (unknown so far) with nothing but its key; true when added.
+  std::pair<Series&, bool> find_or_add(const std::string& key) const;
   Series& series_at(const std::string& key) const;
   void erase_series(const std::string& key);
   // One Topology pass (collect_counts, then collect, gauges skipped): each series' `now`.
@@ -129,11 +130,12 @@ class CounterContinuity {
   // and numbers its exported ones (pending_position); a delta names them by base position.
   static void put_segment(std::string& out, const EntryRefs& exported, const EntryRefs& published,
                           bool base);
-  // The values after `changes`: with_stored, every stored value (`Series::*stored` of each series
-  // whose `Series::*stored_flag` is set) with the changes applied, for a base; else the changes
-  // alone, for a delta.
-  void refs_after(bool with_stored, const Changes& changes, Value Series::*stored,
-                  bool Series::*stored_flag, EntryRefs& out) const;
+  // What a delta lists: the changes alone.
+  static void refs_of(const Changes& changes, EntryRefs& out);
+  // What a base lists: every stored value (`Series::*stored` of each series whose
+  // `Series::*stored_flag` is set) with the changes applied.
+  void refs_after(const Changes& changes, Value Series::*stored, bool Series::*stored_flag,
+                  EntryRefs& out) const;
   // Where the stored values are: a base key and the deltas written after it.
   struct Stored {
     bool base = false;
