@@ -110,6 +110,12 @@ int64_t WindowOperator::next_close_after(int64_t pane_start, int64_t watermark) 
   return first_close + steps * advance_ms_;
 }
 
+int64_t WindowOperator::close_boundary(int64_t wm) const {
+  const int64_t lag = size_ms_ + grace_ms_;
+  if (wm < std::numeric_limits<int64_t>::min() + lag + advance_ms_) return wm;  // no overflow
+  return floor_div(wm - lag, advance_ms_) * advance_ms_ + lag;
+}
+
 WindowOperator::Pane& WindowOperator::pane_at(PartitionState& state, uint32_t bc,
                                               int64_t pane_start, bool& created) {
   const size_t index = series_index(bc);
@@ -358,8 +364,15 @@ void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const 
   }
   const PartitionState* state = partitions_.find(partition);
   encode_header(state, scratch_);
-  writer.put("panes", scratch_);
-  if (state == nullptr) return;
+  if (state == nullptr) {
+    writer.put("panes", scratch_);
+    return;
+  }
+  state->pending_header.reset();  // a failed commit's header is compared afresh
+  if (scratch_ != state->stored_header) {
+    writer.put("panes", scratch_);
+    state->pending_header = scratch_;
+  }
   // The starts whose key is stale: those of unsaved panes, and those noted stale.
   starts_.assign(state->stale_starts.begin(), state->stale_starts.end());
   for (const PaneSeries& series : state->series) {
@@ -459,8 +472,12 @@ void WindowOperator::encode_global(std::string& out) const {
 void WindowOperator::encode_header(const PartitionState* state, std::string& out) const {
   byte_codec::put_u8(out, kPartitionVersion);
   byte_codec::put_var(out, state == nullptr ? 0 : state->late_events);
-  byte_codec::put_svar(out,
-                       state == nullptr ? watermark_ : state->closed_through.value_or(watermark_));
+  // Where the windows were emitted through, as the close time of the last one closed: the same
+  // windows as the watermark itself (close_boundary()), but the same bytes until the next window
+  // closes (a watermark moved on rewrote the key of every busy partition each checkpoint).
+  byte_codec::put_svar(
+      out,
+      close_boundary(state == nullptr ? watermark_ : state->closed_through.value_or(watermark_)));
 }
 
 bool WindowOperator::encode_slice(const PartitionState& state, int64_t start,
@@ -620,9 +637,11 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
   state.closed_through = in.svar();
   if (!in.ok()) return corrupt("partition header");
   if (!in.done()) return corrupt("trailing bytes");
-  // Emitted through the watermark restored for the operator: the same as following it, which is
-  // also how an uninterrupted run holds it (its stored keys then compare equal).
-  if (*state.closed_through == watermark_) state.closed_through.reset();
+  // Emitted through the watermark restored for the operator (the same windows closed): the same
+  // as following it, which is also how an uninterrupted run holds it (its stored keys then
+  // compare equal).
+  if (close_boundary(*state.closed_through) == close_boundary(watermark_))
+    state.closed_through.reset();
   // Key order: each start's base, then its deltas in the order they were written.
   auto scanned = reader.scan(kPanePrefix, [&](std::string_view key, std::string_view bytes) {
     const auto parsed = parse_pane_key(key);
@@ -745,6 +764,10 @@ void WindowOperator::saved() {
       }
     }
     state.pending.clear();
+    if (state.pending_header) {
+      state.stored_header = std::move(*state.pending_header);
+      state.pending_header.reset();
+    }
     for (PaneSeries& series : state.series) {
       for (Pane& pane : series.panes) {
         pane.unsaved = false;

@@ -114,6 +114,12 @@ class WindowOperator final : public Operator {
     // What the last snapshot() wrote, applied to `stored` by saved() (a commit that failed leaves
     // `stored` as it was, and the next snapshot() writes the same keys again).
     mutable std::vector<std::pair<int64_t, std::optional<StoredStart>>> pending;
+    // The `panes` header as stored (empty: unknown, written at the next snapshot), and the one
+    // the last snapshot() wrote, which saved() makes the stored one. The header changes when a
+    // window closes or an event comes late, not with every watermark (encode_header()), so most
+    // checkpoints leave it as it is.
+    std::string stored_header;
+    mutable std::optional<std::string> pending_header;
   };
   struct RateSample {  // the last closed window of a brand+channel
     int64_t window_start = 0;
@@ -141,6 +147,9 @@ class WindowOperator final : public Operator {
   int64_t first_window_start(int64_t t) const;  // earliest window containing t
   int64_t last_window_start(int64_t t) const;   // latest window containing t
   int64_t next_close_after(int64_t pane_start, int64_t watermark) const;
+  // The close time (start + size + grace) of the last window closed at watermark `wm`: for every
+  // window, closed at wm exactly when closed at this (only window starts on the grid exist).
+  int64_t close_boundary(int64_t wm) const;
   WindowAggregate merge_window(int64_t window_start, uint32_t brand_channel) const;
   void emit(int64_t window_start, uint32_t brand_channel, const WindowAggregate& agg, bool final,
             Emitter& out);

@@ -269,9 +269,9 @@ TEST(WindowOperator, ACheckpointWritesOnlyThePanesThatChanged) {
                       static_cast<uint64_t>(to_epoch_ms(kT0 + minutes(25))) ^ (uint64_t{1} << 63)));
     return std::string(hex);
   }();
-  // Stored already: a delta with the changed pane, not the start's whole key again.
-  EXPECT_EQ(snapshot_writes(op, p, store),
-            (std::vector<std::string>{"put panes", "put " + newest + "/0000"}));
+  // Stored already: a delta with the changed pane, not the start's whole key again; no window
+  // closed, so not the header either.
+  EXPECT_EQ(snapshot_writes(op, p, store), (std::vector<std::string>{"put " + newest + "/0000"}));
   op.saved();
 
   // The 10:00 pane's last window (10:00-11:00) closes at 11:02: its key goes.
@@ -341,18 +341,19 @@ TEST(WindowOperator, AStoredPaneStartGetsDeltasThenItsBaseIsRewritten) {
       feed(op, like_at(kT0 + seconds(400 + checkpoint), i % 2 == 0 ? 0 : 1, spread(actor)), p);
     }
     feed(op, like_at(kT0 + seconds(400 + checkpoint), 0, spread(1)), p);
+    // No window closes: the header stays as stored.
     const auto writes = snapshot_writes(op, p, store);
     op.saved();
-    ASSERT_GE(writes.size(), 2u);
-    if (writes[1] == "put " + base) {
+    ASSERT_GE(writes.size(), 1u);
+    if (writes[0] == "put " + base) {
       ++rewrites;
       // Every delta of the start goes with the rewrite.
-      for (size_t i = 2; i < writes.size(); ++i) EXPECT_EQ(writes[i].rfind("remove " + base + "/", 0), 0u);
+      for (size_t i = 1; i < writes.size(); ++i) EXPECT_EQ(writes[i].rfind("remove " + base + "/", 0), 0u);
       EXPECT_EQ(keys_of(store).size(), 2u);
     } else {
       ++deltas;
-      EXPECT_EQ(writes.size(), 2u);
-      EXPECT_EQ(writes[1].rfind("put " + base + "/", 0), 0u) << writes[1];
+      EXPECT_EQ(writes.size(), 1u);
+      EXPECT_EQ(writes[0].rfind("put " + base + "/", 0), 0u) << writes[0];
     }
     WindowOperator restored(hourly, test_vocabulary(), false);
     ASSERT_TRUE(restored.restore(p, store)) << "checkpoint " << checkpoint;
@@ -391,7 +392,7 @@ TEST(WindowOperator, ManyNewActorsRewriteTheStartAndExpiryRemovesItsDeltas) {
   op.saved();
   for (uint64_t a = 2000; a < 2000 + 3000; ++a) feed(op, like_at(kT0 + seconds(3), 0, spread(a)), p);
   const auto rewrite = snapshot_writes(op, p, store);
-  EXPECT_EQ(rewrite, (std::vector<std::string>{"put panes", "put " + base, "remove " + base + "/0000"}));
+  EXPECT_EQ(rewrite, (std::vector<std::string>{"put " + base, "remove " + base + "/0000"}));
   // The pane's change log (full, then dropped at kFreshLimit) gives its memory back.
   const size_t before_saved = op.state_bytes();
   op.saved();
@@ -429,9 +430,9 @@ TEST(WindowOperator, OnlyPanesOfStoredStartsLogTheirChanges) {
   // The same panes; only the stored one logged its 20 new actors.
   EXPECT_GE(stored.state_bytes(), fresh.state_bytes() + 20 * sizeof(uint64_t));
   const auto writes = snapshot_writes(stored, p, store);
-  ASSERT_EQ(writes.size(), 2u);
-  EXPECT_EQ(writes[1].rfind("put pane/", 0), 0u);
-  EXPECT_EQ(writes[1].substr(writes[1].size() - 5), "/0000");
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].rfind("put pane/", 0), 0u);
+  EXPECT_EQ(writes[0].substr(writes[0].size() - 5), "/0000");
 }
 
 // A failed commit (no saved()) loses nothing: the next snapshot writes what the failed one did.
@@ -452,6 +453,50 @@ TEST(WindowOperator, PanesNotSavedAreWrittenAgainAtTheNextCheckpoint) {
   EXPECT_EQ(std::count_if(again.begin(), again.end(),
                           [](const std::string& w) { return w.rfind("remove", 0) == 0; }),
             1);
+}
+
+// The `panes` header says where the partition's windows were emitted through: it is written
+// when a window closes (or an event comes late), not each time the watermark moves, and written
+// again when the commit that carried it failed. What it holds restores the same windows.
+TEST(WindowOperator, ThePanesHeaderIsWrittenWhenAWindowClosesNotWithEveryWatermark) {
+  WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
+                    Millis{0}, seconds(10),          EmitMode::final};
+  const PartitionId p{0};
+  WindowOperator op(minute, test_vocabulary(), false);
+  NullEmitter out;
+  MemoryState store;
+  auto header_written = [&] {
+    const auto writes = snapshot_writes(op, p, store);
+    return std::count(writes.begin(), writes.end(), "put panes") == 1;
+  };
+  op.on_watermark(kT0 + seconds(20), out);  // 09:59's window closed at 10:00:10
+  feed(op, like_at(kT0 + seconds(5), 0, 1), p);
+  EXPECT_TRUE(header_written());  // never stored
+  op.saved();
+  for (int s = 30; s <= 65; s += 5) {  // 10:00's window closes at 10:01:10
+    op.on_watermark(kT0 + seconds(s), out);
+    feed(op, like_at(kT0 + seconds(s + 1), 0, 2), p);
+    EXPECT_FALSE(header_written()) << "watermark at +" << s << " s";
+    op.saved();
+  }
+  op.on_watermark(kT0 + seconds(75), out);
+  feed(op, like_at(kT0 + seconds(76), 0, 3), p);
+  EXPECT_TRUE(header_written());  // 10:00 closed; this commit fails: no saved()
+  op.on_watermark(kT0 + seconds(80), out);
+  feed(op, like_at(kT0 + seconds(81), 0, 4), p);
+  EXPECT_TRUE(header_written());
+  op.saved();
+  feed(op, like_at(kT0 + seconds(82), 1, 5), p);
+  EXPECT_FALSE(header_written());
+  op.saved();
+
+  // Stored at 10:01:10, restored under watermark 10:01:20: the same windows still to come.
+  WindowOperator restored(minute, test_vocabulary(), false);
+  restored.on_watermark(kT0 + seconds(80), out);
+  ASSERT_TRUE(restored.restore(p, store));
+  const auto expected = final_records(op);
+  ASSERT_EQ(expected.size(), 2u);  // 10:01 for both brands
+  EXPECT_EQ(final_records(restored), expected);
 }
 
 TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
