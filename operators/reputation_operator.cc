@@ -20,6 +20,11 @@ namespace {
 // minutes' actors and the sliding sketch (issue #17); 2 (the HLL slices) is still read too; 1
 // (positional blob per partition) is not.
 constexpr uint64_t kPartitionSnapshotVersion = 5;
+// 6: `brand/<name>` also holds the open minutes' explanation sketches (issue #20: `explain/<name>`
+// was a key of its own, written under the same condition, one more key and changelog record per
+// busy partition and brand every checkpoint); its buckets are in chunks of format 5. 5's
+// `explain/<name>` keys are read, and removed when the brand is next written.
+constexpr uint64_t kBrandVersion = 6;
 constexpr uint64_t kPartitionSnapshotVersionHours = 4;
 // `actors/<name>`: 5 may have `folds/<name>/<n>` keys beside it (issue #20), which builds that read
 // only 4 would ignore, so they refuse 5; 4 (the whole sketch) is still read, and rewritten as 5.
@@ -54,7 +59,8 @@ constexpr uint64_t kDetectorVersionEwmaOnly = 2;
 // Keys `explain/<brand>` (partition) and `baseline/<brand>` (global), new with the detector v2: a
 // state without them restores empty explanations. 2 (`explain/` only): the sketches packed,
 // counts, lengths and reach as varints (issue #20: every checkpoint rewrites a busy partition's
-// explanations, ~1.6 KB a brand in format 1); 1 is still read, and rewritten as 2.
+// explanations, ~1.6 KB a brand in format 1); both are still read, and rewritten into
+// `brand/<name>` format 6 (kBrandVersion), which holds them since.
 constexpr uint64_t kExplainVersion = 1;
 constexpr uint64_t kExplainPackedVersion = 2;
 // Key `late` (partition), new with kpi.grace: a state without it restores 0.
@@ -592,22 +598,12 @@ void ReputationOperator::snapshot(PartitionId partition, StateWriter& out) const
   }
   const PartitionState* state = partitions_.find(partition);
   if (state == nullptr) return;
-  // A brand's `brand/` and `explain/` keys are written after it changed (an event, a closing
-  // minute), empty ones too: a brand whose minutes all left the horizon overwrites its old
-  // values instead of leaving them behind.
+  // A brand's `brand/` key is written after it changed (an event, a closing minute), an empty
+  // one too: a brand whose minutes all left the horizon overwrites its old values instead of
+  // leaving them behind.
   for (size_t index = 0; index < state->brands.size(); ++index) {
-    const BrandState& b = state->brands[index];
-    const std::string& name = vocabulary_.brand_name(static_cast<BrandIndex>(index));
-    snapshot_brand(partition, b, name, out);
-    if (!b.unsaved) continue;
-    value.clear();
-    put_u64(value, kExplainPackedVersion);
-    put_var(value, b.explain.size());
-    for (const auto& [minute, sketch] : b.explain) {
-      put_svar(value, minute);
-      sketch.serialize(value, vocabulary_, /*packed=*/true);
-    }
-    out.put(key.assign("explain/").append(name), value);
+    snapshot_brand(partition, state->brands[index],
+                   vocabulary_.brand_name(static_cast<BrandIndex>(index)), out);
   }
   if (!state->late_unsaved) return;  // most checkpoints: rewriting it was a key a partition
   value.clear();
@@ -622,11 +618,17 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
   std::string value;
   std::string key;
   if (b.unsaved) {
-    put_u64(value, kPartitionSnapshotVersion);
+    put_u64(value, kBrandVersion);
     put_i64(value, b.minutes.first);
     put_u64(value, b.minutes.items.size());
     put_hll_series(value, b.open_actors.first, b.open_actors.items);
+    put_var(value, b.explain.size());
+    for (const auto& [minute, sketch] : b.explain) {
+      put_svar(value, minute);
+      sketch.serialize(value, vocabulary_, /*packed=*/true);
+    }
     out.put(key.assign("brand/").append(name), value);
+    if (b.explain_key) out.remove(key.assign("explain/").append(name));
   }
   std::vector<int64_t> chunks = b.unsaved_chunks;
   std::sort(chunks.begin(), chunks.end());
@@ -803,7 +805,21 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
   s.brands.resize(vocabulary_.brand_count());
   std::vector<uint8_t> split(s.brands.size(), 0);           // brands read from format 4 or 5
   std::vector<uint64_t> bucket_format(s.brands.size(), 0);  // 4 or 5: where their buckets are
+  std::vector<uint8_t> explained(s.brands.size(), 0);       // format 6: explanations read
   bool any = false;
+  // The open minutes' explanation sketches (format 6's `brand/` tail, `explain/` before).
+  auto read_explain = [&](byte_codec::Reader& r, bool packed,
+                          std::map<int64_t, ContributionSketch>& explain) {
+    const uint64_t n = packed ? r.var() : r.u64();
+    if (n > r.rest().size()) return false;
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      const int64_t minute = packed ? r.svar() : r.i64();
+      ContributionSketch sketch(vocabulary_.channel_count());
+      if (!sketch.deserialize(r, vocabulary_, packed)) return false;
+      explain.emplace(minute, std::move(sketch));
+    }
+    return r.ok();
+  };
   auto scanned = in.scan("brand/", [&](std::string_view key, std::string_view bytes) -> Status {
     const std::string_view name = key.substr(6);
     const auto brand = vocabulary_.find_brand(name);
@@ -812,8 +828,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       return {};
     }
     byte_codec::Reader r(bytes);
-    const auto read =
-        read_version(r, kPartitionSnapshotVersionSlices, kPartitionSnapshotVersion, key);
+    const auto read = read_version(r, kPartitionSnapshotVersionSlices, kBrandVersion, key);
     if (!read) return tl::unexpected(read.error());
     const uint64_t version = *read;
     BrandState& b = s.brands[*brand];
@@ -840,12 +855,21 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       b.minutes.items.resize(n);
       read_hll_series(b.open_actors);
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
+      if (version == kBrandVersion) {
+        if (!read_explain(r, /*packed=*/true, b.explain)) return corrupt_reputation(key);
+        explained[*brand] = 1;
+      }
       if (!r.done()) return corrupt_reputation(key);
       split[*brand] = 1;  // the sketch is in `actors/<name>` (a base to write until read)
-      bucket_format[*brand] = version;
+      // Format 6 keeps its buckets in format 5's chunks.
+      bucket_format[*brand] = version == kBrandVersion ? kPartitionSnapshotVersion : version;
       b.unsaved = false;  // as stored
       if (version == kPartitionSnapshotVersionHours) {
         note_all_buckets_unsaved(b);  // the next checkpoint writes chunks, removes the hours
+        s.unsaved = true;
+      }
+      if (version < kBrandVersion) {
+        b.unsaved = true;  // rewritten as format 6 with its `explain/` key's sketches
         s.unsaved = true;
       }
       any = true;
@@ -979,23 +1003,23 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       in.drop(key, DroppedKind::brand, name);
       return {};
     }
+    BrandState& b = s.brands[*brand];
+    b.explain_key = true;  // removed when `brand/<name>` is next written
+    // Beside a format 6 `brand/` (which one checkpoint never writes: it removes this key), the
+    // explanations read from that one stand; this key goes at the next checkpoint.
+    if (explained[*brand]) {
+      b.unsaved = true;
+      s.unsaved = true;
+      return {};
+    }
     byte_codec::Reader r(bytes);
     auto version = read_version(r, kExplainVersion, kExplainPackedVersion, key);
     if (!version) return tl::unexpected(version.error());
     const bool packed = *version == kExplainPackedVersion;
-    const uint64_t n = packed ? r.var() : r.u64();
-    if (n > r.rest().size()) return corrupt_reputation(key);
-    auto& explain = s.brands[*brand].explain;
-    for (uint64_t i = 0; i < n && r.ok(); ++i) {
-      const int64_t minute = packed ? r.svar() : r.i64();
-      ContributionSketch sketch(vocabulary_.channel_count());
-      if (!sketch.deserialize(r, vocabulary_, packed)) return corrupt_reputation(key);
-      explain.emplace(minute, std::move(sketch));
-    }
-    if (!r.done()) return corrupt_reputation(key);
+    if (!read_explain(r, packed, b.explain) || !r.done()) return corrupt_reputation(key);
     // Format 1: rewritten packed at the next checkpoint.
     if (!packed) {
-      s.brands[*brand].unsaved = true;
+      b.unsaved = true;
       s.unsaved = true;
     }
     any = true;
@@ -1054,6 +1078,7 @@ void ReputationOperator::saved() {
     p.unsaved = false;
     p.late_unsaved = false;
     for (BrandState& b : p.brands) {
+      if (b.unsaved) b.explain_key = false;  // the snapshot removed it
       b.unsaved = false;
       b.unsaved_chunks.clear();
       b.hour_keys.clear();

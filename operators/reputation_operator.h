@@ -60,16 +60,17 @@ class ReputationOperator final : public Operator {
   void process(const ProcessContext& ctx, const Event& event) override;
   void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
-  // Keys: per partition `brand/<name>` (the minutes' range and the open minutes' actors),
-  // `chunks/<name>/<chunk>` (the buckets of ten minutes), `actors/<name>` (the sliding
-  // sketch), `explain/<name>` and `late`; global `closed`, `detector/<brand>` and
+  // Keys: per partition `brand/<name>` (the minutes' range, the open minutes' actors and their
+  // explanations), `chunks/<name>/<chunk>` (the buckets of ten minutes), `actors/<name>` (the
+  // sliding sketch) and `late`; global `closed`, `detector/<brand>` and
   // `baseline/<brand>` (the explanation baseline). Only what changed since the last saved() is
   // written (issue #20): the chunks whose buckets had events or left the horizon, and the sketch
   // once a minute closes, not a day of buckets per busy partition and checkpoint.
   void snapshot(PartitionId partition, StateWriter& out) const override;
-  // Reads `brand/<name>` formats 5, 4, 3 and 2 (4 kept its buckets in hour keys,
-  // `minutes/<name>/<hour>`; 3 and 2 held every bucket and the sketch in the one key; all are
-  // rewritten as format 5 at the next checkpoint). Format 2 held HLL slices (5-minute
+  // Reads `brand/<name>` formats 6, 5, 4, 3 and 2 (5 and before kept the explanations in
+  // `explain/<name>`, removed when the brand is next written; 4 kept its buckets in hour keys,
+  // `minutes/<name>/<hour>`; 3 and 2 held every bucket and the sketch in the one key; those are
+  // rewritten at the next checkpoint). Format 2 held HLL slices (5-minute
   // and 1-hour, see the class comment): each slice's actors are dated to the slice's last minute
   // (the last closed minute for the slice that holds the closed end; the 1-hour slices only for the
   // minutes the retained 5-minute slices do not cover). For the first hour after an upgrade the 1h
@@ -122,9 +123,11 @@ class ReputationOperator final : public Operator {
     // Who made the negative score of each still-open minute (alert explanations); erased when
     // the minute closes, so it holds the few open minutes only.
     std::map<int64_t, ContributionSketch> explain;
-    // `brand/<name>` and `explain/<name>` changed since the last saved() (an event, a closing
-    // minute, a conversion).
+    // `brand/<name>` changed since the last saved() (an event, a closing minute, a conversion).
     bool unsaved = true;
+    // An `explain/<name>` key of format 5 or before is stored: the next `brand/<name>` (which
+    // holds the explanations since format 6) removes it.
+    bool explain_key = false;
     // Changed since the last saved() (format 5): chunks (minute / kMinutesPerChunk) whose stored
     // buckets are stale.
     std::vector<int64_t> unsaved_chunks;

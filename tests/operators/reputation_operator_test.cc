@@ -450,8 +450,9 @@ TEST(ReputationOperator, ACheckpointWritesOnlyTheChunksThatChanged) {
   EXPECT_EQ(back.metrics().samples, h.metrics().samples);
 }
 
-// Issue #20: an event rewrites its own brand's `brand/` and `explain/` keys only; a closing
-// minute changes every brand's (their ranges and open minutes move), so it rewrites them all.
+// Issue #20: an event rewrites its own brand's `brand/` key (with its explanations) only; a
+// closing minute changes every brand's (their ranges and open minutes move), so it rewrites them
+// all. No `explain/` key: format 6 holds the explanations in `brand/`.
 TEST(ReputationOperator, ACheckpointWritesOnlyTheBrandsThatChanged) {
   Harness h;
   for (BrandIndex b : {kAcme, kGlobex}) {
@@ -467,19 +468,18 @@ TEST(ReputationOperator, ACheckpointWritesOnlyTheBrandsThatChanged) {
     return w;
   };
   const auto first = snapshot();
-  for (const char* key : {"brand/acme", "brand/globex", "explain/acme", "explain/globex"})
+  for (const char* key : {"brand/acme", "brand/globex"})
     EXPECT_TRUE(first.wrote(std::string("put ") + key)) << key;
+  EXPECT_FALSE(first.wrote("put explain/acme"));
 
   h.add(opinion(kAcme, 0.7, -0.9));
   const auto event = snapshot();
   EXPECT_TRUE(event.wrote("put brand/acme"));
-  EXPECT_TRUE(event.wrote("put explain/acme"));
   EXPECT_FALSE(event.wrote("put brand/globex"));
-  EXPECT_FALSE(event.wrote("put explain/globex"));
 
   h.advance_to_minute(1);
   const auto closing = snapshot();
-  for (const char* key : {"brand/acme", "brand/globex", "explain/acme", "explain/globex"})
+  for (const char* key : {"brand/acme", "brand/globex"})
     EXPECT_TRUE(closing.wrote(std::string("put ") + key)) << key;
 
   h.add(actor_event(kGlobex, 1.5, "b"));
@@ -650,10 +650,10 @@ TEST(ReputationOperator, RestoresUniqueActorsOfTheSliceFormat) {
   EXPECT_EQ(h.metrics().at(kActors24h), 4.0);
   h.advance_to_minute(1500);  // [60, 1500): x (59) left
   EXPECT_EQ(h.metrics().at(kActors24h), 3.0);
-  // It is written back in the new format (5: the buckets and the sketch in keys of their own).
+  // It is written back in the new format (6: the buckets and the sketch in keys of their own).
   MemoryState again;
   h.op.snapshot(PartitionId{0}, again);
-  EXPECT_EQ(again.get("brand/acme").value().value()[0], 5);
+  EXPECT_EQ(again.get("brand/acme").value().value()[0], 6);
   EXPECT_TRUE(again.get("actors/acme").value().has_value());
 }
 
@@ -1135,9 +1135,9 @@ TEST_F(ReputationVocabularyChange, RemovedBrandIsDroppedAndReported) {
   Harness b(kpi(), Vocabulary({{"acme", true}}, {"twitter"}));
   MemoryState state;
   move_state(a, b, state);
-  // Per partition the brand, bucket chunks (minutes 0-9 and 10-11 here), actors and explain keys;
-  // the global detector and explanation baseline keys.
-  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(12, "brand:globex"));
+  // Per partition the brand (with its explanations), bucket chunks (minutes 0-9 and 10-11 here)
+  // and actors keys; the global detector and explanation baseline keys.
+  EXPECT_EQ(testing::dropped_names(state), std::vector<std::string>(10, "brand:globex"));
   const std::vector<std::string> keys = testing::dropped_keys(state);
   std::vector<std::string> want = {state_scope(b.op.name(), kGlobalPartition) + "detector/globex",
                                    state_scope(b.op.name(), kGlobalPartition) + "baseline/globex"};
@@ -1146,7 +1146,7 @@ TEST_F(ReputationVocabularyChange, RemovedBrandIsDroppedAndReported) {
     const int64_t chunk0 = kT0 / kMinute / 10;
     for (const std::string& key : std::vector<std::string>{
              "brand/globex", fmt_chunk_key("globex", chunk0), fmt_chunk_key("globex", chunk0 + 1),
-             "actors/globex", "explain/globex"})
+             "actors/globex"})
       want.push_back(scope + key);
   }
   EXPECT_EQ(keys, want);

@@ -16,6 +16,7 @@
 #include "operators/deduplicator.h"
 #include "operators/hyperloglog.h"
 #include "operators/measures.h"
+#include "operators/reputation_operator.h"
 #include "operators/spike_explainer.h"
 #include "operators/kpi_operators.h"
 #include "operators/watermark_tracker.h"
@@ -381,7 +382,9 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // an hour a key in `minutes/<name>/<hour>` (9e66b3605c09e187; format 4 still read:
   // KpiFormat4StillRestoresToTheSameState). Then `explain/<name>` format 2, the sketches packed
   // (c6991a08a1727097 with format 1, still read: KpiExplainFormat1StillRestoresToTheSameState).
-  EXPECT_EQ(digest(state), "4258ca0ae71d2d26");
+  // Then `brand/<name>` format 6, holding those sketches, no `explain/<name>` key
+  // (4258ca0ae71d2d26 with format 5, still read: KpiFormat5StillRestoresToTheSameState).
+  EXPECT_EQ(digest(state), "e7d473eb070187ef");
   for (PartitionId p : kScopes) {
     if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
   }
@@ -391,8 +394,40 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // format 2.
   // abf93b0dc2286aaa before format 4, 83397a098e515f6e with `actors/<name>` version 4,
   // 2be65b57bd329129 with `cells` version 3, 330e5faefa26e5b6 with `brand/<name>` format 4,
-  // fddfa3df78227a8b with `explain/<name>` format 1.
-  EXPECT_EQ(digest(state), "3848c50adb0786ad");
+  // fddfa3df78227a8b with `explain/<name>` format 1, 3848c50adb0786ad with `brand/<name>`
+  // format 5 and `explain/<name>` format 2.
+  EXPECT_EQ(digest(state), "ed6279c31c41bcf6");
+}
+
+// Format 6's `brand/<name>` keys of one partition scope (relative keys) as format 5 wrote them:
+// the explanation sketches at its end in `explain/<name>` (format 2, packed), the rest with
+// version 5; every other key as it is.
+std::map<std::string, std::string> reputation_as_format_5(
+    const std::map<std::string, std::string>& scope) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : scope) {
+    if (key.rfind("brand/", 0) != 0) {
+      out.emplace(key, value);
+      continue;
+    }
+    byte_codec::Reader in(value);
+    EXPECT_EQ(in.u64(), 6u);
+    std::string v5;
+    byte_codec::put_u64(v5, 5);
+    byte_codec::put_i64(v5, in.i64());
+    byte_codec::put_u64(v5, in.u64());
+    const std::string_view actors_at = in.rest();
+    in.i64();  // the open minutes' actors: their first minute, count and sketches
+    for (uint64_t n = in.u64(); n > 0; --n)
+      EXPECT_TRUE(HyperLogLog::deserialize(in.rest()).has_value());  // consumes it
+    v5 += actors_at.substr(0, actors_at.size() - in.rest().size());
+    std::string explain;
+    byte_codec::put_u64(explain, 2);
+    explain += in.rest();
+    out.emplace(key, std::move(v5));
+    out.emplace("explain/" + key.substr(6), std::move(explain));
+  }
+  return out;
 }
 
 // Format 5's `brand/<name>`, `chunks/<name>/<chunk>` and `actors/<name>` keys of one partition
@@ -463,9 +498,13 @@ TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
   for (PartitionId p : kScopes) {
     const std::string scope = state_scope("kpi_reputation", p);
     if (p == kGlobalPartition) continue;
-    for (const auto& [key, value] : reputation_as_format_3(testing::entries_under(current, scope))) {
+    const auto format_5 = reputation_as_format_5(testing::entries_under(current, scope));
+    for (const auto& [key, value] : reputation_as_format_3(format_5)) {
       previous.put(scope + key, value);
       ++converted;
+    }
+    for (const auto& [key, value] : format_5) {
+      if (key.rfind("explain/", 0) == 0) previous.put(scope + key, value);
     }
   }
   ASSERT_GT(converted, 6u);
@@ -556,7 +595,8 @@ std::map<std::string, std::string> reputation_as_format_4(
 TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous = with_reputation_scopes(current, reputation_as_format_4);
+  MemoryState previous = with_reputation_scopes(
+      current, [](const auto& scope) { return reputation_as_format_4(reputation_as_format_5(scope)); });
   size_t hour_keys = 0;
   for (const auto& [key, value] : previous.entries()) {
     if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/minutes/") != std::string::npos)
@@ -564,6 +604,46 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
   }
   ASSERT_GT(hour_keys, 2u);
   expect_restores_and_rewrites_as(previous, current, kpi);
+}
+
+// Issue #20 keeps the explanation sketches in `brand/<name>` (format 6): state written with
+// them in `explain/<name>` (format 5) restores to the same state, and the next checkpoint
+// rewrites each brand as format 6 and removes its `explain/` key.
+TEST(StateFormat, KpiFormat5StillRestoresToTheSameState) {
+  const KpiSettings kpi = older_format_kpi();
+  const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  MemoryState previous = with_reputation_scopes(current, reputation_as_format_5);
+  size_t explain_keys = 0;
+  for (const auto& [key, value] : previous.entries()) {
+    if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/explain/") != std::string::npos)
+      ++explain_keys;
+  }
+  ASSERT_GT(explain_keys, 2u);
+  expect_restores_and_rewrites_as(previous, current, kpi);
+}
+
+// A format 5 brand is rewritten at the first checkpoint after the restore, whatever else
+// happens: its explanations move into `brand/<name>` and its `explain/<name>` key goes.
+TEST(StateFormat, AFormat5BrandIsRewrittenWithItsExplanationsAtTheNextCheckpoint) {
+  const KpiSettings kpi = older_format_kpi();
+  const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  MemoryState previous = with_reputation_scopes(current, reputation_as_format_5);
+  // Without the global scope nothing closes at the restore (which would rewrite the brand too).
+  ReputationOperator op(vocabulary(), kpi);
+  const PartitionId p{1};
+  ASSERT_TRUE(testing::restore_from(previous, op, p));
+  ASSERT_TRUE(op.needs_snapshot(p, false));
+  MemoryState again = previous;
+  testing::RecordingWriter writes(again);
+  ScopedStateWriter scoped(writes, state_scope(op.name(), p));
+  op.snapshot(p, scoped);
+  for (const char* name : {"acme", "globex"}) {
+    const std::string key = state_scope(op.name(), p) + "brand/" + name;
+    ASSERT_TRUE(previous.entries().contains(key)) << key;
+    EXPECT_TRUE(writes.wrote("put " + key)) << key;
+    EXPECT_EQ(again.entries().at(key), current.entries().at(key)) << key;
+    EXPECT_TRUE(writes.wrote("remove " + state_scope(op.name(), p) + "explain/" + name)) << name;
+  }
 }
 
 // Format 2's packed `explain/<name>` values of one partition scope as format 1 wrote them (8-byte
@@ -602,7 +682,7 @@ TEST(StateFormat, KpiExplainFormat1StillRestoresToTheSameState) {
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   size_t sketches = 0;
   MemoryState previous = with_reputation_scopes(current, [&](const auto& scope) {
-    return explain_as_format_1(scope, sketches);
+    return explain_as_format_1(reputation_as_format_5(scope), sketches);
   });
   ASSERT_GT(sketches, 0u);
   expect_restores_and_rewrites_as(previous, current, kpi);
