@@ -276,7 +276,7 @@ void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
   // Windows closing now, per partition: closed_through < start + size + grace <= wm.
   const int64_t hi = floor_div(wm - size_ms_ - grace_ms_, advance_ms_) * advance_ms_;
   std::set<WindowKey> closing;  // ordered: records leave in (start, brand, channel) order
-  for (const auto& [partition, state] : partitions_) {
+  for (auto& [partition, state] : partitions_) {
     const int64_t closed = state.closed_through.value_or(previous);
     const int64_t lo =
         floor_div(closed - size_ms_ - grace_ms_, advance_ms_) * advance_ms_ + advance_ms_;
@@ -287,6 +287,10 @@ void WindowOperator::on_watermark(EventTime watermark, Emitter& out) {
           const int64_t from = std::max(lo, first_window_start(pane_start));
           const int64_t to = std::min(hi, last_window_start(pane_start));
           for (int64_t s = from; s <= to; s += advance_ms_) closing.emplace(s, bc);
+          // Its header says what was emitted (a pane of a hopping window outlives the windows
+          // that close now: without this an idle partition's stored header stayed behind, and
+          // a next owner would emit those windows again).
+          if (from <= to) state.unsaved = true;
         }
       }
     }

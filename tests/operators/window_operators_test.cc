@@ -499,6 +499,38 @@ TEST(WindowOperator, ThePanesHeaderIsWrittenWhenAWindowClosesNotWithEveryWaterma
   EXPECT_EQ(final_records(restored), expected);
 }
 
+// A pane of a hopping window outlives the windows that close over it: a partition without new
+// events still writes its header when one of its windows closes, so that a next owner restoring
+// it does not emit that window again.
+TEST(WindowOperator, AnIdlePartitionWritesItsHeaderWhenOneOfItsWindowsCloses) {
+  WindowSpec hourly{"hourly",  WindowKind::hopping, minutes(60),    minutes(5),
+                    Millis{0}, minutes(2),          EmitMode::final};
+  const PartitionId p{2};
+  WindowOperator op(hourly, test_vocabulary(), false);
+  NullEmitter out;
+  op.on_watermark(kT0 + minutes(1), out);
+  feed(op, like_at(kT0 + minutes(2), 0, 1), p);  // the 10:00 pane: windows 09:05 to 10:00
+  MemoryState store;
+  snapshot_writes(op, p, store);
+  op.saved();
+  op.on_watermark(kT0 + minutes(4), out);  // no window closes
+  EXPECT_FALSE(op.needs_snapshot(p, true));
+  op.on_watermark(kT0 + minutes(7), out);  // 09:05-10:05 closes (at 10:07), the pane stays
+  EXPECT_EQ(op.pane_count(), 1u);
+  ASSERT_TRUE(op.needs_snapshot(p, true));
+  EXPECT_EQ(snapshot_writes(op, p, store), std::vector<std::string>{"put panes"});
+  op.saved();
+
+  WindowOperator next(hourly, test_vocabulary(), false);
+  next.on_watermark(kT0 + minutes(7), out);
+  ASSERT_TRUE(next.restore(p, store));
+  ValueEmitter a, b;
+  op.on_watermark(kT0 + minutes(12), a);
+  next.on_watermark(kT0 + minutes(12), b);
+  ASSERT_EQ(a.values.size(), 1u);  // 09:10-10:10
+  EXPECT_EQ(b.values, a.values);
+}
+
 TEST(WindowOperator, EngagementRateGaugeFromLastClosedWindowOnly) {
   WindowSpec minute{"minute",  WindowKind::tumbling, minutes(1),     minutes(1),
                     Millis{0}, seconds(0),           EmitMode::final};
