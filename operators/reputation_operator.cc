@@ -23,8 +23,13 @@ constexpr uint64_t kPartitionSnapshotVersion = 5;
 // 6: `brand/<name>` also holds the open minutes' explanation sketches (issue #20: `explain/<name>`
 // was a key of its own, written under the same condition, one more key and changelog record per
 // busy partition and brand every checkpoint); its buckets are in chunks of format 5. 5's
-// `explain/<name>` keys are read, and removed when the brand is next written.
-constexpr uint64_t kBrandVersion = 6;
+// `explain/<name>` keys are read, and removed when the brand is next written. 7: it also holds
+// the buckets of the newest chunk, whose own key is not written while it is the newest (an event
+// rewrote `brand/` and that chunk, two keys and records per busy partition and brand every
+// checkpoint); the chunk is written as a key once a newer one takes its place. 6 is read, and
+// rewritten as 7 (its newest chunk's key removed).
+constexpr uint64_t kBrandVersion = 7;
+constexpr uint64_t kBrandVersionExplained = 6;
 constexpr uint64_t kPartitionSnapshotVersionHours = 4;
 // `actors/<name>`: 5 may have `folds/<name>/<n>` keys beside it (issue #20), which builds that read
 // only 4 would ignore, so they refuse 5; 4 (the whole sketch) is still read, and rewritten as 5.
@@ -617,6 +622,14 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
   using namespace byte_codec;
   std::string value;
   std::string key;
+  // The newest chunk, whose buckets `brand/` holds. Its buckets change only with the brand
+  // (process(), on_watermark() and the restore's conversions mark both), so it is never due
+  // without `brand/`.
+  const std::optional<int64_t> tail =
+      b.minutes.items.empty()
+          ? std::nullopt
+          : std::optional<int64_t>(floor_div(b.minutes.end() - 1, kMinutesPerChunk));
+  std::vector<int64_t> chunks = b.unsaved_chunks;
   if (b.unsaved) {
     put_u64(value, kBrandVersion);
     put_i64(value, b.minutes.first);
@@ -627,11 +640,26 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
       put_svar(value, minute);
       sketch.serialize(value, vocabulary_, /*packed=*/true);
     }
+    put_var(value, tail ? 1 : 0);
+    if (tail) {
+      const int64_t from = std::max(b.minutes.first, *tail * kMinutesPerChunk);
+      put_svar(value, from);
+      put_var(value, static_cast<uint64_t>(b.minutes.end() - from));
+      for (int64_t m = from; m < b.minutes.end(); ++m) put_bucket(value, *b.minutes.find(m));
+    }
     out.put(key.assign("brand/").append(name), value);
     if (b.explain_key) out.remove(key.assign("explain/").append(name));
+    b.pending_brand_chunk = tail;
+    // The chunk `brand/` held until now gets a key of its own; the one it holds now has none.
+    if (b.brand_chunk && b.brand_chunk != tail) chunks.push_back(*b.brand_chunk);
+    if (tail) std::erase(chunks, *tail);
+    if (tail && b.stale_chunk_key == tail) {
+      bucket_key(kChunkPrefix, name, *tail, key);
+      out.remove(key);
+    }
   }
-  std::vector<int64_t> chunks = b.unsaved_chunks;
   std::sort(chunks.begin(), chunks.end());
+  chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
   for (const int64_t chunk : chunks) {
     bucket_key(kChunkPrefix, name, chunk, key);
     const int64_t from = std::max(b.minutes.first, chunk * kMinutesPerChunk);
@@ -855,21 +883,42 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
       b.minutes.items.resize(n);
       read_hll_series(b.open_actors);
       if (!r.ok() || std::abs(b.open_actors.first) > kSaneMinute) return corrupt_reputation(key);
-      if (version == kBrandVersion) {
+      if (version >= kBrandVersionExplained) {
         if (!read_explain(r, /*packed=*/true, b.explain)) return corrupt_reputation(key);
         explained[*brand] = 1;
       }
+      if (version == kBrandVersion) {
+        // The newest chunk's buckets: all of them up to the range's end, within one chunk.
+        const uint64_t has_tail = r.var();
+        if (!r.ok() || has_tail != (b.minutes.items.empty() ? 0u : 1u))
+          return corrupt_reputation(key);
+        if (has_tail == 1) {
+          const int64_t from = r.svar();
+          const uint64_t count = r.var();
+          const int64_t chunk = floor_div(from, kMinutesPerChunk);
+          if (!r.ok() || from < b.minutes.first || count == 0 ||
+              count > static_cast<uint64_t>(kMinutesPerChunk) ||
+              from + static_cast<int64_t>(count) != b.minutes.end() ||
+              floor_div(b.minutes.end() - 1, kMinutesPerChunk) != chunk) {
+            return corrupt_reputation(key);
+          }
+          for (int64_t m = from; m < b.minutes.end(); ++m)
+            read_bucket(r, b.minutes.items[static_cast<size_t>(m - b.minutes.first)]);
+          b.brand_chunk = chunk;
+        }
+      }
       if (!r.done()) return corrupt_reputation(key);
       split[*brand] = 1;  // the sketch is in `actors/<name>` (a base to write until read)
-      // Format 6 keeps its buckets in format 5's chunks.
-      bucket_format[*brand] = version == kBrandVersion ? kPartitionSnapshotVersion : version;
+      // Formats 6 and 7 keep their (other) buckets in format 5's chunks.
+      bucket_format[*brand] =
+          version >= kBrandVersionExplained ? kPartitionSnapshotVersion : version;
       b.unsaved = false;  // as stored
       if (version == kPartitionSnapshotVersionHours) {
         note_all_buckets_unsaved(b);  // the next checkpoint writes chunks, removes the hours
         s.unsaved = true;
       }
       if (version < kBrandVersion) {
-        b.unsaved = true;  // rewritten as format 6 with its `explain/` key's sketches
+        b.unsaved = true;  // rewritten as format 7 (with its `explain/` key's sketches)
         s.unsaved = true;
       }
       any = true;
@@ -917,11 +966,22 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
           }
           // Only beside a `brand/` key of the same format.
           if (bucket_format[*brand] != format) return corrupt_reputation(key);
+          BrandState& b = s.brands[*brand];
+          // Format 6 and before wrote the newest chunk as a key: `brand/` holds it since 7, and
+          // the next snapshot removes the key. A format 7 `brand/`'s own buckets stand.
+          if (format == kPartitionSnapshotVersion && !b.minutes.items.empty() &&
+              chunk == floor_div(b.minutes.end() - 1, kMinutesPerChunk)) {
+            b.stale_chunk_key = chunk;
+            if (b.brand_chunk) {
+              b.unsaved = true;
+              s.unsaved = true;
+              return {};
+            }
+          }
           byte_codec::Reader r(bytes);
           if (auto v = check_version(r, format, key); !v) return v;
           const int64_t from = r.i64();
           const uint64_t n = r.u64();
-          BrandState& b = s.brands[*brand];
           Series<MinuteBucket>& minutes = b.minutes;
           if (!r.ok() || n == 0 || n > static_cast<uint64_t>(per_key) || from < minutes.first ||
               from + static_cast<int64_t>(n) > minutes.end() || floor_div(from, per_key) != chunk ||
@@ -1078,7 +1138,11 @@ void ReputationOperator::saved() {
     p.unsaved = false;
     p.late_unsaved = false;
     for (BrandState& b : p.brands) {
-      if (b.unsaved) b.explain_key = false;  // the snapshot removed it
+      if (b.unsaved) {  // the snapshot wrote `brand/`: what it holds, what it removed
+        b.explain_key = false;
+        b.brand_chunk = b.pending_brand_chunk;
+        b.stale_chunk_key.reset();
+      }
       b.unsaved = false;
       b.unsaved_chunks.clear();
       b.hour_keys.clear();

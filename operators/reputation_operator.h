@@ -6,6 +6,7 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,14 +62,16 @@ class ReputationOperator final : public Operator {
   void on_wall_clock(WallTime now) override { wall_ = now; }
   void on_watermark(EventTime watermark, Emitter& out) override;
   // Keys: per partition `brand/<name>` (the minutes' range, the open minutes' actors and their
-  // explanations), `chunks/<name>/<chunk>` (the buckets of ten minutes), `actors/<name>` (the
-  // sliding sketch) and `late`; global `closed`, `detector/<brand>` and
-  // `baseline/<brand>` (the explanation baseline). Only what changed since the last saved() is
-  // written (issue #20): the chunks whose buckets had events or left the horizon, and the sketch
-  // once a minute closes, not a day of buckets per busy partition and checkpoint.
+  // explanations, the newest chunk's buckets), `chunks/<name>/<chunk>` (the buckets of ten
+  // minutes, the older chunks), `actors/<name>` (the sliding sketch) and `late`; global `closed`,
+  // `detector/<brand>` and `baseline/<brand>` (the explanation baseline). Only what changed since
+  // the last saved() is written (issue #20): the chunks whose buckets had events or left the
+  // horizon, and the sketch once a minute closes, not a day of buckets per busy partition and
+  // checkpoint.
   void snapshot(PartitionId partition, StateWriter& out) const override;
-  // Reads `brand/<name>` formats 6, 5, 4, 3 and 2 (5 and before kept the explanations in
-  // `explain/<name>`, removed when the brand is next written; 4 kept its buckets in hour keys,
+  // Reads `brand/<name>` formats 7, 6, 5, 4, 3 and 2 (6 and before kept the newest chunk in a
+  // key of its own, 5 and before the explanations in `explain/<name>`, both removed when the
+  // brand is next written; 4 kept its buckets in hour keys,
   // `minutes/<name>/<hour>`; 3 and 2 held every bucket and the sketch in the one key; those are
   // rewritten at the next checkpoint). Format 2 held HLL slices (5-minute
   // and 1-hour, see the class comment): each slice's actors are dated to the slice's last minute
@@ -131,6 +134,14 @@ class ReputationOperator final : public Operator {
     // Changed since the last saved() (format 5): chunks (minute / kMinutesPerChunk) whose stored
     // buckets are stale.
     std::vector<int64_t> unsaved_chunks;
+    // Format 7: the newest chunk's buckets are in `brand/<name>`, not in a key of their own.
+    // `brand_chunk`: the chunk the stored `brand/<name>` holds (none: every chunk is a key), and
+    // what the last snapshot wrote there, applied by saved(). `stale_chunk_key`: a restore read
+    // a key of its own for the chunk now in `brand/` (format 6 and before): removed by the next
+    // snapshot.
+    std::optional<int64_t> brand_chunk;
+    mutable std::optional<int64_t> pending_brand_chunk;
+    std::optional<int64_t> stale_chunk_key;
     // Format 4's hour keys the restore read: removed by the next snapshot, which writes their
     // buckets as chunks.
     std::vector<int64_t> hour_keys;

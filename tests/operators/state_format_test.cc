@@ -384,8 +384,10 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // KpiFormat4StillRestoresToTheSameState). Then `explain/<name>` format 2, the sketches packed
   // (c6991a08a1727097 with format 1, still read: KpiExplainFormat1StillRestoresToTheSameState).
   // Then `brand/<name>` format 6, holding those sketches, no `explain/<name>` key
-  // (4258ca0ae71d2d26 with format 5, still read: KpiFormat5StillRestoresToTheSameState).
-  EXPECT_EQ(digest(state), "e7d473eb070187ef");
+  // (4258ca0ae71d2d26 with format 5, still read: KpiFormat5StillRestoresToTheSameState). Then
+  // format 7, also holding the newest chunk's buckets, which have no key of their own
+  // (e7d473eb070187ef with format 6, still read: KpiFormat6StillRestoresToTheSameState).
+  EXPECT_EQ(digest(state), "01b739374ea3d7c8");
   for (PartitionId p : kScopes) {
     if (p != kGlobalPartition) state.remove(state_scope("kpi_reputation", p) + "late");
   }
@@ -396,8 +398,54 @@ TEST(StateFormat, KpiOperatorBytesArePinned) {
   // abf93b0dc2286aaa before format 4, 83397a098e515f6e with `actors/<name>` version 4,
   // 2be65b57bd329129 with `cells` version 3, 330e5faefa26e5b6 with `brand/<name>` format 4,
   // fddfa3df78227a8b with `explain/<name>` format 1, 3848c50adb0786ad with `brand/<name>`
-  // format 5 and `explain/<name>` format 2.
-  EXPECT_EQ(digest(state), "ed6279c31c41bcf6");
+  // format 5 and `explain/<name>` format 2, ed6279c31c41bcf6 with `brand/<name>` format 6.
+  EXPECT_EQ(digest(state), "f9a43431539fe73a");
+}
+
+// Format 7's `brand/<name>` keys of one partition scope (relative keys) as format 6 wrote them:
+// the newest chunk's buckets at its end in a `chunks/<name>/<chunk>` key of their own, the rest
+// with version 6; every other key as it is.
+std::map<std::string, std::string> reputation_as_format_6(
+    const std::map<std::string, std::string>& scope) {
+  std::map<std::string, std::string> out;
+  for (const auto& [key, value] : scope) {
+    if (key.rfind("brand/", 0) != 0) {
+      out.emplace(key, value);
+      continue;
+    }
+    byte_codec::Reader in(value);
+    EXPECT_EQ(in.u64(), 7u);
+    const std::string_view body = in.rest();
+    in.i64();  // the minutes' first and count
+    in.u64();
+    in.i64();  // the open minutes' actors: their first minute, count and sketches
+    for (uint64_t n = in.u64(); n > 0; --n)
+      EXPECT_TRUE(HyperLogLog::deserialize(in.rest()).has_value());  // consumes it
+    for (uint64_t n = in.var(); n > 0; --n) {  // the explanations
+      in.svar();
+      ContributionSketch sketch(vocabulary().channel_count());
+      EXPECT_TRUE(sketch.deserialize(in, vocabulary(), /*packed=*/true));
+    }
+    std::string v6;
+    byte_codec::put_u64(v6, 6);
+    v6 += body.substr(0, body.size() - in.rest().size());
+    out.emplace(key, std::move(v6));
+    if (in.var() == 0) continue;  // no minutes, no chunk
+    const int64_t from = in.svar();
+    const uint64_t count = in.var();
+    std::string chunk;
+    byte_codec::put_u64(chunk, 5);
+    byte_codec::put_i64(chunk, from);
+    byte_codec::put_u64(chunk, count);
+    chunk += in.rest();
+    EXPECT_EQ(in.rest().size(), count * 64);
+    char hex[17];
+    const int64_t index = from >= 0 ? from / 10 : (from - 9) / 10;
+    std::snprintf(hex, sizeof hex, "%016llx",
+                  static_cast<unsigned long long>(static_cast<uint64_t>(index) ^ (uint64_t{1} << 63)));
+    out.emplace("chunks/" + key.substr(6) + "/" + hex, std::move(chunk));
+  }
+  return out;
 }
 
 // Format 6's `brand/<name>` keys of one partition scope (relative keys) as format 5 wrote them:
@@ -499,7 +547,8 @@ TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
   for (PartitionId p : kScopes) {
     const std::string scope = state_scope("kpi_reputation", p);
     if (p == kGlobalPartition) continue;
-    const auto format_5 = reputation_as_format_5(testing::entries_under(current, scope));
+    const auto format_5 =
+        reputation_as_format_5(reputation_as_format_6(testing::entries_under(current, scope)));
     for (const auto& [key, value] : reputation_as_format_3(format_5)) {
       previous.put(scope + key, value);
       ++converted;
@@ -597,7 +646,7 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   MemoryState previous = with_reputation_scopes(
-      current, [](const auto& scope) { return reputation_as_format_4(reputation_as_format_5(scope)); });
+      current, [](const auto& scope) { return reputation_as_format_4(reputation_as_format_5(reputation_as_format_6(scope))); });
   size_t hour_keys = 0;
   for (const auto& [key, value] : previous.entries()) {
     if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/minutes/") != std::string::npos)
@@ -613,7 +662,9 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
 TEST(StateFormat, KpiFormat5StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous = with_reputation_scopes(current, reputation_as_format_5);
+  MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
+    return reputation_as_format_5(reputation_as_format_6(scope));
+  });
   size_t explain_keys = 0;
   for (const auto& [key, value] : previous.entries()) {
     if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/explain/") != std::string::npos)
@@ -623,12 +674,30 @@ TEST(StateFormat, KpiFormat5StillRestoresToTheSameState) {
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
+// Issue #20 keeps the newest chunk's buckets in `brand/<name>` (format 7): state written with
+// them in a chunk key (format 6) restores to the same state, and the next checkpoint rewrites
+// each brand as format 7 and removes that chunk's key.
+TEST(StateFormat, KpiFormat6StillRestoresToTheSameState) {
+  const KpiSettings kpi = older_format_kpi();
+  const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
+  MemoryState previous = with_reputation_scopes(current, reputation_as_format_6);
+  size_t chunk_keys = 0, chunk_keys_now = 0;
+  for (const auto& [key, value] : previous.entries())
+    chunk_keys += key.find("kpi_reputation/") == 0 && key.find("/chunks/") != std::string::npos;
+  for (const auto& [key, value] : current.entries())
+    chunk_keys_now += key.find("kpi_reputation/") == 0 && key.find("/chunks/") != std::string::npos;
+  ASSERT_GT(chunk_keys, chunk_keys_now);
+  expect_restores_and_rewrites_as(previous, current, kpi);
+}
+
 // A format 5 brand is rewritten at the first checkpoint after the restore, whatever else
 // happens: its explanations move into `brand/<name>` and its `explain/<name>` key goes.
 TEST(StateFormat, AFormat5BrandIsRewrittenWithItsExplanationsAtTheNextCheckpoint) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous = with_reputation_scopes(current, reputation_as_format_5);
+  MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
+    return reputation_as_format_5(reputation_as_format_6(scope));
+  });
   // Without the global scope nothing closes at the restore (which would rewrite the brand too).
   ReputationOperator op(vocabulary(), kpi);
   const PartitionId p{1};
@@ -683,7 +752,7 @@ TEST(StateFormat, KpiExplainFormat1StillRestoresToTheSameState) {
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   size_t sketches = 0;
   MemoryState previous = with_reputation_scopes(current, [&](const auto& scope) {
-    return explain_as_format_1(reputation_as_format_5(scope), sketches);
+    return explain_as_format_1(reputation_as_format_5(reputation_as_format_6(scope)), sketches);
   });
   ASSERT_GT(sketches, 0u);
   expect_restores_and_rewrites_as(previous, current, kpi);
