@@ -522,6 +522,14 @@ KpiSettings older_format_kpi() {
   return kpi;
 }
 
+// The kpi_reputation keys of `state` with `part` in them.
+size_t reputation_keys_with(const MemoryState& state, std::string_view part) {
+  size_t n = 0;
+  for (const auto& [key, value] : state.entries())
+    n += key.rfind("kpi_reputation/", 0) == 0 && key.find(part) != std::string::npos ? 1 : 0;
+  return n;
+}
+
 // Every KPI operator restored from `previous` (an older format) and checkpointed over it leaves
 // exactly `current` (the state the current format wrote).
 void expect_restores_and_rewrites_as(MemoryState& previous, const MemoryState& current,
@@ -645,14 +653,10 @@ std::map<std::string, std::string> reputation_as_format_4(
 TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous = with_reputation_scopes(
-      current, [](const auto& scope) { return reputation_as_format_4(reputation_as_format_5(reputation_as_format_6(scope))); });
-  size_t hour_keys = 0;
-  for (const auto& [key, value] : previous.entries()) {
-    if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/minutes/") != std::string::npos)
-      ++hour_keys;
-  }
-  ASSERT_GT(hour_keys, 2u);
+  MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
+    return reputation_as_format_4(reputation_as_format_5(reputation_as_format_6(scope)));
+  });
+  ASSERT_GT(reputation_keys_with(previous, "/minutes/"), 2u);
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
@@ -665,12 +669,7 @@ TEST(StateFormat, KpiFormat5StillRestoresToTheSameState) {
   MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
     return reputation_as_format_5(reputation_as_format_6(scope));
   });
-  size_t explain_keys = 0;
-  for (const auto& [key, value] : previous.entries()) {
-    if (key.rfind("kpi_reputation/", 0) == 0 && key.find("/explain/") != std::string::npos)
-      ++explain_keys;
-  }
-  ASSERT_GT(explain_keys, 2u);
+  ASSERT_GT(reputation_keys_with(previous, "/explain/"), 2u);
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
@@ -681,12 +680,7 @@ TEST(StateFormat, KpiFormat6StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   MemoryState previous = with_reputation_scopes(current, reputation_as_format_6);
-  size_t chunk_keys = 0, chunk_keys_now = 0;
-  for (const auto& [key, value] : previous.entries())
-    chunk_keys += key.find("kpi_reputation/") == 0 && key.find("/chunks/") != std::string::npos;
-  for (const auto& [key, value] : current.entries())
-    chunk_keys_now += key.find("kpi_reputation/") == 0 && key.find("/chunks/") != std::string::npos;
-  ASSERT_GT(chunk_keys, chunk_keys_now);
+  ASSERT_GT(reputation_keys_with(previous, "/chunks/"), reputation_keys_with(current, "/chunks/"));
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
 
