@@ -73,6 +73,14 @@ constexpr uint64_t kLateVersion = 1;
 
 int64_t minute_of(EventTime t) { return floor_div(to_epoch_ms(t), ReputationOperator::kBucketMs); }
 
+// The chunk of a brand's newest minute (format 7 keeps its buckets in `brand/`); none without
+// minutes.
+template <typename Minutes>
+std::optional<int64_t> newest_chunk(const Minutes& minutes) {
+  if (minutes.items.empty()) return std::nullopt;
+  return floor_div(minutes.end() - 1, kMinutesPerChunk);
+}
+
 void fold_key(std::string_view name, uint32_t n, std::string& out) {
   out.assign("folds/").append(name).push_back('/');
   byte_codec::put_hex(out, n, kFoldDigits);
@@ -625,10 +633,7 @@ void ReputationOperator::snapshot_brand(PartitionId partition, const BrandState&
   // The newest chunk, whose buckets `brand/` holds. Its buckets change only with the brand
   // (process(), on_watermark() and the restore's conversions mark both), so it is never due
   // without `brand/`.
-  const std::optional<int64_t> tail =
-      b.minutes.items.empty()
-          ? std::nullopt
-          : std::optional<int64_t>(floor_div(b.minutes.end() - 1, kMinutesPerChunk));
+  const std::optional<int64_t> tail = newest_chunk(b.minutes);
   std::vector<int64_t> chunks = b.unsaved_chunks;
   if (b.unsaved) {
     put_u64(value, kBrandVersion);
@@ -899,7 +904,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
           if (!r.ok() || from < b.minutes.first || count == 0 ||
               count > static_cast<uint64_t>(kMinutesPerChunk) ||
               from + static_cast<int64_t>(count) != b.minutes.end() ||
-              floor_div(b.minutes.end() - 1, kMinutesPerChunk) != chunk) {
+              newest_chunk(b.minutes) != chunk) {
             return corrupt_reputation(key);
           }
           for (int64_t m = from; m < b.minutes.end(); ++m)
@@ -969,8 +974,7 @@ Status ReputationOperator::restore(PartitionId partition, StateReader& in) {
           BrandState& b = s.brands[*brand];
           // Format 6 and before wrote the newest chunk as a key: `brand/` holds it since 7, and
           // the next snapshot removes the key. A format 7 `brand/`'s own buckets stand.
-          if (format == kPartitionSnapshotVersion && !b.minutes.items.empty() &&
-              chunk == floor_div(b.minutes.end() - 1, kMinutesPerChunk)) {
+          if (format == kPartitionSnapshotVersion && newest_chunk(b.minutes) == chunk) {
             b.stale_chunk_key = chunk;
             if (b.brand_chunk) {
               b.unsaved = true;
