@@ -448,13 +448,13 @@ std::map<std::string, std::string> reputation_as_format_6(
   return out;
 }
 
-// Format 6's `brand/<name>` keys of one partition scope (relative keys) as format 5 wrote them:
-// the explanation sketches at its end in `explain/<name>` (format 2, packed), the rest with
-// version 5; every other key as it is.
+// The current keys of one partition scope (relative keys) as format 5 wrote them: format 6's
+// (reputation_as_format_6) with the explanation sketches at the end of `brand/<name>` in
+// `explain/<name>` (format 2, packed), the rest with version 5; every other key as it is.
 std::map<std::string, std::string> reputation_as_format_5(
     const std::map<std::string, std::string>& scope) {
   std::map<std::string, std::string> out;
-  for (const auto& [key, value] : scope) {
+  for (const auto& [key, value] : reputation_as_format_6(scope)) {
     if (key.rfind("brand/", 0) != 0) {
       out.emplace(key, value);
       continue;
@@ -555,8 +555,7 @@ TEST(StateFormat, KpiFormat3StillRestoresToTheSameState) {
   for (PartitionId p : kScopes) {
     const std::string scope = state_scope("kpi_reputation", p);
     if (p == kGlobalPartition) continue;
-    const auto format_5 =
-        reputation_as_format_5(reputation_as_format_6(testing::entries_under(current, scope)));
+    const auto format_5 = reputation_as_format_5(testing::entries_under(current, scope));
     for (const auto& [key, value] : reputation_as_format_3(format_5)) {
       previous.put(scope + key, value);
       ++converted;
@@ -654,7 +653,7 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
-    return reputation_as_format_4(reputation_as_format_5(reputation_as_format_6(scope)));
+    return reputation_as_format_4(reputation_as_format_5(scope));
   });
   ASSERT_GT(reputation_keys_with(previous, "/minutes/"), 2u);
   expect_restores_and_rewrites_as(previous, current, kpi);
@@ -666,9 +665,7 @@ TEST(StateFormat, KpiFormat4StillRestoresToTheSameState) {
 TEST(StateFormat, KpiFormat5StillRestoresToTheSameState) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
-    return reputation_as_format_5(reputation_as_format_6(scope));
-  });
+  MemoryState previous = with_reputation_scopes(current, reputation_as_format_5);
   ASSERT_GT(reputation_keys_with(previous, "/explain/"), 2u);
   expect_restores_and_rewrites_as(previous, current, kpi);
 }
@@ -689,9 +686,7 @@ TEST(StateFormat, KpiFormat6StillRestoresToTheSameState) {
 TEST(StateFormat, AFormat5BrandIsRewrittenWithItsExplanationsAtTheNextCheckpoint) {
   const KpiSettings kpi = older_format_kpi();
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
-  MemoryState previous = with_reputation_scopes(current, [](const auto& scope) {
-    return reputation_as_format_5(reputation_as_format_6(scope));
-  });
+  MemoryState previous = with_reputation_scopes(current, reputation_as_format_5);
   // Without the global scope nothing closes at the restore (which would rewrite the brand too).
   ReputationOperator op(vocabulary(), kpi);
   const PartitionId p{1};
@@ -746,7 +741,7 @@ TEST(StateFormat, KpiExplainFormat1StillRestoresToTheSameState) {
   const MemoryState current = checkpoint_of(make_kpi_operators(vocabulary(), kpi, {}));
   size_t sketches = 0;
   MemoryState previous = with_reputation_scopes(current, [&](const auto& scope) {
-    return explain_as_format_1(reputation_as_format_5(reputation_as_format_6(scope)), sketches);
+    return explain_as_format_1(reputation_as_format_5(scope), sketches);
   });
   ASSERT_GT(sketches, 0u);
   expect_restores_and_rewrites_as(previous, current, kpi);
