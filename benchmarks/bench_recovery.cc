@@ -29,6 +29,8 @@
 
 #include "operators/deduplicator.h"
 #include "operators/keyed_state.h"
+#include "operators/topology.h"
+#include "pipeline/checkpoint_state.h"
 #include "pipeline/config.h"
 #include "pipeline/embedded_broker.h"
 #include "pipeline/event_generator.h"
@@ -107,11 +109,12 @@ void count_state(StateDir& d) {
       bytes += key.size() + value.size();
     }
   }
+  StoreStateReader reader(**store);
   for (int p = 0; p < kPartitions; ++p) {
-    // The runner's keys: state_scope("dedup", pid) + "header" and + "seg/<16 hex>" (partition ids
-    // of topic index 0 are the partition numbers).
+    // The runner's keys: the header (Topology::stored_dedup_header) and state_scope("dedup", pid)
+    // + "seg/<16 hex>" (partition ids of topic index 0 are the partition numbers).
     const std::string scope = state_scope("dedup", PartitionId{p});
-    auto header = (*store)->get(Column::state, scope + "header");
+    auto header = Topology::stored_dedup_header(PartitionId{p}, reader);
     if (!header || !*header) continue;
     Deduplicator dedup(d.config.dedup.horizon);
     if (!dedup.begin_restore(**header)) continue;

@@ -485,15 +485,17 @@ std::string segment_key(uint64_t seq) {
 
 }  // namespace
 
-void Deduplicator::checkpoint(StateWriter& out) {
+void Deduplicator::checkpoint(StateWriter& out) { out.put("header", checkpoint_segments(out)); }
+
+const std::string& Deduplicator::checkpoint_segments(StateWriter& out) {
   // Only the ids remembered since the last checkpoint: rewriting the whole set every second was
   // 40-55 % of the runner thread at 1 M ids.
   prepare_checkpoint(pending_delta_);
-  out.put("header", pending_delta_.header);
   if (pending_delta_.has_segment) {
     out.put(segment_key(pending_delta_.segment), pending_delta_.segment_bytes);
   }
   for (uint64_t seq : pending_delta_.expired_segments) out.remove(segment_key(seq));
+  return pending_delta_.header;
 }
 
 bool Deduplicator::write_ahead(StateWriter& out) {
@@ -510,11 +512,15 @@ bool Deduplicator::write_ahead(StateWriter& out) {
 Status Deduplicator::restore(StateReader& in) {
   auto header = in.get("header");
   if (!header) return tl::unexpected(header.error());
+  return restore(in, *header ? std::optional<std::string_view>(**header) : std::nullopt);
+}
+
+Status Deduplicator::restore(StateReader& in, std::optional<std::string_view> header) {
   clear();
   // Without a header no checkpoint of this partition committed: any segment found was written
   // ahead of one that did not, and is stale.
-  if (*header) {
-    if (auto s = begin_restore(**header); !s) return s;
+  if (header) {
+    if (auto s = begin_restore(*header); !s) return s;
   }
   // Segments are collected first to size the table once (24 bytes an id, an upper bound: some
   // may have expired): no rehash while restoring 1 M ids.

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -98,6 +99,12 @@ class Deduplicator {
   void checkpoint(StateWriter& out);
   void checkpoint_committed() { checkpoint_committed(pending_delta_); }
   Status restore(StateReader& in);
+  // The same with the header kept by the caller (the Topology stores it in the partition's
+  // position key: one key fewer a checkpoint): checkpoint() without `header` writes the
+  // segments only and returns the header to store; restore() takes it back (nullopt: none was
+  // stored, no checkpoint committed) and reads only the segments from `in`.
+  const std::string& checkpoint_segments(StateWriter& out);
+  Status restore(StateReader& in, std::optional<std::string_view> header);
 
   // Write-ahead (issue #20): the ids remembered since the last segment go into a segment of their
   // own now, ahead of the checkpoint whose header will name it, so that the checkpoint itself

@@ -16,11 +16,21 @@ constexpr std::string_view kInputOwner = "input";  // offset and message counts
 constexpr std::string_view kDedupOwner = "dedup";
 constexpr std::string_view kTrackerOwner = "tracker";
 constexpr std::string_view kTopologyOwner = "topology";  // global: the operator list
-constexpr uint64_t kPositionVersion = 1;
+// Format 2 also holds the partition's clock (was `tracker/<pid>/clock`) and its dedup header
+// (was `dedup/<pid>/header`): the three were written together, whenever the partition had input,
+// as three keys (and changelog records) of a busy partition's ~12 a checkpoint (issue #20).
+// Format 1 is read (with those two keys) and rewritten at the partition's next checkpoint.
+constexpr uint64_t kPositionVersion = 2;
 
-std::string encode_position(const Topology::Partition& p) {
+// What a partition's position key holds besides the Partition's own fields (format 2).
+struct PositionExtras {
+  int64_t clock_ms = 0;
+  std::string_view dedup_header;  // into the decoded bytes
+};
+
+void encode_position(const Topology::Partition& p, const PositionExtras& extras, std::string& out) {
   using namespace byte_codec;
-  std::string out;
+  out.clear();
   put_u64(out, kPositionVersion);
   put_u64(out, p.next_offset ? 1 : 0);
   put_i64(out, p.next_offset ? p.next_offset->value : 0);
@@ -33,14 +43,17 @@ std::string encode_position(const Topology::Partition& p) {
     put_str(out, to_string(static_cast<RejectReason>(r)));
     put_u64(out, p.counts.rejected[r]);
   }
-  return out;
+  put_i64(out, extras.clock_ms);
+  put_str(out, extras.dedup_header);
 }
 
-Status decode_position(std::string_view bytes, Topology::Partition& p) {
+// Into `p`; `extras` is set for format 2 (format 1 keeps them under their own keys).
+Status decode_position(std::string_view bytes, Topology::Partition& p,
+                       std::optional<PositionExtras>& extras) {
   byte_codec::Reader in(bytes);
   const uint64_t version = in.u64();
-  if (version != kPositionVersion) {
-    return unreadable_format("input position", version, kPositionVersion, kPositionVersion);
+  if (version < 1 || version > kPositionVersion) {
+    return unreadable_format("input position", version, 1, kPositionVersion);
   }
   const bool has_offset = in.u64() != 0;
   const int64_t offset = in.i64();
@@ -57,8 +70,30 @@ Status decode_position(std::string_view bytes, Topology::Partition& p) {
       if (to_string(static_cast<RejectReason>(r)) == name) p.counts.rejected[r] = n;
     }
   }
+  extras.reset();
+  if (version >= 2) {
+    PositionExtras e;
+    e.clock_ms = in.i64();
+    e.dedup_header = in.str();
+    extras = e;
+  }
   if (!in.done()) return make_error(ErrorKind::fatal, "corrupt input position");
   return {};
+}
+
+// The position key of p.id in `in` (full keys) decoded into `p` and `extras`; false when none is
+// stored. `bytes` keeps what `extras` points into.
+Result<bool> read_position(StateReader& in, Topology::Partition& p,
+                           std::optional<PositionExtras>& extras,
+                           std::optional<std::string>& bytes) {
+  ScopedStateReader input(in, state_scope(kInputOwner, p.id));
+  auto stored = input.get("position");
+  if (!stored) return tl::unexpected(stored.error());
+  bytes = std::move(*stored);
+  extras.reset();
+  if (!bytes) return false;
+  if (auto s = decode_position(*bytes, p, extras); !s) return tl::unexpected(s.error());
+  return true;
 }
 
 std::vector<std::unique_ptr<Operator>> make_operators(const TopologySpec& spec,
@@ -155,13 +190,24 @@ std::vector<std::string> Topology::partition_state_owners() const {
 }
 
 Result<std::optional<Offset>> Topology::stored_next_offset(PartitionId partition, StateReader& in) {
-  ScopedStateReader input(in, state_scope(kInputOwner, partition));
-  auto position = input.get("position");
-  if (!position) return tl::unexpected(position.error());
-  if (!*position) return std::optional<Offset>{};
   Partition p(partition, Millis{0});
-  if (auto s = decode_position(**position, p); !s) return tl::unexpected(s.error());
-  return p.next_offset;
+  std::optional<PositionExtras> extras;
+  std::optional<std::string> bytes;
+  auto found = read_position(in, p, extras, bytes);
+  if (!found) return tl::unexpected(found.error());
+  return p.next_offset;  // nullopt when none is stored
+}
+
+Result<std::optional<std::string>> Topology::stored_dedup_header(PartitionId partition,
+                                                                 StateReader& in) {
+  Partition p(partition, Millis{0});
+  std::optional<PositionExtras> extras;
+  std::optional<std::string> bytes;
+  auto found = read_position(in, p, extras, bytes);
+  if (!found) return tl::unexpected(found.error());
+  if (extras) return std::optional<std::string>(std::string(extras->dedup_header));
+  ScopedStateReader dedup(in, state_scope(kDedupOwner, partition));
+  return dedup.get("header");
 }
 
 Result<Topology::Partition*> Topology::assign(PartitionId partition, StateReader& store) {
@@ -178,19 +224,24 @@ Result<Topology::Partition*> Topology::assign(PartitionId partition, StateReader
 }
 
 Status Topology::restore_partition(Partition& p, StateReader& in) {
-  ScopedStateReader input(in, state_scope(kInputOwner, p.id));
-  auto position = input.get("position");
-  if (!position) return tl::unexpected(position.error());
-  if (*position) {
-    if (auto s = decode_position(**position, p); !s) return s;
-  }
+  std::optional<PositionExtras> extras;
+  std::optional<std::string> bytes;
+  auto found = read_position(in, p, extras, bytes);
+  if (!found) return tl::unexpected(found.error());
   for (auto& op : operators_) {
     ScopedStateReader scoped(in, state_scope(op->name(), p.id));
     if (auto s = op->restore(p.id, scoped); !s) return s;
   }
+  ScopedStateReader dedup(in, state_scope(kDedupOwner, p.id));
+  if (extras) {
+    tracker_.restore_clock(p.id, extras->clock_ms);  // also assigns
+    return p.dedup.restore(dedup, extras->dedup_header);
+  }
+  // Format 1 (or nothing stored): the clock and the dedup header under keys of their own,
+  // removed by the partition's next checkpoint (which writes format 2).
+  p.separate_keys = *found;
   ScopedStateReader tracker(in, state_scope(kTrackerOwner, p.id));
   if (auto s = tracker_.restore(p.id, tracker); !s) return s;  // also assigns
-  ScopedStateReader dedup(in, state_scope(kDedupOwner, p.id));
   return p.dedup.restore(dedup);
 }
 
@@ -309,13 +360,18 @@ void Topology::checkpoint(StateWriter& out) {
     }
     // The clock, the dedup delta and the position change with input only.
     if (!p->dirty) continue;
-    ScopedStateWriter tracker(out, state_scope(kTrackerOwner, id));
-    tracker_.snapshot(id, tracker);
     CountingWriter dedup_counted(out, profile_[operators_.size() + 1]);
     ScopedStateWriter dedup(dedup_counted, state_scope(kDedupOwner, id));
-    p->dedup.checkpoint(dedup);
-    ScopedStateWriter input(out, state_scope(kInputOwner, id));
-    input.put("position", encode_position(*p));
+    const std::string& header = p->dedup.checkpoint_segments(dedup);
+    encode_position(*p, {tracker_.clock_ms(id), header}, scratch_);
+    CountingWriter input_counted(out, profile_[operators_.size() + 2]);
+    ScopedStateWriter input(input_counted, state_scope(kInputOwner, id));
+    input.put("position", scratch_);
+    if (p->separate_keys) {  // restored from format 1
+      dedup.remove("header");
+      ScopedStateWriter tracker(out, state_scope(kTrackerOwner, id));
+      tracker.remove("clock");
+    }
   }
   scratch_.clear();
   for (auto& op : operators_) {
@@ -331,7 +387,10 @@ void Topology::checkpoint(StateWriter& out) {
 
 void Topology::checkpoint_committed() {
   for (auto& [id, p] : owned_) {
-    if (p->dirty) p->dedup.checkpoint_committed();
+    if (p->dirty) {
+      p->dedup.checkpoint_committed();
+      p->separate_keys = false;
+    }
     p->dirty = false;
   }
   for (auto& op : operators_) op->saved();

@@ -64,6 +64,9 @@ class Topology {
     MessageCounts counts;
     Deduplicator dedup;
     bool dirty = true;  // changed since the last committed checkpoint
+    // Restored from a position of format 1, whose clock and dedup header have keys of their
+    // own: the next checkpoint removes them (format 2 holds both).
+    bool separate_keys = false;
     explicit Partition(PartitionId p, Millis horizon) : id(p), dedup(horizon) {}
   };
   enum class Outcome { stale, accepted, duplicate, rejected };
@@ -141,6 +144,10 @@ class Topology {
   std::vector<std::string> partition_state_owners() const;
   // The next offset stored for `partition` in `in` (full keys); nullopt when none is.
   static Result<std::optional<Offset>> stored_next_offset(PartitionId partition, StateReader& in);
+  // The dedup header stored for `partition` in `in` (full keys; in the position key, or its own
+  // before format 2); nullopt when none is. For tools that read a partition's dedup segments.
+  static Result<std::optional<std::string>> stored_dedup_header(PartitionId partition,
+                                                                StateReader& in);
 
  private:
   class PendingEmitter final : public Emitter {

@@ -112,9 +112,19 @@ void WatermarkTracker::snapshot(PartitionId partition, StateWriter& writer) cons
     writer.put("pipeline", out);
     return;
   }
+  byte_codec::put_i64(out, clock_ms(partition));
+  writer.put("clock", out);
+}
+
+int64_t WatermarkTracker::clock_ms(PartitionId partition) const {
   const PartitionClock* clock = find_clock(partition);
-  byte_codec::put_i64(out, to_epoch_ms(clock == nullptr ? kMinEventTime : clock->max_event_time));
-  writer.put(partition == kGlobalPartition ? "pipeline" : "clock", out);
+  return to_epoch_ms(clock == nullptr ? kMinEventTime : clock->max_event_time);
+}
+
+void WatermarkTracker::restore_clock(PartitionId partition, int64_t ms) {
+  PartitionClock& clock = clock_for(partition);
+  clock.max_event_time = std::max(clock.max_event_time, from_epoch_ms(ms));
+  stale_ = true;
 }
 
 Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
@@ -140,9 +150,7 @@ Status WatermarkTracker::restore(PartitionId partition, StateReader& reader) {
     pipeline_ = std::max(pipeline_, from_epoch_ms(ms));
     return {};
   }
-  PartitionClock& clock = clock_for(partition);
-  clock.max_event_time = std::max(clock.max_event_time, from_epoch_ms(ms));
-  stale_ = true;
+  restore_clock(partition, ms);
   return {};
 }
 

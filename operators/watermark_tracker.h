@@ -55,6 +55,10 @@ class WatermarkTracker {
   // kGlobalPartition the pipeline watermark (`pipeline`). Restoring a partition assigns it.
   void snapshot(PartitionId partition, StateWriter& out) const;
   Status restore(PartitionId partition, StateReader& in);
+  // A partition's clock without a key of its own (the Topology stores it in the partition's
+  // position key): its max event time in epoch ms, and restoring that (assigns the partition).
+  int64_t clock_ms(PartitionId partition) const;
+  void restore_clock(PartitionId partition, int64_t ms);
 
  private:
   struct PartitionClock {

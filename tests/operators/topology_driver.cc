@@ -309,9 +309,11 @@ std::map<std::string, std::string> TopologyDriver::snapshot_all() {
   return out;
 }
 
-::testing::AssertionResult TopologyDriver::snapshot_and_restore() {
+::testing::AssertionResult TopologyDriver::snapshot_and_restore(
+    const std::function<void(MemoryState&)>& rewrite) {
   store_checkpoint();
   const auto before = store_.entries();
+  if (rewrite) rewrite(store_);
   build();
   if (auto s = topology_->restore_global(store_); !s) {
     return ::testing::AssertionFailure() << "global restore: " << s.error().message;

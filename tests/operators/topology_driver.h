@@ -5,6 +5,7 @@
 // RocksDB.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -64,7 +65,10 @@ class TopologyDriver {
 
   // Checkpoints into the in-memory store, restores a freshly built Topology from it (replacing the
   // current one), and checks that the restored state checkpoints to the same keys and bytes.
-  ::testing::AssertionResult snapshot_and_restore();
+  // `rewrite`, when given, changes the stored keys before the restore (an older format of them):
+  // the restored state must still checkpoint to what was stored before it.
+  ::testing::AssertionResult snapshot_and_restore(
+      const std::function<void(MemoryState&)>& rewrite = {});
   // The checkpoints snapshot_and_restore() writes, without the restore: a run compared with a
   // restored one writes the same history of keys (a window's deltas depend on it).
   void checkpoints_of_a_restore();

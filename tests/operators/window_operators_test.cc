@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "operators/byte_codec.h"
 #include "operators/session_window_operator.h"
 #include "operators/window_operator.h"
 #include "tests/operators/allocation_counter.h"
@@ -155,6 +156,78 @@ TEST(IncrementalCheckpoint, OnlyPartitionsThatChangedAreWritten) {
   more.partition = PartitionId{1};
   d.pipe(more);
   EXPECT_EQ(partitions_written(d), (std::set<std::string>{"00000001"}));
+}
+
+// Issue #20: a partition's clock and dedup header are in its position key (format 2), not in keys
+// of their own (two keys and changelog records fewer per busy partition and checkpoint).
+TEST(IncrementalCheckpoint, APartitionsClockAndDedupHeaderAreInItsPositionKey) {
+  const auto events = generate(600, 7);
+  TopologyDriver d(all_kinds(), test_vocabulary(), {}, kWall0);
+  d.assign({0});
+  d.assign({1});
+  for (const OwnedEvent& e : events) d.pipe(e);
+  d.checkpoint();
+  const auto& keys = d.last_checkpoint_keys();
+  for (const std::string p : {"00000000", "00000001"}) {
+    EXPECT_NE(std::find(keys.begin(), keys.end(), "input/" + p + "/position"), keys.end());
+    EXPECT_EQ(std::find(keys.begin(), keys.end(), "tracker/" + p + "/clock"), keys.end());
+    EXPECT_EQ(std::find(keys.begin(), keys.end(), "dedup/" + p + "/header"), keys.end());
+  }
+  // The clock and the dedup state come back (else the position written next would differ).
+  EXPECT_TRUE(d.snapshot_and_restore());
+}
+
+// Format 1 of the position key: its partition's clock and dedup header in keys of their own.
+void positions_as_format_1(MemoryState& store) {
+  std::vector<std::pair<std::string, std::string>> positions;
+  for (const auto& [key, value] : store.entries()) {
+    if (key.starts_with("input/") && key.ends_with("/position")) positions.emplace_back(key, value);
+  }
+  ASSERT_FALSE(positions.empty());
+  for (const auto& [key, value] : positions) {
+    const std::string pid = key.substr(6, key.size() - 6 - 9);
+    byte_codec::Reader in(value);
+    ASSERT_EQ(in.u64(), 2u);
+    (void)in.u64(), (void)in.i64();
+    for (int count = 0; count < 4; ++count) (void)in.u64();
+    const uint64_t reasons = in.u64();
+    for (uint64_t r = 0; r < reasons; ++r) (void)in.str(), (void)in.u64();
+    const size_t format_1_bytes = value.size() - in.remaining();
+    const int64_t clock_ms = in.i64();
+    const std::string header(in.str());
+    ASSERT_TRUE(in.done());
+    std::string v1;
+    byte_codec::put_u64(v1, 1);
+    v1.append(value, 8, format_1_bytes - 8);
+    store.put(key, v1);
+    std::string clock;
+    byte_codec::put_u8(clock, 1);
+    byte_codec::put_i64(clock, clock_ms);
+    store.put("tracker/" + pid + "/clock", clock);
+    store.put("dedup/" + pid + "/header", header);
+  }
+}
+
+TEST(IncrementalCheckpoint, APositionOfFormat1IsReadAndRewrittenAtTheNextCheckpoint) {
+  const auto events = generate(600, 7);
+  TopologyDriver d(all_kinds(), test_vocabulary(), {}, kWall0);
+  d.assign({0});
+  d.assign({1});
+  for (const OwnedEvent& e : events) d.pipe(e);
+  // The restored state checkpoints to the same keys and bytes: format 2 positions, and the two
+  // keys of format 1 removed.
+  EXPECT_TRUE(d.snapshot_and_restore(positions_as_format_1));
+  const auto& keys = d.last_checkpoint_keys();
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "tracker/00000001/clock"), keys.end());
+  EXPECT_NE(std::find(keys.begin(), keys.end(), "dedup/00000001/header"), keys.end());
+  // Removed once: the next checkpoints do not name them again.
+  OwnedEvent more = events.back();
+  more.partition = PartitionId{1};
+  d.pipe(more);
+  d.checkpoint();
+  EXPECT_EQ(std::find(d.last_checkpoint_keys().begin(), d.last_checkpoint_keys().end(),
+                      "tracker/00000001/clock"),
+            d.last_checkpoint_keys().end());
 }
 
 // Panes that expire when the watermark passes are removed from the stored state of a partition
