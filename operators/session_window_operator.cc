@@ -14,9 +14,13 @@ namespace {
 // 2: partition records packed (varints; actors grouped per brand, brand names once per group;
 // sessions as start, length and events): about half the bytes of 1 (issue #20). 3: the same
 // layout, with `sessions/<n>` deltas after it (an actor without sessions: removed); a build that
-// reads 2 only would miss the deltas, so it refuses 3. The global record keeps its layout. 1 and
-// 2 are still read.
-constexpr uint8_t kSnapshotVersion = 3;
+// reads 2 only would miss the deltas, so it refuses 3. 4: a generation after the version, in the
+// base and in its deltas; a new base takes the next one and leaves the older deltas in place (a
+// delta of another generation is not the base's: it is skipped, and overwritten by the base's own
+// delta of that number), instead of removing them with one key each (half the keys a loaded
+// partition wrote; issue #20). The global record keeps its layout. 1 to 3 are still read.
+constexpr uint8_t kSnapshotVersion = 4;
+constexpr uint8_t kUngenerationedVersion = 3;
 constexpr std::string_view kDeltaPrefix = "sessions/";
 constexpr size_t kDeltaDigits = 4;
 
@@ -229,7 +233,7 @@ void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer)
   const PartitionState* state = partitions_.find(partition);
   if (state == nullptr) {
     byte_codec::put_u8(scratch_, kSnapshotVersion);
-    for (int i = 0; i < 3; ++i) byte_codec::put_var(scratch_, 0);
+    for (int i = 0; i < 4; ++i) byte_codec::put_var(scratch_, 0);  // generation 0: no deltas
     writer.put("sessions", scratch_);
     return;
   }
@@ -246,12 +250,12 @@ void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer)
       entries_.push_back(it == state->actors.end() ? Entry{key, {}, nullptr}  // removed
                                                    : Entry{key, it->second.actor_id, &it->second});
     }
-    encode_packed(*state, entries_, scratch_);
+    encode_packed(*state, entries_, was.generation, scratch_);
     if (was.delta_bytes + scratch_.size() <= was.base_bytes) {
       delta_key(was.deltas, key_);
       writer.put(key_, scratch_);
-      state->pending =
-          Stored{true, was.deltas + 1, was.base_bytes, was.delta_bytes + scratch_.size()};
+      state->pending = Stored{true, was.deltas + 1, was.base_bytes,
+                              was.delta_bytes + scratch_.size(), was.generation};
       return;
     }
     scratch_.clear();
@@ -259,13 +263,11 @@ void SessionWindowOperator::snapshot(PartitionId partition, StateWriter& writer)
   entries_.clear();
   for (const auto& [key, actor] : state->actors)
     entries_.push_back(Entry{key, actor.actor_id, &actor});
-  encode_packed(*state, entries_, scratch_);
+  // The stored deltas stay: the next generation's own overwrite them one by one.
+  const uint64_t generation = was.generation + 1;
+  encode_packed(*state, entries_, generation, scratch_);
   writer.put("sessions", scratch_);
-  for (uint32_t n = 0; n < was.deltas; ++n) {
-    delta_key(n, key_);
-    writer.remove(key_);
-  }
-  state->pending = Stored{true, 0, scratch_.size(), 0};
+  state->pending = Stored{true, 0, scratch_.size(), 0, generation};
 }
 
 Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader) {
@@ -282,13 +284,26 @@ Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader
   if (partition == kGlobalPartition) return {};
   state.stored.base = true;
   state.stored.base_bytes = (*bytes)->size();
-  // Key order: the deltas in the order they were written.
+  const uint8_t base_version = static_cast<uint8_t>((**bytes)[0]);
+  // Key order: the deltas in the order they were written. Beside a base of format 4, those of its
+  // generation (numbered from 0 on); the others are an older base's, skipped. Beside format 3,
+  // every delta (that format removed the older ones).
   auto scanned = reader.scan(kDeltaPrefix, [&](std::string_view key, std::string_view value) {
     const auto n = byte_codec::parse_hex(key.substr(kDeltaPrefix.size()), kDeltaDigits);
     if (!n) return corrupt("delta key '" + std::string(key) + "'");
     byte_codec::Reader in(value);
     const uint8_t version = in.u8();
-    if (!in.ok() || version != kSnapshotVersion) return corrupt("delta version");
+    if (!in.ok() || (version != kSnapshotVersion && version != kUngenerationedVersion))
+      return corrupt("delta version");
+    if (base_version == kSnapshotVersion) {
+      if (version != kSnapshotVersion) return Status{};  // written before the base
+      const uint64_t generation = in.var();
+      if (!in.ok()) return corrupt("delta generation");
+      if (generation != state.stored.generation) return Status{};  // an older base's
+      if (*n != state.stored.deltas) return corrupt("delta key '" + std::string(key) + "'");
+    } else if (version != kUngenerationedVersion) {
+      return corrupt("delta version");
+    }
     state.stored.deltas = std::max(state.stored.deltas, static_cast<uint32_t>(*n) + 1);
     state.stored.delta_bytes += value.size();
     return decode_packed(in, state, reader, rewrite);
@@ -299,9 +314,10 @@ Status SessionWindowOperator::restore(PartitionId partition, StateReader& reader
 }
 
 void SessionWindowOperator::encode_packed(const PartitionState& state, std::vector<Entry>& entries,
-                                          std::string& out) const {
+                                          uint64_t generation, std::string& out) const {
   using namespace byte_codec;
   put_u8(out, kSnapshotVersion);
+  put_var(out, generation);
   put_var(out, state.late_events);
   uint64_t brands_with_sessions = 0;
   for (const BrandStats& b : state.brands) brands_with_sessions += b.sessions > 0 ? 1 : 0;
@@ -444,6 +460,10 @@ Status SessionWindowOperator::decode(PartitionId partition, std::string_view byt
   }
   // Older formats are rewritten in the current one at the next checkpoint.
   if (version != kSnapshotVersion) rewrite = true;
+  if (version >= 4) {
+    state.stored.generation = in.var();
+    if (!in.ok()) return corrupt("generation");
+  }
   if (version >= 2) return decode_packed(in, state, reader, rewrite);
   return decode_format_1(in, state, reader);
 }

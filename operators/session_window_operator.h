@@ -37,8 +37,9 @@ class SessionWindowOperator final : public Operator {
   // Global scope: one key `window`. A partition: the key `sessions` (its open sessions and stats,
   // brands by name) and, written after it, deltas `sessions/<n>` (issue #20): the stats and only
   // the actors whose sessions changed since the last saved(), an actor without sessions meaning
-  // removed. Restore applies the deltas over `sessions` in order; `sessions` is rewritten (and the
-  // deltas removed) after kMaxDeltas of them or once they would outweigh it.
+  // removed. Restore applies the deltas over `sessions` in order; `sessions` is rewritten after
+  // kMaxDeltas of them or once they would outweigh it, with the next generation (format 4): the
+  // older deltas are not removed but skipped, until the new generation's overwrite them.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -88,9 +89,10 @@ class SessionWindowOperator final : public Operator {
   // What the store holds for a partition: the base `sessions` key and the deltas after it.
   struct Stored {
     bool base = false;
-    uint32_t deltas = 0;
+    uint32_t deltas = 0;  // of the base's generation, numbered from 0
     size_t base_bytes = 0;
     size_t delta_bytes = 0;
+    uint64_t generation = 0;  // the base's (format 4): its deltas carry it
   };
   struct PartitionState {
     absl::flat_hash_map<SessionKey, ActorSessions> actors;
@@ -122,7 +124,7 @@ class SessionWindowOperator final : public Operator {
   };
 
   // The partition's stats and `entries` (sorted and deduplicated here) in the packed layout.
-  void encode_packed(const PartitionState& state, std::vector<Entry>& entries,
+  void encode_packed(const PartitionState& state, std::vector<Entry>& entries, uint64_t generation,
                      std::string& out) const;
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader,
                 PartitionState& state, bool& rewrite);

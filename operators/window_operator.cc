@@ -20,8 +20,15 @@ namespace {
 // hour of panes per busy partition and checkpoint); the `panes` key keeps the header alone.
 // 1 to 3 are still read, and written again as format 4 at the next checkpoint. A `pane/<start>/<n>`
 // delta (its own version, kDeltaVersion) holds the changed panes of a start stored in format 4.
+// A start's base (kSliceVersion 5) and its deltas (2) carry a generation: a new base takes the
+// next one and leaves the older deltas in place, skipped by a restore and overwritten by the new
+// base's own, instead of removing them with a key each (issue #20); the start's expiry removes
+// every delta key it wrote. Bases of version 4 and deltas of version 1 are still read.
 constexpr uint8_t kPartitionVersion = 4;
-constexpr uint8_t kDeltaVersion = 1;
+constexpr uint8_t kSliceVersion = 5;
+constexpr uint8_t kSliceVersionUngenerationed = 4;
+constexpr uint8_t kDeltaVersion = 2;
+constexpr uint8_t kDeltaVersionUngenerationed = 1;
 constexpr uint8_t kGlobalVersion = 3;
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 constexpr std::string_view kPanePrefix = "pane/";
@@ -394,28 +401,34 @@ void WindowOperator::snapshot(PartitionId partition, StateWriter& writer) const 
                        state->stale_starts.end();
     scratch_.clear();
     if (was != nullptr && !stale && was->deltas < kMaxDeltas &&
-        encode_delta(*state, start, scratch_) &&
+        encode_delta(*state, start, was->generation, scratch_) &&
         was->delta_bytes + scratch_.size() <= was->base_bytes) {
       delta_key(start, was->deltas, delta_key_);
       writer.put(delta_key_, scratch_);
-      state->pending.emplace_back(
-          start, StoredStart{was->deltas + 1, was->base_bytes, was->delta_bytes + scratch_.size()});
+      StoredStart next = *was;
+      ++next.deltas;
+      next.delta_bytes += scratch_.size();
+      next.written = std::max(next.written, next.deltas);
+      state->pending.emplace_back(start, next);
       continue;
     }
     pane_key(start, key_);
     scratch_.clear();
-    const bool any = encode_slice(*state, start, scratch_);
+    // A new base takes the next generation; the deltas of the one before stay until overwritten.
+    const uint64_t generation = was == nullptr ? 1 : was->generation + 1;
+    const bool any = encode_slice(*state, start, generation, scratch_);
     if (any) {
       writer.put(key_, scratch_);
-    } else {
-      writer.remove(key_);
+      state->pending.emplace_back(
+          start, StoredStart{0, scratch_.size(), 0, generation, was == nullptr ? 0 : was->written});
+      continue;
     }
-    for (uint32_t n = 0; was != nullptr && n < was->deltas; ++n) {
+    writer.remove(key_);
+    for (uint32_t n = 0; was != nullptr && n < was->written; ++n) {
       delta_key(start, n, delta_key_);
       writer.remove(delta_key_);
     }
-    state->pending.emplace_back(
-        start, any ? std::optional<StoredStart>(StoredStart{0, scratch_.size(), 0}) : std::nullopt);
+    state->pending.emplace_back(start, std::nullopt);
   }
 }
 
@@ -434,7 +447,7 @@ void WindowOperator::encode_entry_head(size_t series_index, const Pane& pane,
   pane.aggregate.encode_packed(out, kPaneMeasures);
 }
 
-bool WindowOperator::encode_delta(const PartitionState& state, int64_t start,
+bool WindowOperator::encode_delta(const PartitionState& state, int64_t start, uint64_t generation,
                                   std::string& out) const {
   size_t count = 0;
   for (const PaneSeries& series : state.series) {
@@ -445,6 +458,7 @@ bool WindowOperator::encode_delta(const PartitionState& state, int64_t start,
   }
   if (count == 0) return false;
   byte_codec::put_u8(out, kDeltaVersion);
+  byte_codec::put_var(out, generation);
   byte_codec::put_var(out, count);
   for (size_t index = 0; index < state.series.size(); ++index) {
     const Pane* pane = pane_of(state.series[index], start);
@@ -484,13 +498,14 @@ void WindowOperator::encode_header(const PartitionState* state, std::string& out
       close_boundary(state == nullptr ? watermark_ : state->closed_through.value_or(watermark_)));
 }
 
-bool WindowOperator::encode_slice(const PartitionState& state, int64_t start,
+bool WindowOperator::encode_slice(const PartitionState& state, int64_t start, uint64_t generation,
                                   std::string& out) const {
   // Series in index order: the bytes depend on the state only.
   size_t count = 0;
   for (const PaneSeries& series : state.series) count += pane_of(series, start) != nullptr ? 1 : 0;
   if (count == 0) return false;
-  byte_codec::put_u8(out, kPartitionVersion);
+  byte_codec::put_u8(out, kSliceVersion);
+  byte_codec::put_var(out, generation);
   byte_codec::put_var(out, count);
   for (size_t index = 0; index < state.series.size(); ++index) {
     const Pane* pane = pane_of(state.series[index], start);
@@ -646,17 +661,44 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
   // compare equal).
   if (close_boundary(*state.closed_through) == close_boundary(watermark_))
     state.closed_through.reset();
-  // Key order: each start's base, then its deltas in the order they were written.
+  // Key order: each start's base, then its deltas in the order they were written. Beside a base
+  // with a generation, the deltas of that generation (numbered from 0 on); the others are an
+  // older base's, skipped (and removed with the start). Beside a base of version 4, every delta.
+  std::map<int64_t, uint8_t> base_versions;
   auto scanned = reader.scan(kPanePrefix, [&](std::string_view key, std::string_view bytes) {
     const auto parsed = parse_pane_key(key);
     if (!parsed) return corrupt("pane key '" + std::string(key) + "'");
     StoredStart& stored = state.stored[parsed->start];
+    const uint8_t version = bytes.empty() ? 0 : static_cast<uint8_t>(bytes[0]);
     if (!parsed->delta) {
       stored.base_bytes = bytes.size();
-      return decode_slice(state, parsed->start, bytes, reader);
+      base_versions[parsed->start] = version;
+      // A base without a generation is rewritten with one before any delta is written for it.
+      if (version == kSliceVersionUngenerationed) note_stale(state, parsed->start);
+      return decode_slice(state, parsed->start, bytes, stored.generation, reader);
+    }
+    stored.written = std::max(stored.written, *parsed->delta + 1);
+    const auto base = base_versions.find(parsed->start);
+    if (base != base_versions.end() && base->second == kSliceVersion) {
+      if (version != kDeltaVersion) return Status{};  // written before the base
+      byte_codec::Reader in(bytes);
+      in.u8();
+      const uint64_t generation = in.var();
+      if (!in.ok()) return corrupt("pane delta generation");
+      if (generation != stored.generation) return Status{};  // an older base's
+      if (*parsed->delta != stored.deltas) return corrupt("pane key '" + std::string(key) + "'");
+    } else if (version != kDeltaVersionUngenerationed) {
+      // Beside no base or one of version 4 (never written so): skipped, its start rewritten
+      // whole and every delta key of it removed when it expires.
+      if (version == kDeltaVersion) {
+        note_stale(state, parsed->start);
+        return Status{};
+      }
+      return Status{unreadable_format("window operator '" + spec_.name + "': a pane delta key",
+                                      version, kDeltaVersionUngenerationed, kDeltaVersion)};
     }
     // A delta without its base (never written so) makes delta_bytes exceed base_bytes: the next
-    // checkpoint of the start rewrites it whole and removes the deltas.
+    // checkpoint of the start rewrites it whole.
     stored.deltas = std::max(stored.deltas, *parsed->delta + 1);
     stored.delta_bytes += bytes.size();
     return decode_delta(state, parsed->start, bytes, reader);
@@ -667,17 +709,19 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
 }
 
 Status WindowOperator::read_entries(PartitionState& state, int64_t start, std::string_view bytes,
-                                    uint8_t version, std::string_view what, StateReader& reader,
+                                    uint8_t version, uint8_t older, uint64_t& generation,
+                                    std::string_view what, StateReader& reader,
                                     const EntryReader& entry) {
   byte_codec::Reader in(bytes);
   const uint8_t stored_version = in.u8();
-  const uint64_t count = in.var();
-  if (!in.ok()) return corrupt(std::string(what) + " header");
-  if (stored_version != version) {
+  if (in.ok() && stored_version != version && stored_version != older) {
     return unreadable_format(
         "window operator '" + spec_.name + "': a " + std::string(what) + " key", stored_version,
-        version, version);
+        older, version);
   }
+  generation = stored_version == version ? in.var() : 0;
+  const uint64_t count = in.var();
+  if (!in.ok()) return corrupt(std::string(what) + " header");
   for (uint64_t k = 0; k < count; ++k) {
     const std::string_view brand = in.vstr();
     const std::string_view channel = in.vstr();
@@ -691,8 +735,9 @@ Status WindowOperator::read_entries(PartitionState& state, int64_t start, std::s
 }
 
 Status WindowOperator::decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
-                                    StateReader& reader) {
-  return read_entries(state, start, bytes, kPartitionVersion, "pane", reader,
+                                    uint64_t& generation, StateReader& reader) {
+  return read_entries(state, start, bytes, kSliceVersion, kSliceVersionUngenerationed, generation,
+                      "pane", reader,
                       [&](byte_codec::Reader& in, std::optional<uint32_t> known) -> Status {
                         Pane* pane = nullptr;
                         if (auto s = read_pane(in, state, known, start, &pane); !s) return s;
@@ -703,29 +748,29 @@ Status WindowOperator::decode_slice(PartitionState& state, int64_t start, std::s
 
 Status WindowOperator::decode_delta(PartitionState& state, int64_t start, std::string_view bytes,
                                     StateReader& reader) {
-  return read_entries(state, start, bytes, kDeltaVersion, "pane delta", reader,
-                      [&](byte_codec::Reader& in, std::optional<uint32_t> known) -> Status {
-                        const uint8_t dirty = in.u8();
-                        Measures measures;
-                        if (!in.ok() || !measures.decode_packed(in, kPaneMeasures))
-                          return corrupt("pane delta");
-                        const uint64_t n = in.var();
-                        if (!in.ok() || n > in.remaining() / 8) return corrupt("pane delta actors");
-                        bool created = false;
-                        Pane* pane = known ? &pane_at(state, *known, start, created) : nullptr;
-                        for (uint64_t i = 0; i < n; ++i) {
-                          const uint64_t h = in.u64();
-                          if (pane != nullptr) pane->aggregate.actors.add(h);
-                        }
-                        if (!in.ok()) return corrupt("pane delta actors");
-                        if (pane == nullptr) return {};  // dropped: read past it
-                        static_cast<Measures&>(pane->aggregate) = measures;
-                        pane->dirty = dirty != 0;
-                        pane->unsaved = false;  // as stored
-                        earliest_due_ = std::min(earliest_due_,
-                                                 first_window_start(start) + size_ms_ + grace_ms_);
-                        return {};
-                      });
+  uint64_t generation = 0;
+  return read_entries(
+      state, start, bytes, kDeltaVersion, kDeltaVersionUngenerationed, generation, "pane delta",
+      reader, [&](byte_codec::Reader& in, std::optional<uint32_t> known) -> Status {
+        const uint8_t dirty = in.u8();
+        Measures measures;
+        if (!in.ok() || !measures.decode_packed(in, kPaneMeasures)) return corrupt("pane delta");
+        const uint64_t n = in.var();
+        if (!in.ok() || n > in.remaining() / 8) return corrupt("pane delta actors");
+        bool created = false;
+        Pane* pane = known ? &pane_at(state, *known, start, created) : nullptr;
+        for (uint64_t i = 0; i < n; ++i) {
+          const uint64_t h = in.u64();
+          if (pane != nullptr) pane->aggregate.actors.add(h);
+        }
+        if (!in.ok()) return corrupt("pane delta actors");
+        if (pane == nullptr) return {};  // dropped: read past it
+        static_cast<Measures&>(pane->aggregate) = measures;
+        pane->dirty = dirty != 0;
+        pane->unsaved = false;  // as stored
+        earliest_due_ = std::min(earliest_due_, first_window_start(start) + size_ms_ + grace_ms_);
+        return {};
+      });
 }
 
 Status WindowOperator::read_pane(byte_codec::Reader& in, PartitionState& state,

@@ -56,8 +56,9 @@ class WindowOperator final : public Operator {
   // panes, not the hour of panes an hourly window keeps. A start already stored usually gets a
   // delta `pane/<start>/<n>` instead of a rewrite: the measures of its changed panes and only the
   // actor hashes that changed their sets since the last saved(); restore applies the deltas over
-  // the base in order. The base is rewritten (and its deltas removed) after kMaxDeltas of them,
-  // once they outweigh it, or when a pane's changes outgrow kFreshLimit hashes.
+  // the base in order. The base is rewritten after kMaxDeltas of them, once they outweigh it, or
+  // when a pane's changes outgrow kFreshLimit hashes, with the next generation: the older deltas
+  // are skipped until overwritten, and removed with the start.
   void snapshot(PartitionId partition, StateWriter& out) const override;
   Status restore(PartitionId partition, StateReader& in) override;
   void drop(PartitionId partition) override;
@@ -86,9 +87,11 @@ class WindowOperator final : public Operator {
   };
   // What the store holds for one pane start: the base key and the deltas written after it.
   struct StoredStart {
-    uint32_t deltas = 0;
+    uint32_t deltas = 0;  // of the base's generation, numbered from 0
     size_t base_bytes = 0;
     size_t delta_bytes = 0;
+    uint64_t generation = 0;  // the base's: its deltas carry it
+    uint32_t written = 0;     // delta keys stored, of any generation (removed with the start)
   };
   // The live panes of one brand+channel in one partition, by ascending pane start. Panes are
   // created in (nearly) event-time order and expire from the front, so a short sorted vector
@@ -156,27 +159,32 @@ class WindowOperator final : public Operator {
   void sweep();
   void encode_global(std::string& out) const;
   void encode_header(const PartitionState* state, std::string& out) const;
-  // Every brand+channel's pane starting at `start`; false when there is none.
-  bool encode_slice(const PartitionState& state, int64_t start, std::string& out) const;
+  // Every brand+channel's pane starting at `start`, as a base of `generation`; false when there
+  // is none.
+  bool encode_slice(const PartitionState& state, int64_t start, uint64_t generation,
+                    std::string& out) const;
   // The pane of `series` that starts at `start`, or null.
   static const Pane* pane_of(const PaneSeries& series, int64_t start);
   // What base and delta entries begin with: names, dirty flag, measures.
   void encode_entry_head(size_t series_index, const Pane& pane, std::string& out) const;
   // The unsaved panes of `start` as a delta; false when one of them overflowed (or none is
   // unsaved): the base is rewritten instead.
-  bool encode_delta(const PartitionState& state, int64_t start, std::string& out) const;
+  bool encode_delta(const PartitionState& state, int64_t start, uint64_t generation,
+                    std::string& out) const;
   static void note_fresh(Pane& pane, uint64_t hash);
   Status decode(PartitionId partition, std::string_view bytes, StateReader& reader);
   Status decode_packed(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
   // Format 4: the header's fields, then every `pane/` key.
   Status decode_split(PartitionId partition, byte_codec::Reader& in, StateReader& reader);
-  // A `pane/` key's header (its version must be `version`) and each entry's names, resolved;
-  // `entry` reads the rest of the entry (nullopt: a dropped brand or channel, read past it).
+  // A `pane/` key's header (its version `version`, followed by its generation, or `older`,
+  // without one: 0) and each entry's names, resolved; `entry` reads the rest of the entry
+  // (nullopt: a dropped brand or channel, read past it).
   using EntryReader = std::function<Status(byte_codec::Reader&, std::optional<uint32_t>)>;
   Status read_entries(PartitionState& state, int64_t start, std::string_view bytes, uint8_t version,
-                      std::string_view what, StateReader& reader, const EntryReader& entry);
+                      uint8_t older, uint64_t& generation, std::string_view what,
+                      StateReader& reader, const EntryReader& entry);
   Status decode_slice(PartitionState& state, int64_t start, std::string_view bytes,
-                      StateReader& reader);
+                      uint64_t& generation, StateReader& reader);
   Status decode_delta(PartitionState& state, int64_t start, std::string_view bytes,
                       StateReader& reader);
   // One pane's fields (dirty flag, measures, actors) at `in`, placed at `start` in the series of

@@ -145,10 +145,15 @@ TEST(StateFormat, WindowOperatorBytesArePinned) {
   // so that it changes when a window closes, not with every watermark (8251abcc384890b7 held
   // the watermark itself). Then sessions list their actors by brand, hash and id instead of
   // brand, id and hash (8cb2a0305ababd79; format 3 either way: the reader takes any order).
-  EXPECT_EQ(digest(state), "0a277f996a050cb4");
+  // Sessions format 4: a generation in the base and its deltas, so that a new base leaves the
+  // older deltas in place instead of removing them (0a277f996a050cb4 was format 3, still read:
+  // SessionWindowOperator.Format3BaseAndDeltasRestoreAndAreRewritten), and window pane starts
+  // likewise (bases version 5, deltas 2: a8608b125a3901ee was 4 and 1, still read:
+  // WindowOperator.PaneStartsOfVersion4RestoreAndAreRewrittenWithAGeneration).
+  EXPECT_EQ(digest(state), "6974131826bc4fac");
 }
 
-// Format 4's partition state (the `panes` header and its `pane/<start>` keys, relative to the
+// Format 4's partition state (the `panes` header and its `pane/<start>` keys, version 5, relative to the
 // scope) rewritten as format 3's one `panes` record: panes grouped by brand+channel (in
 // configured order) with delta starts.
 std::string window_partition_as_format_3(const std::map<std::string, std::string>& scope,
@@ -169,7 +174,8 @@ std::string window_partition_as_format_3(const std::map<std::string, std::string
     const int64_t start =
         static_cast<int64_t>(std::stoull(key.substr(5), nullptr, 16) ^ (uint64_t{1} << 63));
     byte_codec::Reader in(value);
-    EXPECT_EQ(in.u8(), 4);
+    EXPECT_EQ(in.u8(), 5);
+    (void)in.var();  // the base's generation (none before version 5)
     const uint64_t count = in.var();
     for (uint64_t k = 0; k < count; ++k) {
       const std::string brand(in.vstr());
@@ -263,10 +269,18 @@ std::string window_record_as_format_2(std::string_view v3, const Vocabulary& v) 
   return out;
 }
 
-// Sessions format 3's base record as format 2: the same layout (2 had no deltas).
-std::string session_record_as_format_2(std::string_view v3) {
-  EXPECT_EQ(v3.at(0), 3);
-  return "\x02" + std::string(v3.substr(1));
+// Sessions format 4's base record as format 3: the same without its generation.
+std::string session_record_as_format_3(std::string_view v4) {
+  byte_codec::Reader in(v4);
+  EXPECT_EQ(in.u8(), 4);
+  (void)in.var();  // the generation
+  return "\x03" + std::string(in.rest());
+}
+
+// Sessions format 4's base record as format 2: format 3's layout (2 had no deltas).
+std::string session_record_as_format_2(std::string_view v4) {
+  const std::string v3 = session_record_as_format_3(v4);
+  return "\x02" + v3.substr(1);
 }
 
 // Sessions format 2's partition record rewritten as format 1.
