@@ -194,10 +194,11 @@ Result<std::unique_ptr<StateChangelog>> StateChangelog::open(CheckpointStore& st
   settings["bootstrap.servers"] = self->options_.bootstrap;
   settings.try_emplace("log_level", "4");
   // Records go out in two bursts a checkpoint (the deltas before the local write, the markers
-  // after it) and /metrics waits for the markers' acknowledgement: a linger only delays them
-  // (5 ms: 7.7-13 ms of wait after the snapshot at 64 partitions, 25-37 at 256; 0 ms: 3.5-6,
-  // 17-20; RESULTS.md). The burst still fills batches while the first request is in flight.
-  settings.try_emplace("linger.ms", "0");
+  // after it) and /metrics waits for the markers' acknowledgement, which a long linger delays
+  // (5 ms: 7.7-13 ms of wait after the snapshot at 64 partitions). 0 ms cut that wait further but
+  // woke the producer's thread for nearly every record of the burst, which cost the checkpoint's
+  // own build and write more than it saved (RESULTS.md, twenty-sixth session).
+  settings.try_emplace("linger.ms", "1");
   settings.try_emplace("queue.buffering.max.messages", "1000000");
   self->restore_settings_ = settings;
   add_changelog_producer_settings(settings, self->options_.max_record_bytes);
