@@ -22,13 +22,14 @@ constexpr std::string_view kTopologyOwner = "topology";  // global: the operator
 // Format 1 is read (with those two keys) and rewritten at the partition's next checkpoint.
 constexpr uint64_t kPositionVersion = 2;
 
-// What a partition's position key holds besides the Partition's own fields (format 2).
+// What a partition's position key holds besides the Partition's own fields (format 2), decoded.
 struct PositionExtras {
   int64_t clock_ms = 0;
-  std::string_view dedup_header;  // into the decoded bytes
+  std::string dedup_header;
 };
 
-void encode_position(const Topology::Partition& p, const PositionExtras& extras, std::string& out) {
+void encode_position(const Topology::Partition& p, int64_t clock_ms, std::string_view dedup_header,
+                     std::string& out) {
   using namespace byte_codec;
   out.clear();
   put_u64(out, kPositionVersion);
@@ -43,8 +44,8 @@ void encode_position(const Topology::Partition& p, const PositionExtras& extras,
     put_str(out, to_string(static_cast<RejectReason>(r)));
     put_u64(out, p.counts.rejected[r]);
   }
-  put_i64(out, extras.clock_ms);
-  put_str(out, extras.dedup_header);
+  put_i64(out, clock_ms);
+  put_str(out, dedup_header);
 }
 
 // Into `p`; `extras` is set for format 2 (format 1 keeps them under their own keys).
@@ -82,17 +83,15 @@ Status decode_position(std::string_view bytes, Topology::Partition& p,
 }
 
 // The position key of p.id in `in` (full keys) decoded into `p` and `extras`; false when none is
-// stored. `bytes` keeps what `extras` points into.
+// stored.
 Result<bool> read_position(StateReader& in, Topology::Partition& p,
-                           std::optional<PositionExtras>& extras,
-                           std::optional<std::string>& bytes) {
+                           std::optional<PositionExtras>& extras) {
   ScopedStateReader input(in, state_scope(kInputOwner, p.id));
   auto stored = input.get("position");
   if (!stored) return tl::unexpected(stored.error());
-  bytes = std::move(*stored);
   extras.reset();
-  if (!bytes) return false;
-  if (auto s = decode_position(*bytes, p, extras); !s) return tl::unexpected(s.error());
+  if (!*stored) return false;
+  if (auto s = decode_position(**stored, p, extras); !s) return tl::unexpected(s.error());
   return true;
 }
 
@@ -192,8 +191,7 @@ std::vector<std::string> Topology::partition_state_owners() const {
 Result<std::optional<Offset>> Topology::stored_next_offset(PartitionId partition, StateReader& in) {
   Partition p(partition, Millis{0});
   std::optional<PositionExtras> extras;
-  std::optional<std::string> bytes;
-  auto found = read_position(in, p, extras, bytes);
+  auto found = read_position(in, p, extras);
   if (!found) return tl::unexpected(found.error());
   return p.next_offset;  // nullopt when none is stored
 }
@@ -202,10 +200,9 @@ Result<std::optional<std::string>> Topology::stored_dedup_header(PartitionId par
                                                                  StateReader& in) {
   Partition p(partition, Millis{0});
   std::optional<PositionExtras> extras;
-  std::optional<std::string> bytes;
-  auto found = read_position(in, p, extras, bytes);
+  auto found = read_position(in, p, extras);
   if (!found) return tl::unexpected(found.error());
-  if (extras) return std::optional<std::string>(std::string(extras->dedup_header));
+  if (extras) return std::optional<std::string>(std::move(extras->dedup_header));
   ScopedStateReader dedup(in, state_scope(kDedupOwner, partition));
   return dedup.get("header");
 }
@@ -225,8 +222,7 @@ Result<Topology::Partition*> Topology::assign(PartitionId partition, StateReader
 
 Status Topology::restore_partition(Partition& p, StateReader& in) {
   std::optional<PositionExtras> extras;
-  std::optional<std::string> bytes;
-  auto found = read_position(in, p, extras, bytes);
+  auto found = read_position(in, p, extras);
   if (!found) return tl::unexpected(found.error());
   for (auto& op : operators_) {
     ScopedStateReader scoped(in, state_scope(op->name(), p.id));
@@ -363,7 +359,7 @@ void Topology::checkpoint(StateWriter& out) {
     CountingWriter dedup_counted(out, profile_[operators_.size() + 1]);
     ScopedStateWriter dedup(dedup_counted, state_scope(kDedupOwner, id));
     const std::string& header = p->dedup.checkpoint_segments(dedup);
-    encode_position(*p, {tracker_.clock_ms(id), header}, scratch_);
+    encode_position(*p, tracker_.clock_ms(id), header, scratch_);
     CountingWriter input_counted(out, profile_[operators_.size() + 2]);
     ScopedStateWriter input(input_counted, state_scope(kInputOwner, id));
     input.put("position", scratch_);

@@ -664,7 +664,8 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
   // Key order: each start's base, then its deltas in the order they were written. Beside a base
   // with a generation, the deltas of that generation (numbered from 0 on); the others are an
   // older base's, skipped (and removed with the start). Beside a base of version 4, every delta.
-  std::map<int64_t, uint8_t> base_versions;
+  // A start's deltas follow its base in key order: the last base read is theirs, if any.
+  std::optional<std::pair<int64_t, uint8_t>> last_base;  // start, version
   auto scanned = reader.scan(kPanePrefix, [&](std::string_view key, std::string_view bytes) {
     const auto parsed = parse_pane_key(key);
     if (!parsed) return corrupt("pane key '" + std::string(key) + "'");
@@ -672,14 +673,13 @@ Status WindowOperator::decode_split(PartitionId partition, byte_codec::Reader& i
     const uint8_t version = bytes.empty() ? 0 : static_cast<uint8_t>(bytes[0]);
     if (!parsed->delta) {
       stored.base_bytes = bytes.size();
-      base_versions[parsed->start] = version;
+      last_base.emplace(parsed->start, version);
       // A base without a generation is rewritten with one before any delta is written for it.
       if (version == kSliceVersionUngenerationed) note_stale(state, parsed->start);
       return decode_slice(state, parsed->start, bytes, stored.generation, reader);
     }
     stored.written = std::max(stored.written, *parsed->delta + 1);
-    const auto base = base_versions.find(parsed->start);
-    if (base != base_versions.end() && base->second == kSliceVersion) {
+    if (last_base == std::pair<int64_t, uint8_t>(parsed->start, kSliceVersion)) {
       if (version != kDeltaVersion) return Status{};  // written before the base
       byte_codec::Reader in(bytes);
       in.u8();
